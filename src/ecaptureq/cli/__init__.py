@@ -1,0 +1,1 @@
+"""The ``ecaptureq`` command line."""
