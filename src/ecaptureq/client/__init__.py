@@ -1,0 +1,31 @@
+"""Clients of an eCaptureQ server: real eCapture or ecaptureq's own."""
+
+from ecaptureq.client.connection import (
+    DEFAULT_ORIGIN,
+    Client,
+    ClientError,
+    ConnectError,
+    Connected,
+    ConnectionLost,
+    Disconnected,
+    Status,
+    SyncClient,
+)
+from ecaptureq.client.session import Session, SessionStats
+from ecaptureq.client.url import BadURL, normalize_url
+
+__all__ = [
+    "DEFAULT_ORIGIN",
+    "BadURL",
+    "Client",
+    "ClientError",
+    "ConnectError",
+    "Connected",
+    "ConnectionLost",
+    "Disconnected",
+    "Session",
+    "SessionStats",
+    "Status",
+    "SyncClient",
+    "normalize_url",
+]

@@ -1,0 +1,278 @@
+"""Connect to an eCaptureQ server (real eCapture or ours) and iterate over its messages.
+
+:class:`Client` is the asyncio front end; :class:`SyncClient` wraps it for ordinary loops. Both send
+``Origin: http://localhost/`` by default, because real eCapture answers 403 to a handshake without one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as _ssl
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from ecaptureq.client.session import Session, SessionStats
+from ecaptureq.client.url import normalize_url
+from ecaptureq.protocol import DecodeError, Message
+
+logger = logging.getLogger("ecaptureq.client")
+
+DEFAULT_ORIGIN = "http://localhost/"
+"""The Origin the reference clients send; real eCapture refuses a handshake without one."""
+
+MAX_FRAME_SIZE = 16 * 1024 * 1024
+"""Largest frame accepted (eCapture caps one capture at 16 KiB; this leaves room for anything sane)."""
+
+
+class ClientError(Exception):
+    """Base class of the errors a client reports."""
+
+
+class ConnectError(ClientError):
+    """The server could not be reached, or refused the handshake (``status`` holds its HTTP status)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ConnectionLost(ClientError):
+    """An established connection ended and reconnecting is off."""
+
+    def __init__(self, message: str, code: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Connected:
+    """Status: a connection opened. ``gap`` is the seconds without a connection before it (reconnects)."""
+
+    url: str
+    attempt: int
+    gap: float | None
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """Status: a connection ended or an attempt failed; ``retry_in`` is ``None`` when giving up."""
+
+    reason: str
+    retry_in: float | None
+
+
+Status = Connected | Disconnected
+"""Connection status changes reported to ``on_status``."""
+
+
+def _default_malformed(error: DecodeError) -> None:
+    logger.warning("skipped %s", error)
+
+
+class Client:
+    """An eCaptureQ client: ``async for message in Client(url)`` yields typed messages.
+
+    Parameters:
+        url: the server's URL (normalised by :func:`~ecaptureq.client.url.normalize_url`).
+        origin: the Origin header to send, or ``None`` to send none.
+        reconnect: reconnect with capped exponential backoff when the connection ends or fails.
+        initial_backoff, max_backoff: the backoff's first and largest delay in seconds.
+        open_timeout: seconds allowed for one connection attempt (TCP, TLS and handshake).
+        headers: extra handshake headers (for instance ``Authorization``).
+        ssl: the TLS context for ``wss://`` (the default verifies certificates).
+        on_malformed: called with each skipped malformed frame (default: a logged warning).
+        on_status: called with :class:`Connected` and :class:`Disconnected` status changes.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        origin: str | None = DEFAULT_ORIGIN,
+        reconnect: bool = False,
+        initial_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        open_timeout: float = 10.0,
+        headers: Mapping[str, str] | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        on_malformed: Callable[[DecodeError], None] | None = None,
+        on_status: Callable[[Status], None] | None = None,
+    ) -> None:
+        self.url, self.url_warnings = normalize_url(url)
+        for warning in self.url_warnings:
+            logger.warning("%s", warning)
+        self.origin = origin
+        self.reconnect = reconnect
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self.open_timeout = open_timeout
+        self.headers = dict(headers or {})
+        self.ssl = ssl
+        self.session = Session()
+        self._on_malformed = on_malformed or _default_malformed
+        self._on_status = on_status
+        self._conn: ClientConnection | None = None
+        self._closed = False
+
+    @property
+    def stats(self) -> SessionStats:
+        """Counters over all connections: frames, messages, malformed, suppressed logs, connections."""
+        return self.session.stats
+
+    def _status(self, status: Status) -> None:
+        if self._on_status is not None:
+            self._on_status(status)
+
+    async def _open(self) -> ClientConnection:
+        kwargs: dict[str, Any] = {
+            "origin": self.origin,
+            "additional_headers": self.headers,
+            "open_timeout": self.open_timeout,
+            "compression": None,
+            "max_size": MAX_FRAME_SIZE,
+            "user_agent_header": "ecaptureq",
+        }
+        if self.url.startswith("wss://"):
+            kwargs["ssl"] = self.ssl or _ssl.create_default_context()
+        try:
+            return await connect(self.url, **kwargs)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            body = exc.response.body.decode("utf-8", "replace").strip() if exc.response.body else ""
+            hint = {
+                401: "the server wants a token (--token)",
+                403: "the server refused this client (Origin or token)",
+            }.get(status, "")
+            detail = "; ".join(x for x in (hint, body[:200]) if x)
+            raise ConnectError(
+                f"{self.url}: the server refused the handshake with HTTP {status}"
+                + (f" ({detail})" if detail else ""),
+                status,
+            ) from None
+        except InvalidURI as exc:
+            raise ConnectError(f"{self.url}: {exc}") from None
+        except InvalidHandshake as exc:
+            raise ConnectError(f"{self.url}: not a WebSocket server ({exc})") from None
+        except _ssl.SSLCertVerificationError as exc:
+            raise ConnectError(
+                f"{self.url}: TLS certificate not trusted ({exc.verify_message}); pass --ca FILE or --insecure"
+            ) from None
+        except (OSError, TimeoutError) as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise ConnectError(f"cannot connect to {self.url}: {reason}") from None
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        """Yield messages until the connection ends (or forever, reconnecting, with ``reconnect``)."""
+        attempt = 0
+        delay = self.initial_backoff
+        lost_at: float | None = None
+        while not self._closed:
+            attempt += 1
+            try:
+                conn = await self._open()
+            except ConnectError as exc:
+                if not self.reconnect or (exc.status is not None and exc.status in (401, 403)):
+                    raise
+                self._status(Disconnected(str(exc), delay))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+                continue
+            self._conn = conn
+            self.session.connection_opened()
+            gap = None if lost_at is None else time.monotonic() - lost_at
+            self._status(Connected(self.url, attempt, gap))
+            received = 0
+            try:
+                async for frame in conn:
+                    msg = self.session.receive(frame)
+                    if msg is None:
+                        continue
+                    if isinstance(msg, DecodeError):
+                        self._on_malformed(msg)
+                        continue
+                    received += 1
+                    yield msg
+            except ConnectionClosed:
+                pass
+            finally:
+                self._conn = None
+            if self._closed:
+                return
+            rcvd = conn.close_rcvd
+            code = rcvd.code if rcvd else None
+            reason = rcvd.reason if rcvd else ""
+            why = f"closed by the server with {code} ({reason})" if rcvd else "connection lost (no close frame)"
+            lost_at = time.monotonic()
+            if received:
+                delay = self.initial_backoff
+            if not self.reconnect:
+                raise ConnectionLost(f"{self.url}: {why}", code, reason)
+            self._status(Disconnected(why, delay))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_backoff)
+
+    async def close(self) -> None:
+        """Close the connection and stop iterating."""
+        self._closed = True
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class SyncClient:
+    """A blocking wrapper: ``for message in SyncClient(url): ...``.
+
+    It runs a :class:`Client` on an event loop in a background thread; each step of the iteration runs
+    one step of the async iterator there, so errors (:class:`ConnectError`, :class:`ConnectionLost`)
+    surface in the caller's thread. Takes the same keyword arguments as :class:`Client`.
+    """
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        self.client = Client(url, **kwargs)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="ecaptureq-client", daemon=True)
+        self._thread.start()
+        self._agen: AsyncIterator[Message] = self.client.__aiter__()
+
+    def __iter__(self) -> Iterator[Message]:
+        return self
+
+    def __next__(self) -> Message:
+        future = asyncio.run_coroutine_threadsafe(self._agen.__anext__(), self._loop)
+        try:
+            return future.result()
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        """Close the connection and stop the background loop."""
+        if self._loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self.client.close(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,384 @@
+"""The eCaptureQ server: a WebSocket endpoint that pushes run logs, heartbeats and events to clients.
+
+It speaks the protocol as eCapture does (one binary protobuf ``LogEntry`` per frame, the first 128 run-log
+lines replayed to every new client, a heartbeat per connection right after connect and then periodically)
+but, unlike the reference, it never drops a message for a client that keeps up: every client has its own
+bounded queue, and a client that falls behind by a whole queue is closed with close code 1013 and a reason
+that says so, instead of losing messages silently.
+
+The hub knows nothing about where events come from: sources call :meth:`Server.publish_log` and
+:meth:`Server.publish_event`, from the event loop or from any other thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import ssl as _ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Final
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import Server as _WsServer
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+
+from ecaptureq.protocol import Event, encode_event, encode_heartbeat, encode_run_log
+
+logger = logging.getLogger(__name__)
+
+LOG_CACHE_SIZE: Final = 128
+"""How many run-log lines the server keeps and replays to each new client (the reference's number)."""
+
+CLOSE_QUEUE_OVERFLOW: Final = int(CloseCode.TRY_AGAIN_LATER)
+"""Close code (1013) for a client whose send queue overflowed because it did not read fast enough."""
+
+CLOSE_SHUTDOWN: Final = int(CloseCode.GOING_AWAY)
+"""Close code (1001) sent to every client on graceful shutdown."""
+
+_SHUTDOWN = object()  # queue sentinel: send what is queued, then close with 1001
+
+ProcessRequest = Callable[[ServerConnection, Request], Response | None]
+"""A hook run on each handshake; returning a :class:`Response` refuses the connection with it."""
+
+
+@dataclass
+class ClientStats:
+    """Counters of one connected client."""
+
+    id: int
+    remote: str
+    connected_at: float
+    sent: int = 0
+    queued: int = 0
+    queued_bytes: int = 0
+    heartbeats: int = 0
+
+
+@dataclass
+class ServerStats:
+    """Counters of the whole server since it started."""
+
+    events_published: int = 0
+    logs_published: int = 0
+    bytes_published: int = 0
+    connections: int = 0
+    disconnections: int = 0
+    overflow_closes: int = 0
+    inbound_messages: int = 0
+    clients: list[ClientStats] = field(default_factory=list)
+
+
+class _Client:
+    """One connection: its queue of frames and the task that writes them."""
+
+    __slots__ = ("conn", "dead", "heartbeat_task", "queue", "queued_bytes", "stats", "wake", "writer_task")
+
+    def __init__(self, conn: ServerConnection, stats: ClientStats) -> None:
+        self.conn = conn
+        self.stats = stats
+        self.queue: deque[Any] = deque()
+        self.queued_bytes = 0
+        self.wake = asyncio.Event()
+        self.dead = False
+        self.writer_task: asyncio.Task[None] | None = None
+        self.heartbeat_task: asyncio.Task[None] | None = None
+
+
+class Server:
+    """An eCaptureQ WebSocket server.
+
+    >>> async def main():                                   # doctest: +SKIP
+    ...     async with Server(port=0) as server:
+    ...         server.publish_log("INF AppName=demo")
+    ...         server.publish_event(Event(uuid="1_1_curl_5_0", payload=b"GET / HTTP/1.1\\r\\n\\r\\n"))
+
+    Parameters:
+        host: address to listen on (loopback by default).
+        port: TCP port; 0 picks a free one (read it back from :attr:`port`).
+        heartbeat_interval: seconds between heartbeats on each connection (15 on the reference).
+        queue_size: most frames waiting for one client before it is closed with 1013.
+        queue_bytes: most bytes waiting for one client before it is closed with 1013.
+        ssl: an :class:`ssl.SSLContext` to serve ``wss://``.
+        process_request: a handshake hook (origin and token checks); see :data:`ProcessRequest`.
+        max_message_size: largest message a client may send (clients have nothing to say).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        heartbeat_interval: float = 15.0,
+        queue_size: int = 100_000,
+        queue_bytes: int = 256 * 1024 * 1024,
+        ssl: _ssl.SSLContext | None = None,
+        process_request: ProcessRequest | None = None,
+        max_message_size: int = 64 * 1024,
+    ) -> None:
+        if heartbeat_interval <= 0:
+            raise ValueError("heartbeat_interval must be positive")
+        if queue_size < 1 or queue_bytes < 1:
+            raise ValueError("queue bounds must be positive")
+        self.host = host
+        self._requested_port = port
+        self.heartbeat_interval = heartbeat_interval
+        self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
+        self._ssl = ssl
+        self._process_request = process_request
+        self._max_message_size = max_message_size
+        self._log_cache: list[bytes] = []
+        self._clients: set[_Client] = set()
+        self._next_client_id = 1
+        self._stats = ServerStats()
+        self._ws: _WsServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._closing = False
+        # Frames published from other threads wait here until the loop fans them out, in order.
+        self._pending: deque[tuple[bytes, bool]] = deque()
+        self._pending_lock = threading.Lock()
+        self._drain_scheduled = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start listening. Run-log lines published before this are already in the startup cache."""
+        if self._ws is not None:
+            raise RuntimeError("server already started")
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._ws = await serve(
+            self._handle,
+            self.host,
+            self._requested_port,
+            ssl=self._ssl,
+            process_request=self._process_request,
+            compression=None,  # the reference speaks no permessage-deflate; frames are sent as they are
+            max_size=self._max_message_size,
+        )
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on (useful with ``port=0``)."""
+        if self._ws is None:
+            raise RuntimeError("server not started")
+        for sock in self._ws.sockets:
+            return int(sock.getsockname()[1])
+        raise RuntimeError("server has no listening socket")
+
+    @property
+    def url(self) -> str:
+        """The URL clients connect to, e.g. ``ws://127.0.0.1:28257/``."""
+        scheme = "wss" if self._ssl else "ws"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}/"
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop gracefully: stop accepting, send every client what is queued, close each with 1001."""
+        if self._ws is None or self._closing:
+            return
+        self._closing = True
+        self._drain_pending()
+        self._ws.close(close_connections=False)
+        clients = list(self._clients)
+        for client in clients:
+            if not client.dead:
+                client.queue.append(_SHUTDOWN)
+                client.wake.set()
+        writers = [c.writer_task for c in clients if c.writer_task is not None]
+        if writers:
+            _done, stuck = await asyncio.wait(writers, timeout=timeout)
+            for task in stuck:
+                task.cancel()
+        for client in clients:
+            if client.conn.transport is not None and not client.conn.transport.is_closing():
+                client.conn.transport.abort()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._ws.wait_closed(), timeout)
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # -- publishing --------------------------------------------------------------------------------
+
+    def publish_log(self, line: str) -> None:
+        """Publish one run-log line: cached if among the first 128, and sent to every connected client.
+
+        Thread-safe. Lines published before :meth:`start` go to the startup cache.
+        """
+        self._publish(encode_run_log(line), True)
+
+    def publish_event(self, event: Event) -> None:
+        """Publish one captured event to every connected client, in publish order. Thread-safe.
+
+        A ``length`` of 0 with a non-empty payload is filled in with the payload's length.
+        """
+        if not event.length and event.payload:
+            event = dataclasses.replace(event, length=len(event.payload))
+        self._publish(encode_event(event), False)
+
+    def publish_frames(self, frames: Iterable[bytes]) -> None:
+        """Publish already-encoded event frames (each a serialized ``LogEntry``). Thread-safe."""
+        for frame in frames:
+            self._publish(frame, False)
+
+    def _publish(self, frame: bytes, is_log: bool) -> None:
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            self._fanout(frame, is_log)
+            return
+        with self._pending_lock:
+            self._pending.append((frame, is_log))
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the server is gone
+            self._loop.call_soon_threadsafe(self._drain_pending)
+
+    def _drain_pending(self) -> None:
+        while True:
+            with self._pending_lock:
+                if not self._pending:
+                    self._drain_scheduled = False
+                    return
+                batch = list(self._pending)
+                self._pending.clear()
+            for frame, is_log in batch:
+                self._fanout(frame, is_log)
+
+    def _fanout(self, frame: bytes, is_log: bool) -> None:
+        stats = self._stats
+        if is_log:
+            stats.logs_published += 1
+            if len(self._log_cache) < LOG_CACHE_SIZE:
+                self._log_cache.append(frame)
+        else:
+            stats.events_published += 1
+        stats.bytes_published += len(frame)
+        if self._closing:
+            return
+        for client in self._clients:
+            self._enqueue(client, frame)
+
+    def _enqueue(self, client: _Client, frame: bytes) -> None:
+        if client.dead:
+            return
+        if len(client.queue) >= self.queue_size or client.queued_bytes + len(frame) > self.queue_bytes:
+            self._overflow(client)
+            return
+        client.queue.append(frame)
+        client.queued_bytes += len(frame)
+        client.wake.set()
+
+    def _overflow(self, client: _Client) -> None:
+        client.dead = True
+        pending = len(client.queue)
+        client.queue.clear()
+        client.queued_bytes = 0
+        self._stats.overflow_closes += 1
+        reason = f"too slow: send queue overflowed ({pending} messages waiting)"
+        logger.warning("closing client %s: %s", client.stats.remote, reason)
+        if client.writer_task is not None:
+            client.writer_task.cancel()
+        asyncio.get_running_loop().create_task(self._close(client, CLOSE_QUEUE_OVERFLOW, reason))
+
+    @staticmethod
+    async def _close(client: _Client, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await client.conn.close(code, reason)
+
+    # -- connections -------------------------------------------------------------------------------
+
+    async def _handle(self, conn: ServerConnection) -> None:
+        stats = ClientStats(id=self._next_client_id, remote=_remote(conn), connected_at=time.time())
+        self._next_client_id += 1
+        client = _Client(conn, stats)
+        self._stats.connections += 1
+        # Registration and the startup replay happen with no await between them, so every run-log
+        # line reaches this client exactly once: from the cache or live.
+        self._clients.add(client)
+        for frame in self._log_cache:
+            self._enqueue(client, frame)
+        client.writer_task = asyncio.create_task(self._writer(client))
+        client.heartbeat_task = asyncio.create_task(self._heartbeats(client))
+        try:
+            async for _message in conn:
+                self._stats.inbound_messages += 1  # clients have nothing to say: read and discard
+        except ConnectionClosed:
+            pass
+        finally:
+            self._clients.discard(client)
+            self._stats.disconnections += 1
+            client.heartbeat_task.cancel()
+            if not self._closing:
+                client.writer_task.cancel()
+            client.dead = True
+
+    async def _writer(self, client: _Client) -> None:
+        conn = client.conn
+        queue = client.queue
+        try:
+            while True:
+                while queue:
+                    frame = queue.popleft()
+                    if frame is _SHUTDOWN:
+                        await conn.close(CLOSE_SHUTDOWN, "server shutting down")
+                        return
+                    client.queued_bytes -= len(frame)
+                    await conn.send(frame)
+                    client.stats.sent += 1
+                client.wake.clear()
+                await client.wake.wait()
+        except ConnectionClosed:
+            client.dead = True
+
+    async def _heartbeats(self, client: _Client) -> None:
+        count = 0
+        while not client.dead:
+            self._enqueue(client, encode_heartbeat(int(time.time()), count, f"heartbeat:{count}"))
+            client.stats.heartbeats = count + 1
+            count += 1
+            await asyncio.sleep(self.heartbeat_interval)
+
+    # -- introspection -----------------------------------------------------------------------------
+
+    @property
+    def client_count(self) -> int:
+        """How many clients are connected now."""
+        return len(self._clients)
+
+    def stats(self) -> ServerStats:
+        """A snapshot of the server's counters, with one :class:`ClientStats` per connected client."""
+        snap = ServerStats(**{k: v for k, v in vars(self._stats).items() if k != "clients"})
+        for client in self._clients:
+            client.stats.queued = len(client.queue)
+            client.stats.queued_bytes = client.queued_bytes
+            snap.clients.append(ClientStats(**vars(client.stats)))
+        return snap
+
+    @property
+    def startup_log(self) -> list[bytes]:
+        """The cached frames of the first run-log lines (at most :data:`LOG_CACHE_SIZE`)."""
+        return list(self._log_cache)
+
+
+def _remote(conn: ServerConnection) -> str:
+    addr = conn.remote_address
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return f"{addr[0]}:{addr[1]}"
+    return str(addr)
