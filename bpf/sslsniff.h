@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The record sslsniff.bpf.c sends through its ring buffer, and the few kernel types it reads.
+ *
+ * The kernel types are declared here (not taken from a generated vmlinux.h) with
+ * preserve_access_index, so libbpf relocates every field access against the running kernel's BTF
+ * (CO-RE) and the compiled object does not depend on the kernel of the machine that built it.
+ * The Python loader (src/ecaptureq/sources/tls/capture.py) mirrors struct ssl_event: keep both in step.
+ */
+#ifndef SSLSNIFF_H
+#define SSLSNIFF_H
+
+/* Tell bpf_tracing.h to use the kernel's pt_regs field names (di, si, ax), as with a vmlinux.h. */
+#define __VMLINUX_H__
+
+typedef unsigned char __u8;
+typedef unsigned short __u16;
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+typedef signed char __s8;
+typedef short __s16;
+typedef int __s32;
+typedef long long __s64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
+typedef _Bool bool;
+typedef unsigned long size_t;
+#define true 1
+#define false 0
+
+/* Map types and flags from include/uapi/linux/bpf.h (stable ABI). */
+enum {
+	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_RINGBUF = 27,
+};
+enum { BPF_ANY = 0 };
+
+#define MAX_CHUNK 16384      /* plaintext bytes per ring-buffer record */
+#define MAX_CHUNKS 4096      /* records per SSL call: 64 MiB; beyond that the call counts as oversized */
+#define TASK_COMM_LEN 16
+
+enum stat_index {
+	STAT_CHUNKS = 0,         /* records written to the ring buffer */
+	STAT_BYTES = 1,          /* plaintext bytes written to the ring buffer */
+	STAT_DROP_CHUNKS = 2,    /* records lost: ring buffer full */
+	STAT_DROP_BYTES = 3,     /* plaintext bytes in those records */
+	STAT_OVERSIZED = 4,      /* SSL calls larger than MAX_CHUNKS * MAX_CHUNK */
+	STAT_OVERSIZED_BYTES = 5,/* bytes of those calls beyond the limit */
+	STAT_READ_ERRORS = 6,    /* records whose user buffer could not be read */
+	STAT_MAX = 8,
+};
+
+struct ssl_event {
+	__u64 ts_ns;             /* bpf_ktime_get_boot_ns() at the return of the SSL call */
+	__u64 ssl;               /* the SSL * pointer: identifies the connection inside the process */
+	__u64 offset;            /* offset of this chunk in the call's buffer */
+	__u64 total;             /* bytes the call transferred (all chunks) */
+	__u32 pid;               /* tgid */
+	__u32 tid;
+	__u32 uid;
+	__u32 len;               /* bytes in data[] */
+	__s32 fd;                /* socket fd, -1 when unknown */
+	__u16 sport;             /* local port, host order; 0 when unknown */
+	__u16 dport;             /* remote port, host order */
+	__u8 dir;                /* 0 = SSL_write (egress), 1 = SSL_read (ingress) */
+	__u8 family;             /* 0 unknown, 2 AF_INET, 10 AF_INET6 */
+	__u8 flags;              /* bit 0: the user buffer could not be read */
+	__u8 pad;
+	__u8 saddr[16];          /* local address (IPv4 in the first 4 bytes) */
+	__u8 daddr[16];          /* remote address */
+	char comm[TASK_COMM_LEN];
+	__u8 data[MAX_CHUNK];
+};
+
+#define SSL_EVENT_HEADER_SIZE __builtin_offsetof(struct ssl_event, data)
+
+struct config {
+	__u32 target_pid;        /* only this tgid when filter_pid */
+	__u32 target_uid;        /* only this uid when filter_uid */
+	__u32 exclude_pid;       /* never this tgid (the capturing process itself) */
+	__u8 filter_pid;
+	__u8 filter_uid;
+	__u8 pad[2];
+};
+
+/* x86-64 struct pt_regs (arch/x86/include/asm/ptrace.h), relocated by CO-RE. */
+struct pt_regs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip, cs,
+		flags, sp, ss;
+} __attribute__((preserve_access_index));
+
+struct in6_addr {
+	union {
+		__u8 u6_addr8[16];
+	} in6_u;
+} __attribute__((preserve_access_index));
+
+/* Only the fields read; names as in include/net/sock.h, found in anonymous members by libbpf. */
+struct sock_common {
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
+	__be16 skc_dport;
+	__u16 skc_num;
+	unsigned short skc_family;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
+} __attribute__((preserve_access_index));
+
+struct sock {
+	struct sock_common __sk_common;
+} __attribute__((preserve_access_index));
+
+#endif
