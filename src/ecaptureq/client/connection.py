@@ -164,7 +164,8 @@ class Client:
             raise ConnectError(f"{self.url}: not a WebSocket server ({exc})") from None
         except _ssl.SSLCertVerificationError as exc:
             raise ConnectError(
-                f"{self.url}: TLS certificate not trusted ({exc.verify_message}); pass --ca FILE or --insecure"
+                f"{self.url}: TLS certificate not trusted ({exc.verify_message}); "
+                "pass --ca FILE or --insecure"
             ) from None
         except (OSError, TimeoutError) as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
@@ -207,10 +208,12 @@ class Client:
                 self._conn = None
             if self._closed:
                 return
-            rcvd = conn.close_rcvd
+            rcvd = conn.protocol.close_rcvd
             code = rcvd.code if rcvd else None
             reason = rcvd.reason if rcvd else ""
-            why = f"closed by the server with {code} ({reason})" if rcvd else "connection lost (no close frame)"
+            why = (
+                f"closed by the server with {code} ({reason})" if rcvd else "connection lost (no close frame)"
+            )
             lost_at = time.monotonic()
             if received:
                 delay = self.initial_backoff
@@ -235,6 +238,10 @@ class Client:
         await self.close()
 
 
+async def _next(agen: AsyncIterator[Message]) -> Message:
+    return await anext(agen)
+
+
 class SyncClient:
     """A blocking wrapper: ``for message in SyncClient(url): ...``.
 
@@ -254,7 +261,7 @@ class SyncClient:
         return self
 
     def __next__(self) -> Message:
-        future = asyncio.run_coroutine_threadsafe(self._agen.__anext__(), self._loop)
+        future = asyncio.run_coroutine_threadsafe(_next(self._agen), self._loop)
         try:
             return future.result()
         except StopAsyncIteration:

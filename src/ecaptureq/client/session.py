@@ -58,7 +58,9 @@ class Session:
         self.stats.frames += 1
         if isinstance(data, str):
             self.stats.malformed += 1
-            return DecodeError(ErrorKind.NOT_PROTOBUF, "text frame (eCaptureQ sends binary frames)", data.encode())
+            return DecodeError(
+                ErrorKind.NOT_PROTOBUF, "text frame (eCaptureQ sends binary frames)", data.encode()
+            )
         msg = decode(data)
         if isinstance(msg, DecodeError):
             self.stats.malformed += 1

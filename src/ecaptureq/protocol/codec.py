@@ -55,7 +55,7 @@ def decode(data: bytes) -> Message | DecodeError:
         entry.ParseFromString(data)
     except _PbDecodeError as exc:
         return DecodeError(ErrorKind.NOT_PROTOBUF, str(exc) or "parse failed", bytes(data))
-    except Exception as exc:  # noqa: BLE001 - the runtime may raise others on hostile input
+    except Exception as exc:
         return DecodeError(ErrorKind.NOT_PROTOBUF, f"{type(exc).__name__}: {exc}", bytes(data))
     which = entry.WhichOneof("payload")
     log_type = entry.log_type
@@ -129,15 +129,18 @@ def encode_event(event: Event) -> bytes:
     )
     if event.unknown_fields:
         ev.MergeFromString(event.unknown_fields)
-    return pb.LogEntry(log_type=pb.LOG_TYPE_EVENT, event_payload=ev).SerializeToString()
+    data: bytes = pb.LogEntry(log_type=pb.LOG_TYPE_EVENT, event_payload=ev).SerializeToString()
+    return data
 
 
 def encode_run_log(line: str) -> bytes:
     """Encode one run-log line."""
-    return pb.LogEntry(log_type=pb.LOG_TYPE_PROCESS_LOG, run_log=line).SerializeToString()
+    data: bytes = pb.LogEntry(log_type=pb.LOG_TYPE_PROCESS_LOG, run_log=line).SerializeToString()
+    return data
 
 
 def encode_heartbeat(timestamp: int, count: int, message: str) -> bytes:
     """Encode a heartbeat."""
     hb = pb.Heartbeat(timestamp=timestamp, count=count, message=message)
-    return pb.LogEntry(log_type=pb.LOG_TYPE_HEARTBEAT, heartbeat_payload=hb).SerializeToString()
+    data: bytes = pb.LogEntry(log_type=pb.LOG_TYPE_HEARTBEAT, heartbeat_payload=hb).SerializeToString()
+    return data

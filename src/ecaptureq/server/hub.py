@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final
 
-from websockets.asyncio.server import ServerConnection, serve
 from websockets.asyncio.server import Server as _WsServer
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
@@ -237,6 +237,13 @@ class Server:
         """Publish already-encoded event frames (each a serialized ``LogEntry``). Thread-safe."""
         for frame in frames:
             self._publish(frame, False)
+
+    async def wait_room(self) -> None:
+        """Wait until every client's queue is at most half full (for sources that can go slower)."""
+        half = self.queue_size // 2
+        await asyncio.sleep(0)
+        while any(len(c.queue) > half and not c.dead for c in self._clients):
+            await asyncio.sleep(0.005)
 
     def _publish(self, frame: bytes, is_log: bool) -> None:
         if self._loop is None or threading.get_ident() == self._loop_thread:

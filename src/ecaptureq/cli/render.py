@@ -1,0 +1,86 @@
+"""Text and JSON renderings of messages for the terminal (``watch``, ``demo``). Pure functions."""
+
+from __future__ import annotations
+
+import json
+import string
+from typing import Any
+
+from ecaptureq.decode.timestamps import detect_timestamp
+from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
+from ecaptureq.protocol.jsonl import to_json
+
+_PRINTABLE = frozenset(string.printable)
+
+
+def endpoint(ip: str, port: int) -> str:
+    """``ip:port`` (``[ip]:port`` for IPv6), or ``?`` when unknown."""
+    if not ip and not port:
+        return "?"
+    host = f"[{ip}]" if ":" in ip else (ip or "?")
+    return f"{host}:{port}"
+
+
+def as_text(data: bytes) -> str | None:
+    """``data`` as text when it is UTF-8 and printable (tabs and newlines allowed), else ``None``."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    unprintable = sum(1 for ch in text if ch not in _PRINTABLE and not ch.isprintable())
+    return text if unprintable <= len(text) // 100 else None
+
+
+def hexdump(data: bytes, width: int = 16) -> str:
+    """A classic hex dump: offset, hex bytes, and the printable ASCII beside them."""
+    lines = []
+    for off in range(0, len(data), width):
+        chunk = data[off : off + width]
+        hexpart = " ".join(f"{b:02x}" for b in chunk)
+        asc = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{off:08x}  {hexpart:<{width * 3 - 1}}  |{asc}|")
+    return "\n".join(lines)
+
+
+def payload_text(data: bytes) -> str:
+    """The payload as text when printable, else as a hex dump."""
+    text = as_text(data)
+    return text if text is not None else hexdump(data)
+
+
+def event_header(event: Event) -> list[str]:
+    """The metadata lines of an event block: time, uuid, process, endpoints, type, length."""
+    ts = detect_timestamp(event.timestamp)
+    unit = "" if ts.unit.value in ("ns", "unset") else f" ({ts.unit.value})"
+    return [
+        f"--- event {ts.isoformat()}{unit}  uuid {event.uuid or '-'}",
+        f"    pid {event.pid}  process {event.pname or '?'}  "
+        f"{endpoint(event.src_ip, event.src_port)} -> {endpoint(event.dst_ip, event.dst_port)}",
+        f"    type {event.type} ({event.type_name})  length {event.length}",
+    ]
+
+
+def render_text(message: Message, verbose: bool = False) -> str | None:
+    """The text ``watch`` prints for a message, or ``None`` for what it hides (heartbeats unless verbose)."""
+    if isinstance(message, RunLog):
+        return message.line
+    if isinstance(message, Heartbeat):
+        if not verbose:
+            return None
+        when = detect_timestamp(message.timestamp).isoformat()
+        return f"[heartbeat] #{message.count} {when} {message.message}"
+    body = payload_text(message.payload).rstrip("\n")
+    return "\n".join([*event_header(message), body, ""])
+
+
+def json_record(message: Message) -> dict[str, Any]:
+    """The record ``watch --json`` writes: :func:`~ecaptureq.protocol.jsonl.to_json` plus ``time``."""
+    obj = to_json(message)
+    if isinstance(message, Event | Heartbeat):
+        obj["time"] = detect_timestamp(message.timestamp).isoformat()
+    return obj
+
+
+def render_json(message: Message) -> str:
+    """One compact JSON line for a message."""
+    return json.dumps(json_record(message), ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,189 @@
+"""``ecaptureq serve``: an eCaptureQ server fed by the demo source or a replayed recording."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ecaptureq import __version__
+from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, CliError
+from ecaptureq.server import Server
+from ecaptureq.sources.base import Sink
+from ecaptureq.sources.demo import DemoSource, zerolog_line
+from ecaptureq.sources.replay import ReplayError, ReplaySource, load_recording
+
+DEFAULT_LISTEN = "ws://127.0.0.1:28257/"
+
+EXAMPLES = """\
+examples:
+  ecaptureq serve --demo                                # then: ecaptureq watch ws://127.0.0.1:28257/
+  ecaptureq serve --replay capture.jsonl --speed 0      # a watch --json recording, as fast as possible
+  ecaptureq serve --demo --listen ws://127.0.0.1:9999/ --heartbeat-interval 5
+
+exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 usage error or unreadable recording, 3 cannot listen
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``serve`` subcommand."""
+    parser = sub.add_parser(
+        "serve",
+        help="run an eCaptureQ server fed by the demo source or a recording",
+        description="Serve the eCaptureQ WebSocket protocol, exactly as eCapture does, from the demo source "
+        "or from a watch --json recording. Stops on Ctrl-C or SIGTERM, sending clients what is queued.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--listen", default=DEFAULT_LISTEN, metavar="URL", help=f"where to listen (default {DEFAULT_LISTEN})"
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--demo", action="store_true", help="synthetic HTTP/1.1 and HTTP/2 traffic")
+    source.add_argument("--replay", type=Path, metavar="FILE", help="replay a watch --json recording")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="replay pace: 1 as recorded, 2 twice as fast, 0 as fast as clients read (default 1)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="demo: seconds between exchanges (default 0.5)",
+    )
+    add_server_options(parser)
+    parser.set_defaults(func=run)
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the server itself, shared by every command that serves."""
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="seconds between heartbeats on each connection (default 15, as eCapture)",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="messages queued for one client before it is closed as too slow (default 100000)",
+    )
+
+
+def parse_listen(url: str) -> tuple[str, int]:
+    """Split a ``ws://HOST:PORT/`` listen URL into host and port (a missing port means 28257)."""
+    text = url if "://" in url else f"ws://{url}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("ws", "wss"):
+        raise CliError(f"--listen {url!r}: expected ws://HOST:PORT/, e.g. {DEFAULT_LISTEN}")
+    try:
+        port = parts.port if parts.port is not None else 28257
+    except ValueError:
+        raise CliError(f"--listen {url!r}: the port must be a number from 0 to 65535") from None
+    host = parts.hostname
+    if not host:
+        raise CliError(f"--listen {url!r}: no host; use 127.0.0.1 (this machine only) or 0.0.0.0 (all)")
+    return host, port
+
+
+def server_from_args(args: argparse.Namespace) -> Server:
+    """Build a :class:`Server` from the ``--listen`` and server options."""
+    host, port = parse_listen(args.listen)
+    if args.heartbeat_interval <= 0:
+        raise CliError("--heartbeat-interval must be positive")
+    if args.queue_size < 1:
+        raise CliError("--queue-size must be at least 1")
+    return Server(host, port, heartbeat_interval=args.heartbeat_interval, queue_size=args.queue_size)
+
+
+def banner(server: Server, source: str) -> list[str]:
+    """The server's own startup lines, in eCapture's style."""
+    return [
+        zerolog_line('AppName="ecaptureq"'),
+        zerolog_line("HomePage=https://pypi.org/project/ecaptureq/"),
+        zerolog_line(f"Version=ecaptureq:v{__version__}"),
+        zerolog_line(f"Source={source}"),
+        zerolog_line(f"Listen for eCaptureQ={server.url}"),
+    ]
+
+
+async def serve_until_stopped(
+    server: Server,
+    source_name: str,
+    feed: Callable[[Sink], Coroutine[Any, Any, None]] | None,
+    first_logs: list[str] | None = None,
+) -> int:
+    """Start ``server``, run ``feed`` into it, and serve until Ctrl-C or SIGTERM; then stop gracefully.
+
+    ``first_logs`` are published before the server's own banner (a recording's run log, which must keep
+    its place among the first 128 lines).
+    """
+    try:
+        await server.start()
+    except OSError as exc:
+        raise CliError(
+            f"cannot listen on {server.host}:{server._requested_port}: {exc.strerror or exc}", EXIT_CONNECTION
+        ) from None
+    for line in first_logs or []:
+        server.publish_log(line)
+    for line in banner(server, source_name):
+        server.publish_log(line)
+    print(f"ecaptureq: serving {source_name} on {server.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(feed(server)) if feed is not None else None
+    waiter = asyncio.create_task(stop.wait())
+    try:
+        if task is not None:
+            done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                task.result()  # a failing source ends the server, after the graceful stop below
+                server.publish_log(zerolog_line(f"Source {source_name} finished; still serving"))
+        await waiter
+    finally:
+        for pending in (task, waiter):
+            if pending is not None and not pending.done():
+                pending.cancel()
+        st = server.stats()
+        server.publish_log(
+            zerolog_line(
+                f"Shutting down: {st.events_published} events published, {st.connections} connections, "
+                f"{st.overflow_closes} closed as too slow"
+            )
+        )
+        await server.stop()
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``ecaptureq serve``."""
+    server = server_from_args(args)
+    if args.replay is not None:
+        if args.speed < 0:
+            raise CliError("--speed must be 0 (as fast as possible) or positive")
+        try:
+            recording = load_recording(args.replay)
+        except ReplayError as exc:
+            raise CliError(str(exc)) from None
+        replay = ReplaySource(recording, speed=args.speed)
+        name = f"replay file={args.replay} events={len(recording.events)}"
+        return asyncio.run(serve_until_stopped(server, name, replay.play, first_logs=recording.logs))
+    if args.interval < 0:
+        raise CliError("--interval must be 0 or positive")
+    return asyncio.run(serve_until_stopped(server, "demo", DemoSource(interval=args.interval).run))

@@ -1,0 +1,190 @@
+"""``ecaptureq watch URL``: show what an eCaptureQ server (real eCapture or ours) streams."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import TextIO
+
+from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_INCOMPLETE, EXIT_OK, CliError
+from ecaptureq.cli.render import render_json, render_text
+from ecaptureq.client import BadURL, Client, Connected, ConnectError, ConnectionLost, Status
+from ecaptureq.protocol import Event, Heartbeat, Message
+
+EXAMPLES = """\
+examples:
+  ecaptureq watch ws://127.0.0.1:28257/                 # real eCapture: sudo ecapture tls --ecaptureq ws://127.0.0.1:28257/
+  ecaptureq watch ws://127.0.0.1:28257/ --json > capture.jsonl
+  ecaptureq watch ws://127.0.0.1:28257/ --count 10 --timeout 30
+  ecaptureq watch ws://127.0.0.1:28257/ --reconnect --verbose
+
+exit codes: 0 done, 2 usage error or bad URL, 3 cannot connect or connection lost,
+            4 --count not reached before --timeout, 130 interrupted
+"""
+
+
+def add_watch_options(parser: argparse.ArgumentParser) -> None:
+    """The output options ``watch`` and ``demo`` share."""
+    parser.add_argument(
+        "--json", action="store_true", help="write JSON Lines (one object per message) to stdout"
+    )
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="also show heartbeats and connection counters"
+    )
+    parser.add_argument("--count", type=_positive_int, metavar="N", help="exit 0 after N events")
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="S",
+        help="exit after S seconds without an event or run log (heartbeats do not count)",
+    )
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``watch`` subcommand."""
+    parser = sub.add_parser(
+        "watch",
+        help="show what an eCaptureQ server streams (run logs, events, heartbeats)",
+        description="Connect to an eCaptureQ WebSocket server (real eCapture, or ecaptureq serve) and show "
+        "its run logs and captured events as they arrive.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("url", metavar="URL", help="the server, e.g. ws://127.0.0.1:28257/")
+    add_watch_options(parser)
+    parser.add_argument(
+        "--reconnect", action="store_true", help="reconnect with backoff when the connection fails or ends"
+    )
+    parser.add_argument(
+        "--origin",
+        default="http://localhost/",
+        help="Origin header to send (default: http://localhost/, which real eCapture requires)",
+    )
+    parser.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def warn(command: str, text: str) -> None:
+    """Print one warning line on stderr."""
+    print(f"ecaptureq {command}: warning: {text}", file=sys.stderr, flush=True)
+
+
+class Printer:
+    """Writes messages to a stream as text blocks or JSON Lines, and counts what it wrote."""
+
+    def __init__(self, out: TextIO, json_lines: bool, verbose: bool) -> None:
+        self.out = out
+        self.json_lines = json_lines
+        self.verbose = verbose
+        self.events = 0
+
+    def write(self, message: Message) -> None:
+        """Write one message (heartbeats only when verbose or in JSON)."""
+        if isinstance(message, Event):
+            self.events += 1
+        if self.json_lines:
+            if isinstance(message, Heartbeat) and not self.verbose:
+                return
+            self.out.write(render_json(message) + "\n")
+        else:
+            text = render_text(message, self.verbose)
+            if text is None:
+                return
+            self.out.write(text + "\n")
+        self.out.flush()
+
+
+async def consume(
+    messages: AsyncIterator[Message], printer: Printer, count: int | None, timeout: float | None
+) -> int:
+    """Print messages until ``count`` events, ``timeout`` idle seconds or the end; return the exit code."""
+    it = aiter(messages)
+    while count is None or printer.events < count:
+        try:
+            while True:
+                message = await asyncio.wait_for(anext(it), timeout) if timeout else await anext(it)
+                printer.write(message)
+                if not isinstance(message, Heartbeat):
+                    break
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            if count is not None:
+                print(
+                    f"ecaptureq: no event or log for {timeout:g} s; got {printer.events} of {count} events",
+                    file=sys.stderr,
+                )
+                return EXIT_INCOMPLETE
+            print(f"ecaptureq: no event or log for {timeout:g} s; stopping", file=sys.stderr)
+            return EXIT_OK
+    return EXIT_OK
+
+
+def status_printer(command: str) -> Callable[[Status], None]:
+    """An ``on_status`` callback that reports reconnects and the gap on stderr."""
+
+    def on_status(status: Status) -> None:
+        if isinstance(status, Connected):
+            if status.gap is not None:
+                warn(
+                    command,
+                    f"reconnected to {status.url} after {status.gap:.1f} s; "
+                    "events published during the gap were not received",
+                )
+        elif status.retry_in is not None:
+            warn(command, f"{status.reason}; retrying in {status.retry_in:.1f} s")
+
+    return on_status
+
+
+async def watch(args: argparse.Namespace, out: TextIO) -> int:
+    """Run ``watch`` with parsed arguments, writing to ``out``."""
+    try:
+        client = Client(
+            args.url,
+            origin=args.origin or None,
+            reconnect=args.reconnect,
+            on_malformed=lambda err: warn("watch", f"skipped {err}"),
+            on_status=status_printer("watch"),
+        )
+    except BadURL as exc:
+        raise CliError(str(exc)) from None
+    for text in client.url_warnings:
+        warn("watch", text)
+    printer = Printer(out, args.json, args.verbose)
+    try:
+        code = await consume(aiter(client), printer, args.count, args.timeout)
+    except (ConnectError, ConnectionLost) as exc:
+        raise CliError(str(exc), EXIT_CONNECTION) from None
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+        if args.verbose:
+            st = client.stats
+            print(
+                f"ecaptureq: {st.events} events, {st.logs} logs, {st.heartbeats} heartbeats, "
+                f"{st.malformed} malformed frames skipped, {st.connections} connection(s)",
+                file=sys.stderr,
+            )
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``ecaptureq watch``."""
+    return asyncio.run(watch(args, sys.stdout))

@@ -1,0 +1,106 @@
+"""The JSON Lines form of messages, as ``ecaptureq watch --json`` writes and ``serve --replay`` reads.
+
+One JSON object per line, with ``"kind"`` = ``"log"``, ``"heartbeat"`` or ``"event"`` and the message's
+fields under their proto names; an event's ``payload`` is base64. Extra keys written for readers'
+convenience (``type_name``, and ``time`` where ``watch`` adds it) are ignored when reading;
+``unknown_fields`` (base64 of the raw wire bytes of fields this schema does not know), is kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from ecaptureq.protocol.messages import Event, Heartbeat, Message, RunLog, event_type_name
+
+
+class JsonlError(ValueError):
+    """A JSON Lines record that is not a message; the text says which field is wrong."""
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    """Return the JSON-able dict of a message (see the module docstring for the format)."""
+    if isinstance(message, Event):
+        obj: dict[str, Any] = {
+            "kind": "event",
+            "timestamp": message.timestamp,
+            "uuid": message.uuid,
+            "src_ip": message.src_ip,
+            "src_port": message.src_port,
+            "dst_ip": message.dst_ip,
+            "dst_port": message.dst_port,
+            "pid": message.pid,
+            "pname": message.pname,
+            "type": message.type,
+            "type_name": event_type_name(message.type),
+            "length": message.length,
+            "payload": base64.b64encode(message.payload).decode("ascii"),
+        }
+        if message.unknown_fields:
+            obj["unknown_fields"] = base64.b64encode(message.unknown_fields).decode("ascii")
+        return obj
+    if isinstance(message, RunLog):
+        return {"kind": "log", "run_log": message.line}
+    return {
+        "kind": "heartbeat",
+        "timestamp": message.timestamp,
+        "count": message.count,
+        "message": message.message,
+    }
+
+
+def _b64(obj: dict[str, Any], key: str) -> bytes:
+    value = obj.get(key, "")
+    if not isinstance(value, str):
+        raise JsonlError(f"{key!r} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise JsonlError(f"{key!r} is not valid base64") from None
+
+
+def _int(obj: dict[str, Any], key: str) -> int:
+    value = obj.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JsonlError(f"{key!r} must be an integer, not {value!r}")
+    return value
+
+
+def _str(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key, "")
+    if not isinstance(value, str):
+        raise JsonlError(f"{key!r} must be a string, not {value!r}")
+    return value
+
+
+def from_json(obj: Any) -> Message:
+    """Build a message from one decoded JSON Lines record.
+
+    Raises:
+        JsonlError: the record is not an object, has an unknown ``kind`` or a field of the wrong type.
+    """
+    if not isinstance(obj, dict):
+        raise JsonlError("a record must be a JSON object")
+    kind = obj.get("kind")
+    if kind == "event":
+        payload = _b64(obj, "payload")
+        return Event(
+            timestamp=_int(obj, "timestamp"),
+            uuid=_str(obj, "uuid"),
+            src_ip=_str(obj, "src_ip"),
+            src_port=_int(obj, "src_port"),
+            dst_ip=_str(obj, "dst_ip"),
+            dst_port=_int(obj, "dst_port"),
+            pid=_int(obj, "pid"),
+            pname=_str(obj, "pname"),
+            type=_int(obj, "type"),
+            length=_int(obj, "length") if "length" in obj else len(payload),
+            payload=payload,
+            unknown_fields=_b64(obj, "unknown_fields"),
+        )
+    if kind == "log":
+        return RunLog(_str(obj, "run_log"))
+    if kind == "heartbeat":
+        return Heartbeat(_int(obj, "timestamp"), _int(obj, "count"), _str(obj, "message"))
+    raise JsonlError(f"unknown kind {kind!r} (expected 'event', 'log' or 'heartbeat')")

@@ -1,0 +1,114 @@
+"""Replay a recording in the ``watch --json`` JSON Lines format.
+
+All run-log lines are published first (so a client that connects later still gets the first 128 of them
+from the startup cache), then the events at their recorded pace scaled by ``speed`` (``0``: as fast as
+possible). Heartbeats in the recording are skipped: the server makes its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ecaptureq.decode.timestamps import detect_timestamp
+from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
+from ecaptureq.protocol.jsonl import JsonlError, from_json
+from ecaptureq.sources.base import Sink
+
+
+class ReplayError(ValueError):
+    """The recording cannot be read; the message names the file and line."""
+
+
+@dataclass
+class Recording:
+    """A recording loaded in memory: its run-log lines and its events, in file order."""
+
+    logs: list[str]
+    events: list[Event]
+
+
+def read_messages(path: Path) -> Iterator[Message]:
+    """Read a JSON Lines recording; blank lines are skipped.
+
+    Raises:
+        ReplayError: the file cannot be opened, or a line is not a message (with its line number).
+    """
+    try:
+        handle = path.open("r", encoding="utf-8")
+    except OSError as exc:
+        raise ReplayError(f"{path}: {exc.strerror or exc}") from None
+    with handle:
+        try:
+            for number, text in enumerate(handle, 1):
+                if not text.strip():
+                    continue
+                try:
+                    yield from_json(json.loads(text))
+                except (json.JSONDecodeError, JsonlError) as exc:
+                    raise ReplayError(f"{path}:{number}: not a watch --json record: {exc}") from None
+        except UnicodeDecodeError:
+            raise ReplayError(f"{path}: not UTF-8 text (expected watch --json lines)") from None
+
+
+def load_recording(path: Path) -> Recording:
+    """Read a whole recording (see :func:`read_messages`)."""
+    logs: list[str] = []
+    events: list[Event] = []
+    for msg in read_messages(path):
+        if isinstance(msg, RunLog):
+            logs.append(msg.line)
+        elif isinstance(msg, Event):
+            events.append(msg)
+        elif isinstance(msg, Heartbeat):
+            continue
+    return Recording(logs, events)
+
+
+def _epoch_ns(event: Event) -> int | None:
+    ts = detect_timestamp(event.timestamp)
+    return ts.epoch_ns if ts.epoch_ns is not None else ts.boot_ns
+
+
+class ReplaySource:
+    """Publish a recording: ``await ReplaySource(recording, speed=1.0).run(sink)``.
+
+    Parameters:
+        recording: what :func:`load_recording` returned.
+        speed: 1.0 keeps the recorded pace, 2.0 plays twice as fast, 0 as fast as possible.
+    """
+
+    def __init__(self, recording: Recording, speed: float = 1.0) -> None:
+        if speed < 0:
+            raise ValueError("speed must be 0 (as fast as possible) or positive")
+        self.recording = recording
+        self.speed = speed
+
+    async def run(self, sink: Sink) -> None:
+        """Publish the run log, then every event at the chosen pace; returns when all are published."""
+        for line in self.recording.logs:
+            sink.publish_log(line)
+        await self.play(sink)
+
+    async def play(self, sink: Sink) -> None:
+        """Publish the events only, at the chosen pace (for callers that publish the run log themselves)."""
+        start = time.monotonic()
+        first: int | None = None
+        for i, event in enumerate(self.recording.events):
+            if self.speed > 0:
+                at = _epoch_ns(event)
+                if at is not None:
+                    first = at if first is None else first
+                    delay = (at - first) / 1e9 / self.speed - (time.monotonic() - start)
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+            elif i % 1000 == 999:
+                # As fast as possible, but no faster than the clients read: a sink that can say when
+                # its queues have room (the server) is waited for, so a fast replay overflows no one.
+                wait_room = getattr(sink, "wait_room", None)
+                await (wait_room() if wait_room is not None else asyncio.sleep(0))
+            sink.publish_event(event)
