@@ -1,0 +1,290 @@
+"""Message bodies: Content-Encoding with a size cap, charsets, JSON, forms and gRPC framing.
+
+Everything here is a pure function of bytes. Decompression never produces more than ``limit`` bytes: an
+input that would expand beyond it (a decompression bomb, or simply a large body) is reported as truncated
+with a note, not expanded. Broken compressed data gives whatever decoded before the damage plus an error.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zlib
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import parse_qsl
+
+import brotli  # type: ignore[import-untyped]
+import zstandard
+
+DEFAULT_BODY_LIMIT: Final = 16 * 1024 * 1024
+"""Default cap on a decoded (decompressed) body, in bytes: 16 MiB."""
+
+_CHUNK: Final = 64 * 1024
+_TEXT_TYPES: Final = (
+    "text/",
+    "application/json",
+    "application/xml",
+    "application/javascript",
+    "application/ecmascript",
+    "application/x-www-form-urlencoded",
+    "application/graphql",
+    "application/x-ndjson",
+    "application/problem+json",
+    "image/svg+xml",
+)
+_CHARSET_RE = re.compile(r"charset\s*=\s*\"?([A-Za-z0-9._:-]+)", re.IGNORECASE)
+
+
+@dataclass(slots=True)
+class DecodedBody:
+    """A body after Content-Encoding was undone and its text (if any) was decoded.
+
+    ``data`` is the decoded bytes (at most the limit); ``text`` is the body as text when it is text
+    (pretty-printed when it is JSON), else ``None``; ``truncated`` says ``data`` stops at the limit;
+    ``errors`` lists what went wrong (broken compression, unknown coding), ``notes`` anything worth
+    showing (a bomb that was stopped, a charset fallback).
+    """
+
+    data: bytes = b""
+    text: str | None = None
+    content_type: str = ""
+    charset: str | None = None
+    is_json: bool = False
+    form: list[tuple[str, str]] | None = None
+    grpc_messages: list[bytes] | None = None
+    truncated: bool = False
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def decompress(data: bytes, coding: str, limit: int = DEFAULT_BODY_LIMIT) -> tuple[bytes, bool, str | None]:
+    """Undo one Content-Encoding ``coding`` (gzip, x-gzip, deflate, br, zstd, identity).
+
+    Returns ``(output, truncated, error)``: ``output`` holds at most ``limit`` bytes, ``truncated`` says
+    more would have followed, ``error`` describes broken input or an unknown coding (then ``output`` is
+    what decoded before the damage, or the input unchanged for an unknown coding). Never raises.
+    """
+    coding = coding.strip().lower()
+    try:
+        if coding in ("", "identity"):
+            return (data[:limit], len(data) > limit, None)
+        if coding in ("gzip", "x-gzip"):
+            return _zlib(data, 16 + zlib.MAX_WBITS, limit)
+        if coding == "deflate":
+            out, trunc, err = _zlib(data, zlib.MAX_WBITS, limit)
+            if err is not None and not out:
+                # Many servers send raw deflate without the zlib wrapper.
+                return _zlib(data, -zlib.MAX_WBITS, limit)
+            return out, trunc, err
+        if coding == "br":
+            return _brotli(data, limit)
+        if coding == "zstd":
+            return _zstd(data, limit)
+    except Exception as exc:  # a decoder must not raise on hostile input
+        return (b"", False, f"{coding}: {type(exc).__name__}: {exc}")
+    return (data[:limit], len(data) > limit, f"unknown content-encoding {coding!r}")
+
+
+def _zlib(data: bytes, wbits: int, limit: int) -> tuple[bytes, bool, str | None]:
+    d = zlib.decompressobj(wbits)
+    out = bytearray()
+    pos = 0
+    try:
+        while pos < len(data) or d.unconsumed_tail:
+            src = d.unconsumed_tail or data[pos : pos + _CHUNK]
+            if not d.unconsumed_tail:
+                pos += _CHUNK
+            out += d.decompress(src, limit + 1 - len(out))
+            if len(out) > limit:
+                return bytes(out[:limit]), True, None
+            if d.eof:
+                break
+    except zlib.error as exc:
+        return bytes(out), False, f"broken compressed data: {exc}"
+    if not d.eof:
+        return bytes(out), False, "compressed data ends early"
+    return bytes(out), False, None
+
+
+def _brotli(data: bytes, limit: int) -> tuple[bytes, bool, str | None]:
+    d = brotli.Decompressor()
+    out = bytearray()
+    try:
+        pos = 0
+        while True:
+            if d.can_accept_more_data():
+                if pos >= len(data):
+                    break
+                piece = data[pos : pos + _CHUNK]
+                pos += _CHUNK
+            else:
+                piece = b""
+            out += d.process(piece, output_buffer_limit=limit + 1 - len(out))
+            if len(out) > limit:
+                return bytes(out[:limit]), True, None
+            if d.is_finished():
+                break
+    except brotli.error as exc:
+        return bytes(out), False, f"broken compressed data: {exc}"
+    if not d.is_finished():
+        return bytes(out), False, "compressed data ends early"
+    return bytes(out), False, None
+
+
+def _zstd(data: bytes, limit: int) -> tuple[bytes, bool, str | None]:
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
+    out = bytearray()
+    try:
+        while len(out) <= limit:
+            piece = reader.read(min(_CHUNK, limit + 1 - len(out)))
+            if not piece:
+                break
+            out += piece
+    except zstandard.ZstdError as exc:
+        return bytes(out), False, f"broken compressed data: {exc}"
+    if len(out) > limit:
+        return bytes(out[:limit]), True, None
+    return bytes(out), False, None
+
+
+def content_charset(content_type: str) -> str | None:
+    """The ``charset`` parameter of a Content-Type value, lowercased, or ``None``."""
+    m = _CHARSET_RE.search(content_type)
+    return m.group(1).lower() if m else None
+
+
+def is_text_type(content_type: str) -> bool:
+    """Whether a media type is text by nature (text/*, JSON, XML, JavaScript, forms...)."""
+    ct = content_type.split(";", 1)[0].strip().lower()
+    return ct.startswith(_TEXT_TYPES) or ct.endswith(("+json", "+xml"))
+
+
+def looks_binary(data: bytes) -> bool:
+    """Whether bytes look binary: a NUL, invalid UTF-8 or many control characters in the first 4 KiB."""
+    sample = data[:4096]
+    if b"\x00" in sample:
+        return True
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the end of the sample is not evidence.
+        if exc.start < len(sample) - 3:
+            return True
+        text = sample[: exc.start].decode("utf-8", "replace")
+    controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\r\n\t\f\b")
+    return controls > max(2, len(text) // 20)
+
+
+def split_grpc(data: bytes) -> tuple[list[bytes], str | None]:
+    """Split a gRPC body into its length-prefixed messages (1 flag byte, 4-byte big-endian length).
+
+    Returns the messages and an error when the framing does not add up (a cut message is returned as far
+    as it goes). A compressed message (flag 1) is returned as sent.
+    """
+    msgs: list[bytes] = []
+    pos = 0
+    while pos < len(data):
+        if pos + 5 > len(data):
+            return msgs, f"gRPC message header cut after {len(data) - pos} bytes"
+        flag = data[pos]
+        size = int.from_bytes(data[pos + 1 : pos + 5], "big")
+        if flag > 1:
+            return msgs, f"bad gRPC compressed-flag {flag}"
+        msgs.append(data[pos + 5 : pos + 5 + size])
+        if pos + 5 + size > len(data):
+            return msgs, f"gRPC message cut: {len(data) - pos - 5} of {size} bytes"
+        pos += 5 + size
+    return msgs, None
+
+
+def decode_body(
+    body: bytes,
+    content_type: str = "",
+    content_encoding: str = "",
+    limit: int = DEFAULT_BODY_LIMIT,
+) -> DecodedBody:
+    """Decode a message body: undo ``content_encoding`` (several codings are undone right to left),
+    find the charset, and render text, JSON (pretty-printed), forms and gRPC messages. Never raises.
+    """
+    result = DecodedBody(content_type=content_type)
+    try:
+        _decode_into(result, body, content_type, content_encoding, limit)
+    except Exception as exc:  # a decoder must not raise on hostile input
+        result.errors.append(f"body decode failed: {type(exc).__name__}: {exc}")
+        if not result.data:
+            result.data = body[:limit]
+    return result
+
+
+def _decode_into(
+    result: DecodedBody, body: bytes, content_type: str, content_encoding: str, limit: int
+) -> None:
+    data = body
+    codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
+    for coding in reversed(codings):
+        out, truncated, err = decompress(data, coding, limit)
+        if err is not None:
+            result.errors.append(err)
+            if not out:
+                data = data[:limit]
+                break
+        data = out
+        if truncated:
+            result.truncated = True
+            result.notes.append(
+                f"{coding} body expands beyond the {limit}-byte limit ({len(body)} bytes compressed): "
+                "possible decompression bomb, stopped"
+            )
+            break
+    if len(data) > limit:
+        data = data[:limit]
+        result.truncated = True
+    result.data = data
+    ct = content_type.split(";", 1)[0].strip().lower()
+    charset = content_charset(content_type)
+    result.charset = charset
+    if ct.startswith("application/grpc"):
+        msgs, err = split_grpc(data)
+        result.grpc_messages = msgs
+        if err:
+            result.errors.append(err)
+        return
+    textual = is_text_type(ct) if ct else not looks_binary(data)
+    if ct and not textual and not ct.startswith(("image/", "audio/", "video/", "font/")):
+        textual = not looks_binary(data) and ct != "application/octet-stream" and ct != "application/protobuf"
+    if not textual:
+        return
+    text = _to_text(data, charset, result)
+    if text is None:
+        return
+    if ct == "application/x-www-form-urlencoded":
+        result.form = parse_qsl(text, keep_blank_values=True)
+    if ct.endswith("json") or (not ct and text.lstrip()[:1] in ("{", "[")):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            pass
+        else:
+            result.is_json = True
+            text = json.dumps(obj, indent=2, ensure_ascii=False)
+    result.text = text
+
+
+def _to_text(data: bytes, charset: str | None, result: DecodedBody) -> str | None:
+    if charset:
+        try:
+            return data.decode(charset, "replace")
+        except LookupError:
+            result.notes.append(f"unknown charset {charset!r}, read as UTF-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if result.truncated and exc.start >= len(data) - 3:
+            return data[: exc.start].decode("utf-8")
+    if looks_binary(data):
+        return None
+    if charset is None:
+        result.notes.append("not UTF-8, read as ISO-8859-1")
+    return data.decode("iso-8859-1")

@@ -1,0 +1,255 @@
+"""HTTP/1.x decoding with h11: one :class:`Http1Parser` per direction of a connection.
+
+The parser is fed the bytes one side sent, in capture order, and returns each message as it completes
+(several in one chunk, or one split over many). Chunked transfer coding is undone by h11; Content-Encoding,
+charsets, JSON and forms by :mod:`ecaptureq.decode.bodies`. Bytes h11 rejects become a message marked
+incomplete, with the error and the raw bytes, and the parser looks for the next message start in what
+follows. Never raises.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Final, Literal
+
+import h11
+
+from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT, decode_body
+from ecaptureq.decode.model import HttpMessage, Protocol
+
+_MAX_HEADER_BLOCK: Final = 64 * 1024
+_RAW_KEEP: Final = 64 * 1024
+_REQUEST_START = re.compile(rb"(?:^|\n)([!#$%&'*+.^_`|~0-9A-Za-z-]{1,32} [^\s]{1,8192} HTTP/1\.[01]\r?\n)")
+_RESPONSE_START = re.compile(rb"(?:^|\n)(HTTP/1\.[01] [1-9][0-9]{2}[^\n]*\n)")
+
+
+def _text(value: bytes) -> str:
+    return value.decode("iso-8859-1")
+
+
+class Http1Parser:
+    """Decode one direction of an HTTP/1.x connection: ``kind`` says whether it carries requests or
+    responses.
+
+    ``method_hint(n)`` gives the method of the request the ``n``-th response completed by the current
+    :meth:`feed` call answers (``None`` when unknown): h11 needs it to know that a response to HEAD has no
+    body. ``body_limit`` caps each body, before and after decompression.
+    """
+
+    def __init__(
+        self,
+        kind: Literal["request", "response"],
+        *,
+        body_limit: int = DEFAULT_BODY_LIMIT,
+        scheme: str = "https",
+        method_hint: Callable[[int], str | None] | None = None,
+    ) -> None:
+        self.kind: Literal["request", "response"] = kind
+        self.body_limit = body_limit
+        self.scheme = scheme
+        self.method_hint = method_hint
+        self._conn: h11.Connection | None = None
+        self._pending = bytearray()  # raw bytes of the message in progress (capped at _RAW_KEEP)
+        self._pending_overflow = False
+        self._msg: HttpMessage | None = None
+        self._body = bytearray()
+        self._done_this_feed = 0
+        self._time_ns: int | None = None
+        self.buffered = 0
+        """Bytes held for the message in progress (for the tracker's memory bound)."""
+
+    @property
+    def in_message(self) -> bool:
+        """Whether a message has started and not yet completed."""
+        return self._msg is not None or bool(self._pending)
+
+    def feed(self, data: bytes, time_ns: int | None = None) -> list[HttpMessage]:
+        """Feed the next bytes of this direction; return the messages they complete. Never raises."""
+        self._done_this_feed = 0
+        out: list[HttpMessage] = []
+        try:
+            self._feed(bytes(data), time_ns, out)
+        except Exception as exc:  # h11 raises typed errors; anything else is a bug we must survive
+            out.append(self._fail(f"{type(exc).__name__}: {exc}"))
+            self._reset()
+        return out
+
+    def flush(self) -> list[HttpMessage]:
+        """End of capture (or eviction): return the message in progress, marked incomplete."""
+        if self._msg is None:
+            if self._pending:
+                msg = self._fail("capture ended inside the message head")
+                self._reset()
+                return [msg]
+            return []
+        msg = self._finish(self._msg, trailers=[])
+        msg.complete = False
+        msg.notes.append("capture ended before the message did")
+        self._reset()
+        return [msg]
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self._conn = None
+        self._pending = bytearray()
+        self._pending_overflow = False
+        self._msg = None
+        self._body = bytearray()
+        self.buffered = 0
+
+    def _new_conn(self) -> h11.Connection:
+        if self.kind == "request":
+            return h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BLOCK)
+        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEADER_BLOCK)
+        method = (self.method_hint(self._done_this_feed) if self.method_hint else None) or "GET"
+        try:
+            conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
+        except h11.LocalProtocolError:
+            conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEADER_BLOCK)
+            conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+        conn.send(h11.EndOfMessage())
+        return conn
+
+    def _keep(self, data: bytes) -> None:
+        room = _RAW_KEEP - len(self._pending)
+        if room >= len(data):
+            self._pending += data
+        else:
+            self._pending += data[: max(room, 0)]
+            self._pending_overflow = True
+
+    def _feed(self, data: bytes, time_ns: int | None, out: list[HttpMessage]) -> None:
+        if not data:
+            return
+        if self._conn is None:
+            self._conn = self._new_conn()
+            self._time_ns = time_ns
+        self._keep(data)
+        self._conn.receive_data(data)
+        while self._conn is not None:
+            try:
+                event = self._conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                out.append(self._fail(str(exc)))
+                self._resync(out, time_ns)
+                return
+            if event is h11.NEED_DATA:
+                self.buffered = len(self._pending) + len(self._body)
+                return
+            if event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
+                self._restart(out, time_ns)
+                return
+            if isinstance(event, h11.Request | h11.Response | h11.InformationalResponse):
+                msg = self._start(event, time_ns)
+                if isinstance(event, h11.InformationalResponse):
+                    msg.raw = b""
+                    out.append(self._finish(msg, []))  # a 1xx does not answer the request
+                else:
+                    self._msg = msg
+            elif isinstance(event, h11.Data):
+                if self._msg is not None:
+                    self._msg.body_size += len(event.data)
+                    room = self.body_limit - len(self._body)
+                    if room > 0:
+                        self._body += event.data[:room]
+                    if len(event.data) > room:
+                        self._msg.truncated = True
+            elif isinstance(event, h11.EndOfMessage):
+                if self._msg is not None:
+                    trailers = [(_text(k), _text(v)) for k, v in event.headers.raw_items()]
+                    out.append(self._finish(self._msg, trailers))
+                    self._done_this_feed += 1
+                # Start afresh on what follows, whatever state h11 is left in (keep-alive or close).
+                self._restart(out, time_ns)
+                return
+
+    def _restart(self, out: list[HttpMessage], time_ns: int | None) -> None:
+        """The message ended: start a fresh h11 connection on the bytes that followed it."""
+        assert self._conn is not None
+        leftover, _closed = self._conn.trailing_data
+        self._reset()
+        if leftover:
+            self._feed(bytes(leftover), time_ns, out)
+
+    def _resync(self, out: list[HttpMessage], time_ns: int | None) -> None:
+        """After bad bytes, continue from the next line that starts a message, if there is one."""
+        pending = bytes(self._pending)
+        pattern = _REQUEST_START if self.kind == "request" else _RESPONSE_START
+        m = pattern.search(pending, 1)
+        self._reset()
+        if m is not None and not self._pending_overflow:
+            self._feed(pending[m.start(1) :], time_ns, out)
+
+    def _start(
+        self, event: h11.Request | h11.Response | h11.InformationalResponse, time_ns: int | None
+    ) -> HttpMessage:
+        version = _text(event.http_version)
+        protocol: Protocol = "http/1.0" if version == "1.0" else "http/1.1"
+        headers = [(_text(k), _text(v)) for k, v in event.headers.raw_items()]
+        if isinstance(event, h11.Request):
+            msg = HttpMessage(kind="request", protocol=protocol, headers=headers, time_ns=self._time_ns)
+            msg.method = _text(event.method)
+            target = _text(event.target)
+            host = msg.header("host")
+            msg.authority = host
+            if target.startswith(("http://", "https://")):
+                msg.url = target
+                rest = target.split("://", 1)[1]
+                msg.scheme = target.split("://", 1)[0]
+                msg.path = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+            elif target.startswith("/"):
+                msg.path = target
+                msg.scheme = self.scheme
+                msg.url = f"{self.scheme}://{host}{target}" if host else target
+            else:  # authority-form (CONNECT) or asterisk-form (OPTIONS *)
+                msg.path = target
+                msg.url = target
+        else:
+            msg = HttpMessage(kind="response", protocol=protocol, headers=headers, time_ns=self._time_ns)
+            msg.status = event.status_code
+            msg.reason = _text(event.reason)
+        msg.content_type = msg.header("content-type")
+        msg.content_encoding = msg.header("content-encoding")
+        return msg
+
+    def _finish(self, msg: HttpMessage, trailers: list[tuple[str, str]]) -> HttpMessage:
+        msg.trailers = trailers
+        msg.raw_body = bytes(self._body)
+        if not msg.body_size:
+            msg.body_size = len(msg.raw_body)
+        if msg.raw_body:
+            decoded = decode_body(msg.raw_body, msg.content_type, msg.content_encoding, self.body_limit)
+            msg.body = decoded.data
+            msg.body_text = decoded.text
+            msg.charset = decoded.charset
+            msg.is_json = decoded.is_json
+            msg.form = decoded.form
+            msg.grpc_messages = decoded.grpc_messages
+            msg.truncated = msg.truncated or decoded.truncated
+            if msg.truncated and msg.body_size > len(msg.raw_body):
+                msg.notes.append(f"body cut at {self.body_limit} bytes of {msg.body_size}")
+                msg.notes.extend(decoded.notes)
+                msg.notes.extend(f"(after the cut) {e}" for e in decoded.errors)
+            else:
+                msg.errors.extend(decoded.errors)
+                msg.notes.extend(decoded.notes)
+        if msg.errors:
+            msg.raw = bytes(self._pending)
+        self._body = bytearray()
+        return msg
+
+    def _fail(self, error: str) -> HttpMessage:
+        """The message in progress (or the bytes that were to start one) could not be parsed."""
+        if self._msg is not None:
+            msg = self._finish(self._msg, [])
+        else:
+            msg = HttpMessage(kind=self.kind, time_ns=self._time_ns)
+        msg.complete = False
+        msg.errors.append(f"HTTP/1.x: {error}")
+        msg.raw = bytes(self._pending)
+        if self._pending_overflow:
+            msg.notes.append(f"raw bytes cut at {_RAW_KEEP}")
+        self._msg = None
+        return msg

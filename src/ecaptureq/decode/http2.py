@@ -1,0 +1,411 @@
+"""HTTP/2 decoding: frames parsed from captured bytes, HPACK decoded statefully per direction, streams
+reassembled into requests and responses.
+
+An :class:`H2Connection` holds both directions of one connection. Each direction has its own frame buffer
+(a frame may be split over captures) and its own HPACK decoder (the dynamic table of one side's encoder),
+so a header block is decoded only once and in order. HEADERS with CONTINUATION, DATA with padding,
+trailers, SETTINGS, WINDOW_UPDATE, RST_STREAM, GOAWAY, PING, PRIORITY and PUSH_PROMISE are understood.
+Bad HPACK, frames that do not add up and garbage give errors plus the raw bytes, never an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import hpack
+
+from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT, decode_body
+from ecaptureq.decode.classify import H2_PREFACE, _h2_frame_plausible
+from ecaptureq.decode.model import H2Frame, HttpMessage
+
+Side = Literal["client", "server"]
+"""Which end of the connection sent the bytes: the client sends requests, the server responses."""
+
+FRAME_NAMES: Final[dict[int, str]] = {
+    0: "DATA",
+    1: "HEADERS",
+    2: "PRIORITY",
+    3: "RST_STREAM",
+    4: "SETTINGS",
+    5: "PUSH_PROMISE",
+    6: "PING",
+    7: "GOAWAY",
+    8: "WINDOW_UPDATE",
+    9: "CONTINUATION",
+    10: "ALTSVC",
+    12: "ORIGIN",
+    16: "PRIORITY_UPDATE",
+}
+"""HTTP/2 frame type names."""
+
+ERROR_CODES: Final[dict[int, str]] = {
+    0: "NO_ERROR",
+    1: "PROTOCOL_ERROR",
+    2: "INTERNAL_ERROR",
+    3: "FLOW_CONTROL_ERROR",
+    4: "SETTINGS_TIMEOUT",
+    5: "STREAM_CLOSED",
+    6: "FRAME_SIZE_ERROR",
+    7: "REFUSED_STREAM",
+    8: "CANCEL",
+    9: "COMPRESSION_ERROR",
+    10: "CONNECT_ERROR",
+    11: "ENHANCE_YOUR_CALM",
+    12: "INADEQUATE_SECURITY",
+    13: "HTTP_1_1_REQUIRED",
+}
+"""HTTP/2 error code names (RST_STREAM, GOAWAY)."""
+
+SETTING_NAMES: Final[dict[int, str]] = {
+    1: "HEADER_TABLE_SIZE",
+    2: "ENABLE_PUSH",
+    3: "MAX_CONCURRENT_STREAMS",
+    4: "INITIAL_WINDOW_SIZE",
+    5: "MAX_FRAME_SIZE",
+    6: "MAX_HEADER_LIST_SIZE",
+    8: "ENABLE_CONNECT_PROTOCOL",
+}
+"""HTTP/2 SETTINGS parameter names."""
+
+_END_STREAM = 0x1
+_ACK = 0x1
+_END_HEADERS = 0x4
+_PADDED = 0x8
+_PRIORITY = 0x20
+_MAX_FRAME: Final = (1 << 24) - 1
+_MAX_STREAMS: Final = 256
+_MAX_HEADER_LIST: Final = 1 << 20
+
+
+@dataclass(slots=True)
+class H2Result:
+    """What one chunk of HTTP/2 bytes gave: completed messages, control frames, errors and the raw bytes
+    that could not be decoded."""
+
+    messages: list[HttpMessage] = field(default_factory=list)
+    frames: list[H2Frame] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    raw: bytes = b""
+
+
+@dataclass(slots=True)
+class _Stream:
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    trailers: list[tuple[str, str]] = field(default_factory=list)
+    have_headers: bool = False
+    body: bytearray = field(default_factory=bytearray)
+    size: int = 0
+    truncated: bool = False
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    time_ns: int | None = None
+
+
+@dataclass(slots=True)
+class _Block:
+    stream_id: int
+    fragments: bytearray
+    end_stream: bool
+    promised: int | None  # the promised stream of a PUSH_PROMISE
+
+
+class _Direction:
+    """One direction of an HTTP/2 connection."""
+
+    def __init__(self, side: Side) -> None:
+        self.side: Side = side
+        self.buf = bytearray()
+        self.decoder = hpack.Decoder(max_header_list_size=_MAX_HEADER_LIST)
+        # Tolerate any table size the encoder announces: we may have missed the SETTINGS that allowed it.
+        self.decoder.max_allowed_table_size = _MAX_FRAME
+        self.block: _Block | None = None
+        self.streams: dict[int, _Stream] = {}
+        self.preface_done = False
+        self.max_frame = _MAX_FRAME
+        self.hpack_broken = False
+
+
+def _pairs(headers: Iterable[Any]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for k, v in headers:
+        ks = k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)
+        vs = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+        out.append((ks, vs))
+    return out
+
+
+class H2Connection:
+    """Both directions of one HTTP/2 connection, fed captured bytes with :meth:`feed`.
+
+    ``body_limit`` caps each body (before and after decompression); ``scheme`` is used for URLs when a
+    request carries no ``:scheme``.
+    """
+
+    def __init__(self, *, body_limit: int = DEFAULT_BODY_LIMIT, scheme: str = "https") -> None:
+        self.body_limit = body_limit
+        self.scheme = scheme
+        self._dirs: dict[Side, _Direction] = {"client": _Direction("client"), "server": _Direction("server")}
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held in frame buffers and unfinished bodies (for the tracker's memory bound)."""
+        total = 0
+        for d in self._dirs.values():
+            total += len(d.buf) + sum(len(s.body) for s in d.streams.values())
+        return total
+
+    def feed(self, side: Side, data: bytes, time_ns: int | None = None) -> H2Result:
+        """Feed bytes ``side`` sent; return what they complete. Never raises."""
+        result = H2Result()
+        d = self._dirs[side]
+        try:
+            self._feed(d, bytes(data), time_ns, result)
+        except Exception as exc:  # the parser is defensive; this is a last resort
+            result.errors.append(f"HTTP/2: {type(exc).__name__}: {exc}")
+            result.raw = bytes(d.buf) or bytes(data)
+            d.buf.clear()
+        return result
+
+    def flush(self) -> list[HttpMessage]:
+        """End of capture: every stream in progress, as incomplete messages."""
+        out: list[HttpMessage] = []
+        for d in self._dirs.values():
+            for sid, st in list(d.streams.items()):
+                if st.have_headers or st.body:
+                    msg = self._message(d, sid, st)
+                    msg.complete = False
+                    msg.notes.append("capture ended before the stream did")
+                    out.append(msg)
+            d.streams.clear()
+        return out
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _feed(self, d: _Direction, data: bytes, time_ns: int | None, result: H2Result) -> None:
+        d.buf += data
+        if not d.preface_done:
+            if len(d.buf) < len(H2_PREFACE) and H2_PREFACE.startswith(bytes(d.buf)):
+                return  # wait for the rest of the preface
+            if d.buf.startswith(H2_PREFACE):
+                del d.buf[: len(H2_PREFACE)]
+                result.frames.append(H2Frame("PREFACE", 0, 0, "client connection preface"))
+            d.preface_done = True
+        while len(d.buf) >= 9:
+            length = int.from_bytes(d.buf[0:3], "big")
+            ftype = d.buf[3]
+            flags = d.buf[4]
+            sid = int.from_bytes(d.buf[5:9], "big") & 0x7FFFFFFF
+            if d.buf[5] & 0x80 or length > d.max_frame or not _h2_frame_plausible(ftype, flags, sid, length):
+                result.errors.append(
+                    f"HTTP/2: not a frame boundary (type {ftype}, length {length}, stream {sid}); "
+                    f"{len(d.buf)} bytes skipped"
+                )
+                result.raw = bytes(d.buf)
+                d.buf.clear()
+                d.block = None
+                return
+            if len(d.buf) < 9 + length:
+                return
+            body = bytes(d.buf[9 : 9 + length])
+            del d.buf[: 9 + length]
+            self._frame(d, ftype, flags, sid, body, time_ns, result)
+
+    def _frame(
+        self,
+        d: _Direction,
+        ftype: int,
+        flags: int,
+        sid: int,
+        body: bytes,
+        time_ns: int | None,
+        result: H2Result,
+    ) -> None:
+        name = FRAME_NAMES.get(ftype, f"type {ftype}")
+        if d.block is not None and ftype != 9:
+            result.errors.append(f"HTTP/2: {name} frame inside a header block of stream {d.block.stream_id}")
+            d.block = None
+        if ftype == 0:  # DATA
+            payload, err = _unpad(body, flags)
+            st = self._stream(d, sid, time_ns)
+            if err:
+                st.errors.append(err)
+            st.size += len(payload)
+            room = self.body_limit - len(st.body)
+            if room > 0:
+                st.body += payload[:room]
+            if len(payload) > room:
+                st.truncated = True
+            if flags & _END_STREAM:
+                result.messages.append(self._complete(d, sid))
+        elif ftype in (1, 5):  # HEADERS, PUSH_PROMISE
+            fragment, err = _unpad(body, flags)
+            promised: int | None = None
+            if ftype == 1 and flags & _PRIORITY:
+                fragment = fragment[5:]
+            if ftype == 5:
+                promised = int.from_bytes(fragment[:4], "big") & 0x7FFFFFFF
+                fragment = fragment[4:]
+            if err:
+                result.errors.append(err)
+            d.block = _Block(sid, bytearray(fragment), bool(flags & _END_STREAM) and ftype == 1, promised)
+            if ftype == 1:
+                self._stream(d, sid, time_ns)
+            if flags & _END_HEADERS:
+                self._end_block(d, time_ns, result)
+        elif ftype == 9:  # CONTINUATION
+            if d.block is None or d.block.stream_id != sid:
+                result.errors.append(f"HTTP/2: CONTINUATION on stream {sid} without HEADERS")
+                d.hpack_broken = True
+                return
+            d.block.fragments += body
+            if flags & _END_HEADERS:
+                self._end_block(d, time_ns, result)
+        else:
+            result.frames.append(self._control(d, ftype, flags, sid, body, result))
+
+    def _control(
+        self, d: _Direction, ftype: int, flags: int, sid: int, body: bytes, result: H2Result
+    ) -> H2Frame:
+        name = FRAME_NAMES.get(ftype, f"type {ftype}")
+        summary = f"{len(body)} bytes"
+        if ftype == 4:  # SETTINGS
+            if flags & _ACK:
+                summary = "ACK"
+            else:
+                items = []
+                for i in range(0, len(body) - len(body) % 6, 6):
+                    ident = int.from_bytes(body[i : i + 2], "big")
+                    value = int.from_bytes(body[i + 2 : i + 6], "big")
+                    items.append(f"{SETTING_NAMES.get(ident, f'0x{ident:x}')}={value}")
+                    if ident == 5 and 16384 <= value <= _MAX_FRAME:
+                        # The peer may now send frames this large; lenient anyway, so only raise.
+                        other = self._dirs["server" if d.side == "client" else "client"]
+                        other.max_frame = max(other.max_frame, value)
+                summary = ", ".join(items) or "(none)"
+        elif ftype == 8:  # WINDOW_UPDATE
+            summary = f"increment {int.from_bytes(body[:4], 'big') & 0x7FFFFFFF}"
+        elif ftype == 6:  # PING
+            summary = ("ACK " if flags & _ACK else "") + body.hex()
+        elif ftype == 3:  # RST_STREAM
+            code = int.from_bytes(body[:4], "big")
+            summary = ERROR_CODES.get(code, f"error 0x{code:x}")
+            st = d.streams.get(sid)
+            if st is not None and (st.have_headers or st.body):
+                st.notes.append(f"stream reset: {summary}")
+                msg = self._complete(d, sid)
+                msg.complete = False
+                result.messages.append(msg)
+        elif ftype == 7:  # GOAWAY
+            last = int.from_bytes(body[:4], "big") & 0x7FFFFFFF
+            code = int.from_bytes(body[4:8], "big")
+            debug = body[8:].decode("utf-8", "replace")
+            summary = f"last stream {last}, {ERROR_CODES.get(code, f'error 0x{code:x}')}"
+            if debug:
+                summary += f", {debug!r}"
+        elif ftype == 2:  # PRIORITY
+            dep = int.from_bytes(body[:4], "big")
+            summary = (
+                f"depends on {dep & 0x7FFFFFFF}{' (exclusive)' if dep >> 31 else ''}, weight {body[4] + 1}"
+            )
+        return H2Frame(name, sid, flags, summary)
+
+    def _stream(self, d: _Direction, sid: int, time_ns: int | None) -> _Stream:
+        st = d.streams.get(sid)
+        if st is None:
+            if len(d.streams) >= _MAX_STREAMS:
+                d.streams.pop(next(iter(d.streams)))
+            st = d.streams[sid] = _Stream(time_ns=time_ns)
+        return st
+
+    def _end_block(self, d: _Direction, time_ns: int | None, result: H2Result) -> None:
+        block = d.block
+        d.block = None
+        assert block is not None
+        try:
+            headers = _pairs(d.decoder.decode(bytes(block.fragments), raw=True))
+        except Exception as exc:  # hpack raises several HPACKError kinds (and others on hostile bytes)
+            d.hpack_broken = True
+            msg = f"HPACK: {type(exc).__name__}: {exc or 'cannot decode header block'}"
+            result.errors.append(msg)
+            result.raw = bytes(block.fragments)
+            headers = []
+            if block.promised is None:
+                self._stream(d, block.stream_id, time_ns).errors.append(msg)
+        if block.promised is not None:
+            path = dict(headers).get(":path", "?")
+            result.frames.append(
+                H2Frame("PUSH_PROMISE", block.stream_id, 0, f"promised stream {block.promised}: {path}")
+            )
+            return
+        st = self._stream(d, block.stream_id, time_ns)
+        if st.have_headers and not (headers and headers[0][0] == ":status" and headers[0][1].startswith("1")):
+            st.trailers.extend(headers)
+        elif headers and headers[0][0] == ":status" and headers[0][1].startswith("1") and not st.have_headers:
+            st.notes.append(f"interim response {headers[0][1]}")
+        else:
+            st.headers = headers
+            st.have_headers = True
+        if block.end_stream:
+            result.messages.append(self._complete(d, block.stream_id))
+
+    def _complete(self, d: _Direction, sid: int) -> HttpMessage:
+        st = d.streams.pop(sid, None) or _Stream()
+        return self._message(d, sid, st)
+
+    def _message(self, d: _Direction, sid: int, st: _Stream) -> HttpMessage:
+        kind: Literal["request", "response"] = "request" if d.side == "client" else "response"
+        msg = HttpMessage(kind=kind, protocol="h2", stream_id=sid, headers=st.headers, time_ns=st.time_ns)
+        msg.trailers = st.trailers
+        msg.errors.extend(st.errors)
+        msg.notes.extend(st.notes)
+        pseudo = {k: v for k, v in st.headers if k.startswith(":")}
+        msg.method = pseudo.get(":method", "")
+        msg.path = pseudo.get(":path", "")
+        msg.scheme = pseudo.get(":scheme", self.scheme if kind == "request" else "")
+        msg.authority = pseudo.get(":authority", "") or msg.header("host")
+        if kind == "request":
+            if msg.authority and msg.path.startswith("/"):
+                msg.url = f"{msg.scheme}://{msg.authority}{msg.path}"
+            else:
+                msg.url = msg.path or msg.authority
+        status = pseudo.get(":status", "")
+        msg.status = int(status) if status.isdigit() else None
+        if not st.have_headers:
+            msg.complete = False
+            msg.errors.append("HTTP/2: stream data without its HEADERS (capture joined late?)")
+        msg.content_type = msg.header("content-type")
+        msg.content_encoding = msg.header("content-encoding")
+        msg.raw_body = bytes(st.body)
+        msg.body_size = st.size
+        msg.truncated = st.truncated
+        if msg.raw_body:
+            decoded = decode_body(msg.raw_body, msg.content_type, msg.content_encoding, self.body_limit)
+            msg.body = decoded.data
+            msg.body_text = decoded.text
+            msg.charset = decoded.charset
+            msg.is_json = decoded.is_json
+            msg.form = decoded.form
+            msg.grpc_messages = decoded.grpc_messages
+            msg.truncated = msg.truncated or decoded.truncated
+            if st.truncated:
+                msg.notes.append(f"body cut at {self.body_limit} bytes of {st.size}")
+                msg.notes.extend(f"(after the cut) {e}" for e in decoded.errors)
+            else:
+                msg.errors.extend(decoded.errors)
+            msg.notes.extend(decoded.notes)
+        if msg.errors:
+            msg.raw = msg.raw_body
+        return msg
+
+
+def _unpad(body: bytes, flags: int) -> tuple[bytes, str | None]:
+    if not flags & _PADDED:
+        return body, None
+    if not body:
+        return b"", "HTTP/2: PADDED frame without a pad length"
+    pad = body[0]
+    if pad > len(body) - 1:
+        return body[1:], f"HTTP/2: padding ({pad}) longer than the frame"
+    return body[1 : len(body) - pad], None

@@ -1,0 +1,257 @@
+"""Event metadata: the uuid parsed, and pid/comm/tid/fd/direction/4-tuple recovered from a text header.
+
+eCapture's uuid is ``<pid>_<tid>_<comm>_<fd>`` optionally followed by ``_<data_type>``. The comm may
+itself contain underscores, so pid and tid are read from the left and fd and data_type from the right.
+
+Current eCapture 2.x releases often fill only ``payload`` and ``length`` and put a text header in front
+of the plaintext, such as ``PID:2746, Comm:curl, Src:10.0.0.5:40522, Dest:93.184.216.34:443,\\n`` or
+``[2026-01-02 10:00:00.000] PID:2746 TID:2746 Comm:curl FD:5 WRITE (79 bytes):\\n``. :func:`event_meta`
+prefers the structured fields, falls back to that header and then to the uuid, and strips the header
+from the body.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ecaptureq.decode.timestamps import Timestamp, detect_timestamp
+from ecaptureq.protocol.messages import Event
+
+DATA_TYPE_WRITE: Final = 0
+"""The uuid ``data_type`` our eBPF source gives data the traced process wrote (``SSL_write``)."""
+DATA_TYPE_READ: Final = 1
+"""The uuid ``data_type`` our eBPF source gives data the traced process read (``SSL_read``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UuidInfo:
+    """The parts of an eCapture uuid; a part that could not be read is ``None`` (``comm`` is ``""``).
+
+    ``parsed`` says the uuid had the expected shape at all.
+    """
+
+    raw: str
+    pid: int | None = None
+    tid: int | None = None
+    comm: str = ""
+    fd: int | None = None
+    data_type: int | None = None
+    parsed: bool = False
+
+    @property
+    def connection(self) -> str:
+        """The uuid without its ``data_type`` suffix: the key both directions of a connection share."""
+        if not self.parsed:
+            return self.raw
+        return f"{self.pid}_{self.tid}_{self.comm}_{self.fd}"
+
+
+def parse_uuid(uuid: str) -> UuidInfo:
+    """Parse ``<pid>_<tid>_<comm>_<fd>[_<data_type>]``; never raises.
+
+    >>> parse_uuid("2746_2746_curl_5_0").fd
+    5
+    >>> parse_uuid("9_10_my_app_7").comm
+    'my_app'
+    """
+    parts = uuid.split("_")
+    if len(parts) < 4 or not (parts[0].isdigit() and parts[1].isdigit()):
+        return UuidInfo(raw=uuid)
+    pid, tid = int(parts[0]), int(parts[1])
+    rest = parts[2:]
+    # With five or more parts and two trailing numbers, the last one is the data_type; a comm that
+    # ends in "_<digits>" is then read into the comm, which is the rarer case.
+    if len(rest) >= 3 and rest[-1].isdigit() and rest[-2].isdigit():
+        return UuidInfo(uuid, pid, tid, "_".join(rest[:-2]), int(rest[-2]), int(rest[-1]), True)
+    if rest[-1].isdigit():
+        return UuidInfo(uuid, pid, tid, "_".join(rest[:-1]), int(rest[-1]), None, True)
+    return UuidInfo(uuid, pid, tid, "_".join(rest), None, None, False)
+
+
+@dataclass(frozen=True, slots=True)
+class TextHeader:
+    """What a text header in front of the payload said; absent items are ``None``."""
+
+    text: str
+    pid: int | None = None
+    tid: int | None = None
+    comm: str | None = None
+    fd: int | None = None
+    direction: str | None = None
+    src: tuple[str, int] | None = None
+    dst: tuple[str, int] | None = None
+    length: int | None = None
+
+
+_HEADER_START = re.compile(rb"(?:\[[^\]\n]{1,64}\]\s*)?(?:PID|UUID|Pid)\s*[:=]")
+_FIELD = re.compile(
+    r"\b(PID|Pid|TID|Tid|FD|Fd|Src|SrcAddr|Source|Dest|Dst|DstAddr|Destination|Length|UUID)\s*[:=]\s*([^\s,]+)"
+)
+_COMM = re.compile(
+    r"\b(?:Comm|Pname|PName)\s*[:=]\s*(.*?)(?=,|\s+\w+\s*[:=]|\s+(?:WRITE|READ|SEND|RECV)\b|\s+\(|\s*$)",
+)
+_DIRECTION = re.compile(r"\b(WRITE|READ|SEND|RECV|Send|Recv|Write|Read|Sent|Received)\b")
+_BYTES = re.compile(r"\((\d+) bytes\)")
+_MAX_HEADER = 1024
+
+
+def split_text_header(payload: bytes) -> tuple[TextHeader | None, bytes]:
+    """Recognise and remove an eCapture text header at the start of ``payload``.
+
+    Returns ``(header, body)``; ``(None, payload)`` when the payload does not start with one. A header is
+    one line (at most 1 KiB) that starts with ``PID:`` (optionally after a ``[timestamp]``) and ends in a
+    newline. Never raises.
+    """
+    if not _HEADER_START.match(payload):
+        return None, payload
+    nl = payload.find(b"\n", 0, _MAX_HEADER)
+    if nl == -1:
+        return None, payload
+    line = payload[:nl].decode("utf-8", "replace").rstrip("\r")
+    return _parse_header(line), payload[nl + 1 :]
+
+
+def _int(value: str) -> int | None:
+    value = value.strip().rstrip(",:")
+    return int(value) if value.isdigit() else None
+
+
+def _addr(value: str) -> tuple[str, int] | None:
+    value = value.strip().rstrip(",")
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _parse_header(line: str) -> TextHeader:
+    fields: dict[str, Any] = {}
+    for key, value in _FIELD.findall(line):
+        k = key.lower()
+        if k == "pid":
+            fields["pid"] = _int(value)
+        elif k == "tid":
+            fields["tid"] = _int(value)
+        elif k == "fd":
+            fields["fd"] = _int(value)
+        elif k in ("src", "srcaddr", "source"):
+            fields["src"] = _addr(value)
+        elif k in ("dest", "dst", "dstaddr", "destination"):
+            fields["dst"] = _addr(value)
+        elif k == "length":
+            fields["length"] = _int(value)
+    m = _COMM.search(line)
+    if m:
+        fields["comm"] = m.group(1).strip()
+    m = _DIRECTION.search(line)
+    if m:
+        word = m.group(1).upper()
+        fields["direction"] = "write" if word in ("WRITE", "SEND", "SENT") else "read"
+    m = _BYTES.search(line)
+    if m:
+        fields["length"] = int(m.group(1))
+    return TextHeader(text=line, **fields)
+
+
+@dataclass(frozen=True, slots=True)
+class EventMeta:
+    """Everything known about where an event came from, with its body stripped of any text header.
+
+    ``direction`` is ``"write"``, ``"read"`` or ``None`` (unknown). ``connection`` is the key the two
+    directions of one connection share (the uuid without its data_type, or the pid and 4-tuple when the
+    uuid is empty). ``stream`` identifies this direction of it (the full uuid, or the connection plus the
+    direction).
+    """
+
+    timestamp: Timestamp
+    uuid: UuidInfo
+    pid: int | None
+    tid: int | None
+    pname: str
+    fd: int | None
+    direction: str | None
+    src_ip: str
+    src_port: int
+    dst_ip: str
+    dst_port: int
+    type: int
+    body: bytes
+    header: TextHeader | None
+    connection: str
+    stream: str
+
+    @property
+    def time_ns(self) -> int | None:
+        """Nanoseconds on the event's clock (Unix epoch, or since boot), ``None`` when unset."""
+        if self.timestamp.epoch_ns is not None:
+            return self.timestamp.epoch_ns
+        return self.timestamp.boot_ns
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form."""
+        return {
+            "timestamp": self.timestamp.isoformat(),
+            "timestamp_unit": self.timestamp.unit.value,
+            "uuid": self.uuid.raw,
+            "pid": self.pid,
+            "tid": self.tid,
+            "pname": self.pname,
+            "fd": self.fd,
+            "direction": self.direction,
+            "src_ip": self.src_ip,
+            "src_port": self.src_port,
+            "dst_ip": self.dst_ip,
+            "dst_port": self.dst_port,
+            "type": self.type,
+            "connection": self.connection,
+            "header": self.header.text if self.header else None,
+        }
+
+
+def event_meta(event: Event) -> EventMeta:
+    """Gather an event's metadata from its fields, its text header and its uuid (in that order)."""
+    header, body = split_text_header(event.payload)
+    info = parse_uuid(event.uuid)
+    h = header or TextHeader(text="")
+    pid = event.pid or h.pid or info.pid
+    tid = h.tid if h.tid is not None else info.tid
+    fd = h.fd if h.fd is not None else info.fd
+    pname = event.pname or h.comm or info.comm
+    src_ip, src_port = event.src_ip, event.src_port
+    if not src_ip and h.src:
+        src_ip, src_port = h.src
+    dst_ip, dst_port = event.dst_ip, event.dst_port
+    if not dst_ip and h.dst:
+        dst_ip, dst_port = h.dst
+    direction = h.direction
+    if direction is None and info.data_type is not None:
+        direction = {DATA_TYPE_WRITE: "write", DATA_TYPE_READ: "read"}.get(info.data_type)
+    if info.parsed:
+        connection = info.connection
+        stream = info.raw
+    elif event.uuid:
+        connection = stream = event.uuid
+    else:
+        ends = sorted([f"{src_ip}:{src_port}", f"{dst_ip}:{dst_port}"])
+        connection = f"{pid or 0}_{pname}_{fd if fd is not None else ''}_{ends[0]}_{ends[1]}"
+        stream = f"{connection}/{direction or '?'}"
+    return EventMeta(
+        timestamp=detect_timestamp(event.timestamp),
+        uuid=info,
+        pid=pid,
+        tid=tid,
+        pname=pname,
+        fd=fd,
+        direction=direction,
+        src_ip=src_ip,
+        src_port=src_port,
+        dst_ip=dst_ip,
+        dst_port=dst_port,
+        type=event.type,
+        body=body,
+        header=header,
+        connection=connection,
+        stream=stream,
+    )

@@ -1,0 +1,263 @@
+"""The one exchange model every sink uses: :class:`HttpMessage`, :class:`Exchange` and :class:`Decoded`.
+
+Like mitmproxy's flow, an :class:`Exchange` is one request and its response on one connection. The
+terminal view, JSON Lines, the SQLite store, HAR export and the web UI all read these plain dataclasses,
+and each has a :meth:`to_dict` form that :func:`json.dumps` accepts.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ecaptureq.decode.meta import EventMeta
+
+Protocol = Literal["http/1.1", "http/1.0", "h2"]
+"""The HTTP version an exchange was carried by."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@dataclass(slots=True)
+class HttpMessage:
+    """One HTTP request or response, decoded as far as the captured bytes allow.
+
+    ``headers`` are ``(name, value)`` pairs in wire order (HTTP/2 pseudo-headers such as ``:path`` are
+    kept at the front). ``raw_body`` is the body as carried (de-chunked, HTTP/2 DATA joined, still
+    content-encoded); ``body`` is it with Content-Encoding undone, capped at the body limit; ``body_text``
+    is ``body`` as text (JSON pretty-printed) or ``None`` for binary. ``truncated`` says a cap cut the
+    body; ``complete`` says the whole message was seen; ``errors`` says what could not be decoded (the
+    undecodable bytes are in ``raw``).
+    """
+
+    kind: Literal["request", "response"]
+    protocol: Protocol = "http/1.1"
+    method: str = ""
+    url: str = ""
+    path: str = ""
+    scheme: str = ""
+    authority: str = ""
+    status: int | None = None
+    reason: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    trailers: list[tuple[str, str]] = field(default_factory=list)
+    raw_body: bytes = b""
+    body: bytes = b""
+    body_text: str | None = None
+    body_size: int = 0
+    content_type: str = ""
+    content_encoding: str = ""
+    charset: str | None = None
+    is_json: bool = False
+    form: list[tuple[str, str]] | None = None
+    grpc_messages: list[bytes] | None = None
+    stream_id: int | None = None
+    truncated: bool = False
+    complete: bool = True
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    raw: bytes = b""
+    time_ns: int | None = None
+
+    def header(self, name: str, default: str = "") -> str:
+        """The first value of header ``name`` (case-insensitive), or ``default``."""
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return default
+
+    @property
+    def host(self) -> str:
+        """The host the request went to (``:authority`` or ``Host``, without a port)."""
+        authority = self.authority or self.header("host")
+        if authority.startswith("["):
+            return authority[1:].split("]", 1)[0]
+        return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+    @property
+    def first_line(self) -> str:
+        """``METHOD URL`` for a request, ``STATUS REASON`` for a response."""
+        if self.kind == "request":
+            return f"{self.method} {self.url or self.path}".strip()
+        return f"{self.status if self.status is not None else '???'} {self.reason}".strip()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form: bytes become base64 (``body_b64``), ``body_text`` stays text."""
+        return {
+            "kind": self.kind,
+            "protocol": self.protocol,
+            "method": self.method or None,
+            "url": self.url or None,
+            "path": self.path or None,
+            "scheme": self.scheme or None,
+            "authority": self.authority or None,
+            "status": self.status,
+            "reason": self.reason or None,
+            "headers": [[k, v] for k, v in self.headers],
+            "trailers": [[k, v] for k, v in self.trailers],
+            "content_type": self.content_type or None,
+            "content_encoding": self.content_encoding or None,
+            "charset": self.charset,
+            "body_size": self.body_size,
+            "body_text": self.body_text,
+            "body_b64": _b64(self.body) if self.body_text is None and self.body else None,
+            "is_json": self.is_json,
+            "form": [[k, v] for k, v in self.form] if self.form is not None else None,
+            "grpc_messages": [_b64(m) for m in self.grpc_messages]
+            if self.grpc_messages is not None
+            else None,
+            "stream_id": self.stream_id,
+            "truncated": self.truncated,
+            "complete": self.complete,
+            "errors": list(self.errors),
+            "notes": list(self.notes),
+            "raw_b64": _b64(self.raw) if self.errors and self.raw else None,
+            "time_ns": self.time_ns,
+        }
+
+
+@dataclass(slots=True)
+class Exchange:
+    """A request and its response on one connection (either may be missing from the capture).
+
+    ``started_ns``/``ended_ns`` are on the events' clock (Unix-epoch ns, or ns since boot when
+    ``clock`` is ``"boot"``); ``latency`` is seconds from the end of the request to the end of the
+    response, when both timestamps are known. The 4-tuple is from the client's point of view when it is
+    known which side was the client, else as captured.
+    """
+
+    id: int
+    connection: str
+    protocol: Protocol = "http/1.1"
+    stream_id: int | None = None
+    request: HttpMessage | None = None
+    response: HttpMessage | None = None
+    pid: int | None = None
+    pname: str = ""
+    tid: int | None = None
+    fd: int | None = None
+    src_ip: str = ""
+    src_port: int = 0
+    dst_ip: str = ""
+    dst_port: int = 0
+    clock: Literal["epoch", "boot", "unset"] = "unset"
+    started_ns: int | None = None
+    ended_ns: int | None = None
+    latency: float | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether both the request and the response were seen."""
+        return self.request is not None and self.response is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form, messages nested with :meth:`HttpMessage.to_dict`."""
+        return {
+            "id": self.id,
+            "connection": self.connection,
+            "protocol": self.protocol,
+            "stream_id": self.stream_id,
+            "pid": self.pid,
+            "pname": self.pname,
+            "tid": self.tid,
+            "fd": self.fd,
+            "src_ip": self.src_ip,
+            "src_port": self.src_port,
+            "dst_ip": self.dst_ip,
+            "dst_port": self.dst_port,
+            "clock": self.clock,
+            "started_ns": self.started_ns,
+            "ended_ns": self.ended_ns,
+            "latency": self.latency,
+            "request": self.request.to_dict() if self.request else None,
+            "response": self.response.to_dict() if self.response else None,
+        }
+
+
+@dataclass(slots=True)
+class WebSocketFrame:
+    """One RFC 6455 frame: opcode and its name, FIN, whether it was masked, and the unmasked data.
+
+    ``text`` is the data as text for a text frame (or a close frame's reason), else ``None``.
+    ``truncated`` says the capture ended inside the frame.
+    """
+
+    opcode: int
+    opcode_name: str
+    fin: bool
+    masked: bool
+    data: bytes
+    text: str | None = None
+    length: int = 0
+    close_code: int | None = None
+    truncated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form."""
+        return {
+            "opcode": self.opcode,
+            "opcode_name": self.opcode_name,
+            "fin": self.fin,
+            "masked": self.masked,
+            "length": self.length,
+            "text": self.text,
+            "data_b64": _b64(self.data) if self.text is None else None,
+            "close_code": self.close_code,
+            "truncated": self.truncated,
+        }
+
+
+@dataclass(slots=True)
+class H2Frame:
+    """An HTTP/2 frame that is not part of a message (SETTINGS, PING, GOAWAY, RST_STREAM...), summarised."""
+
+    type: str
+    stream_id: int
+    flags: int
+    summary: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form."""
+        return {"type": self.type, "stream_id": self.stream_id, "flags": self.flags, "summary": self.summary}
+
+
+DecodedKind = Literal["request", "response", "websocket", "h2-control", "raw"]
+"""What a :class:`Decoded` item carries."""
+
+
+@dataclass(slots=True)
+class Decoded:
+    """One thing the decoder learned from an event.
+
+    ``kind`` is ``"request"`` or ``"response"`` when an HTTP message completed (``message`` is it and
+    ``exchange`` the exchange it belongs to, its response set once paired), ``"websocket"`` for
+    WebSocket frames (``ws_frames``), ``"h2-control"`` for HTTP/2 frames outside messages
+    (``h2_frames``), ``"raw"`` for bytes that could not be decoded (``raw``, with ``errors``).
+    """
+
+    kind: DecodedKind
+    meta: EventMeta
+    message: HttpMessage | None = None
+    exchange: Exchange | None = None
+    ws_frames: list[WebSocketFrame] = field(default_factory=list)
+    h2_frames: list[H2Frame] = field(default_factory=list)
+    raw: bytes = b""
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form."""
+        return {
+            "kind": self.kind,
+            "meta": self.meta.to_dict(),
+            "message": self.message.to_dict() if self.message else None,
+            "exchange_id": self.exchange.id if self.exchange else None,
+            "latency": self.exchange.latency if self.exchange else None,
+            "websocket": [f.to_dict() for f in self.ws_frames],
+            "h2_frames": [f.to_dict() for f in self.h2_frames],
+            "raw_b64": _b64(self.raw) if self.raw else None,
+            "errors": list(self.errors),
+        }
