@@ -6,7 +6,9 @@
  *   buffer; the matching uretprobes read how many bytes were transferred and copy the buffer out in
  *   records of at most MAX_CHUNK bytes (bpf_loop), so a large call is split, never cut.
  * - While a thread is inside one of those calls, the socket syscalls it issues (read, write, sendto,
- *   recvfrom, sendmsg, recvmsg) give the fd, and tcp_sendmsg/tcp_recvmsg give the TCP 4-tuple.
+ *   recvfrom, sendmsg, recvmsg; seen by a raw tracepoint on sys_enter, which needs neither kprobes nor
+ *   tracefs) give the fd; the fd's socket (task->files->fdt->fd[fd]->private_data->sk) gives the
+ *   TCP 4-tuple.
  *   Both are remembered per SSL * (an SSL_read served from OpenSSL's buffer issues no syscall).
  * - Records the ring buffer cannot take, and calls larger than MAX_CHUNKS records, are counted in
  *   the `stats` array for userspace to report.
@@ -291,101 +293,71 @@ int BPF_KRETPROBE(ssl_read_ex_leave)
 	return leave(ctx, true);
 }
 
-/* The fd of the first socket syscall a thread issues inside an SSL call. */
+/* The TCP 4-tuple of socket fd `fd` of the current task: task->files->fdt->fd[fd]->private_data->sk. */
+static __always_inline void fd_tuple(struct conn *conn, int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) != 0 || !file)
+		return;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return;
+	unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == 2) {
+		__be32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(conn->saddr, &s, 4);
+		__builtin_memcpy(conn->daddr, &d, 4);
+	} else if (family == 10) {
+		BPF_CORE_READ_INTO(&conn->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&conn->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		return;
+	}
+	conn->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	conn->dport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	conn->family = (__u8)family;
+}
+
+/* The fd (and its 4-tuple) of the first socket syscall a thread issues inside an SSL call. */
 static __always_inline int saw_fd(int fd)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	if (!bpf_map_lookup_elem(&calls, &tid))
 		return 0;
-	struct conn *seen = bpf_map_lookup_elem(&call_conn, &tid);
-	if (seen) {
-		if (seen->fd < 0)
-			seen->fd = fd;
+	if (bpf_map_lookup_elem(&call_conn, &tid))
 		return 0;
-	}
 	struct conn fresh = {.fd = fd};
+	fd_tuple(&fresh, fd);
 	bpf_map_update_elem(&call_conn, &tid, &fresh, BPF_ANY);
 	return 0;
 }
 
-SEC("ksyscall/read")
-int BPF_KSYSCALL(sys_read, int fd)
-{
-	return saw_fd(fd);
-}
+/* x86-64 syscall numbers of the socket I/O OpenSSL's BIOs (and curl's) use. */
+#define NR_read 0
+#define NR_write 1
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
 
-SEC("ksyscall/write")
-int BPF_KSYSCALL(sys_write, int fd)
+/* A raw tracepoint (no kprobes or tracefs needed): every syscall entry, filtered to the socket I/O ones. */
+SEC("raw_tp/sys_enter")
+int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 {
-	return saw_fd(fd);
-}
-
-SEC("ksyscall/recvfrom")
-int BPF_KSYSCALL(sys_recvfrom, int fd)
-{
-	return saw_fd(fd);
-}
-
-SEC("ksyscall/sendto")
-int BPF_KSYSCALL(sys_sendto, int fd)
-{
-	return saw_fd(fd);
-}
-
-SEC("ksyscall/recvmsg")
-int BPF_KSYSCALL(sys_recvmsg, int fd)
-{
-	return saw_fd(fd);
-}
-
-SEC("ksyscall/sendmsg")
-int BPF_KSYSCALL(sys_sendmsg, int fd)
-{
-	return saw_fd(fd);
-}
-
-/* The TCP 4-tuple of the socket a thread sends or receives on inside an SSL call. */
-static __always_inline int saw_sock(struct sock *sk)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	if (!bpf_map_lookup_elem(&calls, &tid))
+	if (id != NR_read && id != NR_write && id != NR_sendto && id != NR_recvfrom && id != NR_sendmsg &&
+	    id != NR_recvmsg)
 		return 0;
-	struct conn *seen = bpf_map_lookup_elem(&call_conn, &tid);
-	if (!seen) {
-		struct conn fresh = {.fd = -1};
-		bpf_map_update_elem(&call_conn, &tid, &fresh, BPF_ANY);
-		seen = bpf_map_lookup_elem(&call_conn, &tid);
-		if (!seen)
-			return 0;
-	}
-	if (seen->family)
-		return 0;
-	unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family == 2) {
-		__be32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memcpy(seen->saddr, &s, 4);
-		__builtin_memcpy(seen->daddr, &d, 4);
-	} else if (family == 10) {
-		BPF_CORE_READ_INTO(&seen->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&seen->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	} else {
-		return 0;
-	}
-	seen->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	seen->dport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	seen->family = (__u8)family;
-	return 0;
+	return saw_fd((int)BPF_CORE_READ(regs, di));
 }
 
-SEC("kprobe/tcp_sendmsg")
-int BPF_KPROBE(tcp_sendmsg_enter, struct sock *sk)
-{
-	return saw_sock(sk);
-}
-
-SEC("kprobe/tcp_recvmsg")
-int BPF_KPROBE(tcp_recvmsg_enter, struct sock *sk)
-{
-	return saw_sock(sk);
-}
