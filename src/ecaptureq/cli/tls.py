@@ -1,0 +1,207 @@
+"""``ecaptureq tls``: capture OpenSSL plaintext with eBPF and serve it (or print it as JSON Lines)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+from typing import Final, TextIO
+
+from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, CliError
+from ecaptureq.protocol import Event
+from ecaptureq.protocol.jsonl import to_json
+from ecaptureq.protocol.messages import RunLog
+from ecaptureq.sources.base import Sink
+from ecaptureq.sources.tls import (
+    BpfUnsupportedError,
+    CaptureError,
+    LibsslNotFoundError,
+    NoPrivilegeError,
+    PidNotFoundError,
+    TlsCapture,
+    banner,
+    find_libssl,
+    log_line,
+)
+
+EXIT_NO_PRIVILEGE: Final = 5
+"""Not root (eBPF needs CAP_BPF and CAP_PERFMON)."""
+EXIT_NO_BPF: Final = 6
+"""The kernel or libbpf cannot load or attach the eBPF program."""
+EXIT_NO_LIBSSL: Final = 7
+"""No OpenSSL libssl found (or it has no SSL_write/SSL_read)."""
+EXIT_NO_PID: Final = 8
+"""The --pid process does not exist."""
+
+DEFAULT_ECAPTUREQ = "ws://127.0.0.1:28257/"
+
+EPILOG = """\
+examples:
+  sudo ecaptureq tls --ecaptureq ws://127.0.0.1:28257/   # then: ecaptureq watch ws://127.0.0.1:28257/
+  sudo ecaptureq tls --json > capture.jsonl             # JSON Lines, as watch --json prints them
+  sudo ecaptureq tls --json --pid 1234                  # one process (its libssl from /proc/1234/maps)
+
+exit codes:
+  0  stopped (Ctrl-C or SIGTERM)
+  2  usage error
+  3  cannot listen on the --ecaptureq address
+  5  not root / not permitted to load eBPF
+  6  no eBPF support (no BTF, or the kernel refuses the program or its probes)
+  7  libssl not found (or not OpenSSL)
+  8  --pid process not found
+"""
+
+_EXIT_CODES: Final[dict[type[CaptureError], int]] = {
+    NoPrivilegeError: EXIT_NO_PRIVILEGE,
+    BpfUnsupportedError: EXIT_NO_BPF,
+    LibsslNotFoundError: EXIT_NO_LIBSSL,
+    PidNotFoundError: EXIT_NO_PID,
+}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``tls`` subcommand."""
+    parser = sub.add_parser(
+        "tls",
+        help="capture OpenSSL plaintext with eBPF (as `ecapture tls`) and serve it",
+        description="Hook SSL_write/SSL_read(_ex) of OpenSSL's libssl with eBPF uprobes and publish the "
+        "plaintext as eCaptureQ events: served on --ecaptureq, or printed as JSON Lines with --json. "
+        "Needs root. Stops on Ctrl-C or SIGTERM, detaching every probe.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--ecaptureq",
+        metavar="URL",
+        default=None,
+        help=f"serve the eCaptureQ protocol here (default {DEFAULT_ECAPTUREQ} unless --json)",
+    )
+    parser.add_argument("--libssl", metavar="PATH", help="the libssl to hook (default: from ldconfig -p)")
+    parser.add_argument("--pid", type=int, metavar="PID", help="capture only this process")
+    parser.add_argument("--uid", type=int, metavar="UID", help="capture only processes of this user")
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON Lines (as watch --json) on stdout instead of serving"
+    )
+    from ecaptureq.cli.serve import add_server_options
+
+    add_server_options(parser)
+    parser.set_defaults(func=run)
+
+
+class JsonLinesSink:
+    """A thread-safe sink printing each log line and event as one ``watch --json`` style JSON object."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def _write(self, obj: dict[str, object]) -> None:
+        line = json.dumps(obj, ensure_ascii=False)
+        with self._lock:
+            self._out.write(line + "\n")
+            self._out.flush()
+
+    def publish_log(self, line: str) -> None:
+        """Print ``{"kind": "log", "run_log": line}``."""
+        self._write(to_json(RunLog(line)))
+
+    def publish_event(self, event: Event) -> None:
+        """Print the event with its proto field names, payload in base64."""
+        self._write(to_json(event))
+
+
+def _capture_error(exc: CaptureError) -> CliError:
+    return CliError(str(exc), _EXIT_CODES.get(type(exc), EXIT_NO_BPF))
+
+
+def _make_capture(args: argparse.Namespace, sink: Sink) -> TlsCapture:
+    if args.pid is not None and args.pid <= 0:
+        raise CliError("--pid must be a positive process id")
+    if args.uid is not None and args.uid < 0:
+        raise CliError("--uid must be 0 or positive")
+    try:
+        libssl = find_libssl(args.libssl, args.pid)
+    except CaptureError as exc:
+        raise _capture_error(exc) from None
+    return TlsCapture(sink, libssl=libssl, pid=args.pid, uid=args.uid)
+
+
+def _preflight() -> None:
+    if os.geteuid() != 0:
+        raise CliError("must run as root (eBPF uprobes need CAP_BPF and CAP_PERFMON)", EXIT_NO_PRIVILEGE)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``ecaptureq tls``."""
+    _preflight()
+    if args.json and args.ecaptureq is None:
+        return _run_json(args)
+    return asyncio.run(_run_server(args))
+
+
+def _run_json(args: argparse.Namespace) -> int:
+    sink = JsonLinesSink(sys.stdout)
+    capture = _make_capture(args, sink)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for line in banner():
+            sink.publish_log(line)
+        try:
+            capture.start()
+        except CaptureError as exc:
+            raise _capture_error(exc) from None
+        print(f"ecaptureq: capturing {capture.libssl} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        capture.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_OK
+
+
+async def _run_server(args: argparse.Namespace) -> int:
+    from ecaptureq.cli.serve import parse_listen
+    from ecaptureq.server import Server
+
+    url = args.ecaptureq or DEFAULT_ECAPTUREQ
+    host, port = parse_listen(url)
+    if args.heartbeat_interval <= 0:
+        raise CliError("--heartbeat-interval must be positive")
+    if args.queue_size < 1:
+        raise CliError("--queue-size must be at least 1")
+    server = Server(host, port, heartbeat_interval=args.heartbeat_interval, queue_size=args.queue_size)
+    capture = _make_capture(args, server)
+    try:
+        await server.start()
+    except OSError as exc:
+        raise CliError(f"cannot listen on {url}: {exc.strerror or exc}", EXIT_CONNECTION) from None
+    try:
+        for line in banner(server.url):
+            server.publish_log(line)
+        try:
+            await asyncio.to_thread(capture.start)
+        except CaptureError as exc:
+            raise _capture_error(exc) from None
+        print(
+            f"ecaptureq: capturing {capture.libssl}, serving on {server.url} (Ctrl-C to stop)",
+            file=sys.stderr,
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await asyncio.to_thread(capture.stop)
+        server.publish_log(log_line("INF", "Shutting down"))
+        await server.stop()
+    return EXIT_OK
