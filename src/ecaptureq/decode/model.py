@@ -183,7 +183,8 @@ class WebSocketFrame:
     """One RFC 6455 frame: opcode and its name, FIN, whether it was masked, and the unmasked data.
 
     ``text`` is the data as text for a text frame (or a close frame's reason), else ``None``.
-    ``truncated`` says the capture ended inside the frame.
+    ``truncated`` says the capture ended inside the frame; ``compressed`` that it was sent with
+    permessage-deflate (``data`` is then inflated when that worked without earlier context).
     """
 
     opcode: int
@@ -195,6 +196,7 @@ class WebSocketFrame:
     length: int = 0
     close_code: int | None = None
     truncated: bool = False
+    compressed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form."""
@@ -208,6 +210,7 @@ class WebSocketFrame:
             "data_b64": _b64(self.data) if self.text is None else None,
             "close_code": self.close_code,
             "truncated": self.truncated,
+            "compressed": self.compressed,
         }
 
 

@@ -1,0 +1,335 @@
+"""The stateful :class:`Decoder`: feed it :class:`~ecaptureq.protocol.Event` values, get :class:`Decoded`
+items (completed requests and responses paired into :class:`Exchange` values, WebSocket frames, HTTP/2
+control frames, raw bytes).
+
+State is kept per connection, keyed by the uuid without its data_type suffix (so the write and read
+directions of one TLS connection meet), and within a connection per direction. HTTP/1.x responses are
+paired with requests in order, HTTP/2 ones by stream id. State is bounded: at most ``max_connections``
+connections and ``max_buffered`` bytes of unfinished messages are held; the least recently used
+connection is evicted first (its unfinished messages are returned, marked incomplete). No I/O; never
+raises.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
+from ecaptureq.decode.classify import H2_PREFACE, _h2_direction, classify_payload
+from ecaptureq.decode.http1 import Http1Parser
+from ecaptureq.decode.http2 import H2Connection, H2Result, Side
+from ecaptureq.decode.meta import EventMeta, event_meta
+from ecaptureq.decode.model import Decoded, Exchange, HttpMessage, Protocol
+from ecaptureq.decode.timestamps import TimeUnit
+from ecaptureq.decode.websocket import parse_websocket
+from ecaptureq.protocol.messages import Event, EventType
+
+DEFAULT_MAX_CONNECTIONS: Final = 4096
+"""Default cap on tracked connections."""
+DEFAULT_MAX_BUFFERED: Final = 256 * 1024 * 1024
+"""Default cap on bytes held for unfinished messages across all connections."""
+_MAX_PENDING: Final = 128
+
+_Lane = Literal["h1-request", "h1-response", "h2", "ws"]
+
+
+@dataclass(slots=True)
+class _Conn:
+    key: str
+    h1: dict[str, Http1Parser] = field(default_factory=dict)
+    h2: H2Connection | None = None
+    pending: deque[Exchange] = field(default_factory=deque)
+    h2_pending: OrderedDict[int, Exchange] = field(default_factory=OrderedDict)
+    lane_of: dict[str, _Lane] = field(default_factory=dict)
+    side_of: dict[str, Side] = field(default_factory=dict)
+    writer_side: Side | None = None
+    websocket: bool = False
+    buffered: int = 0
+    meta: EventMeta | None = None
+
+
+def _other(side: Side) -> Side:
+    return "server" if side == "client" else "client"
+
+
+class Decoder:
+    """Decode a stream of events into HTTP exchanges, WebSocket frames and raw data.
+
+    ``body_limit`` caps each body before and after decompression (default 16 MiB); ``max_connections``
+    and ``max_buffered`` bound the state kept. Call :meth:`feed` for each event in arrival order and
+    :meth:`flush` at the end of a capture.
+    """
+
+    def __init__(
+        self,
+        *,
+        body_limit: int = DEFAULT_BODY_LIMIT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
+    ) -> None:
+        self.body_limit = body_limit
+        self.max_connections = max(1, max_connections)
+        self.max_buffered = max_buffered
+        self._conns: OrderedDict[str, _Conn] = OrderedDict()
+        self._buffered = 0
+        self._next_id = 1
+        self.evicted = 0
+        """How many connections were evicted to keep within the bounds."""
+
+    @property
+    def connections(self) -> int:
+        """How many connections are tracked now."""
+        return len(self._conns)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for unfinished messages now (approximate)."""
+        return self._buffered
+
+    def feed(self, event: Event) -> list[Decoded]:
+        """Decode one event; return what it completed (possibly nothing). Never raises."""
+        try:
+            meta = event_meta(event)
+        except Exception as exc:  # defensive: metadata recovery is itself defensive
+            return [self._raw_error(event, f"metadata: {type(exc).__name__}: {exc}")]
+        out: list[Decoded] = []
+        try:
+            self._feed(meta, out)
+        except Exception as exc:  # a bug in this module must not end a capture
+            out.append(Decoded("raw", meta, raw=meta.body, errors=[f"decoder: {type(exc).__name__}: {exc}"]))
+            self._drop(meta.connection)
+        return out
+
+    def flush(self) -> list[Decoded]:
+        """Return every unfinished message (marked incomplete) and forget all state."""
+        out: list[Decoded] = []
+        for key in list(self._conns):
+            out.extend(self._evict(key))
+        return out
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _raw_error(self, event: Event, error: str) -> Decoded:
+        meta = event_meta(Event(payload=event.payload))
+        return Decoded("raw", meta, raw=event.payload, errors=[error])
+
+    def _conn(self, meta: EventMeta, out: list[Decoded]) -> _Conn:
+        conn = self._conns.get(meta.connection)
+        if conn is None:
+            while len(self._conns) >= self.max_connections:
+                out.extend(self._evict(next(iter(self._conns))))
+            conn = self._conns[meta.connection] = _Conn(meta.connection)
+        else:
+            self._conns.move_to_end(meta.connection)
+        conn.meta = meta
+        return conn
+
+    def _drop(self, key: str) -> None:
+        conn = self._conns.pop(key, None)
+        if conn is not None:
+            self._buffered -= conn.buffered
+
+    def _evict(self, key: str) -> list[Decoded]:
+        conn = self._conns.get(key)
+        out: list[Decoded] = []
+        if conn is None:
+            return out
+        meta = conn.meta
+        if meta is not None:
+            for parser in conn.h1.values():
+                for msg in parser.flush():
+                    out.append(self._h1_message(conn, meta, msg))
+            if conn.h2 is not None:
+                for msg in conn.h2.flush():
+                    out.append(self._h2_message(conn, meta, msg))
+        self._drop(key)
+        return out
+
+    def _account(self, conn: _Conn, out: list[Decoded]) -> None:
+        now = sum(p.buffered for p in conn.h1.values()) + (conn.h2.buffered if conn.h2 else 0)
+        self._buffered += now - conn.buffered
+        conn.buffered = now
+        while self._buffered > self.max_buffered and self._conns:
+            self.evicted += 1
+            out.extend(self._evict(next(iter(self._conns))))
+
+    def _feed(self, meta: EventMeta, out: list[Decoded]) -> None:
+        body = meta.body
+        if not body:
+            return
+        conn = self._conn(meta, out)
+        lane = self._lane(conn, meta)
+        if lane is None:
+            out.append(Decoded("raw", meta, raw=body))
+            return
+        if lane != "h2" and lane != "ws":
+            conn.lane_of[meta.stream] = lane
+        if lane == "ws":
+            frames, errors = parse_websocket(body)
+            if frames:
+                out.append(Decoded("websocket", meta, ws_frames=frames, errors=errors))
+            else:
+                out.append(Decoded("raw", meta, raw=body, errors=errors))
+        elif lane == "h2":
+            self._feed_h2(conn, meta, out)
+        else:
+            kind: Literal["request", "response"] = "request" if lane == "h1-request" else "response"
+            parser = conn.h1.get(kind)
+            if parser is None:
+                parser = conn.h1[kind] = self._h1_parser(conn, kind, meta)
+            for msg in parser.feed(body, meta.time_ns):
+                out.append(self._h1_message(conn, meta, msg))
+        self._account(conn, out)
+
+    def _lane(self, conn: _Conn, meta: EventMeta) -> _Lane | None:
+        body = meta.body
+        if conn.h2 is not None:
+            return "h2"
+        current = conn.lane_of.get(meta.stream)
+        if current in ("h1-request", "h1-response"):
+            parser = conn.h1.get("request" if current == "h1-request" else "response")
+            if parser is not None and parser.in_message:
+                return current
+        etype = meta.type
+        if etype not in (1, 2, 3, 4, 5):
+            hint = None if meta.direction is None else meta.direction == "write"
+            etype = classify_payload(body, hint)
+        if conn.websocket and etype in (EventType.UNKNOWN, EventType.WEBSOCKET):
+            return "ws"
+        if etype == EventType.HTTP1_REQUEST:
+            return "h1-request"
+        if etype == EventType.HTTP1_RESPONSE:
+            return "h1-response"
+        if etype in (EventType.HTTP2_REQUEST, EventType.HTTP2_RESPONSE):
+            conn.h2 = H2Connection(body_limit=self.body_limit, scheme=self._scheme(meta))
+            return "h2"
+        if etype == EventType.WEBSOCKET:
+            return "ws"
+        return None
+
+    @staticmethod
+    def _scheme(meta: EventMeta) -> str:
+        return "http" if 80 in (meta.dst_port, meta.src_port) else "https"
+
+    def _h1_parser(self, conn: _Conn, kind: Literal["request", "response"], meta: EventMeta) -> Http1Parser:
+        def method_hint(n: int) -> str | None:
+            if n < len(conn.pending):
+                req = conn.pending[n].request
+                return req.method if req is not None else None
+            return None
+
+        return Http1Parser(
+            kind, body_limit=self.body_limit, scheme=self._scheme(meta), method_hint=method_hint
+        )
+
+    def _new_exchange(self, conn: _Conn, meta: EventMeta, protocol: Protocol) -> Exchange:
+        ex = Exchange(
+            id=self._next_id,
+            connection=conn.key,
+            protocol=protocol,
+            pid=meta.pid,
+            pname=meta.pname,
+            tid=meta.tid,
+            fd=meta.fd,
+            src_ip=meta.src_ip,
+            src_port=meta.src_port,
+            dst_ip=meta.dst_ip,
+            dst_port=meta.dst_port,
+        )
+        unit = meta.timestamp.unit
+        ex.clock = (
+            "unset" if unit == TimeUnit.ZERO else "boot" if unit == TimeUnit.BOOT_NANOSECONDS else "epoch"
+        )
+        self._next_id += 1
+        return ex
+
+    @staticmethod
+    def _close(ex: Exchange, meta: EventMeta, response: HttpMessage) -> None:
+        ex.response = response
+        ex.ended_ns = meta.time_ns
+        if ex.started_ns is None:
+            ex.started_ns = response.time_ns
+        if ex.started_ns is not None and ex.ended_ns is not None and ex.request is not None:
+            ex.latency = max(0, ex.ended_ns - ex.started_ns) / 1e9
+
+    def _h1_message(self, conn: _Conn, meta: EventMeta, msg: HttpMessage) -> Decoded:
+        if msg.kind == "request":
+            if not msg.method:
+                return Decoded("raw", meta, raw=msg.raw, errors=list(msg.errors))
+            ex = self._new_exchange(conn, meta, msg.protocol)
+            ex.request = msg
+            ex.started_ns = msg.time_ns
+            conn.pending.append(ex)
+            while len(conn.pending) > _MAX_PENDING:
+                conn.pending.popleft()
+            return Decoded("request", meta, message=msg, exchange=ex)
+        if msg.status is None:
+            return Decoded("raw", meta, raw=msg.raw, errors=list(msg.errors))
+        if 100 <= msg.status < 200:
+            if msg.status == 101 and msg.header("upgrade").lower() == "websocket":
+                conn.websocket = True
+            ex = conn.pending[0] if conn.pending else self._new_exchange(conn, meta, msg.protocol)
+            return Decoded("response", meta, message=msg, exchange=ex)
+        ex = conn.pending.popleft() if conn.pending else self._new_exchange(conn, meta, msg.protocol)
+        self._close(ex, meta, msg)
+        return Decoded("response", meta, message=msg, exchange=ex)
+
+    def _h2_side(self, conn: _Conn, meta: EventMeta) -> Side:
+        known = conn.side_of.get(meta.stream)
+        if known is not None:
+            return known
+        body = meta.body
+        strong: Side | None = None
+        if body.startswith(H2_PREFACE[:16]):
+            strong = "client"
+        else:
+            guess = _h2_direction(body)
+            strong = "client" if guess == "request" else "server" if guess == "response" else None
+        side: Side
+        if strong is not None:
+            side = strong
+            if meta.stream != meta.connection:
+                conn.side_of[meta.stream] = strong
+            if meta.direction is not None and conn.writer_side is None:
+                conn.writer_side = strong if meta.direction == "write" else _other(strong)
+        elif meta.direction is not None and conn.writer_side is not None:
+            side = conn.writer_side if meta.direction == "write" else _other(conn.writer_side)
+        elif meta.type == EventType.HTTP2_REQUEST:
+            side = "client"
+        elif meta.type == EventType.HTTP2_RESPONSE:
+            side = "server"
+        else:
+            # A capture source sees a client far more often than a server: a write is the client's.
+            side = (
+                "server" if meta.direction == "read" else "client" if meta.direction == "write" else "server"
+            )
+        return side
+
+    def _feed_h2(self, conn: _Conn, meta: EventMeta, out: list[Decoded]) -> None:
+        assert conn.h2 is not None
+        side = self._h2_side(conn, meta)
+        result: H2Result = conn.h2.feed(side, meta.body, meta.time_ns)
+        for msg in result.messages:
+            out.append(self._h2_message(conn, meta, msg))
+        if result.frames:
+            out.append(Decoded("h2-control", meta, h2_frames=result.frames))
+        if result.errors:
+            out.append(Decoded("raw", meta, raw=result.raw, errors=result.errors))
+
+    def _h2_message(self, conn: _Conn, meta: EventMeta, msg: HttpMessage) -> Decoded:
+        sid = msg.stream_id if msg.stream_id is not None else 0
+        if msg.kind == "request":
+            ex = self._new_exchange(conn, meta, "h2")
+            ex.stream_id = sid
+            ex.request = msg
+            ex.started_ns = msg.time_ns
+            conn.h2_pending[sid] = ex
+            while len(conn.h2_pending) > _MAX_PENDING:
+                conn.h2_pending.popitem(last=False)
+            return Decoded("request", meta, message=msg, exchange=ex)
+        ex = conn.h2_pending.pop(sid) if sid in conn.h2_pending else self._new_exchange(conn, meta, "h2")
+        ex.stream_id = sid
+        self._close(ex, meta, msg)
+        return Decoded("response", meta, message=msg, exchange=ex)

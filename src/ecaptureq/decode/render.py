@@ -1,0 +1,275 @@
+"""Rendering and filtering of decoded items for the command line (``watch``). Pure functions, no I/O.
+
+* :func:`format_http_text` renders one :class:`~ecaptureq.decode.model.Decoded` item for the terminal:
+  request line or status, headers, the decoded body up to a limit with a clear truncation mark, binary
+  bodies as a hex dump.
+* :func:`http_json` is the ``http`` object of ``watch --json`` for an HTTP request or response.
+* :class:`EventFilter` implements ``--pid --pname --host --port --type --grep``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ecaptureq.decode.classify import classify_payload
+from ecaptureq.decode.meta import event_meta
+from ecaptureq.decode.model import Decoded, HttpMessage
+from ecaptureq.protocol.messages import Event, EventType
+
+DEFAULT_BODY_LIMIT_SHOWN = 4096
+"""Default number of body bytes (or characters) :func:`format_http_text` shows."""
+
+
+def hexdump(data: bytes, width: int = 16) -> str:
+    """A hex dump: offset, hex bytes and the printable ASCII beside them."""
+    lines = []
+    for off in range(0, len(data), width):
+        chunk = data[off : off + width]
+        hexpart = " ".join(f"{b:02x}" for b in chunk)
+        asc = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{off:08x}  {hexpart:<{width * 3 - 1}}  |{asc}|")
+    return "\n".join(lines)
+
+
+def _truncation_mark(more: int) -> str:
+    return f"… truncated ({more} more bytes)"
+
+
+def _body_lines(msg: HttpMessage, body_limit: int) -> list[str]:
+    lines: list[str] = []
+    if msg.grpc_messages is not None:
+        shown = 0
+        for i, m in enumerate(msg.grpc_messages):
+            lines.append(f"[gRPC message {i}: {len(m)} bytes]")
+            room = max(0, body_limit - shown)
+            if m[:room]:
+                lines.append(hexdump(m[:room]))
+            if len(m) > room:
+                lines.append(_truncation_mark(len(m) - room))
+            shown += min(len(m), room)
+    elif msg.body_text is not None:
+        text = msg.body_text
+        if len(text) > body_limit:
+            more = len(text[body_limit:].encode("utf-8"))
+            lines.append(text[:body_limit])
+            lines.append(_truncation_mark(more))
+        elif text:
+            lines.append(text)
+    elif msg.body:
+        lines.append(hexdump(msg.body[:body_limit]))
+        if len(msg.body) > body_limit:
+            lines.append(_truncation_mark(len(msg.body) - body_limit))
+    if msg.truncated:
+        lines.append(
+            f"… body cut by the decoder (captured {msg.body_size} bytes on the wire, decoded part shown)"
+        )
+    return lines
+
+
+def _message_text(item: Decoded, msg: HttpMessage, body_limit: int) -> list[str]:
+    proto = {"h2": "HTTP/2", "http/1.0": "HTTP/1.0"}.get(msg.protocol, "HTTP/1.1")
+    where = f"pid {item.meta.pid or '?'} {item.meta.pname or '?'}"
+    stream = f" stream {msg.stream_id}" if msg.stream_id is not None else ""
+    ex = item.exchange
+    if msg.kind == "request":
+        head = f"> {msg.method} {msg.url or msg.path} {proto}{stream}  [{where}]"
+    else:
+        head = f"< {proto} {msg.status} {msg.reason}".rstrip() + f"{stream}  [{where}]"
+        if ex is not None and ex.request is not None and msg.status is not None and msg.status >= 200:
+            head += f"  for {ex.request.method} {ex.request.url or ex.request.path}"
+        if ex is not None and ex.latency is not None:
+            head += f"  ({ex.latency * 1000:.1f} ms)"
+    lines = [head]
+    lines.extend(f"  {k}: {v}" for k, v in msg.headers)
+    body = _body_lines(msg, body_limit)
+    if body:
+        lines.append("")
+        lines.extend(body)
+    if msg.trailers:
+        lines.append("  trailers:")
+        lines.extend(f"  {k}: {v}" for k, v in msg.trailers)
+    lines.extend(f"  ! {e}" for e in msg.errors)
+    lines.extend(f"  note: {n}" for n in msg.notes)
+    if not msg.complete:
+        lines.append("  (partial decode)")
+        if msg.raw and msg.errors:
+            lines.append(hexdump(msg.raw[:body_limit]))
+    return lines
+
+
+def format_http_text(item: Decoded, body_limit: int = DEFAULT_BODY_LIMIT_SHOWN) -> str:
+    """Render a decoded item for the terminal.
+
+    A request shows ``> METHOD URL VERSION`` then its headers; a response ``< VERSION STATUS REASON``,
+    the request it answers and the latency; then the body up to ``body_limit`` characters (text) or bytes
+    (hex dump of binary), followed by ``… truncated (N more bytes)`` when cut. WebSocket frames, HTTP/2
+    control frames and raw bytes get one block each. The result has no trailing newline.
+    """
+    if item.message is not None:
+        return "\n".join(_message_text(item, item.message, body_limit))
+    lines: list[str] = []
+    if item.kind == "websocket":
+        for f in item.ws_frames:
+            flags = (
+                ("FIN " if f.fin else "")
+                + ("masked " if f.masked else "")
+                + ("deflate " if f.compressed else "")
+            )
+            head = f"ws {f.opcode_name} {flags}{f.length} bytes"
+            if f.close_code is not None:
+                head += f" code {f.close_code}"
+            lines.append(head + (" (cut short)" if f.truncated else ""))
+            if f.text is not None:
+                lines.append(f.text[:body_limit])
+                if len(f.text) > body_limit:
+                    lines.append(_truncation_mark(len(f.text[body_limit:].encode("utf-8"))))
+            elif f.data:
+                lines.append(hexdump(f.data[:body_limit]))
+                if len(f.data) > body_limit:
+                    lines.append(_truncation_mark(len(f.data) - body_limit))
+    elif item.kind == "h2-control":
+        lines.extend(f"h2 {f.type} stream {f.stream_id}: {f.summary}" for f in item.h2_frames)
+    else:
+        lines.append(f"raw {len(item.raw)} bytes" + (" (not decoded)" if not item.errors else ""))
+        if item.raw:
+            lines.append(hexdump(item.raw[:body_limit]))
+            if len(item.raw) > body_limit:
+                lines.append(_truncation_mark(len(item.raw) - body_limit))
+    lines.extend(f"  ! {e}" for e in item.errors)
+    return "\n".join(lines)
+
+
+def http_json(item: Decoded) -> dict[str, Any] | None:
+    """The ``http`` object of ``watch --json`` for a request or response item, else ``None``.
+
+    Keys: ``kind`` (request/response), ``protocol``, ``method``, ``url``, ``path``, ``authority``,
+    ``status``, ``reason``, ``headers`` (list of ``[name, value]``), ``body`` (text, JSON pretty-printed,
+    or ``null`` for binary), ``body_b64`` (binary bodies), ``body_size``, ``content_type``, ``truncated``,
+    ``complete``, ``errors``, ``notes``, ``stream_id``, ``exchange_id`` and ``latency`` (seconds).
+    """
+    msg = item.message
+    if msg is None:
+        return None
+    full = msg.to_dict()
+    return {
+        "kind": msg.kind,
+        "protocol": msg.protocol,
+        "method": full["method"],
+        "url": full["url"],
+        "path": full["path"],
+        "authority": full["authority"],
+        "status": msg.status,
+        "reason": full["reason"],
+        "headers": full["headers"],
+        "trailers": full["trailers"],
+        "body": msg.body_text,
+        "body_b64": full["body_b64"],
+        "body_size": msg.body_size,
+        "content_type": full["content_type"],
+        "truncated": msg.truncated,
+        "complete": msg.complete,
+        "errors": full["errors"],
+        "notes": full["notes"],
+        "stream_id": msg.stream_id,
+        "exchange_id": item.exchange.id if item.exchange else None,
+        "latency": item.exchange.latency if item.exchange else None,
+    }
+
+
+_KIND_TYPES: dict[tuple[str, bool], int] = {
+    ("request", False): EventType.HTTP1_REQUEST,
+    ("request", True): EventType.HTTP2_REQUEST,
+    ("response", False): EventType.HTTP1_RESPONSE,
+    ("response", True): EventType.HTTP2_RESPONSE,
+}
+
+
+@dataclass(slots=True)
+class EventFilter:
+    """The ``watch`` filters; every filter given must match (unset ones match everything).
+
+    ``pid``: the process id (structured field, else recovered from the text header or uuid).
+    ``pname_glob``: a shell glob on the process name (``curl*``). ``host``: an IP of either end or the
+    HTTP host (``:authority``/``Host``), case-insensitive. ``port``: either end's port. ``types``:
+    ``Event.type`` values (the event's own, or what it decoded into). ``grep``: a regular expression
+    searched in the decoded bodies of the items (or, when nothing was decoded, in the payload).
+    """
+
+    pid: int | None = None
+    pname_glob: str | None = None
+    host: str | None = None
+    port: int | None = None
+    types: Iterable[int] | None = None
+    grep: str | re.Pattern[str] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.grep, str):
+            self.grep = re.compile(self.grep)
+        if self.types is not None:
+            self.types = frozenset(self.types)
+
+    @property
+    def active(self) -> bool:
+        """Whether any filter is set."""
+        return any(
+            v is not None for v in (self.pid, self.pname_glob, self.host, self.port, self.types, self.grep)
+        )
+
+    def matches(self, event: Event, decoded: Decoded | Sequence[Decoded] | None = None) -> bool:
+        """Whether ``event`` (and the items decoded from it, if given) passes every filter."""
+        items: Sequence[Decoded] = (
+            [] if decoded is None else [decoded] if isinstance(decoded, Decoded) else decoded
+        )
+        meta = items[0].meta if items else event_meta(event)
+        if self.pid is not None and meta.pid != self.pid:
+            return False
+        if self.pname_glob is not None and not fnmatch.fnmatchcase(meta.pname or "", self.pname_glob):
+            return False
+        if self.port is not None and self.port not in (meta.src_port, meta.dst_port):
+            return False
+        if self.host is not None and not self._host_matches(meta.src_ip, meta.dst_ip, items):
+            return False
+        if self.types is not None and not self._types(event, meta.body, items) & frozenset(self.types):
+            return False
+        return not (self.grep is not None and not self._grep(meta.body, items))
+
+    def _host_matches(self, src_ip: str, dst_ip: str, items: Sequence[Decoded]) -> bool:
+        assert self.host is not None
+        want = self.host.lower().strip("[]")
+        hosts = {src_ip.lower(), dst_ip.lower()}
+        for item in items:
+            for msg in (item.message, item.exchange.request if item.exchange else None):
+                if msg is not None:
+                    hosts.add(msg.host.lower())
+        return want in hosts
+
+    @staticmethod
+    def _types(event: Event, body: bytes, items: Sequence[Decoded]) -> set[int]:
+        found = {event.type if event.type else classify_payload(body)}
+        for item in items:
+            if item.message is not None:
+                found.add(_KIND_TYPES[(item.message.kind, item.message.protocol == "h2")])
+            elif item.kind == "websocket":
+                found.add(EventType.WEBSOCKET)
+        return found
+
+    def _grep(self, body: bytes, items: Sequence[Decoded]) -> bool:
+        pattern = self.grep
+        assert isinstance(pattern, re.Pattern)
+        texts: list[str] = []
+        for item in items:
+            msg = item.message
+            if msg is not None:
+                if msg.body_text is not None:
+                    texts.append(msg.body_text)
+                elif msg.body:
+                    texts.append(msg.body.decode("iso-8859-1"))
+            for f in item.ws_frames:
+                texts.append(f.text if f.text is not None else f.data.decode("iso-8859-1"))
+        if not texts:
+            texts.append(body.decode("utf-8", "replace"))
+        return any(pattern.search(t) for t in texts)
