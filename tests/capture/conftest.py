@@ -109,11 +109,10 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> Cert:
     """A self-signed certificate for IP 127.0.0.1, made by ``openssl req``."""
     d = tmp_path_factory.mktemp("cert")
     os.chmod(d, 0o755)
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    files = ["-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")]
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", *subject, *files]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
     return Cert(d / "cert.pem", d / "key.pem")
 
 
