@@ -22,6 +22,7 @@ DEFAULT_BODY_LIMIT: Final = 16 * 1024 * 1024
 """Default cap on a decoded (decompressed) body, in bytes: 16 MiB."""
 
 _CHUNK: Final = 64 * 1024
+_ZLIB_PIECE: Final = 1024
 _TEXT_TYPES: Final = (
     "text/",
     "application/json",
@@ -93,9 +94,10 @@ def _zlib(data: bytes, wbits: int, limit: int) -> tuple[bytes, bool, str | None]
     pos = 0
     try:
         while pos < len(data) or d.unconsumed_tail:
-            src = d.unconsumed_tail or data[pos : pos + _CHUNK]
+            # Small input pieces, so that what decoded before a damaged spot is kept.
+            src = d.unconsumed_tail or data[pos : pos + _ZLIB_PIECE]
             if not d.unconsumed_tail:
-                pos += _CHUNK
+                pos += _ZLIB_PIECE
             out += d.decompress(src, limit + 1 - len(out))
             if len(out) > limit:
                 return bytes(out[:limit]), True, None
