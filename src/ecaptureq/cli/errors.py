@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 EXIT_OK = 0
+EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_CONNECTION = 3
 EXIT_INCOMPLETE = 4

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from ecaptureq import __version__
-from ecaptureq.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError
+from ecaptureq.cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CliError
 
 COMMANDS: tuple[str, ...] = (
     "ecaptureq.cli.watch",
@@ -25,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
 EPILOG = """\
 exit codes:
   0  done
+  1  internal error (a bug: please report it)
   2  usage error (bad arguments, bad URL)
   3  cannot connect, or the connection was lost
   4  --count not reached before --timeout
@@ -66,6 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader of our stdout went away (``| head``): not an error worth a traceback.
         sys.stderr.close()
         return 0
+    except Exception as exc:  # noqa: BLE001 - a bug must still end in one line, not a traceback
+        if os.environ.get("ECAPTUREQ_DEBUG"):
+            raise
+        print(
+            f"ecaptureq {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(set ECAPTUREQ_DEBUG=1 for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
     return code
 
 

@@ -24,7 +24,8 @@ DEFAULT_LISTEN = "ws://127.0.0.1:28257/"
 EXAMPLES = """\
 examples:
   ecaptureq serve --demo                                # then: ecaptureq watch ws://127.0.0.1:28257/
-  ecaptureq serve --replay capture.jsonl --speed 0      # a watch --json recording, as fast as possible
+  ecaptureq serve --replay capture.jsonl --speed 0      # a watch --json recording, as fast as possible,
+                                                        # starting when the first client connects
   ecaptureq serve --demo --listen ws://127.0.0.1:9999/ --heartbeat-interval 5
 
 exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 usage error or unreadable recording, 3 cannot listen
@@ -53,6 +54,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=1.0,
         metavar="X",
         help="replay pace: 1 as recorded, 2 twice as fast, 0 as fast as clients read (default 1)",
+    )
+    parser.add_argument(
+        "--no-wait", action="store_true", help="replay: start at once instead of when the first client connects"
     )
     parser.add_argument(
         "--interval",
@@ -183,7 +187,13 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
         replay = ReplaySource(recording, speed=args.speed)
         name = f"replay file={args.replay} events={len(recording.events)}"
-        return asyncio.run(serve_until_stopped(server, name, replay.play, first_logs=recording.logs))
+
+        async def play(sink: Sink) -> None:
+            if not args.no_wait:
+                await server.wait_for_client()  # the run log is cached; the events wait for a reader
+            await replay.play(sink)
+
+        return asyncio.run(serve_until_stopped(server, name, play, first_logs=recording.logs))
     if args.interval < 0:
         raise CliError("--interval must be 0 or positive")
     return asyncio.run(serve_until_stopped(server, "demo", DemoSource(interval=args.interval).run))

@@ -148,6 +148,9 @@ class Server:
         self._pending: deque[tuple[bytes, bool]] = deque()
         self._pending_lock = threading.Lock()
         self._drain_scheduled = False
+        # client id -> (frames sent, when that count last changed), for wait_room's stall detection
+        self._progress: dict[int, tuple[int, float]] = {}
+        self._first_client = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -238,12 +241,34 @@ class Server:
         for frame in frames:
             self._publish(frame, False)
 
-    async def wait_room(self) -> None:
-        """Wait until every client's queue is at most half full (for sources that can go slower)."""
+    async def wait_for_client(self) -> None:
+        """Return once at least one client has connected (at once if one already has)."""
+        await self._first_client.wait()
+
+    async def wait_room(self, stall: float = 0.5) -> None:
+        """Wait until no client that is still reading has its queue more than half full.
+
+        For sources that can go slower (a fast replay, a benchmark): they publish no faster than the
+        clients read. A client that has sent nothing for ``stall`` seconds is stalled and not waited for,
+        so it cannot hold the others back; its queue overflows and it is closed as usual.
+        """
         half = self.queue_size // 2
         await asyncio.sleep(0)
-        while any(len(c.queue) > half and not c.dead for c in self._clients):
-            await asyncio.sleep(0.005)
+        while True:
+            now = time.monotonic()
+            waiting = False
+            for client in self._clients:
+                if client.dead or len(client.queue) <= half:
+                    continue
+                sent, since = self._progress.get(client.stats.id, (-1, now))
+                if client.stats.sent != sent:
+                    sent, since = client.stats.sent, now
+                self._progress[client.stats.id] = (sent, since)
+                if now - since < stall:
+                    waiting = True
+            if not waiting:
+                return
+            await asyncio.sleep(0.002)
 
     def _publish(self, frame: bytes, is_log: bool) -> None:
         if self._loop is None or threading.get_ident() == self._loop_thread:
@@ -319,6 +344,7 @@ class Server:
         # Registration and the startup replay happen with no await between them, so every run-log
         # line reaches this client exactly once: from the cache or live.
         self._clients.add(client)
+        self._first_client.set()
         for frame in self._log_cache:
             self._enqueue(client, frame)
         client.writer_task = asyncio.create_task(self._writer(client))
@@ -330,6 +356,7 @@ class Server:
             pass
         finally:
             self._clients.discard(client)
+            self._progress.pop(stats.id, None)
             self._stats.disconnections += 1
             client.heartbeat_task.cancel()
             if not self._closing:

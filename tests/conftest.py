@@ -1,0 +1,72 @@
+"""Shared fixtures: real servers on 127.0.0.1 and the command line run as a real process."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+CLI = [sys.executable, "-m", "ecaptureq"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+
+
+def run_cli(*args: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``ecaptureq ARGS`` to completion and return the finished process (text mode)."""
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=ENV, input=input, check=False
+    )
+
+
+@dataclass
+class Served:
+    """A ``ecaptureq serve`` process and the URL it announced."""
+
+    proc: subprocess.Popen[str]
+    url: str
+
+
+def start_serve(*args: str) -> Served:
+    """Start ``ecaptureq serve ARGS --listen ws://127.0.0.1:0/`` and wait for its ``serving`` line."""
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--listen", "ws://127.0.0.1:0/", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        match = re.search(r"serving .* on (ws://\S+) ", line)
+        if match:
+            return Served(proc, match.group(1))
+    proc.kill()
+    raise AssertionError(f"serve did not start: {proc.stderr.read()}")
+
+
+def stop_serve(served: Served) -> tuple[int, str]:
+    """Stop a served process with SIGTERM; return its exit code and the rest of its stderr."""
+    served.proc.terminate()
+    try:
+        _out, err = served.proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        served.proc.kill()
+        _out, err = served.proc.communicate()
+    return served.proc.returncode, err
+
+
+@pytest.fixture
+def serve_demo() -> Iterator[Served]:
+    """``ecaptureq serve --demo`` with a fast interval, stopped after the test."""
+    served = start_serve("--demo", "--interval", "0.02")
+    yield served
+    stop_serve(served)
