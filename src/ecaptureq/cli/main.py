@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader of our stdout went away (``| head``): not an error worth a traceback.
         sys.stderr.close()
         return 0
-    except Exception as exc:  # noqa: BLE001 - a bug must still end in one line, not a traceback
+    except Exception as exc:  # a bug must still end in one line, not a traceback
         if os.environ.get("ECAPTUREQ_DEBUG"):
             raise
         print(

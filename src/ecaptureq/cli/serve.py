@@ -56,7 +56,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="replay pace: 1 as recorded, 2 twice as fast, 0 as fast as clients read (default 1)",
     )
     parser.add_argument(
-        "--no-wait", action="store_true", help="replay: start at once instead of when the first client connects"
+        "--no-wait",
+        action="store_true",
+        help="replay: start at once instead of when the first client connects",
     )
     parser.add_argument(
         "--interval",
