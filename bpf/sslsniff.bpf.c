@@ -4,7 +4,9 @@
  *
  * - uprobes on SSL_write, SSL_read, SSL_write_ex, SSL_read_ex remember (per thread) the SSL * and the
  *   buffer; the matching uretprobes read how many bytes were transferred and copy the buffer out in
- *   records of at most MAX_CHUNK bytes (bpf_loop), so a large call is split, never cut.
+ *   records of at most MAX_CHUNK bytes (bpf_loop), so a large call is split, never cut. The consumer
+ *   is woken only when WAKEUP_BYTES are waiting; otherwise it polls every few milliseconds (far fewer
+ *   wakeups and context switches under load).
  * - While a thread is inside one of those calls, the socket syscalls it issues (read, write, sendto,
  *   recvfrom, sendmsg, recvmsg; seen by a raw tracepoint on sys_enter, which needs neither kprobes nor
  *   tracefs) give the fd; the fd's socket (task->files->fdt->fd[fd]->private_data->sk) gives the
@@ -175,7 +177,9 @@ static long emit_chunk(__u32 index, void *data)
 		e->flags |= 1;
 		stat_add(STAT_READ_ERRORS, 1);
 	}
-	if (bpf_ringbuf_output(&events, e, SSL_EVENT_HEADER_SIZE + len, 0) != 0) {
+	__u64 wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
+										  : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, e, SSL_EVENT_HEADER_SIZE + len, wake) != 0) {
 		stat_add(STAT_DROP_CHUNKS, 1);
 		stat_add(STAT_DROP_BYTES, len);
 	} else {

@@ -38,6 +38,11 @@ enum {
 	BPF_MAP_TYPE_RINGBUF = 27,
 };
 enum { BPF_ANY = 0 };
+enum { BPF_RB_NO_WAKEUP = 1, BPF_RB_FORCE_WAKEUP = 2 };
+enum { BPF_RB_AVAIL_DATA = 0 };
+
+/* Wake the consumer only once this much is waiting; otherwise it finds records on its next timed poll. */
+#define WAKEUP_BYTES (256 * 1024)
 
 #define MAX_CHUNK 16384      /* plaintext bytes per ring-buffer record */
 #define MAX_CHUNKS 4096      /* records per SSL call: 64 MiB; beyond that the call counts as oversized */

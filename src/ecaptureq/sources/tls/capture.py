@@ -126,11 +126,22 @@ class Chunk:
         return cls(ts, ssl, offset, total, pid, tid, uid, fd, direction, name, data, src, dst)
 
 
+_IP_CACHE: dict[tuple[int, bytes], str] = {}
+
+
 def _ip(family: int, raw: bytes) -> str:
-    if family == 2:
-        return str(ipaddress.IPv4Address(raw[:4]))
-    v6 = ipaddress.IPv6Address(raw)
-    return str(v6.ipv4_mapped or v6)
+    key = (family, raw)
+    text = _IP_CACHE.get(key)
+    if text is None:
+        if family == 2:
+            text = str(ipaddress.IPv4Address(raw[:4]))
+        else:
+            v6 = ipaddress.IPv6Address(raw)
+            text = str(v6.ipv4_mapped or v6)
+        if len(_IP_CACHE) > 4096:
+            _IP_CACHE.clear()
+        _IP_CACHE[key] = text
+    return text
 
 
 @dataclass(slots=True)
@@ -427,7 +438,9 @@ class TlsCapture:
         next_report = time.monotonic() + 2.0
         while not self._stop.is_set():
             try:
+                # Records below the BPF side's wake-up threshold raise no epoll event: consume them too.
                 self._ring.poll(20)
+                self._ring.consume()
             except libbpf.LibbpfError as exc:
                 self.sink.publish_log(log_line("ERR", f"ring buffer: {exc}"))
                 break
