@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "ecaptureq.cli.watch",
     "ecaptureq.cli.serve",
     "ecaptureq.cli.demo",
+    "ecaptureq.cli.bench",
     "ecaptureq.cli.tls",
 )
 """The modules that each add one subcommand, in the order ``--help`` lists them."""

@@ -1,0 +1,143 @@
+"""The other side of a benchmark, run as its own process so it does not share a core with the server.
+
+``python -m ecaptureq.bench.peer receive URL --clients K --events N`` opens K connections, prints
+``ready``, reads until every client has N events (or goes idle), then prints one JSON line of results.
+``python -m ecaptureq.bench.peer send --events N --size B`` serves N pre-encoded frames to each client
+that connects, for the client-side benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from ecaptureq.protocol import Event, decode, encode_event
+
+
+@dataclass
+class ReceiverResult:
+    """What one receiving connection saw."""
+
+    received: int = 0
+    in_order: bool = True
+    last_recv_ns: int = 0
+    close_code: int | None = None
+    latencies_ns: list[int] = field(default_factory=list)
+
+
+async def _receive(
+    conn: ClientConnection, n: int, idle: float, result: ReceiverResult, sample_every: int
+) -> None:
+    expected = 0
+    try:
+        while result.received < n:
+            frame = await asyncio.wait_for(conn.recv(), idle)
+            now = time.time_ns()
+            msg = decode(frame) if isinstance(frame, bytes) else None
+            if not isinstance(msg, Event):
+                continue
+            if msg.pid != expected:
+                result.in_order = False
+            expected = msg.pid + 1
+            result.received += 1
+            result.last_recv_ns = now
+            if result.received % sample_every == 0 or result.received == 1:
+                result.latencies_ns.append(now - msg.timestamp)
+    except ConnectionClosed as exc:
+        result.close_code = exc.rcvd.code if exc.rcvd else 1006
+    except TimeoutError:
+        pass
+    finally:
+        await conn.close()
+
+
+async def _stall(conn: ClientConnection, result: ReceiverResult, hold: float) -> None:
+    """Never read; after ``hold`` seconds, drain what arrived and note how the server closed us."""
+    await asyncio.sleep(hold)
+    try:
+        while True:
+            frame = await asyncio.wait_for(conn.recv(), 10)
+            if isinstance(frame, bytes) and isinstance(decode(frame), Event):
+                result.received += 1
+    except ConnectionClosed as exc:
+        result.close_code = exc.rcvd.code if exc.rcvd else 1006
+    except TimeoutError:
+        pass
+
+
+async def receive(
+    url: str, clients: int, events: int, idle: float, stalled: int, hold: float
+) -> dict[str, Any]:
+    """Open the connections, report ``ready``, receive, and return the results of every connection."""
+    conns = [
+        await connect(
+            url, compression=None, max_size=None, max_queue=1 if i < stalled else 64, open_timeout=30
+        )
+        for i in range(clients)
+    ]
+    print("ready", flush=True)
+    sample_every = max(1, events * clients // 20000)
+    results = [ReceiverResult() for _ in conns]
+    tasks = [
+        _stall(c, r, hold) if i < stalled else _receive(c, events, idle, r, sample_every)
+        for i, (c, r) in enumerate(zip(conns, results, strict=True))
+    ]
+    await asyncio.gather(*tasks)
+    return {"results": [asdict(r) for r in results], "stalled": stalled}
+
+
+async def send(events: int, size: int) -> None:
+    """Serve ``events`` pre-encoded frames of ``size`` payload bytes to each client; print the URL."""
+    payload = b"x" * size
+    frames = [encode_event(Event(timestamp=time.time_ns(), pid=i, payload=payload)) for i in range(events)]
+
+    async def handler(conn: ServerConnection) -> None:
+        for frame in frames:
+            await conn.send(frame)
+        await conn.close()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        print(f"ws://127.0.0.1:{port}/", flush=True)
+        await asyncio.sleep(3600)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the peer process."""
+    parser = argparse.ArgumentParser(prog="python -m ecaptureq.bench.peer")
+    sub = parser.add_subparsers(dest="role", required=True)
+    rcv = sub.add_parser("receive")
+    rcv.add_argument("url")
+    rcv.add_argument("--clients", type=int, default=1)
+    rcv.add_argument("--events", type=int, required=True)
+    rcv.add_argument("--idle", type=float, default=10.0)
+    rcv.add_argument("--stalled", type=int, default=0)
+    rcv.add_argument("--hold", type=float, default=5.0)
+    snd = sub.add_parser("send")
+    snd.add_argument("--events", type=int, required=True)
+    snd.add_argument("--size", type=int, default=512)
+    args = parser.parse_args(argv)
+    try:
+        if args.role == "receive":
+            result = asyncio.run(
+                receive(args.url, args.clients, args.events, args.idle, args.stalled, args.hold)
+            )
+            print(json.dumps(result), flush=True)
+        else:
+            asyncio.run(send(args.events, args.size))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
