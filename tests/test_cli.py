@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -228,3 +229,19 @@ def test_no_command_prints_help_and_exits_2() -> None:
     result = run_cli()
     assert result.returncode == 2
     assert "watch" in result.stdout and "serve" in result.stdout
+
+
+def test_serve_stats_and_shutdown_totals() -> None:
+    served = start_serve("--demo", "--interval", "0.02", "--stats", "0.5")
+    watcher = subprocess.Popen(
+        [*CLI, "watch", served.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+    )
+    time.sleep(2.0)
+    code, err = stop_serve(served)
+    out, _ = watcher.communicate(timeout=20)
+    assert code == 0
+    stats = [line for line in err.splitlines() if "stats:" in line]
+    assert len(stats) >= 2, err
+    assert "1 clients" in stats[-1] and "events (" in stats[-1] and "queue max" in stats[-1]
+    # The totals line is a run-log line, so the connected watcher saw it before the close.
+    assert re.search(r"INF Shutting down: \d+ events published, 1 connections, 0 closed as too slow", out), out

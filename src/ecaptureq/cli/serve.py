@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from ecaptureq import __version__
 from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, CliError
-from ecaptureq.server import Server
+from ecaptureq.server import Server, ServerStats
 from ecaptureq.sources.base import Sink
 from ecaptureq.sources.demo import DemoSource, zerolog_line
 from ecaptureq.sources.replay import ReplayError, ReplaySource, load_recording
@@ -27,6 +27,7 @@ examples:
   ecaptureq serve --replay capture.jsonl --speed 0      # a watch --json recording, as fast as possible,
                                                         # starting when the first client connects
   ecaptureq serve --demo --listen ws://127.0.0.1:9999/ --heartbeat-interval 5
+  ecaptureq serve --demo --stats 2                      # counters on stderr every 2 seconds
 
 exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 usage error or unreadable recording, 3 cannot listen
 """
@@ -81,6 +82,14 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         help="seconds between heartbeats on each connection (default 15, as eCapture)",
     )
     parser.add_argument(
+        "--stats",
+        type=float,
+        nargs="?",
+        const=5.0,
+        metavar="S",
+        help="print throughput, queue depths and disconnections on stderr every S seconds (default 5)",
+    )
+    parser.add_argument(
         "--queue-size",
         type=int,
         default=100_000,
@@ -112,7 +121,32 @@ def server_from_args(args: argparse.Namespace) -> Server:
         raise CliError("--heartbeat-interval must be positive")
     if args.queue_size < 1:
         raise CliError("--queue-size must be at least 1")
+    if args.stats is not None and args.stats <= 0:
+        raise CliError("--stats takes a positive number of seconds")
     return Server(host, port, heartbeat_interval=args.heartbeat_interval, queue_size=args.queue_size)
+
+
+def format_stats(now: ServerStats, before: ServerStats | None, seconds: float) -> str:
+    """One line of ``--stats``: rates since ``before``, clients, queue depths, disconnections."""
+    published = now.events_published - (before.events_published if before else 0)
+    sent_bytes = now.bytes_published - (before.bytes_published if before else 0)
+    depths = [c.queued for c in now.clients]
+    return (
+        f"ecaptureq serve: stats: {now.events_published} events ({published / seconds:,.0f}/s, "
+        f"{sent_bytes / seconds / 1024:,.0f} KiB/s published), {len(now.clients)} clients, "
+        f"queue max {max(depths, default=0)} total {sum(depths)}, "
+        f"{now.disconnections} disconnections ({now.overflow_closes} too slow)"
+    )
+
+
+async def report_stats(server: Server, interval: float) -> None:
+    """Print :func:`format_stats` on stderr every ``interval`` seconds, until cancelled."""
+    before: ServerStats | None = None
+    while True:
+        await asyncio.sleep(interval)
+        now = server.stats()
+        print(format_stats(now, before, interval), file=sys.stderr, flush=True)
+        before = now
 
 
 def banner(server: Server, source: str) -> list[str]:
@@ -131,11 +165,12 @@ async def serve_until_stopped(
     source_name: str,
     feed: Callable[[Sink], Coroutine[Any, Any, None]] | None,
     first_logs: list[str] | None = None,
+    stats_interval: float | None = None,
 ) -> int:
     """Start ``server``, run ``feed`` into it, and serve until Ctrl-C or SIGTERM; then stop gracefully.
 
     ``first_logs`` are published before the server's own banner (a recording's run log, which must keep
-    its place among the first 128 lines).
+    its place among the first 128 lines). With ``stats_interval``, counters are printed on stderr that often.
     """
     try:
         await server.start()
@@ -155,6 +190,7 @@ async def serve_until_stopped(
             loop.add_signal_handler(sig, stop.set)
     task = asyncio.create_task(feed(server)) if feed is not None else None
     waiter = asyncio.create_task(stop.wait())
+    reporter = asyncio.create_task(report_stats(server, stats_interval)) if stats_interval else None
     try:
         if task is not None:
             done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -163,7 +199,7 @@ async def serve_until_stopped(
                 server.publish_log(zerolog_line(f"Source {source_name} finished; still serving"))
         await waiter
     finally:
-        for pending in (task, waiter):
+        for pending in (task, waiter, reporter):
             if pending is not None and not pending.done():
                 pending.cancel()
         st = server.stats()
@@ -195,7 +231,10 @@ def run(args: argparse.Namespace) -> int:
                 await server.wait_for_client()  # the run log is cached; the events wait for a reader
             await replay.play(sink)
 
-        return asyncio.run(serve_until_stopped(server, name, play, first_logs=recording.logs))
+        return asyncio.run(
+            serve_until_stopped(server, name, play, first_logs=recording.logs, stats_interval=args.stats)
+        )
     if args.interval < 0:
         raise CliError("--interval must be 0 or positive")
-    return asyncio.run(serve_until_stopped(server, "demo", DemoSource(interval=args.interval).run))
+    source = DemoSource(interval=args.interval)
+    return asyncio.run(serve_until_stopped(server, "demo", source.run, stats_interval=args.stats))
