@@ -1,12 +1,23 @@
 """The eCaptureQ server (the hub): clients, the startup-log cache, heartbeats and backpressure."""
 
 from ecaptureq.server.hub import (
+    CLOSE_FLOOD,
     CLOSE_QUEUE_OVERFLOW,
     CLOSE_SHUTDOWN,
+    CLOSE_TOO_BIG,
     LOG_CACHE_SIZE,
     ClientStats,
     Server,
     ServerStats,
 )
 
-__all__ = ["CLOSE_QUEUE_OVERFLOW", "CLOSE_SHUTDOWN", "LOG_CACHE_SIZE", "ClientStats", "Server", "ServerStats"]
+__all__ = [
+    "CLOSE_FLOOD",
+    "CLOSE_QUEUE_OVERFLOW",
+    "CLOSE_SHUTDOWN",
+    "CLOSE_TOO_BIG",
+    "LOG_CACHE_SIZE",
+    "ClientStats",
+    "Server",
+    "ServerStats",
+]

@@ -32,6 +32,13 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from ecaptureq.protocol import Event, encode_event, encode_heartbeat, encode_run_log
+from ecaptureq.server.security import (
+    RateWindow,
+    Refusal,
+    build_process_request,
+    check_token,
+    parse_allowed_origin,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +50,15 @@ CLOSE_QUEUE_OVERFLOW: Final = int(CloseCode.TRY_AGAIN_LATER)
 
 CLOSE_SHUTDOWN: Final = int(CloseCode.GOING_AWAY)
 """Close code (1001) sent to every client on graceful shutdown."""
+
+CLOSE_FLOOD: Final = int(CloseCode.POLICY_VIOLATION)
+"""Close code (1008) for a client that sends more messages per second than allowed."""
+
+CLOSE_TOO_BIG: Final = int(CloseCode.MESSAGE_TOO_BIG)
+"""Close code (1009) for a client that sends a message larger than allowed."""
+
+REFUSAL_LOG_LINES_PER_MINUTE: Final = 20
+"""Most refused-handshake lines written to the run log per minute (the rest are counted and summed up)."""
 
 _SHUTDOWN = object()  # queue sentinel: send what is queued, then close with 1001
 
@@ -74,6 +90,11 @@ class ServerStats:
     disconnections: int = 0
     overflow_closes: int = 0
     inbound_messages: int = 0
+    refused_origin: int = 0
+    refused_token: int = 0
+    refused_capacity: int = 0
+    flood_closes: int = 0
+    oversize_closes: int = 0
     clients: list[ClientStats] = field(default_factory=list)
 
 
@@ -108,8 +129,17 @@ class Server:
         queue_size: most frames waiting for one client before it is closed with 1013.
         queue_bytes: most bytes waiting for one client before it is closed with 1013.
         ssl: an :class:`ssl.SSLContext` to serve ``wss://``.
-        process_request: a handshake hook (origin and token checks); see :data:`ProcessRequest`.
-        max_message_size: largest message a client may send (clients have nothing to say).
+        process_request: an extra handshake hook, run after the built-in checks pass; see
+            :data:`ProcessRequest`.
+        max_message_size: largest message a client may send (clients have nothing to say); a larger one
+            closes the connection with 1009.
+        token: when set, every handshake must present it (``Authorization: Bearer TOKEN`` or
+            ``?token=TOKEN``), or it is refused with 401.
+        allowed_origins: browser origins allowed besides loopback pages (``scheme://host[:port]``, or
+            ``*`` for any); a handshake from any other page is refused with 403. No Origin is allowed.
+        open_timeout: seconds a client has to complete the opening handshake (slowloris bound).
+        max_connections: most open connections; a handshake over the limit is refused with 503.
+        max_inbound_rate: most messages a client may send per second; more closes it with 1008.
     """
 
     def __init__(
@@ -123,11 +153,27 @@ class Server:
         ssl: _ssl.SSLContext | None = None,
         process_request: ProcessRequest | None = None,
         max_message_size: int = 64 * 1024,
+        token: str | None = None,
+        allowed_origins: Iterable[str] = (),
+        open_timeout: float = 10.0,
+        max_connections: int = 128,
+        max_inbound_rate: float = 50.0,
     ) -> None:
         if heartbeat_interval <= 0:
             raise ValueError("heartbeat_interval must be positive")
         if queue_size < 1 or queue_bytes < 1:
             raise ValueError("queue bounds must be positive")
+        if max_message_size < 1 or open_timeout <= 0 or max_connections < 1 or max_inbound_rate <= 0:
+            raise ValueError(
+                "max_message_size, open_timeout, max_connections, max_inbound_rate must be positive"
+            )
+        self._token = None if token is None else check_token(token)
+        self.allowed_origins = tuple(parse_allowed_origin(o) for o in allowed_origins)
+        self.open_timeout = open_timeout
+        self.max_connections = max_connections
+        self.max_inbound_rate = max_inbound_rate
+        self._refusal_log = RateWindow(REFUSAL_LOG_LINES_PER_MINUTE, 60.0)
+        self._refusals_unlogged = 0
         self.host = host
         self._requested_port = port
         self.heartbeat_interval = heartbeat_interval
@@ -160,15 +206,50 @@ class Server:
             raise RuntimeError("server already started")
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        guard = build_process_request(
+            allowed_origins=self.allowed_origins,
+            token=self._token,
+            max_connections=self.max_connections,
+            open_connections=self._open_connections,
+            on_refuse=self._refused,
+            then=self._process_request,
+        )
         self._ws = await serve(
             self._handle,
             self.host,
             self._requested_port,
             ssl=self._ssl,
-            process_request=self._process_request,
+            process_request=guard,
             compression=None,  # the reference speaks no permessage-deflate; frames are sent as they are
             max_size=self._max_message_size,
+            open_timeout=self.open_timeout,
         )
+
+    @property
+    def requires_token(self) -> bool:
+        """Whether handshakes must present a token."""
+        return self._token is not None
+
+    def _open_connections(self) -> int:
+        return len(self._ws.connections) if self._ws is not None else 0
+
+    def _refused(self, conn: ServerConnection, refusal: Refusal) -> None:
+        stats = self._stats
+        if refusal.status == 403:
+            stats.refused_origin += 1
+        elif refusal.status == 401:
+            stats.refused_token += 1
+        else:
+            stats.refused_capacity += 1
+        line = f"refused a handshake from {_remote(conn)} with HTTP {refusal.status}: {refusal.reason}"
+        logger.warning("%s", line)
+        if self._refusal_log.hit():
+            self._refusals_unlogged += 1  # a flood of bad handshakes must not flood every client's log
+            return
+        if self._refusals_unlogged:
+            line += f" ({self._refusals_unlogged} more refusals not logged)"
+            self._refusals_unlogged = 0
+        self.publish_log(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} WRN {line}")
 
     @property
     def port(self) -> int:
@@ -349,11 +430,22 @@ class Server:
             self._enqueue(client, frame)
         client.writer_task = asyncio.create_task(self._writer(client))
         client.heartbeat_task = asyncio.create_task(self._heartbeats(client))
+        inbound = RateWindow(self.max_inbound_rate)
         try:
             async for _message in conn:
                 self._stats.inbound_messages += 1  # clients have nothing to say: read and discard
-        except ConnectionClosed:
-            pass
+                if inbound.hit():
+                    self._stats.flood_closes += 1
+                    client.dead = True
+                    logger.warning("closing client %s: too many messages", stats.remote)
+                    await conn.close(CLOSE_FLOOD, f"too many messages (over {self.max_inbound_rate:g}/s)")
+                    break
+        except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == CLOSE_TOO_BIG:
+                self._stats.oversize_closes += 1
+                logger.warning(
+                    "closed client %s: message over %d bytes", stats.remote, self._max_message_size
+                )
         finally:
             self._clients.discard(client)
             self._progress.pop(stats.id, None)
