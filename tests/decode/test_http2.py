@@ -204,9 +204,7 @@ class Recorder:
             self.sock.sendall(data)
 
 
-def _serve_h2(
-    listener: socket.socket, out: Recorder | None, log: list[tuple[str, bytes]], lock: threading.Lock
-) -> None:
+def _serve_h2(listener: socket.socket, log: list[tuple[str, bytes]], lock: threading.Lock) -> None:
     sock, _ = listener.accept()
     rec = Recorder(sock, S2C, log, lock)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
@@ -256,7 +254,7 @@ def h2_pair_capture() -> list[tuple[str, bytes]]:
     listener = socket.create_server(("127.0.0.1", 0))
     t = threading.Thread(target=_serve_h2, args=(listener, log, lock), daemon=True)
     t.start()
-    sock = socket.create_connection(listener.getsockname())
+    sock = socket.create_connection(listener.getsockname(), timeout=10)
     rec = Recorder(sock, C2S, log, lock)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
