@@ -104,11 +104,13 @@ class Http1Parser:
             return h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BLOCK)
         conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEADER_BLOCK)
         method = (self.method_hint(self._done_this_feed) if self.method_hint else None) or "GET"
+        # The stand-in request offers an upgrade so that h11 also accepts a 101 Switching Protocols.
+        headers = [("Host", "x"), ("Connection", "upgrade"), ("Upgrade", "websocket")]
         try:
-            conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
+            conn.send(h11.Request(method=method, target="/", headers=headers))
         except h11.LocalProtocolError:
             conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEADER_BLOCK)
-            conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+            conn.send(h11.Request(method="GET", target="/", headers=headers))
         conn.send(h11.EndOfMessage())
         return conn
 

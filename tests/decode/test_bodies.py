@@ -1,0 +1,67 @@
+"""Content-Encoding with a cap, charsets and gRPC framing."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import brotli
+import pytest
+import zstandard
+
+from ecaptureq.decode import decode_body, decompress
+from ecaptureq.decode.bodies import split_grpc
+
+ZEROS = bytes(64 * 1024 * 1024)
+BOMBS = {
+    "gzip": lambda: gzip.compress(ZEROS, 1),
+    "deflate": lambda: zlib.compress(ZEROS, 1),
+    "br": lambda: brotli.compress(ZEROS, quality=1),
+    "zstd": lambda: zstandard.ZstdCompressor(level=1).compress(ZEROS),
+}
+
+
+@pytest.mark.parametrize("coding", sorted(BOMBS))
+def test_bomb_in_every_coding_stops_at_the_limit(coding: str) -> None:
+    bomb = BOMBS[coding]()
+    assert len(bomb) < 1024 * 1024
+    out, truncated, err = decompress(bomb, coding, limit=1024 * 1024)
+    assert truncated and err is None and len(out) == 1024 * 1024
+    body = decode_body(bomb, "application/octet-stream", coding, limit=1024 * 1024)
+    assert body.truncated and any("bomb" in n for n in body.notes)
+
+
+def test_raw_deflate_without_zlib_wrapper() -> None:
+    c = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    raw = c.compress(b"raw deflate body") + c.flush()
+    assert decode_body(raw, "text/plain", "deflate").text == "raw deflate body"
+
+
+def test_stacked_codings_are_undone_right_to_left() -> None:
+    data = brotli.compress(gzip.compress(b"twice"))
+    assert decode_body(data, "text/plain", "gzip, br").text == "twice"
+
+
+def test_unknown_coding_and_charset() -> None:
+    body = decode_body(b"abc", "text/plain; charset=klingon", "x-magic")
+    assert body.errors == ["unknown content-encoding 'x-magic'"]
+    assert body.text == "abc" and any("klingon" in n for n in body.notes)
+
+
+def test_charsets() -> None:
+    assert decode_body("żółw".encode("utf-16"), "text/plain; charset=UTF-16").text == "żółw"
+    assert decode_body("naïve".encode("cp1252"), "text/html; charset=windows-1252").text == "naïve"
+    assert decode_body("naïve".encode("latin-1"), "text/plain").text == "naïve"  # not UTF-8: ISO-8859-1
+
+
+def test_truncated_gzip_is_an_error_with_partial_output() -> None:
+    data = gzip.compress(bytes(range(256)) * 100)
+    out, truncated, err = decompress(data[: len(data) // 2], "gzip")
+    assert not truncated and err is not None and out and (bytes(range(256)) * 100).startswith(out)
+
+
+def test_grpc_framing() -> None:
+    assert split_grpc(b"\x00\x00\x00\x00\x01a\x00\x00\x00\x00\x00") == ([b"a", b""], None)
+    msgs, err = split_grpc(b"\x00\x00\x00\x00\x09abc")
+    assert msgs == [b"abc"] and err is not None
+    assert split_grpc(b"\x07\x00\x00\x00\x00")[1] == "bad gRPC compressed-flag 7"

@@ -1,0 +1,87 @@
+"""uuid parsing and metadata recovery from the text headers current eCapture releases send."""
+
+from __future__ import annotations
+
+from ecaptureq.decode import event_meta, parse_uuid, split_text_header
+from ecaptureq.decode.timestamps import TimeUnit
+from ecaptureq.protocol import Event
+
+
+def test_uuid_with_data_type() -> None:
+    u = parse_uuid("2746_2746_curl_5_0")
+    assert (u.pid, u.tid, u.comm, u.fd, u.data_type, u.parsed) == (2746, 2746, "curl", 5, 0, True)
+    assert u.connection == "2746_2746_curl_5"
+
+
+def test_uuid_without_data_type_and_comm_with_underscores() -> None:
+    u = parse_uuid("10_11_my_fancy_app_7")
+    assert (u.pid, u.tid, u.comm, u.fd, u.data_type) == (10, 11, "my_fancy_app", 7, None)
+    u = parse_uuid("10_11_my_fancy_app_7_1")
+    assert (u.comm, u.fd, u.data_type) == ("my_fancy_app", 7, 1)
+    assert parse_uuid("10_11_my_fancy_app_7_1").connection == parse_uuid("10_11_my_fancy_app_7_0").connection
+
+
+def test_uuid_garbage() -> None:
+    for raw in ("", "abc", "1_2", "x_1_curl_5", "1_2_curl_x"):
+        u = parse_uuid(raw)
+        assert not u.parsed and u.connection == raw
+
+
+def test_header_with_comma_format() -> None:
+    ev = Event(
+        payload=b"PID:2746, Comm:curl, Src:10.0.0.5:40522, Dest:93.184.216.34:443,\nGET / HTTP/1.1\r\n\r\n"
+    )
+    m = event_meta(ev)
+    assert (m.pid, m.pname) == (2746, "curl")
+    assert (m.src_ip, m.src_port, m.dst_ip, m.dst_port) == ("10.0.0.5", 40522, "93.184.216.34", 443)
+    assert m.body == b"GET / HTTP/1.1\r\n\r\n"
+    assert m.header is not None and m.header.text.startswith("PID:2746")
+
+
+def test_header_with_bracketed_time_and_direction() -> None:
+    payload = b"[2026-01-02 10:00:00.000] PID:2746 TID:2747 Comm:Web Content FD:5 WRITE (79 bytes):\nHELLO"
+    m = event_meta(Event(payload=payload))
+    assert (m.pid, m.tid, m.pname, m.fd, m.direction) == (2746, 2747, "Web Content", 5, "write")
+    assert m.body == b"HELLO"
+    assert m.header is not None and m.header.length == 79
+    read = event_meta(Event(payload=b"PID:1 TID:1 Comm:x FD:3 READ (2 bytes):\nhi"))
+    assert read.direction == "read" and read.body == b"hi"
+
+
+def test_ipv6_endpoints() -> None:
+    m = event_meta(Event(payload=b"PID:1, Comm:x, Src:[::1]:5000, Dest:[2001:db8::1]:443,\nbody"))
+    assert (m.src_ip, m.src_port, m.dst_ip, m.dst_port) == ("::1", 5000, "2001:db8::1", 443)
+
+
+def test_structured_fields_win_over_header() -> None:
+    ev = Event(
+        pid=9,
+        pname="wget",
+        src_ip="1.1.1.1",
+        src_port=1,
+        payload=b"PID:2746, Comm:curl, Src:10.0.0.5:40522,\nx",
+    )
+    m = event_meta(ev)
+    assert (m.pid, m.pname, m.src_ip, m.src_port) == (9, "wget", "1.1.1.1", 1)
+    assert m.body == b"x"
+
+
+def test_no_header_is_left_alone() -> None:
+    for payload in (b"GET / HTTP/1.1\r\n", b"PIDX:1\n", b"PID:1 but no newline", b""):
+        header, body = split_text_header(payload)
+        assert header is None and body == payload
+
+
+def test_direction_and_connection_from_uuid() -> None:
+    w = event_meta(Event(uuid="5_5_curl_3_0", timestamp=1760495631914807673, payload=b"x"))
+    r = event_meta(Event(uuid="5_5_curl_3_1", payload=b"x"))
+    assert w.direction == "write" and r.direction == "read"
+    assert w.connection == r.connection and w.stream != r.stream
+    assert w.pid == 5 and w.pname == "curl" and w.fd == 3
+    assert w.timestamp.unit is TimeUnit.NANOSECONDS and w.time_ns == 1760495631914807673
+
+
+def test_connection_from_header_when_uuid_empty() -> None:
+    a = event_meta(Event(payload=b"PID:7, Comm:c, Src:10.0.0.1:1000, Dest:10.0.0.2:443,\nx"))
+    b = event_meta(Event(payload=b"PID:7, Comm:c, Src:10.0.0.2:443, Dest:10.0.0.1:1000,\ny"))
+    assert a.connection == b.connection
