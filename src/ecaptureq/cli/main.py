@@ -19,6 +19,9 @@ COMMANDS: tuple[str, ...] = (
     "ecaptureq.cli.watch",
     "ecaptureq.cli.serve",
     "ecaptureq.cli.demo",
+    "ecaptureq.cli.record",
+    "ecaptureq.cli.query",
+    "ecaptureq.cli.export",
     "ecaptureq.cli.bench",
     "ecaptureq.cli.tls",
 )
@@ -31,6 +34,8 @@ exit codes:
   2  usage error (bad arguments, bad URL)
   3  cannot connect, or the connection was lost
   4  --count not reached before --timeout
+  9  authentication failed: the server wants a (valid) token (HTTP 401)
+  10 refused by the server's origin policy (HTTP 403)
   130 interrupted (Ctrl-C)
 """
 

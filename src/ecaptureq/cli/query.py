@@ -1,0 +1,110 @@
+"""``ecaptureq query --db FILE SQL``: the eCaptureQ GUI's SQL over a capture database, read-only."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ecaptureq.cli.errors import CliError
+from ecaptureq.store import SqlError, open_readonly, run_query
+from ecaptureq.store.export import b64
+
+EXAMPLES = """\
+examples (the GUI's two modes: a condition on packets, or a full SELECT):
+  ecaptureq query --db capture.db "dst_port = 443 AND pname = 'curl'"
+  ecaptureq query --db capture.db "src_ip LIKE '10.0.%'"
+  ecaptureq query --db capture.db "payload_utf8 LIKE '%password%'" --json
+  ecaptureq query --db capture.db "index > 100"
+  ecaptureq query --db capture.db "SELECT pname, count(*) FROM packets GROUP BY pname"
+  ecaptureq query --db capture.db "SELECT method, url, status, latency FROM exchanges" --csv
+  ecaptureq query --db capture.db "SELECT uuid FROM packets WHERE type = 1
+                                   UNION SELECT uuid FROM packets WHERE type = 3"
+
+Tables: packets (the GUI's columns), exchanges (decoded HTTP), run_logs, connections, heartbeats.
+The database is opened read-only. Binary cells are shown as x'hex…' in the table, base64 in JSON and CSV.
+
+exit codes: 0 done, 2 invalid SQL or not a capture database
+"""
+
+_CELL = 60
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``query`` subcommand."""
+    parser = sub.add_parser(
+        "query",
+        help="run the eCaptureQ GUI's SQL (a condition or a SELECT) over a capture database",
+        description="Query a capture database read-only: a bare condition is applied to packets, "
+        "a SELECT (UNION included) runs as it is.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--db", type=Path, required=True, metavar="FILE", help="the capture database")
+    parser.add_argument("sql", metavar="SQL", help="a condition on packets, or a full SELECT")
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="one JSON object per row")
+    fmt.add_argument("--csv", action="store_true", help="CSV with a header row")
+    parser.add_argument("--limit", type=int, metavar="N", help="stop after N rows")
+    parser.set_defaults(func=run)
+
+
+def _json_cell(value: Any) -> Any:
+    return b64(value) if isinstance(value, bytes) else value
+
+
+def _table_cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        text = "x'" + value[: _CELL // 2].hex() + ("…'" if len(value) > _CELL // 2 else "'")
+    else:
+        text = str(value)
+    text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
+    return text if len(text) <= _CELL else text[: _CELL - 1] + "…"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``ecaptureq query``."""
+    try:
+        conn = open_readonly(args.db)
+        columns, rows = run_query(conn, args.sql)
+        out = sys.stdout
+        count = 0
+        if args.json:
+            for row in rows:
+                out.write(
+                    json.dumps(dict(zip(columns, map(_json_cell, row), strict=True)), ensure_ascii=False)
+                )
+                out.write("\n")
+                count += 1
+                if args.limit and count >= args.limit:
+                    break
+        elif args.csv:
+            writer = csv.writer(out)
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([_json_cell(v) for v in row])
+                count += 1
+                if args.limit and count >= args.limit:
+                    break
+        else:
+            cells = []
+            for row in rows:
+                cells.append([_table_cell(v) for v in row])
+                if args.limit and len(cells) >= args.limit:
+                    break
+            widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+            out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+            out.write("  ".join("-" * w for w in widths) + "\n")
+            for r in cells:
+                out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+            count = len(cells)
+            if sys.stdout.isatty():
+                print(f"({count} row{'s' if count != 1 else ''})", file=sys.stderr)
+    except SqlError as exc:
+        raise CliError(str(exc)) from None
+    return 0

@@ -1,0 +1,216 @@
+"""Export a capture database: HAR 1.2 built from the decoded exchanges, or JSON Lines that replay.
+
+HAR follows the 1.2 specification (http://www.softwareishard.com/blog/har-12-spec/) as Chrome DevTools
+imports it: absolute URLs, headers as name/value objects, binary bodies base64 with ``encoding``.
+Extra fields start with ``_`` as the specification allows (``_pid``, ``_pname``, ``_ecaptureq``).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterator
+from typing import Any, TextIO
+from urllib.parse import parse_qsl, urlsplit
+
+from ecaptureq import __version__
+from ecaptureq.protocol import Event, RunLog
+from ecaptureq.protocol.jsonl import to_json
+from ecaptureq.store.sql import SqlError, quote_index
+
+
+def _where(condition: str | None) -> str:
+    if not condition or not condition.strip():
+        return ""
+    return f" WHERE ({quote_index(condition.strip().rstrip(';'))})"
+
+
+def _iso(ns: int | None) -> str:
+    # HAR needs a date; a boot-relative clock has none, so its offset is shown as one from the epoch.
+    stamp = dt.datetime.fromtimestamp((ns or 0) / 1e9, tz=dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def _http_version(protocol: str) -> str:
+    return {"h2": "h2", "http/1.0": "HTTP/1.0"}.get(protocol, "HTTP/1.1")
+
+
+def _headers(pairs: list[list[str]] | None) -> list[dict[str, str]]:
+    return [{"name": k, "value": v} for k, v in (pairs or [])]
+
+
+def _cookies(headers: list[list[str]] | None, name: str) -> list[dict[str, str]]:
+    cookies = []
+    for key, value in headers or []:
+        if key.lower() != name:
+            continue
+        for part in value.split(";") if name == "cookie" else [value.split(";", 1)[0]]:
+            if "=" in part:
+                k, v = part.strip().split("=", 1)
+                cookies.append({"name": k, "value": v})
+    return cookies
+
+
+def _content(msg: dict[str, Any] | None) -> dict[str, Any]:
+    if msg is None:
+        return {"size": 0, "mimeType": "x-unknown", "text": ""}
+    content: dict[str, Any] = {
+        "size": msg.get("body_size") or 0,
+        "mimeType": msg.get("content_type") or "x-unknown",
+    }
+    if msg.get("body_text") is not None:
+        content["text"] = msg["body_text"]
+    elif msg.get("body_b64"):
+        content["text"] = msg["body_b64"]
+        content["encoding"] = "base64"
+    else:
+        content["text"] = ""
+    return content
+
+
+def _absolute_url(req: dict[str, Any], dst_ip: str, dst_port: int) -> str:
+    url = req.get("url") or ""
+    if urlsplit(url).scheme:
+        return url
+    host = req.get("authority") or next((v for k, v in req.get("headers") or [] if k.lower() == "host"), "")
+    if not host:
+        host = f"{dst_ip}:{dst_port}" if dst_ip else "unknown.invalid"
+    scheme = req.get("scheme") or "https"
+    path = req.get("path") or url or "/"
+    return f"{scheme}://{host}{path if path.startswith('/') else '/' + path}"
+
+
+def har_entry(detail: dict[str, Any]) -> dict[str, Any]:
+    """One HAR entry from an exchange's stored detail (:meth:`Exchange.to_dict`)."""
+    req = detail.get("request") or {"method": "GET", "headers": []}
+    resp = detail.get("response")
+    url = _absolute_url(req, detail.get("dst_ip") or "", detail.get("dst_port") or 0)
+    latency_ms = round((detail.get("latency") or 0) * 1000, 3)
+    version = _http_version(detail.get("protocol") or "http/1.1")
+    request: dict[str, Any] = {
+        "method": req.get("method") or "GET",
+        "url": url,
+        "httpVersion": version,
+        "cookies": _cookies(req.get("headers"), "cookie"),
+        "headers": _headers(req.get("headers")),
+        "queryString": [
+            {"name": k, "value": v} for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)
+        ],
+        "headersSize": -1,
+        "bodySize": req.get("body_size") or 0,
+    }
+    if req.get("body_size"):
+        post: dict[str, Any] = {"mimeType": req.get("content_type") or "application/octet-stream"}
+        post["text"] = (
+            req.get("body_text") if req.get("body_text") is not None else (req.get("body_b64") or "")
+        )
+        if req.get("form"):
+            post["params"] = [{"name": k, "value": v} for k, v in req["form"]]
+        request["postData"] = post
+    response: dict[str, Any] = {
+        "status": (resp or {}).get("status") or 0,
+        "statusText": (resp or {}).get("reason") or "",
+        "httpVersion": version,
+        "cookies": _cookies((resp or {}).get("headers"), "set-cookie"),
+        "headers": _headers((resp or {}).get("headers")),
+        "content": _content(resp),
+        "redirectURL": next((v for k, v in (resp or {}).get("headers") or [] if k.lower() == "location"), ""),
+        "headersSize": -1,
+        "bodySize": (resp or {}).get("body_size") or (0 if resp else -1),
+    }
+    return {
+        "startedDateTime": _iso(detail.get("started_ns")),
+        "time": latency_ms,
+        "request": request,
+        "response": response,
+        "cache": {},
+        "timings": {
+            "blocked": -1,
+            "dns": -1,
+            "connect": -1,
+            "ssl": -1,
+            "send": 0,
+            "wait": latency_ms,
+            "receive": 0,
+        },
+        "serverIPAddress": detail.get("dst_ip") or "",
+        "connection": str(detail.get("connection") or ""),
+        "_pid": detail.get("pid"),
+        "_pname": detail.get("pname"),
+        "_ecaptureq": {
+            "exchange_id": detail.get("id"),
+            "complete": resp is not None and detail.get("request") is not None,
+        },
+    }
+
+
+def har_document(db: sqlite3.Connection, condition: str | None = None) -> dict[str, Any]:
+    """A HAR 1.2 document of the exchanges matching ``condition`` (a condition on ``exchanges``).
+
+    Raises:
+        SqlError: the condition is not valid SQL for the ``exchanges`` table.
+    """
+    sql = f"SELECT detail FROM exchanges{_where(condition)} ORDER BY started_ns, id"
+    try:
+        rows = db.execute(sql).fetchall()
+    except sqlite3.Error as exc:
+        raise SqlError(f"invalid --filter for exchanges: {exc}") from None
+    entries = [har_entry(json.loads(detail)) for (detail,) in rows]
+    return {
+        "log": {
+            "version": "1.2",
+            "creator": {"name": "ecaptureq", "version": __version__},
+            "pages": [],
+            "entries": entries,
+        }
+    }
+
+
+def jsonl_records(db: sqlite3.Connection, condition: str | None = None) -> Iterator[dict[str, Any]]:
+    """``watch --json`` records: every run-log line first, then the packets matching ``condition``.
+
+    Raises:
+        SqlError: the condition is not valid SQL for the ``packets`` table.
+    """
+    for (line,) in db.execute("SELECT line FROM run_logs ORDER BY id"):
+        yield to_json(RunLog(line))
+    sql = (
+        "SELECT timestamp, uuid, src_ip, src_port, dst_ip, dst_port, pid, pname, type, length, payload_binary"
+        f' FROM packets{_where(condition)} ORDER BY "index"'
+    )
+    try:
+        cursor = db.execute(sql)
+    except sqlite3.Error as exc:
+        raise SqlError(f"invalid --filter: {exc}") from None
+    for row in cursor:
+        yield to_json(
+            Event(
+                timestamp=row[0],
+                uuid=row[1],
+                src_ip=row[2],
+                src_port=row[3],
+                dst_ip=row[4],
+                dst_port=row[5],
+                pid=row[6],
+                pname=row[7],
+                type=row[8],
+                length=row[9],
+                payload=bytes(row[10]),
+            )
+        )
+
+
+def write_jsonl(db: sqlite3.Connection, out: TextIO, condition: str | None = None) -> int:
+    """Write :func:`jsonl_records` to ``out``; return how many events were written."""
+    events = 0
+    for record in jsonl_records(db, condition):
+        out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        events += record["kind"] == "event"
+    return events
+
+
+def b64(data: bytes) -> str:
+    """Base64 text of ``data`` (for the ``--json`` and ``--csv`` forms of binary cells)."""
+    return base64.b64encode(data).decode("ascii")

@@ -1,0 +1,174 @@
+"""The SQLite schema of a capture database, and how a message becomes a ``packets`` row.
+
+``packets`` has exactly the columns the eCaptureQ GUI exposes to its users' SQL, so a filter written for
+that GUI works here unchanged. The other tables keep what the GUI does not: run logs, connections and
+their heartbeats, and the decoded HTTP exchanges.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any, Final
+
+from ecaptureq.protocol import Event
+
+SCHEMA_VERSION: Final = 1
+"""Stored in ``PRAGMA user_version``; a database with a newer version is refused."""
+
+PACKET_COLUMNS: Final = (
+    "index",
+    "timestamp",
+    "uuid",
+    "src_ip",
+    "src_port",
+    "dst_ip",
+    "dst_port",
+    "pid",
+    "pname",
+    "type",
+    "length",
+    "is_binary",
+    "payload_utf8",
+    "payload_binary",
+)
+"""The columns of ``packets``, in the GUI's order."""
+
+DDL: Final = """
+CREATE TABLE IF NOT EXISTS packets (
+    "index"        INTEGER PRIMARY KEY,   -- 1, 2, 3 ... in arrival order
+    timestamp      INTEGER NOT NULL,      -- as sent by the server (unit detected by magnitude)
+    uuid           TEXT NOT NULL,
+    src_ip         TEXT NOT NULL,
+    src_port       INTEGER NOT NULL,
+    dst_ip         TEXT NOT NULL,
+    dst_port       INTEGER NOT NULL,
+    pid            INTEGER NOT NULL,
+    pname          TEXT NOT NULL,
+    type           INTEGER NOT NULL,      -- 0 raw, 1/2 HTTP/1, HTTP/2 request, 3/4 response, 5 WebSocket
+    length         INTEGER NOT NULL,
+    is_binary      INTEGER NOT NULL,      -- 1 when the payload is not printable UTF-8 text
+    payload_utf8   TEXT NOT NULL,         -- the payload as UTF-8 (invalid bytes as U+FFFD)
+    payload_binary BLOB NOT NULL,         -- the payload bytes, exactly
+    connection_id  INTEGER,               -- connections.id the packet arrived on
+    received_ns    INTEGER NOT NULL       -- when the recorder received it (Unix ns)
+);
+CREATE INDEX IF NOT EXISTS packets_uuid ON packets(uuid);
+CREATE TABLE IF NOT EXISTS run_logs (
+    id            INTEGER PRIMARY KEY,
+    connection_id INTEGER,
+    received_ns   INTEGER NOT NULL,
+    line          TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS connections (
+    id           INTEGER PRIMARY KEY,
+    url          TEXT NOT NULL,
+    opened_ns    INTEGER NOT NULL,
+    closed_ns    INTEGER,
+    close_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS heartbeats (
+    id            INTEGER PRIMARY KEY,
+    connection_id INTEGER,
+    received_ns   INTEGER NOT NULL,
+    timestamp     INTEGER NOT NULL,
+    count         INTEGER NOT NULL,
+    message       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS exchanges (
+    id                     INTEGER PRIMARY KEY,
+    connection             TEXT NOT NULL,  -- the uuid without its direction suffix
+    protocol               TEXT NOT NULL,  -- http/1.1, http/1.0, h2
+    stream_id              INTEGER,
+    pid                    INTEGER,
+    pname                  TEXT,
+    src_ip                 TEXT,
+    src_port               INTEGER,
+    dst_ip                 TEXT,
+    dst_port               INTEGER,
+    started_ns             INTEGER,
+    ended_ns               INTEGER,
+    latency                REAL,           -- seconds, request end to response end
+    method                 TEXT,
+    url                    TEXT,
+    host                   TEXT,
+    path                   TEXT,
+    status                 INTEGER,
+    request_headers        TEXT,           -- JSON [[name, value], ...]
+    response_headers       TEXT,
+    request_content_type   TEXT,
+    response_content_type  TEXT,
+    request_body           BLOB,           -- decoded (Content-Encoding undone), capped
+    response_body          BLOB,
+    request_body_text      TEXT,
+    response_body_text     TEXT,
+    request_size           INTEGER,
+    response_size          INTEGER,
+    complete               INTEGER NOT NULL,
+    errors                 TEXT,           -- JSON list
+    detail                 TEXT NOT NULL   -- JSON: Exchange.to_dict()
+);
+CREATE INDEX IF NOT EXISTS exchanges_started ON exchanges(started_ns);
+"""
+
+
+class StoreError(Exception):
+    """The database cannot be used: not SQLite, a newer schema, unwritable. The message says which."""
+
+
+def is_binary(payload: bytes) -> bool:
+    """Whether a payload is binary rather than printable UTF-8 text (tabs and newlines allowed)."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return any(ch < " " and ch not in "\t\r\n" for ch in text)
+
+
+def packet_row(event: Event) -> tuple[Any, ...]:
+    """The values of ``packets`` for an event, from ``timestamp`` to ``payload_binary`` (no ``index``)."""
+    payload = event.payload
+    return (
+        event.timestamp,
+        event.uuid,
+        event.src_ip,
+        event.src_port,
+        event.dst_ip,
+        event.dst_port,
+        event.pid,
+        event.pname,
+        event.type,
+        event.length,
+        int(is_binary(payload)),
+        payload.decode("utf-8", "replace"),
+        payload,
+    )
+
+
+def initialise(conn: sqlite3.Connection) -> None:
+    """Create the tables in a new database, or check an existing one's schema version.
+
+    Raises:
+        StoreError: the file is not a SQLite database, or was written by a newer ecaptureq.
+    """
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"schema version {version} is newer than this ecaptureq's ({SCHEMA_VERSION})")
+        conn.executescript(DDL)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(describe(exc)) from None
+
+
+def describe(exc: sqlite3.Error) -> str:
+    """A user-facing sentence for a SQLite error."""
+    text = str(exc)
+    if "file is not a database" in text or "malformed" in text:
+        return f"not a capture database, or a corrupt one ({text})"
+    if "readonly" in text:
+        return f"cannot write: the database or its directory is read-only ({text})"
+    if "disk is full" in text or "disk I/O error" in text:
+        return f"cannot write: {text}"
+    if "unable to open" in text:
+        return f"cannot open the database ({text})"
+    return text
