@@ -149,7 +149,7 @@ def test_keepalive_exchanges_are_paired_in_order(server: int) -> None:
     json_resp = resps[0].message
     assert json_resp is not None and json_resp.is_json
     assert json.loads(json_resp.body_text or "") == {"user": "ünï", "ids": [1, 2, 3]}
-    assert "\n  " in (json_resp.body_text or "")  # pretty-printed
+    assert "\n  " in (json_resp.pretty_text or "") and "\n" not in (json_resp.body_text or "")
     head_resp = resps[1].message
     assert head_resp is not None and head_resp.body == b"" and head_resp.header("content-length") != "0"
     assert resps[2].message is not None and resps[2].message.body_text == "café crème"
@@ -184,7 +184,8 @@ def test_split_into_small_captures(server: int) -> None:
     resps = responses(items)
     assert len(resps) == 2
     assert resps[0].exchange is not None and resps[0].exchange.request is not None
-    assert resps[0].exchange.request.body_text == '{\n  "k": "v"\n}'
+    assert resps[0].exchange.request.body_text == '{"k": "v"}'
+    assert resps[0].exchange.request.pretty_text == '{\n  "k": "v"\n}'
     assert resps[1].message is not None and resps[1].message.body == TEXT
     assert not [i for i in items if i.kind == "raw"]
 

@@ -42,10 +42,10 @@ _CHARSET_RE = re.compile(r"charset\s*=\s*\"?([A-Za-z0-9._:-]+)", re.IGNORECASE)
 class DecodedBody:
     """A body after Content-Encoding was undone and its text (if any) was decoded.
 
-    ``data`` is the decoded bytes (at most the limit); ``text`` is the body as text when it is text
-    (pretty-printed when it is JSON), else ``None``; ``truncated`` says ``data`` stops at the limit;
-    ``errors`` lists what went wrong (broken compression, unknown coding), ``notes`` anything worth
-    showing (a bomb that was stopped, a charset fallback).
+    ``data`` is the decoded bytes (at most the limit); ``text`` is the body as text when it is text,
+    else ``None``; ``is_json`` says it parses as JSON (see :func:`pretty_json`); ``truncated`` says
+    ``data`` stops at the limit; ``errors`` lists what went wrong (broken compression, unknown
+    coding), ``notes`` anything worth showing (a bomb that was stopped, a charset fallback).
     """
 
     data: bytes = b""
@@ -201,6 +201,18 @@ def split_grpc(data: bytes) -> tuple[list[bytes], str | None]:
     return msgs, None
 
 
+def pretty_json(text: str) -> str:
+    """``text`` pretty-printed (2-space indent) when it is JSON, else unchanged. Never raises.
+
+    Kept out of :func:`decode_body` because Python's indenting JSON encoder is slow: renderers call
+    it for what they show.
+    """
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return text
+
+
 def decode_body(
     body: bytes,
     content_type: str = "",
@@ -208,7 +220,7 @@ def decode_body(
     limit: int = DEFAULT_BODY_LIMIT,
 ) -> DecodedBody:
     """Decode a message body: undo ``content_encoding`` (several codings are undone right to left),
-    find the charset, and render text, JSON (pretty-printed), forms and gRPC messages. Never raises.
+    find the charset, and recognise text, JSON, forms and gRPC messages. Never raises.
     """
     result = DecodedBody(content_type=content_type)
     try:
@@ -265,12 +277,11 @@ def _decode_into(
         result.form = parse_qsl(text, keep_blank_values=True)
     if ct.endswith("json") or (not ct and text.lstrip()[:1] in ("{", "[")):
         try:
-            obj = json.loads(text)
+            json.loads(text)
         except ValueError:
             pass
         else:
             result.is_json = True
-            text = json.dumps(obj, indent=2, ensure_ascii=False)
     result.text = text
 
 

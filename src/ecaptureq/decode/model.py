@@ -11,6 +11,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ecaptureq.decode.bodies import pretty_json
 from ecaptureq.decode.meta import EventMeta
 
 Protocol = Literal["http/1.1", "http/1.0", "h2"]
@@ -28,9 +29,9 @@ class HttpMessage:
     ``headers`` are ``(name, value)`` pairs in wire order (HTTP/2 pseudo-headers such as ``:path`` are
     kept at the front). ``raw_body`` is the body as carried (de-chunked, HTTP/2 DATA joined, still
     content-encoded); ``body`` is it with Content-Encoding undone, capped at the body limit; ``body_text``
-    is ``body`` as text (JSON pretty-printed) or ``None`` for binary. ``truncated`` says a cap cut the
-    body; ``complete`` says the whole message was seen; ``errors`` says what could not be decoded (the
-    undecodable bytes are in ``raw``).
+    is ``body`` as text or ``None`` for binary (:attr:`pretty_text` pretty-prints JSON). ``truncated``
+    says a cap cut the body; ``complete`` says the whole message was seen; ``errors`` says what could
+    not be decoded (the undecodable bytes are in ``raw``).
     """
 
     kind: Literal["request", "response"]
@@ -69,6 +70,13 @@ class HttpMessage:
             if key.lower() == lname:
                 return value
         return default
+
+    @property
+    def pretty_text(self) -> str | None:
+        """:attr:`body_text`, pretty-printed when it is JSON (computed on each call)."""
+        if self.body_text is not None and self.is_json:
+            return pretty_json(self.body_text)
+        return self.body_text
 
     @property
     def host(self) -> str:

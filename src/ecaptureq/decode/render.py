@@ -52,7 +52,7 @@ def _body_lines(msg: HttpMessage, body_limit: int) -> list[str]:
                 lines.append(_truncation_mark(len(m) - room))
             shown += min(len(m), room)
     elif msg.body_text is not None:
-        text = msg.body_text
+        text = msg.pretty_text or ""
         if len(text) > body_limit:
             more = len(text[body_limit:].encode("utf-8"))
             lines.append(text[:body_limit])
@@ -147,8 +147,8 @@ def http_json(item: Decoded) -> dict[str, Any] | None:
     """The ``http`` object of ``watch --json`` for a request or response item, else ``None``.
 
     Keys: ``kind`` (request/response), ``protocol``, ``method``, ``url``, ``path``, ``authority``,
-    ``status``, ``reason``, ``headers`` (list of ``[name, value]``), ``body`` (text, JSON pretty-printed,
-    or ``null`` for binary), ``body_b64`` (binary bodies), ``body_size``, ``content_type``, ``truncated``,
+    ``status``, ``reason``, ``headers`` (list of ``[name, value]``), ``body`` (text as sent, or ``null``
+    for binary), ``is_json``, ``body_b64`` (binary bodies), ``body_size``, ``content_type``, ``truncated``,
     ``complete``, ``errors``, ``notes``, ``stream_id``, ``exchange_id`` and ``latency`` (seconds).
     """
     msg = item.message
@@ -167,6 +167,7 @@ def http_json(item: Decoded) -> dict[str, Any] | None:
         "headers": full["headers"],
         "trailers": full["trailers"],
         "body": msg.body_text,
+        "is_json": msg.is_json,
         "body_b64": full["body_b64"],
         "body_size": msg.body_size,
         "content_type": full["content_type"],
