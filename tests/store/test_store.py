@@ -1,0 +1,400 @@
+"""record, query and export against real servers, real processes and real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import islice
+from pathlib import Path
+
+import pytest
+from conftest import CLI, ENV, run_cli, start_serve, stop_serve
+from haralyzer import HarEntry
+
+from ecaptureq.protocol import Event
+from ecaptureq.server import Server
+from ecaptureq.sources.demo import DemoSource
+from ecaptureq.store import CaptureStore
+
+
+class BackgroundServer:
+    """An in-process Server on its own thread and loop, so a test can publish while processes record."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server = Server(port=0, heartbeat_interval=0.5)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def wait_for_clients(self, n: int = 1, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while self.server.client_count < n:
+            assert time.monotonic() < deadline, "the recorder did not connect"
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(20)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@contextmanager
+def background_server() -> Iterator[BackgroundServer]:
+    bg = BackgroundServer()
+    try:
+        yield bg
+    finally:
+        bg.close()
+
+
+def start_record(url: str, db: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, "record", url, "--db", str(db), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+
+
+def demo_events(n: int, seed: int = 7) -> list[Event]:
+    return list(islice(DemoSource(seed=seed).events(), n))
+
+
+def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_record_from_a_real_server_keeps_everything(tmp_path: Path) -> None:
+    db = tmp_path / "capture.db"
+    events = demo_events(120)
+    with background_server() as bg:
+        bg.server.publish_log('2026-01-02T10:00:00Z INF AppName="eCapture(旁观者)"')
+        url = bg.url
+        rec = start_record(url, db, "--flush-interval", "0.2")
+        bg.wait_for_clients()
+        for ev in events:
+            bg.server.publish_event(ev)
+        time.sleep(1.5)
+        rec.send_signal(signal.SIGTERM)
+        _out, err = rec.communicate(timeout=20)
+    assert rec.returncode == 0, err
+    assert "120 events" in err
+    columns = '"index", timestamp, uuid, src_ip, src_port, dst_ip, dst_port, pid, pname, type, length'
+    stored = rows(
+        db, f'SELECT {columns}, is_binary, payload_utf8, payload_binary FROM packets ORDER BY "index"'
+    )
+    assert [r[0] for r in stored] == list(range(1, 121))
+    for ev, row in zip(events, stored, strict=True):
+        fields = (ev.timestamp, ev.uuid, ev.src_ip, ev.src_port, ev.dst_ip, ev.dst_port, ev.pid, ev.pname)
+        assert row[1:9] == fields
+        assert row[9:11] == (ev.type, ev.length)
+        assert row[13] == ev.payload
+        assert row[12] == ev.payload.decode("utf-8", "replace")
+        if b"\x00" in ev.payload:
+            assert row[11] == 1
+        elif ev.payload.startswith((b"GET ", b"POST ")):
+            assert row[11] == 0  # an HTTP/1.1 request head is text
+    assert rows(db, "SELECT line FROM run_logs") == [('2026-01-02T10:00:00Z INF AppName="eCapture(旁观者)"',)]
+    (conn_row,) = rows(db, "SELECT url, closed_ns IS NOT NULL, close_reason FROM connections")
+    assert conn_row[0] == url and conn_row[1] == 1
+    assert rows(db, "SELECT count(*) FROM heartbeats")[0][0] >= 1
+    exchanges = rows(db, "SELECT method, host, status, latency, complete FROM exchanges ORDER BY id")
+    assert len(exchanges) >= 30
+    complete = [x for x in exchanges if x[4] == 1]
+    assert len(exchanges) - len(complete) <= 1, (
+        "only a request cut off by the end of the stream may lack its response"
+    )
+    assert all(m in ("GET", "POST") and s in (200, 404) and lat is not None for m, _h, s, lat, _c in complete)
+    assert {h for _m, h, *_ in exchanges} <= {"api.example.com", "auth.example.org", "shop.example.net"}
+    assert rows(db, "PRAGMA user_version")[0][0] == 1
+
+
+def test_kill_9_loses_at_most_the_last_batch(tmp_path: Path) -> None:
+    db = tmp_path / "crash.db"
+    flush = 0.3
+    with background_server() as bg:
+        rec = start_record(bg.url, db, "--flush-interval", str(flush), "--no-decode")
+        bg.wait_for_clients()
+        published_at: list[float] = []
+        for i in range(600):  # about 3 s at 200 events/s
+            bg.server.publish_event(
+                Event(timestamp=time.time_ns(), pid=i, uuid="1_1_x_3_0", payload=b"k" * 64)
+            )
+            published_at.append(time.monotonic())
+            time.sleep(0.005)
+            if i == 400:
+                rec.send_signal(signal.SIGKILL)
+                killed = time.monotonic()
+        rec.wait(10)
+    kept = [pid for (pid,) in rows(db, 'SELECT pid FROM packets ORDER BY "index"')]
+    assert kept == list(range(len(kept))), "what was kept is a prefix, in order"
+    # Everything published more than one flush interval (plus delivery slack) before the kill was kept.
+    must_have = sum(1 for t in published_at if t < killed - flush - 0.3)
+    assert len(kept) >= must_have > 100
+    assert rows(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_read_while_recording(tmp_path: Path) -> None:
+    db = tmp_path / "live.db"
+    served = start_serve("--demo", "--interval", "0.01")
+    rec = start_record(served.url, db, "--flush-interval", "0.2")
+    try:
+        counts = []
+        for _ in range(3):
+            time.sleep(1.0)
+            result = run_cli("query", "--db", str(db), "SELECT count(*) AS n FROM packets", "--json")
+            assert result.returncode == 0, result.stderr
+            counts.append(json.loads(result.stdout)["n"])
+        assert counts[0] > 0 and counts[0] < counts[1] < counts[2]
+    finally:
+        rec.send_signal(signal.SIGINT)
+        rec.communicate(timeout=20)
+        stop_serve(served)
+    assert rec.returncode == 0
+
+
+@pytest.fixture
+def gui_db(tmp_path: Path) -> Path:
+    """A database with packets chosen for the eCaptureQ GUI's documented filter examples."""
+    db = tmp_path / "gui.db"
+    store = CaptureStore(db, decode=False)
+    specs = [
+        ("curl", 2746, "10.0.0.5", 443, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1),
+        ("curl", 2746, "10.0.0.5", 443, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 3),
+        ("python3", 3101, "192.168.1.20", 8443, b"POST /login HTTP/1.1\r\n\r\nuser=a&password=hunter2", 1),
+        ("python3", 3101, "192.168.1.20", 8443, b"\x00\x00\x12\x01\x04\x00\x00\x00\x01\x82\x87", 2),
+        ("nginx", 900, "10.0.0.9", 443, b"HTTP/1.1 404 Not Found\r\n\r\n", 3),
+    ]
+    for i, (pname, pid, src, dport, payload, etype) in enumerate(specs):
+        store.add(Event(timestamp=1760495631914807673 + i, uuid=f"{pid}_{pid}_{pname}_5_0", src_ip=src,
+                        src_port=40000 + i, dst_ip="93.184.216.34", dst_port=dport, pid=pid, pname=pname,
+                        type=etype, length=len(payload), payload=payload))  # fmt: skip
+    store.close()
+    return db
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected_indexes"),
+    [
+        ("dst_port = 443", [1, 2, 5]),
+        ("pname = 'curl'", [1, 2]),
+        ("dst_port = 443 AND pname = 'curl'", [1, 2]),
+        ("src_ip LIKE '192.168.%'", [3, 4]),
+        ("payload_utf8 LIKE '%password%'", [3]),
+        ("index > 3", [4, 5]),
+        ('INDEX >= 2 AND "index" < 3', [2]),
+        ("is_binary = 1", [4]),
+        ("type IN (1, 2)", [1, 3, 4]),
+        (
+            'SELECT "index" FROM packets WHERE pid = 2746 UNION SELECT "index" FROM packets WHERE pid = 900',
+            [1, 2, 5],
+        ),
+        ("SELECT index FROM packets WHERE pname = 'nginx'", [5]),
+    ],
+)
+def test_gui_filters(gui_db: Path, sql: str, expected_indexes: list[int]) -> None:
+    result = run_cli("query", "--db", str(gui_db), sql, "--json")
+    assert result.returncode == 0, result.stderr
+    got = [json.loads(line)["index"] for line in result.stdout.splitlines()]
+    assert sorted(got) == expected_indexes
+
+
+def test_query_output_forms(gui_db: Path) -> None:
+    table = run_cli("query", "--db", str(gui_db), "pname = 'python3'")
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["index", "timestamp", "uuid"] and set(lines[1]) <= {"-", " "}
+    assert len(lines) == 4
+    assert "x'0000120104" in table.stdout
+    sql = 'SELECT pname, payload_binary FROM packets WHERE "index" = 4'
+    as_csv = run_cli("query", "--db", str(gui_db), sql, "--csv")
+    header, row = as_csv.stdout.strip().splitlines()
+    assert header == "pname,payload_binary"
+    assert base64.b64decode(row.split(",")[1]) == b"\x00\x00\x12\x01\x04\x00\x00\x00\x01\x82\x87"
+
+
+@pytest.mark.parametrize("sql", ["pname = ", "SELECT * FROM nowhere", "dst_port = 443; DROP TABLE packets"])
+def test_bad_sql_is_one_line_and_exit_2(gui_db: Path, sql: str) -> None:
+    result = run_cli("query", "--db", str(gui_db), sql)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert rows(gui_db, "SELECT count(*) FROM packets") == [(5,)]
+
+
+def test_query_cannot_write(gui_db: Path) -> None:
+    result = run_cli(
+        "query", "--db", str(gui_db), "SELECT 1 FROM packets WHERE 0 UNION SELECT 1; DELETE FROM packets"
+    )
+    assert result.returncode == 2
+    assert rows(gui_db, "SELECT count(*) FROM packets") == [(5,)]
+
+
+def test_corrupt_and_missing_databases(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(os.urandom(8192))
+    result = run_cli("query", "--db", str(corrupt), "pid = 1")
+    assert result.returncode == 2 and "not a capture database" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_cli("record", "ws://127.0.0.1:9/", "--db", str(corrupt))
+    assert result.returncode == 11 and "not a capture database" in result.stderr
+    assert corrupt.stat().st_size == 8192
+    missing = run_cli("query", "--db", str(tmp_path / "nope.db"), "pid = 1")
+    assert missing.returncode == 2 and "no such database" in missing.stderr
+    export = run_cli("export", "--db", str(corrupt), "--format", "har", "-o", str(tmp_path / "x.har"))
+    assert export.returncode == 2 and not (tmp_path / "x.har").exists()
+
+
+def test_record_bad_filter_and_unreachable_server(tmp_path: Path) -> None:
+    bad = run_cli("record", "ws://127.0.0.1:9/", "--db", str(tmp_path / "a.db"), "--filter", "pid = = 1")
+    assert bad.returncode == 2 and "invalid --filter" in bad.stderr
+    down = run_cli("record", "ws://127.0.0.1:9/", "--db", str(tmp_path / "b.db"))
+    assert down.returncode == 3 and "cannot connect" in down.stderr
+    assert "Traceback" not in down.stderr + bad.stderr
+
+
+def test_record_filter_keeps_only_matching_events(tmp_path: Path) -> None:
+    db = tmp_path / "filtered.db"
+    events = demo_events(90)
+    with background_server() as bg:
+        rec = start_record(bg.url, db, "--filter", "pname = 'curl' AND type = 1", "--flush-interval", "0.2")
+        bg.wait_for_clients()
+        for ev in events:
+            bg.server.publish_event(ev)
+        time.sleep(1.0)
+        rec.send_signal(signal.SIGINT)
+        rec.communicate(timeout=20)
+    kept = rows(db, "SELECT uuid, type FROM packets")
+    expected = [(e.uuid, e.type) for e in events if e.pname == "curl" and e.type == 1]
+    assert kept == expected and kept
+
+
+def test_export_har_and_jsonl(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    store = CaptureStore(db)
+    events = demo_events(150, seed=11)
+    for ev in events:
+        store.add(ev)
+    store.close()
+    har_path = tmp_path / "x.har"
+    result = run_cli("export", "--db", str(db), "--format", "har", "-o", str(har_path))
+    assert result.returncode == 0, result.stderr
+    har = json.loads(har_path.read_text())
+    log = har["log"]
+    assert log["version"] == "1.2" and log["creator"]["name"] == "ecaptureq"
+    assert len(log["entries"]) == rows(db, "SELECT count(*) FROM exchanges")[0][0] > 20
+    for entry in log["entries"]:
+        assert {"startedDateTime", "time", "request", "response", "cache", "timings"} <= entry.keys()
+        assert entry["startedDateTime"].endswith("Z") and entry["startedDateTime"][:2] == "20"
+        req, resp = entry["request"], entry["response"]
+        assert req["url"].startswith("https://") and req["method"] in ("GET", "POST")
+        assert {"httpVersion", "cookies", "headers", "queryString", "headersSize", "bodySize"} <= req.keys()
+        assert {"status", "statusText", "content", "redirectURL", "headers", "cookies"} <= resp.keys()
+        assert {"size", "mimeType"} <= resp["content"].keys()
+        entry_obj = HarEntry(entry)
+        assert entry_obj.request.method == req["method"]
+        assert entry_obj.response.status == resp["status"]
+    json_bodies = [
+        e for e in log["entries"] if e["response"]["content"]["mimeType"].startswith("application/json")
+    ]
+    assert json_bodies and all(json.loads(e["response"]["content"]["text"]) for e in json_bodies)
+    grpc = [e for e in log["entries"] if "grpc" in e["request"]["url"] or "Greeter" in e["request"]["url"]]
+    assert all(e["request"]["httpVersion"] == "h2" for e in grpc)
+
+    curl_only = tmp_path / "curl.har"
+    result = run_cli(
+        "export", "--db", str(db), "--format", "har", "-o", str(curl_only), "--filter", "pname = 'curl'"
+    )
+    assert result.returncode == 0
+    assert all(e["_pname"] == "curl" for e in json.loads(curl_only.read_text())["log"]["entries"])
+
+    jsonl = tmp_path / "x.jsonl"
+    result = run_cli("export", "--db", str(db), "--format", "jsonl", "-o", str(jsonl))
+    assert result.returncode == 0
+    exported = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [base64.b64decode(r["payload"]) for r in exported if r["kind"] == "event"] == [
+        e.payload for e in events
+    ]
+    served = start_serve("--replay", str(jsonl), "--speed", "0")
+    try:
+        replayed = run_cli("watch", served.url, "--json", "--count", "150")
+    finally:
+        stop_serve(served)
+    got = [json.loads(x) for x in replayed.stdout.splitlines() if '"kind":"event"' in x]
+    assert [(r["uuid"], r["payload"]) for r in got] == [
+        (r["uuid"], r["payload"]) for r in exported if r["kind"] == "event"
+    ]
+
+
+def test_export_bad_filter(tmp_path: Path) -> None:
+    db = tmp_path / "y.db"
+    CaptureStore(db).close()
+    result = run_cli(
+        "export", "--db", str(db), "--format", "har", "-o", str(tmp_path / "y.har"), "--filter", "nope("
+    )
+    assert result.returncode == 2 and "invalid --filter" in result.stderr
+    assert not (tmp_path / "y.har").exists()
+
+
+def _mount_tmpfs(path: Path, options: str) -> bool:
+    path.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    return result.returncode == 0
+
+
+def _umount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs to fill needs root")
+def test_full_disk_stops_with_a_clear_message_and_keeps_what_was_written(tmp_path: Path) -> None:
+    mnt = tmp_path / "small"
+    if not _mount_tmpfs(mnt, "size=1m"):
+        pytest.skip("cannot mount tmpfs here")
+    try:
+        db = mnt / "full.db"
+        with background_server() as bg:
+            rec = start_record(bg.url, db, "--flush-interval", "0.1", "--no-decode")
+            bg.wait_for_clients()
+            for i in range(800):  # about 7 KiB stored per event: far more than the 1 MiB disk holds
+                bg.server.publish_event(Event(timestamp=time.time_ns(), pid=i, payload=os.urandom(2048)))
+                time.sleep(0.01)
+                if rec.poll() is not None:
+                    break
+            _out, err = rec.communicate(timeout=20)
+        assert rec.returncode == 11, err
+        assert "full" in err and "kept" in err
+        assert "Traceback" not in err
+        kept = rows(db, 'SELECT pid FROM packets ORDER BY "index"')
+        assert kept and [p for (p,) in kept] == list(range(len(kept)))
+    finally:
+        _umount(mnt)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only tmpfs needs root")
+def test_read_only_path_is_one_clear_line(tmp_path: Path) -> None:
+    mnt = tmp_path / "ro"
+    if not _mount_tmpfs(mnt, "ro,size=64k"):
+        pytest.skip("cannot mount tmpfs here")
+    try:
+        result = run_cli("record", "ws://127.0.0.1:9/", "--db", str(mnt / "x.db"))
+        assert result.returncode == 11
+        assert "read-only" in result.stderr or "cannot open" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    finally:
+        _umount(mnt)
