@@ -46,7 +46,7 @@ def start_serve(*args: str) -> Served:
         line = proc.stderr.readline()
         if not line:
             break
-        match = re.search(r"serving .* on (ws://\S+) ", line)
+        match = re.search(r"serving .* on (wss?://\S+) ", line)
         if match:
             return Served(proc, match.group(1))
     proc.kill()

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from ecaptureq import __version__
 from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, CliError
+from ecaptureq.cli.security import add_server_security_options, server_security_kwargs
 from ecaptureq.server import Server, ServerStats
 from ecaptureq.sources.base import Sink
 from ecaptureq.sources.demo import DemoSource, zerolog_line
@@ -28,6 +29,8 @@ examples:
                                                         # starting when the first client connects
   ecaptureq serve --demo --listen ws://127.0.0.1:9999/ --heartbeat-interval 5
   ecaptureq serve --demo --stats 2                      # counters on stderr every 2 seconds
+  ECAPTUREQ_TOKEN=$(openssl rand -hex 24) ecaptureq serve --demo --listen wss://0.0.0.0:28257/ \
+      --tls-cert cert.pem --tls-key key.pem             # clients: watch --token ... (--ca cert.pem)
 
 exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 usage error or unreadable recording, 3 cannot listen
 """
@@ -96,10 +99,11 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="messages queued for one client before it is closed as too slow (default 100000)",
     )
+    add_server_security_options(parser)
 
 
 def parse_listen(url: str) -> tuple[str, int]:
-    """Split a ``ws://HOST:PORT/`` listen URL into host and port (a missing port means 28257)."""
+    """Split a ``ws://HOST:PORT/`` (or ``wss://``) listen URL into host and port (default port 28257)."""
     text = url if "://" in url else f"ws://{url}"
     parts = urlsplit(text)
     if parts.scheme not in ("ws", "wss"):
@@ -114,16 +118,24 @@ def parse_listen(url: str) -> tuple[str, int]:
     return host, port
 
 
-def server_from_args(args: argparse.Namespace) -> Server:
-    """Build a :class:`Server` from the ``--listen`` and server options."""
-    host, port = parse_listen(args.listen)
+def server_from_args(args: argparse.Namespace, listen: str | None = None, command: str = "serve") -> Server:
+    """Build a :class:`Server` from the ``--listen`` (or ``listen``) URL and the server options.
+
+    The security options are checked here: a non-loopback address without a token is refused.
+    """
+    listen = args.listen if listen is None else listen
+    host, port = parse_listen(listen)
     if args.heartbeat_interval <= 0:
         raise CliError("--heartbeat-interval must be positive")
     if args.queue_size < 1:
         raise CliError("--queue-size must be at least 1")
     if args.stats is not None and args.stats <= 0:
         raise CliError("--stats takes a positive number of seconds")
-    return Server(host, port, heartbeat_interval=args.heartbeat_interval, queue_size=args.queue_size)
+    scheme = urlsplit(listen if "://" in listen else f"ws://{listen}").scheme
+    security = server_security_kwargs(args, host, scheme, command)
+    return Server(
+        host, port, heartbeat_interval=args.heartbeat_interval, queue_size=args.queue_size, **security
+    )
 
 
 def format_stats(now: ServerStats, before: ServerStats | None, seconds: float) -> str:
@@ -183,6 +195,8 @@ async def serve_until_stopped(
     for line in banner(server, source_name):
         server.publish_log(line)
     print(f"ecaptureq: serving {source_name} on {server.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    if server.requires_token:
+        print("ecaptureq: clients must present the token (watch --token, or ?token=)", file=sys.stderr)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,8 +9,16 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from typing import TextIO
 
-from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_INCOMPLETE, EXIT_OK, CliError
+from ecaptureq.cli.errors import (
+    EXIT_AUTH,
+    EXIT_CONNECTION,
+    EXIT_FORBIDDEN,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    CliError,
+)
 from ecaptureq.cli.render import render_json, render_text
+from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.client import BadURL, Client, Connected, ConnectError, ConnectionLost, Status
 from ecaptureq.protocol import Event, Heartbeat, Message
 
@@ -20,9 +28,11 @@ examples:
   ecaptureq watch ws://127.0.0.1:28257/ --json > capture.jsonl
   ecaptureq watch ws://127.0.0.1:28257/ --count 10 --timeout 30
   ecaptureq watch ws://127.0.0.1:28257/ --reconnect --verbose
+  ECAPTUREQ_TOKEN=... ecaptureq watch wss://10.0.0.5:28257/ --ca cert.pem   # serve --token, --tls-cert
 
 exit codes: 0 done, 2 usage error or bad URL, 3 cannot connect or connection lost,
-            4 --count not reached before --timeout, 130 interrupted
+            4 --count not reached before --timeout, 9 authentication failed (HTTP 401: no or wrong
+            token), 10 refused by the server's origin policy (HTTP 403), 130 interrupted
 """
 
 
@@ -63,6 +73,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="http://localhost/",
         help="Origin header to send (default: http://localhost/, which real eCapture requires)",
     )
+    add_client_security_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -136,6 +147,11 @@ async def consume(
     return EXIT_OK
 
 
+def connect_exit_code(exc: ConnectError) -> int:
+    """The exit code for a failed connection: 9 for HTTP 401, 10 for HTTP 403, else 3."""
+    return {401: EXIT_AUTH, 403: EXIT_FORBIDDEN}.get(exc.status or 0, EXIT_CONNECTION)
+
+
 def status_printer(command: str) -> Callable[[Status], None]:
     """An ``on_status`` callback that reports reconnects and the gap on stderr."""
 
@@ -162,6 +178,7 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
             reconnect=args.reconnect,
             on_malformed=lambda err: warn("watch", f"skipped {err}"),
             on_status=status_printer("watch"),
+            **client_security_kwargs(args, args.url),
         )
     except BadURL as exc:
         raise CliError(str(exc)) from None
@@ -170,7 +187,9 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
     printer = Printer(out, args.json, args.verbose)
     try:
         code = await consume(aiter(client), printer, args.count, args.timeout)
-    except (ConnectError, ConnectionLost) as exc:
+    except ConnectError as exc:
+        raise CliError(str(exc), connect_exit_code(exc)) from None
+    except ConnectionLost as exc:
         raise CliError(str(exc), EXIT_CONNECTION) from None
     finally:
         with contextlib.suppress(Exception):

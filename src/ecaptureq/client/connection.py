@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl as _ssl
 import threading
 import time
@@ -20,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from ecaptureq.client.session import Session, SessionStats
-from ecaptureq.client.url import normalize_url
+from ecaptureq.client.url import normalize_url, redact_url
 from ecaptureq.protocol import DecodeError, Message
 
 logger = logging.getLogger("ecaptureq.client")
@@ -108,6 +109,9 @@ class Client:
         on_status: Callable[[Status], None] | None = None,
     ) -> None:
         self.url, self.url_warnings = normalize_url(url)
+        self.display_url = redact_url(self.url)
+        """The URL with any ``?token=`` value hidden: what messages show."""
+        self.url_warnings = [re.sub(r"(token=)[^&\s#]*", r"\1***", w) for w in self.url_warnings]
         for warning in self.url_warnings:
             logger.warning("%s", warning)
         self.origin = origin
@@ -149,27 +153,34 @@ class Client:
             status = exc.response.status_code
             body = exc.response.body.decode("utf-8", "replace").strip() if exc.response.body else ""
             hint = {
-                401: "the server wants a token (--token)",
-                403: "the server refused this client (Origin or token)",
+                401: "authentication failed: the server wants a valid token (--token or $ECAPTUREQ_TOKEN)"
+                if not self.headers.get("Authorization") and "token=" not in self.url
+                else "authentication failed: the server did not accept the token",
+                403: f"refused by the server's origin policy (this client sent Origin: {self.origin}; "
+                "use --origin with an allowed one, or serve --allow-origin)"
+                if self.origin
+                else "refused by the server (403 Forbidden)",
+                503: "the server has too many connections; try again later",
             }.get(status, "")
-            detail = "; ".join(x for x in (hint, body[:200]) if x)
+            detail = hint or body[:200]
             raise ConnectError(
-                f"{self.url}: the server refused the handshake with HTTP {status}"
+                f"{self.display_url}: the server refused the handshake with HTTP {status}"
                 + (f" ({detail})" if detail else ""),
                 status,
             ) from None
         except InvalidURI as exc:
-            raise ConnectError(f"{self.url}: {exc}") from None
+            raise ConnectError(f"{self.display_url}: {exc}") from None
         except InvalidHandshake as exc:
-            raise ConnectError(f"{self.url}: not a WebSocket server ({exc})") from None
+            tls_hint = "; if it serves TLS, use wss://" if self.url.startswith("ws://") else ""
+            raise ConnectError(f"{self.display_url}: not a WebSocket server ({exc}{tls_hint})") from None
         except _ssl.SSLCertVerificationError as exc:
             raise ConnectError(
-                f"{self.url}: TLS certificate not trusted ({exc.verify_message}); "
+                f"{self.display_url}: TLS certificate not trusted ({exc.verify_message}); "
                 "pass --ca FILE or --insecure"
             ) from None
         except (OSError, TimeoutError) as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
-            raise ConnectError(f"cannot connect to {self.url}: {reason}") from None
+            raise ConnectError(f"cannot connect to {self.display_url}: {reason}") from None
 
     async def __aiter__(self) -> AsyncIterator[Message]:
         """Yield messages until the connection ends (or forever, reconnecting, with ``reconnect``)."""
@@ -190,7 +201,7 @@ class Client:
             self._conn = conn
             self.session.connection_opened()
             gap = None if lost_at is None else time.monotonic() - lost_at
-            self._status(Connected(self.url, attempt, gap))
+            self._status(Connected(self.display_url, attempt, gap))
             received = 0
             try:
                 async for frame in conn:
@@ -218,7 +229,7 @@ class Client:
             if received:
                 delay = self.initial_backoff
             if not self.reconnect:
-                raise ConnectionLost(f"{self.url}: {why}", code, reason)
+                raise ConnectionLost(f"{self.display_url}: {why}", code, reason)
             self._status(Disconnected(why, delay))
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.max_backoff)

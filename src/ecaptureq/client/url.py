@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 _UNSPECIFIED_HOSTS = {"0.0.0.0", "::", "[::]", "0:0:0:0:0:0:0:0"}
 _SCHEME_FIXES = {"http": "ws", "https": "wss"}
@@ -60,3 +60,17 @@ def normalize_url(url: str) -> tuple[str, list[str]]:
     if not parts.path:
         warnings.append(f"added the missing trailing '/': {normalized}")
     return normalized, warnings
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the value of any ``token`` query parameter replaced by ``***``, for messages and logs.
+
+    >>> redact_url("ws://10.0.0.5:28257/?token=s3cret&x=1")
+    'ws://10.0.0.5:28257/?token=***&x=1'
+    """
+    parts = urlsplit(url)
+    if "token" not in parts.query:
+        return url
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = urlencode([(k, "***" if k == "token" else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
