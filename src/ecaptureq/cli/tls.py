@@ -167,16 +167,11 @@ def _run_json(args: argparse.Namespace) -> int:
 
 
 async def _run_server(args: argparse.Namespace) -> int:
-    from ecaptureq.cli.serve import parse_listen
-    from ecaptureq.server import Server
+    from ecaptureq.cli.serve import server_from_args
 
     url = args.ecaptureq or DEFAULT_ECAPTUREQ
-    host, port = parse_listen(url)
-    if args.heartbeat_interval <= 0:
-        raise CliError("--heartbeat-interval must be positive")
-    if args.queue_size < 1:
-        raise CliError("--queue-size must be at least 1")
-    server = Server(host, port, heartbeat_interval=args.heartbeat_interval, queue_size=args.queue_size)
+    # the same checks as serve: options, token, Origin allow-list, TLS and limits
+    server = server_from_args(args, url, "tls")
     capture = _make_capture(args, server)
     try:
         await server.start()
