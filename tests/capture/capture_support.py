@@ -1,8 +1,9 @@
-"""Fixtures for the real-capture tests: a self-signed certificate, TLS servers on 127.0.0.1 (Python's
-``ssl`` + ``http.server``, nginx for HTTP/2) and an in-process :class:`TlsCapture` collecting events.
+"""Helpers and fixtures for the real-capture tests: a self-signed certificate, TLS servers on 127.0.0.1
+(Python's ``ssl`` + ``http.server``; nginx for HTTP/2 lives in its test) and a collecting sink.
 
-Tests marked ``capture`` need root, a kernel with BTF and libbpf; elsewhere they are skipped at collection
-with the reason.
+Test modules import it (fixtures included) under this distinct name: a second ``conftest.py`` would
+shadow ``tests/conftest.py`` as module ``conftest``. Tests marked with :data:`requires_bpf` need root, a
+kernel with BTF and libbpf; elsewhere they are skipped at collection with the reason.
 """
 
 from __future__ import annotations
@@ -86,14 +87,8 @@ def _bpf_skip_reason() -> str | None:
 SKIP_REASON = _bpf_skip_reason()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip every ``capture``-marked test when root/BPF/libssl are missing, with the reason."""
-    if SKIP_REASON is None:
-        return
-    skip = pytest.mark.skip(reason=SKIP_REASON)
-    for item in items:
-        if "capture" in item.keywords:
-            item.add_marker(skip)
+requires_bpf = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+"""Skip (decided at collection) unless root, BTF, libbpf, a libssl, curl and openssl are all here."""
 
 
 @dataclass

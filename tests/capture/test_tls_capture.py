@@ -1,5 +1,6 @@
 """Real capture: curl, Python's urllib and nginx (HTTP/2) over TLS on 127.0.0.1, seen by eBPF uprobes."""
 
+# ruff: noqa: F401, F811  (pytest fixtures imported from capture_support are then named as parameters)
 from __future__ import annotations
 
 import shutil
@@ -9,13 +10,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Cert, Collector, TlsServer, body_of, free_port
+from capture_support import (  # the fixtures cert and tls_server are registered by this import
+    Cert,
+    Collector,
+    TlsServer,
+    body_of,
+    cert,
+    free_port,
+    requires_bpf,
+    tls_server,
+)
 
 from ecaptureq.decode.http2 import H2Connection
 from ecaptureq.protocol.messages import EventType
 from ecaptureq.sources.tls import TlsCapture, find_libssl
 
-pytestmark = pytest.mark.capture
+pytestmark = [pytest.mark.capture, requires_bpf]
 
 CaptureFactory = Callable[..., Collector]
 

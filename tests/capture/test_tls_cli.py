@@ -1,5 +1,6 @@
 """``ecaptureq tls`` as a real process: JSON Lines, serving to ``watch``, clean exit and error codes."""
 
+# ruff: noqa: F401, F811  (pytest fixtures imported from capture_support are then named as parameters)
 from __future__ import annotations
 
 import base64
@@ -12,7 +13,15 @@ import sys
 import time
 
 import pytest
-from conftest import Cert, TlsServer, body_of, free_port
+from capture_support import (  # the fixtures cert and tls_server are registered by this import
+    Cert,
+    TlsServer,
+    body_of,
+    cert,
+    free_port,
+    requires_bpf,
+    tls_server,
+)
 
 CLI = [sys.executable, "-m", "ecaptureq"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -40,6 +49,7 @@ def our_programs() -> list[str]:
 
 
 @pytest.mark.capture
+@requires_bpf
 def test_json_lines_then_sigterm_detaches(tls_server: TlsServer, cert: Cert) -> None:
     proc = start_tls("--json", "--pid", str(tls_server.pid))
     try:
@@ -77,6 +87,7 @@ def test_json_lines_then_sigterm_detaches(tls_server: TlsServer, cert: Cert) -> 
 
 
 @pytest.mark.capture
+@requires_bpf
 def test_serves_to_watch(tls_server: TlsServer, cert: Cert) -> None:
     port = free_port()
     url = f"ws://127.0.0.1:{port}/"
@@ -118,6 +129,7 @@ def test_serves_to_watch(tls_server: TlsServer, cert: Cert) -> None:
 
 
 @pytest.mark.capture
+@requires_bpf
 def test_pid_not_found_exit_8() -> None:
     pid = 4_000_000
     while os.path.exists(f"/proc/{pid}"):
@@ -131,6 +143,7 @@ def test_pid_not_found_exit_8() -> None:
 
 
 @pytest.mark.capture
+@requires_bpf
 def test_libssl_not_found_exit_7(tmp_path: os.PathLike[str]) -> None:
     missing = f"{tmp_path}/libssl.so.404"
     result = subprocess.run(
