@@ -352,3 +352,14 @@ def test_garbage_on_an_h2_connection_is_reported_raw() -> None:
     items = decode_all(events_from_chunks([(C2S, c2s[:24]), (C2S, b"\xff" * 40)]))
     raws = [i for i in items if i.kind == "raw"]
     assert raws and raws[0].errors and raws[0].raw == b"\xff" * 40
+
+
+def test_server_settings_split_and_first_are_held_until_recognised() -> None:
+    log = h2_pair_capture()
+    server_first = next(d for n, d in log if n == S2C)
+    rest = [(n, d) for n, d in log if d is not server_first]
+    chunks = [(S2C, server_first[i : i + 5]) for i in range(0, len(server_first), 5)] + rest
+    items = decode_all(events_from_chunks(chunks))
+    assert not [i for i in items if i.kind == "raw"]
+    # Streams 1 and 3 are answered; stream 5 is reset before any response headers.
+    assert sorted(i.message.stream_id or 0 for i in items if i.kind == "response" and i.message) == [1, 3]

@@ -156,6 +156,27 @@ def _h2_direction(data: bytes) -> str | None:
     return direction
 
 
+def h2_frame_start(data: bytes) -> bool:
+    """Whether ``data`` is the start of one HTTP/2 frame cut short: a plausible 9-byte frame header
+    (or fewer than 9 bytes that could begin one) followed by less than the frame's length.
+
+    :func:`classify_payload` does not call such a chunk HTTP/2 (too little evidence); a stateful decoder
+    can hold it and classify it together with what follows.
+    """
+    if len(data) < 9:
+        return (
+            len(data) >= 3
+            and int.from_bytes(data[:3], "big") < _H2_MAX_FRAME
+            and (len(data) < 4 or data[3] in _H2_FRAME_TYPES)
+        )
+    length = int.from_bytes(data[:3], "big")
+    ftype, flags = data[3], data[4]
+    stream = int.from_bytes(data[5:9], "big")
+    if stream & 0x80000000 or ftype not in _H2_FRAME_TYPES:
+        return False
+    return len(data) < 9 + length and _h2_frame_plausible(ftype, flags, stream, length)
+
+
 def _h2_frame_plausible(ftype: int, flags: int, stream: int, length: int) -> bool:
     if ftype == _H2_SETTINGS:
         return stream == 0 and length % 6 == 0 and flags & ~0x1 == 0 and not (flags & 1 and length)
@@ -223,6 +244,9 @@ def _looks_like_websocket(data: bytes) -> bool:
         b0, b1 = data[pos], data[pos + 1]
         opcode = b0 & 0x0F
         if opcode not in _WS_OPCODES or b0 & 0x30:  # RSV2/RSV3 are never set without an extension
+            return False
+        if b0 == 0 and b1 & 0x7F == 0:
+            # An empty, non-final continuation frame says nothing; 00 00 is how a small HTTP/2 frame starts.
             return False
         masked = b1 & 0x80
         length = b1 & 0x7F

@@ -12,12 +12,13 @@ raises.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
-from ecaptureq.decode.classify import H2_PREFACE, _h2_direction, classify_payload
+from ecaptureq.decode.classify import H2_PREFACE, _h2_direction, classify_payload, h2_frame_start
 from ecaptureq.decode.http1 import Http1Parser
 from ecaptureq.decode.http2 import H2Connection, H2Result, Side
 from ecaptureq.decode.meta import EventMeta, event_meta
@@ -31,6 +32,7 @@ DEFAULT_MAX_CONNECTIONS: Final = 4096
 DEFAULT_MAX_BUFFERED: Final = 256 * 1024 * 1024
 """Default cap on bytes held for unfinished messages across all connections."""
 _MAX_PENDING: Final = 128
+_MAX_HOLD: Final = 64 * 1024
 
 _Lane = Literal["h1-request", "h1-response", "h2", "ws"]
 
@@ -45,6 +47,7 @@ class _Conn:
     lane_of: dict[str, _Lane] = field(default_factory=dict)
     side_of: dict[str, Side] = field(default_factory=dict)
     writer_side: Side | None = None
+    held: dict[str, bytes] = field(default_factory=dict)
     websocket: bool = False
     buffered: int = 0
     meta: EventMeta | None = None
@@ -138,6 +141,8 @@ class Decoder:
             return out
         meta = conn.meta
         if meta is not None:
+            for held in conn.held.values():
+                out.append(Decoded("raw", dataclasses.replace(meta, body=held), raw=held))
             for parser in conn.h1.values():
                 for msg in parser.flush():
                     out.append(self._h1_message(conn, meta, msg))
@@ -149,6 +154,7 @@ class Decoder:
 
     def _account(self, conn: _Conn, out: list[Decoded]) -> None:
         now = sum(p.buffered for p in conn.h1.values()) + (conn.h2.buffered if conn.h2 else 0)
+        now += sum(len(b) for b in conn.held.values())
         self._buffered += now - conn.buffered
         conn.buffered = now
         while self._buffered > self.max_buffered and self._conns:
@@ -160,9 +166,19 @@ class Decoder:
         if not body:
             return
         conn = self._conn(meta, out)
+        held = conn.held.pop(meta.stream, b"")
+        if held:
+            body = held + body
+            meta = dataclasses.replace(meta, body=body, type=0)  # re-classify the joined bytes
         lane = self._lane(conn, meta)
         if lane is None:
+            if len(body) <= _MAX_HOLD and h2_frame_start(body):
+                # The start of an HTTP/2 frame cut short: wait for the rest before deciding.
+                conn.held[meta.stream] = body
+                self._account(conn, out)
+                return
             out.append(Decoded("raw", meta, raw=body))
+            self._account(conn, out)
             return
         if lane != "h2" and lane != "ws":
             conn.lane_of[meta.stream] = lane

@@ -1,0 +1,191 @@
+"""Decoded HTTP in ``watch``: the filter and decode options, and :class:`HttpView`, which decodes each event,
+applies the filters and renders what the event completed as text or JSON fields.
+
+``watch`` wires it in three steps::
+
+    add_decode_options(parser)                      # in register()
+    view = HttpView.from_args(args)                 # once, after parsing (raises CliError on a bad --grep)
+    shown = view.feed(event)                        # for each Event: None when filtered out
+    text = view.text(shown)                         # a text block (None when nothing to show yet)
+    record.update(view.json_fields(shown))          # --json: adds "http" (and friends) to the record
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ecaptureq.cli.errors import CliError
+from ecaptureq.decode import DEFAULT_BODY_LIMIT, Decoded, Decoder, EventFilter, format_http_text, http_json
+from ecaptureq.protocol import EVENT_TYPE_NAMES, Event
+
+TYPE_ALIASES: dict[str, int] = {
+    "unknown": 0,
+    "raw": 0,
+    "http1-request": 1,
+    "h1req": 1,
+    "http2-request": 2,
+    "h2req": 2,
+    "http1-response": 3,
+    "h1resp": 3,
+    "http2-response": 4,
+    "h2resp": 4,
+    "websocket": 5,
+    "ws": 5,
+}
+"""Names ``--type`` accepts beside the numbers 0-5."""
+
+DEFAULT_SHOWN = 4096
+"""Default ``--body-limit``: body bytes (or characters) shown per message."""
+
+
+def _event_type(text: str) -> int:
+    key = text.strip().lower()
+    if key.isdigit() and int(key) in EVENT_TYPE_NAMES:
+        return int(key)
+    if key in TYPE_ALIASES:
+        return TYPE_ALIASES[key]
+    names = ", ".join(sorted(TYPE_ALIASES))
+    raise argparse.ArgumentTypeError(f"unknown type {text!r} (use 0-5 or one of: {names})")
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def add_decode_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--pid --pname --host --port --type --grep --body-limit --max-body --no-decode``."""
+    group = parser.add_argument_group("decoding and filters")
+    group.add_argument("--pid", type=int, metavar="PID", help="only events of this process id")
+    group.add_argument(
+        "--pname", metavar="GLOB", help="only events of processes whose name matches (shell glob)"
+    )
+    group.add_argument("--host", metavar="HOST", help="only events to or from this IP or HTTP host")
+    group.add_argument(
+        "--port", type=int, metavar="PORT", help="only events with this source or destination port"
+    )
+    group.add_argument(
+        "--type",
+        dest="types",
+        type=_event_type,
+        action="append",
+        metavar="TYPE",
+        help="only events of this type: 0-5 or unknown, http1-request, http2-request, http1-response, "
+        "http2-response, websocket (repeatable)",
+    )
+    group.add_argument("--grep", metavar="REGEX", help="only events whose decoded body matches REGEX")
+    group.add_argument(
+        "--body-limit",
+        type=_non_negative,
+        default=DEFAULT_SHOWN,
+        metavar="N",
+        help=f"show at most N bytes of each body (default {DEFAULT_SHOWN})",
+    )
+    group.add_argument(
+        "--max-body",
+        type=_non_negative,
+        default=DEFAULT_BODY_LIMIT,
+        metavar="N",
+        help="decode (decompress) at most N bytes of each body (default 16 MiB)",
+    )
+    group.add_argument(
+        "--no-decode",
+        action="store_true",
+        help="show raw payloads instead of decoded HTTP (filters still apply)",
+    )
+
+
+@dataclass(slots=True)
+class Shown:
+    """One event that passed the filters, with the items decoding it completed."""
+
+    event: Event
+    items: list[Decoded] = field(default_factory=list)
+
+
+class HttpView:
+    """Decode events, filter them, and render what they complete."""
+
+    def __init__(
+        self,
+        event_filter: EventFilter | None = None,
+        *,
+        body_limit: int = DEFAULT_SHOWN,
+        max_body: int = DEFAULT_BODY_LIMIT,
+        decode: bool = True,
+    ) -> None:
+        self.filter = event_filter or EventFilter()
+        self.body_limit = body_limit
+        self.decode = decode
+        self.decoder = Decoder(body_limit=max_body)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> HttpView:
+        """Build from the options :func:`add_decode_options` added.
+
+        A bad ``--grep`` raises :class:`CliError` (exit code 2).
+        """
+        grep = getattr(args, "grep", None)
+        pattern = None
+        if grep is not None:
+            try:
+                pattern = re.compile(grep)
+            except re.error as exc:
+                raise CliError(f"bad --grep regular expression {grep!r}: {exc}") from None
+        flt = EventFilter(
+            pid=getattr(args, "pid", None),
+            pname_glob=getattr(args, "pname", None),
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+            types=getattr(args, "types", None),
+            grep=pattern,
+        )
+        return cls(
+            flt,
+            body_limit=getattr(args, "body_limit", DEFAULT_SHOWN),
+            max_body=getattr(args, "max_body", DEFAULT_BODY_LIMIT),
+            decode=not getattr(args, "no_decode", False),
+        )
+
+    def feed(self, event: Event) -> Shown | None:
+        """Decode ``event``; return it with its items, or ``None`` when a filter rejects it."""
+        items = self.decoder.feed(event) if self.decode or self.filter.active else []
+        if not self.filter.matches(event, items):
+            return None
+        return Shown(event, items if self.decode else [])
+
+    def text(self, shown: Shown) -> str | None:
+        """The decoded items as text blocks, or ``None`` when the event completed nothing yet (a part of a
+        message still in progress). With ``decode`` off, ``None``: print the raw event instead."""
+        if not shown.items:
+            return None
+        return "\n".join(format_http_text(item, self.body_limit) + "\n" for item in shown.items)
+
+    def json_fields(self, shown: Shown) -> dict[str, Any]:
+        """Fields to add to the event's ``--json`` record.
+
+        ``http``: :func:`~ecaptureq.decode.http_json` of the last HTTP message the event completed, or
+        ``null``; ``http_more``: the earlier ones when it completed several; ``websocket``: the frames;
+        ``decode_errors``: what could not be decoded.
+        """
+        https = [obj for obj in (http_json(item) for item in shown.items) if obj is not None]
+        fields: dict[str, Any] = {"http": https[-1] if https else None}
+        if len(https) > 1:
+            fields["http_more"] = https[:-1]
+        frames = [f.to_dict() for item in shown.items for f in item.ws_frames]
+        if frames:
+            fields["websocket"] = frames
+        errors = [e for item in shown.items for e in item.errors]
+        if errors:
+            fields["decode_errors"] = errors
+        return fields
+
+    def flush(self) -> Sequence[Decoded]:
+        """At the end: the messages still in progress, marked incomplete."""
+        return self.decoder.flush()
