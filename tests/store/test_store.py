@@ -105,7 +105,7 @@ def test_record_from_a_real_server_keeps_everything(tmp_path: Path) -> None:
         assert row[1:9] == fields
         assert row[9:11] == (ev.type, ev.length)
         assert row[13] == ev.payload
-        assert row[12] == ev.payload.decode("utf-8", "replace")
+        assert row[12] == ev.payload.decode("utf-8", "replace").replace("\x00", "\ufffd")
         if b"\x00" in ev.payload:
             assert row[11] == 1
         elif ev.payload.startswith((b"GET ", b"POST ")):
@@ -398,3 +398,13 @@ def test_read_only_path_is_one_clear_line(tmp_path: Path) -> None:
         assert len(result.stderr.strip().splitlines()) == 1
     finally:
         _umount(mnt)
+
+
+def test_like_sees_text_after_a_nul_byte(tmp_path: Path) -> None:
+    """HTTP/2 DATA frames start with NUL bytes; SQLite's LIKE would stop there if they were kept."""
+    db = tmp_path / "h2.db"
+    store = CaptureStore(db, decode=False)
+    store.add(Event(uuid="1_1_x_3_0", payload=b"\x00\x00\x11\x00\x01\x00\x00\x00\x01token=s3cr3t-password"))
+    store.close()
+    result = run_cli("query", "--db", str(db), "payload_utf8 LIKE '%s3cr3t-password%'", "--json")
+    assert [json.loads(line)["index"] for line in result.stdout.splitlines()] == [1]

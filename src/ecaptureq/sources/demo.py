@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import h2.config
 import h2.connection
+import h2.events
 import h11
 
 from ecaptureq import __version__
@@ -209,7 +210,7 @@ class _Http2Client:
             client.send_headers(stream_id, headers, end_stream=True)
         out = client.data_to_send()
         yield self.conn.event(WRITE, EventType.HTTP2_REQUEST, out)
-        server.receive_data(out)
+        _acknowledge(server, server.receive_data(out))
 
         if is_grpc:
             reply = b"\x0a\x0bHello demo!"
@@ -229,12 +230,19 @@ class _Http2Client:
             )
             server.send_data(stream_id, item, end_stream=True)
         back = server.data_to_send()
-        client.receive_data(back)
+        _acknowledge(client, client.receive_data(back))
         yield self.conn.event(READ, EventType.HTTP2_RESPONSE, back)
         ack = client.data_to_send()  # SETTINGS ACK and WINDOW_UPDATEs, as a real client writes them
         if ack:
             server.receive_data(ack)
             yield self.conn.event(WRITE, EventType.UNKNOWN, ack)
+
+
+def _acknowledge(conn: h2.connection.H2Connection, events: list[h2.events.Event]) -> None:
+    """Return flow-control credit for received DATA, as a real peer does (WINDOW_UPDATE frames)."""
+    for ev in events:
+        if isinstance(ev, h2.events.DataReceived) and ev.flow_controlled_length:
+            conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
 
 
 def _processes(rng: random.Random) -> list[_Http1Client | _Http2Client]:

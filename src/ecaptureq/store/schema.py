@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS packets (
     type           INTEGER NOT NULL,      -- 0 raw, 1/2 HTTP/1, HTTP/2 request, 3/4 response, 5 WebSocket
     length         INTEGER NOT NULL,
     is_binary      INTEGER NOT NULL,      -- 1 when the payload is not printable UTF-8 text
-    payload_utf8   TEXT NOT NULL,         -- the payload as UTF-8 (invalid bytes as U+FFFD)
+    payload_utf8   TEXT NOT NULL,         -- the payload as UTF-8 (invalid bytes and NUL as U+FFFD)
     payload_binary BLOB NOT NULL,         -- the payload bytes, exactly
     connection_id  INTEGER,               -- connections.id the packet arrived on
     received_ns    INTEGER NOT NULL       -- when the recorder received it (Unix ns)
@@ -124,6 +124,15 @@ def is_binary(payload: bytes) -> bool:
     return any(ch < " " and ch not in "\t\r\n" for ch in text)
 
 
+def payload_text(payload: bytes) -> str:
+    """``payload_utf8``: the payload as UTF-8, invalid bytes and NUL as U+FFFD.
+
+    NUL is replaced because SQLite's LIKE stops at it: without this, ``payload_utf8 LIKE '%password%'``
+    would miss text that follows a NUL in an HTTP/2 frame.
+    """
+    return payload.decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
 def packet_row(event: Event) -> tuple[Any, ...]:
     """The values of ``packets`` for an event, from ``timestamp`` to ``payload_binary`` (no ``index``)."""
     payload = event.payload
@@ -136,10 +145,10 @@ def packet_row(event: Event) -> tuple[Any, ...]:
         event.dst_port,
         event.pid,
         event.pname,
-        event.type,
+        int(event.type),
         event.length,
         int(is_binary(payload)),
-        payload.decode("utf-8", "replace"),
+        payload_text(payload),
         payload,
     )
 
