@@ -21,7 +21,7 @@ from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
 from ecaptureq.decode.classify import H2_PREFACE, _h2_direction, classify_payload, h2_frame_start
 from ecaptureq.decode.http1 import Http1Parser
 from ecaptureq.decode.http2 import H2Connection, H2Result, Side
-from ecaptureq.decode.meta import EventMeta, event_meta
+from ecaptureq.decode.meta import DATA_TYPE_WRITE, EventMeta, event_meta
 from ecaptureq.decode.model import Decoded, Exchange, HttpMessage, Protocol
 from ecaptureq.decode.timestamps import TimeUnit
 from ecaptureq.decode.websocket import parse_websocket
@@ -61,8 +61,9 @@ class Decoder:
     """Decode a stream of events into HTTP exchanges, WebSocket frames and raw data.
 
     ``body_limit`` caps each body before and after decompression (default 16 MiB); ``max_connections``
-    and ``max_buffered`` bound the state kept. Call :meth:`feed` for each event in arrival order and
-    :meth:`flush` at the end of a capture.
+    and ``max_buffered`` bound the state kept; ``write_data_type`` is the uuid data_type that means
+    written by the traced process (0 for our eBPF source, 1 for eCapture's own probe). Call
+    :meth:`feed` for each event in arrival order and :meth:`flush` at the end of a capture.
     """
 
     def __init__(
@@ -71,10 +72,12 @@ class Decoder:
         body_limit: int = DEFAULT_BODY_LIMIT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_buffered: int = DEFAULT_MAX_BUFFERED,
+        write_data_type: int = DATA_TYPE_WRITE,
     ) -> None:
         self.body_limit = body_limit
         self.max_connections = max(1, max_connections)
         self.max_buffered = max_buffered
+        self.write_data_type = write_data_type
         self._conns: OrderedDict[str, _Conn] = OrderedDict()
         self._buffered = 0
         self._next_id = 1
@@ -94,7 +97,7 @@ class Decoder:
     def feed(self, event: Event) -> list[Decoded]:
         """Decode one event; return what it completed (possibly nothing). Never raises."""
         try:
-            meta = event_meta(event)
+            meta = event_meta(event, write_data_type=self.write_data_type)
         except Exception as exc:  # defensive: metadata recovery is itself defensive
             return [self._raw_error(event, f"metadata: {type(exc).__name__}: {exc}")]
         out: list[Decoded] = []

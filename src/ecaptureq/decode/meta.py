@@ -20,7 +20,13 @@ from ecaptureq.decode.timestamps import Timestamp, detect_timestamp
 from ecaptureq.protocol.messages import Event
 
 DATA_TYPE_WRITE: Final = 0
-"""The uuid ``data_type`` our eBPF source gives data the traced process wrote (``SSL_write``)."""
+"""The uuid ``data_type`` our eBPF source gives data the traced process wrote (``SSL_write``).
+
+eCapture's own probe numbers them the other way (``enum ssl_data_event_type { kSSLRead, kSSLWrite }``:
+0 read, 1 write); pass ``write_data_type=1`` to :func:`event_meta` (or :class:`~ecaptureq.decode.Decoder`)
+for its events. Only the reported ``direction`` depends on it: the decoder pairs requests and responses
+by what the bytes say, not by the number.
+"""
 DATA_TYPE_READ: Final = 1
 """The uuid ``data_type`` our eBPF source gives data the traced process read (``SSL_read``)."""
 
@@ -210,8 +216,12 @@ class EventMeta:
         }
 
 
-def event_meta(event: Event) -> EventMeta:
-    """Gather an event's metadata from its fields, its text header and its uuid (in that order)."""
+def event_meta(event: Event, *, write_data_type: int = DATA_TYPE_WRITE) -> EventMeta:
+    """Gather an event's metadata from its fields, its text header and its uuid (in that order).
+
+    ``write_data_type`` is the uuid data_type that means "written by the traced process" (0 for our eBPF
+    source, 1 for eCapture's); the other value means read.
+    """
     header, body = split_text_header(event.payload)
     info = parse_uuid(event.uuid)
     h = header or TextHeader(text="")
@@ -226,8 +236,8 @@ def event_meta(event: Event) -> EventMeta:
     if not dst_ip and h.dst:
         dst_ip, dst_port = h.dst
     direction = h.direction
-    if direction is None and info.data_type is not None:
-        direction = {DATA_TYPE_WRITE: "write", DATA_TYPE_READ: "read"}.get(info.data_type)
+    if direction is None and info.data_type in (0, 1):
+        direction = "write" if info.data_type == write_data_type else "read"
     if info.parsed:
         connection = info.connection
         stream = info.raw
