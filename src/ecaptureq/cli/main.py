@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "ecaptureq.cli.export",
     "ecaptureq.cli.bench",
     "ecaptureq.cli.tls",
+    "ecaptureq.cli.ui",
 )
 """The modules that each add one subcommand, in the order ``--help`` lists them."""
 

@@ -1,0 +1,284 @@
+"""``ecaptureq ui``: the web UI, recording a live server while it shows it, or browsing a database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
+from ecaptureq.cli.security import TOKEN_ENV
+from ecaptureq.client import BadURL, ConnectError
+from ecaptureq.server.security import (
+    BadOrigin,
+    check_token,
+    generate_token,
+    is_loopback_host,
+    parse_allowed_origin,
+)
+from ecaptureq.store import CaptureStore, SqlError, StoreError
+
+DEFAULT_LISTEN = "http://127.0.0.1:8080/"
+
+EXAMPLES = f"""\
+examples:
+  ecaptureq ui --source ws://127.0.0.1:28257/            # record into ./ecaptureq-ui-<time>.db and show it
+  ecaptureq ui --source ws://127.0.0.1:28257/ --db capture.db --listen http://127.0.0.1:9000/
+  ecaptureq ui --db capture.db                            # browse a recorded database (read-only)
+  {TOKEN_ENV}=$(openssl rand -hex 24) ecaptureq ui --db capture.db --listen http://0.0.0.0:8080/
+
+Open the URL it prints (with ?token=... when there is a token: the page then keeps it in a cookie).
+Pages from other origins are refused (--allow-origin adds one), and so is a Host that is not loopback
+while the UI listens on loopback.
+
+exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 usage error (bad URL, not a capture database),
+            3 cannot connect to the source or cannot listen, 11 cannot write the database
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``ui`` subcommand."""
+    parser = sub.add_parser(
+        "ui",
+        help="a web UI: live capture table, SQL filter and exchange details in the browser",
+        description="Serve a local web page with a live table of the decoded HTTP exchanges, the eCaptureQ "
+        "GUI's SQL filter, a packets view, exchange details, copy as curl and HAR download. With --source it "
+        "records everything into a capture database while it shows it; with only --db it browses one.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--source", metavar="URL", help="an eCaptureQ server to record, e.g. ws://127.0.0.1:28257/"
+    )
+    parser.add_argument(
+        "--db",
+        type=Path,
+        metavar="FILE",
+        help="with --source: the database to record into (default ./ecaptureq-ui-<time>.db); "
+        "alone: the database to browse, read-only",
+    )
+    parser.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="URL",
+        help=f"where to serve the UI (default {DEFAULT_LISTEN})",
+    )
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help=f"require this token (open the page with ?token=TOKEN, or send Authorization: Bearer TOKEN); "
+        f"default: ${TOKEN_ENV}",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also accept API calls from pages of ORIGIN (scheme://host[:port]); repeatable",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow listening on a non-loopback address without a token (anyone who can reach it reads all)",
+    )
+    parser.add_argument(
+        "--source-token", metavar="TOKEN", help=f"the source server's token (default: ${TOKEN_ENV})"
+    )
+    parser.add_argument("--origin", default="http://localhost/", help="Origin header sent to the source")
+    parser.add_argument(
+        "--flush-interval",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="commit (and so show) new rows at least this often (default 0.5)",
+    )
+    parser.set_defaults(func=run)
+
+
+def parse_listen(url: str) -> tuple[str, int]:
+    """Split ``http://HOST:PORT/`` into host and port (default port 8080)."""
+    text = url if "://" in url else f"http://{url}"
+    parts = urlsplit(text)
+    if parts.scheme != "http":
+        raise CliError(f"--listen {url!r}: expected http://HOST:PORT/, e.g. {DEFAULT_LISTEN}")
+    try:
+        port = parts.port if parts.port is not None else 8080
+    except ValueError:
+        raise CliError(f"--listen {url!r}: the port must be a number from 0 to 65535") from None
+    if not parts.hostname:
+        raise CliError(f"--listen {url!r}: no host; use 127.0.0.1 (this machine only)")
+    return parts.hostname, port
+
+
+def _token(value: str | None, name: str) -> str | None:
+    token = value if value is not None else os.environ.get(TOKEN_ENV) or None
+    if token is None:
+        return None
+    try:
+        return check_token(token)
+    except ValueError as exc:
+        raise CliError(f"{name if value is not None else TOKEN_ENV}: {exc}") from None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_CONNECTION) from None
+    sock.setblocking(False)
+    return sock
+
+
+@contextlib.contextmanager
+def _no_signals() -> Iterator[None]:
+    yield
+
+
+async def serve_ui(args: argparse.Namespace) -> int:
+    """Run the UI until Ctrl-C or SIGTERM; return the exit code."""
+    import uvicorn  # imported here: the other commands do not need the web stack
+
+    from ecaptureq.web.app import UiState, create_app
+    from ecaptureq.web.guard import Guard
+    from ecaptureq.web.live import LiveRecorder
+    from ecaptureq.web.queries import check_capture_database
+
+    host, port = parse_listen(args.listen)
+    token = _token(args.token, "--token")
+    try:
+        allowed = [parse_allowed_origin(o) for o in args.allow_origin]
+    except BadOrigin as exc:
+        raise CliError(f"--allow-origin {exc}") from None
+    loopback = is_loopback_host(host)
+    if not loopback and token is None and not args.insecure:
+        raise CliError(
+            f"refusing to listen on {host} without a token: anyone who can reach it would read the captured "
+            f"plaintext. Set one, e.g. {TOKEN_ENV}={generate_token()}, or pass --insecure"
+        )
+    if args.flush_interval <= 0:
+        raise CliError("--flush-interval must be positive")
+
+    store: CaptureStore | None = None
+    recorder: LiveRecorder | None = None
+    if args.source is None:
+        if args.db is None:
+            raise CliError("give --source URL (record and show) or --db FILE (browse a database)")
+        try:
+            check_capture_database(args.db)
+        except SqlError as exc:
+            raise CliError(str(exc)) from None
+        db: Path = args.db
+    else:
+        db = args.db or Path(f"ecaptureq-ui-{time.strftime('%Y%m%d-%H%M%S')}.db")
+        try:
+            store = CaptureStore(db)
+        except StoreError as exc:
+            raise CliError(str(exc), EXIT_STORAGE) from None
+        source_token = _token(args.source_token, "--source-token")
+        headers = {"Authorization": f"Bearer {source_token}"} if source_token else None
+        try:
+            recorder = LiveRecorder(
+                args.source,
+                store,
+                origin=args.origin or None,
+                headers=headers,
+                flush_interval=args.flush_interval,
+            )
+        except BadURL as exc:
+            store.close()
+            raise CliError(str(exc)) from None
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    tasks: list[asyncio.Task[Any]] = []
+    code = EXIT_OK
+    sock: socket.socket | None = None
+    try:
+        if recorder is not None:
+            recording = asyncio.create_task(recorder.run())
+            tasks.append(recording)
+            first = asyncio.create_task(recorder.wait_first_connection())
+            await asyncio.wait({first, recording}, return_when=asyncio.FIRST_COMPLETED)
+            if not first.done():
+                first.cancel()
+                recording.result()
+            try:
+                first.result()
+            except ConnectError as exc:
+                raise CliError(f"cannot connect to {recorder.url}: {exc}", EXIT_CONNECTION) from None
+            print(f"ecaptureq ui: recording {recorder.url} into {db}", file=sys.stderr, flush=True)
+
+        sock = _bind(host, port)
+        bound_port = sock.getsockname()[1]
+        state = UiState(db=db, recorder=recorder, poll=min(args.flush_interval, 0.5))
+        app = Guard(create_app(state), token=token, allowed_origins=allowed, loopback_only=loopback,
+                    port=bound_port)  # fmt: skip
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2, access_log=False
+        )
+        server = uvicorn.Server(config)
+        server.capture_signals = _no_signals  # type: ignore[method-assign]  # our handlers stop it
+        shown_host = f"[{host}]" if ":" in host else host
+        url = f"http://{shown_host}:{bound_port}/" + (f"?token={token}" if token else "")
+        mode = "live" if recorder is not None else f"browsing {db} (read-only)"
+        print(f"ecaptureq ui: {mode}; open {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        if not loopback and token is None:
+            print(f"ecaptureq ui: warning: serving on {host} without a token (--insecure)", file=sys.stderr)
+
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        tasks.append(serving)
+        waiter = asyncio.create_task(stop.wait())
+        tasks.append(waiter)
+        done, _ = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
+        state.stopping.set()
+        server.should_exit = True
+        for task in done:
+            if task is not waiter:
+                task.result()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(serving), 5)
+    except StoreError as exc:
+        raise CliError(f"stopped: {exc}; what was written before is kept", EXIT_STORAGE) from None
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if sock is not None:
+            sock.close()
+        if store is not None:
+            try:
+                store.close()
+            except StoreError as exc:
+                print(f"ecaptureq ui: could not write the last batch: {exc}", file=sys.stderr)
+                code = EXIT_STORAGE
+            print(
+                f"ecaptureq ui: {store.stats.packets} events, {store.stats.exchanges} exchanges "
+                f"written to {db}",
+                file=sys.stderr,
+            )
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``ecaptureq ui``."""
+    if args.source is not None and args.db is not None and not args.db.parent.exists():
+        raise CliError(f"--db {args.db}: the directory {args.db.parent} does not exist", EXIT_USAGE)
+    return asyncio.run(serve_ui(args))

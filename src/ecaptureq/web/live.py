@@ -1,0 +1,149 @@
+"""Record a live eCaptureQ server into a capture database while the web UI shows it.
+
+:class:`LiveRecorder` is ``ecaptureq record`` as an object: a reconnecting :class:`~ecaptureq.client.Client`
+feeding a :class:`~ecaptureq.store.CaptureStore`, committed every ``flush_interval`` seconds so the UI's
+read-only queries see new rows within that time, with the counters the UI's status bar shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ecaptureq.client import Client, Connected, ConnectError, Disconnected, Status
+from ecaptureq.protocol import DecodeError
+from ecaptureq.store import CaptureStore
+
+
+@dataclass
+class LiveCounters:
+    """What the status bar shows about the live source."""
+
+    connected: bool = False
+    status: str = "connecting"
+    reconnects: int = 0
+    disconnections: int = 0
+    malformed: int = 0
+    events_per_s: float = 0.0
+
+
+class LiveRecorder:
+    """Stream ``url`` into ``store`` until cancelled, reconnecting with backoff whenever it ends.
+
+    Call :meth:`wait_first_connection` before relying on it: it raises :class:`ConnectError` when the
+    first attempt fails, as ``record`` does. :meth:`run` raises :class:`~ecaptureq.store.StoreError` when
+    the database cannot be written.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        store: CaptureStore,
+        *,
+        origin: str | None = "http://localhost/",
+        headers: dict[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        flush_interval: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.flush_interval = flush_interval
+        self.counters = LiveCounters()
+        self._first: asyncio.Future[None] | None = None
+        self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=8)
+        self.client = Client(
+            url,
+            origin=origin,
+            reconnect=True,
+            headers=headers,
+            ssl=ssl_context,
+            on_status=self._on_status,
+            on_malformed=self._on_malformed,
+        )
+
+    @property
+    def url(self) -> str:
+        """The normalised URL of the source."""
+        return self.client.url
+
+    def _on_status(self, status: Status) -> None:
+        c = self.counters
+        if isinstance(status, Connected):
+            c.connected = True
+            c.status = f"connected to {status.url}"
+            if status.gap is not None:
+                c.reconnects += 1
+            self.store.connection_opened(status.url)
+            if self._first is not None and not self._first.done():
+                self._first.set_result(None)
+        elif isinstance(status, Disconnected):
+            if c.connected:
+                c.disconnections += 1
+            c.connected = False
+            retry = f"; retrying in {status.retry_in:.1f} s" if status.retry_in is not None else ""
+            c.status = f"disconnected: {status.reason}{retry}"
+            self.store.connection_closed(status.reason)
+            if self._first is not None and not self._first.done():
+                self._first.set_exception(ConnectError(status.reason))
+
+    def _on_malformed(self, error: DecodeError) -> None:
+        self.counters.malformed += 1
+
+    async def wait_first_connection(self) -> None:
+        """Wait for the first connection; raise :class:`ConnectError` if the first attempt fails."""
+        if self._first is None:
+            self._first = asyncio.get_running_loop().create_future()
+        await self._first
+
+    def _sample(self) -> None:
+        now = time.monotonic()
+        self._samples.append((now, self.store.stats.packets))
+        first_t, first_n = self._samples[0]
+        if now - first_t > 0:
+            self.counters.events_per_s = (self.store.stats.packets - first_n) / (now - first_t)
+
+    async def _consume(self) -> None:
+        async for message in self.client:
+            self.store.add(message)
+
+    async def _flush(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            self.store.flush()
+            self._sample()
+
+    async def run(self) -> None:
+        """Receive and commit until cancelled (or until the store fails, which is raised)."""
+        if self._first is None:
+            self._first = asyncio.get_running_loop().create_future()
+        tasks = [asyncio.create_task(self._consume()), asyncio.create_task(self._flush())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.client.close()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters as JSON for ``/api/status``."""
+        c, s, cs = self.counters, self.store.stats, self.client.stats
+        return {
+            "connected": c.connected,
+            "status": c.status,
+            "events": s.packets,
+            "events_per_s": round(c.events_per_s, 1),
+            "exchanges": s.exchanges,
+            "bytes": s.payload_bytes,
+            "run_logs": s.logs,
+            "heartbeats": s.heartbeats,
+            "frames": cs.frames,
+            "malformed": c.malformed,
+            "reconnects": c.reconnects,
+            "disconnections": c.disconnections,
+        }
