@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 from ecaptureq import __version__
 from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, CliError
 from ecaptureq.cli.security import add_server_security_options, server_security_kwargs
+from ecaptureq.protocol import run_log_line
 from ecaptureq.server import Server, ServerStats
 from ecaptureq.sources.base import Sink
-from ecaptureq.sources.demo import DemoSource, zerolog_line
+from ecaptureq.sources.demo import DemoSource
 from ecaptureq.sources.replay import ReplayError, ReplaySource, load_recording
 
 DEFAULT_LISTEN = "ws://127.0.0.1:28257/"
@@ -164,11 +165,11 @@ async def report_stats(server: Server, interval: float) -> None:
 def banner(server: Server, source: str) -> list[str]:
     """The server's own startup lines, in eCapture's style."""
     return [
-        zerolog_line('AppName="ecaptureq"'),
-        zerolog_line("HomePage=https://pypi.org/project/ecaptureq/"),
-        zerolog_line(f"Version=ecaptureq:v{__version__}"),
-        zerolog_line(f"Source={source}"),
-        zerolog_line(f"Listen for eCaptureQ={server.url}"),
+        run_log_line('AppName="ecaptureq"'),
+        run_log_line("HomePage=https://pypi.org/project/ecaptureq/"),
+        run_log_line(f"Version=ecaptureq:v{__version__}"),
+        run_log_line(f"Source={source}"),
+        run_log_line(f"Listen for eCaptureQ={server.url}"),
     ]
 
 
@@ -210,19 +211,12 @@ async def serve_until_stopped(
             done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
             if task in done:
                 task.result()  # a failing source ends the server, after the graceful stop below
-                server.publish_log(zerolog_line(f"Source {source_name} finished; still serving"))
+                server.publish_log(run_log_line(f"Source {source_name} finished; still serving"))
         await waiter
     finally:
         for pending in (task, waiter, reporter):
             if pending is not None and not pending.done():
                 pending.cancel()
-        st = server.stats()
-        server.publish_log(
-            zerolog_line(
-                f"Shutting down: {st.events_published} events published, {st.connections} connections, "
-                f"{st.overflow_closes} closed as too slow"
-            )
-        )
         await server.stop()
     return EXIT_OK
 

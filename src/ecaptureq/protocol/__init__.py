@@ -22,6 +22,7 @@ from ecaptureq.protocol.messages import (
     Message,
     RunLog,
     event_type_name,
+    run_log_line,
 )
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "encode_heartbeat",
     "encode_run_log",
     "event_type_name",
+    "run_log_line",
 ]

@@ -7,6 +7,7 @@ These are plain frozen dataclasses: they carry no wire format and do no I/O. The
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -96,3 +97,8 @@ class Event:
 
 Message = Heartbeat | RunLog | Event
 """Any decoded eCaptureQ message."""
+
+
+def run_log_line(message: str, level: str = "INF") -> str:
+    """Format a run-log line as eCapture's zerolog console writer does: ``2025-08-02T14:16:10Z INF msg``."""
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {level} {message}"

@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from ecaptureq.protocol import Event, encode_event, encode_heartbeat, encode_run_log
+from ecaptureq.protocol import Event, encode_event, encode_heartbeat, encode_run_log, run_log_line
 from ecaptureq.server.security import (
     RateWindow,
     Refusal,
@@ -249,7 +249,7 @@ class Server:
         if self._refusals_unlogged:
             line += f" ({self._refusals_unlogged} more refusals not logged)"
             self._refusals_unlogged = 0
-        self.publish_log(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} WRN {line}")
+        self.publish_log(run_log_line(line, "WRN"))
 
     @property
     def port(self) -> int:
@@ -268,11 +268,19 @@ class Server:
         return f"{scheme}://{host}:{self.port}/"
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Stop gracefully: stop accepting, send every client what is queued, close each with 1001."""
+        """Stop gracefully: a run-log line with the totals, then every client gets what is queued for it
+        and a close with 1001."""
         if self._ws is None or self._closing:
             return
-        self._closing = True
         self._drain_pending()
+        st = self._stats
+        self.publish_log(
+            run_log_line(
+                f"Shutting down: {st.events_published} events published, {st.connections} connections, "
+                f"{st.overflow_closes} closed as too slow"
+            )
+        )
+        self._closing = True
         self._ws.close(close_connections=False)
         clients = list(self._clients)
         for client in clients:

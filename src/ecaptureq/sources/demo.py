@@ -24,27 +24,22 @@ import h2.events
 import h11
 
 from ecaptureq import __version__
-from ecaptureq.protocol import Event, EventType
+from ecaptureq.protocol import Event, EventType, run_log_line
 from ecaptureq.sources.base import Sink
 
 WRITE, READ = 0, 1
 
 
-def zerolog_line(message: str, level: str = "INF") -> str:
-    """Format a run-log line the way eCapture's zerolog console writer does (``<time> INF msg``)."""
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {level} {message}"
-
-
 def demo_banner() -> list[str]:
     """The demo's startup run log."""
     return [
-        zerolog_line('AppName="ecaptureq demo"'),
-        zerolog_line(
+        run_log_line('AppName="ecaptureq demo"'),
+        run_log_line(
             'Description="Synthetic traffic for trying ecaptureq: '
             'nothing here was captured from a real process."'
         ),
-        zerolog_line(f"Version=ecaptureq:v{__version__}:demo"),
-        zerolog_line("Source=demo processes=curl,python3,grpc-gateway"),
+        run_log_line(f"Version=ecaptureq:v{__version__}:demo"),
+        run_log_line("Source=demo processes=curl,python3,grpc-gateway"),
     ]
 
 

@@ -23,7 +23,7 @@ from typing import Final
 
 from ecaptureq import __version__
 from ecaptureq.decode.classify import classify_payload
-from ecaptureq.protocol import Event
+from ecaptureq.protocol import Event, run_log_line
 from ecaptureq.sources.base import Sink
 from ecaptureq.sources.tls import libbpf
 from ecaptureq.sources.tls.errors import BpfUnsupportedError, LibsslNotFoundError, NoPrivilegeError
@@ -78,7 +78,7 @@ def bpf_object_path() -> str:
 
 def log_line(level: str, message: str) -> str:
     """A run-log line in eCapture's zerolog console style: ``2025-08-02T14:16:10Z INF message``."""
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {level} {message}"
+    return run_log_line(message, level)
 
 
 def boot_offset_ns() -> int:
