@@ -26,7 +26,6 @@ from ecaptureq.sources.tls import (
     TlsCapture,
     banner,
     find_libssl,
-    log_line,
 )
 
 EXIT_NO_PRIVILEGE: Final = 5
@@ -197,6 +196,5 @@ async def _run_server(args: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         await asyncio.to_thread(capture.stop)
-        server.publish_log(log_line("INF", "Shutting down"))
-        await server.stop()
+        await server.stop()  # writes the totals line itself
     return EXIT_OK
