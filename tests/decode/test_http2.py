@@ -18,7 +18,7 @@ import h2.events
 import pytest
 from decode_taps import C2S, S2C, TapProxy, events_from_chunks, nginx, rechunk
 
-from ecaptureq.decode import Decoded, Decoder
+from ecaptureq.decode import Decoded, Decoder, event_meta, format_http_text
 from ecaptureq.decode.http2 import H2Connection
 from ecaptureq.protocol import Event
 
@@ -179,8 +179,10 @@ def test_late_join_reports_bad_hpack_and_keeps_going(site: tuple[int, int, Path]
         pos += 9 + length
     second = next(raw for ftype, sid, raw in frames if ftype == 1 and sid == 3)
     result = d.feed("client", second)
-    assert result.errors and "HPACK" in result.errors[0]
-    assert result.raw
+    (broken,) = result.messages  # the request is still reported, marked, with its raw header block
+    assert broken.errors and "HPACK" in broken.errors[0] and "capture began after" in broken.errors[0]
+    assert broken.raw and broken.raw in second and not broken.method
+    assert "(request line not decoded)" in format_http_text(Decoded("request", event_meta(Event()), broken))
     first = next(raw for ftype, sid, raw in frames if ftype == 1 and sid == 1)
     ok = H2Connection().feed("client", first)
     assert not ok.errors and ok.messages[0].path == "/page.txt"

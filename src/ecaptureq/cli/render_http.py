@@ -7,7 +7,7 @@ applies the filters and renders what the event completed as text or JSON fields.
     view = HttpView.from_args(args)                 # once, after parsing (raises CliError on a bad --grep)
     shown = view.feed(event)                        # for each Event: None when filtered out
     text = view.text(shown)                         # a text block (None when nothing to show yet)
-    record.update(view.json_fields(shown))          # --json: adds "http" (and friends) to the record
+    record.update(view.json_fields(shown))          # --json: adds the "http" key to the record
 """
 
 from __future__ import annotations
@@ -168,23 +168,26 @@ class HttpView:
         return "\n".join(format_http_text(item, self.body_limit) + "\n" for item in shown.items)
 
     def json_fields(self, shown: Shown) -> dict[str, Any]:
-        """Fields to add to the event's ``--json`` record.
+        """Fields to add to the event's ``--json`` record: just ``http``.
 
-        ``http``: :func:`~ecaptureq.decode.http_json` of the last HTTP message the event completed, or
-        ``null``; ``http_more``: the earlier ones when it completed several; ``websocket``: the frames;
-        ``decode_errors``: what could not be decoded.
+        ``http`` is :func:`~ecaptureq.decode.http_json` of the last HTTP message the event completed
+        (with ``more``: the earlier ones, when it completed several); else, for WebSocket frames,
+        ``{"kind": "websocket", "frames": [...]}``; else, for bytes that could not be decoded,
+        ``{"kind": "raw", "errors": [...]}``; else ``null`` (nothing completed yet, or not HTTP).
         """
         https = [obj for obj in (http_json(item) for item in shown.items) if obj is not None]
-        fields: dict[str, Any] = {"http": https[-1] if https else None}
-        if len(https) > 1:
-            fields["http_more"] = https[:-1]
+        if https:
+            last = https[-1]
+            if len(https) > 1:
+                last["more"] = https[:-1]
+            return {"http": last}
         frames = [f.to_dict() for item in shown.items for f in item.ws_frames]
         if frames:
-            fields["websocket"] = frames
-        errors = [e for item in shown.items for e in item.errors]
+            return {"http": {"kind": "websocket", "frames": frames}}
+        errors = [e for item in shown.items if item.kind == "raw" for e in item.errors]
         if errors:
-            fields["decode_errors"] = errors
-        return fields
+            return {"http": {"kind": "raw", "errors": errors}}
+        return {"http": None}
 
     def flush(self) -> Sequence[Decoded]:
         """At the end: the messages still in progress, marked incomplete."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import sys
 from collections.abc import AsyncIterator, Callable
 from typing import TextIO
@@ -17,7 +18,8 @@ from ecaptureq.cli.errors import (
     EXIT_OK,
     CliError,
 )
-from ecaptureq.cli.render import render_json, render_text
+from ecaptureq.cli.render import event_header, json_record, render_json, render_text
+from ecaptureq.cli.render_http import HttpView, add_decode_options
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.client import BadURL, Client, Connected, ConnectError, ConnectionLost, Status
 from ecaptureq.protocol import Event, Heartbeat, Message
@@ -29,6 +31,8 @@ examples:
   ecaptureq watch ws://127.0.0.1:28257/ --count 10 --timeout 30
   ecaptureq watch ws://127.0.0.1:28257/ --reconnect --verbose
   ECAPTUREQ_TOKEN=... ecaptureq watch wss://10.0.0.5:28257/ --ca cert.pem   # serve --token, --tls-cert
+  ecaptureq watch ws://127.0.0.1:28257/ --pname 'curl*' --port 443 --grep 'pass(word)?='
+  ecaptureq watch ws://127.0.0.1:28257/ --type http2-request --type http2-response --body-limit 512
 
 exit codes: 0 done, 2 usage error or bad URL, 3 cannot connect or connection lost,
             4 --count not reached before --timeout, 9 authentication failed (HTTP 401: no or wrong
@@ -74,6 +78,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="Origin header to send (default: http://localhost/, which real eCapture requires)",
     )
     add_client_security_options(parser)
+    add_decode_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -97,16 +102,44 @@ def warn(command: str, text: str) -> None:
 
 
 class Printer:
-    """Writes messages to a stream as text blocks or JSON Lines, and counts what it wrote."""
+    """Writes messages to a stream as text blocks or JSON Lines, and counts what it wrote.
 
-    def __init__(self, out: TextIO, json_lines: bool, verbose: bool) -> None:
+    With a ``view``, events are decoded and filtered by it: an event its filters reject is neither
+    written nor counted, text output shows the decoded HTTP instead of the raw payload, and JSON
+    records gain an ``http`` object (see :meth:`HttpView.json_fields`).
+    """
+
+    def __init__(self, out: TextIO, json_lines: bool, verbose: bool, view: HttpView | None = None) -> None:
         self.out = out
         self.json_lines = json_lines
         self.verbose = verbose
+        self.view = view
         self.events = 0
+
+    def _write_decoded(self, event: Event, view: HttpView) -> None:
+        shown = view.feed(event)
+        if shown is None:
+            return
+        self.events += 1
+        if self.json_lines:
+            record = json_record(event)
+            record.update(view.json_fields(shown))
+            self.out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        else:
+            decoded = view.text(shown)
+            if decoded is None and not view.decode:
+                text = render_text(event, self.verbose) or ""
+            else:
+                note = f"    ({len(event.payload)} bytes: part of a message still in progress)"
+                text = "\n".join([*event_header(event), decoded.rstrip("\n") if decoded else note, ""])
+            self.out.write(text + "\n")
+        self.out.flush()
 
     def write(self, message: Message) -> None:
         """Write one message (heartbeats only when verbose or in JSON)."""
+        if isinstance(message, Event) and self.view is not None:
+            self._write_decoded(message, self.view)
+            return
         if isinstance(message, Event):
             self.events += 1
         if self.json_lines:
@@ -171,6 +204,7 @@ def status_printer(command: str) -> Callable[[Status], None]:
 
 async def watch(args: argparse.Namespace, out: TextIO) -> int:
     """Run ``watch`` with parsed arguments, writing to ``out``."""
+    view = HttpView.from_args(args)  # a bad --grep ends here, before connecting
     try:
         client = Client(
             args.url,
@@ -184,7 +218,7 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(str(exc)) from None
     for text in client.url_warnings:
         warn("watch", text)
-    printer = Printer(out, args.json, args.verbose)
+    printer = Printer(out, args.json, args.verbose, view)
     try:
         code = await consume(aiter(client), printer, args.count, args.timeout)
     except ConnectError as exc:

@@ -101,6 +101,7 @@ class _Stream:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     time_ns: int | None = None
+    raw_headers: bytearray = field(default_factory=bytearray)
 
 
 @dataclass(slots=True)
@@ -328,11 +329,17 @@ class H2Connection:
         except Exception as exc:  # hpack raises several HPACKError kinds (and others on hostile bytes)
             d.hpack_broken = True
             msg = f"HPACK: {type(exc).__name__}: {exc or 'cannot decode header block'}"
-            result.errors.append(msg)
-            result.raw = bytes(block.fragments)
+            if isinstance(exc, hpack.InvalidTableIndex):
+                msg += " (the capture began after the connection did: its header table is unknown)"
             headers = []
             if block.promised is None:
-                self._stream(d, block.stream_id, time_ns).errors.append(msg)
+                # The message carries the error; its raw bytes are the header block.
+                st = self._stream(d, block.stream_id, time_ns)
+                st.errors.append(msg)
+                st.raw_headers += block.fragments
+            else:
+                result.errors.append(msg)
+                result.raw = bytes(block.fragments)
         if block.promised is not None:
             path = dict(headers).get(":path", "?")
             result.frames.append(
@@ -396,7 +403,7 @@ class H2Connection:
                 msg.errors.extend(decoded.errors)
             msg.notes.extend(decoded.notes)
         if msg.errors:
-            msg.raw = msg.raw_body
+            msg.raw = bytes(st.raw_headers) + msg.raw_body
         return msg
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ecaptureq.decode.bodies import looks_binary
 from ecaptureq.decode.classify import classify_payload
 from ecaptureq.decode.meta import event_meta
 from ecaptureq.decode.model import Decoded, HttpMessage
@@ -76,9 +77,11 @@ def _message_text(item: Decoded, msg: HttpMessage, body_limit: int) -> list[str]
     stream = f" stream {msg.stream_id}" if msg.stream_id is not None else ""
     ex = item.exchange
     if msg.kind == "request":
-        head = f"> {msg.method} {msg.url or msg.path} {proto}{stream}  [{where}]"
+        target = f"{msg.method} {msg.url or msg.path}" if msg.method else "(request line not decoded)"
+        head = f"> {target} {proto}{stream}  [{where}]"
     else:
-        head = f"< {proto} {msg.status} {msg.reason}".rstrip() + f"{stream}  [{where}]"
+        status = f"{msg.status} {msg.reason}".rstrip() if msg.status is not None else "(status not decoded)"
+        head = f"< {proto} {status}{stream}  [{where}]"
         if ex is not None and ex.request is not None and msg.status is not None and msg.status >= 200:
             head += f"  for {ex.request.method} {ex.request.url or ex.request.path}"
         if ex is not None and ex.latency is not None:
@@ -107,7 +110,8 @@ def format_http_text(item: Decoded, body_limit: int = DEFAULT_BODY_LIMIT_SHOWN) 
     A request shows ``> METHOD URL VERSION`` then its headers; a response ``< VERSION STATUS REASON``,
     the request it answers and the latency; then the body up to ``body_limit`` characters (text) or bytes
     (hex dump of binary), followed by ``… truncated (N more bytes)`` when cut. WebSocket frames, HTTP/2
-    control frames and raw bytes get one block each. The result has no trailing newline.
+    control frames and raw bytes (as text when printable, else a hex dump) get one block each. The
+    result has no trailing newline.
     """
     if item.message is not None:
         return "\n".join(_message_text(item, item.message, body_limit))
@@ -135,10 +139,13 @@ def format_http_text(item: Decoded, body_limit: int = DEFAULT_BODY_LIMIT_SHOWN) 
         lines.extend(f"h2 {f.type} stream {f.stream_id}: {f.summary}" for f in item.h2_frames)
     else:
         lines.append(f"raw {len(item.raw)} bytes" + (" (not decoded)" if not item.errors else ""))
-        if item.raw:
-            lines.append(hexdump(item.raw[:body_limit]))
-            if len(item.raw) > body_limit:
-                lines.append(_truncation_mark(len(item.raw) - body_limit))
+        shown = item.raw[:body_limit]
+        if shown and not looks_binary(shown):
+            lines.append(shown.decode("utf-8", "replace"))
+        elif shown:
+            lines.append(hexdump(shown))
+        if len(item.raw) > body_limit:
+            lines.append(_truncation_mark(len(item.raw) - body_limit))
     lines.extend(f"  ! {e}" for e in item.errors)
     return "\n".join(lines)
 
