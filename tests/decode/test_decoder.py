@@ -61,3 +61,19 @@ def test_unmatched_response_is_an_exchange_without_request() -> None:
     (item,) = Decoder().feed(Event(uuid="1_1_c_3_1", payload=RESP))
     assert item.kind == "response" and item.exchange is not None and item.exchange.request is None
     assert item.exchange.latency is None
+
+
+def test_lost_bytes_inside_a_body_do_not_swallow_the_next_message() -> None:
+    d = Decoder()
+    d.feed(Event(uuid="1_1_c_3_0", payload=REQ))
+    d.feed(Event(uuid="1_1_c_3_0", payload=REQ))
+    first = d.feed(
+        Event(uuid="1_1_c_3_1", payload=b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly 20 of 100 bytes")
+    )
+    assert first == []
+    # The rest of the first body was lost; the next response arrives.
+    items = d.feed(Event(uuid="1_1_c_3_1", payload=RESP))
+    assert [i.message.status for i in items if i.message] == [200, 200]
+    cut, whole = (i.message for i in items if i.message)
+    assert not cut.complete and cut.body == b"only 20 of 100 bytes" and any("lost" in n for n in cut.notes)
+    assert whole.complete and whole.body == b"ok"

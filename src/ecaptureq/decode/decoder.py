@@ -19,7 +19,7 @@ from typing import Final, Literal
 
 from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
 from ecaptureq.decode.classify import H2_PREFACE, _h2_direction, classify_payload, h2_frame_start
-from ecaptureq.decode.http1 import Http1Parser
+from ecaptureq.decode.http1 import Http1Parser, starts_message
 from ecaptureq.decode.http2 import H2Connection, H2Result, Side
 from ecaptureq.decode.meta import DATA_TYPE_WRITE, EventMeta, event_meta
 from ecaptureq.decode.model import Decoded, Exchange, HttpMessage, Protocol
@@ -198,6 +198,11 @@ class Decoder:
             parser = conn.h1.get(kind)
             if parser is None:
                 parser = conn.h1[kind] = self._h1_parser(conn, kind, meta)
+            elif parser.in_body and starts_message(body, kind):
+                # A new message begins where the body was still expected: the capture lost bytes.
+                note = "a new message began before this body ended: captured bytes were lost"
+                for msg in parser.flush(note):
+                    out.append(self._h1_message(conn, meta, msg))
             for msg in parser.feed(body, meta.time_ns):
                 out.append(self._h1_message(conn, meta, msg))
         self._account(conn, out)

@@ -24,6 +24,21 @@ _REQUEST_START = re.compile(rb"(?:^|\n)([!#$%&'*+.^_`|~0-9A-Za-z-]{1,32} [^\s]{1
 _RESPONSE_START = re.compile(rb"(?:^|\n)(HTTP/1\.[01] [1-9][0-9]{2}[^\n]*\n)")
 
 
+_STRONG_REQUEST = re.compile(
+    rb"[A-Z]{3,16} (?:/|https?://|\*)[^\s]{0,8192} HTTP/1\.[01]\r\n(?:\r\n|[!#$%&'*+.^_`|~0-9A-Za-z-]+:)"
+)
+_STRONG_RESPONSE = re.compile(
+    rb"HTTP/1\.[01] [1-5][0-9]{2}(?: [^\r\n]*)?\r\n(?:\r\n|[!#$%&'*+.^_`|~0-9A-Za-z-]+:)"
+)
+
+
+def starts_message(data: bytes, kind: Literal["request", "response"]) -> bool:
+    """Whether ``data`` plainly begins an HTTP/1.x request (or response): a whole start line followed by a
+    header line or the blank line. Used to notice that captured bytes were lost inside a body."""
+    pattern = _STRONG_REQUEST if kind == "request" else _STRONG_RESPONSE
+    return pattern.match(data) is not None
+
+
 def _text(value: bytes) -> str:
     return value.decode("iso-8859-1")
 
@@ -64,6 +79,11 @@ class Http1Parser:
         """Whether a message has started and not yet completed."""
         return self._msg is not None or bool(self._pending)
 
+    @property
+    def in_body(self) -> bool:
+        """Whether the head of a message was parsed and its body is still expected."""
+        return self._msg is not None
+
     def feed(self, data: bytes, time_ns: int | None = None) -> list[HttpMessage]:
         """Feed the next bytes of this direction; return the messages they complete. Never raises."""
         self._done_this_feed = 0
@@ -75,8 +95,8 @@ class Http1Parser:
             self._reset()
         return out
 
-    def flush(self) -> list[HttpMessage]:
-        """End of capture (or eviction): return the message in progress, marked incomplete."""
+    def flush(self, note: str = "capture ended before the message did") -> list[HttpMessage]:
+        """End of capture (or eviction): return the message in progress, marked incomplete with ``note``."""
         if self._msg is None:
             if self._pending:
                 msg = self._fail("capture ended inside the message head")
@@ -85,7 +105,7 @@ class Http1Parser:
             return []
         msg = self._finish(self._msg, trailers=[])
         msg.complete = False
-        msg.notes.append("capture ended before the message did")
+        msg.notes.append(note)
         self._reset()
         return [msg]
 
