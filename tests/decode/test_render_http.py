@@ -87,3 +87,17 @@ def test_no_decode_shows_nothing_decoded() -> None:
     view = HttpView.from_args(parse("--no-decode"))
     shown = view.feed(RESP)
     assert shown is not None and view.text(shown) is None and view.json_fields(shown) == {"http": None}
+
+
+def test_h2_control_frames_are_one_line_unless_verbose() -> None:
+    settings = Event(
+        uuid="9_9_c_3_1", payload=b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64"
+    )
+    quiet = HttpView.from_args(parse())
+    shown = quiet.feed(settings)
+    assert shown is not None and quiet.text(shown) == "h2 SETTINGS\n"
+    args = parse()
+    args.verbose = True
+    loud = HttpView.from_args(args)
+    shown = loud.feed(settings)
+    assert shown is not None and "MAX_CONCURRENT_STREAMS=100" in (loud.text(shown) or "")

@@ -110,7 +110,11 @@ class Shown:
 
 
 class HttpView:
-    """Decode events, filter them, and render what they complete."""
+    """Decode events, filter them, and render what they complete.
+
+    ``body_limit`` is what :meth:`text` shows of each body, ``max_body`` what the decoder decompresses;
+    ``verbose`` shows HTTP/2 control frames (SETTINGS, WINDOW_UPDATE...) in full instead of by name.
+    """
 
     def __init__(
         self,
@@ -119,8 +123,10 @@ class HttpView:
         body_limit: int = DEFAULT_SHOWN,
         max_body: int = DEFAULT_BODY_LIMIT,
         decode: bool = True,
+        verbose: bool = False,
     ) -> None:
         self.filter = event_filter or EventFilter()
+        self.verbose = verbose
         self.body_limit = body_limit
         self.decode = decode
         self.decoder = Decoder(body_limit=max_body)
@@ -151,6 +157,7 @@ class HttpView:
             body_limit=getattr(args, "body_limit", DEFAULT_SHOWN),
             max_body=getattr(args, "max_body", DEFAULT_BODY_LIMIT),
             decode=not getattr(args, "no_decode", False),
+            verbose=getattr(args, "verbose", False),
         )
 
     def feed(self, event: Event) -> Shown | None:
@@ -165,7 +172,15 @@ class HttpView:
         message still in progress). With ``decode`` off, ``None``: print the raw event instead."""
         if not shown.items:
             return None
-        return "\n".join(format_http_text(item, self.body_limit) + "\n" for item in shown.items)
+        blocks = []
+        for item in shown.items:
+            if item.kind == "h2-control" and not self.verbose:
+                # Connection housekeeping: one line unless --verbose.
+                names = ", ".join(dict.fromkeys(f.type for f in item.h2_frames))
+                blocks.append(f"h2 {names}\n")
+            else:
+                blocks.append(format_http_text(item, self.body_limit) + "\n")
+        return "\n".join(blocks)
 
     def json_fields(self, shown: Shown) -> dict[str, Any]:
         """Fields to add to the event's ``--json`` record: just ``http``.
