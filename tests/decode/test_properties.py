@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 
 import h2.config
 import h2.connection
@@ -79,13 +80,17 @@ events = st.builds(
     type=st.integers(min_value=0, max_value=9),
     payload=payloads,
 )
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(
+    max_examples=int(os.environ.get("DECODE_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @FAST
 @given(st.lists(events, max_size=8))
 def test_decoder_never_raises_and_outputs_are_json_able(evs: list[Event]) -> None:
-    d = Decoder(max_connections=3, body_limit=4096)
+    d = Decoder(max_connections=3, body_limit=4096, max_buffered=2048)
     flt = EventFilter(pid=1, pname_glob="c*", host="x", port=443, types=[1, 2], grep="a+")
     for ev in evs:
         items = d.feed(ev)
