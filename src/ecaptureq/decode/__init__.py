@@ -5,7 +5,7 @@ They do no I/O and never raise on bad input. The entry point is :class:`Decoder`
 sink uses). :mod:`ecaptureq.decode.render` renders and filters them for the command line.
 """
 
-from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT, DecodedBody, decode_body, decompress
+from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT, DecodedBody, decode_body, decompress, pretty_json
 from ecaptureq.decode.classify import classify_payload
 from ecaptureq.decode.decoder import Decoder
 from ecaptureq.decode.meta import EventMeta, TextHeader, UuidInfo, event_meta, parse_uuid, split_text_header
@@ -40,5 +40,6 @@ __all__ = [
     "format_http_text",
     "http_json",
     "parse_uuid",
+    "pretty_json",
     "split_text_header",
 ]
