@@ -165,18 +165,18 @@ const X = { id: 0, time: 1, pname: 2, pid: 3, src: 4, dst: 5, method: 6, host: 7
 
 const EXCHANGE_COLUMNS = [
   { title: "#", width: "64px", num: true, get: (r) => String(r[X.id]) },
-  { title: "time", width: "104px", get: (r) => fmtTime(r[X.time]) },
-  { title: "process", width: "minmax(70px, 0.8fr)", get: (r) => r[X.pname] || "" },
-  { title: "pid", width: "64px", num: true, get: (r) => (r[X.pid] === null ? "" : String(r[X.pid])) },
-  { title: "source", width: "minmax(90px, 1fr)", get: (r) => r[X.src] || "" },
-  { title: "destination", width: "minmax(90px, 1fr)", get: (r) => r[X.dst] || "" },
+  { title: "time", width: "96px", get: (r) => fmtTime(r[X.time]) },
+  { title: "process", width: "minmax(60px, 0.8fr)", get: (r) => r[X.pname] || "" },
+  { title: "pid", width: "52px", num: true, get: (r) => (r[X.pid] === null ? "" : String(r[X.pid])) },
+  { title: "source", width: "minmax(80px, 1fr)", get: (r) => r[X.src] || "" },
+  { title: "destination", width: "minmax(80px, 1fr)", get: (r) => r[X.dst] || "" },
   { title: "method", width: "64px", get: (r) => r[X.method] || "" },
   { title: "host", width: "minmax(90px, 1.2fr)", get: (r) => r[X.host] || "" },
   { title: "path", width: "minmax(120px, 2fr)", get: (r) => r[X.path] || "" },
-  { title: "status", width: "56px", num: true, get: (r) => (r[X.status] === null ? "" : String(r[X.status])),
+  { title: "status", width: "52px", num: true, get: (r) => (r[X.status] === null ? "" : String(r[X.status])),
     cls: (r) => (r[X.status] ? ` s${String(r[X.status])[0]}` : "") },
-  { title: "size", width: "76px", num: true, get: (r) => fmtSize(r[X.size]) },
-  { title: "latency", width: "76px", num: true, get: (r) => fmtLatency(r[X.latency]) },
+  { title: "size", width: "68px", num: true, get: (r) => fmtSize(r[X.size]) },
+  { title: "latency", width: "72px", num: true, get: (r) => fmtLatency(r[X.latency]) },
 ];
 
 const state = {
