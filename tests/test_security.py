@@ -344,3 +344,10 @@ async def test_wss_with_a_trusted_certificate_and_refusal_of_an_untrusted_one(tm
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")
         assert b"101 Switching" not in await asyncio.wait_for(reader.read(), 20)
         writer.close()
+
+
+def test_odd_request_targets_are_refused_not_crashed() -> None:
+    # found by hypothesis: urlsplit raises on "//[", which once escaped from the handshake hook
+    for path in ("//[", "//[::1/?token=x", "/?token=%zz", "http://[/?token=" + TOKEN):
+        refusal = check_handshake(request(path), token=TOKEN)
+        assert (refusal is None) == path.endswith(TOKEN)

@@ -152,7 +152,8 @@ def presented_tokens(request: Request) -> list[str]:
         scheme, _, credentials = value.strip().partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             found.append(credentials.strip())
-    query = urlsplit(request.path).query
+    # not urlsplit: a request target such as "//[" makes it raise, and this runs on untrusted input
+    query = request.path.partition("?")[2].partition("#")[0]
     if query:
         found.extend(v for k, v in parse_qsl(query, keep_blank_values=True) if k == TOKEN_QUERY_PARAMETER)
     return found
