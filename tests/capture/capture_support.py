@@ -168,11 +168,13 @@ class Collector:
             return list(self.events)
 
     def stream(self, pid: int, direction: int) -> bytes:
-        """All payload bytes of one process in one direction (0 write, 1 read), in order."""
+        """All payload bytes of one process in one direction (0 write, 1 read), in order.
+
+        The uuid's data_type uses eCapture's numbers, the other way round: 1 write, 0 read.
+        """
+        suffix = "_1" if direction == 0 else "_0"
         with self._cond:
-            return b"".join(
-                e.payload for e in self.events if e.pid == pid and e.uuid.endswith(f"_{direction}")
-            )
+            return b"".join(e.payload for e in self.events if e.pid == pid and e.uuid.endswith(suffix))
 
 
 def free_port() -> int:

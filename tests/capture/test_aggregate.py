@@ -32,7 +32,7 @@ def test_consecutive_chunks_join_until_direction_changes() -> None:
     assert agg.feed(chunk(b"Host: x\r\n\r\n", ts=11), now=0) == []
     [request] = agg.feed(chunk(b"HTTP/1.1 200 OK\r\n\r\n", 1, ts=20), now=0)
     assert request.payload == b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-    assert request.uuid == "42_42_curl_5_0"
+    assert request.uuid == "42_42_curl_5_1"
     assert request.timestamp == OFFSET + 10
     assert request.type == EventType.HTTP1_REQUEST
     assert (request.src_ip, request.src_port, request.dst_ip, request.dst_port) == (
@@ -42,7 +42,7 @@ def test_consecutive_chunks_join_until_direction_changes() -> None:
         443,
     )
     [response] = agg.flush_all()
-    assert response.uuid == "42_42_curl_5_1" and response.type == EventType.HTTP1_RESPONSE
+    assert response.uuid == "42_42_curl_5_0" and response.type == EventType.HTTP1_RESPONSE
 
 
 def test_split_at_cap_never_drops() -> None:
@@ -69,4 +69,4 @@ def test_thread_change_starts_a_new_event() -> None:
     agg = Aggregator(OFFSET)
     agg.feed(chunk(b"one", tid=1), now=0)
     [first] = agg.feed(chunk(b"two", tid=2), now=0)
-    assert first.uuid == "42_1_curl_5_0" and first.payload == b"one"
+    assert first.uuid == "42_1_curl_5_1" and first.payload == b"one"

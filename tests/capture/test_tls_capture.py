@@ -71,11 +71,11 @@ def test_curl_request_and_response_byte_exact(
     assert proc.returncode == 0, err
     assert out == b"echo:" + body
     events = sink.wait_for(
-        lambda evs: any(e.pid == proc.pid and e.uuid.endswith("_1") and e.payload.endswith(out) for e in evs)
+        lambda evs: any(e.pid == proc.pid and e.uuid.endswith("_0") and e.payload.endswith(out) for e in evs)
     )
     mine = [e for e in events if e.pid == proc.pid]
-    request = [e for e in mine if e.uuid.endswith("_0")]
-    response = [e for e in mine if e.uuid.endswith("_1")]
+    request = [e for e in mine if e.uuid.endswith("_1")]
+    response = [e for e in mine if e.uuid.endswith("_0")]
     assert len(request) == 1 and len(response) == 1, [e.uuid for e in mine]
     req, resp = request[0], response[0]
     assert req.payload.startswith(b"POST /echo HTTP/1.1\r\n")
@@ -97,7 +97,7 @@ def test_curl_request_and_response_byte_exact(
     assert (req.src_port, req.dst_port) == (resp.src_port, resp.dst_port)
     assert req.timestamp <= resp.timestamp
     # The server side saw the same bytes, mirrored.
-    server_in = [e for e in events if e.pid == tls_server.pid and e.uuid.endswith("_1")]
+    server_in = [e for e in events if e.pid == tls_server.pid and e.uuid.endswith("_0")]
     assert any(e.payload == req.payload for e in server_in)
     assert all(e.src_port == tls_server.port for e in server_in)
 
@@ -135,7 +135,7 @@ def test_one_mib_response_complete(capture: CaptureFactory, tls_server: TlsServe
     head, sep, got = received.partition(b"\r\n\r\n")
     assert sep and head.startswith(b"HTTP/1.")
     assert got == body_of(size)
-    events = [e for e in sink.events if e.pid == proc.pid and e.uuid.endswith("_1")]
+    events = [e for e in sink.events if e.pid == proc.pid and e.uuid.endswith("_0")]
     assert all(0 < e.length <= 16384 for e in events)
     assert len({e.uuid for e in events}) == 1
     stats = sink.capture.stats()  # type: ignore[attr-defined]
@@ -219,10 +219,10 @@ def test_http2_curl_against_nginx(
     assert out == b"hello over h2\n"
     sink.wait_for(lambda evs: b"hello over h2" in sink.stream(proc.pid, 1))
     client = [e for e in sink.events if e.pid == proc.pid]
-    writes = [e for e in client if e.uuid.endswith("_0")]
+    writes = [e for e in client if e.uuid.endswith("_1")]
     assert writes[0].payload.startswith(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
     assert writes[0].type == EventType.HTTP2_REQUEST
-    assert any(e.type == EventType.HTTP2_RESPONSE for e in client if e.uuid.endswith("_1"))
+    assert any(e.type == EventType.HTTP2_RESPONSE for e in client if e.uuid.endswith("_0"))
     assert all(e.dst_port == port for e in client)
     # Decoded into an exchange by the decode layer.
     conn = H2Connection()

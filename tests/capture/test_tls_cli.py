@@ -72,7 +72,7 @@ def test_json_lines_then_sigterm_detaches(tls_server: TlsServer, cert: Cert) -> 
     assert any("libssl path=" in line for line in logs)
     assert "capture stopped" in logs[-1] and "lost_records=0" in logs[-1]
     assert {e["pid"] for e in events} == {tls_server.pid}
-    sent = b"".join(base64.b64decode(e["payload"]) for e in events if e["uuid"].endswith("_0"))
+    sent = b"".join(base64.b64decode(e["payload"]) for e in events if e["uuid"].endswith("_1"))
     assert sent.endswith(b"\r\n\r\n" + body_of(300))
     for e in events:
         assert set(e) >= {"timestamp", "uuid", "src_ip", "src_port", "dst_ip", "dst_port", "pid", "pname"}

@@ -17,6 +17,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ecaptureq.decode.classify import classify_payload
+from ecaptureq.decode.meta import DATA_TYPE_READ, DATA_TYPE_WRITE
 from ecaptureq.protocol import Event
 
 C2S = "c2s"
@@ -88,7 +89,7 @@ def events_from_chunks(
     fd: int = 5,
     step_ns: int = 1_000_000,
 ) -> list[Event]:
-    """Events as our eBPF source would publish them: uuid ``<pid>_<pid>_<comm>_<fd>_<0 write|1 read>``
+    """Events as our eBPF source would publish them: uuid ``<pid>_<pid>_<comm>_<fd>_<1 write|0 read>``
     from the client's point of view, type from :func:`classify_payload`, timestamps ``step_ns`` apart."""
     events = []
     for i, (name, data) in enumerate(chunks):
@@ -96,7 +97,7 @@ def events_from_chunks(
         events.append(
             Event(
                 timestamp=BASE_NS + i * step_ns,
-                uuid=f"{pid}_{pid}_{comm}_{fd}_{0 if is_write else 1}",
+                uuid=f"{pid}_{pid}_{comm}_{fd}_{DATA_TYPE_WRITE if is_write else DATA_TYPE_READ}",
                 src_ip="127.0.0.1",
                 src_port=40000,
                 dst_ip="127.0.0.1",

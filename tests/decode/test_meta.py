@@ -73,8 +73,9 @@ def test_no_header_is_left_alone() -> None:
 
 
 def test_direction_and_connection_from_uuid() -> None:
-    w = event_meta(Event(uuid="5_5_curl_3_0", timestamp=1760495631914807673, payload=b"x"))
-    r = event_meta(Event(uuid="5_5_curl_3_1", payload=b"x"))
+    # eCapture's numbering: data_type 1 is SSL_write, 0 is SSL_read.
+    w = event_meta(Event(uuid="5_5_curl_3_1", timestamp=1760495631914807673, payload=b"x"))
+    r = event_meta(Event(uuid="5_5_curl_3_0", payload=b"x"))
     assert w.direction == "write" and r.direction == "read"
     assert w.connection == r.connection and w.stream != r.stream
     assert w.pid == 5 and w.pname == "curl" and w.fd == 3

@@ -62,7 +62,7 @@ class Decoder:
 
     ``body_limit`` caps each body before and after decompression (default 16 MiB); ``max_connections``
     and ``max_buffered`` bound the state kept; ``write_data_type`` is the uuid data_type that means
-    written by the traced process (0 for our eBPF source, 1 for eCapture's own probe). Call
+    written by the traced process (1 in eCapture and in ecaptureq's own sources). Call
     :meth:`feed` for each event in arrival order and :meth:`flush` at the end of a capture.
     """
 

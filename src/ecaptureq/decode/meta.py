@@ -19,16 +19,15 @@ from typing import Any, Final
 from ecaptureq.decode.timestamps import Timestamp, detect_timestamp
 from ecaptureq.protocol.messages import Event
 
-DATA_TYPE_WRITE: Final = 0
-"""The uuid ``data_type`` our eBPF source gives data the traced process wrote (``SSL_write``).
+DATA_TYPE_READ: Final = 0
+"""The uuid ``data_type`` of data the traced process read (``SSL_read``).
 
-eCapture's own probe numbers them the other way (``enum ssl_data_event_type { kSSLRead, kSSLWrite }``:
-0 read, 1 write); pass ``write_data_type=1`` to :func:`event_meta` (or :class:`~ecaptureq.decode.Decoder`)
-for its events. Only the reported ``direction`` depends on it: the decoder pairs requests and responses
-by what the bytes say, not by the number.
+eCapture's probe numbers them ``enum ssl_data_event_type { kSSLRead, kSSLWrite }``, and ecaptureq's own
+eBPF source and demo use the same numbers. Only the reported ``direction`` depends on them: the decoder
+pairs requests and responses by what the bytes say, not by the number.
 """
-DATA_TYPE_READ: Final = 1
-"""The uuid ``data_type`` our eBPF source gives data the traced process read (``SSL_read``)."""
+DATA_TYPE_WRITE: Final = 1
+"""The uuid ``data_type`` of data the traced process wrote (``SSL_write``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +218,8 @@ class EventMeta:
 def event_meta(event: Event, *, write_data_type: int = DATA_TYPE_WRITE) -> EventMeta:
     """Gather an event's metadata from its fields, its text header and its uuid (in that order).
 
-    ``write_data_type`` is the uuid data_type that means "written by the traced process" (0 for our eBPF
-    source, 1 for eCapture's); the other value means read.
+    ``write_data_type`` is the uuid data_type that means "written by the traced process" (1, as eCapture
+    and ecaptureq's own sources number it); the other value means read.
     """
     header, body = split_text_header(event.payload)
     info = parse_uuid(event.uuid)

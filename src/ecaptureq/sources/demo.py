@@ -3,8 +3,9 @@
 A few made-up processes make HTTPS requests. The bytes are produced by real HTTP implementations
 (h11 for HTTP/1.1, h2 for HTTP/2 with one connection, and so one HPACK state, per process), so what the
 demo publishes looks to a decoder like what eCapture captures: one event per write or read, uuids
-``<pid>_<tid>_<comm>_<fd>_<direction>`` (0 = write, 1 = read) that stay the same for a connection, the
-connection's 4-tuple, and Unix-epoch nanosecond timestamps. Its run log says that it is a demo.
+``<pid>_<tid>_<comm>_<fd>_<data_type>`` (eCapture's numbers: 1 = write, 0 = read) that stay the same for
+a connection, the connection's 4-tuple, and Unix-epoch nanosecond timestamps. Its run log says that it
+is a demo.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import h2.events
 import h11
 
 from ecaptureq import __version__
+from ecaptureq.decode.meta import DATA_TYPE_READ, DATA_TYPE_WRITE
 from ecaptureq.protocol import Event, EventType, run_log_line
 from ecaptureq.sources.base import Sink
 
-WRITE, READ = 0, 1
+WRITE, READ = DATA_TYPE_WRITE, DATA_TYPE_READ  # eCapture's numbers: 0 SSL_read, 1 SSL_write
 
 
 def demo_banner() -> list[str]:

@@ -23,6 +23,7 @@ from typing import Final
 
 from ecaptureq import __version__
 from ecaptureq.decode.classify import classify_payload
+from ecaptureq.decode.meta import DATA_TYPE_READ, DATA_TYPE_WRITE
 from ecaptureq.protocol import Event, run_log_line
 from ecaptureq.sources.base import Sink
 from ecaptureq.sources.tls import libbpf
@@ -74,6 +75,11 @@ class _Config(ctypes.Structure):
 def bpf_object_path() -> str:
     """Path of the compiled eBPF object shipped in this package."""
     return str(resources.files("ecaptureq.sources.tls").joinpath("sslsniff.bpf.o"))
+
+
+BPF_DIRECTION_WRITE = 0
+"""The BPF record's ``direction`` for ``SSL_write`` (1 is ``SSL_read``). The uuid carries eCapture's
+numbering instead (:data:`~ecaptureq.decode.meta.DATA_TYPE_WRITE` = 1, ``DATA_TYPE_READ`` = 0)."""
 
 
 def log_line(level: str, message: str) -> str:
@@ -235,16 +241,17 @@ class Aggregator:
         payload = bytes(p.buf)
         src_ip, src_port = p.src or ("", 0)
         dst_ip, dst_port = p.dst or ("", 0)
+        is_write = p.direction == BPF_DIRECTION_WRITE
         return Event(
             timestamp=p.first_ts + self.boot_offset,
-            uuid=f"{p.pid}_{p.tid}_{p.comm}_{p.fd}_{p.direction}",
+            uuid=f"{p.pid}_{p.tid}_{p.comm}_{p.fd}_{DATA_TYPE_WRITE if is_write else DATA_TYPE_READ}",
             src_ip=src_ip,
             src_port=src_port,
             dst_ip=dst_ip,
             dst_port=dst_port,
             pid=p.pid,
             pname=p.comm,
-            type=classify_payload(payload, is_write=p.direction == 0),
+            type=classify_payload(payload, is_write=is_write),
             length=len(payload),
             payload=payload,
         )
