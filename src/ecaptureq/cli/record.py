@@ -7,14 +7,14 @@ import asyncio
 import contextlib
 import signal
 import sys
-import time
 from pathlib import Path
 
 from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, EXIT_STORAGE, CliError
+from ecaptureq.cli.security import add_client_security_options
 from ecaptureq.cli.watch import warn
-from ecaptureq.client import BadURL, Client, Connected, ConnectError, Disconnected, Status
-from ecaptureq.protocol import DecodeError, Event
+from ecaptureq.client import BadURL, Connected, ConnectError, Status
 from ecaptureq.store import CaptureStore, PacketFilter, SqlError, StoreError
+from ecaptureq.store.recorder import LiveRecorder
 
 EXAMPLES = """\
 examples:
@@ -57,28 +57,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--no-decode", action="store_true", help="do not decode HTTP exchanges")
     parser.add_argument("--origin", default="http://localhost/", help="Origin header to send")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    add_client_security_options(parser)
     parser.set_defaults(func=run)
 
 
 class _Progress:
     """The live progress line on stderr (only when stderr is a terminal)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, recorder: LiveRecorder, enabled: bool) -> None:
+        self.recorder = recorder
         self.enabled = enabled
-        self.started = time.monotonic()
-        self.last_events = 0
-        self.last_time = self.started
 
-    def show(self, store: CaptureStore, reconnects: int, skipped: int, final: bool = False) -> None:
+    def show(self, final: bool = False) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
-        rate = (store.stats.packets - self.last_events) / max(now - self.last_time, 1e-6)
-        self.last_events, self.last_time = store.stats.packets, now
-        mib = store.stats.payload_bytes / 1024 / 1024
+        stats, counters = self.recorder.store.stats, self.recorder.counters
         line = (
-            f"recording: {store.stats.packets} events ({rate:,.0f}/s), {mib:,.1f} MiB, "
-            f"{store.stats.exchanges} exchanges, {reconnects} reconnects, {skipped} skipped"
+            f"recording: {stats.packets} events ({counters.events_per_s:,.0f}/s), "
+            f"{stats.payload_bytes / 1024 / 1024:,.1f} MiB, {stats.exchanges} exchanges, "
+            f"{counters.reconnects} reconnects, {counters.malformed} skipped"
         )
         sys.stderr.write("\r\x1b[K" + line + ("\n" if final else ""))
         sys.stderr.flush()
@@ -97,78 +94,52 @@ async def record(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise CliError(str(exc), EXIT_STORAGE) from None
 
-    reconnects = 0
-    connected_once = False
-
     def on_status(status: Status) -> None:
-        nonlocal reconnects, connected_once
-        if isinstance(status, Connected):
-            connected_once = True
-            store.connection_opened(status.url)
-            if status.gap is not None:
-                reconnects += 1
-                warn(
-                    "record", f"reconnected after {status.gap:.1f} s; events during the gap were not received"
-                )
-        elif isinstance(status, Disconnected):
-            if not connected_once:
-                raise ConnectError(status.reason)
-            store.connection_closed(status.reason)
-
-    skipped = 0
-
-    def on_malformed(err: DecodeError) -> None:
-        nonlocal skipped
-        skipped += 1
+        if isinstance(status, Connected) and status.gap is not None:
+            warn("record", f"reconnected after {status.gap:.1f} s; events during the gap were not received")
 
     try:
-        client = Client(args.url, origin=args.origin or None, reconnect=True, on_status=on_status,
-                        on_malformed=on_malformed)  # fmt: skip
+        recorder = LiveRecorder(
+            args.url,
+            store,
+            origin=args.origin or None,
+            flush_interval=args.flush_interval,
+            event_filter=flt,
+            on_status=on_status,
+            on_flush=lambda: progress.show(),
+        )
     except BadURL as exc:
         store.close()
         raise CliError(str(exc)) from None
-    for text in client.url_warnings:
+    for text in recorder.client.url_warnings:
         warn("record", text)
+    progress = _Progress(recorder, sys.stderr.isatty() and not args.quiet)
 
-    progress = _Progress(sys.stderr.isatty() and not args.quiet)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
-    async def consume() -> None:
-        index = 0
-        async for message in client:
-            if isinstance(message, Event):
-                index += 1
-                if flt is not None and not flt.matches(message, index):
-                    continue
-            store.add(message)
-
-    async def flusher() -> None:
-        while True:
-            await asyncio.sleep(args.flush_interval)
-            store.flush()
-            progress.show(store, reconnects, skipped)
-
-    consumer = asyncio.create_task(consume())
-    periodic = asyncio.create_task(flusher())
+    running = asyncio.create_task(recorder.run())
+    first = asyncio.create_task(recorder.wait_first_connection())
     waiter = asyncio.create_task(stop.wait())
     code = EXIT_OK
     try:
-        done, _ = await asyncio.wait({consumer, periodic, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not waiter:
-                task.result()
+        done, _ = await asyncio.wait({running, first, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if first in done:
+            first.result()  # the first attempt failed: ConnectError
+            done, _ = await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if running in done:
+            running.result()
     except ConnectError as exc:
-        raise CliError(f"cannot connect to {client.url}: {exc}", EXIT_CONNECTION) from None
+        raise CliError(f"cannot connect to {recorder.url}: {exc}", EXIT_CONNECTION) from None
     except StoreError as exc:
         raise CliError(f"stopped: {exc}; what was written before is kept", EXIT_STORAGE) from None
     finally:
-        for task in (consumer, periodic, waiter):
+        for task in (running, first, waiter):
             task.cancel()
-        await client.close()
+        await asyncio.gather(running, first, waiter, return_exceptions=True)
         with contextlib.suppress(StoreError):
             store.connection_closed("recorder stopped")
         try:
@@ -176,7 +147,7 @@ async def record(args: argparse.Namespace) -> int:
         except StoreError as exc:
             print(f"ecaptureq record: could not write the last batch: {exc}", file=sys.stderr)
             code = EXIT_STORAGE
-        progress.show(store, reconnects, skipped, final=True)
+        progress.show(final=True)
     if not args.quiet:
         print(
             f"ecaptureq record: {store.stats.packets} events, {store.stats.logs} log lines, "

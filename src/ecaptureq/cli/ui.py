@@ -152,9 +152,9 @@ async def serve_ui(args: argparse.Namespace) -> int:
     """Run the UI until Ctrl-C or SIGTERM; return the exit code."""
     import uvicorn  # imported here: the other commands do not need the web stack
 
+    from ecaptureq.store.recorder import LiveRecorder
     from ecaptureq.web.app import UiState, create_app
     from ecaptureq.web.guard import Guard
-    from ecaptureq.web.live import LiveRecorder
     from ecaptureq.web.queries import check_capture_database
 
     host, port = parse_listen(args.listen)

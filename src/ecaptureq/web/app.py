@@ -39,8 +39,8 @@ from starlette.staticfiles import StaticFiles
 from ecaptureq import __version__
 from ecaptureq.store import SqlError
 from ecaptureq.store.export import har_document
+from ecaptureq.store.recorder import LiveRecorder
 from ecaptureq.web import queries
-from ecaptureq.web.live import LiveRecorder
 
 T = TypeVar("T")
 

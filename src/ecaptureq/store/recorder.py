@@ -1,8 +1,8 @@
-"""Record a live eCaptureQ server into a capture database while the web UI shows it.
+"""Record a live eCaptureQ server into a capture database: what ``ecaptureq record`` and the web UI run.
 
-:class:`LiveRecorder` is ``ecaptureq record`` as an object: a reconnecting :class:`~ecaptureq.client.Client`
-feeding a :class:`~ecaptureq.store.CaptureStore`, committed every ``flush_interval`` seconds so the UI's
-read-only queries see new rows within that time, with the counters the UI's status bar shows.
+:class:`LiveRecorder` is a reconnecting :class:`~ecaptureq.client.Client` feeding a
+:class:`~ecaptureq.store.CaptureStore`, committed every ``flush_interval`` seconds (so a crash loses at
+most that much, and read-only readers see new rows within it), with the counters a status line shows.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ import asyncio
 import collections
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ecaptureq.client import Client, Connected, ConnectError, Disconnected, Status
-from ecaptureq.protocol import DecodeError
-from ecaptureq.store import CaptureStore
+from ecaptureq.protocol import DecodeError, Event
+from ecaptureq.store.sql import PacketFilter
+from ecaptureq.store.writer import CaptureStore
 
 
 @dataclass
@@ -35,8 +37,9 @@ class LiveRecorder:
     """Stream ``url`` into ``store`` until cancelled, reconnecting with backoff whenever it ends.
 
     Call :meth:`wait_first_connection` before relying on it: it raises :class:`ConnectError` when the
-    first attempt fails, as ``record`` does. :meth:`run` raises :class:`~ecaptureq.store.StoreError` when
-    the database cannot be written.
+    first attempt fails. ``event_filter`` keeps only the events it matches (``index`` counts every
+    event received); ``on_status`` sees each status change, ``on_flush`` runs after each timed commit.
+    :meth:`run` raises :class:`~ecaptureq.store.StoreError` when the database cannot be written.
     """
 
     def __init__(
@@ -48,9 +51,15 @@ class LiveRecorder:
         headers: dict[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         flush_interval: float = 0.5,
+        event_filter: PacketFilter | None = None,
+        on_status: Callable[[Status], None] | None = None,
+        on_flush: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.flush_interval = flush_interval
+        self.event_filter = event_filter
+        self._on_status_hook = on_status
+        self._on_flush_hook = on_flush
         self.counters = LiveCounters()
         self._first: asyncio.Future[None] | None = None
         self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=8)
@@ -71,6 +80,8 @@ class LiveRecorder:
 
     def _on_status(self, status: Status) -> None:
         c = self.counters
+        if self._on_status_hook is not None:
+            self._on_status_hook(status)
         if isinstance(status, Connected):
             c.connected = True
             c.status = f"connected to {status.url}"
@@ -106,7 +117,13 @@ class LiveRecorder:
             self.counters.events_per_s = (self.store.stats.packets - first_n) / (now - first_t)
 
     async def _consume(self) -> None:
+        index = 0
+        flt = self.event_filter
         async for message in self.client:
+            if isinstance(message, Event):
+                index += 1
+                if flt is not None and not flt.matches(message, index):
+                    continue
             self.store.add(message)
 
     async def _flush(self) -> None:
@@ -114,6 +131,8 @@ class LiveRecorder:
             await asyncio.sleep(self.flush_interval)
             self.store.flush()
             self._sample()
+            if self._on_flush_hook is not None:
+                self._on_flush_hook()
 
     async def run(self) -> None:
         """Receive and commit until cancelled (or until the store fails, which is raised)."""
