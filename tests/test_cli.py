@@ -174,6 +174,7 @@ def test_demo_json_recording_replays_byte_exact(tmp_path: Path) -> None:
         stop_serve(served)
     assert replayed.returncode == 0, replayed.stderr
     events = [json.loads(x) for x in replayed.stdout.splitlines() if '"kind":"event"' in x]
+
     # The events wait for the first client, so this one gets every one of them, unchanged. (The decoded
     # "http" view is left out: it carries latencies measured on arrival.)
     def proto_fields(records: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -250,3 +251,36 @@ def test_serve_stats_and_shutdown_totals() -> None:
     # The totals line is a run-log line, so the connected watcher saw it before the close.
     totals = r"INF Shutting down: \d+ events published, 1 connections, 0 closed as too slow"
     assert re.search(totals, out), out
+
+
+def test_watch_filter_takes_the_query_condition(serve_demo: Served) -> None:
+    result = run_cli(
+        "watch", serve_demo.url, "--json", "--count", "5", "--filter", "pname = 'curl' AND type = 1"
+    )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(x) for x in result.stdout.splitlines() if '"kind":"event"' in x]
+    assert len(events) == 5 and all(e["pname"] == "curl" and e["type"] == 1 for e in events)
+    bad = run_cli("watch", serve_demo.url, "--filter", "pname = = 1")
+    assert bad.returncode == 2 and "invalid --filter" in bad.stderr
+
+
+def test_watch_shows_a_message_still_in_progress_at_exit(tmp_path: Path) -> None:
+    """An HTTP/1.0 response without Content-Length ends when its connection closes: shown at exit."""
+    request = b"GET /stream HTTP/1.0\r\nHost: example.com\r\n\r\n"
+    response = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nfirst part of an unbounded body"
+    lines = [
+        {"kind": "event", "uuid": "7_7_wget_3_1", "pid": 7, "pname": "wget", "type": 1,
+         "timestamp": 1760495631000000000, "payload": base64.b64encode(request).decode()},
+        {"kind": "event", "uuid": "7_7_wget_3_0", "pid": 7, "pname": "wget", "type": 3,
+         "timestamp": 1760495631100000000, "payload": base64.b64encode(response).decode()},
+    ]  # fmt: skip
+    recording = tmp_path / "unbounded.jsonl"
+    recording.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    served = start_serve("--replay", str(recording), "--speed", "0")
+    try:
+        result = run_cli("watch", served.url, "--timeout", "1")
+    finally:
+        stop_serve(served)
+    assert result.returncode == 0, result.stderr
+    tail = result.stdout.partition("--- still in progress at exit")[2]
+    assert "200" in tail and "first part of an unbounded body" in tail

@@ -22,7 +22,9 @@ from ecaptureq.cli.render import event_header, json_record, render_json, render_
 from ecaptureq.cli.render_http import HttpView, add_decode_options
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.client import BadURL, Client, Connected, ConnectError, ConnectionLost, Status
+from ecaptureq.decode.render import format_http_text, http_json
 from ecaptureq.protocol import Event, Heartbeat, Message
+from ecaptureq.store.sql import PacketFilter, SqlError
 
 EXAMPLES = """\
 examples:
@@ -31,6 +33,7 @@ examples:
   ecaptureq watch ws://127.0.0.1:28257/ --count 10 --timeout 30
   ecaptureq watch ws://127.0.0.1:28257/ --reconnect --verbose
   ECAPTUREQ_TOKEN=... ecaptureq watch wss://10.0.0.5:28257/ --ca cert.pem   # serve --token, --tls-cert
+  ecaptureq watch ws://127.0.0.1:28257/ --filter "dst_port = 443 AND pname = 'curl'"
   ecaptureq watch ws://127.0.0.1:28257/ --pname 'curl*' --port 443 --grep 'pass(word)?='
   ecaptureq watch ws://127.0.0.1:28257/ --type http2-request --type http2-response --body-limit 512
 
@@ -77,6 +80,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="http://localhost/",
         help="Origin header to send (default: http://localhost/, which real eCapture requires)",
     )
+    parser.add_argument(
+        "--filter",
+        metavar="COND",
+        help='show only events matching this SQL condition on packets, as in query (e.g. "dst_port = 443")',
+    )
     add_client_security_options(parser)
     add_decode_options(parser)
     parser.set_defaults(func=run)
@@ -109,12 +117,21 @@ class Printer:
     records gain an ``http`` object (see :meth:`HttpView.json_fields`).
     """
 
-    def __init__(self, out: TextIO, json_lines: bool, verbose: bool, view: HttpView | None = None) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        json_lines: bool,
+        verbose: bool,
+        view: HttpView | None = None,
+        packet_filter: PacketFilter | None = None,
+    ) -> None:
         self.out = out
         self.json_lines = json_lines
         self.verbose = verbose
         self.view = view
+        self.packet_filter = packet_filter
         self.events = 0
+        self.received = 0
 
     def _write_decoded(self, event: Event, view: HttpView) -> None:
         shown = view.feed(event)
@@ -136,7 +153,11 @@ class Printer:
         self.out.flush()
 
     def write(self, message: Message) -> None:
-        """Write one message (heartbeats only when verbose or in JSON)."""
+        """Write one message (heartbeats only when verbose or in JSON; events that pass the filters)."""
+        if isinstance(message, Event):
+            self.received += 1
+            if self.packet_filter is not None and not self.packet_filter.matches(message, self.received):
+                return
         if isinstance(message, Event) and self.view is not None:
             self._write_decoded(message, self.view)
             return
@@ -151,6 +172,21 @@ class Printer:
             if text is None:
                 return
             self.out.write(text + "\n")
+        self.out.flush()
+
+    def finish(self) -> None:
+        """At the end: write the decoded messages still in progress (for instance an HTTP/1.x response
+        that ends when its connection closes), marked incomplete."""
+        if self.view is None or not self.view.decode:
+            return
+        for item in self.view.flush():
+            if item.message is None:
+                continue
+            if self.json_lines:
+                record = {"kind": "incomplete", "http": http_json(item)}
+                self.out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            else:
+                self.out.write(f"--- still in progress at exit\n{format_http_text(item).rstrip()}\n\n")
         self.out.flush()
 
 
@@ -206,6 +242,10 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
     """Run ``watch`` with parsed arguments, writing to ``out``."""
     view = HttpView.from_args(args)  # a bad --grep ends here, before connecting
     try:
+        packet_filter = PacketFilter(args.filter) if args.filter else None
+    except SqlError as exc:
+        raise CliError(str(exc)) from None
+    try:
         client = Client(
             args.url,
             origin=args.origin or None,
@@ -218,9 +258,10 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(str(exc)) from None
     for text in client.url_warnings:
         warn("watch", text)
-    printer = Printer(out, args.json, args.verbose, view)
+    printer = Printer(out, args.json, args.verbose, view, packet_filter)
     try:
         code = await consume(aiter(client), printer, args.count, args.timeout)
+        printer.finish()
     except ConnectError as exc:
         raise CliError(str(exc), connect_exit_code(exc)) from None
     except ConnectionLost as exc:
