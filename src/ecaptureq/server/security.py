@@ -9,7 +9,8 @@ fed explicit times, except :func:`build_process_request`, which turns the policy
 The checks on each handshake, in order:
 
 1. **Origin** (403): a request without ``Origin`` comes from a non-browser tool and passes; a request
-   whose Origin is a loopback page (``http(s)://localhost``, ``127.0.0.0/8``, ``[::1]``, any port) passes;
+   whose Origin is a loopback page (``http(s)://localhost`` and ``*.localhost``, ``127.0.0.0/8``, ``[::1]``,
+   any port) passes;
    so does one on the allow-list (``*`` allows every origin). Everything else, ``null`` included, is a
    foreign browser page and is refused.
 2. **Token** (401), when the server has one: ``Authorization: Bearer TOKEN`` or ``?token=TOKEN`` in the
@@ -123,8 +124,14 @@ def is_loopback_host(host: str) -> bool:
 
 
 def is_loopback_origin(origin: Origin) -> bool:
-    """Whether a page with this origin is served from this machine's loopback (``http``/``https``)."""
-    return origin.scheme in ("http", "https") and is_loopback_host(origin.host)
+    """Whether a page with this origin is served from this machine's loopback (``http``/``https``).
+
+    Besides :func:`is_loopback_host`, names under ``.localhost`` count: browsers resolve them to loopback
+    themselves (RFC 6761), and desktop webviews use them (Tauri's ``http://tauri.localhost``).
+    """
+    if origin.scheme not in ("http", "https"):
+        return False
+    return is_loopback_host(origin.host) or origin.host.endswith(".localhost")
 
 
 def origin_allowed(header: str | None, allowed: Iterable[Origin | str] = ()) -> bool:
