@@ -6,6 +6,7 @@ import json
 import string
 from typing import Any
 
+from ecaptureq.decode.render import hexdump
 from ecaptureq.decode.timestamps import detect_timestamp
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
 from ecaptureq.protocol.jsonl import to_json
@@ -29,17 +30,6 @@ def as_text(data: bytes) -> str | None:
         return None
     unprintable = sum(1 for ch in text if ch not in _PRINTABLE and not ch.isprintable())
     return text if unprintable <= len(text) // 100 else None
-
-
-def hexdump(data: bytes, width: int = 16) -> str:
-    """A classic hex dump: offset, hex bytes, and the printable ASCII beside them."""
-    lines = []
-    for off in range(0, len(data), width):
-        chunk = data[off : off + width]
-        hexpart = " ".join(f"{b:02x}" for b in chunk)
-        asc = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{off:08x}  {hexpart:<{width * 3 - 1}}  |{asc}|")
-    return "\n".join(lines)
 
 
 def payload_text(data: bytes) -> str:

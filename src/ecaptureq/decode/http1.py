@@ -15,7 +15,7 @@ from typing import Final, Literal
 
 import h11
 
-from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT, decode_body
+from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
 from ecaptureq.decode.model import HttpMessage, Protocol
 
 _MAX_HEADER_BLOCK: Final = 64 * 1024
@@ -238,25 +238,9 @@ class Http1Parser:
 
     def _finish(self, msg: HttpMessage, trailers: list[tuple[str, str]]) -> HttpMessage:
         msg.trailers = trailers
-        msg.raw_body = bytes(self._body)
-        if not msg.body_size:
-            msg.body_size = len(msg.raw_body)
-        if msg.raw_body:
-            decoded = decode_body(msg.raw_body, msg.content_type, msg.content_encoding, self.body_limit)
-            msg.body = decoded.data
-            msg.body_text = decoded.text
-            msg.charset = decoded.charset
-            msg.is_json = decoded.is_json
-            msg.form = decoded.form
-            msg.grpc_messages = decoded.grpc_messages
-            msg.truncated = msg.truncated or decoded.truncated
-            if msg.truncated and msg.body_size > len(msg.raw_body):
-                msg.notes.append(f"body cut at {self.body_limit} bytes of {msg.body_size}")
-                msg.notes.extend(decoded.notes)
-                msg.notes.extend(f"(after the cut) {e}" for e in decoded.errors)
-            else:
-                msg.errors.extend(decoded.errors)
-                msg.notes.extend(decoded.notes)
+        raw = bytes(self._body)
+        size = msg.body_size or len(raw)
+        msg.set_body(raw, size, msg.truncated and size > len(raw), self.body_limit)
         if msg.errors:
             msg.raw = bytes(self._pending)
         self._body = bytearray()

@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 
 import hpack
 
-from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT, decode_body
+from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
 from ecaptureq.decode.classify import H2_PREFACE, _h2_frame_plausible
 from ecaptureq.decode.model import H2Frame, HttpMessage
 
@@ -384,24 +384,7 @@ class H2Connection:
             msg.errors.append("HTTP/2: stream data without its HEADERS (capture joined late?)")
         msg.content_type = msg.header("content-type")
         msg.content_encoding = msg.header("content-encoding")
-        msg.raw_body = bytes(st.body)
-        msg.body_size = st.size
-        msg.truncated = st.truncated
-        if msg.raw_body:
-            decoded = decode_body(msg.raw_body, msg.content_type, msg.content_encoding, self.body_limit)
-            msg.body = decoded.data
-            msg.body_text = decoded.text
-            msg.charset = decoded.charset
-            msg.is_json = decoded.is_json
-            msg.form = decoded.form
-            msg.grpc_messages = decoded.grpc_messages
-            msg.truncated = msg.truncated or decoded.truncated
-            if st.truncated:
-                msg.notes.append(f"body cut at {self.body_limit} bytes of {st.size}")
-                msg.notes.extend(f"(after the cut) {e}" for e in decoded.errors)
-            else:
-                msg.errors.extend(decoded.errors)
-            msg.notes.extend(decoded.notes)
+        msg.set_body(bytes(st.body), st.size, st.truncated, self.body_limit)
         if msg.errors:
             msg.raw = bytes(st.raw_headers) + msg.raw_body
         return msg

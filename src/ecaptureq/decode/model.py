@@ -11,7 +11,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ecaptureq.decode.bodies import pretty_json
+from ecaptureq.decode.bodies import decode_body, pretty_json
 from ecaptureq.decode.meta import EventMeta
 
 Protocol = Literal["http/1.1", "http/1.0", "h2"]
@@ -62,6 +62,32 @@ class HttpMessage:
     notes: list[str] = field(default_factory=list)
     raw: bytes = b""
     time_ns: int | None = None
+
+    def set_body(self, raw: bytes, size: int, cut: bool, limit: int) -> None:
+        """Store the body as carried and its decoding (Content-Encoding undone, charset, JSON, form, gRPC).
+
+        ``size`` is the body's full size and ``cut`` says the capture kept only part of it (at ``limit``):
+        then decoding errors are what the cut caused and become notes, not errors.
+        """
+        self.raw_body = raw
+        self.body_size = size
+        self.truncated = self.truncated or cut
+        if not raw:
+            return
+        decoded = decode_body(raw, self.content_type, self.content_encoding, limit)
+        self.body = decoded.data
+        self.body_text = decoded.text
+        self.charset = decoded.charset
+        self.is_json = decoded.is_json
+        self.form = decoded.form
+        self.grpc_messages = decoded.grpc_messages
+        self.truncated = self.truncated or decoded.truncated
+        if cut:
+            self.notes.append(f"body cut at {limit} bytes of {size}")
+            self.notes.extend(f"(after the cut) {e}" for e in decoded.errors)
+        else:
+            self.errors.extend(decoded.errors)
+        self.notes.extend(decoded.notes)
 
     def header(self, name: str, default: str = "") -> str:
         """The first value of header ``name`` (case-insensitive), or ``default``."""
