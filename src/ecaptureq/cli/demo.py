@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from ecaptureq.cli.errors import EXIT_CONNECTION, CliError
+from ecaptureq.cli.render_http import HttpView, add_decode_options
 from ecaptureq.cli.serve import banner
 from ecaptureq.cli.watch import Printer, add_watch_options, consume, warn
 from ecaptureq.client import Client, Connected, ConnectError, ConnectionLost, Status
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_watch_options(parser)
+    add_decode_options(parser)
     parser.add_argument(
         "--interval", type=float, default=0.5, metavar="S", help="seconds between exchanges (default 0.5)"
     )
@@ -40,6 +42,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 async def demo(args: argparse.Namespace) -> int:
     """Run the demo: server, source and watcher on one event loop."""
+    view = HttpView.from_args(args)  # a bad --grep ends here
     async with Server("127.0.0.1", 0) as server:
         for line in banner(server, "demo"):
             server.publish_log(line)
@@ -56,7 +59,7 @@ async def demo(args: argparse.Namespace) -> int:
         )
         try:
             return await consume(
-                aiter(client), Printer(sys.stdout, args.json, args.verbose), args.count, args.timeout
+                aiter(client), Printer(sys.stdout, args.json, args.verbose, view), args.count, args.timeout
             )
         except (ConnectError, ConnectionLost) as exc:
             raise CliError(str(exc), EXIT_CONNECTION) from None
