@@ -201,3 +201,30 @@ def test_network_address_needs_a_token_or_insecure(monkeypatch: pytest.MonkeyPat
     assert server_security_kwargs(serve_args(), "127.0.0.1", "ws")["token"] == TOKEN
     monkeypatch.delenv("ECAPTUREQ_TOKEN")
     assert server_security_kwargs(serve_args(), "localhost", "ws")["token"] is None
+
+
+def test_record_takes_the_token_and_maps_401_to_9(served_with_token: Served, tmp_path: Path) -> None:
+    db = str(tmp_path / "capture.db")
+    result = cli("record", served_with_token.url, "--db", db, "--quiet")
+    assert result.returncode == EXIT_AUTH
+    assert "HTTP 401" in one_line_error(result)
+    result = cli("record", served_with_token.url, "--db", db, "--quiet", "--origin", "https://evil.example")
+    assert result.returncode == EXIT_FORBIDDEN
+    proc = subprocess.Popen(
+        [*CLI, "record", served_with_token.url, "--db", db, "--quiet", "--token", TOKEN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=CLEAN_ENV,
+    )
+    try:
+        # recording: still running after a few seconds (a refused one ends at once)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=3)
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=20)
+    assert "Traceback" not in err and "401" not in err
+    result = cli("query", "--db", db, "SELECT count(*) AS n FROM packets", "--csv")
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split()[-1]) > 0, "the authenticated recording got events"

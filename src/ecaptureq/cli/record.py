@@ -9,9 +9,9 @@ import signal
 import sys
 from pathlib import Path
 
-from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, EXIT_STORAGE, CliError
-from ecaptureq.cli.security import add_client_security_options
-from ecaptureq.cli.watch import warn
+from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, CliError
+from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
+from ecaptureq.cli.watch import connect_exit_code, warn
 from ecaptureq.client import BadURL, Connected, ConnectError, Status
 from ecaptureq.store import CaptureStore, PacketFilter, SqlError, StoreError
 from ecaptureq.store.recorder import LiveRecorder
@@ -26,7 +26,8 @@ Recording into an existing database appends. Ctrl-C or SIGTERM flushes and close
 the last --flush-interval. The connection is re-opened with backoff whenever it ends.
 
 exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 usage error (bad URL, bad --filter), 3 cannot connect at
-            start, 11 cannot write the database (disk full, read-only, not a capture database)
+            start, 9 token refused (HTTP 401), 10 refused by the server's origin policy (HTTP 403),
+            11 cannot write the database (disk full, read-only, not a capture database)
 """
 
 
@@ -99,10 +100,13 @@ async def record(args: argparse.Namespace) -> int:
             warn("record", f"reconnected after {status.gap:.1f} s; events during the gap were not received")
 
     try:
+        security = client_security_kwargs(args, args.url, "record")  # --token, --ca, --insecure
         recorder = LiveRecorder(
             args.url,
             store,
             origin=args.origin or None,
+            headers=security["headers"],
+            ssl_context=security["ssl"],
             flush_interval=args.flush_interval,
             event_filter=flt,
             on_status=on_status,
@@ -111,6 +115,9 @@ async def record(args: argparse.Namespace) -> int:
     except BadURL as exc:
         store.close()
         raise CliError(str(exc)) from None
+    except CliError:
+        store.close()
+        raise
     for text in recorder.client.url_warnings:
         warn("record", text)
     progress = _Progress(recorder, sys.stderr.isatty() and not args.quiet)
@@ -133,7 +140,9 @@ async def record(args: argparse.Namespace) -> int:
         if running in done:
             running.result()
     except ConnectError as exc:
-        raise CliError(f"cannot connect to {recorder.url}: {exc}", EXIT_CONNECTION) from None
+        raise CliError(
+            f"cannot connect to {recorder.client.display_url}: {exc}", connect_exit_code(exc)
+        ) from None
     except StoreError as exc:
         raise CliError(f"stopped: {exc}; what was written before is kept", EXIT_STORAGE) from None
     finally:
