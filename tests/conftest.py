@@ -13,6 +13,20 @@ from dataclasses import dataclass
 import pytest
 
 CLI = [sys.executable, "-m", "ecaptureq"]
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",  # root in CI
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # This machine reaches no network: without these Chromium keeps trying to call home.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # A foreign origin for the origin tests, served from 127.0.0.1.
+    "--host-resolver-rules=MAP evil.example 127.0.0.1",
+]
+"""The flags every headless Chromium in the tests runs with."""
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
 
 

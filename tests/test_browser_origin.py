@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM_FLAGS
 
 from ecaptureq.protocol import Event
 from ecaptureq.server import Server
@@ -97,15 +98,8 @@ async def open_in_chromium(url: str, profile: Path, results: queue.Queue[tuple[s
     proc = await asyncio.create_subprocess_exec(
         CHROMIUM,
         "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *CHROMIUM_FLAGS,
         f"--user-data-dir={profile}",
-        "--host-resolver-rules=MAP evil.example 127.0.0.1",
         url,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from ecaptureq.decode import Decoded, Decoder
 from ecaptureq.decode.classify import classify_payload
 from ecaptureq.decode.meta import DATA_TYPE_READ, DATA_TYPE_WRITE
 from ecaptureq.protocol import Event
@@ -176,3 +177,13 @@ http {{
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def decode_all(events: list[Event], decoder: Decoder | None = None) -> list[Decoded]:
+    """Feed every event to one decoder (a new one by default), then flush it; return all items."""
+    d = decoder or Decoder()
+    out: list[Decoded] = []
+    for ev in events:
+        out.extend(d.feed(ev))
+    out.extend(d.flush())
+    return out

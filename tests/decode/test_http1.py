@@ -16,10 +16,9 @@ from urllib.parse import urlencode
 import brotli
 import pytest
 import zstandard
-from decode_taps import C2S, S2C, TapProxy, events_from_chunks, rechunk
+from decode_taps import C2S, S2C, TapProxy, decode_all, events_from_chunks, rechunk
 
 from ecaptureq.decode import Decoded, Decoder
-from ecaptureq.protocol import Event
 
 TEXT = ("héllo wörld " * 400).encode()
 NOISY = b"".join(hashlib.sha256(b"%d" % i).hexdigest().encode() for i in range(400))
@@ -117,15 +116,6 @@ def capture(port: int, requests: list[tuple[str, str, bytes | None, dict[str, st
     conn.close()
     tap.close()
     return tap
-
-
-def decode_all(events: list[Event], decoder: Decoder | None = None) -> list[Decoded]:
-    d = decoder or Decoder()
-    out: list[Decoded] = []
-    for ev in events:
-        out.extend(d.feed(ev))
-    out.extend(d.flush())
-    return out
 
 
 def responses(items: list[Decoded]) -> list[Decoded]:

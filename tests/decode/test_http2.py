@@ -16,9 +16,9 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
-from decode_taps import C2S, S2C, TapProxy, events_from_chunks, nginx, rechunk
+from decode_taps import C2S, S2C, TapProxy, decode_all, events_from_chunks, nginx, rechunk
 
-from ecaptureq.decode import Decoded, Decoder, event_meta, format_http_text
+from ecaptureq.decode import Decoded, event_meta, format_http_text
 from ecaptureq.decode.http2 import H2Connection
 from ecaptureq.protocol import Event
 
@@ -44,15 +44,6 @@ def curl(port: int, paths: list[str], *args: str) -> TapProxy:
     subprocess.run(cmd, check=True, timeout=30)
     tap.close()
     return tap
-
-
-def decode_all(events: list[Event], decoder: Decoder | None = None) -> list[Decoded]:
-    d = decoder or Decoder()
-    out: list[Decoded] = []
-    for ev in events:
-        out.extend(d.feed(ev))
-    out.extend(d.flush())
-    return out
 
 
 def h2_client_get(port: int, paths: list[str]) -> TapProxy:

@@ -27,19 +27,9 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
 )
 
-from conftest import Served, start_serve, stop_serve  # noqa: E402
+from conftest import CHROMIUM_FLAGS, Served, start_serve, stop_serve  # noqa: E402
 from ui_support import ARTIFACTS, Ui, make_database, start_ui, stop_ui  # noqa: E402
 
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP evil.example 127.0.0.1",
-]
 TOKEN = "browser-test-token"
 WAIT_MS = 20_000
 
@@ -47,7 +37,7 @@ WAIT_MS = 20_000
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield chromium
         chromium.close()
 
