@@ -3,9 +3,11 @@
 # ruff: noqa: F401, F811  (pytest fixtures imported from capture_support are then named as parameters)
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -157,6 +159,38 @@ def test_pid_filter_excludes_other_processes(
     assert sink.stream(tls_server.pid, 1).startswith(b"GET /77 HTTP/1.1")
     assert {e.pid for e in events} == {tls_server.pid}
     assert not [e for e in events if e.pname == "curl"]
+
+
+def test_uid_filter_keeps_only_that_users_processes(
+    capture: CaptureFactory, tls_server: TlsServer, cert: Cert
+) -> None:
+    """--uid 65534: curl run as nobody is captured, the same request from root is not."""
+    with tempfile.TemporaryDirectory() as shared:  # pytest's tmp_path is private to root
+        os.chmod(shared, 0o755)
+        ca = Path(shared) / "ca.pem"
+        shutil.copy(cert.cert, ca)
+        ca.chmod(0o644)
+        _uid_filter(capture, tls_server, ca)
+
+
+def _uid_filter(capture: CaptureFactory, tls_server: TlsServer, ca: Path) -> None:
+    sink = capture(uid=65534)
+    url = f"https://127.0.0.1:{tls_server.port}/88"
+    as_root = subprocess.Popen(
+        ["curl", "-sS", "--max-time", "20", "--cacert", str(ca), url], stdout=subprocess.PIPE
+    )
+    root_out, _ = as_root.communicate(timeout=30)
+    as_nobody = subprocess.Popen(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         "curl", "-sS", "--max-time", "20", "--cacert", str(ca), url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = as_nobody.communicate(timeout=30)
+    assert out == root_out == body_of(88), err
+    sink.wait_for(lambda evs: sink.stream(as_nobody.pid, 1).endswith(out))
+    assert sink.stream(as_nobody.pid, 0).startswith(b"GET /88 HTTP/1.1")
+    assert not [e for e in sink.events if e.pid in (as_root.pid, tls_server.pid)]
 
 
 NGINX_CONF = """
