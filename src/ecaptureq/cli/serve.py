@@ -140,7 +140,7 @@ def server_from_args(args: argparse.Namespace, listen: str | None = None, comman
 
 
 def format_stats(now: ServerStats, before: ServerStats | None, seconds: float) -> str:
-    """One line of ``--stats``: rates since ``before``, clients, queue depths, disconnections."""
+    """One line of ``--stats``: rates since ``before``, clients, queue depths, disconnections, refusals."""
     published = now.events_published - (before.events_published if before else 0)
     sent_bytes = now.bytes_published - (before.bytes_published if before else 0)
     depths = [c.queued for c in now.clients]
@@ -148,7 +148,8 @@ def format_stats(now: ServerStats, before: ServerStats | None, seconds: float) -
         f"ecaptureq serve: stats: {now.events_published} events ({published / seconds:,.0f}/s, "
         f"{sent_bytes / seconds / 1024:,.0f} KiB/s published), {len(now.clients)} clients, "
         f"queue max {max(depths, default=0)} total {sum(depths)}, "
-        f"{now.disconnections} disconnections ({now.overflow_closes} too slow)"
+        f"{now.disconnections} disconnections ({now.overflow_closes} too slow, {now.flood_closes} flooding), "
+        f"refused {now.refused_origin} origin / {now.refused_token} token / {now.refused_capacity} capacity"
     )
 
 
