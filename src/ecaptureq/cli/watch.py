@@ -261,7 +261,8 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
     printer = Printer(out, args.json, args.verbose, view, packet_filter)
     try:
         code = await consume(aiter(client), printer, args.count, args.timeout)
-        printer.finish()
+        if args.count is None or printer.events < args.count:
+            printer.finish()  # the stream went quiet: show what it left unfinished (not after --count N)
     except ConnectError as exc:
         raise CliError(str(exc), connect_exit_code(exc)) from None
     except ConnectionLost as exc:
