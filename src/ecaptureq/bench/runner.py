@@ -158,12 +158,13 @@ async def _run_ours(
     publish: Callable[[Server, bytes], Awaitable[int]],
     stalled: int = 0,
     queue_size: int | None = None,
+    hold: float = 5.0,
 ) -> Measure:
     payload = b"x" * size
     # Large enough for a whole burst: a back-to-back publisher never yields to the writers meanwhile.
     bound = queue_size if queue_size is not None else max(100_000, events + 1000)
     async with Server(port=0, queue_size=bound, queue_bytes=4 * 1024**3) as server:
-        peer = _Peer(server.url, clients, events, stalled=stalled)
+        peer = _Peer(server.url, clients, events, stalled=stalled, hold=hold)
         await peer.ready()
         while server.client_count < clients:
             await asyncio.sleep(0.01)
@@ -174,7 +175,12 @@ async def _run_ours(
 
 
 async def _run_baseline(
-    clients: int, events: int, size: int, pace: Callable[[int], Awaitable[None]] | None, stalled: int = 0
+    clients: int,
+    events: int,
+    size: int,
+    pace: Callable[[int], Awaitable[None]] | None,
+    stalled: int = 0,
+    hold: float = 5.0,
 ) -> Measure:
     payload = b"x" * size
     connected = 0
@@ -194,7 +200,7 @@ async def _run_baseline(
 
     async with serve(handler, "127.0.0.1", 0, compression=None) as ws:
         port = next(iter(ws.sockets)).getsockname()[1]
-        peer = _Peer(f"ws://127.0.0.1:{port}/", clients, events, stalled=stalled)
+        peer = _Peer(f"ws://127.0.0.1:{port}/", clients, events, stalled=stalled, hold=hold)
         await peer.ready()
         while connected < clients:
             await asyncio.sleep(0.01)
@@ -282,11 +288,12 @@ async def bench_paced(rate: int, seconds: float, clients: int = 1, size: int = 5
     return _row(f"paced {rate // 1000}k/s", clients, size, events, ours, base, note=f"{seconds:g} s")
 
 
-async def bench_stalled(events: int, queue_size: int, size: int = 4096) -> Row:
+async def bench_stalled(events: int, queue_size: int, size: int = 4096, hold: float = 5.0) -> Row:
     """One client stops reading among nine that keep up.
 
     The stream must outgrow what the kernel's loopback socket buffers absorb (several MiB) before the
-    stalled client's queue in the server can fill: hence 4 KiB payloads.
+    stalled client's queue in the server can fill: hence 4 KiB payloads. The stalled client reads
+    nothing for ``hold`` seconds, then drains what reached it to see how it was closed.
     """
     clients, stalled = 10, 1
 
@@ -298,8 +305,8 @@ async def bench_stalled(events: int, queue_size: int, size: int = 4096) -> Row:
                 await server.wait_room()
         return start
 
-    ours = await _run_ours(clients, events, size, publish, stalled=stalled, queue_size=queue_size)
-    base = await _run_baseline(clients, events, size, None, stalled=stalled)
+    ours = await _run_ours(clients, events, size, publish, stalled=stalled, queue_size=queue_size, hold=hold)
+    base = await _run_baseline(clients, events, size, None, stalled=stalled, hold=hold)
     code = ours.close_codes[0]
     row = _row("stalled 1 of 10", clients, size, events, ours, base)
     row.note = f"stalled client closed with {code} at queue bound {queue_size}"

@@ -1,0 +1,41 @@
+"""The benchmark machinery itself, on small counts: rows are well formed and measure what they claim.
+
+No wall-clock assertion: only delivery, ordering and close codes, which must hold at any speed.
+"""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_cli
+
+from ecaptureq.bench.runner import bench_burst, bench_client, bench_stalled, format_table
+
+
+async def test_burst_row_delivers_everything_to_every_client() -> None:
+    row = await bench_burst(clients=3, size=512, events=500)
+    assert row.delivered_ratio == 1.0 and row.baseline_delivered_ratio == 1.0
+    assert row.events_per_s > 0 and row.baseline_events_per_s > 0
+    assert row.p50_ms is not None and row.p99_ms is not None and row.p50_ms <= row.p99_ms
+    obj = row.to_json()
+    for key in ("scenario", "clients", "delivered_ratio", "events_per_s", "baseline_events_per_s"):
+        assert key in obj
+    assert json.loads(json.dumps(obj)) == obj
+    assert "burst" in format_table([row])
+
+
+async def test_stalled_row_closes_the_stalled_client_with_1013() -> None:
+    row = await bench_stalled(events=3000, queue_size=500, hold=1.5)
+    assert row.delivered_ratio == 1.0, "the nine fast clients got everything"
+    assert row.extra["stalled_close_code"] == 1013
+    assert row.extra["stalled_received"] < 3000
+
+
+async def test_client_row_receives_every_event() -> None:
+    row = await bench_client(events=2000)
+    assert row.delivered_ratio == 1.0
+
+
+def test_bench_help() -> None:
+    result = run_cli("bench", "--help")
+    assert result.returncode == 0 and "--quick" in result.stdout and "baseline" in result.stdout
