@@ -84,3 +84,23 @@ def serve_demo() -> Iterator[Served]:
     served = start_serve("--demo", "--interval", "0.02")
     yield served
     stop_serve(served)
+
+
+NO_SKIPS_ENV = "ECAPTUREQ_NO_SKIPS"
+"""Set (by .ci/run) to make any skipped test fail the run: there, everything a test needs is installed."""
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under ``ECAPTUREQ_NO_SKIPS=1``, a run with skipped tests fails and says which and why."""
+    if not os.environ.get(NO_SKIPS_ENV):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if not skipped:
+        return
+    lines = [f"{NO_SKIPS_ENV} is set and {len(skipped)} test(s) or module(s) were skipped:"]
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        lines.append(f"  {report.nodeid}: {reason}")
+    sys.stderr.write("\n".join(lines) + "\n")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -8,14 +8,12 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from conftest import run_cli, start_serve, stop_serve
+from ui_support import Ui, make_database, make_demo_database, start_ui, stop_ui
 
-httpx = pytest.importorskip("httpx", reason="httpx is not installed (pip install -e '.[test]')")
-
-from conftest import run_cli, start_serve, stop_serve  # noqa: E402
-from ui_support import Ui, make_database, make_demo_database, start_ui, stop_ui  # noqa: E402
-
-from ecaptureq.web.queries import body_view, curl_command  # noqa: E402
+from ecaptureq.web.queries import body_view, curl_command
 
 TOKEN = "s3cret-token-for-tests"
 

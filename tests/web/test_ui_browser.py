@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright import sync_api
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
@@ -23,9 +24,6 @@ if CHROMIUM is None:
         "chromium is not installed (apt-get install chromium; scripts/setup-test does)",
         allow_module_level=True,
     )
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
-)
 
 from conftest import CHROMIUM_FLAGS, Served, start_serve, stop_serve  # noqa: E402
 from ui_support import ARTIFACTS, Ui, make_database, start_ui, stop_ui  # noqa: E402
