@@ -13,7 +13,6 @@ import re
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,8 +75,9 @@ def big_replay(tmp_path: Path) -> Path:
     with path.open("w") as out:
         out.write(json.dumps({"kind": "log", "run_log": UPSTREAM_LINE}) + "\n")
         for i in range(20_000):
-            record = {"kind": "event", "timestamp": 1_760_000_000_000_000_000 + i, "uuid": f"1_1_curl_5_{i % 2}",
-                      "pid": 1, "pname": "curl", "type": 0, "length": 1024, "payload": body}  # fmt: skip
+            record = {"kind": "event", "timestamp": 1_760_000_000_000_000_000 + i, "pid": 1,
+                      "uuid": f"1_1_curl_5_{i % 2}", "pname": "curl", "type": 0, "length": 1024,
+                      "payload": body}  # fmt: skip
             out.write(json.dumps(record) + "\n")
     return path
 
@@ -351,10 +351,11 @@ def test_tls_exit_codes_match_the_table() -> None:
 
 async def test_one_heartbeat_is_singular() -> None:
     async with Server(heartbeat_interval=60) as server:
+        watching = asyncio.create_task(_run("watch", server.url, "--count", "1", "--verbose"))
+        await asyncio.wait_for(server.wait_for_client(), 20)
         server.publish_event(Event(timestamp=1, uuid="1_1_a_3_1", payload=b"GET / HTTP/1.1\r\n\r\n"))
-        code, _out, err = await _run("watch", server.url, "--count", "1", "--verbose")
+        code, _out, err = await watching
     assert code == 0, err
     assert err.splitlines()[-1] == (
         "ecaptureq watch: 1 event, 0 logs, 1 heartbeat, 0 malformed frames skipped, 1 connection"
     )
-

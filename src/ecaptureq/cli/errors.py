@@ -38,7 +38,10 @@ EXIT_CODES: Final[tuple[tuple[int, str], ...]] = (
     (EXIT_NO_PID, "tls: the --pid process not found"),
     (EXIT_AUTH, "the server refused the handshake with HTTP 401: no token, or the wrong one"),
     (EXIT_FORBIDDEN, "the server refused the handshake with HTTP 403: its Origin policy"),
-    (EXIT_STORAGE, "not a capture database, or the capture database cannot be written (disk full, read-only)"),
+    (
+        EXIT_STORAGE,
+        "not a capture database, or the capture database cannot be written (disk full, read-only)",
+    ),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
 )
 """Every exit code of every command and what it means: ``ecaptureq --help`` and the README's table."""

@@ -14,6 +14,15 @@ from ecaptureq.protocol.jsonl import to_json
 _PRINTABLE = frozenset(string.printable)
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 heartbeat``, ``2 heartbeats`` (``nouns`` for an irregular plural).
+
+    >>> plural(1, "event"), plural(0, "malformed frame")
+    ('1 event', '0 malformed frames')
+    """
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
 def endpoint(ip: str, port: int) -> str:
     """``ip:port`` (``[ip]:port`` for IPv6), or ``?`` when unknown."""
     if not ip and not port:
@@ -53,7 +62,7 @@ def event_header(event: Event) -> list[str]:
 def render_text(message: Message, verbose: bool = False) -> str | None:
     """The text ``watch`` prints for a message, or ``None`` for what it hides (heartbeats unless verbose)."""
     if isinstance(message, RunLog):
-        return message.line
+        return message.line.rstrip("\r\n")  # eCapture's lines end in a newline; the caller adds one
     if isinstance(message, Heartbeat):
         if not verbose:
             return None

@@ -59,6 +59,17 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    """An ``argparse`` type: a TCP port, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number (1 to 65535)")
+    return value
+
+
 def add_decode_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--pid --pname --host --port --type --grep --body-limit --max-body --no-decode``."""
     group = parser.add_argument_group("decoding and filters")
@@ -68,7 +79,7 @@ def add_decode_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--host", metavar="HOST", help="only events to or from this IP or HTTP host")
     group.add_argument(
-        "--port", type=int, metavar="PORT", help="only events with this source or destination port"
+        "--port", type=port_number, metavar="PORT", help="only events with this source or destination port"
     )
     group.add_argument(
         "--type",

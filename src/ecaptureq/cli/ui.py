@@ -16,7 +16,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
+from ecaptureq.cli.render import plural
 from ecaptureq.cli.security import TOKEN_ENV
+from ecaptureq.cli.serve import cannot_listen
 from ecaptureq.client import BadURL, ConnectError
 from ecaptureq.server.security import (
     BadOrigin,
@@ -138,7 +140,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_CONNECTION) from None
+        raise cannot_listen(exc, host, port, "--listen", "http") from None
     sock.setblocking(False)
     return sock
 
@@ -270,7 +272,8 @@ async def serve_ui(args: argparse.Namespace) -> int:
                 print(f"ecaptureq ui: could not write the last batch: {exc}", file=sys.stderr)
                 code = EXIT_STORAGE
             print(
-                f"ecaptureq ui: {store.stats.packets} events, {store.stats.exchanges} exchanges "
+                f"ecaptureq ui: {plural(store.stats.packets, 'event')}, "
+                f"{plural(store.stats.exchanges, 'exchange')} "
                 f"written to {db}",
                 file=sys.stderr,
             )
