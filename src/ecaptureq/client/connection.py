@@ -56,12 +56,12 @@ def _connect_error(url: str, reason: str, status: int | None = None) -> ConnectE
     return ConnectError(f"cannot connect to {url}: {reason}", status, url=url, reason=reason)
 
 
-def _os_error_reason(exc: OSError | TimeoutError) -> str:
+def _os_error_reason(exc: Exception) -> str:
     if isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) == errno.ECONNREFUSED:
         return "connection refused (is the server running, on this port?)"
     if isinstance(exc, TimeoutError):
         return "timed out"
-    return exc.strerror or str(exc) or type(exc).__name__
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 class ConnectionLost(ClientError):
