@@ -27,7 +27,7 @@ from ecaptureq.server.security import (
     is_loopback_host,
     parse_allowed_origin,
 )
-from ecaptureq.store import CaptureStore, SqlError, StoreError
+from ecaptureq.store import CaptureStore, NotCaptureDatabase, SqlError, StoreError
 
 DEFAULT_LISTEN = "http://127.0.0.1:8080/"
 
@@ -42,8 +42,9 @@ Open the URL it prints (with ?token=... when there is a token: the page then kee
 Pages from other origins are refused (--allow-origin adds one), and so is a Host that is not loopback
 while the UI listens on loopback.
 
-exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 usage error (bad URL, not a capture database),
-            3 cannot connect to the source or cannot listen, 11 cannot write the database
+exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 usage error (bad URL), 3 cannot listen,
+            9/10 the source refused the handshake (401/403), 11 not a capture database, or it
+            cannot be written
 """
 
 
@@ -181,6 +182,8 @@ async def serve_ui(args: argparse.Namespace) -> int:
             raise CliError("give --source URL (record and show) or --db FILE (browse a database)")
         try:
             check_capture_database(args.db)
+        except NotCaptureDatabase as exc:
+            raise CliError(str(exc), EXIT_STORAGE) from None
         except SqlError as exc:
             raise CliError(str(exc)) from None
         db: Path = args.db
