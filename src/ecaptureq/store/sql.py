@@ -23,6 +23,16 @@ from ecaptureq.store.schema import (
     packet_row,
 )
 
+__all__ = [
+    "PacketFilter",
+    "SqlError",
+    "is_full_query",
+    "open_readonly",
+    "packets_sql",
+    "quote_index",
+    "run_query",
+]
+
 _TOKEN = re.compile(
     r"""
     (?P<skip> '(?:[^']|'')*'            # string literal
