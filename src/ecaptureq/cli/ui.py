@@ -10,16 +10,17 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
+from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.security import TOKEN_ENV
 from ecaptureq.cli.serve import cannot_listen
-from ecaptureq.client import BadURL, ConnectError
+from ecaptureq.cli.watch import connect_exit_code
+from ecaptureq.client import BadURL, Connected, ConnectError, Disconnected, Status
 from ecaptureq.server.security import (
     BadOrigin,
     check_token,
@@ -146,6 +147,26 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _waiting_printer() -> Callable[[Status], None]:
+    """An ``on_status`` hook that says once on stderr that the source is not up yet (the page says more)."""
+    said = False
+
+    def on_status(status: Status) -> None:
+        nonlocal said
+        if isinstance(status, Disconnected) and not said:
+            said = True
+            print(
+                f"ecaptureq ui: waiting for source {status.reason.removeprefix('cannot connect to ')}; "
+                "retrying with backoff (the page shows the status)",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif isinstance(status, Connected):
+            said = True
+
+    return on_status
+
+
 @contextlib.contextmanager
 def _no_signals() -> Iterator[None]:
     yield
@@ -202,6 +223,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
                 origin=args.origin or None,
                 headers=headers,
                 flush_interval=args.flush_interval,
+                on_status=_waiting_printer(),
             )
         except BadURL as exc:
             store.close()
@@ -218,17 +240,9 @@ async def serve_ui(args: argparse.Namespace) -> int:
     sock: socket.socket | None = None
     try:
         if recorder is not None:
-            recording = asyncio.create_task(recorder.run())
-            tasks.append(recording)
-            first = asyncio.create_task(recorder.wait_first_connection())
-            await asyncio.wait({first, recording}, return_when=asyncio.FIRST_COMPLETED)
-            if not first.done():
-                first.cancel()
-                recording.result()
-            try:
-                first.result()
-            except ConnectError as exc:
-                raise CliError(f"cannot connect to {recorder.url}: {exc}", EXIT_CONNECTION) from None
+            # Not waited for: a source that is not up yet is retried with backoff, as watch --reconnect
+            # does, while the page shows "waiting for source".
+            tasks.append(asyncio.create_task(recorder.run()))
             print(f"ecaptureq ui: recording {recorder.url} into {db}", file=sys.stderr, flush=True)
 
         sock = _bind(host, port)
@@ -262,6 +276,8 @@ async def serve_ui(args: argparse.Namespace) -> int:
             await asyncio.wait_for(asyncio.shield(serving), 5)
     except StoreError as exc:
         raise CliError(f"stopped: {exc}; what was written before is kept", EXIT_STORAGE) from None
+    except ConnectError as exc:  # the source refused the handshake (401, 403): retrying cannot help
+        raise CliError(str(exc), connect_exit_code(exc)) from None
     finally:
         for task in tasks:
             task.cancel()
