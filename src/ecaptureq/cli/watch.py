@@ -148,7 +148,8 @@ class Printer:
                 text = render_text(event, self.verbose) or ""
             else:
                 note = f"    ({len(event.payload)} bytes: part of a message still in progress)"
-                text = "\n".join([*event_header(event), decoded.rstrip("\n") if decoded else note, ""])
+                header = event_header(event, shown.meta, shown.type)
+                text = "\n".join([*header, decoded.rstrip("\n") if decoded else note, ""])
             self.out.write(text + "\n")
         self.out.flush()
 
