@@ -32,6 +32,7 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from ecaptureq.protocol import Event, encode_event, encode_heartbeat, encode_run_log, run_log_line
+from ecaptureq.protocol.messages import with_newline
 from ecaptureq.server.security import (
     RateWindow,
     Refusal,
@@ -376,7 +377,7 @@ class Server:
         The line is sent ending in one ``\n``, as eCapture's zerolog writer ends each line (one is added
         when ``line`` has none). Thread-safe. Lines published before :meth:`start` go to the startup cache.
         """
-        self._publish(encode_run_log(line if line.endswith("\n") else line + "\n"), True)
+        self._publish(encode_run_log(with_newline(line)), True)
 
     def publish_event(self, event: Event) -> None:
         """Publish one captured event to every connected client, in publish order. Thread-safe.
