@@ -361,3 +361,15 @@ async def test_one_heartbeat_is_singular() -> None:
     assert err.splitlines()[-1] == (
         "ecaptureq watch: 1 event, 0 logs, 1 heartbeat, 0 malformed frames skipped, 1 connection"
     )
+
+
+def test_ui_on_a_busy_port_leaves_no_database_behind(busy_port: int, tmp_path: Path) -> None:
+    db = tmp_path / "new.db"
+    result = run_cli("ui", "--source", "ws://127.0.0.1:9/", "--db", str(db),
+                     "--listen", f"http://127.0.0.1:{busy_port}/")  # fmt: skip
+    assert result.returncode == 3
+    assert result.stderr.splitlines() == [
+        f"ecaptureq ui: cannot listen on 127.0.0.1:{busy_port}: the address is already in use by another "
+        "program; choose another port with --listen (http://127.0.0.1:0/ picks a free one)"
+    ]
+    assert list(tmp_path.iterdir()) == []

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from ecaptureq import __version__
 from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, CliError
+from ecaptureq.cli.render import plural
 from ecaptureq.cli.security import add_server_security_options, server_security_kwargs
 from ecaptureq.protocol import run_log_line
 from ecaptureq.server import SHUTDOWN_GRACE, Server, ServerStats, ShutdownReport
@@ -192,7 +193,7 @@ def format_stats(now: ServerStats, before: ServerStats | None, seconds: float) -
     depths = [c.queued for c in now.clients]
     return (
         f"ecaptureq serve: stats: {now.events_published} events ({published / seconds:,.0f}/s, "
-        f"{sent_bytes / seconds / 1024:,.0f} KiB/s published), {len(now.clients)} clients, "
+        f"{sent_bytes / seconds / 1024:,.0f} KiB/s published), {plural(len(now.clients), 'client')}, "
         f"queue max {max(depths, default=0)} total {sum(depths)}, "
         f"{now.disconnections} disconnections ({now.overflow_closes} too slow, {now.flood_closes} flooding), "
         f"refused {now.refused_origin} origin / {now.refused_token} token / {now.refused_capacity} capacity"

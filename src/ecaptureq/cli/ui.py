@@ -20,7 +20,7 @@ from ecaptureq.cli.render import plural
 from ecaptureq.cli.security import TOKEN_ENV
 from ecaptureq.cli.serve import cannot_listen
 from ecaptureq.cli.watch import connect_exit_code
-from ecaptureq.client import BadURL, Connected, ConnectError, Disconnected, Status
+from ecaptureq.client import BadURL, Connected, ConnectError, Disconnected, Status, normalize_url
 from ecaptureq.server.security import (
     BadOrigin,
     check_token,
@@ -210,24 +210,28 @@ async def serve_ui(args: argparse.Namespace) -> int:
         db: Path = args.db
     else:
         db = args.db or Path(f"ecaptureq-ui-{time.strftime('%Y%m%d-%H%M%S')}.db")
-        try:
-            store = CaptureStore(db)
-        except StoreError as exc:
-            raise CliError(str(exc), EXIT_STORAGE) from None
         source_token = _token(args.source_token, "--source-token")
         headers = {"Authorization": f"Bearer {source_token}"} if source_token else None
         try:
-            recorder = LiveRecorder(
-                args.source,
-                store,
-                origin=args.origin or None,
-                headers=headers,
-                flush_interval=args.flush_interval,
-                on_status=_waiting_printer(),
-            )
+            normalize_url(args.source)  # before the database is created: a bad URL leaves no file
         except BadURL as exc:
-            store.close()
             raise CliError(str(exc)) from None
+    # Listening comes before the database is created, so that a port in use leaves no file behind.
+    sock = _bind(host, port)
+    if args.source is not None:
+        try:
+            store = CaptureStore(db)
+        except StoreError as exc:
+            sock.close()
+            raise CliError(str(exc), EXIT_STORAGE) from None
+        recorder = LiveRecorder(
+            args.source,
+            store,
+            origin=args.origin or None,
+            headers=headers,
+            flush_interval=args.flush_interval,
+            on_status=_waiting_printer(),
+        )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -237,7 +241,6 @@ async def serve_ui(args: argparse.Namespace) -> int:
 
     tasks: list[asyncio.Task[Any]] = []
     code = EXIT_OK
-    sock: socket.socket | None = None
     try:
         if recorder is not None:
             # Not waited for: a source that is not up yet is retried with backoff, as watch --reconnect
@@ -245,7 +248,6 @@ async def serve_ui(args: argparse.Namespace) -> int:
             tasks.append(asyncio.create_task(recorder.run()))
             print(f"ecaptureq ui: recording {recorder.url} into {db}", file=sys.stderr, flush=True)
 
-        sock = _bind(host, port)
         bound_port = sock.getsockname()[1]
         state = UiState(db=db, recorder=recorder, poll=min(args.flush_interval, 0.5))
         app = Guard(create_app(state), token=token, allowed_origins=allowed, loopback_only=loopback,
@@ -282,8 +284,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if sock is not None:
-            sock.close()
+        sock.close()
         if store is not None:
             try:
                 store.close()
