@@ -247,7 +247,7 @@ def test_serve_stats_and_shutdown_totals() -> None:
     assert code == 0
     stats = [line for line in err.splitlines() if "stats:" in line]
     assert len(stats) >= 2, err
-    assert "1 clients" in stats[-1] and "events (" in stats[-1] and "queue max" in stats[-1]
+    assert "1 client, " in stats[-1] and "events (" in stats[-1] and "queue max" in stats[-1]
     assert "refused 0 origin / 0 token / 0 capacity" in stats[-1]
     # The totals line is a run-log line, so the connected watcher saw it before the close.
     totals = r"INF Shutting down: \d+ events published, 1 connections, 0 closed as too slow"

@@ -26,10 +26,10 @@ from ecaptureq.protocol import Event, Heartbeat, RunLog, encode
 from ecaptureq.protocol import event_pb2 as pb
 from ecaptureq.server import Server
 
-BANNER = [
-    '2025-08-02T14:16:10Z INF AppName="eCapture(旁观者)"',
-    "2025-08-02T14:16:10Z INF Version=linux_arm64:v1.3.1-20250629-b395562:5.15.0-143-generic",
-    "2025-08-02T14:16:10Z INF Listen for eCaptureQ=ws://172.16.71.129:9999",
+BANNER = [  # as real eCapture sends it: zerolog ends each line in a newline
+    '2025-08-02T14:16:10Z INF AppName="eCapture(旁观者)"\n',
+    "2025-08-02T14:16:10Z INF Version=linux_arm64:v1.3.1-20250629-b395562:5.15.0-143-generic\n",
+    "2025-08-02T14:16:10Z INF Listen for eCaptureQ=ws://172.16.71.129:9999\n",
 ]
 
 
@@ -207,7 +207,7 @@ async def test_reconnect_hides_the_replayed_startup_log_and_reports_the_gap() ->
     assert len(logs) == len(BANNER) + 2
     assert logs[: len(BANNER)] == BANNER
     assert "INF Shutting down: 1 events published" in logs[len(BANNER)]  # the first server's last words
-    assert logs[-1] == "2025-08-02T15:00:00Z INF a line the first run did not have"
+    assert logs[-1] == "2025-08-02T15:00:00Z INF a line the first run did not have\n"
     assert [m.uuid for m in got if isinstance(m, Event)] == ["before", "after"]
     assert client.stats.suppressed_logs == len(BANNER)
     connected = [s for s in statuses if isinstance(s, Connected)]
@@ -261,5 +261,5 @@ def test_sync_client_iterates_over_a_real_server() -> None:
                 break
     stop_box[0]()
     thread.join(10)
-    assert isinstance(got[0], RunLog) and got[0].line == "sync hello"
+    assert isinstance(got[0], RunLog) and got[0].line == "sync hello\n"
     assert [m.timestamp for m in got if isinstance(m, Event)] == list(range(5))

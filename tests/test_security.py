@@ -337,7 +337,7 @@ async def test_wss_with_a_trusted_certificate_and_refusal_of_an_untrusted_one(tm
         trusting = ssl.create_default_context(cafile=str(cert))
         client = Client(server.url, ssl=trusting, headers={"Authorization": f"Bearer {TOKEN}"})
         async for message in client:
-            assert isinstance(message, RunLog) and message.line == "over tls"
+            assert isinstance(message, RunLog) and message.line == "over tls\n"
             break
         await client.close()
         with pytest.raises(ConnectError) as refused:

@@ -53,7 +53,7 @@ async def test_replays_exactly_the_first_128_lines_in_order() -> None:
             server.publish_log(f"line {i}")
         conn = await raw_connect(server.url)
         lines = await recv_logs(conn, LOG_CACHE_SIZE)
-        assert lines == [f"line {i}" for i in range(LOG_CACHE_SIZE)]
+        assert lines == [f"line {i}\n" for i in range(LOG_CACHE_SIZE)]  # the server ends each in \\n
         server.publish_event(Event(uuid="marker"))
         # Nothing else from the log arrives before the next event: lines 128..199 were not replayed.
         while True:
@@ -70,7 +70,7 @@ async def test_lines_published_before_start_are_cached() -> None:
     server.publish_log("before start")
     async with server:
         conn = await raw_connect(server.url)
-        assert await recv_logs(conn, 1) == ["before start"]
+        assert await recv_logs(conn, 1) == ["before start\n"]
         await conn.close()
 
 
@@ -82,8 +82,8 @@ async def test_live_log_lines_reach_connected_clients_including_the_first_128() 
         for i in range(150):
             server.publish_log(f"live {i}")
         lines = await recv_logs(conn, 151)
-        assert lines[0] == "first line, written while a client is connected"
-        assert lines[1:] == [f"live {i}" for i in range(150)]
+        assert lines[0] == "first line, written while a client is connected\n"
+        assert lines[1:] == [f"live {i}\n" for i in range(150)]
         await conn.close()
 
 

@@ -86,7 +86,7 @@ def test_bad_options_are_one_line_errors() -> None:
 def test_no_decode_shows_nothing_decoded() -> None:
     view = HttpView.from_args(parse("--no-decode"))
     shown = view.feed(RESP)
-    assert shown is not None and view.text(shown) is None and view.json_fields(shown) == {"http": None}
+    assert shown is not None and view.text(shown) is None and view.json_fields(shown)["http"] is None
 
 
 def test_h2_control_frames_are_one_line_unless_verbose() -> None:

@@ -110,7 +110,9 @@ def test_record_from_a_real_server_keeps_everything(tmp_path: Path) -> None:
             assert row[11] == 1
         elif ev.payload.startswith((b"GET ", b"POST ")):
             assert row[11] == 0  # an HTTP/1.1 request head is text
-    assert rows(db, "SELECT line FROM run_logs") == [('2026-01-02T10:00:00Z INF AppName="eCapture(旁观者)"',)]
+    assert rows(db, "SELECT line FROM run_logs") == [
+        ('2026-01-02T10:00:00Z INF AppName="eCapture(旁观者)"\n',)
+    ]  # stored as sent
     (conn_row,) = rows(db, "SELECT url, closed_ns IS NOT NULL, close_reason FROM connections")
     assert conn_row[0] == url and conn_row[1] == 1
     assert rows(db, "SELECT count(*) FROM heartbeats")[0][0] >= 1
@@ -249,7 +251,7 @@ def test_corrupt_and_missing_databases(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(os.urandom(8192))
     result = run_cli("query", "--db", str(corrupt), "pid = 1")
-    assert result.returncode == 2 and "not a capture database" in result.stderr
+    assert result.returncode == 11 and "not a capture database" in result.stderr
     assert "Traceback" not in result.stderr
     result = run_cli("record", "ws://127.0.0.1:9/", "--db", str(corrupt))
     assert result.returncode == 11 and "not a capture database" in result.stderr
@@ -257,7 +259,7 @@ def test_corrupt_and_missing_databases(tmp_path: Path) -> None:
     missing = run_cli("query", "--db", str(tmp_path / "nope.db"), "pid = 1")
     assert missing.returncode == 2 and "no such database" in missing.stderr
     export = run_cli("export", "--db", str(corrupt), "--format", "har", "-o", str(tmp_path / "x.har"))
-    assert export.returncode == 2 and not (tmp_path / "x.har").exists()
+    assert export.returncode == 11 and not (tmp_path / "x.har").exists()
 
 
 def test_record_bad_filter_and_unreachable_server(tmp_path: Path) -> None:

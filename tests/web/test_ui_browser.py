@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -270,3 +272,29 @@ def test_100k_rows_stay_virtualised(tmp_path: Path, page: Any) -> None:
         page.screenshot(path=str(ARTIFACTS / "ui-100k.png"))
     finally:
         stop_ui(ui)
+
+
+def test_page_says_waiting_for_source(tmp_path: Path, page: Any) -> None:
+    with socket_refusing() as port:
+        ui = start_ui("--source", f"ws://127.0.0.1:{port}/", "--db", str(tmp_path / "later.db"))
+        try:
+            page.goto(ui.url)
+            page.wait_for_function(
+                "() => document.getElementById('conn-text').textContent.startsWith('waiting for source')",
+                timeout=WAIT_MS,
+            )
+            assert f"ws://127.0.0.1:{port}/" in page.inner_text("#conn-text")
+        finally:
+            code, err = stop_ui(ui)
+    assert code == 0, err
+
+
+@contextmanager
+def socket_refusing() -> Iterator[int]:
+    """A loopback port that refuses connections (bound, not listening) for the block's duration."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()

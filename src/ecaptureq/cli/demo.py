@@ -59,7 +59,11 @@ async def demo(args: argparse.Namespace) -> int:
         )
         try:
             return await consume(
-                aiter(client), Printer(sys.stdout, args.json, args.verbose, view), args.count, args.timeout
+                aiter(client),
+                Printer(sys.stdout, args.json, args.verbose, view),
+                args.count,
+                args.timeout,
+                "demo",
             )
         except (ConnectError, ConnectionLost) as exc:
             raise CliError(str(exc), EXIT_CONNECTION) from None

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from ecaptureq.cli.errors import EXIT_STORAGE, CliError
-from ecaptureq.store import SqlError, open_readonly
+from ecaptureq.store import NotCaptureDatabase, SqlError, open_readonly
 from ecaptureq.store.export import har_document, write_jsonl
 
 EXAMPLES = """\
@@ -22,7 +22,7 @@ examples:
 --filter is a condition on the exchanges table for HAR (method, url, host, path, status, pid, pname,
 src_ip, dst_port, latency, ...) and on packets for JSON Lines. -o - writes to stdout.
 
-exit codes: 0 done, 2 bad arguments, invalid --filter or not a capture database, 11 cannot write FILE
+exit codes: 0 done, 2 bad arguments or invalid --filter, 11 not a capture database, or cannot write FILE
 """
 
 
@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``ecaptureq export``."""
     try:
-        db = open_readonly(args.db)
+        db = open_readonly(args.db, ("packets", "exchanges") if args.format == "har" else ("packets",))
+    except NotCaptureDatabase as exc:
+        raise CliError(str(exc), EXIT_STORAGE) from None
     except SqlError as exc:
         raise CliError(str(exc)) from None
     to_stdout = args.output == "-"

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from ecaptureq import __version__
-from ecaptureq.cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CliError
+from ecaptureq.cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CliError, exit_codes_help
 
 COMMANDS: tuple[str, ...] = (
     "ecaptureq.cli.watch",
@@ -28,17 +29,32 @@ COMMANDS: tuple[str, ...] = (
 )
 """The modules that each add one subcommand, in the order ``--help`` lists them."""
 
-EPILOG = """\
-exit codes:
-  0  done
-  1  internal error (a bug: please report it)
-  2  usage error (bad arguments, bad URL)
-  3  cannot connect, or the connection was lost
-  4  --count not reached before --timeout
-  9  authentication failed: the server wants a (valid) token (HTTP 401)
-  10 refused by the server's origin policy (HTTP 403)
-  130 interrupted (Ctrl-C)
-"""
+EPILOG = exit_codes_help()
+
+
+class _CommandFormatter(logging.Formatter):
+    """Library warnings on stderr in the commands' own style: ``ecaptureq serve: warning: ...``."""
+
+    command = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"ecaptureq {self.command}" if self.command else "ecaptureq"
+        return f"{prefix}: {record.levelname.lower()}: {record.getMessage()}"
+
+
+_LOG_FORMATTER = _CommandFormatter()
+
+
+def _route_library_logs(command: str) -> None:
+    """Send the library's warnings to stderr once, prefixed like every other message of ``command``."""
+    _LOG_FORMATTER.command = command
+    root = logging.getLogger("ecaptureq")
+    if not any(getattr(h, "formatter", None) is _LOG_FORMATTER for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(_LOG_FORMATTER)
+        handler.setLevel(logging.WARNING)
+        root.addHandler(handler)
+        root.propagate = False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    _route_library_logs(args.command)
     try:
         code: int = args.func(args)
     except CliError as exc:

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ecaptureq.cli.errors import CliError
-from ecaptureq.store import SqlError, open_readonly, run_query
+from ecaptureq.cli.errors import EXIT_STORAGE, CliError
+from ecaptureq.store import NotCaptureDatabase, SqlError, open_readonly, run_query
 from ecaptureq.store.export import b64
 
 EXAMPLES = """\
@@ -27,7 +27,8 @@ examples (the GUI's two modes: a condition on packets, or a full SELECT):
 Tables: packets (the GUI's columns), exchanges (decoded HTTP), run_logs, connections, heartbeats.
 The database is opened read-only. Binary cells are shown as x'hex…' in the table, base64 in JSON and CSV.
 
-exit codes: 0 done, 2 invalid SQL or not a capture database
+exit codes: 0 done, 2 invalid SQL or no such file, 11 not a capture database (another program's SQLite
+            file: it has no packets table)
 """
 
 _CELL = 60
@@ -105,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
             count = len(cells)
             if sys.stdout.isatty():
                 print(f"({count} row{'s' if count != 1 else ''})", file=sys.stderr)
+    except NotCaptureDatabase as exc:
+        raise CliError(str(exc), EXIT_STORAGE) from None
     except SqlError as exc:
         raise CliError(str(exc)) from None
     return 0

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, CliError
+from ecaptureq.cli.render import plural
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.watch import connect_exit_code, warn
 from ecaptureq.client import BadURL, Connected, ConnectError, Status
@@ -140,9 +141,7 @@ async def record(args: argparse.Namespace) -> int:
         if running in done:
             running.result()
     except ConnectError as exc:
-        raise CliError(
-            f"cannot connect to {recorder.client.display_url}: {exc}", connect_exit_code(exc)
-        ) from None
+        raise CliError(str(exc), connect_exit_code(exc)) from None
     except StoreError as exc:
         raise CliError(f"stopped: {exc}; what was written before is kept", EXIT_STORAGE) from None
     finally:
@@ -159,8 +158,9 @@ async def record(args: argparse.Namespace) -> int:
         progress.show(final=True)
     if not args.quiet:
         print(
-            f"ecaptureq record: {store.stats.packets} events, {store.stats.logs} log lines, "
-            f"{store.stats.exchanges} exchanges written to {args.db}",
+            f"ecaptureq record: {plural(store.stats.packets, 'event')}, "
+            f"{plural(store.stats.logs, 'log line')}, "
+            f"{plural(store.stats.exchanges, 'exchange')} written to {args.db}",
             file=sys.stderr,
         )
     return code

@@ -6,12 +6,22 @@ import json
 import string
 from typing import Any
 
+from ecaptureq.decode.meta import EventMeta, event_meta
 from ecaptureq.decode.render import hexdump
 from ecaptureq.decode.timestamps import detect_timestamp
-from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
+from ecaptureq.protocol import Event, Heartbeat, Message, RunLog, event_type_name
 from ecaptureq.protocol.jsonl import to_json
 
 _PRINTABLE = frozenset(string.printable)
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 heartbeat``, ``2 heartbeats`` (``nouns`` for an irregular plural).
+
+    >>> plural(1, "event"), plural(0, "malformed frame")
+    ('1 event', '0 malformed frames')
+    """
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def endpoint(ip: str, port: int) -> str:
@@ -38,22 +48,30 @@ def payload_text(data: bytes) -> str:
     return text if text is not None else hexdump(data)
 
 
-def event_header(event: Event) -> list[str]:
-    """The metadata lines of an event block: time, uuid, process, endpoints, type, length."""
+def event_header(event: Event, meta: EventMeta | None = None, etype: int | None = None) -> list[str]:
+    """The metadata lines of an event block: time, uuid, process, endpoints, type, length.
+
+    Process and endpoints are the recovered ones (``meta``, from the event's fields, else its text header,
+    else its uuid); ``etype`` is the type the decoder gave it, shown with the one it was sent with when
+    they differ.
+    """
+    meta = meta or event_meta(event)
     ts = detect_timestamp(event.timestamp)
     unit = "" if ts.unit.value in ("ns", "unset") else f" ({ts.unit.value})"
+    shown_type = event.type if etype is None else etype
+    sent = f"  (sent as type {event.type})" if shown_type != event.type and event.type else ""
     return [
         f"--- event {ts.isoformat()}{unit}  uuid {event.uuid or '-'}",
-        f"    pid {event.pid}  process {event.pname or '?'}  "
-        f"{endpoint(event.src_ip, event.src_port)} -> {endpoint(event.dst_ip, event.dst_port)}",
-        f"    type {event.type} ({event.type_name})  length {event.length}",
+        f"    pid {meta.pid or '?'}  process {meta.pname or '?'}  "
+        f"{endpoint(meta.src_ip, meta.src_port)} -> {endpoint(meta.dst_ip, meta.dst_port)}",
+        f"    type {shown_type} ({event_type_name(shown_type)}){sent}  length {event.length}",
     ]
 
 
 def render_text(message: Message, verbose: bool = False) -> str | None:
     """The text ``watch`` prints for a message, or ``None`` for what it hides (heartbeats unless verbose)."""
     if isinstance(message, RunLog):
-        return message.line
+        return message.line.rstrip("\r\n")  # eCapture's lines end in a newline; the caller adds one
     if isinstance(message, Heartbeat):
         if not verbose:
             return None

@@ -19,8 +19,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ecaptureq.cli.errors import CliError
-from ecaptureq.decode import DEFAULT_BODY_LIMIT, Decoded, Decoder, EventFilter, format_http_text, http_json
-from ecaptureq.protocol import EVENT_TYPE_NAMES, Event
+from ecaptureq.decode import (
+    DEFAULT_BODY_LIMIT,
+    Decoded,
+    Decoder,
+    EventFilter,
+    EventMeta,
+    TypeSource,
+    event_meta,
+    event_type,
+    format_http_text,
+    http_json,
+)
+from ecaptureq.protocol import EVENT_TYPE_NAMES, Event, event_type_name
 
 TYPE_ALIASES: dict[str, int] = {
     "unknown": 0,
@@ -59,6 +70,17 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    """An ``argparse`` type: a TCP port, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number (1 to 65535)")
+    return value
+
+
 def add_decode_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--pid --pname --host --port --type --grep --body-limit --max-body --no-decode``."""
     group = parser.add_argument_group("decoding and filters")
@@ -68,7 +90,7 @@ def add_decode_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--host", metavar="HOST", help="only events to or from this IP or HTTP host")
     group.add_argument(
-        "--port", type=int, metavar="PORT", help="only events with this source or destination port"
+        "--port", type=port_number, metavar="PORT", help="only events with this source or destination port"
     )
     group.add_argument(
         "--type",
@@ -103,9 +125,14 @@ def add_decode_options(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(slots=True)
 class Shown:
-    """One event that passed the filters, with the items decoding it completed."""
+    """One event that passed the filters, with the items decoding it completed, its metadata (recovered
+    from its text header and uuid where its fields are empty) and its type (from the decoder's view of
+    the connection when it has one) with where that came from."""
 
     event: Event
+    meta: EventMeta
+    type: int
+    type_source: TypeSource
     items: list[Decoded] = field(default_factory=list)
 
 
@@ -162,10 +189,16 @@ class HttpView:
 
     def feed(self, event: Event) -> Shown | None:
         """Decode ``event``; return it with its items, or ``None`` when a filter rejects it."""
-        items = self.decoder.feed(event) if self.decode or self.filter.active else []
-        if not self.filter.matches(event, items):
+        if self.decode or self.filter.active:
+            items = self.decoder.feed(event)
+            meta = self.decoder.last_meta or event_meta(event)
+            etype, source = event_type(self.decoder, event)
+        else:
+            items, meta = [], event_meta(event)
+            etype, source = (event.type, "proto") if event.type else (0, "payload")
+        if not self.filter.matches(event, items, meta=meta, event_type=etype):
             return None
-        return Shown(event, items if self.decode else [])
+        return Shown(event, meta, etype, source, items if self.decode else [])
 
     def text(self, shown: Shown) -> str | None:
         """The decoded items as text blocks, or ``None`` when the event completed nothing yet (a part of a
@@ -183,26 +216,38 @@ class HttpView:
         return "\n".join(blocks)
 
     def json_fields(self, shown: Shown) -> dict[str, Any]:
-        """Fields to add to the event's ``--json`` record: just ``http``.
+        """Fields to add to the event's ``--json`` record: ``meta`` and ``http``.
+
+        ``meta`` is :meth:`~ecaptureq.decode.EventMeta.recovered` with the event's ``type`` and
+        ``type_name`` as :class:`Shown` has them (and ``sources["type"]``).
 
         ``http`` is :func:`~ecaptureq.decode.http_json` of the last HTTP message the event completed
         (with ``more``: the earlier ones, when it completed several); else, for WebSocket frames,
         ``{"kind": "websocket", "frames": [...]}``; else, for bytes that could not be decoded,
         ``{"kind": "raw", "errors": [...]}``; else ``null`` (nothing completed yet, or not HTTP).
         """
+        meta = shown.meta.recovered()
+        sources = meta.pop("sources")
+        meta["type"] = shown.type
+        meta["type_name"] = event_type_name(shown.type)
+        meta["sources"] = {**sources, "type": shown.type_source}
+        return {"meta": meta, "http": self._http_json(shown)}
+
+    @staticmethod
+    def _http_json(shown: Shown) -> dict[str, Any] | None:
         https = [obj for obj in (http_json(item) for item in shown.items) if obj is not None]
         if https:
             last = https[-1]
             if len(https) > 1:
                 last["more"] = https[:-1]
-            return {"http": last}
+            return last
         frames = [f.to_dict() for item in shown.items for f in item.ws_frames]
         if frames:
-            return {"http": {"kind": "websocket", "frames": frames}}
+            return {"kind": "websocket", "frames": frames}
         errors = [e for item in shown.items if item.kind == "raw" for e in item.errors]
         if errors:
-            return {"http": {"kind": "raw", "errors": errors}}
-        return {"http": None}
+            return {"kind": "raw", "errors": errors}
+        return None
 
     def flush(self) -> Sequence[Decoded]:
         """At the end: the messages still in progress, marked incomplete."""

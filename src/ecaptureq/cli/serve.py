@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -14,14 +15,17 @@ from urllib.parse import urlsplit
 
 from ecaptureq import __version__
 from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, CliError
+from ecaptureq.cli.render import plural
 from ecaptureq.cli.security import add_server_security_options, server_security_kwargs
 from ecaptureq.protocol import run_log_line
-from ecaptureq.server import Server, ServerStats
+from ecaptureq.server import SHUTDOWN_GRACE, Server, ServerStats, ShutdownReport
 from ecaptureq.sources.base import Sink
 from ecaptureq.sources.demo import DemoSource
 from ecaptureq.sources.replay import ReplayError, ReplaySource, load_recording
 
-DEFAULT_LISTEN = "ws://127.0.0.1:28257/"
+DEFAULT_PORT = 28257
+"""eCaptureQ's port: real eCapture's default, and ours."""
+DEFAULT_LISTEN = f"ws://127.0.0.1:{DEFAULT_PORT}/"
 
 EXAMPLES = """\
 examples:
@@ -94,6 +98,14 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         help="print throughput, queue depths and disconnections on stderr every S seconds (default 5)",
     )
     parser.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=SHUTDOWN_GRACE,
+        metavar="S",
+        help="on Ctrl-C or SIGTERM, clients get everything queued for them; one that reads nothing for S "
+        f"seconds is closed, and what it missed is counted (default {SHUTDOWN_GRACE:g})",
+    )
+    parser.add_argument(
         "--queue-size",
         type=int,
         default=100_000,
@@ -103,39 +115,74 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     add_server_security_options(parser)
 
 
-def parse_listen(url: str) -> tuple[str, int]:
-    """Split a ``ws://HOST:PORT/`` (or ``wss://``) listen URL into host and port (default port 28257)."""
+LISTEN_OPTIONS: dict[str, str] = {"serve": "--listen", "tls": "--ecaptureq"}
+"""The option that gives the listen URL, per command (messages name the option the user typed)."""
+
+
+def parse_listen(url: str, option: str = "--listen") -> tuple[str, int]:
+    """Split a ``ws://HOST:PORT/`` (or ``wss://``) listen URL into host and port (default port 28257).
+
+    ``option`` is the option the URL came from, named in the messages.
+    """
     text = url if "://" in url else f"ws://{url}"
     parts = urlsplit(text)
     if parts.scheme not in ("ws", "wss"):
-        raise CliError(f"--listen {url!r}: expected ws://HOST:PORT/, e.g. {DEFAULT_LISTEN}")
+        raise CliError(f"{option} {url!r}: expected ws://HOST:PORT/, e.g. {DEFAULT_LISTEN}")
     try:
-        port = parts.port if parts.port is not None else 28257
+        port = parts.port if parts.port is not None else DEFAULT_PORT
     except ValueError:
-        raise CliError(f"--listen {url!r}: the port must be a number from 0 to 65535") from None
+        raise CliError(f"{option} {url!r}: the port must be a number from 0 to 65535") from None
     host = parts.hostname
     if not host:
-        raise CliError(f"--listen {url!r}: no host; use 127.0.0.1 (this machine only) or 0.0.0.0 (all)")
+        raise CliError(f"{option} {url!r}: no host; use 127.0.0.1 (this machine only) or 0.0.0.0 (all)")
     return host, port
+
+
+def cannot_listen(exc: OSError, host: str, port: int, option: str, scheme: str) -> CliError:
+    """The one-line error (exit 3) for a failed bind, with what to do about a port in use.
+
+    ``option`` is the option that sets the address, ``scheme`` the one of its URLs (``ws``, ``http``).
+    """
+    where = f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        shown = f"[{host}]" if ":" in host else host
+        why = "the address is already in use by another program"
+        if port == DEFAULT_PORT:
+            why += (
+                f" ({DEFAULT_PORT} is also real eCapture's eCaptureQ port: "
+                "is `ecapture ... --ecaptureq` running?)"
+            )
+        text = f"{why}; choose another port with {option} ({scheme}://{shown}:0/ picks a free one)"
+    else:
+        text = exc.strerror or str(exc)
+    return CliError(f"cannot listen on {where}: {text}", EXIT_CONNECTION)
 
 
 def server_from_args(args: argparse.Namespace, listen: str | None = None, command: str = "serve") -> Server:
     """Build a :class:`Server` from the ``--listen`` (or ``listen``) URL and the server options.
 
     The security options are checked here: a non-loopback address without a token is refused.
+    Messages about the URL name the option it came from (:data:`LISTEN_OPTIONS` of ``command``).
     """
     listen = args.listen if listen is None else listen
-    host, port = parse_listen(listen)
+    host, port = parse_listen(listen, LISTEN_OPTIONS.get(command, "--listen"))
     if args.heartbeat_interval <= 0:
         raise CliError("--heartbeat-interval must be positive")
     if args.queue_size < 1:
         raise CliError("--queue-size must be at least 1")
     if args.stats is not None and args.stats <= 0:
         raise CliError("--stats takes a positive number of seconds")
+    if args.shutdown_grace <= 0:
+        raise CliError("--shutdown-grace must be positive")
     scheme = urlsplit(listen if "://" in listen else f"ws://{listen}").scheme
     security = server_security_kwargs(args, host, scheme, command)
     return Server(
-        host, port, heartbeat_interval=args.heartbeat_interval, queue_size=args.queue_size, **security
+        host,
+        port,
+        heartbeat_interval=args.heartbeat_interval,
+        queue_size=args.queue_size,
+        shutdown_grace=args.shutdown_grace,
+        **security,
     )
 
 
@@ -146,7 +193,7 @@ def format_stats(now: ServerStats, before: ServerStats | None, seconds: float) -
     depths = [c.queued for c in now.clients]
     return (
         f"ecaptureq serve: stats: {now.events_published} events ({published / seconds:,.0f}/s, "
-        f"{sent_bytes / seconds / 1024:,.0f} KiB/s published), {len(now.clients)} clients, "
+        f"{sent_bytes / seconds / 1024:,.0f} KiB/s published), {plural(len(now.clients), 'client')}, "
         f"queue max {max(depths, default=0)} total {sum(depths)}, "
         f"{now.disconnections} disconnections ({now.overflow_closes} too slow, {now.flood_closes} flooding), "
         f"refused {now.refused_origin} origin / {now.refused_token} token / {now.refused_capacity} capacity"
@@ -189,9 +236,7 @@ async def serve_until_stopped(
     try:
         await server.start()
     except OSError as exc:
-        raise CliError(
-            f"cannot listen on {server.host}:{server._requested_port}: {exc.strerror or exc}", EXIT_CONNECTION
-        ) from None
+        raise cannot_listen(exc, server.host, server.requested_port, "--listen", "ws") from None
     for line in first_logs or []:
         server.publish_log(line)
     for line in banner(server, source_name):
@@ -218,8 +263,19 @@ async def serve_until_stopped(
         for pending in (task, waiter, reporter):
             if pending is not None and not pending.done():
                 pending.cancel()
-        await server.stop()
+        report_shutdown(await server.stop())
     return EXIT_OK
+
+
+def report_shutdown(report: ShutdownReport, command: str = "serve") -> None:
+    """Print, on stderr, each client closed on shutdown before it had read everything queued for it."""
+    for client in report.stalled:
+        print(
+            f"ecaptureq {command}: client {client.remote} did not read for {report.grace:g} s while "
+            f"stopping: closed with {client.undelivered} of its queued messages not delivered",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def run(args: argparse.Namespace) -> int:

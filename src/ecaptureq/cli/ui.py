@@ -10,14 +10,17 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
+from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
+from ecaptureq.cli.render import plural
 from ecaptureq.cli.security import TOKEN_ENV
-from ecaptureq.client import BadURL, ConnectError
+from ecaptureq.cli.serve import cannot_listen
+from ecaptureq.cli.watch import connect_exit_code
+from ecaptureq.client import BadURL, Connected, ConnectError, Disconnected, Status, normalize_url
 from ecaptureq.server.security import (
     BadOrigin,
     check_token,
@@ -25,7 +28,7 @@ from ecaptureq.server.security import (
     is_loopback_host,
     parse_allowed_origin,
 )
-from ecaptureq.store import CaptureStore, SqlError, StoreError
+from ecaptureq.store import CaptureStore, NotCaptureDatabase, SqlError, StoreError
 
 DEFAULT_LISTEN = "http://127.0.0.1:8080/"
 
@@ -40,8 +43,9 @@ Open the URL it prints (with ?token=... when there is a token: the page then kee
 Pages from other origins are refused (--allow-origin adds one), and so is a Host that is not loopback
 while the UI listens on loopback.
 
-exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 usage error (bad URL, not a capture database),
-            3 cannot connect to the source or cannot listen, 11 cannot write the database
+exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 usage error (bad URL), 3 cannot listen,
+            9/10 the source refused the handshake (401/403), 11 not a capture database, or it
+            cannot be written
 """
 
 
@@ -138,9 +142,29 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_CONNECTION) from None
+        raise cannot_listen(exc, host, port, "--listen", "http") from None
     sock.setblocking(False)
     return sock
+
+
+def _waiting_printer() -> Callable[[Status], None]:
+    """An ``on_status`` hook that says once on stderr that the source is not up yet (the page says more)."""
+    said = False
+
+    def on_status(status: Status) -> None:
+        nonlocal said
+        if isinstance(status, Disconnected) and not said:
+            said = True
+            print(
+                f"ecaptureq ui: waiting for source {status.reason.removeprefix('cannot connect to ')}; "
+                "retrying with backoff (the page shows the status)",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif isinstance(status, Connected):
+            said = True
+
+    return on_status
 
 
 @contextlib.contextmanager
@@ -179,28 +203,35 @@ async def serve_ui(args: argparse.Namespace) -> int:
             raise CliError("give --source URL (record and show) or --db FILE (browse a database)")
         try:
             check_capture_database(args.db)
+        except NotCaptureDatabase as exc:
+            raise CliError(str(exc), EXIT_STORAGE) from None
         except SqlError as exc:
             raise CliError(str(exc)) from None
         db: Path = args.db
     else:
         db = args.db or Path(f"ecaptureq-ui-{time.strftime('%Y%m%d-%H%M%S')}.db")
-        try:
-            store = CaptureStore(db)
-        except StoreError as exc:
-            raise CliError(str(exc), EXIT_STORAGE) from None
         source_token = _token(args.source_token, "--source-token")
         headers = {"Authorization": f"Bearer {source_token}"} if source_token else None
         try:
-            recorder = LiveRecorder(
-                args.source,
-                store,
-                origin=args.origin or None,
-                headers=headers,
-                flush_interval=args.flush_interval,
-            )
+            normalize_url(args.source)  # before the database is created: a bad URL leaves no file
         except BadURL as exc:
-            store.close()
             raise CliError(str(exc)) from None
+    # Listening comes before the database is created, so that a port in use leaves no file behind.
+    sock = _bind(host, port)
+    if args.source is not None:
+        try:
+            store = CaptureStore(db)
+        except StoreError as exc:
+            sock.close()
+            raise CliError(str(exc), EXIT_STORAGE) from None
+        recorder = LiveRecorder(
+            args.source,
+            store,
+            origin=args.origin or None,
+            headers=headers,
+            flush_interval=args.flush_interval,
+            on_status=_waiting_printer(),
+        )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -210,23 +241,13 @@ async def serve_ui(args: argparse.Namespace) -> int:
 
     tasks: list[asyncio.Task[Any]] = []
     code = EXIT_OK
-    sock: socket.socket | None = None
     try:
         if recorder is not None:
-            recording = asyncio.create_task(recorder.run())
-            tasks.append(recording)
-            first = asyncio.create_task(recorder.wait_first_connection())
-            await asyncio.wait({first, recording}, return_when=asyncio.FIRST_COMPLETED)
-            if not first.done():
-                first.cancel()
-                recording.result()
-            try:
-                first.result()
-            except ConnectError as exc:
-                raise CliError(f"cannot connect to {recorder.url}: {exc}", EXIT_CONNECTION) from None
+            # Not waited for: a source that is not up yet is retried with backoff, as watch --reconnect
+            # does, while the page shows "waiting for source".
+            tasks.append(asyncio.create_task(recorder.run()))
             print(f"ecaptureq ui: recording {recorder.url} into {db}", file=sys.stderr, flush=True)
 
-        sock = _bind(host, port)
         bound_port = sock.getsockname()[1]
         state = UiState(db=db, recorder=recorder, poll=min(args.flush_interval, 0.5))
         app = Guard(create_app(state), token=token, allowed_origins=allowed, loopback_only=loopback,
@@ -257,12 +278,13 @@ async def serve_ui(args: argparse.Namespace) -> int:
             await asyncio.wait_for(asyncio.shield(serving), 5)
     except StoreError as exc:
         raise CliError(f"stopped: {exc}; what was written before is kept", EXIT_STORAGE) from None
+    except ConnectError as exc:  # the source refused the handshake (401, 403): retrying cannot help
+        raise CliError(str(exc), connect_exit_code(exc)) from None
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if sock is not None:
-            sock.close()
+        sock.close()
         if store is not None:
             try:
                 store.close()
@@ -270,7 +292,8 @@ async def serve_ui(args: argparse.Namespace) -> int:
                 print(f"ecaptureq ui: could not write the last batch: {exc}", file=sys.stderr)
                 code = EXIT_STORAGE
             print(
-                f"ecaptureq ui: {store.stats.packets} events, {store.stats.exchanges} exchanges "
+                f"ecaptureq ui: {plural(store.stats.packets, 'event')}, "
+                f"{plural(store.stats.exchanges, 'exchange')} "
                 f"written to {db}",
                 file=sys.stderr,
             )

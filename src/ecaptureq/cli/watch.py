@@ -18,7 +18,7 @@ from ecaptureq.cli.errors import (
     EXIT_OK,
     CliError,
 )
-from ecaptureq.cli.render import event_header, json_record, render_json, render_text
+from ecaptureq.cli.render import event_header, json_record, plural, render_json, render_text
 from ecaptureq.cli.render_http import HttpView, add_decode_options
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.client import BadURL, Client, Connected, ConnectError, ConnectionLost, Status
@@ -148,7 +148,8 @@ class Printer:
                 text = render_text(event, self.verbose) or ""
             else:
                 note = f"    ({len(event.payload)} bytes: part of a message still in progress)"
-                text = "\n".join([*event_header(event), decoded.rstrip("\n") if decoded else note, ""])
+                header = event_header(event, shown.meta, shown.type)
+                text = "\n".join([*header, decoded.rstrip("\n") if decoded else note, ""])
             self.out.write(text + "\n")
         self.out.flush()
 
@@ -191,28 +192,38 @@ class Printer:
 
 
 async def consume(
-    messages: AsyncIterator[Message], printer: Printer, count: int | None, timeout: float | None
+    messages: AsyncIterator[Message],
+    printer: Printer,
+    count: int | None,
+    timeout: float | None,
+    command: str = "watch",
 ) -> int:
-    """Print messages until ``count`` events, ``timeout`` idle seconds or the end; return the exit code."""
+    """Print messages until ``count`` events, ``timeout`` idle seconds or the end; return the exit code.
+
+    Idle means no event and no run-log line: heartbeats are printed (with ``--verbose``) but do not
+    count as activity, so a server that sends them more often than ``timeout`` still times out.
+    """
     it = aiter(messages)
+    loop = asyncio.get_running_loop()
+    last_activity = loop.time()
     while count is None or printer.events < count:
         try:
-            while True:
-                message = await asyncio.wait_for(anext(it), timeout) if timeout else await anext(it)
-                printer.write(message)
-                if not isinstance(message, Heartbeat):
-                    break
+            left = None if timeout is None else last_activity + timeout - loop.time()
+            if left is not None and left <= 0:
+                raise TimeoutError
+            message = await asyncio.wait_for(anext(it), left)
         except StopAsyncIteration:
             break
         except TimeoutError:
+            idle = f"ecaptureq {command}: no event or log for {timeout:g} s"
             if count is not None:
-                print(
-                    f"ecaptureq: no event or log for {timeout:g} s; got {printer.events} of {count} events",
-                    file=sys.stderr,
-                )
+                print(f"{idle}; got {printer.events} of {count} events", file=sys.stderr)
                 return EXIT_INCOMPLETE
-            print(f"ecaptureq: no event or log for {timeout:g} s; stopping", file=sys.stderr)
+            print(f"{idle}; stopping", file=sys.stderr)
             return EXIT_OK
+        printer.write(message)
+        if not isinstance(message, Heartbeat):
+            last_activity = loop.time()
     return EXIT_OK
 
 
@@ -272,11 +283,14 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
             await client.close()
         if args.verbose:
             st = client.stats
-            print(
-                f"ecaptureq: {st.events} events, {st.logs} logs, {st.heartbeats} heartbeats, "
-                f"{st.malformed} malformed frames skipped, {st.connections} connection(s)",
-                file=sys.stderr,
-            )
+            counts = [
+                plural(st.events, "event"),
+                plural(st.logs, "log"),
+                plural(st.heartbeats, "heartbeat"),
+                plural(st.malformed, "malformed frame") + " skipped",
+                plural(st.connections, "connection"),
+            ]
+            print(f"ecaptureq watch: {', '.join(counts)}", file=sys.stderr)
     return code
 
 

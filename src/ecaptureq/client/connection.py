@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import re
 import ssl as _ssl
@@ -38,11 +39,29 @@ class ClientError(Exception):
 
 
 class ConnectError(ClientError):
-    """The server could not be reached, or refused the handshake (``status`` holds its HTTP status)."""
+    """The server could not be reached, or refused the handshake (``status`` holds its HTTP status).
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    ``url`` is the server's URL as shown in messages (any token hidden) and ``reason`` says what went
+    wrong; the message is ``cannot connect to URL: REASON``, already complete: callers print it as it is.
+    """
+
+    def __init__(self, message: str, status: int | None = None, *, url: str = "", reason: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.url = url
+        self.reason = reason or message
+
+
+def _connect_error(url: str, reason: str, status: int | None = None) -> ConnectError:
+    return ConnectError(f"cannot connect to {url}: {reason}", status, url=url, reason=reason)
+
+
+def _os_error_reason(exc: Exception) -> str:
+    if isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) == errno.ECONNREFUSED:
+        return "connection refused (is the server running, on this port?)"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 class ConnectionLost(ClientError):
@@ -112,8 +131,6 @@ class Client:
         self.display_url = redact_url(self.url)
         """The URL with any ``?token=`` value hidden: what messages show."""
         self.url_warnings = [re.sub(r"(token=)[^&\s#]*", r"\1***", w) for w in self.url_warnings]
-        for warning in self.url_warnings:
-            logger.warning("%s", warning)
         self.origin = origin
         self.reconnect = reconnect
         self.initial_backoff = initial_backoff
@@ -163,24 +180,30 @@ class Client:
                 503: "the server has too many connections; try again later",
             }.get(status, "")
             detail = hint or body[:200]
-            raise ConnectError(
-                f"{self.display_url}: the server refused the handshake with HTTP {status}"
-                + (f" ({detail})" if detail else ""),
+            raise _connect_error(
+                self.display_url,
+                f"the server refused the handshake with HTTP {status}" + (f" ({detail})" if detail else ""),
                 status,
             ) from None
         except InvalidURI as exc:
-            raise ConnectError(f"{self.display_url}: {exc}") from None
+            raise _connect_error(self.display_url, str(exc)) from None
         except InvalidHandshake as exc:
             tls_hint = "; if it serves TLS, use wss://" if self.url.startswith("ws://") else ""
-            raise ConnectError(f"{self.display_url}: not a WebSocket server ({exc}{tls_hint})") from None
+            raise _connect_error(self.display_url, f"not a WebSocket server ({exc}{tls_hint})") from None
         except _ssl.SSLCertVerificationError as exc:
-            raise ConnectError(
-                f"{self.display_url}: TLS certificate not trusted ({exc.verify_message}); "
-                "pass --ca FILE or --insecure"
+            raise _connect_error(
+                self.display_url,
+                f"TLS certificate not trusted ({exc.verify_message}); pass --ca FILE or --insecure",
+            ) from None
+        except (_ssl.SSLError, ConnectionResetError, ConnectionAbortedError, EOFError) as exc:
+            if not self.url.startswith("wss://"):
+                raise _connect_error(self.display_url, _os_error_reason(exc)) from None
+            plain = redact_url("ws://" + self.url[len("wss://") :])
+            raise _connect_error(
+                self.display_url, f"the TLS handshake failed (is it a plain ws:// server? then use {plain})"
             ) from None
         except (OSError, TimeoutError) as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            raise ConnectError(f"cannot connect to {self.display_url}: {reason}") from None
+            raise _connect_error(self.display_url, _os_error_reason(exc)) from None
 
     async def __aiter__(self) -> AsyncIterator[Message]:
         """Yield messages until the connection ends (or forever, reconnecting, with ``reconnect``)."""

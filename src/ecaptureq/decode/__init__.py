@@ -7,7 +7,7 @@ sink uses). :mod:`ecaptureq.decode.render` renders and filters them for the comm
 
 from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT, DecodedBody, decode_body, decompress, pretty_json
 from ecaptureq.decode.classify import classify_payload
-from ecaptureq.decode.decoder import Decoder
+from ecaptureq.decode.decoder import Decoder, EventTyper, TypeSource, event_type
 from ecaptureq.decode.meta import EventMeta, TextHeader, UuidInfo, event_meta, parse_uuid, split_text_header
 from ecaptureq.decode.model import Decoded, Exchange, H2Frame, HttpMessage, WebSocketFrame
 from ecaptureq.decode.render import EventFilter, format_http_text, http_json
@@ -23,6 +23,7 @@ __all__ = [
     "Decoder",
     "EventFilter",
     "EventMeta",
+    "EventTyper",
     "Exchange",
     "ExchangeTracker",
     "H2Frame",
@@ -30,6 +31,7 @@ __all__ = [
     "TextHeader",
     "TimeUnit",
     "Timestamp",
+    "TypeSource",
     "UuidInfo",
     "WebSocketFrame",
     "classify_payload",
@@ -37,6 +39,7 @@ __all__ = [
     "decompress",
     "detect_timestamp",
     "event_meta",
+    "event_type",
     "format_http_text",
     "http_json",
     "parse_uuid",

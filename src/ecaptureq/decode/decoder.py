@@ -35,6 +35,11 @@ _MAX_PENDING: Final = 128
 _MAX_HOLD: Final = 64 * 1024
 
 _Lane = Literal["h1-request", "h1-response", "h2", "ws"]
+_LANE_TYPES: Final[dict[str, int]] = {
+    "h1-request": EventType.HTTP1_REQUEST,
+    "h1-response": EventType.HTTP1_RESPONSE,
+    "ws": EventType.WEBSOCKET,
+}
 
 
 @dataclass(slots=True)
@@ -83,6 +88,12 @@ class Decoder:
         self._next_id = 1
         self.evicted = 0
         """How many connections were evicted to keep within the bounds."""
+        self.last_meta: EventMeta | None = None
+        """The metadata of the last event fed."""
+        self.last_type: int | None = None
+        """The type of the last event fed, from its connection's protocol as decoded so far and its side
+        (a client's HTTP/2 frames are requests, a server's responses; an HTTP/1.x body chunk belongs to
+        the message it continues), or ``None`` when the decoder cannot tell (see :meth:`event_type`)."""
 
     @property
     def connections(self) -> int:
@@ -95,11 +106,17 @@ class Decoder:
         return self._buffered
 
     def feed(self, event: Event) -> list[Decoded]:
-        """Decode one event; return what it completed (possibly nothing). Never raises."""
+        """Decode one event; return what it completed (possibly nothing). Never raises.
+
+        Afterwards :attr:`last_meta` and :attr:`last_type` describe the event.
+        """
+        self.last_type = None
+        self.last_meta = None
         try:
             meta = event_meta(event, write_data_type=self.write_data_type)
         except Exception as exc:  # defensive: metadata recovery is itself defensive
             return [self._raw_error(event, f"metadata: {type(exc).__name__}: {exc}")]
+        self.last_meta = meta
         out: list[Decoded] = []
         try:
             self._feed(meta, out)
@@ -185,6 +202,7 @@ class Decoder:
             return
         if lane != "h2" and lane != "ws":
             conn.lane_of[meta.stream] = lane
+        self.last_type = _LANE_TYPES.get(lane)
         if lane == "ws":
             frames, errors = parse_websocket(body)
             if frames:
@@ -334,6 +352,7 @@ class Decoder:
     def _feed_h2(self, conn: _Conn, meta: EventMeta, out: list[Decoded]) -> None:
         assert conn.h2 is not None
         side = self._h2_side(conn, meta)
+        self.last_type = EventType.HTTP2_REQUEST if side == "client" else EventType.HTTP2_RESPONSE
         result: H2Result = conn.h2.feed(side, meta.body, meta.time_ns)
         for msg in result.messages:
             out.append(self._h2_message(conn, meta, msg))
@@ -357,3 +376,55 @@ class Decoder:
         ex.stream_id = sid
         self._close(ex, meta, msg)
         return Decoded("response", meta, message=msg, exchange=ex)
+
+
+TypeSource = Literal["decoder", "proto", "payload"]
+"""Where an event's type came from: the decoder's view of its connection, the event's own ``type``
+field, or its bytes alone (:func:`classify_payload`)."""
+
+
+def event_type(decoder: Decoder, event: Event) -> tuple[int, TypeSource]:
+    """The type of ``event``, just fed to ``decoder``: the decoder's when it knows the connection, else
+    the event's own ``type``, else what its bytes alone look like."""
+    if decoder.last_type is not None:
+        return decoder.last_type, "decoder"
+    if event.type:
+        return event.type, "proto"
+    meta = decoder.last_meta
+    body = meta.body if meta is not None else event.payload
+    hint = None if meta is None or meta.direction is None else meta.direction == "write"
+    return classify_payload(body, hint), "payload"
+
+
+class EventTyper:
+    """Type captured events from their connection's protocol and direction, as the decoder knows it.
+
+    What a capture source calls to fill ``Event.type`` instead of typing each chunk alone with
+    :func:`classify_payload` (which calls an HTTP/1.x body chunk whatever its bytes look like, and a
+    server's HTTP/2 DATA frames requests). Feed every event of the capture, in order; state is bounded
+    like the :class:`Decoder`'s it keeps (bodies are not kept beyond ``body_limit``).
+
+    >>> typer = EventTyper()
+    >>> typer.type_of(Event(uuid="1_1_curl_3_1", payload=b"GET / HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n"))
+    1
+    """
+
+    def __init__(
+        self,
+        *,
+        write_data_type: int = DATA_TYPE_WRITE,
+        body_limit: int = 64 * 1024,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_buffered: int = 64 * 1024 * 1024,
+    ) -> None:
+        self._decoder = Decoder(
+            body_limit=body_limit,
+            max_connections=max_connections,
+            max_buffered=max_buffered,
+            write_data_type=write_data_type,
+        )
+
+    def type_of(self, event: Event) -> int:
+        """The type of ``event`` (the next one of the capture). Never raises."""
+        self._decoder.feed(event)
+        return event_type(self._decoder, event)[0]

@@ -186,6 +186,9 @@ class EventMeta:
     header: TextHeader | None
     connection: str
     stream: str
+    sources: dict[str, str | None]
+    """Where each of ``pid tid pname fd src_ip src_port dst_ip dst_port direction`` came from:
+    ``"proto"`` (the event's own field), ``"header"`` (its text header), ``"uuid"``, or ``None`` (unknown)."""
 
     @property
     def time_ns(self) -> int | None:
@@ -193,6 +196,24 @@ class EventMeta:
         if self.timestamp.epoch_ns is not None:
             return self.timestamp.epoch_ns
         return self.timestamp.boot_ns
+
+    def recovered(self) -> dict[str, Any]:
+        """What is known of the event's origin, each item from the best place that had it (the proto
+        field, else the text header, else the uuid), and ``sources``: where each came from. Unknown
+        values are ``None``. This is ``watch --json``'s ``meta`` object (without its type)."""
+        known = {k: v is not None for k, v in self.sources.items()}
+        return {
+            "pid": self.pid if known["pid"] else None,
+            "tid": self.tid,
+            "pname": self.pname if known["pname"] else None,
+            "fd": self.fd,
+            "src_ip": self.src_ip if known["src_ip"] else None,
+            "src_port": self.src_port if known["src_port"] else None,
+            "dst_ip": self.dst_ip if known["dst_ip"] else None,
+            "dst_port": self.dst_port if known["dst_port"] else None,
+            "direction": self.direction,
+            "sources": dict(self.sources),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form."""
@@ -237,6 +258,19 @@ def event_meta(event: Event, *, write_data_type: int = DATA_TYPE_WRITE) -> Event
     direction = h.direction
     if direction is None and info.data_type in (0, 1):
         direction = "write" if info.data_type == write_data_type else "read"
+    src_from = "proto" if event.src_ip else "header" if h.src else None
+    dst_from = "proto" if event.dst_ip else "header" if h.dst else None
+    sources: dict[str, str | None] = {
+        "pid": "proto" if event.pid else "header" if h.pid else "uuid" if info.pid else None,
+        "tid": "header" if h.tid is not None else "uuid" if info.tid is not None else None,
+        "pname": "proto" if event.pname else "header" if h.comm else "uuid" if info.comm else None,
+        "fd": "header" if h.fd is not None else "uuid" if info.fd is not None else None,
+        "src_ip": src_from,
+        "src_port": src_from,
+        "dst_ip": dst_from,
+        "dst_port": dst_from,
+        "direction": "header" if h.direction else "uuid" if direction else None,
+    }
     if info.parsed:
         connection = info.connection
         stream = info.raw
@@ -263,4 +297,5 @@ def event_meta(event: Event, *, write_data_type: int = DATA_TYPE_WRITE) -> Event
         header=header,
         connection=connection,
         stream=stream,
+        sources=sources,
     )

@@ -17,7 +17,7 @@ from typing import Any
 
 from ecaptureq.decode.bodies import looks_binary
 from ecaptureq.decode.classify import classify_payload
-from ecaptureq.decode.meta import event_meta
+from ecaptureq.decode.meta import EventMeta, event_meta
 from ecaptureq.decode.model import Decoded, HttpMessage
 from ecaptureq.protocol.messages import Event, EventType
 
@@ -227,12 +227,25 @@ class EventFilter:
             v is not None for v in (self.pid, self.pname_glob, self.host, self.port, self.types, self.grep)
         )
 
-    def matches(self, event: Event, decoded: Decoded | Sequence[Decoded] | None = None) -> bool:
-        """Whether ``event`` (and the items decoded from it, if given) passes every filter."""
+    def matches(
+        self,
+        event: Event,
+        decoded: Decoded | Sequence[Decoded] | None = None,
+        *,
+        meta: EventMeta | None = None,
+        event_type: int | None = None,
+    ) -> bool:
+        """Whether ``event`` (and the items decoded from it, if given) passes every filter.
+
+        ``meta`` is the event's metadata when already known, and ``event_type`` its type as the decoder
+        knows it from the connection (:func:`~ecaptureq.decode.event_type`); without it, ``types``
+        looks at the event's own ``type`` field and what its bytes look like.
+        """
         items: Sequence[Decoded] = (
             [] if decoded is None else [decoded] if isinstance(decoded, Decoded) else decoded
         )
-        meta = items[0].meta if items else event_meta(event)
+        if meta is None:
+            meta = items[0].meta if items else event_meta(event)
         if self.pid is not None and meta.pid != self.pid:
             return False
         if self.pname_glob is not None and not fnmatch.fnmatchcase(meta.pname or "", self.pname_glob):
@@ -241,7 +254,8 @@ class EventFilter:
             return False
         if self.host is not None and not self._host_matches(meta.src_ip, meta.dst_ip, items):
             return False
-        if self.types is not None and not self._types(event, meta.body, items) & frozenset(self.types):
+        found = {event_type} if event_type is not None else self._types(event, meta.body, items)
+        if self.types is not None and not found & frozenset(self.types):
             return False
         return not (self.grep is not None and not self._grep(meta.body, items))
 

@@ -100,5 +100,11 @@ Message = Heartbeat | RunLog | Event
 
 
 def run_log_line(message: str, level: str = "INF") -> str:
-    """Format a run-log line as eCapture's zerolog console writer does: ``2025-08-02T14:16:10Z INF msg``."""
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {level} {message}"
+    """Format a run-log line as eCapture's zerolog console writer does: ``2025-08-02T14:16:10Z INF msg``
+    and a newline."""
+    return with_newline(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {level} {message}")
+
+
+def with_newline(line: str) -> str:
+    """``line`` ending in one ``\\n``, as zerolog ends every run-log line (added only when missing)."""
+    return line if line.endswith("\n") else line + "\n"

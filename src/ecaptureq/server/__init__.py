@@ -6,9 +6,12 @@ from ecaptureq.server.hub import (
     CLOSE_SHUTDOWN,
     CLOSE_TOO_BIG,
     LOG_CACHE_SIZE,
+    SHUTDOWN_GRACE,
     ClientStats,
     Server,
     ServerStats,
+    ShutdownReport,
+    StalledClient,
 )
 
 __all__ = [
@@ -17,7 +20,10 @@ __all__ = [
     "CLOSE_SHUTDOWN",
     "CLOSE_TOO_BIG",
     "LOG_CACHE_SIZE",
+    "SHUTDOWN_GRACE",
     "ClientStats",
     "Server",
     "ServerStats",
+    "ShutdownReport",
+    "StalledClient",
 ]

@@ -32,6 +32,7 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from ecaptureq.protocol import Event, encode_event, encode_heartbeat, encode_run_log, run_log_line
+from ecaptureq.protocol.messages import with_newline
 from ecaptureq.server.security import (
     RateWindow,
     Refusal,
@@ -57,6 +58,9 @@ CLOSE_FLOOD: Final = int(CloseCode.POLICY_VIOLATION)
 CLOSE_TOO_BIG: Final = int(CloseCode.MESSAGE_TOO_BIG)
 """Close code (1009) for a client that sends a message larger than allowed."""
 
+SHUTDOWN_GRACE: Final = 5.0
+"""Seconds a client may go without reading while the server stops before it is given up on."""
+
 REFUSAL_LOG_LINES_PER_MINUTE: Final = 20
 """Most refused-handshake lines written to the run log per minute (the rest are counted and summed up)."""
 
@@ -77,6 +81,24 @@ class ClientStats:
     queued: int = 0
     queued_bytes: int = 0
     heartbeats: int = 0
+
+
+@dataclass(frozen=True)
+class StalledClient:
+    """A client that did not read for the shutdown grace period: closed before it got everything."""
+
+    remote: str
+    undelivered: int
+    """Messages that were queued for it and not delivered."""
+
+
+@dataclass(frozen=True)
+class ShutdownReport:
+    """What :meth:`Server.stop` did: how many clients it closed, and those that missed messages."""
+
+    clients: int
+    grace: float
+    stalled: list[StalledClient] = field(default_factory=list)
 
 
 @dataclass
@@ -140,6 +162,8 @@ class Server:
         open_timeout: seconds a client has to complete the opening handshake (slowloris bound).
         max_connections: most open connections; a handshake over the limit is refused with 503.
         max_inbound_rate: most messages a client may send per second; more closes it with 1008.
+        shutdown_grace: on :meth:`stop`, seconds a client may go without reading before it is closed
+            with what it has not read yet counted (a client that keeps reading gets everything).
     """
 
     def __init__(
@@ -158,9 +182,13 @@ class Server:
         open_timeout: float = 10.0,
         max_connections: int = 128,
         max_inbound_rate: float = 50.0,
+        shutdown_grace: float = SHUTDOWN_GRACE,
     ) -> None:
         if heartbeat_interval <= 0:
             raise ValueError("heartbeat_interval must be positive")
+        if shutdown_grace <= 0:
+            raise ValueError("shutdown_grace must be positive")
+        self.shutdown_grace = shutdown_grace
         if queue_size < 1 or queue_bytes < 1:
             raise ValueError("queue bounds must be positive")
         if max_message_size < 1 or open_timeout <= 0 or max_connections < 1 or max_inbound_rate <= 0:
@@ -252,6 +280,11 @@ class Server:
         self.publish_log(run_log_line(line, "WRN"))
 
     @property
+    def requested_port(self) -> int:
+        """The port asked for (0: any free one); :attr:`port` is the one bound."""
+        return self._requested_port
+
+    @property
     def port(self) -> int:
         """The TCP port the server listens on (useful with ``port=0``)."""
         if self._ws is None:
@@ -267,11 +300,17 @@ class Server:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port}/"
 
-    async def stop(self, timeout: float = 5.0) -> None:
+    async def stop(self, grace: float | None = None) -> ShutdownReport:
         """Stop gracefully: a run-log line with the totals, then every client gets what is queued for it
-        and a close with 1001."""
+        and a close with 1001.
+
+        A client that keeps reading gets everything, however long that takes. A client that reads
+        nothing for ``grace`` seconds (default :attr:`shutdown_grace`) is closed at once, and reported
+        in the returned :class:`ShutdownReport` with the number of messages it did not get.
+        """
+        grace = self.shutdown_grace if grace is None else grace
         if self._ws is None or self._closing:
-            return
+            return ShutdownReport(0, grace)
         self._drain_pending()
         st = self._stats
         self.publish_log(
@@ -287,16 +326,39 @@ class Server:
             if not client.dead:
                 client.queue.append(_SHUTDOWN)
                 client.wake.set()
-        writers = [c.writer_task for c in clients if c.writer_task is not None]
-        if writers:
-            _done, stuck = await asyncio.wait(writers, timeout=timeout)
-            for task in stuck:
-                task.cancel()
+        report = ShutdownReport(len(clients), grace)
+        loop = asyncio.get_running_loop()
+        progress = {id(c): (c.stats.sent, loop.time()) for c in clients}
+        running = {
+            c.writer_task: c for c in clients if c.writer_task is not None and not c.writer_task.done()
+        }
+        while running:
+            await asyncio.wait(running, timeout=min(0.25, grace / 4))
+            now = loop.time()
+            for task, client in list(running.items()):
+                if task.done():
+                    del running[task]
+                    continue
+                sent, since = progress[id(client)]
+                if client.stats.sent != sent:
+                    progress[id(client)] = (client.stats.sent, now)
+                elif now - since >= grace:
+                    del running[task]
+                    undelivered = sum(1 for frame in client.queue if frame is not _SHUTDOWN)
+                    client.dead = True
+                    client.queue.clear()
+                    task.cancel()
+                    if undelivered:
+                        report.stalled.append(StalledClient(client.stats.remote, undelivered))
+                        reason = f"server shutting down: {undelivered} queued messages not delivered"
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(self._close(client, CLOSE_SHUTDOWN, reason[:120]), 0.5)
         for client in clients:
             if client.conn.transport is not None and not client.conn.transport.is_closing():
                 client.conn.transport.abort()
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._ws.wait_closed(), timeout)
+            await asyncio.wait_for(self._ws.wait_closed(), grace)
+        return report
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -312,9 +374,10 @@ class Server:
     def publish_log(self, line: str) -> None:
         """Publish one run-log line: cached if among the first 128, and sent to every connected client.
 
-        Thread-safe. Lines published before :meth:`start` go to the startup cache.
+        The line is sent ending in one ``\n``, as eCapture's zerolog writer ends each line (one is added
+        when ``line`` has none). Thread-safe. Lines published before :meth:`start` go to the startup cache.
         """
-        self._publish(encode_run_log(line), True)
+        self._publish(encode_run_log(with_newline(line)), True)
 
     def publish_event(self, event: Event) -> None:
         """Publish one captured event to every connected client, in publish order. Thread-safe.

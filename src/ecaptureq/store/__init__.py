@@ -1,6 +1,6 @@
 """The capture database: a durable SQLite store with the eCaptureQ GUI's ``packets`` table and SQL."""
 
-from ecaptureq.store.schema import PACKET_COLUMNS, SCHEMA_VERSION, StoreError
+from ecaptureq.store.schema import PACKET_COLUMNS, SCHEMA_VERSION, NotCaptureDatabase, StoreError
 from ecaptureq.store.sql import PacketFilter, SqlError, open_readonly, packets_sql, quote_index, run_query
 from ecaptureq.store.writer import CaptureStore, StoreStats
 
@@ -8,6 +8,7 @@ __all__ = [
     "PACKET_COLUMNS",
     "SCHEMA_VERSION",
     "CaptureStore",
+    "NotCaptureDatabase",
     "PacketFilter",
     "SqlError",
     "StoreError",

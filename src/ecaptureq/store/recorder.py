@@ -26,7 +26,9 @@ class LiveCounters:
     """What the status bar shows about the live source."""
 
     connected: bool = False
-    status: str = "connecting"
+    waiting: bool = True
+    """No connection to the source yet: it is retried with backoff."""
+    status: str = "waiting for source: connecting"
     reconnects: int = 0
     disconnections: int = 0
     malformed: int = 0
@@ -84,6 +86,7 @@ class LiveRecorder:
             self._on_status_hook(status)
         if isinstance(status, Connected):
             c.connected = True
+            c.waiting = False
             c.status = f"connected to {status.url}"
             if status.gap is not None:
                 c.reconnects += 1
@@ -95,7 +98,11 @@ class LiveRecorder:
                 c.disconnections += 1
             c.connected = False
             retry = f"; retrying in {status.retry_in:.1f} s" if status.retry_in is not None else ""
-            c.status = f"disconnected: {status.reason}{retry}"
+            if c.waiting:
+                reason = status.reason.removeprefix(f"cannot connect to {self.client.display_url}: ")
+                c.status = f"waiting for source {self.client.display_url}: {reason}{retry}"
+            else:
+                c.status = f"disconnected: {status.reason}{retry}"
             self.store.connection_closed(status.reason)
             if self._first is not None and not self._first.done():
                 self._first.set_exception(ConnectError(status.reason))
@@ -135,9 +142,11 @@ class LiveRecorder:
                 self._on_flush_hook()
 
     async def run(self) -> None:
-        """Receive and commit until cancelled (or until the store fails, which is raised)."""
-        if self._first is None:
-            self._first = asyncio.get_running_loop().create_future()
+        """Receive and commit until cancelled (or until the store fails, which is raised).
+
+        A source that is not up yet, or goes away, is retried with backoff for ever; only a refused
+        handshake (HTTP 401 or 403) raises :class:`ConnectError`.
+        """
         tasks = [asyncio.create_task(self._consume()), asyncio.create_task(self._flush())]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -154,6 +163,7 @@ class LiveRecorder:
         c, s, cs = self.counters, self.store.stats, self.client.stats
         return {
             "connected": c.connected,
+            "waiting": c.waiting,
             "status": c.status,
             "events": s.packets,
             "events_per_s": round(c.events_per_s, 1),

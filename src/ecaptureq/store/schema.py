@@ -8,6 +8,7 @@ their heartbeats, and the decoded HTTP exchanges.
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any, Final
 
 from ecaptureq.protocol import Event
@@ -113,6 +114,69 @@ CREATE INDEX IF NOT EXISTS exchanges_started ON exchanges(started_ns);
 
 class StoreError(Exception):
     """The database cannot be used: not SQLite, a newer schema, unwritable. The message says which."""
+
+
+class SqlError(ValueError):
+    """The SQL is invalid; the message is SQLite's, with the text that failed."""
+
+
+class NotCaptureDatabase(StoreError, SqlError):
+    """The file is an SQLite database, but not a capture database (another program's, or ours damaged).
+
+    ``path`` is the file, ``tables`` the tables it has (``None`` when it could not be read at all), and
+    ``writing`` says whether it was opened to record into it. Nothing was written to it. It is both a
+    :class:`StoreError` and a :class:`SqlError`, so that readers and writers see it as theirs.
+    """
+
+    def __init__(self, path: Path, tables: list[str] | None, *, writing: bool, detail: str = "") -> None:
+        self.path = path
+        self.tables = tables
+        self.writing = writing
+        found = f"its tables: {', '.join(tables) or 'none'}" if tables is not None else detail
+        text = f"{path}: not a capture database ({found})"
+        if writing:
+            text += "; give a new file, or a database that ecaptureq record or ui wrote"
+        super().__init__(text)
+
+
+def table_names(conn: sqlite3.Connection) -> list[str]:
+    """The tables of a database, sorted (SQLite's own ``sqlite_*`` tables left out)."""
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    return sorted(name for (name,) in rows)
+
+
+def check_capture_database(
+    conn: sqlite3.Connection, path: Path, *, writing: bool, required: tuple[str, ...] = ("packets",)
+) -> bool:
+    """Check that ``conn`` is a capture database before anything is written to it; return whether it is
+    empty (a new database, which :func:`initialise` then creates).
+
+    To record into it (``writing``), a database must be empty or carry the schema version this
+    ecaptureq writes. To read it, it must have the ``required`` tables (``packets`` is the eCaptureQ
+    GUI's table, so the GUI's own databases can be queried too). Only reads are made.
+
+    Raises:
+        NotCaptureDatabase: another program's database, or a file that is not SQLite at all.
+        StoreError: a capture database written by a newer ecaptureq.
+    """
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = table_names(conn)
+    except sqlite3.DatabaseError as exc:
+        raise NotCaptureDatabase(path, None, writing=writing, detail=f"{exc}") from None
+    if not tables and version == 0:
+        if writing:
+            return True
+        raise NotCaptureDatabase(path, tables, writing=writing)
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: schema version {version} is newer than this ecaptureq's ({SCHEMA_VERSION})"
+        )
+    if writing and (version < 1 or "packets" not in tables):
+        raise NotCaptureDatabase(path, tables, writing=writing)
+    if not set(required) <= set(tables):
+        raise NotCaptureDatabase(path, tables, writing=writing)
+    return False
 
 
 def is_binary(payload: bytes) -> bool:

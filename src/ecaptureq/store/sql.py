@@ -14,7 +14,24 @@ from pathlib import Path
 from typing import Any
 
 from ecaptureq.protocol import Event
-from ecaptureq.store.schema import PACKET_COLUMNS, describe, packet_row
+from ecaptureq.store.schema import (
+    PACKET_COLUMNS,
+    NotCaptureDatabase,
+    SqlError,
+    check_capture_database,
+    describe,
+    packet_row,
+)
+
+__all__ = [
+    "PacketFilter",
+    "SqlError",
+    "is_full_query",
+    "open_readonly",
+    "packets_sql",
+    "quote_index",
+    "run_query",
+]
 
 _TOKEN = re.compile(
     r"""
@@ -31,10 +48,6 @@ _FULL_QUERY = re.compile(
     r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(select|with|values)\b", re.IGNORECASE | re.DOTALL
 )
 _SELECT_COLUMNS = ", ".join(f'"{c}"' for c in PACKET_COLUMNS)
-
-
-class SqlError(ValueError):
-    """The SQL is invalid; the message is SQLite's, with the text that failed."""
 
 
 def quote_index(sql: str) -> str:
@@ -64,19 +77,27 @@ def packets_sql(text: str) -> str:
     return f'SELECT {_SELECT_COLUMNS} FROM packets WHERE ({quote_index(text)}) ORDER BY "index"'
 
 
-def open_readonly(path: Path) -> sqlite3.Connection:
-    """Open a capture database read-only (the file must exist).
+def open_readonly(path: Path, required: tuple[str, ...] = ("packets",)) -> sqlite3.Connection:
+    """Open a capture database read-only (the file must exist, and have the ``required`` tables).
 
     Raises:
-        SqlError: the file is missing or is not a readable SQLite database.
+        SqlError: the file is missing or cannot be opened.
+        NotCaptureDatabase: it is not a capture database (another program's, or not SQLite at all).
     """
     if not path.is_file():
         raise SqlError(f"{path}: no such database file")
     try:
         conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
         raise SqlError(f"{path}: {describe(exc)}") from None
+    try:
+        check_capture_database(conn, path, writing=False, required=required)
+    except (NotCaptureDatabase, SqlError):
+        conn.close()
+        raise
+    except Exception as exc:  # StoreError: a newer schema
+        conn.close()
+        raise SqlError(str(exc)) from None
     return conn
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from ecaptureq.decode.decoder import Decoder
 from ecaptureq.decode.model import Exchange, HttpMessage
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
-from ecaptureq.store.schema import StoreError, describe, initialise, packet_row
+from ecaptureq.store.schema import StoreError, check_capture_database, describe, initialise, packet_row
 
 _INSERT_PACKET = (
     "INSERT INTO packets (timestamp, uuid, src_ip, src_port, dst_ip, dst_port, pid, pname, type, length,"
@@ -88,6 +88,21 @@ def exchange_row(row_id: int, ex: Exchange) -> tuple[Any, ...]:
     )
 
 
+def _check_before_writing(path: Path) -> None:
+    """Refuse an existing file that is not a capture database, through a read-only connection, before
+    the read-write one changes anything (even ``journal_mode=WAL`` rewrites the file's header)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: {describe(exc)}") from None
+    try:
+        check_capture_database(conn, path, writing=True)
+    finally:
+        conn.close()
+
+
 class CaptureStore:
     """A capture database open for recording. Not thread-safe: use it from one thread (or event loop).
 
@@ -97,13 +112,15 @@ class CaptureStore:
         batch_size: flush by itself once this many rows are waiting.
 
     Raises:
-        StoreError: the file cannot be opened or created, is not a capture database, or is read-only.
+        NotCaptureDatabase: the file is another program's database, or not SQLite (it is left untouched).
+        StoreError: the file cannot be opened or created, or is read-only.
     """
 
     def __init__(self, path: Path, *, decode: bool = True, batch_size: int = 5000) -> None:
         self.path = path
         self.batch_size = batch_size
         self.stats = StoreStats()
+        _check_before_writing(path)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
