@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from ecaptureq.cli.errors import CliError
+from ecaptureq.cli.terminal import json_line, visible
 from ecaptureq.store import SqlError, open_readonly, run_query
 from ecaptureq.store.export import b64
 
@@ -63,7 +63,7 @@ def _table_cell(value: Any) -> str:
         text = "x'" + value[: _CELL // 2].hex() + ("…'" if len(value) > _CELL // 2 else "'")
     else:
         text = str(value)
-    text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
+    text = visible(text, newlines=False)
     return text if len(text) <= _CELL else text[: _CELL - 1] + "…"
 
 
@@ -76,18 +76,17 @@ def run(args: argparse.Namespace) -> int:
         count = 0
         if args.json:
             for row in rows:
-                out.write(
-                    json.dumps(dict(zip(columns, map(_json_cell, row), strict=True)), ensure_ascii=False)
-                )
-                out.write("\n")
+                out.write(json_line(dict(zip(columns, map(_json_cell, row), strict=True))) + "\n")
                 count += 1
                 if args.limit and count >= args.limit:
                     break
         elif args.csv:
             writer = csv.writer(out)
-            writer.writerow(columns)
+            # CSV is data; on a terminal its captured text still gets its control characters shown
+            shown = visible if out.isatty() else str
+            writer.writerow([shown(c) for c in columns])
             for row in rows:
-                writer.writerow([_json_cell(v) for v in row])
+                writer.writerow([shown(v) if isinstance(v, str) else _json_cell(v) for v in row])
                 count += 1
                 if args.limit and count >= args.limit:
                     break
@@ -97,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
                 cells.append([_table_cell(v) for v in row])
                 if args.limit and len(cells) >= args.limit:
                     break
+            columns = [visible(c, newlines=False) for c in columns]
             widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
             out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
             out.write("  ".join("-" * w for w in widths) + "\n")
