@@ -249,6 +249,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
         tasks.append(waiter)
         done, _ = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
         state.stopping.set()
+        state.interrupt_all()
         server.should_exit = True
         for task in done:
             if task is not waiter:

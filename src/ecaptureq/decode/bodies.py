@@ -201,6 +201,21 @@ def split_grpc(data: bytes) -> tuple[list[bytes], str | None]:
     return msgs, None
 
 
+FORM_FIELDS: Final = 1000
+"""The most fields of a form body (or a query string) that are parsed; the rest are left in the text."""
+
+
+def parse_form(text: str, limit: int = FORM_FIELDS) -> tuple[list[tuple[str, str]], bool]:
+    """``application/x-www-form-urlencoded`` pairs of ``text``, at most ``limit`` of them.
+
+    Returns the pairs and whether more fields followed. Bounded work and memory whatever the text:
+    a body of millions of ``&`` is not parsed into millions of pairs.
+    """
+    pieces = text.split("&", limit)
+    cut = len(pieces) > limit
+    return parse_qsl("&".join(pieces[:limit]), keep_blank_values=True), cut
+
+
 def pretty_json(text: str) -> str:
     """``text`` pretty-printed (2-space indent) when it is JSON, else unchanged. Never raises.
 
@@ -274,7 +289,9 @@ def _decode_into(
     if text is None:
         return
     if ct == "application/x-www-form-urlencoded":
-        result.form = parse_qsl(text, keep_blank_values=True)
+        result.form, cut = parse_form(text)
+        if cut:
+            result.notes.append(f"form: only the first {FORM_FIELDS} fields are listed")
     if ct.endswith("json") or (not ct and text.lstrip()[:1] in ("{", "[")):
         try:
             json.loads(text)

@@ -11,19 +11,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import shlex
 import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from ecaptureq.decode.render import hexdump
-from ecaptureq.store import SqlError, open_readonly, quote_index, run_query
-from ecaptureq.store.export import har_entry
+from ecaptureq.store import QUERY_SECONDS, SqlError, open_readonly, quote_index, run_query
+from ecaptureq.store.export import har_entry, load_detail
+from ecaptureq.store.sql import sql_error
 
-QUERY_SECONDS: Final = 10.0
-"""A query from the browser that runs longer than this is interrupted (and reported as an error)."""
+RESULT_BYTES: Final = 8 * 1024 * 1024
+"""About the most bytes of cells one answer carries; the rows after that are left out (``truncated``)."""
 
 BODY_SHOWN: Final = 256 * 1024
 """Characters of a text body, or bytes of a binary one, that a detail carries (the rest is marked)."""
@@ -62,28 +63,25 @@ def _authorize(action: int, arg1: str | None, arg2: str | None, db: str | None, 
     return sqlite3.SQLITE_OK
 
 
-def connect(path: Path, seconds: float = QUERY_SECONDS) -> sqlite3.Connection:
-    """Open ``path`` read-only for the browser's queries: ``ATTACH`` denied, each query limited in time.
+def connect(path: Path, *, any_thread: bool = False) -> sqlite3.Connection:
+    """Open ``path`` read-only for the browser's queries, with ``ATTACH`` denied.
+
+    Bound what its queries may cost with a :class:`~ecaptureq.store.Deadline` around them.
 
     Raises:
         SqlError: the file is missing or not a readable SQLite database.
     """
-    conn = open_readonly(path)
+    conn = open_readonly(path, any_thread=any_thread)
     conn.set_authorizer(_authorize)
-    started = time.monotonic()
-
-    def too_long() -> int:
-        return int(time.monotonic() - started > seconds)
-
-    conn.set_progress_handler(too_long, 20_000)
     return conn
 
 
 def _sql_error(exc: sqlite3.Error, text: str) -> SqlError:
-    message = str(exc)
-    if message == "interrupted":
-        message = f"the query took longer than {QUERY_SECONDS:g} s and was stopped"
-    return SqlError(f"invalid SQL: {message} (in: {text.strip()})")
+    return sql_error(exc, text, QUERY_SECONDS)
+
+
+def _cells(row: Iterable[Any]) -> list[Any]:
+    return [_cell(v) for v in row]
 
 
 def exchanges_where(condition: str | None) -> str:
@@ -102,9 +100,23 @@ def exchange_rows(
     """
     sql = f"{_EXCHANGE_SELECT} WHERE id > ?{exchanges_where(condition)} ORDER BY id LIMIT ?"
     try:
-        return [list(row) for row in conn.execute(sql, (after_id, limit))]
+        return _bounded(conn.execute(sql, (after_id, limit)))
     except sqlite3.Error as exc:
         raise _sql_error(exc, condition or "") from None
+
+
+def _bounded(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
+    # A condition may add a UNION of anything: every cell is made JSON-able and short, and the answer
+    # stops at RESULT_BYTES.
+    out: list[list[Any]] = []
+    size = 0
+    for row in rows:
+        cells = _cells(row)
+        out.append(cells)
+        size += sum(len(c) if isinstance(c, str) else 8 for c in cells)
+        if size > RESULT_BYTES:
+            break
+    return out
 
 
 def exchange_rows_by_id(
@@ -117,7 +129,7 @@ def exchange_rows_by_id(
     marks = ", ".join("?" * len(wanted))
     sql = f"{_EXCHANGE_SELECT} WHERE id IN ({marks}){exchanges_where(condition)} ORDER BY id"
     try:
-        return [list(row) for row in conn.execute(sql, wanted)]
+        return _bounded(conn.execute(sql, wanted))
     except sqlite3.Error as exc:
         raise _sql_error(exc, condition or "") from None
 
@@ -133,6 +145,8 @@ def _cell(value: Any) -> Any:
         return f"x'{shown}{'…' if len(value) > CELL_SHOWN // 2 else ''}'"
     if isinstance(value, str) and len(value) > CELL_SHOWN:
         return value[:CELL_SHOWN] + "…"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # 1e999 is infinite in SQLite; JSON has no such number
     return value
 
 
@@ -146,18 +160,17 @@ def packet_rows(conn: sqlite3.Connection, text: str, limit: int = 5000) -> dict[
         SqlError: SQLite refused the query (its message is kept), or it took too long.
     """
     try:
-        columns, rows = run_query(conn, text)
+        columns, rows = run_query(conn, text, QUERY_SECONDS)
         out: list[list[Any]] = []
+        size = 0
         for row in rows:
-            if len(out) == limit:
+            if len(out) == limit or size > RESULT_BYTES:
                 return {"columns": columns, "rows": out, "truncated": True}
-            out.append([_cell(v) for v in row])
+            cells = _cells(row)
+            size += sum(len(c) if isinstance(c, str) else 8 for c in cells)
+            out.append(cells)
     except sqlite3.Error as exc:  # run_query maps most errors; an interrupt can escape mid-iteration
         raise _sql_error(exc, text) from None
-    except SqlError as exc:
-        if "interrupted" in str(exc):
-            raise SqlError(f"the query took longer than {QUERY_SECONDS:g} s and was stopped") from None
-        raise
     return {"columns": columns, "rows": out, "truncated": False}
 
 
@@ -258,10 +271,13 @@ def _message_view(message: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def exchange_detail(conn: sqlite3.Connection, exchange_id: int) -> dict[str, Any] | None:
     """Everything the detail pane shows about one exchange, or ``None`` when there is no such id."""
-    row = conn.execute("SELECT detail FROM exchanges WHERE id = ?", (exchange_id,)).fetchone()
-    if row is None:
+    try:
+        row = conn.execute("SELECT detail FROM exchanges WHERE id = ?", (exchange_id,)).fetchone()
+    except sqlite3.Error as exc:
+        raise _sql_error(exc, f"exchange {exchange_id}") from None
+    detail = load_detail(row[0]) if row is not None else None
+    if detail is None:
         return None
-    detail: dict[str, Any] = json.loads(row[0])
     return {
         "id": exchange_id,
         "protocol": detail.get("protocol"),
@@ -281,11 +297,14 @@ def exchange_detail(conn: sqlite3.Connection, exchange_id: int) -> dict[str, Any
 
 def packet_detail(conn: sqlite3.Connection, index: int) -> dict[str, Any] | None:
     """One packet's metadata and its payload as text (when printable) or a hex dump."""
-    row = conn.execute(
-        'SELECT "index", timestamp, uuid, src_ip, src_port, dst_ip, dst_port, pid, pname, type, length,'
-        ' is_binary, payload_binary FROM packets WHERE "index" = ?',
-        (index,),
-    ).fetchone()
+    try:
+        row = conn.execute(
+            'SELECT "index", timestamp, uuid, src_ip, src_port, dst_ip, dst_port, pid, pname, type, length,'
+            ' is_binary, payload_binary FROM packets WHERE "index" = ?',
+            (index,),
+        ).fetchone()
+    except sqlite3.Error as exc:
+        raise _sql_error(exc, f"packet {index}") from None
     if row is None:
         return None
     keys = ("index", "timestamp", "uuid", "src_ip", "src_port", "dst_ip", "dst_port", "pid", "pname")
