@@ -1,4 +1,4 @@
-"""Hostile captures for the tests and the bomb benchmark: what a server a monitored process talks to sends.
+"""Hostile captures for the tests: what a server a monitored process talks to can send.
 
 Events are built as eCapture sends them (uuid ``pid_tid_comm_fd_datatype``; data_type 1 = SSL_write, the
 request side, 0 = SSL_read), and written as the JSON Lines ``serve --replay`` plays.
@@ -6,22 +6,16 @@ request side, 0 = SSL_read), and written as the JSON Lines ``serve --replay`` pl
 
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import brotli  # type: ignore[import-untyped]
 import hpack
-import zstandard
 
 from ecaptureq.protocol import Event, RunLog
 from ecaptureq.protocol.jsonl import to_json
 
 BASE_NS = 1_760_495_631_000_000_000
-DECODED = 16 * 1024 * 1024
-"""What each bomb expands to: 16 MiB, the decoder's default per-body cap."""
 
 CLIPBOARD = "\x1b]52;c;cHduZWQ=\x07"
 """OSC 52: write 'pwned' into the terminal user's clipboard."""
@@ -55,7 +49,7 @@ def h1_exchange(
 def response(body: bytes, headers: Sequence[tuple[str, str]] = ()) -> bytes:
     """An HTTP/1.1 200 response carrying ``body`` with Content-Length and ``headers``."""
     head = "".join(f"{k}: {v}\r\n" for k, v in headers)
-    return f"HTTP/1.1 200 OK\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
+    return f"HTTP/1.1 200 OK\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
 
 def get(path: str = "/", headers: Sequence[tuple[str, str]] = (("Host", "api.example.com"),)) -> bytes:
@@ -105,47 +99,6 @@ def write_jsonl(path: Path, events: Iterable[Event], logs: Iterable[str] = ()) -
         for ev in events:
             out.write(json.dumps(to_json(ev)) + "\n")
     return path
-
-
-def _deflate(data: bytes) -> bytes:
-    c = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS)
-    return c.compress(data) + c.flush()
-
-
-def bomb_corpus() -> dict[str, list[Event]]:
-    """The decompression and amplification bombs, one exchange each: name -> its two events.
-
-    gzip, nested gzip (``gzip, gzip``), br, zstd and deflate bodies that decode to 16 MiB; a text body of
-    control characters (each one costs 6 bytes as a JSON ``\\u0001`` escape); a form body of millions of
-    empty fields.
-    """
-    zeros = bytes(DECODED)
-    controls = b"\x01" * DECODED
-    form = b"a&" * (DECODED // 2)
-    bodies: dict[str, tuple[bytes, str, str]] = {
-        "gzip": (gzip.compress(zeros, 9), "gzip", "application/octet-stream"),
-        "nested gzip": (gzip.compress(gzip.compress(zeros, 9), 9), "gzip, gzip", "application/octet-stream"),
-        "br": (brotli.compress(zeros, quality=11), "br", "application/octet-stream"),
-        "zstd": (zstandard.ZstdCompressor(level=19).compress(zeros), "zstd", "application/octet-stream"),
-        "deflate": (_deflate(zeros), "deflate", "application/octet-stream"),
-        "control text": (gzip.compress(controls, 9), "gzip", "text/plain; charset=utf-8"),
-        "form": (gzip.compress(form, 9), "gzip", "application/x-www-form-urlencoded"),
-    }
-    corpus: dict[str, list[Event]] = {}
-    for i, (name, (body, coding, ctype)) in enumerate(bodies.items()):
-        resp = response(body, [("Content-Type", ctype), ("Content-Encoding", coding)])
-        corpus[name] = h1_exchange(get(f"/bomb/{i}"), resp, pname="victim", fd=100 + i, n=2 * i)
-    # a form bomb posted by the client as well (the request side is decoded the same way)
-    req = post(
-        gzip.compress(form, 9),
-        [
-            ("Host", "api.example.com"),
-            ("Content-Encoding", "gzip"),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-        ],
-    )
-    corpus["form request"] = h1_exchange(req, response(b"ok"), pname="victim", fd=199, n=40)
-    return corpus
 
 
 def wire_bytes(events: Iterable[Event]) -> int:

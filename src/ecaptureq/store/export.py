@@ -11,8 +11,8 @@ import base64
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterator
-from typing import Any, TextIO
+from collections.abc import Iterator, Sequence
+from typing import Any, Final, TextIO
 from urllib.parse import SplitResult, urlsplit
 
 from ecaptureq import __version__
@@ -162,16 +162,49 @@ def har_entry(detail: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_detail(text: Any) -> dict[str, Any] | None:
-    """An exchange's stored ``detail`` as a dict, or ``None`` when it is not one (a ``UNION`` in a filter
-    can put anything in that column)."""
+STORED_SELECT: Final = (
+    "SELECT detail, request_headers, response_headers, request_body, response_body, request_body_text,"
+    " response_body_text FROM exchanges"
+)
+"""The columns :func:`load_exchange` takes, in order."""
+
+
+def _json_value(text: Any) -> Any:
     if not isinstance(text, str | bytes):
         return None
     try:
-        detail = json.loads(text)
+        return json.loads(text)
     except (ValueError, RecursionError):
         return None
-    return detail if isinstance(detail, dict) else None
+
+
+def _merge(msg: Any, headers: Any, body: Any, text: Any) -> None:
+    # Databases written before bodies had their own columns only keep them in detail: leave those.
+    if not isinstance(msg, dict) or "headers" in msg:
+        return
+    pairs = _json_value(headers)
+    msg["headers"] = (
+        [p for p in pairs if isinstance(p, list) and len(p) == 2] if isinstance(pairs, list) else []
+    )
+    msg["body_text"] = text if isinstance(text, str) else None
+    data = body if isinstance(body, bytes) else b""
+    msg["body_b64"] = b64(data) if msg["body_text"] is None and data else None
+    ctype = str(msg.get("content_type") or "").split(";", 1)[0].strip().lower()
+    if ctype == "application/x-www-form-urlencoded" and msg["body_text"] is not None:
+        msg["form"] = parse_form(msg["body_text"])[0]
+
+
+def load_exchange(row: Sequence[Any]) -> dict[str, Any] | None:
+    """An exchange as :meth:`Exchange.to_dict` has it, from the columns of :data:`STORED_SELECT` (bodies
+    as stored: capped), or ``None`` when ``detail`` is not an exchange (a ``UNION`` in a filter can put
+    anything in a column)."""
+    detail = _json_value(row[0]) if row else None
+    if not isinstance(detail, dict):
+        return None
+    if len(row) >= 7:
+        _merge(detail.get("request"), row[1], row[3], row[5])
+        _merge(detail.get("response"), row[2], row[4], row[6])
+    return detail
 
 
 def har_entries(db: sqlite3.Connection, condition: str | None = None) -> Iterator[dict[str, Any]]:
@@ -182,7 +215,7 @@ def har_entries(db: sqlite3.Connection, condition: str | None = None) -> Iterato
         SqlError: the condition is not valid SQL for the ``exchanges`` table (raised before the first
             entry), or the query failed on the way.
     """
-    sql = f"SELECT detail FROM exchanges{_where(condition)} ORDER BY started_ns, id"
+    sql = f"{STORED_SELECT}{_where(condition)} ORDER BY started_ns, id"
     try:
         cursor = db.execute(sql)
     except sqlite3.Error as exc:
@@ -190,8 +223,8 @@ def har_entries(db: sqlite3.Connection, condition: str | None = None) -> Iterato
 
     def entries() -> Iterator[dict[str, Any]]:
         try:
-            for (text,) in cursor:
-                detail = load_detail(text)
+            for row in cursor:
+                detail = load_exchange(row)
                 if detail is not None:
                     yield har_entry(detail)
         except sqlite3.Error as exc:

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from ecaptureq.decode.render import hexdump
 from ecaptureq.store import QUERY_SECONDS, SqlError, open_readonly, quote_index, run_query
-from ecaptureq.store.export import har_entry, load_detail
+from ecaptureq.store.export import STORED_SELECT, har_entry, load_exchange
 from ecaptureq.store.sql import sql_error
 
 RESULT_BYTES: Final = 8 * 1024 * 1024
@@ -272,10 +272,10 @@ def _message_view(message: dict[str, Any] | None) -> dict[str, Any] | None:
 def exchange_detail(conn: sqlite3.Connection, exchange_id: int) -> dict[str, Any] | None:
     """Everything the detail pane shows about one exchange, or ``None`` when there is no such id."""
     try:
-        row = conn.execute("SELECT detail FROM exchanges WHERE id = ?", (exchange_id,)).fetchone()
+        row = conn.execute(f"{STORED_SELECT} WHERE id = ?", (exchange_id,)).fetchone()
     except sqlite3.Error as exc:
         raise _sql_error(exc, f"exchange {exchange_id}") from None
-    detail = load_detail(row[0]) if row is not None else None
+    detail = load_exchange(row) if row is not None else None
     if detail is None:
         return None
     return {
