@@ -12,7 +12,6 @@ import base64
 import binascii
 import json
 import math
-import shlex
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from ecaptureq.decode.render import hexdump
 from ecaptureq.store import QUERY_SECONDS, SqlError, open_readonly, quote_index, run_query
 from ecaptureq.store.export import STORED_SELECT, har_entry, load_exchange
 from ecaptureq.store.sql import sql_error
+from ecaptureq.web.curl import curl_command
 
 RESULT_BYTES: Final = 8 * 1024 * 1024
 """About the most bytes of cells one answer carries; the rows after that are left out (``truncated``)."""
@@ -201,54 +201,6 @@ def body_view(message: dict[str, Any] | None) -> dict[str, Any]:
     return {"kind": "empty", "text": "", "size": size, "truncated": False}
 
 
-_CURL_SKIPPED: Final = frozenset(
-    {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"}
-)
-
-
-def curl_command(detail: dict[str, Any]) -> str | None:
-    """The request as a ``curl`` command line (POSIX shell quoting), or ``None`` without a request.
-
-    The body is the decoded one, so ``Content-Encoding`` is left out when the capture had one; a binary
-    body is piped in with ``printf``.
-    """
-    req = detail.get("request")
-    if not req:
-        return None
-    url = har_entry(detail)["request"]["url"]
-    method = req.get("method") or "GET"
-    parts = ["curl"]
-    if detail.get("protocol") == "h2":
-        parts.append("--http2")
-    if method != "GET":
-        parts += ["-X", shlex.quote(method)]
-    parts.append(shlex.quote(url))
-    decoded = bool(req.get("content_encoding"))
-    for name, value in req.get("headers") or []:
-        lower = name.lower()
-        if lower.startswith(":") or lower in _CURL_SKIPPED or (decoded and lower == "content-encoding"):
-            continue
-        parts += ["-H", shlex.quote(f"{name}: {value}")]
-    prefix = ""
-    if req.get("body_text"):
-        parts += ["--data-raw", shlex.quote(req["body_text"])]
-    elif req.get("body_b64"):
-        data = base64.b64decode(req["body_b64"])
-        escaped = "".join(f"\\x{b:02x}" for b in data)
-        prefix = f"printf '%b' '{escaped}' | "
-        parts += ["--data-binary", "@-"]
-    lines: list[str] = []
-    line = prefix + parts[0]
-    i = 1
-    while i < len(parts):  # one option (with its value) per line
-        take = 2 if parts[i].startswith("-") and parts[i] not in ("--http2",) else 1
-        lines.append(line)
-        line = "  " + " ".join(parts[i : i + take])
-        i += take
-    lines.append(line)
-    return " \\\n".join(lines)
-
-
 def _message_view(message: dict[str, Any] | None) -> dict[str, Any] | None:
     if message is None:
         return None
@@ -278,6 +230,7 @@ def exchange_detail(conn: sqlite3.Connection, exchange_id: int) -> dict[str, Any
     detail = load_exchange(row) if row is not None else None
     if detail is None:
         return None
+    url = har_entry(detail)["request"]["url"] if isinstance(detail.get("request"), dict) else None
     return {
         "id": exchange_id,
         "protocol": detail.get("protocol"),
@@ -288,10 +241,11 @@ def exchange_detail(conn: sqlite3.Connection, exchange_id: int) -> dict[str, Any
         "dst": f"{detail.get('dst_ip') or ''}:{detail.get('dst_port') or 0}",
         "started_ns": detail.get("started_ns"),
         "latency": detail.get("latency"),
-        "url": har_entry(detail)["request"]["url"] if detail.get("request") else None,
+        "url": url,
         "request": _message_view(detail.get("request")),
         "response": _message_view(detail.get("response")),
-        "curl": curl_command(detail),
+        "curl": curl_command(detail, url or "", "posix"),
+        "curl_fish": curl_command(detail, url or "", "fish"),
     }
 
 

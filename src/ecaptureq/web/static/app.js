@@ -408,13 +408,18 @@ async function showExchange(id) {
   if (d.url) nodes.push(el("p", "meta url", d.url));
   if (d.curl) {
     const actions = el("div", "actions");
-    const copy = el("button", "button", "Copy as curl");
+    // One command per shell family: no quoting is inert in both POSIX shells and fish.
+    const copy = el("button", "button", "Copy as curl (bash, zsh, sh)");
     copy.id = "copy-curl";
     copy.type = "button";
     copy.addEventListener("click", () => copyText(d.curl, copy));
+    const copyFish = el("button", "button", "Copy as curl (fish)");
+    copyFish.id = "copy-curl-fish";
+    copyFish.type = "button";
+    copyFish.addEventListener("click", () => copyText(d.curl_fish, copyFish));
     const details = el("details", "curl");
-    details.append(el("summary", "", "curl command"), el("pre", "curl-text", d.curl));
-    actions.append(copy);
+    details.append(el("summary", "", "curl command (bash, zsh, sh)"), el("pre", "curl-text", d.curl));
+    actions.append(copy, copyFish);
     nodes.push(actions, details);
   }
   nodes.push(messageBlock("Request", d.request), messageBlock("Response", d.response));
