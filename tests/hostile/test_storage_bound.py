@@ -18,7 +18,8 @@ from ecaptureq.bench.bombs import BUDGET_SLACK, format_table, measure_corpus
 from ecaptureq.store import CaptureStore
 
 STORED_BYTES = (
-    "SELECT (SELECT coalesce(sum(length(CAST(payload_utf8 AS BLOB)) + length(payload_binary)), 0) FROM packets)"
+    "SELECT (SELECT coalesce(sum(length(CAST(payload_utf8 AS BLOB)) + length(payload_binary)), 0)"
+    " FROM packets)"
     " + (SELECT coalesce(sum(coalesce(length(CAST(request_headers AS BLOB)), 0)"
     " + coalesce(length(CAST(response_headers AS BLOB)), 0) + coalesce(length(request_body), 0)"
     " + coalesce(length(response_body), 0) + coalesce(length(CAST(request_body_text AS BLOB)), 0)"
