@@ -6,16 +6,28 @@ generated exchanges through the store (hypothesis).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import brotli  # type: ignore[import-untyped]
+import httpx
+import pytest
+from conftest import CLI, ENV, start_serve, stop_serve
+from hostile_support import write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecaptureq.bench.bombs import BUDGET_SLACK, format_table, measure_corpus
+from ecaptureq.bench.bombs import BUDGET_SLACK, DECODED, bomb_corpus, format_table, measure_corpus
 from ecaptureq.store import CaptureStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
+from ui_support import start_ui, stop_ui
 
 STORED_BYTES = (
     "SELECT (SELECT coalesce(sum(length(CAST(payload_utf8 AS BLOB)) + length(payload_binary)), 0)"
@@ -97,3 +109,68 @@ def test_generated_exchanges_stored_within_budget(
     store.close()
     wire_bytes = sum(len(e.payload) for e in events)
     assert _stored(path) <= 2 * wire_bytes + BUDGET_SLACK
+
+
+def _peak_rss_of(cmd: list[str]) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """Run ``cmd`` to completion, sampling its VmHWM (peak RSS, bytes) until it exits."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    peak = 0
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read() if proc.stdout else ""))
+    reader.start()
+    while proc.poll() is None:
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) * 1024)
+        time.sleep(0.02)
+    reader.join()
+    err = proc.stderr.read() if proc.stderr else ""
+    return peak, subprocess.CompletedProcess(cmd, proc.returncode, "".join(out), err)
+
+
+def _watch_peak(tmp_path: Path, names: list[str], *args: str) -> tuple[int, subprocess.CompletedProcess[str]]:
+    corpus = bomb_corpus()
+    events = [e for n in names for e in corpus[n]]
+    served = start_serve("--replay", str(write_jsonl(tmp_path / f"w{len(names)}{args}.jsonl", events)))
+    try:
+        return _peak_rss_of(
+            [*CLI, "watch", served.url, "--count", str(len(events)), "--timeout", "20", *args]
+        )
+    finally:
+        stop_serve(served)
+
+
+@pytest.mark.parametrize("mode", [(), ("--json",)])
+def test_watch_memory_does_not_follow_decoded_bodies(tmp_path: Path, mode: tuple[str, ...]) -> None:
+    base, plain = _watch_peak(tmp_path, ["plain (baseline)"], *mode)
+    assert plain.returncode == 0, plain.stderr
+    bombs = [n for n in bomb_corpus() if "baseline" not in n]
+    peak, result = _watch_peak(tmp_path, bombs, *mode)
+    assert result.returncode == 0, result.stderr
+    # decoding is capped at 16 MiB per body; a few copies of that, never 6x for JSON escapes (was 276 MB)
+    assert peak <= base + 6 * DECODED, (base, peak)
+    assert len(result.stdout) <= 16 * 1024 * 1024  # 9 exchanges of ~16 KB: no 246 MB of JSON
+
+
+def test_ui_serves_har_of_bombs_streaming(tmp_path: Path) -> None:
+    db = tmp_path / "bombs.db"
+    store = CaptureStore(db)
+    store.connection_opened("ws://127.0.0.1:1/")
+    for events in bomb_corpus().values():
+        for ev in events:
+            store.add(ev)
+    store.close()
+    ui = start_ui("--db", str(db))
+    try:
+        har = httpx.get(f"{ui.base}/api/har", timeout=60)
+        assert har.status_code == 200
+        assert len(har.json()["log"]["entries"]) == len(bomb_corpus())
+        assert len(har.content) < 1024 * 1024  # was 2 GB for 20 such exchanges
+        rss = 0
+        for line in Path(f"/proc/{ui.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                rss = int(line.split()[1]) * 1024
+        assert 0 < rss < 200 * 1024 * 1024, rss  # was 5.9 GB
+    finally:
+        stop_ui(ui)

@@ -21,6 +21,10 @@ import zstandard
 DEFAULT_BODY_LIMIT: Final = 16 * 1024 * 1024
 """Default cap on a decoded (decompressed) body, in bytes: 16 MiB."""
 
+JSON_PARSE_LIMIT: Final = 1024 * 1024
+"""Bodies longer than this are not parsed to check that they are JSON (parsing costs several times the
+text in memory: ``[0,0,0,...]`` is millions of objects); their Content-Type decides."""
+
 _CHUNK: Final = 64 * 1024
 _ZLIB_PIECE: Final = 1024
 _TEXT_TYPES: Final = (
@@ -222,6 +226,8 @@ def pretty_json(text: str) -> str:
     Kept out of :func:`decode_body` because Python's indenting JSON encoder is slow: renderers call
     it for what they show.
     """
+    if len(text) > JSON_PARSE_LIMIT:
+        return text
     try:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     except (ValueError, RecursionError):
@@ -293,12 +299,15 @@ def _decode_into(
         if cut:
             result.notes.append(f"form: only the first {FORM_FIELDS} fields are listed")
     if ct.endswith("json") or (not ct and text.lstrip()[:1] in ("{", "[")):
-        try:
-            json.loads(text)
-        except ValueError:
-            pass
+        if len(text) > JSON_PARSE_LIMIT:
+            result.is_json = ct.endswith("json")
         else:
-            result.is_json = True
+            try:
+                json.loads(text)
+            except (ValueError, RecursionError):
+                pass
+            else:
+                result.is_json = True
     result.text = text
 
 

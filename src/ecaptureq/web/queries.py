@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from ecaptureq.decode.bodies import JSON_PARSE_LIMIT
 from ecaptureq.decode.render import hexdump
 from ecaptureq.store import QUERY_SECONDS, SqlError, open_readonly, quote_index, run_query
 from ecaptureq.store.export import STORED_SELECT, har_entry, load_exchange
@@ -182,11 +183,11 @@ def body_view(message: dict[str, Any] | None) -> dict[str, Any]:
     text = message.get("body_text")
     if text is not None:
         kind = "text"
-        if message.get("is_json"):
+        if message.get("is_json") and len(text) <= JSON_PARSE_LIMIT:
             try:
                 text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
                 kind = "json"
-            except ValueError:
+            except (ValueError, RecursionError):
                 pass
         cut = len(text) > BODY_SHOWN
         return {"kind": kind if text else "empty", "text": text[:BODY_SHOWN], "size": size, "truncated": cut}
