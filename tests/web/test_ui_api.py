@@ -13,7 +13,9 @@ import pytest
 from conftest import run_cli, start_serve, stop_serve
 from ui_support import Ui, make_database, make_demo_database, start_ui, stop_ui
 
-from ecaptureq.web.queries import body_view, curl_command
+from ecaptureq.store.export import har_entry
+from ecaptureq.web.curl import curl_command
+from ecaptureq.web.queries import body_view
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -168,7 +170,7 @@ def test_foreign_origin_and_host_are_refused(ui: Ui) -> None:
 
 def test_token_required(ui_token: Ui) -> None:
     assert ui_token.url == f"{ui_token.base}/?token={TOKEN}"
-    for path in ("/", "/api/status", "/api/exchanges", "/static/app.js"):
+    for path in ("/api/status", "/api/exchanges", "/api/exchange/1", "/api/har", "/api/stream"):
         refused = httpx.get(f"{ui_token.base}{path}")
         assert refused.status_code == 401, path
         assert refused.headers["www-authenticate"].startswith("Bearer")
@@ -180,23 +182,21 @@ def test_token_required(ui_token: Ui) -> None:
     assert httpx.get(f"{ui_token.base}/api/status", params={"token": TOKEN}).status_code == 401
 
 
-def test_token_in_page_url_sets_cookie_and_redirects(ui_token: Ui) -> None:
-    login = httpx.get(ui_token.url)
-    assert login.status_code == 303
-    assert login.headers["location"] == "/"
-    cookie = login.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    port = ui_token.base.rsplit(":", 1)[1]
-    name = f"ecaptureq_ui_{port}"
-    assert cookie.startswith(f"{name}={TOKEN};")
-    with httpx.Client(base_url=ui_token.base, cookies={name: TOKEN}) as client:
-        assert client.get("/").status_code == 200
-        assert client.get("/api/status").status_code == 200
+def test_no_cookie_carries_the_token_tickets_are_single_use(ui_token: Ui) -> None:
+    # the page and its files hold no data: served without the token, and they set no cookie
+    for path in ("/", f"/?token={TOKEN}", "/static/app.js"):
+        page = httpx.get(f"{ui_token.base}{path}")
+        assert page.status_code == 200 and "set-cookie" not in page.headers, path
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.post(f"{ui_token.base}/api/ticket").status_code == 401
+    ticket = httpx.post(f"{ui_token.base}/api/ticket", headers=bearer).json()["ticket"]
+    assert httpx.get(f"{ui_token.base}/api/status", params={"ticket": ticket}).status_code == 401  # not there
+    assert httpx.get(f"{ui_token.base}/api/har", params={"ticket": ticket}).status_code == 200
+    assert httpx.get(f"{ui_token.base}/api/har", params={"ticket": ticket}).status_code == 401  # used
+    with httpx.Client(base_url=ui_token.base, headers=bearer) as client:
         assert client.get("/api/status", headers={"Origin": "https://evil.example"}).status_code == 403
         trusted = client.get("/api/status", headers={"Origin": "http://trusted.example:9000"})
         assert trusted.status_code == 200
-    wrong = httpx.get(f"{ui_token.base}/?token=wrong")
-    assert wrong.status_code == 401
 
 
 def test_live_mode_records_while_it_shows(tmp_path: Path) -> None:
@@ -260,8 +260,9 @@ def test_curl_command_text_and_binary() -> None:
             "body_text": "user=o'neil",
         },
     }
-    assert curl_command(detail) == (
-        "curl \\\n  -X POST \\\n  'https://a.example/login?next=/a b' \\\n  -H 'Host: a.example' \\\n"
+    url = har_entry(detail)["request"]["url"]
+    assert curl_command(detail, url) == (
+        "curl \\\n  -X POST \\\n  --url 'https://a.example/login?next=/a b' \\\n  -H 'Host: a.example' \\\n"
         "  -H 'X-Q: it'\"'\"'s' \\\n  --data-raw 'user=o'\"'\"'neil'"
     )
     detail["protocol"] = "h2"
@@ -272,11 +273,11 @@ def test_curl_command_text_and_binary() -> None:
         "content_encoding": "gzip",
         "body_b64": base64.b64encode(b"\x00\xff'").decode(),
     }
-    assert curl_command(detail) == (
-        "printf '%b' '\\x00\\xff\\x27' | curl \\\n  --http2 \\\n  -X PUT \\\n  https://b.example/blob \\\n"
+    assert curl_command(detail, "https://b.example/blob") == (
+        "printf '\\000\\377\\047' | curl \\\n  --http2 \\\n  -X PUT \\\n  --url https://b.example/blob \\\n"
         "  --data-binary @-"
     )
-    assert curl_command({"request": None}) is None
+    assert curl_command({"request": None}, "") is None
 
 
 def test_body_view() -> None:

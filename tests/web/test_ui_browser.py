@@ -216,13 +216,17 @@ def test_token_and_foreign_origin(tmp_path: Path, page: Any) -> None:
     ui = start_ui("--db", str(db), "--token", TOKEN)
     evil = EvilPages(ui.base)
     try:
-        without = page.goto(f"{ui.base}/")
-        assert without is not None and without.status == 401
-        page.goto(ui.url)  # ?token=... sets the cookie and redirects to /
+        page.goto(f"{ui.base}/")  # the page holds no data; without the token its API calls get 401
+        without = page.evaluate("() => fetch('/api/status').then(r => r.status)")
+        assert without == 401
+        page.evaluate("() => sessionStorage.clear()")
+        page.goto(ui.url)  # ?token=... is kept in sessionStorage and removed from the address bar
         assert page.url == f"{ui.base}/"
         wait_rows(page, 30)
-        api = page.evaluate("() => fetch('/api/status').then(r => r.status)")
+        api = page.evaluate("() => fetch('/api/status', {headers: authHeaders()}).then(r => r.status)")
         assert api == 200
+        assert page.evaluate("() => fetch('/api/status').then(r => r.status)") == 401  # no ambient cookie
+        assert page.context.cookies() == []
         with page.expect_response(lambda r: r.url.endswith("/api/status")) as refused:
             page.goto(f"http://evil.example:{evil.port}/")
         assert refused.value.status == 403
@@ -298,3 +302,51 @@ def socket_refusing() -> Iterator[int]:
         yield sock.getsockname()[1]
     finally:
         sock.close()
+
+
+class RecordingServer:
+    """An HTTP server on another 127.0.0.1 port that records the headers of every request it gets."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, str]] = []
+        seen = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append({k.lower(): v for k, v in self.headers.items()} | {":path": self.path})
+                body = b"<!doctype html><title>other</title>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_another_local_port_receives_no_credential(tmp_path: Path, page: Any) -> None:
+    db = make_database(tmp_path / "t.db", 30)
+    ui = start_ui("--db", str(db), "--token", TOKEN)
+    other = RecordingServer()
+    try:
+        page.goto(ui.url)
+        wait_rows(page, 30)  # logged in: the API answers the page
+        for host in ("127.0.0.1", "localhost"):
+            page.goto(f"http://{host}:{other.port}/")
+        assert len(other.requests) >= 2
+        for request in other.requests:
+            assert TOKEN not in json.dumps(request), request
+            assert "cookie" not in request and "authorization" not in request, request
+        assert page.context.cookies() == []
+    finally:
+        other.close()
+        stop_ui(ui)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from ecaptureq.cli.errors import EXIT_STORAGE, CliError
 from ecaptureq.store import NotCaptureDatabase, SqlError, open_readonly
-from ecaptureq.store.export import har_document, write_jsonl
+from ecaptureq.store.export import write_har, write_jsonl
 
 EXAMPLES = """\
 examples:
@@ -64,10 +63,7 @@ def run(args: argparse.Namespace) -> int:
             handle = os.fdopen(fd, "w", encoding="utf-8")
         try:
             if args.format == "har":
-                doc = har_document(db, args.filter)
-                json.dump(doc, handle, ensure_ascii=False, indent=1)
-                handle.write("\n")
-                summary = f"{len(doc['log']['entries'])} exchanges"
+                summary = f"{write_har(db, handle, args.filter)} exchanges"
             else:
                 summary = f"{write_jsonl(db, handle, args.filter)} events"
         except BaseException:

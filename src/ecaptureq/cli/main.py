@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from ecaptureq import __version__
 from ecaptureq.cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CliError, exit_codes_help
+from ecaptureq.cli.terminal import visible
 
 COMMANDS: tuple[str, ...] = (
     "ecaptureq.cli.watch",
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except CliError as exc:
-        print(f"ecaptureq {args.command}: {exc}", file=sys.stderr)
+        print(f"ecaptureq {args.command}: {visible(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("ECAPTUREQ_DEBUG"):
             raise
         print(
-            f"ecaptureq {args.command}: internal error: {type(exc).__name__}: {exc} "
+            f"ecaptureq {args.command}: internal error: {type(exc).__name__}: {visible(str(exc))} "
             "(set ECAPTUREQ_DEBUG=1 for the traceback, and please report it)",
             file=sys.stderr,
         )

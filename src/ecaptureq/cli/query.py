@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ecaptureq.cli.errors import EXIT_STORAGE, CliError
-from ecaptureq.store import NotCaptureDatabase, SqlError, open_readonly, run_query
+from ecaptureq.cli.terminal import json_line, visible
+from ecaptureq.store import (
+    QUERY_SECONDS,
+    Deadline,
+    NotCaptureDatabase,
+    QueryTimeout,
+    SqlError,
+    open_readonly,
+    run_query,
+)
 from ecaptureq.store.export import b64
 
 EXAMPLES = """\
@@ -27,8 +36,11 @@ examples (the GUI's two modes: a condition on packets, or a full SELECT):
 Tables: packets (the GUI's columns), exchanges (decoded HTTP), run_logs, connections, heartbeats.
 The database is opened read-only. Binary cells are shown as x'hex…' in the table, base64 in JSON and CSV.
 
-exit codes: 0 done, 2 invalid SQL or no such file, 11 not a capture database (another program's SQLite
-            file: it has no packets table)
+Limits: each query stops after --timeout seconds (default 10), and no value may grow beyond 32 MiB
+(printf('%.*c', 999999999, 'x') is refused, not computed).
+
+exit codes: 0 done, 2 invalid SQL, no such file, or the query hit a limit (--timeout), 11 not a capture
+            database (another program's SQLite file: it has no packets table)
 """
 
 _CELL = 60
@@ -50,7 +62,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fmt.add_argument("--json", action="store_true", help="one JSON object per row")
     fmt.add_argument("--csv", action="store_true", help="CSV with a header row")
     parser.add_argument("--limit", type=int, metavar="N", help="stop after N rows")
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=QUERY_SECONDS,
+        metavar="S",
+        help=f"stop a query that runs longer than S seconds, with exit code 2 (default {QUERY_SECONDS:g})",
+    )
     parser.set_defaults(func=run)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
 
 
 def _json_cell(value: Any) -> Any:
@@ -64,7 +93,7 @@ def _table_cell(value: Any) -> str:
         text = "x'" + value[: _CELL // 2].hex() + ("…'" if len(value) > _CELL // 2 else "'")
     else:
         text = str(value)
-    text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
+    text = visible(text, newlines=False)
     return text if len(text) <= _CELL else text[: _CELL - 1] + "…"
 
 
@@ -72,42 +101,55 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``ecaptureq query``."""
     try:
         conn = open_readonly(args.db)
-        columns, rows = run_query(conn, args.sql)
-        out = sys.stdout
-        count = 0
-        if args.json:
-            for row in rows:
-                out.write(
-                    json.dumps(dict(zip(columns, map(_json_cell, row), strict=True)), ensure_ascii=False)
-                )
-                out.write("\n")
-                count += 1
-                if args.limit and count >= args.limit:
-                    break
-        elif args.csv:
-            writer = csv.writer(out)
-            writer.writerow(columns)
-            for row in rows:
-                writer.writerow([_json_cell(v) for v in row])
-                count += 1
-                if args.limit and count >= args.limit:
-                    break
-        else:
-            cells = []
-            for row in rows:
-                cells.append([_table_cell(v) for v in row])
-                if args.limit and len(cells) >= args.limit:
-                    break
-            widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-            out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
-            out.write("  ".join("-" * w for w in widths) + "\n")
-            for r in cells:
-                out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
-            count = len(cells)
-            if sys.stdout.isatty():
-                print(f"({count} row{'s' if count != 1 else ''})", file=sys.stderr)
     except NotCaptureDatabase as exc:
         raise CliError(str(exc), EXIT_STORAGE) from None
     except SqlError as exc:
         raise CliError(str(exc)) from None
+    deadline = Deadline(conn, args.timeout).start()
+    try:
+        _print(args, *run_query(conn, args.sql, args.timeout))
+    except QueryTimeout as exc:
+        raise CliError(f"{exc} (--timeout {exc.seconds:g}); narrow the query or raise --timeout") from None
+    except SqlError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        deadline.cancel()
+        conn.close()
     return 0
+
+
+def _print(args: argparse.Namespace, columns: list[str], rows: Iterator[tuple[Any, ...]]) -> None:
+    """Write the rows as JSON Lines, CSV or an aligned table (the table is built before it is shown)."""
+    out = sys.stdout
+    count = 0
+    if args.json:
+        for row in rows:
+            out.write(json_line(dict(zip(columns, map(_json_cell, row), strict=True))) + "\n")
+            count += 1
+            if args.limit and count >= args.limit:
+                break
+    elif args.csv:
+        writer = csv.writer(out)
+        # CSV is data; on a terminal its captured text still gets its control characters shown
+        shown = visible if out.isatty() else str
+        writer.writerow([shown(c) for c in columns])
+        for row in rows:
+            writer.writerow([shown(v) if isinstance(v, str) else _json_cell(v) for v in row])
+            count += 1
+            if args.limit and count >= args.limit:
+                break
+    else:
+        cells = []
+        for row in rows:
+            cells.append([_table_cell(v) for v in row])
+            if args.limit and len(cells) >= args.limit:
+                break
+        columns = [visible(c, newlines=False) for c in columns]
+        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+        out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+        out.write("  ".join("-" * w for w in widths) + "\n")
+        for r in cells:
+            out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+        count = len(cells)
+        if sys.stdout.isatty():
+            print(f"({count} row{'s' if count != 1 else ''})", file=sys.stderr)

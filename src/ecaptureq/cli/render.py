@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import string
 from typing import Any
 
+from ecaptureq.cli.terminal import json_line, visible
 from ecaptureq.decode.meta import EventMeta, event_meta
 from ecaptureq.decode.render import hexdump
 from ecaptureq.decode.timestamps import detect_timestamp
@@ -71,14 +71,14 @@ def event_header(event: Event, meta: EventMeta | None = None, etype: int | None 
 def render_text(message: Message, verbose: bool = False) -> str | None:
     """The text ``watch`` prints for a message, or ``None`` for what it hides (heartbeats unless verbose)."""
     if isinstance(message, RunLog):
-        return message.line.rstrip("\r\n")  # eCapture's lines end in a newline; the caller adds one
+        return visible(message.line.rstrip("\r\n"), newlines=False)  # eCapture's lines end in a newline
     if isinstance(message, Heartbeat):
         if not verbose:
             return None
         when = detect_timestamp(message.timestamp).isoformat()
-        return f"[heartbeat] #{message.count} {when} {message.message}"
+        return visible(f"[heartbeat] #{message.count} {when} {message.message}", newlines=False)
     body = payload_text(message.payload).rstrip("\n")
-    return "\n".join([*event_header(message), body, ""])
+    return visible("\n".join([*event_header(message), body, ""]))
 
 
 def json_record(message: Message) -> dict[str, Any]:
@@ -90,5 +90,5 @@ def json_record(message: Message) -> dict[str, Any]:
 
 
 def render_json(message: Message) -> str:
-    """One compact JSON line for a message."""
-    return json.dumps(json_record(message), ensure_ascii=False, separators=(",", ":"))
+    """One compact JSON line for a message (safe on a terminal: see :func:`json_line`)."""
+    return json_line(json_record(message))

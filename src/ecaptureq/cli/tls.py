@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -13,6 +12,7 @@ import threading
 from typing import Final, TextIO
 
 from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, CliError
+from ecaptureq.cli.terminal import json_line
 from ecaptureq.protocol import Event
 from ecaptureq.protocol.jsonl import to_json
 from ecaptureq.protocol.messages import RunLog
@@ -100,7 +100,7 @@ class JsonLinesSink:
         self._lock = threading.Lock()
 
     def _write(self, obj: dict[str, object]) -> None:
-        line = json.dumps(obj, ensure_ascii=False)
+        line = json_line(obj)
         with self._lock:
             self._out.write(line + "\n")
             self._out.flush()

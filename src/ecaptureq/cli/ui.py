@@ -39,7 +39,8 @@ examples:
   ecaptureq ui --db capture.db                            # browse a recorded database (read-only)
   {TOKEN_ENV}=$(openssl rand -hex 24) ecaptureq ui --db capture.db --listen http://0.0.0.0:8080/
 
-Open the URL it prints (with ?token=... when there is a token: the page then keeps it in a cookie).
+Open the URL it prints (with ?token=... when there is a token: the page keeps it in the tab's
+sessionStorage, never in a cookie).
 Pages from other origins are refused (--allow-origin adds one), and so is a Host that is not loopback
 while the UI listens on loopback.
 
@@ -270,6 +271,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
         tasks.append(waiter)
         done, _ = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
         state.stopping.set()
+        state.interrupt_all()
         server.should_exit = True
         for task in done:
             if task is not waiter:

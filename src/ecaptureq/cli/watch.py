@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import sys
 from collections.abc import AsyncIterator, Callable
 from typing import TextIO
@@ -21,6 +20,7 @@ from ecaptureq.cli.errors import (
 from ecaptureq.cli.render import event_header, json_record, plural, render_json, render_text
 from ecaptureq.cli.render_http import HttpView, add_decode_options
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
+from ecaptureq.cli.terminal import json_line, visible
 from ecaptureq.client import BadURL, Client, Connected, ConnectError, ConnectionLost, Status
 from ecaptureq.decode.render import format_http_text, http_json
 from ecaptureq.protocol import Event, Heartbeat, Message
@@ -106,7 +106,7 @@ def _positive_float(text: str) -> float:
 
 def warn(command: str, text: str) -> None:
     """Print one warning line on stderr."""
-    print(f"ecaptureq {command}: warning: {text}", file=sys.stderr, flush=True)
+    print(f"ecaptureq {command}: warning: {visible(text, newlines=False)}", file=sys.stderr, flush=True)
 
 
 class Printer:
@@ -141,7 +141,7 @@ class Printer:
         if self.json_lines:
             record = json_record(event)
             record.update(view.json_fields(shown))
-            self.out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            self.out.write(json_line(record) + "\n")
         else:
             decoded = view.text(shown)
             if decoded is None and not view.decode:
@@ -150,7 +150,7 @@ class Printer:
                 note = f"    ({len(event.payload)} bytes: part of a message still in progress)"
                 header = event_header(event, shown.meta, shown.type)
                 text = "\n".join([*header, decoded.rstrip("\n") if decoded else note, ""])
-            self.out.write(text + "\n")
+            self.out.write(visible(text) + "\n")
         self.out.flush()
 
     def write(self, message: Message) -> None:
@@ -172,7 +172,7 @@ class Printer:
             text = render_text(message, self.verbose)
             if text is None:
                 return
-            self.out.write(text + "\n")
+            self.out.write(visible(text) + "\n")
         self.out.flush()
 
     def finish(self) -> None:
@@ -185,9 +185,10 @@ class Printer:
                 continue
             if self.json_lines:
                 record = {"kind": "incomplete", "http": http_json(item)}
-                self.out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+                self.out.write(json_line(record) + "\n")
             else:
-                self.out.write(f"--- still in progress at exit\n{format_http_text(item).rstrip()}\n\n")
+                text = visible(format_http_text(item).rstrip())
+                self.out.write(f"--- still in progress at exit\n{text}\n\n")
         self.out.flush()
 
 

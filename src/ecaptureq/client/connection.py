@@ -23,15 +23,12 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from ecaptureq.client.session import Session, SessionStats
 from ecaptureq.client.url import normalize_url, redact_url
-from ecaptureq.protocol import DecodeError, Message
+from ecaptureq.protocol import MAX_FRAME_SIZE, DecodeError, Message
 
 logger = logging.getLogger("ecaptureq.client")
 
 DEFAULT_ORIGIN = "http://localhost/"
 """The Origin the reference clients send; real eCapture refuses a handshake without one."""
-
-MAX_FRAME_SIZE = 16 * 1024 * 1024
-"""Largest frame accepted (eCapture caps one capture at 16 KiB; this leaves room for anything sane)."""
 
 
 class ClientError(Exception):

@@ -21,6 +21,10 @@ import zstandard
 DEFAULT_BODY_LIMIT: Final = 16 * 1024 * 1024
 """Default cap on a decoded (decompressed) body, in bytes: 16 MiB."""
 
+JSON_PARSE_LIMIT: Final = 1024 * 1024
+"""Bodies longer than this are not parsed to check that they are JSON (parsing costs several times the
+text in memory: ``[0,0,0,...]`` is millions of objects); their Content-Type decides."""
+
 _CHUNK: Final = 64 * 1024
 _ZLIB_PIECE: Final = 1024
 _TEXT_TYPES: Final = (
@@ -201,12 +205,29 @@ def split_grpc(data: bytes) -> tuple[list[bytes], str | None]:
     return msgs, None
 
 
+FORM_FIELDS: Final = 1000
+"""The most fields of a form body (or a query string) that are parsed; the rest are left in the text."""
+
+
+def parse_form(text: str, limit: int = FORM_FIELDS) -> tuple[list[tuple[str, str]], bool]:
+    """``application/x-www-form-urlencoded`` pairs of ``text``, at most ``limit`` of them.
+
+    Returns the pairs and whether more fields followed. Bounded work and memory whatever the text:
+    a body of millions of ``&`` is not parsed into millions of pairs.
+    """
+    pieces = text.split("&", limit)
+    cut = len(pieces) > limit
+    return parse_qsl("&".join(pieces[:limit]), keep_blank_values=True), cut
+
+
 def pretty_json(text: str) -> str:
     """``text`` pretty-printed (2-space indent) when it is JSON, else unchanged. Never raises.
 
     Kept out of :func:`decode_body` because Python's indenting JSON encoder is slow: renderers call
     it for what they show.
     """
+    if len(text) > JSON_PARSE_LIMIT:
+        return text
     try:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     except (ValueError, RecursionError):
@@ -274,14 +295,19 @@ def _decode_into(
     if text is None:
         return
     if ct == "application/x-www-form-urlencoded":
-        result.form = parse_qsl(text, keep_blank_values=True)
+        result.form, cut = parse_form(text)
+        if cut:
+            result.notes.append(f"form: only the first {FORM_FIELDS} fields are listed")
     if ct.endswith("json") or (not ct and text.lstrip()[:1] in ("{", "[")):
-        try:
-            json.loads(text)
-        except ValueError:
-            pass
+        if len(text) > JSON_PARSE_LIMIT:
+            result.is_json = ct.endswith("json")
         else:
-            result.is_json = True
+            try:
+                json.loads(text)
+            except (ValueError, RecursionError):
+                pass
+            else:
+                result.is_json = True
     result.text = text
 
 

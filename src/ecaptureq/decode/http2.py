@@ -77,6 +77,9 @@ _PRIORITY = 0x20
 _MAX_FRAME: Final = (1 << 24) - 1
 _MAX_STREAMS: Final = 256
 _MAX_HEADER_LIST: Final = 1 << 20
+_MAX_HEADER_BLOCK: Final = 1 << 20
+"""The most bytes of one header block (HEADERS and its CONTINUATION frames) that are kept; beyond it the
+block is dropped as it arrives (a HEADERS without END_HEADERS followed by endless CONTINUATION)."""
 
 
 @dataclass(slots=True)
@@ -110,6 +113,7 @@ class _Block:
     fragments: bytearray
     end_stream: bool
     promised: int | None  # the promised stream of a PUSH_PROMISE
+    dropped: int = 0  # bytes not kept, once the block grew beyond _MAX_HEADER_BLOCK
 
 
 class _Direction:
@@ -155,6 +159,8 @@ class H2Connection:
         total = 0
         for d in self._dirs.values():
             total += len(d.buf) + sum(len(s.body) for s in d.streams.values())
+            if d.block is not None:
+                total += len(d.block.fragments)
         return total
 
     def feed(self, side: Side, data: bytes, time_ns: int | None = None) -> H2Result:
@@ -260,7 +266,12 @@ class H2Connection:
                 result.errors.append(f"HTTP/2: CONTINUATION on stream {sid} without HEADERS")
                 d.hpack_broken = True
                 return
-            d.block.fragments += body
+            block = d.block
+            if block.dropped or len(block.fragments) + len(body) > _MAX_HEADER_BLOCK:
+                block.dropped += len(block.fragments) + len(body)
+                block.fragments.clear()
+            else:
+                block.fragments += body
             if flags & _END_HEADERS:
                 self._end_block(d, time_ns, result)
         else:
@@ -324,6 +335,16 @@ class H2Connection:
         block = d.block
         d.block = None
         assert block is not None
+        if block.dropped:
+            # Its header table updates are lost with it: later blocks cannot be trusted either.
+            d.hpack_broken = True
+            st = self._stream(d, block.stream_id, time_ns)
+            st.errors.append(
+                f"HTTP/2: header block of {block.dropped} bytes exceeds {_MAX_HEADER_BLOCK}: dropped"
+            )
+            if block.end_stream:
+                result.messages.append(self._complete(d, block.stream_id))
+            return
         try:
             headers = _pairs(d.decoder.decode(bytes(block.fragments), raw=True))
         except Exception as exc:  # hpack raises several HPACKError kinds (and others on hostile bytes)

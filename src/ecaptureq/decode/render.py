@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import re
 from collections.abc import Iterable, Sequence
@@ -55,7 +56,8 @@ def _body_lines(msg: HttpMessage, body_limit: int) -> list[str]:
     elif msg.body_text is not None:
         text = msg.pretty_text or ""
         if len(text) > body_limit:
-            more = len(text[body_limit:].encode("utf-8"))
+            # counted piece by piece: no copy of a 16 MiB body to measure what is not shown
+            more = sum(len(text[i : i + 65536].encode("utf-8")) for i in range(body_limit, len(text), 65536))
             lines.append(text[:body_limit])
             lines.append(_truncation_mark(more))
         elif text:
@@ -150,38 +152,51 @@ def format_http_text(item: Decoded, body_limit: int = DEFAULT_BODY_LIMIT_SHOWN) 
     return "\n".join(lines)
 
 
+JSON_BODY_LIMIT = 1024 * 1024
+"""Most characters (text) or bytes (binary) of a body in ``watch --json``; a longer one is cut there,
+with ``truncated`` set and a note, so one line does not cost 6 times a 16 MiB decoded body."""
+
+
 def http_json(item: Decoded) -> dict[str, Any] | None:
     """The ``http`` object of ``watch --json`` for a request or response item, else ``None``.
 
     Keys: ``kind`` (request/response), ``protocol``, ``method``, ``url``, ``path``, ``authority``,
     ``status``, ``reason``, ``headers`` (list of ``[name, value]``), ``body`` (text as sent, or ``null``
     for binary), ``is_json``, ``body_b64`` (binary bodies), ``body_size``, ``content_type``, ``truncated``,
-    ``complete``, ``errors``, ``notes``, ``stream_id``, ``exchange_id`` and ``latency`` (seconds).
+    ``complete``, ``errors``, ``notes``, ``stream_id``, ``exchange_id`` and ``latency`` (seconds). A body
+    is cut at :data:`JSON_BODY_LIMIT`.
     """
     msg = item.message
     if msg is None:
         return None
-    full = msg.to_dict()
+    text, data = msg.body_text, msg.body
+    notes = list(msg.notes)
+    cut = len(text) > JSON_BODY_LIMIT if text is not None else len(data) > JSON_BODY_LIMIT
+    if cut:
+        notes.append(f"body cut at {JSON_BODY_LIMIT} in this JSON")
+    body_b64 = None
+    if text is None and data:
+        body_b64 = base64.b64encode(data[:JSON_BODY_LIMIT]).decode("ascii")
     return {
         "kind": msg.kind,
         "protocol": msg.protocol,
-        "method": full["method"],
-        "url": full["url"],
-        "path": full["path"],
-        "authority": full["authority"],
+        "method": msg.method or None,
+        "url": msg.url or None,
+        "path": msg.path or None,
+        "authority": msg.authority or None,
         "status": msg.status,
-        "reason": full["reason"],
-        "headers": full["headers"],
-        "trailers": full["trailers"],
-        "body": msg.body_text,
-        "is_json": msg.is_json,
-        "body_b64": full["body_b64"],
+        "reason": msg.reason or None,
+        "headers": [[k, v] for k, v in msg.headers],
+        "trailers": [[k, v] for k, v in msg.trailers],
+        "body": text[:JSON_BODY_LIMIT] if text is not None else None,
+        "is_json": msg.is_json and not cut,
+        "body_b64": body_b64,
         "body_size": msg.body_size,
-        "content_type": full["content_type"],
-        "truncated": msg.truncated,
+        "content_type": msg.content_type or None,
+        "truncated": msg.truncated or cut,
         "complete": msg.complete,
-        "errors": full["errors"],
-        "notes": full["notes"],
+        "errors": list(msg.errors),
+        "notes": notes,
         "stream_id": msg.stream_id,
         "exchange_id": item.exchange.id if item.exchange else None,
         "latency": item.exchange.latency if item.exchange else None,

@@ -5,6 +5,7 @@ file, proto package ``event``). ``event_pb2`` is generated from it by ``scripts/
 """
 
 from ecaptureq.protocol.codec import (
+    MAX_FRAME_SIZE,
     DecodeError,
     ErrorKind,
     decode,
@@ -27,6 +28,7 @@ from ecaptureq.protocol.messages import (
 
 __all__ = [
     "EVENT_TYPE_NAMES",
+    "MAX_FRAME_SIZE",
     "DecodeError",
     "ErrorKind",
     "Event",

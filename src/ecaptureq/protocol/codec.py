@@ -15,6 +15,10 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 from ecaptureq.protocol import event_pb2 as pb
 from ecaptureq.protocol.messages import Event, Heartbeat, LogType, Message, RunLog
 
+MAX_FRAME_SIZE = 16 * 1024 * 1024
+"""Largest frame a client accepts (eCapture caps one capture at 16 KiB; this leaves room for anything sane).
+A server never sends a larger one: it splits a larger event's payload into consecutive events instead."""
+
 _ONEOF_FOR_TYPE = {
     LogType.HEARTBEAT: "heartbeat_payload",
     LogType.PROCESS_LOG: "run_log",

@@ -31,7 +31,15 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from ecaptureq.protocol import Event, encode_event, encode_heartbeat, encode_run_log, run_log_line
+from ecaptureq.protocol import (
+    MAX_FRAME_SIZE,
+    Event,
+    decode,
+    encode_event,
+    encode_heartbeat,
+    encode_run_log,
+    run_log_line,
+)
 from ecaptureq.protocol.messages import with_newline
 from ecaptureq.server.security import (
     RateWindow,
@@ -44,6 +52,12 @@ from ecaptureq.server.security import (
 logger = logging.getLogger(__name__)
 
 LOG_CACHE_SIZE: Final = 128
+FLOOD_CLOSE_SECONDS: Final = 1.0
+"""How long a flooding client gets to answer its close frame before the connection is dropped."""
+SPLIT_PAYLOAD: Final = MAX_FRAME_SIZE - 1024 * 1024
+"""Payload bytes per event when a larger one is split (the rest of a frame is room for its metadata)."""
+REFUSALS_CACHED: Final = 8
+"""Most refused-handshake lines kept in the startup cache (so refusals cannot crowd out the real log)."""
 """How many run-log lines the server keeps and replays to each new client (the reference's number)."""
 
 CLOSE_QUEUE_OVERFLOW: Final = int(CloseCode.TRY_AGAIN_LATER)
@@ -202,6 +216,7 @@ class Server:
         self.max_inbound_rate = max_inbound_rate
         self._refusal_log = RateWindow(REFUSAL_LOG_LINES_PER_MINUTE, 60.0)
         self._refusals_unlogged = 0
+        self._refusals_cached = 0
         self.host = host
         self._requested_port = port
         self.heartbeat_interval = heartbeat_interval
@@ -269,15 +284,28 @@ class Server:
             stats.refused_token += 1
         else:
             stats.refused_capacity += 1
-        line = f"refused a handshake from {_remote(conn)} with HTTP {refusal.status}: {refusal.reason}"
+        head = f"refused a handshake from {_remote(conn)} with HTTP {refusal.status}: "
+        line = head + refusal.reason
         logger.warning("%s", line)
         if self._refusal_log.hit():
             self._refusals_unlogged += 1  # a flood of bad handshakes must not flood every client's log
             return
+        more = ""
         if self._refusals_unlogged:
-            line += f" ({self._refusals_unlogged} more refusals not logged)"
+            more = f" ({self._refusals_unlogged} more refusals not logged)"
             self._refusals_unlogged = 0
-        self.publish_log(run_log_line(line, "WRN"))
+        # Connected clients get the reason; the startup cache, replayed to every later client, gets it
+        # without what the refused client sent, and holds at most REFUSALS_CACHED such lines.
+        live = encode_run_log(run_log_line(line + more, "WRN"))
+        cached = encode_run_log(run_log_line(head + (refusal.summary or refusal.reason) + more, "WRN"))
+        self._stats.logs_published += 1
+        self._stats.bytes_published += len(live)
+        if len(self._log_cache) < LOG_CACHE_SIZE and self._refusals_cached < REFUSALS_CACHED:
+            self._log_cache.append(cached)
+            self._refusals_cached += 1
+        if not self._closing:
+            for client in self._clients:
+                self._enqueue(client, live)
 
     @property
     def requested_port(self) -> int:
@@ -382,15 +410,34 @@ class Server:
     def publish_event(self, event: Event) -> None:
         """Publish one captured event to every connected client, in publish order. Thread-safe.
 
-        A ``length`` of 0 with a non-empty payload is filled in with the payload's length.
+        A ``length`` of 0 with a non-empty payload is filled in with the payload's length. An event too
+        large for one frame (:data:`~ecaptureq.protocol.MAX_FRAME_SIZE`, what clients accept) is sent as
+        consecutive events carrying its payload in pieces, so no client drops the connection (and the
+        events that follow) on it.
         """
-        if not event.length and event.payload:
-            event = dataclasses.replace(event, length=len(event.payload))
+        payload = event.payload
+        if len(payload) > SPLIT_PAYLOAD:
+            for start in range(0, len(payload), SPLIT_PAYLOAD):
+                piece = payload[start : start + SPLIT_PAYLOAD]
+                self._publish(
+                    encode_event(dataclasses.replace(event, payload=piece, length=len(piece))), False
+                )
+            return
+        if not event.length and payload:
+            event = dataclasses.replace(event, length=len(payload))
         self._publish(encode_event(event), False)
 
     def publish_frames(self, frames: Iterable[bytes]) -> None:
-        """Publish already-encoded event frames (each a serialized ``LogEntry``). Thread-safe."""
+        """Publish already-encoded event frames (each a serialized ``LogEntry``). Thread-safe.
+
+        A frame larger than clients accept is decoded and published as :meth:`publish_event` does.
+        """
         for frame in frames:
+            if len(frame) > MAX_FRAME_SIZE:
+                message = decode(frame)
+                if isinstance(message, Event):
+                    self.publish_event(message)
+                continue  # anything else that large is not ours to send
             self._publish(frame, False)
 
     async def wait_for_client(self) -> None:
@@ -509,7 +556,13 @@ class Server:
                     self._stats.flood_closes += 1
                     client.dead = True
                     logger.warning("closing client %s: too many messages", stats.remote)
-                    await conn.close(CLOSE_FLOOD, f"too many messages (over {self.max_inbound_rate:g}/s)")
+                    reason = f"too many messages (over {self.max_inbound_rate:g}/s)"
+                    try:
+                        # A flooding client rarely answers the close frame: wait a little, then drop it
+                        # (not websockets' 10 s close timeout, during which it keeps sending).
+                        await asyncio.wait_for(conn.close(CLOSE_FLOOD, reason), FLOOD_CLOSE_SECONDS)
+                    except TimeoutError:
+                        conn.transport.abort()
                     break
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == CLOSE_TOO_BIG:

@@ -199,11 +199,16 @@ def check_token(token: str) -> str:
 
 @dataclass(frozen=True)
 class Refusal:
-    """Why a handshake is refused: the HTTP status, a log reason (never the token) and the body sent."""
+    """Why a handshake is refused: the HTTP status, a log reason (never the token) and the body sent.
+
+    ``summary`` is the reason without anything the client sent (its Origin): what is kept in the startup
+    log that every later client is sent.
+    """
 
     status: int
     reason: str
     body: str
+    summary: str = ""
 
 
 def check_handshake(
@@ -228,7 +233,8 @@ def check_handshake(
         return Refusal(
             403,
             f"Origin {shown} not allowed",
-            f"Forbidden: Origin {shown} is not allowed by this server "
+            summary="Origin not allowed",
+            body=f"Forbidden: Origin {shown} is not allowed by this server "
             "(pages from loopback are; serve --allow-origin adds more).\n",
         )
     if token is not None and not request_authenticated(request, token):

@@ -1,15 +1,28 @@
 """The capture database: a durable SQLite store with the eCaptureQ GUI's ``packets`` table and SQL."""
 
 from ecaptureq.store.schema import PACKET_COLUMNS, SCHEMA_VERSION, NotCaptureDatabase, StoreError
-from ecaptureq.store.sql import PacketFilter, SqlError, open_readonly, packets_sql, quote_index, run_query
+from ecaptureq.store.sql import (
+    QUERY_SECONDS,
+    Deadline,
+    PacketFilter,
+    QueryTimeout,
+    SqlError,
+    open_readonly,
+    packets_sql,
+    quote_index,
+    run_query,
+)
 from ecaptureq.store.writer import CaptureStore, StoreStats
 
 __all__ = [
     "PACKET_COLUMNS",
+    "QUERY_SECONDS",
     "SCHEMA_VERSION",
     "CaptureStore",
+    "Deadline",
     "NotCaptureDatabase",
     "PacketFilter",
+    "QueryTimeout",
     "SqlError",
     "StoreError",
     "StoreStats",

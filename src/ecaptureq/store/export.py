@@ -11,11 +11,12 @@ import base64
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterator
-from typing import Any, TextIO
-from urllib.parse import parse_qsl, urlsplit
+from collections.abc import Iterator, Sequence
+from typing import Any, Final, TextIO
+from urllib.parse import SplitResult, urlsplit
 
 from ecaptureq import __version__
+from ecaptureq.decode.bodies import parse_form
 from ecaptureq.protocol import Event, RunLog
 from ecaptureq.protocol.jsonl import to_json
 from ecaptureq.store.sql import SqlError, quote_index
@@ -70,9 +71,26 @@ def _content(msg: dict[str, Any] | None) -> dict[str, Any]:
     return content
 
 
+def _split(url: str) -> SplitResult | None:
+    # urlsplit raises on a captured authority such as "[" (an unclosed IPv6 bracket): carried as text.
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
+def _query(url: str) -> list[dict[str, str]]:
+    parts = _split(url)
+    if parts is None:
+        return []
+    pairs, _cut = parse_form(parts.query)
+    return [{"name": k, "value": v} for k, v in pairs]
+
+
 def _absolute_url(req: dict[str, Any], dst_ip: str, dst_port: int) -> str:
     url = req.get("url") or ""
-    if urlsplit(url).scheme:
+    parts = _split(url)
+    if parts is not None and parts.scheme:
         return url
     host = req.get("authority") or next((v for k, v in req.get("headers") or [] if k.lower() == "host"), "")
     if not host:
@@ -95,9 +113,7 @@ def har_entry(detail: dict[str, Any]) -> dict[str, Any]:
         "httpVersion": version,
         "cookies": _cookies(req.get("headers"), "cookie"),
         "headers": _headers(req.get("headers")),
-        "queryString": [
-            {"name": k, "value": v} for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)
-        ],
+        "queryString": _query(url),
         "headersSize": -1,
         "bodySize": req.get("body_size") or 0,
     }
@@ -146,26 +162,116 @@ def har_entry(detail: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+STORED_SELECT: Final = (
+    "SELECT detail, request_headers, response_headers, request_body, response_body, request_body_text,"
+    " response_body_text FROM exchanges"
+)
+"""The columns :func:`load_exchange` takes, in order."""
+
+
+def _json_value(text: Any) -> Any:
+    if not isinstance(text, str | bytes):
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _merge(msg: Any, headers: Any, body: Any, text: Any) -> None:
+    # Databases written before bodies had their own columns only keep them in detail: leave those.
+    if not isinstance(msg, dict) or "headers" in msg:
+        return
+    pairs = _json_value(headers)
+    msg["headers"] = (
+        [p for p in pairs if isinstance(p, list) and len(p) == 2] if isinstance(pairs, list) else []
+    )
+    msg["body_text"] = text if isinstance(text, str) else None
+    data = body if isinstance(body, bytes) else b""
+    msg["body_b64"] = b64(data) if msg["body_text"] is None and data else None
+    ctype = str(msg.get("content_type") or "").split(";", 1)[0].strip().lower()
+    if ctype == "application/x-www-form-urlencoded" and msg["body_text"] is not None:
+        msg["form"] = parse_form(msg["body_text"])[0]
+
+
+def load_exchange(row: Sequence[Any]) -> dict[str, Any] | None:
+    """An exchange as :meth:`Exchange.to_dict` has it, from the columns of :data:`STORED_SELECT` (bodies
+    as stored: capped), or ``None`` when ``detail`` is not an exchange (a ``UNION`` in a filter can put
+    anything in a column)."""
+    detail = _json_value(row[0]) if row else None
+    if not isinstance(detail, dict):
+        return None
+    if len(row) >= 7:
+        _merge(detail.get("request"), row[1], row[3], row[5])
+        _merge(detail.get("response"), row[2], row[4], row[6])
+    return detail
+
+
+def har_entries(db: sqlite3.Connection, condition: str | None = None) -> Iterator[dict[str, Any]]:
+    """The HAR entries of the exchanges matching ``condition`` (a condition on ``exchanges``), one at a
+    time: memory does not grow with the number of exchanges.
+
+    Raises:
+        SqlError: the condition is not valid SQL for the ``exchanges`` table (raised before the first
+            entry), or the query failed on the way.
+    """
+    sql = f"{STORED_SELECT}{_where(condition)} ORDER BY started_ns, id"
+    try:
+        cursor = db.execute(sql)
+    except sqlite3.Error as exc:
+        raise SqlError(f"invalid --filter for exchanges: {exc}") from None
+
+    def entries() -> Iterator[dict[str, Any]]:
+        try:
+            for row in cursor:
+                detail = load_exchange(row)
+                if detail is not None:
+                    yield har_entry(detail)
+        except sqlite3.Error as exc:
+            raise SqlError(f"export failed: {exc}") from None
+
+    return entries()
+
+
+def har_chunks(entries: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """A HAR 1.2 document as text, written entry by entry (for a file or an HTTP response)."""
+    creator = json.dumps({"name": "ecaptureq", "version": __version__})
+    yield f'{{"log": {{"version": "1.2", "creator": {creator}, "pages": [], "entries": ['
+    for i, entry in enumerate(entries):
+        yield ("\n" if i == 0 else ",\n") + json.dumps(entry, ensure_ascii=False)
+    yield "\n]}}\n"
+
+
 def har_document(db: sqlite3.Connection, condition: str | None = None) -> dict[str, Any]:
-    """A HAR 1.2 document of the exchanges matching ``condition`` (a condition on ``exchanges``).
+    """A HAR 1.2 document of the exchanges matching ``condition``, in memory (small captures, tests).
 
     Raises:
         SqlError: the condition is not valid SQL for the ``exchanges`` table.
     """
-    sql = f"SELECT detail FROM exchanges{_where(condition)} ORDER BY started_ns, id"
-    try:
-        rows = db.execute(sql).fetchall()
-    except sqlite3.Error as exc:
-        raise SqlError(f"invalid --filter for exchanges: {exc}") from None
-    entries = [har_entry(json.loads(detail)) for (detail,) in rows]
     return {
         "log": {
             "version": "1.2",
             "creator": {"name": "ecaptureq", "version": __version__},
             "pages": [],
-            "entries": entries,
+            "entries": list(har_entries(db, condition)),
         }
     }
+
+
+def write_har(db: sqlite3.Connection, out: TextIO, condition: str | None = None) -> int:
+    """Write the HAR document of the exchanges matching ``condition`` to ``out`` as it is read; return
+    how many exchanges it holds."""
+    count = 0
+
+    def counted() -> Iterator[dict[str, Any]]:
+        nonlocal count
+        for entry in har_entries(db, condition):
+            count += 1
+            yield entry
+
+    for chunk in har_chunks(counted()):
+        out.write(chunk)
+    return count
 
 
 def jsonl_records(db: sqlite3.Connection, condition: str | None = None) -> Iterator[dict[str, Any]]:

@@ -7,6 +7,7 @@ their heartbeats, and the decoded HTTP exchanges.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any, Final
@@ -188,13 +189,24 @@ def is_binary(payload: bytes) -> bool:
     return any(ch < " " and ch not in "\t\r\n" for ch in text)
 
 
+_INVALID_RUN: Final = re.compile("[\ufffd\x00]+")
+
+
 def payload_text(payload: bytes) -> str:
-    """``payload_utf8``: the payload as UTF-8, invalid bytes and NUL as U+FFFD.
+    """``payload_utf8``: the payload as UTF-8, each run of invalid bytes and NULs as one U+FFFD; never more
+    UTF-8 bytes than the payload has (when the U+FFFDs would make it longer, the runs are left out).
 
     NUL is replaced because SQLite's LIKE stops at it: without this, ``payload_utf8 LIKE '%password%'``
-    would miss text that follows a NUL in an HTTP/2 frame.
+    would miss text that follows a NUL in an HTTP/2 frame. Runs are collapsed and the length bounded so
+    that binary data costs at most its own size again (U+FFFD is 3 bytes).
     """
-    return payload.decode("utf-8", "replace").replace("\x00", "\ufffd")
+    text = payload.decode("utf-8", "replace")
+    if "\ufffd" not in text and "\x00" not in text:
+        return text
+    marked = _INVALID_RUN.sub("\ufffd", text)
+    if len(marked.encode("utf-8")) <= len(payload):
+        return marked
+    return _INVALID_RUN.sub("", text)
 
 
 def packet_row(event: Event) -> tuple[Any, ...]:

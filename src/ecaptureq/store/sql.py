@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Final
 
 from ecaptureq.protocol import Event
 from ecaptureq.store.schema import (
@@ -24,13 +26,18 @@ from ecaptureq.store.schema import (
 )
 
 __all__ = [
+    "QUERY_SECONDS",
+    "VALUE_BYTES",
+    "Deadline",
     "PacketFilter",
+    "QueryTimeout",
     "SqlError",
     "is_full_query",
     "open_readonly",
     "packets_sql",
     "quote_index",
     "run_query",
+    "sql_error",
 ]
 
 _TOKEN = re.compile(
@@ -48,6 +55,73 @@ _FULL_QUERY = re.compile(
     r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(select|with|values)\b", re.IGNORECASE | re.DOTALL
 )
 _SELECT_COLUMNS = ", ".join(f'"{c}"' for c in PACKET_COLUMNS)
+
+
+QUERY_SECONDS: Final = 10.0
+"""Default time limit of one query (``query --timeout``, and each query of the web UI)."""
+
+VALUE_BYTES: Final = 32 * 1024 * 1024
+"""Largest string or blob a query may make or read (``SQLITE_LIMIT_LENGTH``): twice the largest payload a
+frame carries, so every stored value is readable while ``printf('%.*c', 999999999, 'x')`` is refused."""
+
+
+class QueryTimeout(SqlError):
+    """A query ran longer than its limit and was interrupted; ``seconds`` is the limit."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the query took longer than {seconds:g} s and was stopped")
+        self.seconds = seconds
+
+
+def sql_error(exc: sqlite3.Error, text: str, seconds: float | None = None) -> SqlError:
+    """The :class:`SqlError` for SQLite's error ``exc`` on ``text`` (:class:`QueryTimeout` if interrupted)."""
+    message = str(exc)
+    if message == "interrupted" and seconds is not None:
+        return QueryTimeout(seconds)
+    if "too big" in message:
+        message = f"a value would be larger than {VALUE_BYTES} bytes, the limit on one value ({message})"
+    return SqlError(f"invalid SQL: {message} (in: {text.strip()})")
+
+
+class Deadline:
+    """Bound what the queries of ``conn`` may cost: each value at most :data:`VALUE_BYTES`, and every query
+    interrupted once ``seconds`` have passed since :meth:`start` (a timer thread calls
+    :meth:`sqlite3.Connection.interrupt`, which SQLite checks between steps; one step is bounded by the
+    value limit). Use as a context manager around the query and the reading of its rows.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, seconds: float | None) -> None:
+        self.conn = conn
+        self.seconds = seconds
+        self.expired = False
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, VALUE_BYTES)
+        self._timer: threading.Timer | None = None
+
+    def _expire(self) -> None:
+        self.expired = True
+        self.conn.interrupt()
+
+    def start(self) -> Deadline:
+        """Start the clock."""
+        if self.seconds is not None and self._timer is None:
+            self._timer = threading.Timer(self.seconds, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def cancel(self) -> None:
+        """Stop the clock (the queries are done)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def __enter__(self) -> Deadline:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cancel()
 
 
 def quote_index(sql: str) -> str:
@@ -77,8 +151,11 @@ def packets_sql(text: str) -> str:
     return f'SELECT {_SELECT_COLUMNS} FROM packets WHERE ({quote_index(text)}) ORDER BY "index"'
 
 
-def open_readonly(path: Path, required: tuple[str, ...] = ("packets",)) -> sqlite3.Connection:
-    """Open a capture database read-only (the file must exist, and have the ``required`` tables).
+def open_readonly(
+    path: Path, required: tuple[str, ...] = ("packets",), *, any_thread: bool = False
+) -> sqlite3.Connection:
+    """Open a capture database read-only (the file must exist, and have the ``required`` tables);
+    ``any_thread`` lets another thread use the connection.
 
     Raises:
         SqlError: the file is missing or cannot be opened.
@@ -87,7 +164,7 @@ def open_readonly(path: Path, required: tuple[str, ...] = ("packets",)) -> sqlit
     if not path.is_file():
         raise SqlError(f"{path}: no such database file")
     try:
-        conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, check_same_thread=not any_thread)
     except sqlite3.Error as exc:
         raise SqlError(f"{path}: {describe(exc)}") from None
     try:
@@ -101,23 +178,31 @@ def open_readonly(path: Path, required: tuple[str, ...] = ("packets",)) -> sqlit
     return conn
 
 
-def run_query(conn: sqlite3.Connection, text: str) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+def run_query(
+    conn: sqlite3.Connection, text: str, seconds: float | None = None
+) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
     """Run the user's text (see :func:`packets_sql`); return the column names and a row iterator.
 
+    ``seconds`` is the :class:`Deadline` the caller set on ``conn`` (it names the limit in the error).
+
     Raises:
-        SqlError: SQLite refused the query.
+        SqlError: SQLite refused the query; :class:`QueryTimeout` when it was interrupted.
     """
     sql = packets_sql(text)
     try:
         cursor = conn.execute(sql)
     except sqlite3.Error as exc:
-        raise SqlError(f"invalid SQL: {exc} (in: {text.strip()})") from None
+        raise sql_error(exc, text, seconds) from None
     columns = [d[0] for d in cursor.description or ()]
 
     def rows() -> Iterator[tuple[Any, ...]]:
         try:
             yield from cursor
         except sqlite3.Error as exc:
+            if str(exc) == "interrupted" and seconds is not None:
+                raise QueryTimeout(seconds) from None
+            if "too big" in str(exc):
+                raise sql_error(exc, text, seconds) from None
             raise SqlError(f"query failed: {describe(exc)}") from None
 
     return columns, rows()

@@ -7,12 +7,13 @@ last batch. In WAL mode, readers (``ecaptureq query``) see every committed batch
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ecaptureq.decode.decoder import Decoder
 from ecaptureq.decode.model import Exchange, HttpMessage
@@ -45,14 +46,87 @@ class StoreStats:
     flushes: int = 0
 
 
+BODY_STORED: Final = 8 * 1024
+"""Bytes of a decoded body kept per column (``request_body``, ``request_body_text``...). The wire bytes are
+all in ``packets``; what is decoded from them is kept once, capped, so an exchange costs at most twice its
+wire size plus 64 KiB whatever its bodies expand to."""
+
+HEADERS_STORED: Final = 8 * 1024
+"""Bytes of one message's headers JSON kept (``request_headers``, ``response_headers``)."""
+
+FIELD_CHARS: Final = 2048
+"""Characters of the request line's parts and similar fields kept in ``detail``."""
+
+NOTES_STORED: Final = 16
+"""Errors and notes kept per message (each cut at :data:`NOTE_CHARS` characters)."""
+NOTE_CHARS: Final = 300
+
+STORE_DECODE_LIMIT: Final = 1024 * 1024
+"""What the store's decoder expands per body (enough to recognise JSON and forms; far above what is kept)."""
+
+
+def _compact(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def _headers_json(msg: HttpMessage | None) -> str | None:
+    if msg is None:
+        return None
+    kept: list[list[str]] = []
+    size = 2
+    for k, v in msg.headers:
+        size += len(k) + len(v) + 8
+        if size > HEADERS_STORED:
+            kept.append(["…", f"{len(msg.headers) - len(kept)} more headers not stored"])
+            break
+        kept.append([k, v])
+    text = _compact(kept)
+    return text if len(text.encode()) <= HEADERS_STORED * 2 else _compact(kept[:1])
+
+
+def _cut(items: list[str]) -> list[str]:
+    return [i[:NOTE_CHARS] for i in items[:NOTES_STORED]]
+
+
+def _stored_message(msg: HttpMessage | None) -> dict[str, Any] | None:
+    # The detail JSON of a message without what has its own column (headers, bodies) or is derived from
+    # them on reading (form fields, gRPC messages): each fact stored once.
+    if msg is None:
+        return None
+    d = msg.to_dict()
+    for key in ("headers", "body_text", "body_b64", "form", "grpc_messages"):
+        d.pop(key, None)
+    for key in ("method", "url", "path", "scheme", "authority", "reason", "content_type", "content_encoding"):
+        if isinstance(d.get(key), str):
+            d[key] = d[key][:FIELD_CHARS]
+    d["trailers"] = d["trailers"][:NOTES_STORED]
+    d["errors"] = _cut(d["errors"])
+    notes = d["notes"]
+    decoded = len(msg.body)
+    if decoded > BODY_STORED:
+        notes = [*notes, f"stored: the first {BODY_STORED} of {decoded} decoded bytes"]
+    d["notes"] = _cut(notes)
+    if d.get("raw_b64"):
+        d["raw_b64"] = base64.b64encode(msg.raw[:BODY_STORED]).decode("ascii")
+    return d
+
+
+def _text(msg: HttpMessage | None) -> str | None:
+    if msg is None or msg.body_text is None:
+        return None
+    text = msg.body_text[:BODY_STORED]
+    while len(text.encode("utf-8")) > BODY_STORED:  # many-byte characters: cut further
+        text = text[: len(text) // 2]
+    return text
+
+
 def exchange_row(row_id: int, ex: Exchange) -> tuple[Any, ...]:
-    """The ``exchanges`` row of an exchange (see the schema for the columns)."""
+    """The ``exchanges`` row of an exchange (see the schema for the columns), its bodies capped."""
     req, resp = ex.request, ex.response
-
-    def headers(msg: HttpMessage | None) -> str | None:
-        return json.dumps([[k, v] for k, v in msg.headers]) if msg else None
-
-    errors = [*(req.errors if req else []), *(resp.errors if resp else [])]
+    errors = _cut([*(req.errors if req else []), *(resp.errors if resp else [])])
+    detail = ex.to_dict()
+    detail["request"] = _stored_message(req)
+    detail["response"] = _stored_message(resp)
     return (
         row_id,
         ex.connection,
@@ -67,24 +141,24 @@ def exchange_row(row_id: int, ex: Exchange) -> tuple[Any, ...]:
         ex.started_ns,
         ex.ended_ns,
         ex.latency,
-        req.method if req else None,
-        (req.url or req.path) if req else None,
-        req.host if req else None,
-        req.path if req else None,
+        req.method[:NOTE_CHARS] if req else None,
+        (req.url or req.path)[:HEADERS_STORED] if req else None,
+        req.host[:NOTE_CHARS] if req else None,
+        req.path[:HEADERS_STORED] if req else None,
         resp.status if resp else None,
-        headers(req),
-        headers(resp),
-        req.content_type if req else None,
-        resp.content_type if resp else None,
-        req.body if req else None,
-        resp.body if resp else None,
-        req.body_text if req else None,
-        resp.body_text if resp else None,
+        _headers_json(req),
+        _headers_json(resp),
+        req.content_type[:NOTE_CHARS] if req else None,
+        resp.content_type[:NOTE_CHARS] if resp else None,
+        req.body[:BODY_STORED] if req else None,
+        resp.body[:BODY_STORED] if resp else None,
+        _text(req),
+        _text(resp),
         req.body_size if req else None,
         resp.body_size if resp else None,
         int(ex.complete),
-        json.dumps(errors) if errors else None,
-        json.dumps(ex.to_dict()),
+        _compact(errors) if errors else None,
+        _compact(detail),
     )
 
 
@@ -134,7 +208,7 @@ class CaptureStore:
             self._db.close()
             text = str(exc) if isinstance(exc, StoreError) else describe(exc)
             raise StoreError(f"{path}: {text}") from None
-        self._decoder = Decoder() if decode else None
+        self._decoder = Decoder(body_limit=STORE_DECODE_LIMIT) if decode else None
         self._packets: list[tuple[Any, ...]] = []
         self._logs: list[tuple[Any, ...]] = []
         self._heartbeats: list[tuple[Any, ...]] = []

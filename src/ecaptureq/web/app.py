@@ -23,7 +23,7 @@ import contextlib
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -37,12 +37,22 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ecaptureq import __version__
-from ecaptureq.store import SqlError
-from ecaptureq.store.export import har_document
+from ecaptureq.store import QUERY_SECONDS, Deadline, SqlError
+from ecaptureq.store.export import har_chunks, har_entries
 from ecaptureq.store.recorder import LiveRecorder
 from ecaptureq.web import queries
 
 T = TypeVar("T")
+
+QUERY_SLOTS = 4
+"""The most queries of the user's SQL (filters, the packets view, HAR) running at once; more wait up to
+:data:`~ecaptureq.store.QUERY_SECONDS` for a slot, then get 503. ``/api/status`` never waits for one."""
+
+HAR_SECONDS = 300.0
+"""Time limit of one HAR download (it reads every exchange that matches)."""
+
+SQLITE_MAX_INT = (1 << 63) - 1
+"""Ids and indexes beyond this are no row (SQLite cannot even compare them)."""
 
 MAX_LIMIT = 20_000
 """The most rows one ``/api/exchanges`` or ``/api/packets`` answer carries."""
@@ -63,6 +73,17 @@ class UiState:
     poll: float = 0.5
     started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    active: set[sqlite3.Connection] = field(default_factory=set)
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(QUERY_SLOTS))
+
+    def interrupt_all(self) -> None:
+        """Interrupt every query still running (at shutdown)."""
+        for conn in list(self.active):
+            conn.interrupt()
+
+
+class Busy(Exception):
+    """Every query slot stayed taken for :data:`~ecaptureq.store.QUERY_SECONDS`."""
 
 
 def _static_dir() -> Path:
@@ -84,7 +105,9 @@ def _int(request: Request, name: str, default: int, low: int = 0, high: int | No
     try:
         value = int(text)
     except ValueError:
-        raise SqlError(f"{name} must be a whole number, not {text!r}") from None
+        raise SqlError(f"{name} must be a whole number, not {text[:40]!r}") from None
+    if abs(value) > SQLITE_MAX_INT:
+        raise SqlError(f"{name} is out of range (at most {SQLITE_MAX_INT})")
     value = max(low, value)
     return min(value, high) if high is not None else value
 
@@ -94,13 +117,38 @@ def create_app(state: UiState) -> Starlette:
 
     def read(fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = queries.connect(state.db)
+        state.active.add(conn)
         try:
-            return fn(conn)
+            with Deadline(conn, QUERY_SECONDS):
+                return fn(conn)
         finally:
+            state.active.discard(conn)
             conn.close()
 
-    async def in_thread(fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def direct(fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A fixed query (by id, the totals): bounded by itself, it never waits for a slot."""
         return await run_in_threadpool(read, fn)
+
+    async def in_thread(fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A query of the user's SQL: at most QUERY_SLOTS run at once."""
+        try:
+            await asyncio.wait_for(state.slots.acquire(), QUERY_SECONDS)
+        except TimeoutError:
+            raise Busy from None
+        try:
+            return await run_in_threadpool(read, fn)
+        finally:
+            state.slots.release()
+
+    def busy() -> JSONResponse:
+        return _error(503, f"{QUERY_SLOTS} queries are already running; try again when one has finished")
+
+    def row_id(request: Request, name: str) -> int | None:
+        try:
+            value = int(request.path_params[name])
+        except ValueError:
+            return None
+        return value if 0 <= value <= SQLITE_MAX_INT else -1
 
     async def page(request: Request) -> Response:
         html = (_static_dir() / "index.html").read_text(encoding="utf-8")
@@ -114,19 +162,20 @@ def create_app(state: UiState) -> Starlette:
             rows = await in_thread(lambda c: queries.exchange_rows(c, cond, after, limit))
         except SqlError as exc:
             return _error(400, str(exc))
+        except Busy:
+            return busy()
         return _json(queries.rows_json(queries.EXCHANGE_COLUMNS, rows))
 
     async def exchange(request: Request) -> Response:
-        try:
-            ex_id = int(request.path_params["id"])
-        except ValueError:
+        ex_id = row_id(request, "id")
+        if ex_id is None:
             return _error(400, "the exchange id must be a number")
         try:
-            detail = await in_thread(lambda c: queries.exchange_detail(c, ex_id))
+            detail = await direct(lambda c: queries.exchange_detail(c, ex_id)) if ex_id >= 0 else None
         except SqlError as exc:
             return _error(400, str(exc))
         if detail is None:
-            return _error(404, f"no exchange {ex_id}")
+            return _error(404, f"no exchange {request.path_params['id'][:40]}")
         return _json(detail)
 
     async def packets(request: Request) -> Response:
@@ -136,27 +185,33 @@ def create_app(state: UiState) -> Starlette:
             body = await in_thread(lambda c: queries.packet_rows(c, text, limit))
         except SqlError as exc:
             return _error(400, str(exc))
+        except Busy:
+            return busy()
         return _json(body)
 
     async def packet(request: Request) -> Response:
-        try:
-            index = int(request.path_params["index"])
-        except ValueError:
+        index = row_id(request, "index")
+        if index is None:
             return _error(400, "the packet index must be a number")
-        info = await in_thread(lambda c: queries.packet_detail(c, index))
+        try:
+            info = await direct(lambda c: queries.packet_detail(c, index)) if index >= 0 else None
+        except SqlError as exc:
+            return _error(400, str(exc))
         if info is None:
-            return _error(404, f"no packet {index}")
+            return _error(404, f"no packet {request.path_params['index'][:40]}")
         return _json(info)
 
     async def har(request: Request) -> Response:
         cond = request.query_params.get("filter") or None
         try:
-            doc = await in_thread(lambda c: har_document(c, cond))
+            await in_thread(lambda c: queries.check_condition(c, cond))
         except SqlError as exc:
             return _error(400, str(exc))
+        except Busy:
+            return busy()
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-        return Response(
-            json.dumps(doc, ensure_ascii=False),
+        return StreamingResponse(
+            _har_stream(cond),
             media_type="application/json",
             headers={
                 "Content-Disposition": f'attachment; filename="ecaptureq-{stamp}.har"',
@@ -164,8 +219,22 @@ def create_app(state: UiState) -> Starlette:
             },
         )
 
+    def _har_stream(cond: str | None) -> Iterator[str]:
+        # Read and sent entry by entry (Starlette runs this iterator in worker threads, hence any_thread).
+        conn = queries.connect(state.db, any_thread=True)
+        state.active.add(conn)
+        try:
+            with Deadline(conn, HAR_SECONDS):
+                try:
+                    yield from har_chunks(har_entries(conn, cond))
+                except SqlError as exc:  # the answer has begun: end it as broken JSON, not a 500
+                    yield f"\n/* export stopped: {exc} */"
+        finally:
+            state.active.discard(conn)
+            conn.close()
+
     async def status_body() -> dict[str, Any]:
-        counts = await in_thread(queries.totals)
+        counts = await direct(queries.totals)
         body: dict[str, Any] = {
             "version": __version__,
             "mode": "live" if state.recorder is not None else "database",
@@ -187,6 +256,8 @@ def create_app(state: UiState) -> Starlette:
             await in_thread(lambda c: queries.check_condition(c, cond))
         except SqlError as exc:
             return _error(400, str(exc))
+        except Busy:
+            return busy()
         return StreamingResponse(
             _events(cond, after),
             media_type="text/event-stream",
@@ -210,6 +281,8 @@ def create_app(state: UiState) -> Starlette:
             except SqlError as exc:
                 yield f"event: failure\ndata: {json.dumps({'error': str(exc)})}\n\n"
                 return
+            except Busy:
+                new, updated = [], []  # the next tick tries again
             complete_col = queries.EXCHANGE_COLUMNS.index("complete")
             for row in updated:
                 if row[complete_col]:

@@ -6,9 +6,13 @@ Checks on every HTTP request, in order:
    (``localhost``, ``127.0.0.0/8``, ``[::1]``), so a DNS-rebinding page cannot reach it under its own name.
 2. **Origin** (403): a request carrying a foreign ``Origin`` (not loopback, not ``--allow-origin``) is a
    page elsewhere calling the API; so is ``Sec-Fetch-Site: cross-site``. Both are refused.
-3. **Token** (401), when set: ``Authorization: Bearer TOKEN`` or the session cookie. A page URL with
-   ``?token=TOKEN`` sets that cookie (HttpOnly, SameSite=Strict, scoped to this port by its name) and
-   redirects to the same URL without the token, so it does not stay in the address bar or the history.
+3. **Token** (401), when set, on ``/api/``: ``Authorization: Bearer TOKEN``. No cookie ever carries a
+   credential: cookies ignore ports, so any other service on this host would receive it. The page and
+   its static files hold no data and are served to anyone who passes 1 and 2; the page takes the token
+   from its URL (``?token=TOKEN``) once, keeps it in the tab's ``sessionStorage`` (per origin: another
+   port cannot read it), removes it from the address bar and sends it as a header. ``EventSource`` and
+   downloads cannot send headers: ``POST /api/ticket`` (with the header) returns a ticket that
+   ``/api/stream`` and ``/api/har`` accept once, as ``?ticket=``, within :data:`TICKET_SECONDS`.
 
 Every response also gets a strict Content-Security-Policy (only this origin's files; nothing from the
 network) and ``X-Content-Type-Options: nosniff``.
@@ -16,16 +20,17 @@ network) and ``X-Content-Type-Options: nosniff``.
 
 from __future__ import annotations
 
+import json
+import secrets
+import time
 from collections.abc import Iterable
-from http.cookies import SimpleCookie
 from typing import Final
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ecaptureq.server.security import (
-    TOKEN_QUERY_PARAMETER,
     Origin,
     is_loopback_host,
     origin_allowed,
@@ -39,9 +44,13 @@ CSP: Final = (
 """The page's Content-Security-Policy: its own files only."""
 
 
-def cookie_name(port: int) -> str:
-    """The session cookie's name; cookies ignore ports, so the port is in the name (two UIs, two cookies)."""
-    return f"ecaptureq_ui_{port}"
+TICKET_SECONDS: Final = 30.0
+"""How long a ticket from ``POST /api/ticket`` stays valid (it is also single-use)."""
+
+TICKET_PATHS: Final = ("/api/stream", "/api/har")
+"""The endpoints a ticket opens (those a browser cannot call with an Authorization header)."""
+
+MAX_TICKETS: Final = 1024
 
 
 def _host_name(host_header: str) -> str:
@@ -77,11 +86,28 @@ class Guard:
         self.loopback_only = loopback_only
         self.port = port
         self.refusals = 0
+        self._tickets: dict[str, float] = {}
 
-    @property
-    def cookie(self) -> str:
-        """The session cookie's name."""
-        return cookie_name(self.port)
+    def _issue_ticket(self) -> str:
+        now = time.monotonic()
+        for old, expiry in list(self._tickets.items()):
+            if expiry < now:
+                del self._tickets[old]
+        while len(self._tickets) >= MAX_TICKETS:
+            self._tickets.pop(next(iter(self._tickets)))
+        ticket = secrets.token_urlsafe(24)
+        self._tickets[ticket] = now + TICKET_SECONDS
+        return ticket
+
+    def _redeem(self, scope: Scope) -> bool:
+        if scope["path"] not in TICKET_PATHS:
+            return False
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        for key, value in query:
+            if key == "ticket":
+                expiry = self._tickets.pop(value, None)
+                return expiry is not None and expiry >= time.monotonic()
+        return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check one request; refuse it, redirect it (token in the URL), or pass it on."""
@@ -95,13 +121,8 @@ class Guard:
             status, text = refusal
             await self._plain(scope, receive, send, status, text)
             return
-        if self.token is not None and not self._authenticated(headers):
-            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-            presented = query.get(TOKEN_QUERY_PARAMETER)
-            is_page = not scope["path"].startswith("/api/")
-            if presented is not None and is_page and token_matches(presented, self.token):
-                await self._login(scope, send, query)
-                return
+        is_api = scope["path"].startswith("/api/")
+        if self.token is not None and is_api and not self._authenticated(headers) and not self._redeem(scope):
             self.refusals += 1
             await self._plain(
                 scope,
@@ -111,6 +132,9 @@ class Guard:
                 "Unauthorized: open the URL with ?token=TOKEN that ecaptureq ui printed, "
                 "or send Authorization: Bearer TOKEN.\n",
             )
+            return
+        if scope["path"] == "/api/ticket" and scope.get("method") == "POST" and self.token is not None:
+            await self._ticket(send)
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -144,35 +168,22 @@ class Guard:
             scheme, _, credentials = value.strip().partition(" ")
             if scheme.lower() == "bearer" and credentials.strip():
                 ok |= token_matches(credentials.strip(), self.token)
-        for value in headers.getlist("cookie"):
-            jar: SimpleCookie = SimpleCookie()
-            try:
-                jar.load(value)
-            except Exception:  # a malformed Cookie header is just not a session
-                continue
-            morsel = jar.get(self.cookie)
-            if morsel is not None:
-                ok |= token_matches(morsel.value, self.token)
         return ok
 
-    async def _login(self, scope: Scope, send: Send, query: dict[str, str]) -> None:
-        assert self.token is not None
-        rest = {k: v for k, v in query.items() if k != TOKEN_QUERY_PARAMETER}
-        location = scope["path"] + (f"?{urlencode(rest)}" if rest else "")
-        cookie = f"{self.cookie}={self.token}; HttpOnly; SameSite=Strict; Path=/"
+    async def _ticket(self, send: Send) -> None:
+        body = json.dumps({"ticket": self._issue_ticket(), "seconds": TICKET_SECONDS}).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 303,
+                "status": 200,
                 "headers": [
-                    (b"location", location.encode("latin-1")),
-                    (b"set-cookie", cookie.encode("latin-1")),
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
                     (b"cache-control", b"no-store"),
-                    (b"content-length", b"0"),
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": b""})
+        await send({"type": "http.response.body", "body": body})
 
     async def _plain(self, scope: Scope, receive: Receive, send: Send, status: int, text: str) -> None:
         if scope["type"] == "websocket":

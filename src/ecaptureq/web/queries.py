@@ -11,19 +11,21 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import shlex
+import math
 import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from ecaptureq.decode.bodies import JSON_PARSE_LIMIT
 from ecaptureq.decode.render import hexdump
-from ecaptureq.store import SqlError, open_readonly, quote_index, run_query
-from ecaptureq.store.export import har_entry
+from ecaptureq.store import QUERY_SECONDS, SqlError, open_readonly, quote_index, run_query
+from ecaptureq.store.export import STORED_SELECT, har_entry, load_exchange
+from ecaptureq.store.sql import sql_error
+from ecaptureq.web.curl import curl_command
 
-QUERY_SECONDS: Final = 10.0
-"""A query from the browser that runs longer than this is interrupted (and reported as an error)."""
+RESULT_BYTES: Final = 8 * 1024 * 1024
+"""About the most bytes of cells one answer carries; the rows after that are left out (``truncated``)."""
 
 BODY_SHOWN: Final = 256 * 1024
 """Characters of a text body, or bytes of a binary one, that a detail carries (the rest is marked)."""
@@ -62,28 +64,25 @@ def _authorize(action: int, arg1: str | None, arg2: str | None, db: str | None, 
     return sqlite3.SQLITE_OK
 
 
-def connect(path: Path, seconds: float = QUERY_SECONDS) -> sqlite3.Connection:
-    """Open ``path`` read-only for the browser's queries: ``ATTACH`` denied, each query limited in time.
+def connect(path: Path, *, any_thread: bool = False) -> sqlite3.Connection:
+    """Open ``path`` read-only for the browser's queries, with ``ATTACH`` denied.
+
+    Bound what its queries may cost with a :class:`~ecaptureq.store.Deadline` around them.
 
     Raises:
         SqlError: the file is missing or not a readable SQLite database.
     """
-    conn = open_readonly(path)
+    conn = open_readonly(path, any_thread=any_thread)
     conn.set_authorizer(_authorize)
-    started = time.monotonic()
-
-    def too_long() -> int:
-        return int(time.monotonic() - started > seconds)
-
-    conn.set_progress_handler(too_long, 20_000)
     return conn
 
 
 def _sql_error(exc: sqlite3.Error, text: str) -> SqlError:
-    message = str(exc)
-    if message == "interrupted":
-        message = f"the query took longer than {QUERY_SECONDS:g} s and was stopped"
-    return SqlError(f"invalid SQL: {message} (in: {text.strip()})")
+    return sql_error(exc, text, QUERY_SECONDS)
+
+
+def _cells(row: Iterable[Any]) -> list[Any]:
+    return [_cell(v) for v in row]
 
 
 def exchanges_where(condition: str | None) -> str:
@@ -102,9 +101,23 @@ def exchange_rows(
     """
     sql = f"{_EXCHANGE_SELECT} WHERE id > ?{exchanges_where(condition)} ORDER BY id LIMIT ?"
     try:
-        return [list(row) for row in conn.execute(sql, (after_id, limit))]
+        return _bounded(conn.execute(sql, (after_id, limit)))
     except sqlite3.Error as exc:
         raise _sql_error(exc, condition or "") from None
+
+
+def _bounded(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
+    # A condition may add a UNION of anything: every cell is made JSON-able and short, and the answer
+    # stops at RESULT_BYTES.
+    out: list[list[Any]] = []
+    size = 0
+    for row in rows:
+        cells = _cells(row)
+        out.append(cells)
+        size += sum(len(c) if isinstance(c, str) else 8 for c in cells)
+        if size > RESULT_BYTES:
+            break
+    return out
 
 
 def exchange_rows_by_id(
@@ -117,7 +130,7 @@ def exchange_rows_by_id(
     marks = ", ".join("?" * len(wanted))
     sql = f"{_EXCHANGE_SELECT} WHERE id IN ({marks}){exchanges_where(condition)} ORDER BY id"
     try:
-        return [list(row) for row in conn.execute(sql, wanted)]
+        return _bounded(conn.execute(sql, wanted))
     except sqlite3.Error as exc:
         raise _sql_error(exc, condition or "") from None
 
@@ -133,6 +146,8 @@ def _cell(value: Any) -> Any:
         return f"x'{shown}{'…' if len(value) > CELL_SHOWN // 2 else ''}'"
     if isinstance(value, str) and len(value) > CELL_SHOWN:
         return value[:CELL_SHOWN] + "…"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # 1e999 is infinite in SQLite; JSON has no such number
     return value
 
 
@@ -146,18 +161,17 @@ def packet_rows(conn: sqlite3.Connection, text: str, limit: int = 5000) -> dict[
         SqlError: SQLite refused the query (its message is kept), or it took too long.
     """
     try:
-        columns, rows = run_query(conn, text)
+        columns, rows = run_query(conn, text, QUERY_SECONDS)
         out: list[list[Any]] = []
+        size = 0
         for row in rows:
-            if len(out) == limit:
+            if len(out) == limit or size > RESULT_BYTES:
                 return {"columns": columns, "rows": out, "truncated": True}
-            out.append([_cell(v) for v in row])
+            cells = _cells(row)
+            size += sum(len(c) if isinstance(c, str) else 8 for c in cells)
+            out.append(cells)
     except sqlite3.Error as exc:  # run_query maps most errors; an interrupt can escape mid-iteration
         raise _sql_error(exc, text) from None
-    except SqlError as exc:
-        if "interrupted" in str(exc):
-            raise SqlError(f"the query took longer than {QUERY_SECONDS:g} s and was stopped") from None
-        raise
     return {"columns": columns, "rows": out, "truncated": False}
 
 
@@ -169,11 +183,11 @@ def body_view(message: dict[str, Any] | None) -> dict[str, Any]:
     text = message.get("body_text")
     if text is not None:
         kind = "text"
-        if message.get("is_json"):
+        if message.get("is_json") and len(text) <= JSON_PARSE_LIMIT:
             try:
                 text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
                 kind = "json"
-            except ValueError:
+            except (ValueError, RecursionError):
                 pass
         cut = len(text) > BODY_SHOWN
         return {"kind": kind if text else "empty", "text": text[:BODY_SHOWN], "size": size, "truncated": cut}
@@ -186,54 +200,6 @@ def body_view(message: dict[str, Any] | None) -> dict[str, Any]:
         cut = len(data) > BODY_SHOWN
         return {"kind": "hex", "text": hexdump(data[:BODY_SHOWN]), "size": size, "truncated": cut}
     return {"kind": "empty", "text": "", "size": size, "truncated": False}
-
-
-_CURL_SKIPPED: Final = frozenset(
-    {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"}
-)
-
-
-def curl_command(detail: dict[str, Any]) -> str | None:
-    """The request as a ``curl`` command line (POSIX shell quoting), or ``None`` without a request.
-
-    The body is the decoded one, so ``Content-Encoding`` is left out when the capture had one; a binary
-    body is piped in with ``printf``.
-    """
-    req = detail.get("request")
-    if not req:
-        return None
-    url = har_entry(detail)["request"]["url"]
-    method = req.get("method") or "GET"
-    parts = ["curl"]
-    if detail.get("protocol") == "h2":
-        parts.append("--http2")
-    if method != "GET":
-        parts += ["-X", shlex.quote(method)]
-    parts.append(shlex.quote(url))
-    decoded = bool(req.get("content_encoding"))
-    for name, value in req.get("headers") or []:
-        lower = name.lower()
-        if lower.startswith(":") or lower in _CURL_SKIPPED or (decoded and lower == "content-encoding"):
-            continue
-        parts += ["-H", shlex.quote(f"{name}: {value}")]
-    prefix = ""
-    if req.get("body_text"):
-        parts += ["--data-raw", shlex.quote(req["body_text"])]
-    elif req.get("body_b64"):
-        data = base64.b64decode(req["body_b64"])
-        escaped = "".join(f"\\x{b:02x}" for b in data)
-        prefix = f"printf '%b' '{escaped}' | "
-        parts += ["--data-binary", "@-"]
-    lines: list[str] = []
-    line = prefix + parts[0]
-    i = 1
-    while i < len(parts):  # one option (with its value) per line
-        take = 2 if parts[i].startswith("-") and parts[i] not in ("--http2",) else 1
-        lines.append(line)
-        line = "  " + " ".join(parts[i : i + take])
-        i += take
-    lines.append(line)
-    return " \\\n".join(lines)
 
 
 def _message_view(message: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -258,10 +224,14 @@ def _message_view(message: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def exchange_detail(conn: sqlite3.Connection, exchange_id: int) -> dict[str, Any] | None:
     """Everything the detail pane shows about one exchange, or ``None`` when there is no such id."""
-    row = conn.execute("SELECT detail FROM exchanges WHERE id = ?", (exchange_id,)).fetchone()
-    if row is None:
+    try:
+        row = conn.execute(f"{STORED_SELECT} WHERE id = ?", (exchange_id,)).fetchone()
+    except sqlite3.Error as exc:
+        raise _sql_error(exc, f"exchange {exchange_id}") from None
+    detail = load_exchange(row) if row is not None else None
+    if detail is None:
         return None
-    detail: dict[str, Any] = json.loads(row[0])
+    url = har_entry(detail)["request"]["url"] if isinstance(detail.get("request"), dict) else None
     return {
         "id": exchange_id,
         "protocol": detail.get("protocol"),
@@ -272,20 +242,24 @@ def exchange_detail(conn: sqlite3.Connection, exchange_id: int) -> dict[str, Any
         "dst": f"{detail.get('dst_ip') or ''}:{detail.get('dst_port') or 0}",
         "started_ns": detail.get("started_ns"),
         "latency": detail.get("latency"),
-        "url": har_entry(detail)["request"]["url"] if detail.get("request") else None,
+        "url": url,
         "request": _message_view(detail.get("request")),
         "response": _message_view(detail.get("response")),
-        "curl": curl_command(detail),
+        "curl": curl_command(detail, url or "", "posix"),
+        "curl_fish": curl_command(detail, url or "", "fish"),
     }
 
 
 def packet_detail(conn: sqlite3.Connection, index: int) -> dict[str, Any] | None:
     """One packet's metadata and its payload as text (when printable) or a hex dump."""
-    row = conn.execute(
-        'SELECT "index", timestamp, uuid, src_ip, src_port, dst_ip, dst_port, pid, pname, type, length,'
-        ' is_binary, payload_binary FROM packets WHERE "index" = ?',
-        (index,),
-    ).fetchone()
+    try:
+        row = conn.execute(
+            'SELECT "index", timestamp, uuid, src_ip, src_port, dst_ip, dst_port, pid, pname, type, length,'
+            ' is_binary, payload_binary FROM packets WHERE "index" = ?',
+            (index,),
+        ).fetchone()
+    except sqlite3.Error as exc:
+        raise _sql_error(exc, f"packet {index}") from None
     if row is None:
         return None
     keys = ("index", "timestamp", "uuid", "src_ip", "src_port", "dst_ip", "dst_port", "pid", "pname")

@@ -12,8 +12,35 @@ function el(tag, cls, text) {
   return node;
 }
 
+// The token: given once in the page URL (?token=), kept in this tab's sessionStorage (another origin,
+// another port included, cannot read it) and sent as an Authorization header; never in a cookie.
+const session = (() => {
+  const params = new URLSearchParams(location.search);
+  const given = params.get("token");
+  if (given !== null) {
+    sessionStorage.setItem("ecaptureq-token", given);
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : ""));
+  }
+  return sessionStorage.getItem("ecaptureq-token");
+})();
+
+function authHeaders() {
+  return session ? { Authorization: `Bearer ${session}` } : {};
+}
+
+async function withTicket(url) {
+  // EventSource and downloads cannot send headers: a single-use ticket that expires in seconds.
+  if (!session) return url;
+  const answer = await fetch("/api/ticket", { method: "POST", headers: authHeaders(), credentials: "omit" });
+  if (!answer.ok) return url;
+  const { ticket } = await answer.json();
+  return `${url}${url.includes("?") ? "&" : "?"}ticket=${encodeURIComponent(ticket)}`;
+}
+
 async function getJSON(url) {
-  const response = await fetch(url, { credentials: "same-origin" });
+  const response = await fetch(url, { headers: authHeaders(), credentials: "omit" });
   let body = null;
   try { body = await response.json(); } catch (e) { body = null; }
   if (!response.ok) {
@@ -249,9 +276,10 @@ function stopStream() {
   if (state.retry) { clearTimeout(state.retry); state.retry = null; }
 }
 
-function startStream() {
+async function startStream() {
   stopStream();
-  const url = `/api/stream?after_id=${state.lastId}&filter=${encodeURIComponent(state.filter)}`;
+  const url = await withTicket(`/api/stream?after_id=${state.lastId}&filter=${encodeURIComponent(state.filter)}`);
+  if (state.source) return;  // another start won meanwhile
   const source = new EventSource(url);
   state.source = source;
   source.addEventListener("rows", (e) => addRows(JSON.parse(e.data).rows));
@@ -408,13 +436,18 @@ async function showExchange(id) {
   if (d.url) nodes.push(el("p", "meta url", d.url));
   if (d.curl) {
     const actions = el("div", "actions");
-    const copy = el("button", "button", "Copy as curl");
+    // One command per shell family: no quoting is inert in both POSIX shells and fish.
+    const copy = el("button", "button", "Copy as curl (bash, zsh, sh)");
     copy.id = "copy-curl";
     copy.type = "button";
     copy.addEventListener("click", () => copyText(d.curl, copy));
+    const copyFish = el("button", "button", "Copy as curl (fish)");
+    copyFish.id = "copy-curl-fish";
+    copyFish.type = "button";
+    copyFish.addEventListener("click", () => copyText(d.curl_fish, copyFish));
     const details = el("details", "curl");
-    details.append(el("summary", "", "curl command"), el("pre", "curl-text", d.curl));
-    actions.append(copy);
+    details.append(el("summary", "", "curl command (bash, zsh, sh)"), el("pre", "curl-text", d.curl));
+    actions.append(copy, copyFish);
     nodes.push(actions, details);
   }
   nodes.push(messageBlock("Request", d.request), messageBlock("Response", d.response));
@@ -484,6 +517,17 @@ $("filter-form").addEventListener("submit", (e) => { e.preventDefault(); applyFi
 $("filter-clear").addEventListener("click", () => { $("filter").value = ""; applyFilter(""); });
 $("sql-form").addEventListener("submit", (e) => { e.preventDefault(); runPackets($("sql").value.trim()); });
 $("pause").addEventListener("click", () => setPaused(!state.paused));
+$("har").addEventListener("click", async (e) => {
+  if (!session || e.target.dataset.ticketed) return;  // no token: the plain link works
+  e.preventDefault();
+  const link = el("a");
+  link.href = await withTicket($("har").getAttribute("href"));
+  link.download = "";
+  link.dataset.ticketed = "1";
+  document.body.append(link);
+  link.click();
+  link.remove();
+});
 
 pollStatus();
 startStream();

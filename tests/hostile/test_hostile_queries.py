@@ -1,0 +1,167 @@
+"""Queries cannot be made to run long, eat memory or fail with 500; a bad Host cannot break HAR.
+
+Against real processes: ``ecaptureq query``, ``ecaptureq export`` and ``ecaptureq ui`` (uvicorn).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import run_cli
+from haralyzer import HarParser
+from hostile_support import get, h1_exchange, h2_exchange, response
+
+from ecaptureq.store import CaptureStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
+from ui_support import Ui, start_ui, stop_ui
+
+SLOW = "SELECT length(replace(printf('%.*c', 100000000, 'x'), 'x', 'yy')) FROM packets"
+HUGE = "SELECT length(printf('%.*c', 999999999, 'x')) FROM packets"
+FOREVER = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+BAD_HOSTS = ["[", "[::1", "]", "a]b[", "http://[", "%zz", "\x00", "é" * 3]
+
+
+def hostile_db(path: Path) -> Path:
+    """Exchanges whose Host, :authority and URL no URL parser accepts, and a normal one."""
+    store = CaptureStore(path)
+    store.connection_opened("ws://127.0.0.1:1/")
+    n = 0
+    for i, host in enumerate(BAD_HOSTS):
+        for ev in h1_exchange(get(f"/p{i}?a=1&b", [("Host", host)]), response(b"{}"), fd=10 + i, n=n):
+            store.add(ev)
+        n += 2
+    req = [(":method", "GET"), (":scheme", "-o/tmp/x"), (":authority", "["), (":path", "//[/")]
+    for ev in h2_exchange(req, [(":status", "200")], b"x", n=n):
+        store.add(ev)
+    for ev in h1_exchange(
+        get("/ok"), response(b'{"ok": true}', [("Content-Type", "application/json")]), fd=99
+    ):
+        store.add(ev)
+    store.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return hostile_db(tmp_path_factory.mktemp("q") / "hostile.db")
+
+
+@pytest.fixture(scope="module")
+def ui(db: Path) -> Iterator[Ui]:
+    served = start_ui("--db", str(db))
+    yield served
+    code, err = stop_ui(served)
+    assert code == 0, err
+
+
+def test_export_har_carries_bad_hosts_as_text(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.har"
+    result = run_cli("export", "--db", str(db), "--format", "har", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(out.read_text())
+    urls = [e["request"]["url"] for e in doc["log"]["entries"]]
+    assert len(urls) == len(BAD_HOSTS) + 2
+    assert "https://[/p0?a=1&b" in urls
+    HarParser(doc)  # an independent HAR reader takes it
+
+
+def test_ui_har_and_details_never_answer_500(ui: Ui) -> None:
+    har = httpx.get(f"{ui.base}/api/har", timeout=30)
+    assert har.status_code == 200, har.text
+    assert len(har.json()["log"]["entries"]) == len(BAD_HOSTS) + 2
+    rows = httpx.get(f"{ui.base}/api/exchanges").json()["rows"]
+    for row in rows:
+        detail = httpx.get(f"{ui.base}/api/exchange/{row[0]}")
+        assert detail.status_code == 200, detail.text
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/exchange/99999999999999999999999999", 404),
+        ("/api/exchange/-1", 404),
+        ("/api/exchange/%F0%9F%92%A5", 400),
+        ("/api/exchange/1%00", 400),
+        ("/api/packet/9223372036854775808", 404),
+        ("/api/packet/%ff", 400),
+        ("/api/exchanges?after_id=99999999999999999999999999", 400),
+        ("/api/exchanges?after_id=-99999999999999999999999999", 400),
+        ("/api/exchanges?limit=1e9", 400),
+        ("/api/stream?after_id=99999999999999999999999999", 400),
+        ("/api/exchanges?filter=1) UNION SELECT x'00ff',1,2,3,4,5,6,7,8,9,10,1e999,12,13 WHERE (1", 200),
+        ("/api/exchanges?filter=1) UNION SELECT x'00ff',1,2,3,4,5,6,7,8,9,10,11,12,13 --", 400),
+        ("/api/har?filter=1) UNION SELECT 'not json', 1, 2 WHERE (1", 400),
+        ("/api/stream?filter=1) UNION SELECT 1 --", 400),
+        ("/api/packets?sql=SELECT x'00ff', 1e999, -1e999", 200),
+        ("/api/packets?sql=SELECT 'x' UNION SELECT x'00'", 200),
+    ],
+)
+def test_ui_hostile_parameters_answer_400_or_404(ui: Ui, path: str, status: int) -> None:
+    answer = httpx.get(f"{ui.base}{path}", timeout=30)
+    assert answer.status_code == status, answer.text
+    answer.json()  # always JSON, never a traceback page
+
+
+def test_query_cli_timeout_and_value_limit(db: Path) -> None:
+    forever = run_cli("query", "--db", str(db), "--timeout", "1", FOREVER, timeout=60)
+    assert forever.returncode == 2
+    assert "took longer than 1 s and was stopped (--timeout 1)" in forever.stderr
+    assert "Traceback" not in forever.stderr
+    slow = run_cli("query", "--db", str(db), SLOW, timeout=60)  # limited to 32 MiB values: quick NULLs
+    assert slow.returncode == 0, slow.stderr
+    assert run_cli("query", "--db", str(db), "--timeout", "0", "1").returncode == 2
+    assert run_cli("query", "--db", str(db), "--timeout", "nan", "1").returncode == 2
+
+
+def test_ui_attack_queries_are_bounded_and_status_keeps_answering(ui: Ui) -> None:
+    answers: list[httpx.Response] = []
+
+    def attack(sql: str) -> None:
+        answers.append(httpx.get(f"{ui.base}/api/packets", params={"sql": sql}, timeout=60))
+
+    attackers = [threading.Thread(target=attack, args=(sql,)) for sql in (FOREVER, FOREVER, HUGE, SLOW)]
+    attackers += [threading.Thread(target=attack, args=(FOREVER,)) for _ in range(3)]  # over the slots
+    for t in attackers:
+        t.start()
+    statuses = 0
+    while any(t.is_alive() for t in attackers):
+        status = httpx.get(f"{ui.base}/api/status", timeout=5)  # answers within 5 s while they run
+        assert status.status_code == 200
+        statuses += 1
+        time.sleep(0.2)
+    for t in attackers:
+        t.join()
+    assert statuses >= 5  # the attacks ran for seconds; status answered all along
+    codes = sorted(a.status_code for a in answers)
+    assert set(codes) <= {200, 400, 503}, codes
+    stopped = [a.json()["error"] for a in answers if a.status_code == 400]
+    assert any("took longer than 10 s" in e for e in stopped), stopped
+    rss = _rss_kib(ui.proc.pid)
+    assert rss < 1024 * 1024, f"the UI grew to {rss} KiB"  # 12-14 GB before the value limit
+
+
+def test_ui_stops_promptly_while_a_query_runs(db: Path) -> None:
+    served = start_ui("--db", str(db))
+    thread = threading.Thread(
+        target=lambda: httpx.get(f"{served.base}/api/packets", params={"sql": FOREVER}, timeout=60)
+    )
+    thread.start()
+    time.sleep(0.5)  # let the query start; nothing to wait on from outside
+    code, err = stop_ui(served)  # SIGTERM: the running query is interrupted, not waited for
+    thread.join()
+    assert code == 0, err
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0

@@ -1,0 +1,117 @@
+"""Captured control characters never reach a terminal raw: watch, demo, query, errors (real processes)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Served, run_cli, start_serve, stop_serve
+from hostile_support import CLIPBOARD, ERASE, event, get, h1_exchange, h2_exchange, response, write_jsonl
+
+from ecaptureq.cli.terminal import json_line, visible
+from ecaptureq.store import CaptureStore
+
+RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]")
+"""What must never be in a terminal's output: every control character but tab and newline."""
+
+HOSTILE_NAME = f"cu{CLIPBOARD}rl"
+
+
+def hostile_events() -> list:  # type: ignore[type-arg]
+    """A process name, HTTP/1 header and text body, and HTTP/2 header values carrying escapes."""
+    events = h1_exchange(
+        get("/x", [("Host", "api.example.com"), ("X-Evil", f"a{CLIPBOARD}b")]),
+        response(
+            f"line one{ERASE}erased\x9b2Jand\u202eevil".encode(),
+            [("Content-Type", "text/plain"), ("X-Erase", ERASE)],
+        ),
+        pname=HOSTILE_NAME,
+    )
+    events += h2_exchange(
+        [(":method", "GET"), (":scheme", "https"), (":authority", "h2.example"), (":path", "/y")],
+        [(":status", "200"), ("x-clip", CLIPBOARD), ("content-type", "text/plain")],
+        f"h2 body{CLIPBOARD}".encode(),
+        n=10,
+    )
+    events.append(event(HOSTILE_NAME, 9, 0, f"raw {CLIPBOARD}{ERASE}".encode(), 20))
+    return events
+
+
+@pytest.fixture
+def hostile_server(tmp_path: Path) -> Iterator[Served]:
+    """A replay of the hostile capture (a replay's events go to its first client only)."""
+    path = write_jsonl(
+        tmp_path / "hostile.jsonl",
+        hostile_events(),
+        logs=[f"2026-01-02T10:00:00Z INF hello {CLIPBOARD} {ERASE}gone"],
+    )
+    served = start_serve("--replay", str(path), "--speed", "0")
+    yield served
+    stop_serve(served)
+
+
+def test_visible_shows_every_control_character() -> None:
+    assert visible(f"a{CLIPBOARD}b") == "a\\e]52;c;cHduZWQ=\\x07b"
+    assert visible("a\tb\nc\r") == "a\tb\nc\\r"
+    assert visible("a\tb\nc", newlines=False) == "a\\tb\\nc"
+    assert visible("\x9b\u202e\x7f") == "\\x9b\\u202e\\x7f"
+    line = json_line({"k": "\x9b\x1b\u2028é"})
+    assert not RAW_CONTROL.search(line) and json.loads(line) == {"k": "\x9b\x1b\u2028é"}
+
+
+def test_watch_text_shows_escapes_visibly(hostile_server: Served) -> None:
+    result = run_cli("watch", hostile_server.url, "--count", "5", "--timeout", "20")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert not RAW_CONTROL.search(out), repr(out)
+    assert "\\e]52;c;cHduZWQ=\\x07" in out  # shown, not obeyed: in the log line, the name, the headers
+    assert "hello \\e]52;" in out and "\\e[2K\\rgone" in out
+    assert f"process {visible(HOSTILE_NAME)}" in out
+    assert "X-Evil: a\\e]52;" in out and "x-clip: \\e]52;" in out
+    assert "erased\\x9b2Jand\\u202eevil" in out
+
+
+def test_watch_raw_output_is_escaped(hostile_server: Served) -> None:
+    raw = run_cli("watch", hostile_server.url, "--count", "5", "--timeout", "20", "--no-decode")
+    assert raw.returncode == 0, raw.stderr
+    assert not RAW_CONTROL.search(raw.stdout), repr(raw.stdout)
+    assert "|raw .]52;c;cHduZ|" in raw.stdout  # binary-looking: a hex dump
+
+
+def test_watch_json_output_is_escaped(hostile_server: Served) -> None:
+    lines = run_cli("watch", hostile_server.url, "--count", "5", "--timeout", "20", "--json")
+    assert lines.returncode == 0, lines.stderr
+    assert not RAW_CONTROL.search(lines.stdout), repr(lines.stdout)
+    records = [json.loads(x) for x in lines.stdout.splitlines()]
+    assert records[0]["run_log"].endswith(f"{CLIPBOARD} {ERASE}gone")  # the data itself is kept exactly
+    assert any(r.get("pname") == HOSTILE_NAME for r in records)
+
+
+def test_query_table_json_and_errors_are_escaped(tmp_path: Path) -> None:
+    db = tmp_path / "hostile.db"
+    store = CaptureStore(db)
+    store.connection_opened("ws://127.0.0.1:1/")
+    for ev in hostile_events():
+        store.add(ev)
+    store.close()
+    table = run_cli("query", "--db", str(db), "1")
+    assert table.returncode == 0, table.stderr
+    assert not RAW_CONTROL.search(table.stdout) and "\\e]52;" in table.stdout
+    ex = run_cli("query", "--db", str(db), "SELECT pname, request_headers, response_body_text FROM exchanges")
+    assert ex.returncode == 0, ex.stderr
+    assert not RAW_CONTROL.search(ex.stdout) and "\\e" in ex.stdout
+    js = run_cli("query", "--db", str(db), "SELECT pname FROM packets", "--json")
+    assert not RAW_CONTROL.search(js.stdout)
+    assert json.loads(js.stdout.splitlines()[0])["pname"] == HOSTILE_NAME
+    # SQLite's own message quotes the text: an error line is escaped as well
+    bad = run_cli("query", "--db", str(db), f"pname = '{CLIPBOARD}' AND")
+    assert bad.returncode == 2 and not RAW_CONTROL.search(bad.stderr) and "\\e]52" in bad.stderr
+
+
+def test_demo_output_has_no_raw_control_characters() -> None:
+    result = run_cli("demo", "--count", "6", "--interval", "0", "--timeout", "20")
+    assert result.returncode == 0, result.stderr
+    assert "--- event" in result.stdout and not RAW_CONTROL.search(result.stdout)
