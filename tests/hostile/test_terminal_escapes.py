@@ -86,7 +86,7 @@ def test_watch_json_output_is_escaped(hostile_server: Served) -> None:
     assert lines.returncode == 0, lines.stderr
     assert not RAW_CONTROL.search(lines.stdout), repr(lines.stdout)
     records = [json.loads(x) for x in lines.stdout.splitlines()]
-    assert records[0]["run_log"].endswith(f"{CLIPBOARD} {ERASE}gone")  # the data itself is kept exactly
+    assert records[0]["run_log"].endswith(f"{CLIPBOARD} {ERASE}gone\n")  # the data itself is kept exactly
     assert any(r.get("pname") == HOSTILE_NAME for r in records)
 
 
