@@ -46,7 +46,7 @@ class NatsServer:
 
     store: Path
     log: Path
-    passwords: dict[str, str] = field(default_factory=lambda: {u: secrets.token_hex(12) for u in USERS})
+    passwords: dict[str, str] = field(default_factory=lambda: {u: "p" + secrets.token_hex(12) for u in USERS})
     port: int = -1  # -1: nats-server picks a free port the first time
     proc: subprocess.Popen[bytes] | None = None
 

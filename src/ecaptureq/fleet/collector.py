@@ -22,6 +22,11 @@ from ecaptureq.protocol import DecodeError, Event, Heartbeat
 from ecaptureq.store.writer import CaptureStore
 
 
+DELIVERED_MARGIN = 1_000_000
+"""Keys of acknowledged messages kept below the consumer's ack floor (about 16 MB): a server that lost
+some of its consumer state in a crash may deliver again what was acknowledged just before."""
+
+
 @dataclass
 class NodeStatus:
     """What the collector knows of one node."""
@@ -63,6 +68,7 @@ class Collector:
         self.stats = CollectorStats()
         self._on_commit = on_commit
         self._exactly_once = reader.durable is not None
+        self._high = store.delivered_high() if self._exactly_once else 0
         self._started = time.monotonic()
 
     @property
@@ -80,9 +86,14 @@ class Collector:
         if isinstance(message, DecodeError | Heartbeat):
             return
         key = fm.stream_seq if self._exactly_once else None
-        if key is not None and fm.redelivered and self.store.delivered(key):
-            self.stats.duplicates += 1
-            return
+        if key is not None:
+            # New messages come in stream order, above every key kept: only one at or below the highest
+            # can be a redelivery (after a restart of the collector, or of the server, which may deliver
+            # again what it had delivered without counting it as a redelivery).
+            if key <= self._high and self.store.delivered(key):
+                self.stats.duplicates += 1
+                return
+            self._high = max(self._high, key)
         self.store.add(message, node=fm.node, key=key)
         self.stats.stored += 1
         if isinstance(message, Event):
@@ -123,8 +134,8 @@ class Collector:
                 if self._exactly_once and now - last_prune >= 30:
                     last_prune = now
                     floor = await self.reader.ack_floor()
-                    if floor:
-                        self.store.forget_delivered(floor)
+                    if floor and floor > DELIVERED_MARGIN:
+                        self.store.forget_delivered(floor - DELIVERED_MARGIN)
         finally:
             if to_ack:
                 with contextlib.suppress(Exception):

@@ -216,6 +216,10 @@ class CaptureStore:
         row = self._db.execute("SELECT 1 FROM delivered WHERE key = ?", (key,)).fetchone()
         return row is not None
 
+    def delivered_high(self) -> int:
+        """The highest message key committed (0 when none)."""
+        return int(self._db.execute("SELECT coalesce(max(key), 0) FROM delivered").fetchone()[0])
+
     def forget_delivered(self, through: int) -> None:
         """Drop the keys up to ``through`` (the source will never deliver them again)."""
         self._write("DELETE FROM delivered WHERE key <= ?", (through,))
