@@ -150,9 +150,18 @@ def demo_events(seed: int, count: int, *, start_ns: int, step_ns: int, pad: int 
     for i, ev in zip(range(count), source.events(), strict=False):
         payload = ev.payload + (bytes([i % 256]) * pad if pad else b"")
         out.append(
-            Event(timestamp=start_ns + i * step_ns, uuid=ev.uuid, src_ip=ev.src_ip, src_port=ev.src_port,
-                  dst_ip=ev.dst_ip, dst_port=ev.dst_port, pid=ev.pid, pname=ev.pname, type=ev.type,
-                  payload=payload)  # fmt: skip
+            Event(
+                timestamp=start_ns + i * step_ns,
+                uuid=ev.uuid,
+                src_ip=ev.src_ip,
+                src_port=ev.src_port,
+                dst_ip=ev.dst_ip,
+                dst_port=ev.dst_port,
+                pid=ev.pid,
+                pname=ev.pname,
+                type=ev.type,
+                payload=payload,
+            )
         )
     return out
 
@@ -181,7 +190,9 @@ def packet_identities(db: Path, node: str) -> list[tuple[int, str, str]]:
     return [(int(t), str(u), base64.b64encode(bytes(p)).decode()) for t, u, p in rows]  # type: ignore[call-overload]
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float, *, on_fail: Callable[[], str] = str) -> None:
+def wait_for(
+    what: str, check: Callable[[], bool], timeout: float, *, on_fail: Callable[[], str] = str
+) -> None:
     """Poll ``check`` until true; fail with ``what`` (and ``on_fail()``) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -20,12 +20,13 @@ from conftest import start_serve, stop_serve
 from fleet_support import (
     CLI,
     NatsServer,
+    Proc,
+    consumer_settled,
     db_rows,
     demo_events,
     identity,
     nats_server,
     packet_identities,
-    consumer_settled,
     start_cli,
     wait_for,
     write_recording,
@@ -37,14 +38,15 @@ from ecaptureq.sources.replay import load_recording
 NOW_NS = 1_770_000_000_000_000_000
 
 
-def _collect(tmp_path: Path, server: NatsServer, db: Path, name: str = "collect", *extra: str):  # type: ignore[no-untyped-def]
+def _collect(tmp_path: Path, server: NatsServer, db: Path, name: str = "collect", *extra: str) -> Proc:
     return start_cli(tmp_path, name, "collect", "--nats", server.url("collector"), "--db", str(db),
                      "--ack-wait", "2", "--flush-interval", "0.2", *extra)  # fmt: skip
 
 
-def _agent(tmp_path: Path, server: NatsServer, node: str, *source: str):  # type: ignore[no-untyped-def]
+def _agent(tmp_path: Path, server: NatsServer, node: str, *source: str) -> Proc:
+    spool = str(tmp_path / f"spool-{node}.db")
     return start_cli(tmp_path, f"agent-{node}", "agent", "--nats", server.url(node), "--node", node,
-                     "--spool", str(tmp_path / f"spool-{node}.db"), "--heartbeat-interval", "1", *source)  # fmt: skip
+                     "--spool", spool, "--heartbeat-interval", "1", *source)  # fmt: skip
 
 
 def _count(db: Path, node: str | None = None) -> int:
@@ -56,7 +58,8 @@ def _count(db: Path, node: str | None = None) -> int:
 
 
 def test_three_agents_into_one_collector_exactly_once(nats_server: NatsServer, tmp_path: Path) -> None:
-    """A demo agent, a replay agent and an agent relaying `ecaptureq serve`: each event stored once, with its node."""
+    """A demo agent, a replay agent and an agent relaying `ecaptureq serve`: each event stored once, with
+    its node."""
     replayed = demo_events(2, 300, start_ns=NOW_NS, step_ns=1000)
     relayed = demo_events(3, 250, start_ns=NOW_NS + 10**9, step_ns=1000)
     write_recording(tmp_path / "replayed.jsonl", replayed)
@@ -66,7 +69,9 @@ def test_three_agents_into_one_collector_exactly_once(nats_server: NatsServer, t
     served = start_serve("--replay", str(tmp_path / "relayed.jsonl"), "--speed", "0")
     try:
         demo = _agent(tmp_path, nats_server, "node-1", "--demo", "--count", "200", "--interval", "0")
-        replay = _agent(tmp_path, nats_server, "node-2", "--replay", str(tmp_path / "replayed.jsonl"), "--speed", "0")
+        replay = _agent(
+            tmp_path, nats_server, "node-2", "--replay", str(tmp_path / "replayed.jsonl"), "--speed", "0"
+        )
         relay = _agent(tmp_path, nats_server, "node-3", "--source", served.url)
         # demo and replay agents exit 0 once their source ended and JetStream acknowledged everything
         assert demo.proc.wait(60) == 0, demo.text()
@@ -93,7 +98,9 @@ def test_three_agents_into_one_collector_exactly_once(nats_server: NatsServer, t
     assert any(n == "node-3" and "recording relayed.jsonl" in str(line) for n, line in logs)
 
 
-def test_collector_kill_9_and_restart_loses_and_duplicates_nothing(nats_server: NatsServer, tmp_path: Path) -> None:
+def test_collector_kill_9_and_restart_loses_and_duplicates_nothing(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
     events = demo_events(5, 3000, start_ns=NOW_NS, step_ns=2_000_000)  # 6 s at the recorded pace
     write_recording(tmp_path / "rec.jsonl", events)
     db = tmp_path / "fleet.db"
@@ -118,7 +125,6 @@ def test_collector_kill_9_and_restart_loses_and_duplicates_nothing(nats_server: 
     assert sorted(stored) == sorted(identity(e) for e in events)
 
 
-
 def test_nats_down_30_s_while_agents_publish_more_than_the_client_buffer(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
@@ -134,7 +140,9 @@ def test_nats_down_30_s_while_agents_publish_more_than_the_client_buffer(
     db = tmp_path / "fleet.db"
     spool = tmp_path / "spool-node-1.db"
     collector = _collect(tmp_path, nats_server, db)
-    agent = _agent(tmp_path, nats_server, "node-1", "--replay", str(tmp_path / "rec.jsonl"), "--drain-timeout", "60")
+    agent = _agent(
+        tmp_path, nats_server, "node-1", "--replay", str(tmp_path / "rec.jsonl"), "--drain-timeout", "60"
+    )
     wait_for("the first events in the database", lambda: _count(db) >= 30, 30,
              on_fail=lambda: collector.text() + agent.text())  # fmt: skip
     nats_server.stop()
@@ -145,7 +153,9 @@ def test_nats_down_30_s_while_agents_publish_more_than_the_client_buffer(
         rows = db_rows(spool, "SELECT coalesce(sum(length(body)), 0) FROM queue")
         peak = max(peak, int(rows[0][0]) if rows else 0)  # type: ignore[call-overload]
         time.sleep(0.5)
-    assert peak > pending_size, f"the spool held only {peak} bytes: the outage did not outgrow the client buffer"
+    assert peak > pending_size, (
+        f"the spool held only {peak} bytes: the outage did not outgrow the client buffer"
+    )
     stored_during = _count(db)
     assert stored_during < len(events)
     nats_server.start()  # same port, same store directory
@@ -167,20 +177,29 @@ def test_publish_only_credentials_cannot_read(nats_server: NatsServer, tmp_path:
              on_fail=collector.text)  # fmt: skip
     collector.terminate()
     for args in (
-        ["collect", "--nats", nats_server.url("node-1"), "--db", str(tmp_path / "stolen.db"), "--durable", "thief"],
+        [
+            "collect",
+            "--nats",
+            nats_server.url("node-1"),
+            "--db",
+            str(tmp_path / "stolen.db"),
+            "--durable",
+            "thief",
+        ],
         ["watch", nats_server.url("node-1"), "--timeout", "5"],
     ):
-        done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
+        done = subprocess.run(
+            [*CLI, *args], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
+        )
         assert done.returncode == 10, (args[0], done.returncode, done.stderr)
         assert "refused" in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) <= 2, done.stderr
     assert not db_rows(tmp_path / "stolen.db", "SELECT * FROM packets")
     # ... and may not publish as another node: that agent keeps its messages spooled (exit 4)
-    other = _agent(tmp_path, nats_server, "node-1", "--demo", "--count", "3", "--interval", "0", "--drain-timeout", "3")
-    other.proc.args  # noqa: B018
-    impostor = start_cli(tmp_path, "impostor", "agent", "--nats", nats_server.url("node-1"), "--node", "node-2",
-                         "--spool", str(tmp_path / "impostor.db"), "--demo", "--count", "3", "--interval", "0",
-                         "--drain-timeout", "3")  # fmt: skip
+    demo = ("--demo", "--count", "3", "--interval", "0", "--drain-timeout", "3")
+    other = _agent(tmp_path, nats_server, "node-1", *demo)
+    impostor = start_cli(tmp_path, "impostor", "agent", "--nats", nats_server.url("node-1"),
+                         "--node", "node-2", "--spool", str(tmp_path / "impostor.db"), *demo)  # fmt: skip
     assert other.proc.wait(60) == 0, other.text()
     assert impostor.proc.wait(60) == 4, impostor.text()
     assert "still in" in impostor.text()

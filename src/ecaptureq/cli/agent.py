@@ -86,18 +86,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     source = parser.add_argument_group("source (exactly one)")
     kinds = source.add_mutually_exclusive_group(required=True)
     kinds.add_argument("--tls", action="store_true", help="capture OpenSSL plaintext with eBPF (root)")
-    kinds.add_argument("--source", metavar="URL", help="relay an eCaptureQ server, e.g. ws://127.0.0.1:28257/")
+    kinds.add_argument(
+        "--source", metavar="URL", help="relay an eCaptureQ server, e.g. ws://127.0.0.1:28257/"
+    )
     kinds.add_argument("--demo", action="store_true", help="synthetic demo traffic")
     kinds.add_argument("--replay", type=Path, metavar="FILE", help="a watch --json recording")
-    source.add_argument("--libssl", metavar="PATH", help="--tls: the libssl to hook (default: from ldconfig -p)")
+    source.add_argument(
+        "--libssl", metavar="PATH", help="--tls: the libssl to hook (default: from ldconfig -p)"
+    )
     source.add_argument("--pid", type=int, metavar="PID", help="--tls: capture only this process")
     source.add_argument("--uid", type=int, metavar="UID", help="--tls: capture only processes of this user")
     source.add_argument("--count", type=int, metavar="N", help="--demo: stop after N events")
     source.add_argument(
-        "--interval", type=float, default=0.5, metavar="S", help="--demo: seconds between exchanges (default 0.5)"
+        "--interval",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="--demo: seconds between exchanges (default 0.5)",
     )
     source.add_argument(
-        "--speed", type=float, default=1.0, metavar="X", help="--replay: 1 recorded pace, 0 as fast as possible"
+        "--speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="--replay: 1 recorded pace, 0 as fast as possible",
     )
     source.add_argument("--origin", default="http://localhost/", help="--source: Origin header to send")
     add_client_security_options(parser)  # --token, --ca, --insecure of the --source server
@@ -106,7 +118,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--spool",
         type=Path,
         metavar="FILE",
-        help=f"the spool file (default {DEFAULT_SPOOL_DIR}/spool-<node>.db as root, else ./ecaptureq-spool-<node>.db)",
+        help=f"the spool file (default {DEFAULT_SPOOL_DIR}/spool-<node>.db as root, "
+        "else ./ecaptureq-spool-<node>.db)",
     )
     spool.add_argument(
         "--spool-size",
@@ -127,7 +140,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=DEFAULT_HEARTBEAT_INTERVAL,
         metavar="S",
-        help=f"seconds between heartbeats on ecaptureq.<node>.heartbeat (default {DEFAULT_HEARTBEAT_INTERVAL:g})",
+        help="seconds between heartbeats on ecaptureq.<node>.heartbeat "
+        f"(default {DEFAULT_HEARTBEAT_INTERVAL:g})",
     )
     add_retention_options(parser)
     parser.add_argument("--quiet", "-q", action="store_true", help="no start and end lines on stderr")
@@ -187,7 +201,9 @@ async def run_agent(args: argparse.Namespace) -> int:
         raise CliError(str(exc), EXIT_USAGE) from None
     if args.count is not None and args.count <= 0:
         raise CliError("--count must be positive")
-    options = nats_options_from_args(args, args.nats, name=f"ecaptureq-agent-{node}", inbox_prefix=f"_INBOX_{node}")
+    options = nats_options_from_args(
+        args, args.nats, name=f"ecaptureq-agent-{node}", inbox_prefix=f"_INBOX_{node}"
+    )
     client: Client | None = None
     source_task: Any
     if args.source is not None:
@@ -248,7 +264,10 @@ async def run_agent(args: argparse.Namespace) -> int:
             source_task.result()  # the source's own errors (capture, connection)
         if not await agent.wait_drained(args.drain_timeout):
             code = 4
-            warn("agent", f"{spool.stats.queued} messages are still in {spool_path}; they are sent on the next start")
+            warn(
+                "agent",
+                f"{spool.stats.queued} messages are still in {spool_path}; they are sent on the next start",
+            )
     except ConnectError as exc:
         raise CliError(f"--source: {exc}", connect_exit_code(exc)) from None
     except FleetError as exc:

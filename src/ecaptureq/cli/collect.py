@@ -53,15 +53,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "collect",
         help="collect the fleet from NATS JetStream into a capture database",
-        description="Read what the fleet's agents publish to NATS JetStream (a durable consumer) and write it "
-        "into a capture database, with a node column on packets, exchanges and run logs; acknowledge each "
+        description="Read what the fleet's agents publish to NATS JetStream (a durable consumer) and write "
+        "it into a capture database, with a node column on packets, exchanges and run logs; acknowledge each "
         "message only once it is committed.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_nats_options(parser)
-    parser.add_argument("--db", type=Path, required=True, metavar="FILE", help="the database (created or appended)")
-    parser.add_argument("--node", metavar="GLOB", help="only these nodes: a name, or a shell glob such as 'web-*'")
+    parser.add_argument(
+        "--db", type=Path, required=True, metavar="FILE", help="the database (created or appended)"
+    )
+    parser.add_argument(
+        "--node", metavar="GLOB", help="only these nodes: a name, or a shell glob such as 'web-*'"
+    )
     parser.add_argument(
         "--durable",
         default=DEFAULT_DURABLE,
@@ -82,7 +86,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"seconds before an unacknowledged message is delivered again (default {DEFAULT_ACK_WAIT:g})",
     )
     parser.add_argument(
-        "--flush-interval", type=float, default=0.5, metavar="S", help="commit at least this often (default 0.5)"
+        "--flush-interval",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="commit at least this often (default 0.5)",
     )
     parser.add_argument("--no-decode", action="store_true", help="do not decode HTTP exchanges")
     add_retention_options(parser)

@@ -69,7 +69,9 @@ def add_nats_options(parser: argparse.ArgumentParser, *, url: bool = True) -> No
     group.add_argument("--nkey", metavar="FILE", help="an NKey seed file")
     group.add_argument("--nats-user", metavar="USER", help="user name (with the password)")
     group.add_argument(
-        "--nats-password", metavar="PASSWORD", help=f"password (default ${PASSWORD_ENV}, which ps does not show)"
+        "--nats-password",
+        metavar="PASSWORD",
+        help=f"password (default ${PASSWORD_ENV}, which ps does not show)",
     )
     group.add_argument("--nats-token", metavar="TOKEN", help=f"token authentication (default ${TOKEN_ENV})")
     group.add_argument("--nats-ca", metavar="FILE", help="trust this CA for the server's TLS certificate")

@@ -103,7 +103,9 @@ def add_fleet_read_options(parser: argparse.ArgumentParser) -> None:
     from ecaptureq.cli.fleet import add_nats_options
 
     fleet = parser.add_argument_group("fleet (nats:// URLs)")
-    fleet.add_argument("--node", metavar="GLOB", help="only these nodes: a name, or a shell glob such as 'web-*'")
+    fleet.add_argument(
+        "--node", metavar="GLOB", help="only these nodes: a name, or a shell glob such as 'web-*'"
+    )
     fleet.add_argument(
         "--since",
         metavar="TIME",

@@ -15,6 +15,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -72,7 +73,7 @@ class Agent:
         source: str,
         spool: Spool,
         *,
-        retention: Retention = Retention(),
+        retention: Retention | None = None,
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         batch_size: int = 1000,
         ack_timeout: float = 5.0,
@@ -83,7 +84,7 @@ class Agent:
         self.node = check_node(node)
         self.source = source
         self.spool = spool
-        self.retention = retention
+        self.retention = retention or Retention()
         self.heartbeat_interval = heartbeat_interval
         self.batch_size = batch_size
         self.ack_timeout = ack_timeout
@@ -121,7 +122,9 @@ class Agent:
     def _on_disconnected(self) -> None:
         if self.stats.connected and not self._closing:
             self.stats.disconnections += 1
-            self._notice(f"lost NATS at {self.options.display}; spooling to {self.spool.path} until it is back")
+            self._notice(
+                f"lost NATS at {self.options.display}; spooling to {self.spool.path} until it is back"
+            )
         self.stats.connected = False
 
     def _on_reconnected(self) -> None:
@@ -139,11 +142,9 @@ class Agent:
             self.options, on_disconnected=self._on_disconnected, on_reconnected=self._on_reconnected
         )
         self.stats.connected = True
-        try:
+        # Locked-down agents may not create it; whoever reads the fleet (collect) does.
+        with contextlib.suppress(FleetError):
             await ensure_stream(self._conn, self.retention)
-        except FleetError:
-            # Locked-down agents may not create it; whoever reads the fleet (collect) does.
-            pass
 
     async def _connect_forever(self) -> None:
         delay = 0.5
@@ -159,7 +160,7 @@ class Agent:
 
     async def _publish_batch(self, conn: Connection, batch: list[Spooled]) -> int:
         """Publish ``batch``; return how many of its first messages JetStream acknowledged."""
-        futures: list[asyncio.Future[object]] = []
+        futures: list[asyncio.Future[Any]] = []
         try:
             for message in batch:
                 futures.append(
@@ -240,7 +241,9 @@ class Agent:
             )
             with contextlib.suppress(nats.errors.Error):
                 await conn.nc.publish(
-                    self._subjects["heartbeat"], body, headers={HEADER_NODE: self.node, HEADER_SOURCE: self.source}
+                    self._subjects["heartbeat"],
+                    body,
+                    headers={HEADER_NODE: self.node, HEADER_SOURCE: self.source},
                 )
                 self.stats.heartbeats += 1
                 count += 1

@@ -19,8 +19,8 @@ from nats.aio.msg import Msg
 
 from ecaptureq.fleet.reader import FleetMessage, FleetReader
 from ecaptureq.protocol import DecodeError, Event, Heartbeat
+from ecaptureq.store.sql import PacketFilter
 from ecaptureq.store.writer import CaptureStore
-
 
 DELIVERED_MARGIN = 1_000_000
 """Keys of acknowledged messages kept below the consumer's ack floor (about 16 MB): a server that lost
@@ -51,7 +51,8 @@ class Collector:
     """Consume ``reader`` into ``store`` until cancelled; commit at least every ``flush_interval`` s.
 
     With a durable reader each message's stream sequence is kept (``delivered``) in the transaction that
-    stores it, and acknowledged after the commit. ``on_commit`` runs after each commit.
+    stores it, and acknowledged after the commit. ``event_filter`` keeps only the events it matches
+    (``record --filter``); ``on_commit`` runs after each commit.
     """
 
     def __init__(
@@ -60,9 +61,12 @@ class Collector:
         store: CaptureStore,
         *,
         flush_interval: float = 0.5,
+        event_filter: PacketFilter | None = None,
         on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.reader = reader
+        self.event_filter = event_filter
+        self._received_events = 0
         self.store = store
         self.flush_interval = flush_interval
         self.stats = CollectorStats()
@@ -85,6 +89,10 @@ class Collector:
         message = fm.message
         if isinstance(message, DecodeError | Heartbeat):
             return
+        if isinstance(message, Event) and self.event_filter is not None:
+            self._received_events += 1
+            if not self.event_filter.matches(message, self._received_events):
+                return
         key = fm.stream_seq if self._exactly_once else None
         if key is not None:
             # New messages come in stream order, above every key kept: only one at or below the highest

@@ -8,7 +8,6 @@ NATS reports asynchronously, so that callers can say why a request went unanswer
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable
@@ -193,8 +192,8 @@ async def connect(
         text = " ".join(errors) or str(exc) or type(exc).__name__
         if "authorization" in text.lower() or "authentication" in text.lower():
             raise NatsAuthError(
-                f"NATS at {options.display} refused the credentials ({text}): check --creds, --user/--password, "
-                "--token or --nkey"
+                f"NATS at {options.display} refused the credentials ({text}): check --creds, "
+                "--nats-user/--nats-password, --nats-token or --nkey"
             ) from None
         raise NatsUnavailable(options.servers, text) from None
     if reconnect:
@@ -202,4 +201,3 @@ async def connect(
         nc.options["allow_reconnect"] = True
         nc.options["max_reconnect_attempts"] = -1
     return Connection(nc, options, errors)
-

@@ -87,7 +87,7 @@ class FleetReader:
         ack_wait: float = DEFAULT_ACK_WAIT,
         batch_size: int = 500,
         create_stream: bool = True,
-        retention: Retention = Retention(),
+        retention: Retention | None = None,
     ) -> None:
         self.options = options
         self.node_glob = node_glob
@@ -96,7 +96,7 @@ class FleetReader:
         self.ack_wait = ack_wait
         self.batch_size = batch_size
         self.create_stream = create_stream
-        self.retention = retention
+        self.retention = retention or Retention()
         self.filter = filter_subject(node_glob)
         self.stats = ReaderStats()
         self.conn: Connection | None = None
@@ -136,11 +136,17 @@ class FleetReader:
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
             raise conn.refused(f"a consumer on stream {STREAM}") from None
         except nats.js.errors.NotFoundError:
-            raise FleetError(f"no stream {STREAM} on the server: start ecaptureq collect (it creates it)") from None
+            raise FleetError(
+                f"no stream {STREAM} on the server: start ecaptureq collect (it creates it)"
+            ) from None
         except nats.js.errors.APIError as exc:
             raise FleetError(
                 f"NATS refused the consumer {self.durable or ''} on {STREAM}: {exc.description or exc}"
-                + (" (a durable keeps its first --node and --since: use another --durable)" if self.durable else "")
+                + (
+                    " (a durable keeps its first --node and --since: use another --durable)"
+                    if self.durable
+                    else ""
+                )
             ) from None
 
     def _message(self, msg: Msg) -> FleetMessage | None:
@@ -177,10 +183,14 @@ class FleetReader:
         while True:
             try:
                 msgs = await self._sub.fetch(self.batch_size, timeout=idle)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 yield []
                 continue
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError, nats.errors.Error):
+            except (
+                nats.errors.ConnectionClosedError,
+                nats.errors.ConnectionReconnectingError,
+                nats.errors.Error,
+            ):
                 await asyncio.sleep(0.2)
                 yield []
                 continue

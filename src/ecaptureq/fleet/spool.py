@@ -85,7 +85,9 @@ class Spool:
                 self._db.execute("INSERT INTO meta (key, value) VALUES ('agent', ?)", (self.agent_id,))
             else:
                 self.agent_id = str(row[0])
-            count, size = self._db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM queue").fetchone()
+            count, size = self._db.execute(
+                "SELECT count(*), coalesce(sum(length(body)), 0) FROM queue"
+            ).fetchone()
         except sqlite3.Error as exc:
             raise SpoolError(f"spool {path}: {exc}") from None
         self.stats.queued, self.stats.queued_bytes = int(count), int(size)

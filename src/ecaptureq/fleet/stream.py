@@ -33,13 +33,14 @@ class Retention:
     duplicate_window: float | None = None
 
 
-async def ensure_stream(conn: Connection, retention: Retention = Retention()) -> api.StreamInfo:
+async def ensure_stream(conn: Connection, retention: Retention | None = None) -> api.StreamInfo:
     """Return the stream's info, creating it when missing (and applying retention options given).
 
     Raises:
         FleetError: the server did not answer (no JetStream), or refused (permissions).
     """
     js = conn.js
+    retention = retention or Retention()
     try:
         info = await js.stream_info(STREAM)
     except nats.js.errors.NotFoundError:
@@ -69,7 +70,9 @@ async def ensure_stream(conn: Connection, retention: Retention = Retention()) ->
     }
     if changes:
         try:
-            return await js.update_stream(api.StreamConfig.from_response({**info.config.as_dict(), **changes}))
+            return await js.update_stream(
+                api.StreamConfig.from_response({**info.config.as_dict(), **changes})
+            )
         except (nats.errors.TimeoutError, nats.js.errors.Error):
             raise conn.refused(f"updating stream {STREAM}'s retention") from None
     return info

@@ -156,7 +156,8 @@ _SIZE_UNITS: Final = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4
 
 
 def parse_size(text: str) -> int:
-    """A size option (``--spool-size``, ``--max-bytes``): bytes, or with ``K``, ``M``, ``G``, ``T`` (powers of 1024).
+    """A size option (``--spool-size``, ``--max-bytes``): bytes, or with ``K``, ``M``, ``G``, ``T``
+    (powers of 1024).
 
     Raises:
         ValueError: not a positive size.

@@ -176,6 +176,7 @@ def initialise(conn: sqlite3.Connection) -> None:
             columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             if "node" not in columns:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN node TEXT")
+        conn.execute("CREATE INDEX IF NOT EXISTS exchanges_node ON exchanges(node)")  # the UI's node list
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except sqlite3.DatabaseError as exc:
         raise StoreError(describe(exc)) from None
