@@ -93,9 +93,9 @@ def test_nats_config_locks_down_agents_and_readers() -> None:
     """The configuration the tests run: agents publish only under their node, readers publish no data."""
     text = (REPO / "deploy" / "nats-server.conf").read_text()
     for node in ("node-1", "node-2", "node-3"):
-        block = re.search(r"user: %s,.*?\n      }" % node, text, re.DOTALL)
+        block = re.search(rf"user: {node},.*?\n      }}", text, re.DOTALL)
         assert block is not None
         assert f'publish: {{ allow: ["ecaptureq.{node}.>"] }}' in block.group(0)
     for user in ("collector", "reader"):
-        block = re.search(r"user: %s,.*?\n      }" % user, text, re.DOTALL)
+        block = re.search(rf"user: {user},.*?\n      }}", text, re.DOTALL)
         assert block is not None and '"ecaptureq.' not in block.group(0)

@@ -85,7 +85,7 @@ def test_spool_refuses_a_file_that_is_not_one(tmp_path: Path) -> None:
 
     bad = tmp_path / "not-a-spool.db"
     bad.write_bytes(b"this is not SQLite" * 100)
-    with pytest.raises(SpoolError, match="not-a-spool.db"):
+    with pytest.raises(SpoolError, match=r"not-a-spool\.db"):
         Spool(bad)
 
 
@@ -124,7 +124,8 @@ def test_readers_watch_record_and_ui(nats_server: NatsServer, tmp_path: Path) ->
                           str(fleet_db), "--flush-interval", "0.2")  # fmt: skip
     for node in ("node-1", "node-2"):
         agent = start_cli(tmp_path, f"agent-{node}", "agent", "--nats", nats_server.url(node), "--node", node,
-                          "--spool", str(tmp_path / f"{node}.db"), "--demo", "--count", "30", "--interval", "0")  # fmt: skip
+                          "--spool", str(tmp_path / f"{node}.db"), "--demo", "--count", "30",
+                          "--interval", "0")  # fmt: skip
         assert agent.proc.wait(60) == 0, agent.text()
     wait_for("60 events collected", lambda: db_rows(fleet_db, "SELECT count(*) FROM packets") == [(60,)], 30,
              on_fail=collector.text)  # fmt: skip
@@ -132,8 +133,8 @@ def test_readers_watch_record_and_ui(nats_server: NatsServer, tmp_path: Path) ->
 
     # watch --since replays from the stream, --node keeps one node, each record says its node
     watched = subprocess.run(
-        [*CLI, "watch", nats_server.url("reader"), "--since", "1h", "--node", "node-2", "--json", "--count", "30",
-         "--timeout", "20"],
+        [*CLI, "watch", nats_server.url("reader"), "--since", "1h", "--node", "node-2", "--json",
+         "--count", "30", "--timeout", "20"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert watched.returncode == 0, watched.stderr
@@ -150,8 +151,8 @@ def test_readers_watch_record_and_ui(nats_server: NatsServer, tmp_path: Path) ->
 
     # record nats:// writes the node column, with its glob
     rec_db = tmp_path / "rec.db"
-    recorder = start_cli(tmp_path, "record", "record", nats_server.url("reader"), "--db", str(rec_db), "--since",
-                         "1h", "--node", "node-1", "--flush-interval", "0.2")  # fmt: skip
+    recorder = start_cli(tmp_path, "record", "record", nats_server.url("reader"), "--db", str(rec_db),
+                         "--since", "1h", "--node", "node-1", "--flush-interval", "0.2")  # fmt: skip
     wait_for("30 events recorded", lambda: db_rows(rec_db, "SELECT count(*) FROM packets") == [(30,)], 30,
              on_fail=recorder.text)  # fmt: skip
     assert recorder.terminate() == 0, recorder.text()
