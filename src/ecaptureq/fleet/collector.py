@@ -1,9 +1,9 @@
 """The collector: a fleet reader whose sink is the capture database.
 
-Each fetched batch is added to the :class:`~ecaptureq.store.CaptureStore` with its node and its stream
-sequence as the message key, committed, and only then acknowledged. A collector killed between the commit
-and the acknowledgements gets those messages again when it restarts; the ``delivered`` keys committed with
-them tell it that they are stored already, so nothing is lost and nothing is stored twice.
+Each batch of delivered messages is added to the :class:`~ecaptureq.store.CaptureStore` with its node and
+its stream sequence as the message key, committed, and only then acknowledged. A collector killed between
+the commit and the acknowledgements gets those messages again when it restarts; the ``delivered`` keys
+committed with them tell it that they are stored already, so nothing is lost and nothing is stored twice.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from ecaptureq.fleet.reader import FleetMessage, FleetReader
+from ecaptureq.fleet.reader import MAX_ACK_PENDING, FleetMessage, FleetReader
 from ecaptureq.protocol import DecodeError, Event, Heartbeat
 from ecaptureq.store.sql import PacketFilter
 from ecaptureq.store.writer import CaptureStore
@@ -136,7 +136,10 @@ class Collector:
                         self._keep(fm)
                     to_ack.append(msg)
                 now = time.monotonic()
-                if to_ack and (now - last_commit >= self.flush_interval or not batch):
+                # commit on time, when the stream goes quiet, and before the server's bound on messages in
+                # flight (they are acknowledged only after the commit) holds delivery back
+                full = len(to_ack) >= MAX_ACK_PENDING // 2
+                if to_ack and (full or now - last_commit >= self.flush_interval or not batch):
                     await self._commit(to_ack)
                     last_commit = now
                 if self._exactly_once and now - last_prune >= 30:

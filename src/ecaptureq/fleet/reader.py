@@ -1,4 +1,8 @@
-"""Reading the fleet's stream: a pull consumer on ``ECAPTUREQ``, durable (collect) or not (watch, ui).
+"""Reading the fleet's stream: a push consumer on ``ECAPTUREQ``, durable (collect) or not (watch, ui).
+
+A push consumer with explicit acknowledgements and a bounded number in flight (``max_ack_pending``): nats-py
+hands its messages to a callback at a fraction of the cost of ``fetch`` (which waits on each message),
+and the server holds back once that many wait for their acknowledgement.
 
 :class:`FleetReader` yields batches of :class:`FleetMessage` (the decoded ``LogEntry``, its node, its stream
 sequence) with the nats-py message to acknowledge once the caller has kept it.
@@ -26,6 +30,9 @@ from ecaptureq.fleet.subjects import (
     parse_subject,
 )
 from ecaptureq.protocol import DecodeError, Message, decode
+
+MAX_ACK_PENDING = 4000
+"""Messages delivered and not yet acknowledged, at most (at 16 KiB each, 64 MiB in flight)."""
 
 DEFAULT_ACK_WAIT = 30.0
 """Seconds a durable consumer waits for an acknowledgement before delivering a message again."""
@@ -63,7 +70,7 @@ class ReaderStats:
 
 
 class FleetReader:
-    """A pull consumer on the fleet's stream.
+    """A consumer on the fleet's stream.
 
     Parameters:
         options: how to reach NATS.
@@ -73,7 +80,7 @@ class FleetReader:
         since: start at this time (within the stream's retention); else a durable starts at the
             oldest message kept, a temporary consumer at new messages only.
         ack_wait: seconds before an unacknowledged message is delivered again.
-        batch_size: messages fetched per request.
+        batch_size: the most messages in one batch.
         create_stream: create the stream when missing (with ``retention``).
     """
 
@@ -100,7 +107,8 @@ class FleetReader:
         self.filter = filter_subject(node_glob)
         self.stats = ReaderStats()
         self.conn: Connection | None = None
-        self._sub: nats.js.JetStreamContext.PullSubscription | None = None
+        self._sub: nats.js.JetStreamContext.PushSubscription | None = None
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
 
     def _config(self) -> api.ConsumerConfig:
         if self.since is not None:
@@ -114,8 +122,7 @@ class FleetReader:
             opt_start_time=start.isoformat().replace("+00:00", "Z") if start is not None else None,  # type: ignore[arg-type]
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
-            max_ack_pending=max(10_000, self.batch_size * 4),
-            inactive_threshold=None if self.durable is not None else 60.0,
+            max_ack_pending=MAX_ACK_PENDING,
         )
 
     async def open(self) -> None:
@@ -129,17 +136,35 @@ class FleetReader:
         self.conn = conn = await connect(self.options)
         if self.create_stream:
             await ensure_stream(conn, self.retention)
+
+        async def deliver(msg: Msg) -> None:
+            self._queue.put_nowait(msg)
+
         try:
-            self._sub = await conn.js.pull_subscribe(
-                self.filter, durable=self.durable, stream=STREAM, config=self._config()
-            )
+            for attempt in range(50):
+                try:
+                    self._sub = await conn.js.subscribe(
+                        self.filter,
+                        durable=self.durable,
+                        stream=STREAM,
+                        config=self._config(),
+                        cb=deliver,
+                        manual_ack=True,
+                        pending_bytes_limit=MAX_ACK_PENDING * 128 * 1024,
+                    )
+                    break
+                except nats.js.errors.Error as exc:
+                    # A collector killed a moment ago may still hold the durable until the server notices.
+                    if "already bound" not in str(exc) or attempt == 49:
+                        raise
+                    await asyncio.sleep(0.2)
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
             raise conn.refused(f"a consumer on stream {STREAM}") from None
         except nats.js.errors.NotFoundError:
             raise FleetError(
                 f"no stream {STREAM} on the server: start ecaptureq collect (it creates it)"
             ) from None
-        except nats.js.errors.APIError as exc:
+        except (nats.js.errors.APIError, nats.js.errors.Error) as exc:
             raise FleetError(
                 f"NATS refused the consumer {self.durable or ''} on {STREAM}: {exc.description or exc}"
                 + (
@@ -172,28 +197,24 @@ class FleetReader:
         )
 
     async def batches(self, idle: float = 0.5) -> AsyncIterator[list[tuple[FleetMessage | None, Msg]]]:
-        """Yield what each fetch returned (``[]`` after ``idle`` quiet seconds), until cancelled.
+        """Yield the messages delivered so far in batches (``[]`` after ``idle`` quiet seconds), until
+        cancelled.
 
         Messages of other nodes or subjects come as ``(None, msg)``: acknowledge them too. While the
-        server is away, fetching pauses and resumes by itself.
+        server is away nothing comes; delivery resumes by itself when it is back.
         """
         if self._sub is None:
             await self.open()
-        assert self._sub is not None and self.conn is not None
+        queue = self._queue
         while True:
             try:
-                msgs = await self._sub.fetch(self.batch_size, timeout=idle)
-            except (TimeoutError, nats.errors.TimeoutError):
+                first = await asyncio.wait_for(queue.get(), idle)
+            except TimeoutError:
                 yield []
                 continue
-            except (
-                nats.errors.ConnectionClosedError,
-                nats.errors.ConnectionReconnectingError,
-                nats.errors.Error,
-            ):
-                await asyncio.sleep(0.2)
-                yield []
-                continue
+            msgs = [first]
+            while len(msgs) < self.batch_size and not queue.empty():
+                msgs.append(queue.get_nowait())
             yield [(self._message(m), m) for m in msgs]
 
     async def ack_floor(self) -> int | None:
