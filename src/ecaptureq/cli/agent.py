@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
+from ecaptureq.cli.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
 from ecaptureq.cli.fleet import (
     NATS_EXIT_CODES,
     add_nats_options,
@@ -263,7 +263,7 @@ async def run_agent(args: argparse.Namespace) -> int:
         if source_task in done:
             source_task.result()  # the source's own errors (capture, connection)
         if not await agent.wait_drained(args.drain_timeout):
-            code = 4
+            code = EXIT_INCOMPLETE
             warn(
                 "agent",
                 f"{spool.stats.queued} messages are still in {spool_path}; they are sent on the next start",
