@@ -13,7 +13,6 @@ from typing import Any
 
 from ecaptureq.cli.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
 from ecaptureq.cli.fleet import (
-    NATS_EXIT_CODES,
     add_nats_options,
     add_retention_options,
     fleet_error,
@@ -50,8 +49,9 @@ A --demo or --replay agent exits when its source ended and the spool is empty (o
 exit codes:
   0  done (source ended and everything was acknowledged, or Ctrl-C / SIGTERM after draining)
   2  usage error (bad option, bad node name, unreadable recording)
-{NATS_EXIT_CODES}
-  4  stopped with messages still in the spool (sent on the next start)
+  3  --source: cannot connect to the relayed server
+  4  stopped with messages still in the spool (NATS unreachable: they are sent on the next start)
+  9  NATS refused the credentials (or --source's server refused its token)
   5-8  --tls capture errors, as ecaptureq tls (not root, no eBPF, no libssl, no such --pid)
   11 the spool file cannot be written
 """

@@ -266,9 +266,10 @@ class Agent:
             await asyncio.gather(publisher, heartbeats, return_exceptions=True)
 
     async def wait_drained(self, timeout: float | None = None) -> bool:
-        """Wait until everything spooled so far was acknowledged; ``False`` when ``timeout`` ran out."""
+        """Wait until everything spooled so far was acknowledged (an overflow's run-log line included);
+        ``False`` when ``timeout`` ran out."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.spool.stats.queued > 0:
+        while self.spool.stats.queued > 0 or self.spool.stats.overflowed > self._reported_overflow:
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.05)
