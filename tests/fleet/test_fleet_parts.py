@@ -178,8 +178,8 @@ def test_spool_overflow_is_counted_and_reported_in_the_stream(
     """NATS away and a tiny spool: the agent drops what does not fit, says so on stderr, and once NATS is
     back puts a warning into the stream, where the collector stores it with the node."""
     db = tmp_path / "fleet.db"
-    collector = start_cli(tmp_path, "collect", "collect", "--nats", nats_server.url("collector"), "--db", str(db),
-                          "--flush-interval", "0.2")  # fmt: skip
+    collector = start_cli(tmp_path, "collect", "collect", "--nats", nats_server.url("collector"),
+                          "--db", str(db), "--flush-interval", "0.2")  # fmt: skip
     wait_for("the collector to start", lambda: "durable" in collector.text(), 20, on_fail=collector.text)
     nats_server.stop()
     agent = start_cli(tmp_path, "agent", "agent", "--nats", nats_server.url("node-1"), "--node", "node-1",
@@ -194,8 +194,13 @@ def test_spool_overflow_is_counted_and_reported_in_the_stream(
     dropped = int(summary.split(" still spooled, ")[1].split()[0])
     assert 0 < dropped < 300, summary
     warning = f"ecaptureq agent: spool overflowed: {dropped} messages"
-    wait_for("the warning in the database", lambda: any(warning in str(r[0]) for r in
-             db_rows(db, "SELECT line FROM run_logs WHERE node = 'node-1'")), 30, on_fail=collector.text)  # fmt: skip
+
+    def stored() -> bool:
+        return any(
+            warning in str(r[0]) for r in db_rows(db, "SELECT line FROM run_logs WHERE node = 'node-1'")
+        )
+
+    wait_for("the warning in the database", stored, 30, on_fail=collector.text)
     assert collector.terminate() == 0
     # what fitted arrived: the demo's 4 banner lines and 300 events, less what was dropped
     events = db_rows(db, "SELECT count(*) FROM packets WHERE node = 'node-1'")[0][0]

@@ -32,7 +32,7 @@ from ecaptureq.sources.replay import ReplayError, ReplaySource, load_recording
 
 DEFAULT_SPOOL_DIR = "/var/lib/ecaptureq"
 
-EPILOG = f"""\
+EPILOG = """\
 examples:
   sudo ecaptureq agent --nats nats://nats.example:4222 --tls          # this host's TLS plaintext
   ecaptureq agent --nats nats://127.0.0.1:4222 --node web-1 --source ws://127.0.0.1:28257/   # relay eCapture
@@ -51,8 +51,9 @@ exit codes:
   2  usage error (bad option, bad node name, unreadable recording)
   3  --source: cannot connect to the relayed server
   4  stopped with messages still in the spool (NATS unreachable: they are sent on the next start)
-  9  NATS refused the credentials (or --source's server refused its token)
   5-8  --tls capture errors, as ecaptureq tls (not root, no eBPF, no libssl, no such --pid)
+  9  NATS refused the credentials (or --source's server refused its token)
+  10 --source's server refused the handshake (its Origin policy)
   11 the spool file cannot be written
 """
 
