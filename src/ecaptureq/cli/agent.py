@@ -181,6 +181,7 @@ async def _run_tls(args: argparse.Namespace, agent: Agent, stop: asyncio.Event) 
         await asyncio.to_thread(capture.start)
     except CaptureError as exc:
         raise _capture_error(exc) from None
+    print(f"ecaptureq agent: capturing {capture.libssl} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
         await stop.wait()
     finally:
@@ -261,7 +262,13 @@ async def run_agent(args: argparse.Namespace) -> int:
         done, _ = await asyncio.wait({source_task, publishing, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if publishing in done:
             publishing.result()  # NatsAuthError, SpoolError
-        if source_task in done:
+        if source_task not in done and args.tls:
+            # stopping: the capture detaches and publishes its totals line, which is drained too
+            await asyncio.wait({source_task, publishing}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+        elif source_task not in done:
+            source_task.cancel()
+            await asyncio.gather(source_task, return_exceptions=True)
+        if source_task.done() and not source_task.cancelled():
             source_task.result()  # the source's own errors (capture, connection)
         if not await agent.wait_drained(args.drain_timeout):
             code = EXIT_INCOMPLETE

@@ -94,6 +94,7 @@ class Agent:
         self._conn: Connection | None = None
         self._reported_overflow = 0
         self._closing = False
+        self._told_no_stream = False
         self._last_overflow_notice = 0.0
         self._subjects = {kind: subject(node, kind) for kind in ("event", "log", "heartbeat")}
 
@@ -175,12 +176,21 @@ class Agent:
             for future in pending:
                 future.cancel()
         acked = 0
+        failure: BaseException | None = None
         for future in futures:
-            if not future.done() or future.cancelled() or future.exception() is not None:
-                break
-            acked += 1
-            if getattr(future.result(), "duplicate", False):
-                self.stats.duplicates += 1
+            error = None if future.cancelled() else future.exception()  # every one retrieved
+            if failure is None and error is None and not future.cancelled():
+                acked += 1
+                if getattr(future.result(), "duplicate", False):
+                    self.stats.duplicates += 1
+            elif failure is None:
+                failure = error or TimeoutError()
+        if isinstance(failure, nats.js.errors.NoStreamResponseError) and not self._told_no_stream:
+            self._told_no_stream = True
+            self._notice(
+                f"no JetStream stream takes {self._subjects['event']} yet; spooling until one does "
+                "(ecaptureq collect creates it)"
+            )
         return acked
 
     def _report_overflow(self) -> None:
