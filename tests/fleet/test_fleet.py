@@ -195,6 +195,11 @@ def test_publish_only_credentials_cannot_read(nats_server: NatsServer, tmp_path:
         assert "refused" in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) <= 2, done.stderr
     assert not db_rows(tmp_path / "stolen.db", "SELECT * FROM packets")
+    # a wrong password is refused at once (exit 9), and the password is not shown
+    wrong = nats_server.url("reader").replace(nats_server.passwords["reader"], "pwrong")
+    done = subprocess.run([*CLI, "watch", wrong], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 9 and "refused the credentials" in done.stderr, done.stderr
+    assert "pwrong" not in done.stderr
     # ... and may not publish as another node: that agent keeps its messages spooled (exit 4)
     demo = ("--demo", "--count", "3", "--interval", "0", "--drain-timeout", "3")
     other = _agent(tmp_path, nats_server, "node-1", *demo)

@@ -171,6 +171,26 @@ def test_readers_watch_record_and_ui(nats_server: NatsServer, tmp_path: Path) ->
     finally:
         ui.terminate()
 
+    # ui --nats records the fleet live into its own database and shows the node column
+    live_db = tmp_path / "live.db"
+    ui = start_cli(tmp_path, "ui-nats", "ui", "--nats", nats_server.url("reader"), "--since", "1h",
+                   "--node", "node-1", "--db", str(live_db), "--listen", "http://127.0.0.1:0/",
+                   "--flush-interval", "0.2")  # fmt: skip
+    try:
+        wait_for("the UI's URL", lambda: "open http://" in ui.text(), 20, on_fail=ui.text)
+        url = ui.text().split("open ", 1)[1].split()[0]
+
+        def shown() -> bool:
+            status = httpx.get(url + "api/status", timeout=10).json()
+            return bool(status["live"]["events"] == 30 and status["totals"]["nodes"] == ["node-1"])
+
+        wait_for("node-1's events and exchanges", shown, 20, on_fail=ui.text)
+        status = httpx.get(url + "api/status", timeout=10).json()
+        assert list(status["live"]["nodes"]) == ["node-1"]
+    finally:
+        assert ui.terminate() == 0, ui.text()
+    assert db_rows(live_db, "SELECT DISTINCT node FROM packets") == [("node-1",)]
+
 
 def test_spool_overflow_is_counted_and_reported_in_the_stream(
     nats_server: NatsServer, tmp_path: Path
