@@ -120,8 +120,27 @@ class Proc:
             raise AssertionError(f"did not stop on SIGTERM:\n{self.text()[-3000:]}") from None
 
 
+_STARTED: list[Proc] = []
+
+
+@pytest.fixture(autouse=True)
+def reap_processes() -> Iterator[None]:
+    """Stop every process :func:`start_cli` started in the test, even when it failed half-way (an agent
+    left running with --tls would keep its probes attached)."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.proc.poll() is None:
+            proc.proc.send_signal(signal.SIGTERM)
+            try:
+                proc.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.proc.kill()
+                proc.proc.wait()
+
+
 def start_cli(tmp_path: Path, name: str, *args: str) -> Proc:
-    """Start ``ecaptureq ARGS`` in the background, stderr in ``tmp_path/name.err``."""
+    """Start ``ecaptureq ARGS`` in the background, stderr in ``tmp_path/name.err``; stopped after the test."""
     err = tmp_path / f"{name}.err"
     with err.open("ab") as out:
         proc = subprocess.Popen(
@@ -131,7 +150,9 @@ def start_cli(tmp_path: Path, name: str, *args: str) -> Proc:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             cwd=tmp_path,
         )
-    return Proc(proc, err)
+    started = Proc(proc, err)
+    _STARTED.append(started)
+    return started
 
 
 def write_recording(path: Path, events: list[Event]) -> None:

@@ -27,6 +27,7 @@ from fleet_support import (
     identity,
     nats_server,
     packet_identities,
+    reap_processes,
     start_cli,
     wait_for,
     write_recording,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fleet_support import CLI, NatsServer, db_rows, nats_server, start_cli, wait_for
+from fleet_support import CLI, NatsServer, db_rows, nats_server, reap_processes, start_cli, wait_for
 
 from ecaptureq.fleet import Spool, check_node, parse_since
 from ecaptureq.fleet.subjects import (

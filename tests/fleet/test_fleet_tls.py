@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "capture"))  # the capture tests' fixtures
 
 from capture_support import Cert, TlsServer, body_of, cert, requires_bpf, tls_server
-from fleet_support import NatsServer, db_rows, nats_server, start_cli, wait_for
+from fleet_support import NatsServer, db_rows, nats_server, reap_processes, start_cli, wait_for
 
 
 @pytest.mark.capture
