@@ -226,3 +226,36 @@ def test_spool_overflow_is_counted_and_reported_in_the_stream(
     events = db_rows(db, "SELECT count(*) FROM packets WHERE node = 'node-1'")[0][0]
     logs = db_rows(db, "SELECT count(*) FROM run_logs WHERE node = 'node-1'")[0][0]
     assert events + logs - 1 == 304 - dropped  # type: ignore[operator]
+
+
+def test_collector_skips_hostile_messages(nats_server: NatsServer, tmp_path: Path) -> None:
+    """Bodies that are not a LogEntry, and subjects that are not ours, are counted and skipped; the
+    collector keeps collecting."""
+    import asyncio
+
+    import nats
+
+    from ecaptureq.protocol import encode
+
+    db = tmp_path / "fleet.db"
+    collector = start_cli(tmp_path, "collect", "collect", "--nats", nats_server.url("collector"),
+                          "--db", str(db), "--flush-interval", "0.2")  # fmt: skip
+    wait_for("the collector to start", lambda: "durable" in collector.text(), 20, on_fail=collector.text)
+    good = Event(
+        timestamp=1, uuid="1_1_curl_3_1", pid=1, pname="curl", type=1, payload=b"GET / HTTP/1.1\r\n\r\n"
+    )
+
+    async def publish() -> None:
+        nc = await nats.connect(nats_server.url("node-1"), inbox_prefix="_INBOX_node-1")
+        js = nc.jetstream()
+        for i, (kind, body) in enumerate([("event", b"\xff\x00garbage"), ("event", b""), ("log", b"\x08\x07"),
+                                          ("bogus", b"x"), ("event", encode(good))]):  # fmt: skip
+            await js.publish(f"ecaptureq.node-1.{kind}", body, headers={"Nats-Msg-Id": f"hostile-{i}"})
+        await nc.close()
+
+    asyncio.run(publish())
+    wait_for("the good event", lambda: db_rows(db, "SELECT count(*) FROM packets") == [(1,)], 20,
+             on_fail=collector.text)  # fmt: skip
+    assert collector.terminate() == 0
+    assert "3 malformed and 1 foreign messages skipped" in collector.text(), collector.text()
+    assert "Traceback" not in collector.text()

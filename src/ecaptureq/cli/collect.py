@@ -157,7 +157,8 @@ async def collect(args: argparse.Namespace) -> int:
         print(
             f"ecaptureq collect: {store.stats.packets} events, {store.stats.logs} log lines, "
             f"{store.stats.exchanges} exchanges written to {args.db} (events by node: {nodes}; "
-            f"{collector.stats.duplicates} redeliveries already stored)",
+            f"{collector.stats.duplicates} redeliveries already stored; {reader.stats.malformed} malformed "
+            f"and {reader.stats.foreign} foreign messages skipped)",
             file=sys.stderr,
         )
     return code
