@@ -20,7 +20,7 @@ from ecaptureq.cli.fleet import (
     retention_from_args,
 )
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
-from ecaptureq.cli.watch import connect_exit_code, warn
+from ecaptureq.cli.watch import connect_exit_code, status_printer, warn
 from ecaptureq.client import BadURL, Client, ConnectError
 from ecaptureq.fleet import Agent, BadNodeName, FleetError, Spool, SpoolError, check_node, default_node
 from ecaptureq.fleet.agent import DEFAULT_HEARTBEAT_INTERVAL
@@ -49,8 +49,8 @@ A --demo or --replay agent exits when its source ended and the spool is empty (o
 exit codes:
   0  done (source ended and everything was acknowledged, or Ctrl-C / SIGTERM after draining)
   2  usage error (bad option, bad node name, unreadable recording)
-  3  --source: cannot connect to the relayed server
   4  stopped with messages still in the spool (NATS unreachable: they are sent on the next start)
+     (an unreachable NATS or --source server is retried with backoff, never an error)
   5-8  --tls capture errors, as ecaptureq tls (not root, no eBPF, no libssl, no such --pid)
   9  NATS refused the credentials (or --source's server refused its token)
   10 --source's server refused the handshake (its Origin policy)
@@ -211,6 +211,7 @@ async def run_agent(args: argparse.Namespace) -> int:
     if args.source is not None:
         try:
             client = Client(args.source, origin=args.origin or None, reconnect=True,
+                            on_status=status_printer("agent"),
                             **client_security_kwargs(args, args.source, "agent"))  # fmt: skip
         except BadURL as exc:
             raise CliError(str(exc)) from None
