@@ -22,8 +22,10 @@ from ecaptureq.cli.render_http import HttpView, add_decode_options
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.terminal import json_line, visible
 from ecaptureq.client import BadURL, Client, Connected, ConnectError, ConnectionLost, Status
+from ecaptureq.decode.decoder import Decoder
 from ecaptureq.decode.render import format_http_text, http_json
-from ecaptureq.protocol import Event, Heartbeat, Message
+from ecaptureq.fleet import FleetError, FleetReader, is_nats_url
+from ecaptureq.protocol import DecodeError, Event, Heartbeat, Message
 from ecaptureq.store.sql import PacketFilter, SqlError
 
 EXAMPLES = """\
@@ -36,6 +38,7 @@ examples:
   ecaptureq watch ws://127.0.0.1:28257/ --filter "dst_port = 443 AND pname = 'curl'"
   ecaptureq watch ws://127.0.0.1:28257/ --pname 'curl*' --port 443 --grep 'pass(word)?='
   ecaptureq watch ws://127.0.0.1:28257/ --type http2-request --type http2-response --body-limit 512
+  ecaptureq watch nats://reader:PASSWORD@nats.example:4222 --node 'web-*' --since 15m   # the fleet
 
 exit codes: 0 done, 2 usage error or bad URL, 3 cannot connect or connection lost,
             4 --count not reached before --timeout, 9 authentication failed (HTTP 401: no or wrong
@@ -70,7 +73,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("url", metavar="URL", help="the server, e.g. ws://127.0.0.1:28257/")
+    parser.add_argument(
+        "url",
+        metavar="URL",
+        help="the server, e.g. ws://127.0.0.1:28257/, or a fleet's NATS server, e.g. nats://127.0.0.1:4222",
+    )
     add_watch_options(parser)
     parser.add_argument(
         "--reconnect", action="store_true", help="reconnect with backoff when the connection fails or ends"
@@ -87,7 +94,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_client_security_options(parser)
     add_decode_options(parser)
+    add_fleet_read_options(parser)
     parser.set_defaults(func=run)
+
+
+def add_fleet_read_options(parser: argparse.ArgumentParser) -> None:
+    """``--node``, ``--since`` and the NATS credentials, for a ``nats://`` URL (``watch``, ``record``)."""
+    from ecaptureq.cli.fleet import add_nats_options
+
+    fleet = parser.add_argument_group("fleet (nats:// URLs)")
+    fleet.add_argument(
+        "--node", metavar="GLOB", help="only these nodes: a name, or a shell glob such as 'web-*'"
+    )
+    fleet.add_argument(
+        "--since",
+        metavar="TIME",
+        help="start at this time within the stream's retention (2026-01-02T10:00:00Z, or an age: 15m, 2h, "
+        "7d); default: new messages only",
+    )
+    add_nats_options(parser, url=False)
 
 
 def _positive_int(text: str) -> int:
@@ -132,15 +157,27 @@ class Printer:
         self.packet_filter = packet_filter
         self.events = 0
         self.received = 0
+        self._node_decoders: dict[str, Decoder] = {}
 
-    def _write_decoded(self, event: Event, view: HttpView) -> None:
-        shown = view.feed(event)
+    def _node_view(self, view: HttpView, node: str | None) -> HttpView:
+        # The fleet's nodes are decoded apart: their connection uuids may collide.
+        if node is not None:
+            decoder = self._node_decoders.get(node)
+            if decoder is None:
+                decoder = self._node_decoders[node] = Decoder(body_limit=view.decoder.body_limit)
+            view.decoder = decoder
+        return view
+
+    def _write_decoded(self, event: Event, view: HttpView, node: str | None = None) -> None:
+        shown = self._node_view(view, node).feed(event)
         if shown is None:
             return
         self.events += 1
         if self.json_lines:
             record = json_record(event)
             record.update(view.json_fields(shown))
+            if node is not None:
+                record["node"] = node
             self.out.write(json_line(record) + "\n")
         else:
             decoded = view.text(shown)
@@ -150,29 +187,36 @@ class Printer:
                 note = f"    ({len(event.payload)} bytes: part of a message still in progress)"
                 header = event_header(event, shown.meta, shown.type)
                 text = "\n".join([*header, decoded.rstrip("\n") if decoded else note, ""])
-            self.out.write(visible(text) + "\n")
+            self.out.write(_with_node(visible(text), node) + "\n")
         self.out.flush()
 
-    def write(self, message: Message) -> None:
-        """Write one message (heartbeats only when verbose or in JSON; events that pass the filters)."""
+    def write(self, message: Message, node: str | None = None) -> None:
+        """Write one message (heartbeats only when verbose or in JSON; events that pass the filters).
+
+        ``node`` is the fleet node it came from: a ``[node]`` column in text, a ``node`` key in JSON.
+        """
         if isinstance(message, Event):
             self.received += 1
             if self.packet_filter is not None and not self.packet_filter.matches(message, self.received):
                 return
         if isinstance(message, Event) and self.view is not None:
-            self._write_decoded(message, self.view)
+            self._write_decoded(message, self.view, node)
             return
         if isinstance(message, Event):
             self.events += 1
         if self.json_lines:
             if isinstance(message, Heartbeat) and not self.verbose:
                 return
-            self.out.write(render_json(message) + "\n")
+            if node is None:
+                self.out.write(render_json(message) + "\n")
+            else:
+                record = {**json_record(message), "node": node}
+                self.out.write(json_line(record) + "\n")
         else:
             text = render_text(message, self.verbose)
             if text is None:
                 return
-            self.out.write(visible(text) + "\n")
+            self.out.write(_with_node(visible(text), node) + "\n")
         self.out.flush()
 
     def finish(self) -> None:
@@ -180,7 +224,8 @@ class Printer:
         that ends when its connection closes), marked incomplete."""
         if self.view is None or not self.view.decode:
             return
-        for item in self.view.flush():
+        items = [*self.view.flush(), *(i for d in self._node_decoders.values() for i in d.flush())]
+        for item in items:
             if item.message is None:
                 continue
             if self.json_lines:
@@ -192,8 +237,12 @@ class Printer:
         self.out.flush()
 
 
+def _with_node(text: str, node: str | None) -> str:
+    return text if node is None else f"[{node}] {text}"
+
+
 async def consume(
-    messages: AsyncIterator[Message],
+    messages: AsyncIterator[Message] | AsyncIterator[tuple[str, Message]],
     printer: Printer,
     count: int | None,
     timeout: float | None,
@@ -201,8 +250,9 @@ async def consume(
 ) -> int:
     """Print messages until ``count`` events, ``timeout`` idle seconds or the end; return the exit code.
 
-    Idle means no event and no run-log line: heartbeats are printed (with ``--verbose``) but do not
-    count as activity, so a server that sends them more often than ``timeout`` still times out.
+    ``messages`` yields messages, or ``(node, message)`` pairs from a fleet. Idle means no event and no
+    run-log line: heartbeats are printed (with ``--verbose``) but do not count as activity, so a server that
+    sends them more often than ``timeout`` still times out.
     """
     it = aiter(messages)
     loop = asyncio.get_running_loop()
@@ -212,7 +262,7 @@ async def consume(
             left = None if timeout is None else last_activity + timeout - loop.time()
             if left is not None and left <= 0:
                 raise TimeoutError
-            message = await asyncio.wait_for(anext(it), left)
+            item = await asyncio.wait_for(anext(it), left)
         except StopAsyncIteration:
             break
         except TimeoutError:
@@ -222,7 +272,8 @@ async def consume(
                 return EXIT_INCOMPLETE
             print(f"{idle}; stopping", file=sys.stderr)
             return EXIT_OK
-        printer.write(message)
+        node, message = item if isinstance(item, tuple) else (None, item)
+        printer.write(message, node)
         if not isinstance(message, Heartbeat):
             last_activity = loop.time()
     return EXIT_OK
@@ -250,6 +301,42 @@ def status_printer(command: str) -> Callable[[Status], None]:
     return on_status
 
 
+async def _fleet_messages(reader: FleetReader) -> AsyncIterator[tuple[str, Message]]:
+    async for batch in reader.batches():
+        for fm, msg in batch:
+            with contextlib.suppress(Exception):
+                await msg.ack()
+            if fm is None:
+                continue
+            if isinstance(fm.message, DecodeError):
+                warn("watch", f"skipped a message from {fm.node}: {fm.message}")
+                continue
+            yield fm.node, fm.message
+
+
+async def watch_fleet(args: argparse.Namespace, out: TextIO, printer: Printer) -> int:
+    """``watch nats://...``: a temporary consumer on the fleet's stream, with a node column."""
+    from ecaptureq.cli.fleet import fleet_error, nats_options_from_args, since_from_args
+    from ecaptureq.fleet.subjects import BadNodeName, filter_subject
+
+    try:
+        filter_subject(args.node)
+    except BadNodeName as exc:
+        raise CliError(f"--node: {exc}") from None
+    options = nats_options_from_args(args, [args.url], name="ecaptureq-watch")
+    reader = FleetReader(options, node_glob=args.node, since=since_from_args(args.since), create_stream=False)
+    try:
+        await reader.open()
+        code = await consume(_fleet_messages(reader), printer, args.count, args.timeout)
+        if args.count is None or printer.events < args.count:
+            printer.finish()
+    except FleetError as exc:
+        raise fleet_error(exc) from None
+    finally:
+        await reader.close()
+    return code
+
+
 async def watch(args: argparse.Namespace, out: TextIO) -> int:
     """Run ``watch`` with parsed arguments, writing to ``out``."""
     view = HttpView.from_args(args)  # a bad --grep ends here, before connecting
@@ -257,6 +344,10 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
         packet_filter = PacketFilter(args.filter) if args.filter else None
     except SqlError as exc:
         raise CliError(str(exc)) from None
+    if is_nats_url(args.url):
+        return await watch_fleet(args, out, Printer(out, args.json, args.verbose, view, packet_filter))
+    if args.node is not None or args.since is not None:
+        raise CliError("--node and --since are for a fleet's nats:// URL")
     try:
         client = Client(
             args.url,
