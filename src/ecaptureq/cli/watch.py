@@ -8,7 +8,7 @@ import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator, Callable
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from ecaptureq.cli.errors import (
     EXIT_AUTH,
@@ -16,14 +16,17 @@ from ecaptureq.cli.errors import (
     EXIT_FORBIDDEN,
     EXIT_INCOMPLETE,
     EXIT_OK,
+    EXIT_STORAGE,
     CliError,
 )
+from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
 from ecaptureq.cli.render import event_header, json_record, render_json, render_text
 from ecaptureq.cli.render_http import HttpView, add_decode_options
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.client import BadURL, Client, Connected, ConnectError, ConnectionLost, Status
 from ecaptureq.decode.render import format_http_text, http_json
 from ecaptureq.protocol import Event, Heartbeat, Message
+from ecaptureq.sinks.pcapng import PcapngWriter
 from ecaptureq.store.sql import PacketFilter, SqlError
 
 EXAMPLES = """\
@@ -36,6 +39,8 @@ examples:
   ecaptureq watch ws://127.0.0.1:28257/ --filter "dst_port = 443 AND pname = 'curl'"
   ecaptureq watch ws://127.0.0.1:28257/ --pname 'curl*' --port 443 --grep 'pass(word)?='
   ecaptureq watch ws://127.0.0.1:28257/ --type http2-request --type http2-response --body-limit 512
+  ecaptureq watch ws://127.0.0.1:28257/ --pcapng - | wireshark -k -i -   # a live view in Wireshark
+  ecaptureq watch ws://127.0.0.1:28257/ --pcapng capture.pcapng           # shown, and kept as pcapng
 
 exit codes: 0 done, 2 usage error or bad URL, 3 cannot connect or connection lost,
             4 --count not reached before --timeout, 9 authentication failed (HTTP 401: no or wrong
@@ -85,6 +90,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="COND",
         help='show only events matching this SQL condition on packets, as in query (e.g. "dst_port = 443")',
     )
+    parser.add_argument(
+        "--pcapng",
+        metavar="FILE",
+        help="also write the events that pass --filter as pcapng (synthetic TCP streams that Wireshark "
+        "dissects; see export --help), flushed per packet; - writes to stdout and shows nothing else",
+    )
+    add_keep_ports_option(parser)
     add_client_security_options(parser)
     add_decode_options(parser)
     parser.set_defaults(func=run)
@@ -114,26 +126,30 @@ class Printer:
 
     With a ``view``, events are decoded and filtered by it: an event its filters reject is neither
     written nor counted, text output shows the decoded HTTP instead of the raw payload, and JSON
-    records gain an ``http`` object (see :meth:`HttpView.json_fields`).
+    records gain an ``http`` object (see :meth:`HttpView.json_fields`). With a ``pcapng`` writer, every
+    event that passes ``packet_filter`` is also written to it; ``out=None`` shows nothing (and counts
+    every such event).
     """
 
     def __init__(
         self,
-        out: TextIO,
+        out: TextIO | None,
         json_lines: bool,
         verbose: bool,
         view: HttpView | None = None,
         packet_filter: PacketFilter | None = None,
+        pcapng: PcapngWriter | None = None,
     ) -> None:
         self.out = out
         self.json_lines = json_lines
         self.verbose = verbose
         self.view = view
         self.packet_filter = packet_filter
+        self.pcapng = pcapng
         self.events = 0
         self.received = 0
 
-    def _write_decoded(self, event: Event, view: HttpView) -> None:
+    def _write_decoded(self, event: Event, view: HttpView, out: TextIO) -> None:
         shown = view.feed(event)
         if shown is None:
             return
@@ -141,7 +157,7 @@ class Printer:
         if self.json_lines:
             record = json_record(event)
             record.update(view.json_fields(shown))
-            self.out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         else:
             decoded = view.text(shown)
             if decoded is None and not view.decode:
@@ -149,8 +165,8 @@ class Printer:
             else:
                 note = f"    ({len(event.payload)} bytes: part of a message still in progress)"
                 text = "\n".join([*event_header(event), decoded.rstrip("\n") if decoded else note, ""])
-            self.out.write(text + "\n")
-        self.out.flush()
+            out.write(text + "\n")
+        out.flush()
 
     def write(self, message: Message) -> None:
         """Write one message (heartbeats only when verbose or in JSON; events that pass the filters)."""
@@ -158,36 +174,43 @@ class Printer:
             self.received += 1
             if self.packet_filter is not None and not self.packet_filter.matches(message, self.received):
                 return
+            if self.pcapng is not None:
+                self.pcapng.write_event(message)
+        out = self.out
+        if out is None:
+            self.events += isinstance(message, Event)
+            return
         if isinstance(message, Event) and self.view is not None:
-            self._write_decoded(message, self.view)
+            self._write_decoded(message, self.view, out)
             return
         if isinstance(message, Event):
             self.events += 1
         if self.json_lines:
             if isinstance(message, Heartbeat) and not self.verbose:
                 return
-            self.out.write(render_json(message) + "\n")
+            out.write(render_json(message) + "\n")
         else:
             text = render_text(message, self.verbose)
             if text is None:
                 return
-            self.out.write(text + "\n")
-        self.out.flush()
+            out.write(text + "\n")
+        out.flush()
 
     def finish(self) -> None:
         """At the end: write the decoded messages still in progress (for instance an HTTP/1.x response
         that ends when its connection closes), marked incomplete."""
-        if self.view is None or not self.view.decode:
+        out = self.out
+        if out is None or self.view is None or not self.view.decode:
             return
         for item in self.view.flush():
             if item.message is None:
                 continue
             if self.json_lines:
                 record = {"kind": "incomplete", "http": http_json(item)}
-                self.out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+                out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
             else:
-                self.out.write(f"--- still in progress at exit\n{format_http_text(item).rstrip()}\n\n")
-        self.out.flush()
+                out.write(f"--- still in progress at exit\n{format_http_text(item).rstrip()}\n\n")
+        out.flush()
 
 
 async def consume(
@@ -238,6 +261,47 @@ def status_printer(command: str) -> Callable[[Status], None]:
     return on_status
 
 
+_SHOWING_FILTERS = ("pid", "pname", "host", "port", "types", "grep")
+
+
+def _open_pcapng(args: argparse.Namespace) -> tuple[PcapngWriter | None, BinaryIO | None]:
+    """The ``--pcapng`` writer and the file it owns (``None`` for stdout), or ``(None, None)``."""
+    if args.pcapng is None:
+        return None, None
+    if args.pcapng == "-":
+        if args.json:
+            raise CliError("--pcapng - and --json both write to stdout: give --pcapng a file name")
+        given = [f"--{n.rstrip('s')}" for n in _SHOWING_FILTERS if getattr(args, n) is not None]
+        if given:
+            raise CliError(
+                f"{', '.join(given)} choose what is shown, and --pcapng - shows nothing: "
+                "select the packets with --filter (e.g. --filter \"pname = 'curl'\")"
+            )
+        refuse_terminal()
+        return PcapngWriter(sys.stdout.buffer, keep_ports=args.keep_ports, flush=True), None
+    try:
+        handle = open(args.pcapng, "wb")  # noqa: SIM115 - closed by _close_pcapng
+    except OSError as exc:
+        raise CliError(f"cannot write {args.pcapng}: {exc.strerror or exc}", EXIT_STORAGE) from None
+    try:
+        return PcapngWriter(handle, keep_ports=args.keep_ports, flush=True), handle
+    except OSError as exc:
+        handle.close()
+        raise CliError(f"cannot write {args.pcapng}: {exc.strerror or exc}", EXIT_STORAGE) from None
+
+
+def _close_pcapng(writer: PcapngWriter, handle: BinaryIO | None) -> None:
+    """Close the streams (FIN) and the file; a reader that went away (a closed pipe) is no error here."""
+    try:
+        writer.close()
+    except OSError:
+        pass  # the packets written so far are all there; a failed write during watch already said so
+    finally:
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
+
+
 async def watch(args: argparse.Namespace, out: TextIO) -> int:
     """Run ``watch`` with parsed arguments, writing to ``out``."""
     view = HttpView.from_args(args)  # a bad --grep ends here, before connecting
@@ -258,7 +322,9 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(str(exc)) from None
     for text in client.url_warnings:
         warn("watch", text)
-    printer = Printer(out, args.json, args.verbose, view, packet_filter)
+    pcapng, pcapng_file = _open_pcapng(args)
+    shown_to = None if args.pcapng == "-" else out
+    printer = Printer(shown_to, args.json, args.verbose, view, packet_filter, pcapng)
     try:
         code = await consume(aiter(client), printer, args.count, args.timeout)
         if args.count is None or printer.events < args.count:
@@ -270,6 +336,8 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         with contextlib.suppress(Exception):
             await client.close()
+        if pcapng is not None:
+            _close_pcapng(pcapng, pcapng_file)
         if args.verbose:
             st = client.stats
             print(

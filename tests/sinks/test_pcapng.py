@@ -1,0 +1,289 @@
+"""pcapng out, judged by Debian's tshark: curl and python-hyper's h2 client against nginx on 127.0.0.1,
+recorded through a tapped socket into a real capture database, exported (and streamed by watch), and
+dissected to the same requests, statuses, HTTP/2 headers and body bytes the database holds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from itertools import zip_longest
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CLI, ENV, run_cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "decode"))
+from decode_taps import (
+    BASE_NS,
+    TapProxy,
+    curl,
+    events_from_chunks,
+    h2_client_get,
+    nginx,
+)
+
+from ecaptureq.protocol import Event
+from ecaptureq.store import CaptureStore
+
+TSHARK = shutil.which("tshark")
+pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (apt install tshark)")
+# Checksums are verified, so a wrong IP or TCP checksum shows up as an expert warning.
+TSHARK_OPTIONS = ["-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"]
+DOC = {"items": [{"id": i, "name": f"item {i}"} for i in range(200)]}
+BIG = bytes((i * 7) % 251 for i in range(300_000))
+H1_PATHS = ["/data.json", "/page.txt", "/blob.bin", "/big.bin", "/missing"]
+H2_MULTI_PATHS = ["/page.txt", "/blob.bin", "/missing", "/data.json"]
+PID = 4242
+
+
+def tshark(*args: str, stdin: bytes | None = None) -> str:
+    """Run tshark and return its stdout. As root it warns on stderr that it runs as root: harmless."""
+    assert TSHARK is not None
+    proc = subprocess.run(
+        [TSHARK, *TSHARK_OPTIONS, *args], input=stdin, capture_output=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout.decode()
+
+
+def fields(pcap: Path, display_filter: str, *names: str) -> list[list[str]]:
+    """One row per packet matching ``display_filter``: the values of ``names`` (all occurrences, joined
+    by ``|``)."""
+    args = ["-r", str(pcap), "-Y", display_filter, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|"]
+    for name in names:
+        args += ["-e", name]
+    return [line.split("\t") for line in tshark(*args).splitlines()]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+@dataclass
+class H2Stream:
+    request: list[tuple[str, str]]
+    response: list[tuple[str, str]]
+    body: bytes
+
+
+def h2_streams(pcap: Path) -> dict[tuple[int, int], H2Stream]:
+    """Every HTTP/2 stream tshark dissects, by (TCP stream, HTTP/2 stream id): the header lists of the
+    client's and the server's HEADERS frames, and the body the server sent (as tshark shows it: gzip
+    undone)."""
+    out = tshark("-r", str(pcap), "-Y", "http2", "-T", "json", "--no-duplicate-keys", "-J", "tcp http2")
+    streams: dict[tuple[int, int], H2Stream] = defaultdict(lambda: H2Stream([], [], b""))
+    for packet in json.loads(out):
+        layers = packet["_source"]["layers"]
+        tcp = layers["tcp"]
+        from_server = tcp["tcp.srcport"] == "80"
+        for frame in (s for h in as_list(layers.get("http2")) for s in as_list(h.get("http2.stream"))):
+            sid = int(frame.get("http2.streamid", 0))
+            if sid == 0:
+                continue
+            entry = streams[(int(tcp["tcp.stream"]), sid)]
+            if frame.get("http2.type") == "1":
+                headers = [
+                    (h["http2.header.name"], h["http2.header.value"]) for h in as_list(frame["http2.header"])
+                ]
+                if from_server:
+                    entry.response += headers
+                else:
+                    entry.request += headers
+            elif frame.get("http2.type") == "0" and from_server:
+                # The frame that ends a body spread over several frames carries it whole, reassembled;
+                # a gzip body's decompressed bytes are under a "Content-encoded entity body" key.
+                decoded = next((v for k, v in frame.items() if k.startswith("Content-encoded")), {})
+                whole = frame.get("http2.body.fragments", {}).get("http2.body.reassembled.data")
+                data = decoded.get("http2.data.data", whole or frame.get("http2.data.data", ""))
+                if whole is not None:
+                    entry.body = b""
+                entry.body += bytes.fromhex(data.replace(":", ""))
+    return streams
+
+
+@dataclass
+class Capture:
+    db: Path
+    events: list[Event]
+    taps: list[TapProxy]
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory: pytest.TempPathFactory) -> Capture:
+    """HTTP/1.1 (gzip, chunked, binary, 300 kB, 404) and HTTP/2 (curl, and four concurrent streams) from
+    real clients and nginx, the connections' events interleaved as a capture would see them, recorded
+    into a capture database with its decoded exchanges."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    root = tmp_path_factory.mktemp("www")
+    (root / "data.json").write_text(json.dumps(DOC))
+    (root / "page.txt").write_text("plain text page\n" * 50)
+    (root / "blob.bin").write_bytes(bytes(range(256)) * 64)
+    (root / "big.bin").write_bytes(BIG)
+    with nginx(root, tmp_path_factory.mktemp("nginx")) as (p1, p2):
+        taps = [
+            curl(p1, H1_PATHS, "--http1.1", "--compressed"),
+            curl(p2, ["/data.json"], "--http2-prior-knowledge", "--compressed"),
+            curl(p2, ["/big.bin"], "--http2-prior-knowledge"),
+            h2_client_get(p2, H2_MULTI_PATHS),
+        ]
+    per_connection = [
+        events_from_chunks(
+            tap.chunks, pid=PID, fd=fd, src=tap.client_addrs[0], dst=("127.0.0.1", tap.port), base_ns=0
+        )
+        for fd, tap in enumerate(taps, start=5)
+    ]
+    events: list[Event] = []
+    for group in zip_longest(*per_connection):  # round-robin: the connections overlap in time
+        for ev in group:
+            if ev is not None:
+                events.append(Event(**{**vars_of(ev), "timestamp": BASE_NS + len(events) * 1_000_000}))
+    db = tmp_path_factory.mktemp("db") / "capture.db"
+    store = CaptureStore(db)
+    for ev in events:
+        store.add(ev)
+    store.close()
+    return Capture(db, events, taps)
+
+
+def vars_of(ev: Event) -> dict[str, Any]:
+    return {name: getattr(ev, name) for name in Event.__dataclass_fields__}
+
+
+@pytest.fixture(scope="module")
+def exported(capture: Capture, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("out") / "capture.pcapng"
+    result = run_cli("export", "--db", str(capture.db), "--format", "pcapng", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "4 connections" in result.stderr
+    return out
+
+
+def exchanges(db: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute("SELECT * FROM exchanges ORDER BY id").fetchall()
+    return [dict(r) for r in rows]
+
+
+def test_http1_requests_statuses_and_bodies_match_the_database(
+    capture: Capture, exported: Path, tmp_path: Path
+) -> None:
+    stored = [x for x in exchanges(capture.db) if x["protocol"] == "http/1.1"]
+    assert [x["path"] for x in stored] == H1_PATHS
+    requests = fields(exported, "http.request", "http.request.uri")
+    responses = fields(exported, "http.response", "http.response.code", "http.response_for.uri")
+    assert [r[0] for r in requests] == [x["path"] for x in stored]
+    host = f"http://127.0.0.1:{capture.taps[0].port}"
+    assert [(int(code), uri) for code, uri in responses] == [(x["status"], host + x["path"]) for x in stored]
+    # tshark de-chunks and gunzips the bodies it exports, as the database holds them.
+    objects = tmp_path / "objects"
+    tshark("-r", str(exported), "-q", "--export-objects", f"http,{objects}")
+    for x in stored:
+        assert (objects / x["path"].strip("/")).read_bytes() == x["response_body"], x["path"]
+    assert (objects / "big.bin").read_bytes() == BIG
+
+
+def test_http2_headers_and_bodies_match_the_database(capture: Capture, exported: Path) -> None:
+    stored = [x for x in exchanges(capture.db) if x["protocol"] == "h2"]
+    assert len(stored) == 2 + len(H2_MULTI_PATHS)
+    dissected = {
+        (dict(s.request)[":authority"], dict(s.request)[":path"]): s for s in h2_streams(exported).values()
+    }
+    assert len(dissected) == len(stored)
+    for x in stored:
+        request_headers = [tuple(h) for h in json.loads(x["request_headers"])]
+        stream = dissected[(dict(request_headers)[":authority"], x["path"])]
+        assert stream.request == request_headers
+        assert stream.response == [tuple(h) for h in json.loads(x["response_headers"])]
+        assert dict(stream.response)[":status"] == str(x["status"])
+        assert stream.body == x["response_body"], x["path"]
+    assert dissected[(f"127.0.0.1:{capture.taps[2].port}", "/big.bin")].body == BIG
+
+
+def test_tcp_streams_are_consistent_and_commented(capture: Capture, exported: Path) -> None:
+    # Nothing for tshark's TCP analysis to complain about, and valid checksums.
+    problems = fields(
+        exported,
+        'tcp.analysis.flags || tcp.checksum.status == "Bad" || ip.checksum.status == "Bad" || _ws.malformed',
+        "frame.number",
+        "_ws.expert.message",
+    )
+    assert problems == []
+    rows = fields(
+        exported,
+        "tcp",
+        "tcp.stream",
+        "tcp.flags.str",
+        "ip.src",
+        "tcp.srcport",
+        "ip.dst",
+        "tcp.dstport",
+        "tcp.len",
+        "frame.comment",
+        "tcp.options.mss_val",
+    )
+    by_stream: dict[str, list[list[str]]] = defaultdict(list)
+    for row in rows:
+        by_stream[row[0]].append(row)
+    assert len(by_stream) == len(capture.taps)
+    for stream_rows, tap, fd in zip(by_stream.values(), capture.taps, range(5, 9), strict=True):
+        flags = [r[1].replace("·", "") for r in stream_rows]
+        assert flags[:3] == ["S", "AS", "A"] and flags[-3:] == ["AF", "AF", "A"]
+        assert stream_rows[0][8] == "1460"  # the MSS option
+        client = tap.client_addrs[0]
+        assert stream_rows[0][2:6] == ["127.0.0.1", str(client[1]), "127.0.0.1", "80"]
+        assert all(int(r[6]) <= 1460 for r in stream_rows)
+        real = f"real=127.0.0.1:{client[1]}->127.0.0.1:{tap.port}"
+        for r in stream_rows:
+            assert r[7].startswith(f"pid={PID} comm=curl uuid={PID}_{PID}_curl_{fd}") and r[7].endswith(real)
+    # The 300 kB bodies span many full-size segments.
+    assert sum(1 for r in rows if r[6] == "1460") >= 2 * len(BIG) // 1460
+    # Capture timestamps, nanoseconds kept.
+    epoch = fields(exported, "frame.number == 4", "frame.time_epoch")[0][0]
+    assert epoch == f"{BASE_NS // 10**9}.{BASE_NS % 10**9:09d}"
+
+
+def test_keep_ports_writes_the_captured_ports(capture: Capture, tmp_path: Path) -> None:
+    out = tmp_path / "ports.pcapng"
+    result = run_cli(
+        "export", "--db", str(capture.db), "--format", "pcapng", "-o", str(out), "--keep-ports",
+        "--filter", "uuid LIKE '%curl_6_%'",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    port = capture.taps[1].port
+    (syn,) = fields(out, "tcp.flags.syn == 1 && tcp.flags.ack == 0", "tcp.dstport")
+    assert syn == [str(port)]
+    # On a port Wireshark does not know, HTTP/2 needs Decode As, as --help says.
+    paths = fields(out, "http2.type == 1", "http2.headers.path")
+    assert paths == []
+    decoded = tshark(
+        "-r", str(out), "-d", f"tcp.port=={port},http2", "-Y", "http2.type == 1", "-T", "fields",
+        "-e", "http2.headers.path",
+    )  # fmt: skip
+    assert decoded.split() == ["/data.json"]
+
+
+def test_export_is_deterministic_and_to_stdout(capture: Capture, exported: Path) -> None:
+    proc = subprocess.run(
+        [*CLI, "export", "--db", str(capture.db), "--format", "pcapng", "-o", "-"],
+        capture_output=True,
+        env=ENV,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == exported.read_bytes()
+    piped = tshark(
+        "-r", "-", "-Y", "http.request", "-T", "fields", "-e", "http.request.uri", stdin=proc.stdout
+    )
+    assert piped.split() == H1_PATHS
+
+
+# -- watch --pcapng: live -------------------------------------------------------------------------------
