@@ -5,18 +5,23 @@ dissected to the same requests, statuses, HTTP/2 headers and body bytes the data
 from __future__ import annotations
 
 import json
+import queue
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI, ENV, run_cli
+from conftest import CLI, ENV, Served, run_cli, start_serve, stop_serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "decode"))
 from decode_taps import (
@@ -29,6 +34,7 @@ from decode_taps import (
 )
 
 from ecaptureq.protocol import Event
+from ecaptureq.protocol.jsonl import to_json
 from ecaptureq.store import CaptureStore
 
 TSHARK = shutil.which("tshark")
@@ -287,3 +293,142 @@ def test_export_is_deterministic_and_to_stdout(capture: Capture, exported: Path)
 
 
 # -- watch --pcapng: live -------------------------------------------------------------------------------
+
+
+# -- watch --pcapng: the same packets, live -------------------------------------------------------------
+
+
+BUFFERED_ENV = {k: v for k, v in ENV.items() if k != "PYTHONUNBUFFERED"}
+"""The tests' environment with Python's own output buffering, as a user runs watch."""
+LATE_REQUEST = b"GET /late HTTP/1.1\r\nHost: late.example\r\n\r\n"
+
+
+@pytest.fixture
+def served(capture: Capture, tmp_path: Path) -> Iterator[Served]:
+    """``ecaptureq serve`` replaying the capture (exported as JSON Lines) to the first client at its pace,
+    then, two seconds later, a small request on a new connection."""
+    recording = tmp_path / "capture.jsonl"
+    result = run_cli("export", "--db", str(capture.db), "--format", "jsonl", "-o", str(recording))
+    assert result.returncode == 0, result.stderr
+    late = Event(
+        timestamp=capture.events[-1].timestamp + 2 * 10**9,
+        uuid="77_77_wget_3_1",
+        src_ip="10.1.2.3",
+        src_port=51000,
+        dst_ip="10.9.8.7",
+        dst_port=443,
+        pid=77,
+        pname="wget",
+        payload=LATE_REQUEST,
+    )
+    with recording.open("a") as f:
+        f.write(json.dumps(to_json(late)) + "\n")
+    served = start_serve("--replay", str(recording))
+    try:
+        yield served
+    finally:
+        stop_serve(served)
+
+
+def test_watch_pcapng_file_is_the_export_and_text_is_still_shown(
+    capture: Capture, exported: Path, served: Served, tmp_path: Path
+) -> None:
+    out = tmp_path / "live.pcapng"
+    count = str(len(capture.events))
+    result = run_cli("watch", served.url, "--pcapng", str(out), "--count", count, "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    assert f"> GET https://127.0.0.1:{capture.taps[0].port}/data.json HTTP/1.1" in result.stdout  # as usual
+    # The same events in the same order make the same file, byte for byte (watch stopped before the
+    # late request).
+    assert out.read_bytes() == exported.read_bytes()
+
+
+def test_watch_pcapng_stdout_streams_live_into_tshark(capture: Capture, served: Served) -> None:
+    watch = subprocess.Popen(
+        [*CLI, "watch", served.url, "--pcapng", "-", "--timeout", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=BUFFERED_ENV,
+    )
+    assert TSHARK is not None and watch.stdout is not None
+    live = subprocess.Popen(
+        [TSHARK, "-l", "-i", "-", "-Y", "http.request || http2.headers.path", "-T", "fields",
+         "-e", "http.request.uri", "-e", "http2.headers.path"],
+        stdin=watch.stdout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    watch.stdout.close()  # tshark holds the pipe now
+    assert live.stdout is not None
+    lines: queue.Queue[bytes] = queue.Queue()
+    stdout = live.stdout
+
+    def pump() -> None:
+        for line in iter(stdout.readline, b""):
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    expected = sorted([*H1_PATHS, "/data.json", "/big.bin", *H2_MULTI_PATHS, "/late"])
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    try:
+        while sorted(seen) != expected:
+            try:  # tshark prints each request as its packet arrives (-l)
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"tshark showed only {seen} while watch was running")
+            seen += line.decode().replace(",", " ").split()  # one line per packet: paths joined by ","
+        # Every request reached tshark while watch was still running, the late one too: the packets are
+        # flushed as they are written, not when watch ends.
+        assert watch.poll() is None
+    finally:
+        watch.send_signal(signal.SIGINT)
+        _out, err = watch.communicate(timeout=30)
+        live.communicate(timeout=30)
+    assert watch.returncode == 130, err
+    assert b"Traceback" not in err
+    assert live.returncode == 0
+
+
+def test_watch_pcapng_reader_that_goes_away_ends_quietly(served: Served) -> None:
+    assert TSHARK is not None
+    watch = subprocess.Popen(
+        [*CLI, "watch", served.url, "--pcapng", "-", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
+    assert watch.stdout is not None
+    first = subprocess.run(
+        [TSHARK, "-c", "5", "-r", "-"], stdin=watch.stdout, capture_output=True, timeout=60, check=False
+    )
+    watch.stdout.close()
+    _out, err = watch.communicate(timeout=60)
+    assert first.returncode == 0 and len(first.stdout.splitlines()) == 5
+    # The 300 kB bodies do not fit a pipe's buffer: watch writes into the closed pipe, and stops.
+    assert watch.returncode == 0, err
+    assert b"Traceback" not in err and b"internal error" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--pcapng", "-", "--json"], 2, "both write to stdout"),
+        (["--pcapng", "-", "--pname", "curl"], 2, "--pname choose what is shown"),
+        (["--pcapng", "-", "--type", "1", "--port", "443"], 2, "--port, --type choose what is shown"),
+        (["--pcapng", "/nonexistent-dir/x.pcapng"], 11, "cannot write /nonexistent-dir/x.pcapng"),
+    ],
+)
+def test_watch_pcapng_usage_errors(args: list[str], code: int, message: str) -> None:
+    result = run_cli("watch", "ws://127.0.0.1:9/", *args)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_export_pcapng_errors(capture: Capture, tmp_path: Path) -> None:
+    bad = run_cli("export", "--db", str(capture.db), "--format", "pcapng", "-o", str(tmp_path / "x"),
+                  "--filter", "no_such_column = 1")  # fmt: skip
+    assert bad.returncode == 2 and "invalid --filter" in bad.stderr
+    assert not list(tmp_path.iterdir())  # nothing half-written
+    unwritable = run_cli("export", "--db", str(capture.db), "--format", "pcapng", "-o", "/nonexistent-dir/x")
+    assert unwritable.returncode == 11 and "cannot write" in unwritable.stderr
