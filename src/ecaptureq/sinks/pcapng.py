@@ -330,7 +330,8 @@ class PcapngWriter:
         key_seed = _Seed(hashlib.sha256(meta.connection.encode("utf-8", "replace")).digest())
         client = Endpoint(
             client_cap.ip or self._made_up_ip(version, "client", key_seed.number(0)),
-            client_cap.port or _made_up_port(key_seed.number(1)),
+            # The port from this opening's seed: a connection evicted and seen again is a new stream.
+            client_cap.port or _made_up_port(seed.number(2)),
         )
         server = Endpoint(
             server_cap.ip or self._made_up_ip(version, "server", key_seed.number(2)),
