@@ -1,18 +1,27 @@
 """pcapng out on hostile and odd captures, judged by tshark: huge payloads, unknown or garbage addresses,
-one uuid for both directions, reused fds, evictions, a capture that began mid-connection, garbage."""
+one uuid for both directions, reused fds, evictions, a capture that began mid-connection, garbage; and
+WebSocket after its upgrade."""
 
 from __future__ import annotations
 
 import io
 import ipaddress
 import random
+import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import h2.config
 import h2.connection
 import h2.events
 import pytest
 from tshark_support import fields, h2_streams, needs_tshark
+from websockets.sync.client import connect
+from websockets.sync.server import serve
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "decode"))
+from decode_taps import TapProxy, events_from_chunks
 
 from ecaptureq.decode.classify import H2_PREFACE
 from ecaptureq.protocol import Event
@@ -229,3 +238,33 @@ def test_only_the_stream_errors_reach_the_caller() -> None:
 
     with pytest.raises(OSError, match="No space left"):
         PcapngWriter(Full())  # type: ignore[arg-type]
+
+
+def test_websocket_after_the_upgrade(tmp_path: Path) -> None:
+    # A real WebSocket conversation (the websockets library on both ends) through a tapped socket.
+    def echo(ws: Any) -> None:
+        for message in ws:
+            ws.send(message)
+
+    with serve(echo, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        tap = TapProxy(server.socket.getsockname()[1])
+        with connect(f"ws://127.0.0.1:{tap.port}/chat", compression=None) as ws:
+            ws.send("hello over websocket")
+            assert ws.recv(timeout=10) == "hello over websocket"
+            ws.send(b"\x00\x01binary")
+            assert ws.recv(timeout=10) == b"\x00\x01binary"
+        server.shutdown()
+    tap.close()
+    out = tmp_path / "ws.pcapng"
+    write(out, events_from_chunks(tap.chunks, src=tap.client_addrs[0], dst=("127.0.0.1", tap.port)))
+    assert fields(out, "http.request", "http.request.uri", "http.upgrade") == [["/chat", "websocket"]]
+    frames = fields(out, "websocket.opcode == 1 || websocket.opcode == 2", "tcp.srcport", "websocket.opcode",
+                    "websocket.payload.text", "data.data")  # fmt: skip
+    client = str(tap.client_addrs[0][1])
+    assert [(r[0] == client, r[1], r[2] or r[3]) for r in frames] == [
+        (True, "1", "hello over websocket"),
+        (False, "1", "hello over websocket"),
+        (True, "2", "000162696e617279"),
+        (False, "2", "000162696e617279"),
+    ]
