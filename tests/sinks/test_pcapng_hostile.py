@@ -268,3 +268,21 @@ def test_websocket_after_the_upgrade(tmp_path: Path) -> None:
         (True, "2", "000162696e617279"),
         (False, "2", "000162696e617279"),
     ]
+
+
+def test_both_ends_of_one_connection_are_two_conversations(tmp_path: Path) -> None:
+    # curl and nginx on one host, both traced: one TCP connection, two views of it.
+    client_view = {"src_ip": "127.0.0.1", "src_port": 50000, "dst_ip": "127.0.0.1", "dst_port": 8443}
+    server_view = {"src_ip": "127.0.0.1", "src_port": 8443, "dst_ip": "127.0.0.1", "dst_port": 50000}
+    out = tmp_path / "both-ends.pcapng"
+    events = [
+        ev("10_10_curl_5_1", REQUEST, 0, **client_view),
+        ev("20_20_nginx_9_0", REQUEST, 1, **server_view),
+        ev("20_20_nginx_9_1", RESPONSE, 2, **server_view),
+        ev("10_10_curl_5_0", RESPONSE, 3, **client_view),
+    ]
+    write(out, events)
+    rows = fields(out, "http.request", "tcp.stream", "tcp.srcport", "frame.comment")
+    assert len({r[0] for r in rows}) == 2 and rows[0][1] == "50000" and rows[1][1] != "50000"
+    assert "comm=nginx" in rows[1][2] and rows[1][2].endswith("real=127.0.0.1:50000->127.0.0.1:8443")
+    assert len(fields(out, "http.response", "http.response.code")) == 2

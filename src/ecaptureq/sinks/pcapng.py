@@ -12,7 +12,9 @@ HTTP/1.x, HTTP/2 and WebSocket with no keys and no "Decode As":
   timestamp seen, so the packets stay in time order);
 - the captured 4-tuple where it is known; a made-up, stable one where it is not (from a hash of the
   connection key: clients in 198.18.0.0/16 and servers in 198.19.0.0/16, the RFC 2544 benchmarking
-  range, or 2001:db8::/32 over IPv6), so no made-up address can be taken for a real host;
+  range, or 2001:db8::/32 over IPv6), so no made-up address can be taken for a real host; a stream
+  whose tuple would be that of another open stream (both ends of a connection traced, as curl and
+  nginx on one host) gets another client port, so each stays its own conversation;
 - the server's port written as 80 unless ``keep_ports`` (the captured one is usually 443, where
   Wireshark's TLS dissector would claim the plaintext, and on other ports Wireshark 4.0 does not
   recognise HTTP/2 at all); the captured tuple is in every packet's comment;
@@ -228,6 +230,7 @@ class PcapngWriter:
         self.write_data_type = write_data_type
         self.stats = PcapngStats()
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
+        self._written: set[tuple[Endpoint, Endpoint]] = set()  # (client, server) of the open streams
         self._last_ns = 0
         self._latest_ns = 0
         self._ip_id = 0
@@ -339,6 +342,13 @@ class PcapngWriter:
         )
         if client == server:  # a hostile tuple, or a client that happens to use port 80 on the same host
             client = Endpoint(client.ip, _made_up_port(key_seed.number(3)))
+        attempt = 4
+        while (client, server) in self._written:
+            # Both ends of one connection were traced (curl and nginx), or two connections differ only in
+            # the server port written as 80: the second gets another client port (real= tells the truth).
+            client = Endpoint(client.ip, _made_up_port(seed.number(attempt % 8) + attempt))
+            attempt += 1
+        self._written.add((client, server))
         stream = _Stream(
             key=meta.connection,
             client=client,
@@ -408,6 +418,7 @@ class PcapngWriter:
             self._segment(stream, side, flags, bytes(chunk), ts, comment)
 
     def _fin(self, stream: _Stream) -> None:
+        self._written.discard((stream.client, stream.server))
         # Closed now, as far as the capture tells: at the latest timestamp written, so that the file's
         # packets stay in time order.
         ts, note = self._latest_ns, stream.control_comment
