@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import Final, TextIO
 
-from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, CliError
+from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, EXIT_STORAGE, CliError
 from ecaptureq.protocol import Event
 from ecaptureq.protocol.jsonl import to_json
 from ecaptureq.protocol.messages import RunLog
@@ -26,7 +26,10 @@ from ecaptureq.sources.tls import (
     TlsCapture,
     banner,
     find_libssl,
+    log_line,
 )
+from ecaptureq.sources.tls.keylog import OFFSETS as KEYLOG_OFFSETS
+from ecaptureq.sources.tls.keylog import KeylogCapture, UnsupportedOpenSSLError, offsets_for
 
 EXIT_NO_PRIVILEGE: Final = 5
 """Not root (eBPF needs CAP_BPF and CAP_PERFMON)."""
@@ -44,6 +47,7 @@ examples:
   sudo ecaptureq tls --ecaptureq ws://127.0.0.1:28257/   # then: ecaptureq watch ws://127.0.0.1:28257/
   sudo ecaptureq tls --json > capture.jsonl             # JSON Lines, as watch --json prints them
   sudo ecaptureq tls --json --pid 1234                  # one process (its libssl from /proc/1234/maps)
+  sudo ecaptureq tls --keylog keys.log                  # also the TLS secrets, for Wireshark (NSS key log)
 
 exit codes:
   0  stopped (Ctrl-C or SIGTERM)
@@ -51,7 +55,7 @@ exit codes:
   3  cannot listen on the --ecaptureq address
   5  not root / not permitted to load eBPF
   6  no eBPF support (no BTF, or the kernel refuses the program or its probes)
-  7  libssl not found (or not OpenSSL)
+  7  libssl not found (or not OpenSSL; or, with --keylog, an OpenSSL version without known offsets)
   8  --pid process not found
 """
 
@@ -59,6 +63,7 @@ _EXIT_CODES: Final[dict[type[CaptureError], int]] = {
     NoPrivilegeError: EXIT_NO_PRIVILEGE,
     BpfUnsupportedError: EXIT_NO_BPF,
     LibsslNotFoundError: EXIT_NO_LIBSSL,
+    UnsupportedOpenSSLError: EXIT_NO_LIBSSL,
     PidNotFoundError: EXIT_NO_PID,
 }
 
@@ -85,6 +90,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--uid", type=int, metavar="UID", help="capture only processes of this user")
     parser.add_argument(
         "--json", action="store_true", help="print JSON Lines (as watch --json) on stdout instead of serving"
+    )
+    parser.add_argument(
+        "--keylog",
+        metavar="FILE",
+        help="also append the TLS secrets of the hooked processes to FILE in NSS key log format "
+        "(SSLKEYLOGFILE; Wireshark: TLS protocol preferences), created mode 0600. OpenSSL "
+        f"{', '.join(sorted(KEYLOG_OFFSETS))} only",
     )
     from ecaptureq.cli.serve import add_server_options
 
@@ -130,6 +142,44 @@ def _make_capture(args: argparse.Namespace, sink: Sink) -> TlsCapture:
     return TlsCapture(sink, libssl=libssl, pid=args.pid, uid=args.uid)
 
 
+def _open_keylog(args: argparse.Namespace, libssl: str) -> KeylogCapture | None:
+    """The ``--keylog`` capture (not started), its OpenSSL version checked, its file opened 0600."""
+    if not args.keylog:
+        return None
+    if args.uid is not None:
+        raise CliError("--keylog cannot be limited to a --uid (only to a --pid): drop one of them")
+    try:
+        offsets_for(libssl)  # refuse an unknown version before creating the file
+    except CaptureError as exc:
+        raise _capture_error(exc) from None
+    try:
+        fd = os.open(args.keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError as exc:
+        raise CliError(f"cannot write {args.keylog}: {exc.strerror or exc}", EXIT_STORAGE) from None
+    out = os.fdopen(fd, "a", encoding="ascii")
+    try:
+        return KeylogCapture(out, libssl=libssl, pid=args.pid)
+    except CaptureError as exc:
+        out.close()
+        raise _capture_error(exc) from None
+
+
+def _start_keylog(keylog: KeylogCapture | None, sink: Sink, path: str) -> None:
+    if keylog is None:
+        return
+    try:
+        keylog.start()
+    except CaptureError as exc:
+        raise _capture_error(exc) from None
+    sink.publish_log(log_line("INF", f"keylog={path} OpenSSL {keylog.version}"))
+
+
+def _stop_keylog(keylog: KeylogCapture | None) -> None:
+    if keylog is not None:
+        keylog.stop()
+        keylog.out.close()
+
+
 def _preflight() -> None:
     if os.geteuid() != 0:
         raise CliError("must run as root (eBPF uprobes need CAP_BPF and CAP_PERFMON)", EXIT_NO_PRIVILEGE)
@@ -146,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_json(args: argparse.Namespace) -> int:
     sink = JsonLinesSink(sys.stdout)
     capture = _make_capture(args, sink)
+    keylog = _open_keylog(args, capture.libssl)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -155,10 +206,12 @@ def _run_json(args: argparse.Namespace) -> int:
             capture.start()
         except CaptureError as exc:
             raise _capture_error(exc) from None
+        _start_keylog(keylog, sink, args.keylog)
         print(f"ecaptureq: capturing {capture.libssl} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             pass
     finally:
+        _stop_keylog(keylog)
         capture.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -172,6 +225,7 @@ async def _run_server(args: argparse.Namespace) -> int:
     # the same checks as serve: options, token, Origin allow-list, TLS and limits
     server = server_from_args(args, url, "tls")
     capture = _make_capture(args, server)
+    keylog = _open_keylog(args, capture.libssl)
     try:
         await server.start()
     except OSError as exc:
@@ -183,6 +237,7 @@ async def _run_server(args: argparse.Namespace) -> int:
             await asyncio.to_thread(capture.start)
         except CaptureError as exc:
             raise _capture_error(exc) from None
+        await asyncio.to_thread(_start_keylog, keylog, server, args.keylog)
         print(
             f"ecaptureq: capturing {capture.libssl}, serving on {server.url} (Ctrl-C to stop)",
             file=sys.stderr,
@@ -195,6 +250,7 @@ async def _run_server(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
+        await asyncio.to_thread(_stop_keylog, keylog)
         await asyncio.to_thread(capture.stop)
         await server.stop()  # writes the totals line itself
     return EXIT_OK
