@@ -7,6 +7,12 @@
  * the client random, the TLS 1.2 master key, the cipher id and the TLS 1.3 secrets, at the offsets
  * userspace found for this OpenSSL build (the `config` map), and sends them in one record. Userspace
  * derives the NSS key log lines. Nothing is read unless the offsets were set.
+ *
+ * Applications that let SSL_read/SSL_write drive the handshake (node) never call SSL_do_handshake:
+ * the same probes on SSL_read, SSL_write and their _ex forms report a connection the first time one of
+ * them moves data, keyed in the `reported` LRU map by the SSL * and the start of its client random
+ * (so a freed and reused SSL * is a new connection). After that a call costs one 8-byte read and one
+ * map lookup.
  */
 #include "keylog.h"
 #include <bpf/bpf_helpers.h>
@@ -34,6 +40,13 @@ struct {
 } config SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);            /* SSL * ^ the first 8 bytes of its client random */
+	__type(value, __u8);
+} reported SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2);
 	__type(key, __u32);
@@ -47,8 +60,7 @@ static __always_inline void stat_add(__u32 index)
 		__sync_fetch_and_add(slot, 1);
 }
 
-SEC("uprobe")
-int BPF_KPROBE(handshake_enter, void *ssl)
+static __always_inline int enter(void *ssl)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id, zero = 0;
@@ -62,8 +74,7 @@ int BPF_KPROBE(handshake_enter, void *ssl)
 	return 0;
 }
 
-SEC("uretprobe")
-int BPF_KRETPROBE(handshake_leave, int rc)
+static __always_inline int leave(bool done)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id, zero = 0;
@@ -73,8 +84,16 @@ int BPF_KRETPROBE(handshake_leave, int rc)
 	__u64 ssl = *found;
 	bpf_map_delete_elem(&handshakes, &tid);
 	struct keylog_config *cfg = bpf_map_lookup_elem(&config, &zero);
-	if (rc != 1 || !cfg)
+	if (!done || !cfg)
 		return 0;
+	__u64 random_start = 0;
+	if (bpf_probe_read_user(&random_start, sizeof(random_start), (void *)(ssl + cfg->client_random)))
+		return 0;
+	__u64 key = ssl ^ random_start;
+	if (bpf_map_lookup_elem(&reported, &key))
+		return 0;
+	__u8 one = 1;
+	bpf_map_update_elem(&reported, &key, &one, BPF_ANY);
 	struct keylog_event *e = bpf_ringbuf_reserve(&keys, sizeof(*e), 0);
 	if (!e) {
 		stat_add(0);
@@ -107,4 +126,29 @@ int BPF_KRETPROBE(handshake_leave, int rc)
 	bpf_ringbuf_submit(e, 0);
 	stat_add(1);
 	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(handshake_enter, void *ssl)
+{
+	return enter(ssl);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(handshake_leave, int rc)
+{
+	return leave(rc == 1);
+}
+
+/* SSL_read, SSL_write (bytes moved > 0) and SSL_read_ex, SSL_write_ex (1 on success). */
+SEC("uprobe")
+int BPF_KPROBE(io_enter, void *ssl)
+{
+	return enter(ssl);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(io_leave, int rc)
+{
+	return leave(rc > 0);
 }

@@ -116,3 +116,55 @@ def test_unknown_openssl_versions_are_refused(tmp_path: Path) -> None:
         assert result.returncode == 7, result.stderr
         assert "OpenSSL 9.9.9" in result.stderr and "scripts/keylog-offsets" in result.stderr
         assert not keys.exists()  # refused before anything was created
+
+
+NODE_GET = """
+const https = require('https'), fs = require('fs');
+const [url, ca, maxVersion] = process.argv.slice(1);
+https.get(url, {ca: fs.readFileSync(ca), maxVersion},
+          r => { r.resume(); r.on('end', () => process.exit(0)); })
+  .on('error', e => { console.error(e.message); process.exit(1); });
+"""
+
+
+@pytest.mark.capture
+@requires_bpf
+def test_key_log_lines_of_node_equal_its_own_tls_keylog(
+    tls_server: TlsServer, cert: Cert, tmp_path: Path
+) -> None:
+    # node lets SSL_read/SSL_write drive the handshake (no SSL_do_handshake), and the official builds
+    # link OpenSSL into the executable: --libssl is the node binary itself.
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    node = os.path.realpath(node)
+    if detect_version(node) not in OFFSETS:
+        pytest.skip(f"{node} has no OpenSSL of the offsets table (it may link the system libssl)")
+    ours = tmp_path / "keys.log"
+    tls = subprocess.Popen(
+        [*CLI, "tls", "--json", "--libssl", node, "--keylog", str(ours)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, text=True,
+    )  # fmt: skip
+    assert tls.stderr is not None
+    theirs = tmp_path / "node.log"
+    try:
+        line = tls.stderr.readline()
+        assert "capturing" in line, line + tls.stderr.read()
+        for version in ("TLSv1.2", "TLSv1.3"):
+            subprocess.run(
+                [node, f"--tls-keylog={theirs}", "-e", NODE_GET, f"https://127.0.0.1:{tls_server.port}/16",
+                 str(cert.cert), version],
+                check=True, timeout=30, capture_output=True,
+            )  # fmt: skip
+        expected = key_lines(theirs)
+        assert len(expected) == 2  # two connections
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not set(expected) <= set(key_lines(ours)):
+            time.sleep(0.1)  # the key log is a file: polled, with a bounded wait
+    finally:
+        tls.send_signal(signal.SIGINT)
+        _out, err = tls.communicate(timeout=30)
+    assert tls.returncode == 0, err
+    found = key_lines(ours)
+    for random, lines in expected.items():
+        assert found[random] == lines

@@ -17,8 +17,10 @@ the library itself, with OpenSSL's own key log callback, and the secrets looked 
 ``ssl/ssl_local.h`` (1.1.1 and 3.0). A version not in the table is refused with
 :class:`UnsupportedOpenSSLError`: wrong offsets would write wrong keys silently.
 
-Handshakes that complete inside ``SSL_read``/``SSL_write`` without ``SSL_do_handshake`` (an application
-that never starts the handshake itself) are not seen.
+An application that lets ``SSL_read``/``SSL_write`` drive the handshake (node) never calls
+``SSL_do_handshake``: its connections are reported when ``SSL_read``, ``SSL_write`` or their ``_ex`` forms
+first move data (the BPF program remembers which it reported). A TLS 1.3 connection first seen after a
+KeyUpdate would have its updated application secrets logged as ``_0``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ from ecaptureq.sources.tls.errors import (
 
 HOOKED_FUNCTION: Final = "SSL_do_handshake"
 """The function whose return marks a completed handshake."""
+IO_FUNCTIONS: Final = ("SSL_read", "SSL_write", "SSL_read_ex", "SSL_write_ex")
+"""Where a handshake that SSL_do_handshake never saw (the application let I/O drive it) is noticed."""
 TLS1_3_VERSION: Final = 0x0304
 TLS_VERSIONS_WITH_MASTER_KEY: Final = frozenset({0x0300, 0x0301, 0x0302, 0x0303})
 """SSL 3.0 to TLS 1.2: one master key per session."""
@@ -85,8 +89,9 @@ class Offsets:
 
 
 OFFSETS: Final[dict[str, Offsets]] = {
-    # Debian 12 (bookworm) libssl3 3.0.19-1~deb12u2, also what Debian's node links to; measured with
-    # scripts/keylog-offsets.
+    # Debian 12 (bookworm) libssl3 3.0.19-1~deb12u2, measured with scripts/keylog-offsets; node 20.20's
+    # bundled OpenSSL 3.0.19 (--libssl /usr/bin/node) has the same layout (its key log lines match
+    # node --tls-keylog in tests/capture/test_keylog.py).
     "3.0.19": Offsets(
         ssl_version=0,
         client_random=352,
@@ -282,7 +287,8 @@ class KeylogCapture:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Load the BPF program, give it the offsets and attach it; then poll in a thread."""
+        """Load the BPF program, give it the offsets and attach it (SSL_do_handshake and the I/O
+        functions); then poll in a thread."""
         try:
             libbpf.load_library()
             self._obj = libbpf.BpfObject(bpf_object_path())
@@ -296,9 +302,11 @@ class KeylogCapture:
         try:
             cfg = _Config(*astuple(self.offsets), os.getpid(), self.pid or 0, 0)
             libbpf.map_update(obj.map_fd("config"), ctypes.c_uint32(0), cfg)
-            for retprobe, program in ((False, "handshake_enter"), (True, "handshake_leave")):
-                link = obj.attach_uprobe(program, self.libssl, HOOKED_FUNCTION, retprobe=retprobe)
-                self._links.append(link)
+            probes = [(HOOKED_FUNCTION, "handshake")] + [(name, "io") for name in IO_FUNCTIONS]
+            for function, program in probes:
+                for retprobe, suffix in ((False, "_enter"), (True, "_leave")):
+                    link = obj.attach_uprobe(program + suffix, self.libssl, function, retprobe=retprobe)
+                    self._links.append(link)
             self._ring = libbpf.RingBuffer(obj.map_fd("keys"), self._on_record)
         except libbpf.LibbpfError as exc:
             self._close()
