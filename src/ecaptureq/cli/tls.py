@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from typing import Final, TextIO
 
 from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, EXIT_STORAGE, CliError
@@ -30,6 +31,7 @@ from ecaptureq.sources.tls import (
 )
 from ecaptureq.sources.tls.keylog import OFFSETS as KEYLOG_OFFSETS
 from ecaptureq.sources.tls.keylog import KeylogCapture, UnsupportedOpenSSLError, offsets_for
+from ecaptureq.sources.tls.packets import EncryptedCapture
 
 EXIT_NO_PRIVILEGE: Final = 5
 """Not root (eBPF needs CAP_BPF and CAP_PERFMON)."""
@@ -48,6 +50,7 @@ examples:
   sudo ecaptureq tls --json > capture.jsonl             # JSON Lines, as watch --json prints them
   sudo ecaptureq tls --json --pid 1234                  # one process (its libssl from /proc/1234/maps)
   sudo ecaptureq tls --keylog keys.log                  # also the TLS secrets, for Wireshark (NSS key log)
+  sudo ecaptureq tls --pcapng tls.pcapng --interface lo # the encrypted packets, keys inside (wireshark)
 
 exit codes:
   0  stopped (Ctrl-C or SIGTERM)
@@ -98,6 +101,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(SSLKEYLOGFILE; Wireshark: TLS protocol preferences), created mode 0600. OpenSSL "
         f"{', '.join(sorted(KEYLOG_OFFSETS))} only",
     )
+    parser.add_argument(
+        "--pcapng",
+        metavar="FILE",
+        help="also write the encrypted TCP packets of the hooked processes' TLS connections to FILE as "
+        "pcapng, each connection's keys in a Decryption Secrets Block ahead of its packets, so Wireshark "
+        "decrypts it with no key file (same OpenSSL versions as --keylog)",
+    )
+    parser.add_argument(
+        "--interface", metavar="IF", help="--pcapng: capture on this interface only (default: all)"
+    )
     from ecaptureq.cli.serve import add_server_options
 
     add_server_options(parser)
@@ -142,42 +155,78 @@ def _make_capture(args: argparse.Namespace, sink: Sink) -> TlsCapture:
     return TlsCapture(sink, libssl=libssl, pid=args.pid, uid=args.uid)
 
 
-def _open_keylog(args: argparse.Namespace, libssl: str) -> KeylogCapture | None:
-    """The ``--keylog`` capture (not started), its OpenSSL version checked, its file opened 0600."""
-    if not args.keylog:
+@dataclass
+class _Keys:
+    """The key capture of ``--keylog`` and ``--pcapng``, with its key log file and packet capture."""
+
+    capture: KeylogCapture
+    out: TextIO | None
+    packets: EncryptedCapture | None
+
+
+def _open_keylog(args: argparse.Namespace, libssl: str) -> _Keys | None:
+    """The key capture for ``--keylog`` and ``--pcapng`` (not started), its OpenSSL version checked, the
+    ``--keylog`` file opened 0600 and the ``--pcapng`` packet capture made."""
+    if not args.keylog and not args.pcapng:
         return None
     if args.uid is not None:
-        raise CliError("--keylog cannot be limited to a --uid (only to a --pid): drop one of them")
+        raise CliError("--keylog and --pcapng cannot be limited to a --uid (only to a --pid): drop one")
     try:
         offsets_for(libssl)  # refuse an unknown version before creating the file
     except CaptureError as exc:
         raise _capture_error(exc) from None
+    out: TextIO | None = None
+    packets: EncryptedCapture | None = None
     try:
-        fd = os.open(args.keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if args.keylog:
+            fd = os.open(args.keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            out = os.fdopen(fd, "a", encoding="ascii")
+        if args.pcapng:
+            fd = os.open(args.pcapng, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            packets = EncryptedCapture(os.fdopen(fd, "wb"), interface=args.interface)
     except OSError as exc:
-        raise CliError(f"cannot write {args.keylog}: {exc.strerror or exc}", EXIT_STORAGE) from None
-    out = os.fdopen(fd, "a", encoding="ascii")
+        if out is not None:
+            out.close()
+        name = args.pcapng if out is not None or not args.keylog else args.keylog
+        raise CliError(f"cannot write {name}: {exc.strerror or exc}", EXIT_STORAGE) from None
+    on_lines = None if packets is None else (lambda r, lines: packets.add_keys(r.client_random, lines))
     try:
-        return KeylogCapture(out, libssl=libssl, pid=args.pid)
+        keylog = KeylogCapture(out, libssl=libssl, pid=args.pid, on_lines=on_lines)
     except CaptureError as exc:
-        out.close()
+        if out is not None:
+            out.close()
         raise _capture_error(exc) from None
+    return _Keys(keylog, out, packets)
 
 
-def _start_keylog(keylog: KeylogCapture | None, sink: Sink, path: str) -> None:
-    if keylog is None:
+def _start_keylog(keys: _Keys | None, sink: Sink, args: argparse.Namespace) -> None:
+    if keys is None:
         return
+    packets = keys.packets
+    if packets is not None:
+        try:
+            packets.start()
+        except OSError as exc:
+            where = f" on {args.interface}" if args.interface else ""
+            raise CliError(f"cannot capture packets{where}: {exc.strerror or exc}", EXIT_NO_BPF) from None
+        sink.publish_log(log_line("INF", f"pcapng={args.pcapng} interface={args.interface or 'all'}"))
     try:
-        keylog.start()
+        keys.capture.start()
     except CaptureError as exc:
         raise _capture_error(exc) from None
-    sink.publish_log(log_line("INF", f"keylog={path} OpenSSL {keylog.version}"))
+    if args.keylog:
+        sink.publish_log(log_line("INF", f"keylog={args.keylog} OpenSSL {keys.capture.version}"))
 
 
-def _stop_keylog(keylog: KeylogCapture | None) -> None:
-    if keylog is not None:
-        keylog.stop()
-        keylog.out.close()
+def _stop_keylog(keys: _Keys | None) -> None:
+    if keys is None:
+        return
+    keys.capture.stop()  # hands over the last keys first, so that held packets can go out
+    if keys.out is not None:
+        keys.out.close()
+    if keys.packets is not None:
+        keys.packets.stop()
+        keys.packets.out.close()
 
 
 def _preflight() -> None:
@@ -206,7 +255,7 @@ def _run_json(args: argparse.Namespace) -> int:
             capture.start()
         except CaptureError as exc:
             raise _capture_error(exc) from None
-        _start_keylog(keylog, sink, args.keylog)
+        _start_keylog(keylog, sink, args)
         print(f"ecaptureq: capturing {capture.libssl} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             pass
@@ -237,7 +286,7 @@ async def _run_server(args: argparse.Namespace) -> int:
             await asyncio.to_thread(capture.start)
         except CaptureError as exc:
             raise _capture_error(exc) from None
-        await asyncio.to_thread(_start_keylog, keylog, server, args.keylog)
+        await asyncio.to_thread(_start_keylog, keylog, server, args)
         print(
             f"ecaptureq: capturing {capture.libssl}, serving on {server.url} (Ctrl-C to stop)",
             file=sys.stderr,

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import BinaryIO, Final, Literal, NamedTuple
@@ -175,6 +176,63 @@ class PcapngStats:
     payload_bytes: int = 0
 
 
+def header_blocks(description: str) -> bytes:
+    """A Section Header Block and one Interface Description Block: LINKTYPE_RAW (IPv4 and IPv6 packets),
+    nanosecond timestamps, ``description`` as the interface's description."""
+    option = dpkt_pcapng.PcapngOptionLE
+    shb = dpkt_pcapng.SectionHeaderBlockLE(
+        opts=[
+            option(code=dpkt_pcapng.PCAPNG_OPT_SHB_USERAPPL, data=f"ecaptureq {__version__}".encode()),
+            option(code=dpkt_pcapng.PCAPNG_OPT_ENDOFOPT),
+        ]
+    )
+    idb = dpkt_pcapng.InterfaceDescriptionBlockLE(
+        linktype=LINKTYPE_RAW,
+        snaplen=0,
+        opts=[
+            option(code=dpkt_pcapng.PCAPNG_OPT_IF_NAME, data=b"ecaptureq"),
+            option(code=dpkt_pcapng.PCAPNG_OPT_IF_DESCRIPTION, data=description.encode()),
+            option(code=dpkt_pcapng.PCAPNG_OPT_IF_TSRESOL, data=_OPT_TSRESOL_NS),
+            option(code=dpkt_pcapng.PCAPNG_OPT_ENDOFOPT),
+        ],
+    )
+    return bytes(shb) + bytes(idb)
+
+
+def packet_block(ts_ns: int, packet: bytes, comment: bytes | None = None) -> bytes:
+    """An Enhanced Packet Block on interface 0 (see :func:`header_blocks`), with an optional comment."""
+    option = dpkt_pcapng.PcapngOptionLE
+    opts = [option(code=dpkt_pcapng.PCAPNG_OPT_COMMENT, text=comment), option(code=0)] if comment else []
+    block = dpkt_pcapng.EnhancedPacketBlockLE(
+        iface_id=0,
+        ts_high=(ts_ns >> 32) & 0xFFFFFFFF,
+        ts_low=ts_ns & 0xFFFFFFFF,
+        pkt_data=packet,
+        opts=opts,
+    )
+    return bytes(block)
+
+
+DSB_TYPE: Final = 0x0000000A
+"""pcapng Decryption Secrets Block."""
+SECRETS_TLS_KEY_LOG: Final = 0x544C534B
+"""Its secrets type for an NSS key log ("TLSK")."""
+
+
+def secrets_block(key_log: str) -> bytes:
+    """A Decryption Secrets Block carrying NSS key log lines (dpkt has none; the layout is the pcapng
+    specification's: type, total length, secrets type, secrets length, secrets padded to 32 bits, total
+    length). Wireshark uses the keys for the packets after it."""
+    data = key_log.encode("ascii")
+    padded = data + b"\0" * (-len(data) % 4)
+    total = 4 * 5 + len(padded)
+    return (
+        struct.pack("<IIII", DSB_TYPE, total, SECRETS_TLS_KEY_LOG, len(data))
+        + padded
+        + struct.pack("<I", total)
+    )
+
+
 def _made_up_port(number: int) -> int:
     low, high = EPHEMERAL_PORTS
     return low + number % (high - low)
@@ -234,27 +292,7 @@ class PcapngWriter:
         self._last_ns = 0
         self._latest_ns = 0
         self._ip_id = 0
-        option = dpkt_pcapng.PcapngOptionLE
-        shb = dpkt_pcapng.SectionHeaderBlockLE(
-            opts=[
-                option(code=dpkt_pcapng.PCAPNG_OPT_SHB_USERAPPL, data=f"ecaptureq {__version__}".encode()),
-                option(code=dpkt_pcapng.PCAPNG_OPT_ENDOFOPT),
-            ]
-        )
-        idb = dpkt_pcapng.InterfaceDescriptionBlockLE(
-            linktype=LINKTYPE_RAW,
-            snaplen=0,
-            opts=[
-                option(code=dpkt_pcapng.PCAPNG_OPT_IF_NAME, data=b"ecaptureq"),
-                option(
-                    code=dpkt_pcapng.PCAPNG_OPT_IF_DESCRIPTION,
-                    data=b"captured TLS plaintext as synthetic TCP streams",
-                ),
-                option(code=dpkt_pcapng.PCAPNG_OPT_IF_TSRESOL, data=_OPT_TSRESOL_NS),
-                option(code=dpkt_pcapng.PCAPNG_OPT_ENDOFOPT),
-            ],
-        )
-        self._write(bytes(shb) + bytes(idb))
+        self._write(header_blocks("captured TLS plaintext as synthetic TCP streams"))
 
     @property
     def open_connections(self) -> int:
@@ -464,15 +502,7 @@ class PcapngWriter:
         stream.unacked[side] += len(data)
         if flags & _ACK:
             stream.unacked[other] = 0
-        option = dpkt_pcapng.PcapngOptionLE
-        block = dpkt_pcapng.EnhancedPacketBlockLE(
-            iface_id=0,
-            ts_high=(ts >> 32) & 0xFFFFFFFF,
-            ts_low=ts & 0xFFFFFFFF,
-            pkt_data=bytes(packet),
-            opts=[option(code=dpkt_pcapng.PCAPNG_OPT_COMMENT, text=comment), option(code=0)],
-        )
-        self._write(bytes(block))
+        self._write(packet_block(ts, bytes(packet), comment))
         self.stats.packets += 1
 
     def _write(self, data: bytes) -> None:

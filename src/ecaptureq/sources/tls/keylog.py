@@ -253,7 +253,8 @@ class KeylogStats:
 
 
 class KeylogCapture:
-    """Write the TLS secrets of processes using ``libssl`` to ``out`` as NSS key log lines.
+    """Write the TLS secrets of processes using ``libssl`` to ``out`` as NSS key log lines (or only
+    hand them to ``on_lines`` when ``out`` is ``None``).
 
     Each line is written once (a handshake both ends of which are hooked gives the same lines twice)
     and flushed at once, so Wireshark can read the file while it grows. ``pid`` limits it to one
@@ -266,7 +267,7 @@ class KeylogCapture:
 
     def __init__(
         self,
-        out: TextIO,
+        out: TextIO | None,
         *,
         libssl: str,
         pid: int | None = None,
@@ -366,7 +367,7 @@ class KeylogCapture:
             self._seen[line.rsplit(" ", 1)[0]] = None
         while len(self._seen) > _DEDUP:
             self._seen.popitem(last=False)
-        if fresh:
+        if fresh and self.out is not None:
             with self._lock:
                 self.out.write("".join(line + "\n" for line in fresh))
                 self.out.flush()
