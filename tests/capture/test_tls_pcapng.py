@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from capture_support import Cert, cert, nginx_tls, requires_bpf
-from conftest import CLI, ENV
+from conftest import CLI, ENV, run_cli
 
 pytestmark = [pytest.mark.capture, requires_bpf]
 TSHARK = shutil.which("tshark")
@@ -81,3 +81,10 @@ def test_tshark_decrypts_the_http2_requests_with_the_keys_in_the_file(
     ).stdout.split()  # fmt: skip
     logged = {line.split()[1] for line in keys.read_text().splitlines()}
     assert len(randoms) >= 2 and {r.replace(":", "") for r in randoms} <= logged
+
+
+def test_an_unwritable_pcapng_is_refused_before_capturing() -> None:
+    result = run_cli("tls", "--json", "--pcapng", "/dev/full")
+    assert result.returncode == 11, result.stderr
+    assert "cannot write /dev/full: No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr

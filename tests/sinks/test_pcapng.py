@@ -350,6 +350,7 @@ def test_watch_pcapng_reader_that_goes_away_ends_quietly(served: Served) -> None
         (["--pcapng", "-", "--pname", "curl"], 2, "--pname choose what is shown"),
         (["--pcapng", "-", "--type", "1", "--port", "443"], 2, "--port, --type choose what is shown"),
         (["--pcapng", "/nonexistent-dir/x.pcapng"], 11, "cannot write /nonexistent-dir/x.pcapng"),
+        (["--pcapng", "/dev/full"], 11, "cannot write /dev/full: No space left on device"),
     ],
 )
 def test_watch_pcapng_usage_errors(args: list[str], code: int, message: str) -> None:

@@ -121,6 +121,14 @@ def warn(command: str, text: str) -> None:
     print(f"ecaptureq {command}: warning: {text}", file=sys.stderr, flush=True)
 
 
+class PcapngOutputError(Exception):
+    """Writing the ``--pcapng`` output failed (a full disk...); ``error`` is the ``OSError``."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class Printer:
     """Writes messages to a stream as text blocks or JSON Lines, and counts what it wrote.
 
@@ -175,7 +183,12 @@ class Printer:
             if self.packet_filter is not None and not self.packet_filter.matches(message, self.received):
                 return
             if self.pcapng is not None:
-                self.pcapng.write_event(message)
+                try:
+                    self.pcapng.write_event(message)
+                except BrokenPipeError:
+                    raise  # the reader went away: the command ends quietly
+                except OSError as exc:
+                    raise PcapngOutputError(exc) from None
         out = self.out
         if out is None:
             self.events += isinstance(message, Event)
@@ -286,7 +299,8 @@ def _open_pcapng(args: argparse.Namespace) -> tuple[PcapngWriter | None, BinaryI
     try:
         return PcapngWriter(handle, keep_ports=args.keep_ports, flush=True), handle
     except OSError as exc:
-        handle.close()
+        with contextlib.suppress(OSError):
+            handle.close()  # may fail again flushing what it holds
         raise CliError(f"cannot write {args.pcapng}: {exc.strerror or exc}", EXIT_STORAGE) from None
 
 
@@ -333,6 +347,11 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(str(exc), connect_exit_code(exc)) from None
     except ConnectionLost as exc:
         raise CliError(str(exc), EXIT_CONNECTION) from None
+    except PcapngOutputError as exc:
+        text = exc.error.strerror or str(exc.error)
+        raise CliError(
+            f"cannot write {args.pcapng}: {text} (the packets before are kept)", EXIT_STORAGE
+        ) from None
     finally:
         with contextlib.suppress(Exception):
             await client.close()

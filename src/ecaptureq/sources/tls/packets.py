@@ -115,8 +115,9 @@ class EncryptedCapture:
 
     Call :meth:`add_keys` with each handshake's client random and key log lines (from
     :class:`~ecaptureq.sources.tls.keylog.KeylogCapture`'s ``on_lines``). ``interface`` is the one to
-    capture on (all when ``None``). Raises ``OSError`` from :meth:`start` (``EPERM`` when not root,
-    ``ENODEV`` for an unknown interface).
+    capture on (all when ``None``). The file's header is written at once (``OSError`` when it cannot
+    be); :meth:`start` raises ``OSError`` too (``EPERM`` when not root, ``ENODEV`` for an unknown
+    interface).
     """
 
     def __init__(self, out: BinaryIO, *, interface: str | None = None) -> None:
@@ -130,9 +131,10 @@ class EncryptedCapture:
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._write(header_blocks("TLS packets of the hooked processes, keys in Decryption Secrets Blocks"))
 
     def start(self) -> None:
-        """Open the packet socket with its kernel filter and the file's header; then read in a thread."""
+        """Open the packet socket with its kernel filter; then read in a thread."""
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
         try:
             program = tcp_filter()
@@ -146,10 +148,6 @@ class EncryptedCapture:
             sock.close()
             raise
         self._sock = sock
-        with self._lock:
-            self._write(
-                header_blocks("TLS packets of the hooked processes (keys in Decryption Secrets Blocks)")
-            )
         self._thread = threading.Thread(target=self._run, name="ecaptureq-packets", daemon=True)
         self._thread.start()
 
