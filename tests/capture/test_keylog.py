@@ -116,6 +116,8 @@ def test_unknown_openssl_versions_are_refused(tmp_path: Path) -> None:
         assert result.returncode == 7, result.stderr
         assert "OpenSSL 9.9.9" in result.stderr and "scripts/keylog-offsets" in result.stderr
         assert not keys.exists()  # refused before anything was created
+        by_user = run_cli("tls", "--json", "--keylog", str(keys), "--uid", "0")
+        assert by_user.returncode == 2 and "--uid" in by_user.stderr and not keys.exists()
 
 
 NODE_GET = """

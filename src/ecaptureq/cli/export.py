@@ -15,10 +15,11 @@ from typing import BinaryIO
 
 from ecaptureq.cli.errors import EXIT_STORAGE, CliError
 from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
+from ecaptureq.sinks.pcapng import MSS, PLAINTEXT_PORT
 from ecaptureq.store import SqlError, open_readonly
 from ecaptureq.store.export import har_document, write_jsonl, write_pcapng
 
-EXAMPLES = """\
+EXAMPLES = f"""\
 examples:
   ecaptureq export --db capture.db --format har -o capture.har        # open in Chrome DevTools > Network
   ecaptureq export --db capture.db --format har -o curl.har --filter "pname = 'curl'"
@@ -29,10 +30,10 @@ examples:
 --filter is a condition on the exchanges table for HAR (method, url, host, path, status, pid, pname,
 src_ip, dst_port, latency, ...) and on packets for JSON Lines and pcapng. -o - writes to stdout.
 
-pcapng: each connection's plaintext as a synthetic TCP stream (SYN, data in 1460-byte segments, FIN)
+pcapng: each connection's plaintext as a synthetic TCP stream (SYN, data in {MSS[4]}-byte segments, FIN)
 that Wireshark dissects as HTTP/1.x, HTTP/2 and WebSocket with no keys. The captured addresses are
 kept (made-up ones from 198.18.0.0/15 or 2001:db8::/32 where unknown); the server port is written as
-80, where Wireshark looks for plaintext HTTP, unless --keep-ports. Every packet's comment says
+{PLAINTEXT_PORT}, where Wireshark looks for plaintext HTTP, unless --keep-ports. Every packet's comment says
 pid=, comm=, uuid= and real= (the captured client->server addresses).
 
 exit codes: 0 done, 2 bad arguments, invalid --filter or not a capture database, 11 cannot write FILE
