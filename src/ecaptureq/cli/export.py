@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from ecaptureq.cli.errors import EXIT_STORAGE, CliError
 from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
-from ecaptureq.sinks.pcapng import MSS, PLAINTEXT_PORT
+from ecaptureq.sinks.tcp import MSS, PLAINTEXT_PORT
 from ecaptureq.store import SqlError, open_readonly
 from ecaptureq.store.export import har_document, write_jsonl, write_pcapng
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ecaptureq.cli.errors import CliError
-from ecaptureq.sinks.pcapng import PLAINTEXT_PORT
+from ecaptureq.sinks.tcp import PLAINTEXT_PORT
 
 
 def add_keep_ports_option(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, EXIT_STORAGE, CliError
 from ecaptureq.protocol import Event
@@ -31,7 +31,9 @@ from ecaptureq.sources.tls import (
 )
 from ecaptureq.sources.tls.keylog import OFFSETS as KEYLOG_OFFSETS
 from ecaptureq.sources.tls.keylog import KeylogCapture, UnsupportedOpenSSLError, offsets_for
-from ecaptureq.sources.tls.packets import EncryptedCapture
+
+if TYPE_CHECKING:
+    from ecaptureq.sources.tls.packets import EncryptedCapture
 
 EXIT_NO_PRIVILEGE: Final = 5
 """Not root (eBPF needs CAP_BPF and CAP_PERFMON)."""
@@ -182,6 +184,8 @@ def _open_keylog(args: argparse.Namespace, libssl: str) -> _Keys | None:
             fd = os.open(args.keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             out = os.fdopen(fd, "a", encoding="ascii")
         if args.pcapng:
+            from ecaptureq.sources.tls.packets import EncryptedCapture  # its packet library when used
+
             fd = os.open(args.pcapng, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             packets = EncryptedCapture(os.fdopen(fd, "wb"), interface=args.interface)
     except OSError as exc:

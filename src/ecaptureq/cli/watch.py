@@ -8,7 +8,7 @@ import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator, Callable
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from ecaptureq.cli.errors import (
     EXIT_AUTH,
@@ -26,8 +26,10 @@ from ecaptureq.cli.security import add_client_security_options, client_security_
 from ecaptureq.client import BadURL, Client, Connected, ConnectError, ConnectionLost, Status
 from ecaptureq.decode.render import format_http_text, http_json
 from ecaptureq.protocol import Event, Heartbeat, Message
-from ecaptureq.sinks.pcapng import PcapngWriter
 from ecaptureq.store.sql import PacketFilter, SqlError
+
+if TYPE_CHECKING:
+    from ecaptureq.sinks.pcapng import PcapngWriter
 
 EXAMPLES = """\
 examples:
@@ -281,6 +283,8 @@ def _open_pcapng(args: argparse.Namespace) -> tuple[PcapngWriter | None, BinaryI
     """The ``--pcapng`` writer and the file it owns (``None`` for stdout), or ``(None, None)``."""
     if args.pcapng is None:
         return None, None
+    from ecaptureq.sinks.pcapng import PcapngWriter  # here: its packet library only when it is used
+
     if args.pcapng == "-":
         if args.json:
             raise CliError("--pcapng - and --json both write to stdout: give --pcapng a file name")

@@ -53,18 +53,24 @@ from ecaptureq.decode.classify import H2_PREFACE, classify_payload
 from ecaptureq.decode.decoder import DEFAULT_MAX_CONNECTIONS
 from ecaptureq.decode.meta import DATA_TYPE_WRITE, EventMeta, event_meta
 from ecaptureq.protocol.messages import Event, EventType
+from ecaptureq.sinks.tcp import MSS, PLAINTEXT_PORT
+
+__all__ = [
+    "MSS",
+    "PLAINTEXT_PORT",
+    "PcapngStats",
+    "PcapngWriter",
+    "header_blocks",
+    "packet_block",
+    "secrets_block",
+]
 
 LINKTYPE_RAW: Final = 101
 """pcapng link type of raw IPv4 and IPv6 packets (no link-layer header)."""
-MSS: Final[dict[int, int]] = {4: 1460, 6: 1440}
-"""Segment size by IP version: what an Ethernet MTU of 1500 leaves after the IP and TCP headers."""
 WINDOW: Final = 65535
 """The advertised receive window."""
 ACK_EVERY: Final = WINDOW // 2
 """The receiver acknowledges at least every this many bytes, so no sender overruns the window."""
-PLAINTEXT_PORT: Final = 80
-"""The server port written unless the captured ones are kept: Wireshark dissects HTTP/1.x, HTTP/2 (from
-its preface) and WebSocket (after the upgrade) on it with no options."""
 EPHEMERAL_PORTS: Final = (49152, 65536)
 """Made-up client ports are drawn from this range (IANA's dynamic ports)."""
 MADE_UP_NETWORKS: Final = {

@@ -12,14 +12,16 @@ import datetime as dt
 import json
 import sqlite3
 from collections.abc import Iterator
-from typing import Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 from urllib.parse import parse_qsl, urlsplit
 
 from ecaptureq import __version__
 from ecaptureq.protocol import Event, RunLog
 from ecaptureq.protocol.jsonl import to_json
-from ecaptureq.sinks.pcapng import PcapngStats, PcapngWriter
 from ecaptureq.store.sql import SqlError, quote_index
+
+if TYPE_CHECKING:
+    from ecaptureq.sinks.pcapng import PcapngStats
 
 
 def _where(condition: str | None) -> str:
@@ -228,6 +230,8 @@ def write_pcapng(
     Raises:
         SqlError: the condition is not valid SQL for the ``packets`` table.
     """
+    from ecaptureq.sinks.pcapng import PcapngWriter  # here: its packet library only when it is used
+
     writer = PcapngWriter(out, keep_ports=keep_ports)
     for event in stored_events(db, condition):
         writer.write_event(event)
