@@ -31,6 +31,9 @@ RESULT_BYTES: Final = 8 * 1024 * 1024
 BODY_SHOWN: Final = 256 * 1024
 """Characters of a text body, or bytes of a binary one, that a detail carries (the rest is marked)."""
 
+JS_SAFE_INT: Final = 2**53 - 1
+"""Integers beyond this lose digits in a browser (a double): cells send them as decimal text instead."""
+
 CELL_SHOWN: Final = 300
 """Characters of one cell in the packets view (payloads are long; the detail shows them whole)."""
 
@@ -67,6 +70,8 @@ _EXCHANGE_SELECT = (
 
 def time_text(raw: Any) -> str | None:
     """An event time for people: its unit detected as everywhere else (UTC ISO 8601, or since boot)."""
+    if isinstance(raw, str) and raw.lstrip("-").isdigit():
+        raw = int(raw)  # a cell already made exact text (see JS_SAFE_INT)
     if not isinstance(raw, int) or isinstance(raw, bool):
         return None
     return detect_timestamp(raw).isoformat()
@@ -168,6 +173,8 @@ def _cell(value: Any) -> Any:
         return f"x'{shown}{'…' if len(value) > CELL_SHOWN // 2 else ''}'"
     if isinstance(value, str) and len(value) > CELL_SHOWN:
         return value[:CELL_SHOWN] + "…"
+    if isinstance(value, int) and abs(value) > JS_SAFE_INT:
+        return str(value)  # nanosecond times: exact, not rounded to a double
     if isinstance(value, float) and not math.isfinite(value):
         return None  # 1e999 is infinite in SQLite; JSON has no such number
     return value
@@ -299,7 +306,7 @@ def packet_detail(conn: sqlite3.Connection, index: int) -> dict[str, Any] | None
     info = dict(zip(keys, row, strict=False))
     info.update(type=row[9], length=row[10])
     stamp = detect_timestamp(row[1])
-    info.update(time=stamp.isoformat(), time_unit=stamp.unit.value)
+    info.update(timestamp=_cell(row[1]), time=stamp.isoformat(), time_unit=stamp.unit.value)
     payload: bytes = row[12]
     shown = payload[:BODY_SHOWN]
     # Both views of the bytes: the page starts on hex + ASCII for a binary payload, on text otherwise.

@@ -325,17 +325,18 @@ class DetailPane {
 const X = { id: 0, time: 1, pname: 2, pid: 3, src: 4, dst: 5, method: 6, host: 7, path: 8, status: 9,
             size: 10, latency: 11, protocol: 12, complete: 13 };
 
-// Fixed columns are as wide as their longest usual value; the growing ones share the rest, so at 1024 px
-// every column fits and at 1440 px the names and paths have room.
+// Fixed columns are as wide as their longest usual value; the growing ones share the rest in proportion
+// to their grow (CSS grid fr: of the whole rest, not of what is left above the minimums), never below
+// their minimum, so at 1024 px every column fits and at 1440 px the names and paths have room.
 const EXCHANGE_COLUMNS = [
   { title: "#", min: 56, num: true, get: (r) => String(r[X.id]) },
   { title: "time", min: 104, get: (r) => shortTime(r[X.time]), full: (r) => r[X.time] || "" },
-  { title: "process", min: 84, grow: 1, get: (r) => r[X.pname] || "" },
+  { title: "process", min: 84, grow: 1.4, get: (r) => r[X.pname] || "" },
   { title: "pid", min: 60, num: true, get: (r) => (r[X.pid] === null ? "" : String(r[X.pid])) },
-  { title: "source", min: 64, grow: 1, get: (r) => r[X.src] || "" },
-  { title: "destination", min: 64, grow: 1.1, get: (r) => r[X.dst] || "" },
+  { title: "source", min: 64, grow: 1.4, get: (r) => r[X.src] || "" },
+  { title: "destination", min: 64, grow: 1.6, get: (r) => r[X.dst] || "" },
   { title: "method", min: 70, get: (r) => r[X.method] || "", cls: () => " m" },
-  { title: "host", min: 110, grow: 1.6, get: (r) => r[X.host] || "" },
+  { title: "host", min: 110, grow: 1.9, get: (r) => r[X.host] || "" },
   { title: "path", min: 140, grow: 3, get: (r) => r[X.path] || "" },
   { title: "status", min: 58, num: true, get: (r) => (r[X.status] === null ? "" : String(r[X.status])),
     cls: (r) => (r[X.status] ? ` s${String(r[X.status])[0]}` : "") },
@@ -361,6 +362,7 @@ const table = new VirtualTable($("exchanges"), EXCHANGE_COLUMNS, (row) => openEx
 table.rowClass = (r) => (r[X.complete] ? "" : " incomplete");
 table.hideEmpty = true;  // the empty state below says why there is nothing
 table.rows = state.rows;
+table.render();
 table.onScroll = () => { if (table.atBottom()) setUnseen(0); };
 
 const detail = new DetailPane($("split-exchanges"), $("detail"), $("detail-resizer"), $("detail-close"), "detail");
@@ -420,8 +422,8 @@ function updateEmpty() {
       : "Clear the filter to see every exchange of the database.";
   } else if (s && s.live && !s.live.connected) {
     title = "Waiting for the source";
-    text = `${s.live.status}. Exchanges appear here as soon as it answers; the UI keeps trying. ` +
-      "Is eCapture (or ecaptureq serve) running with its WebSocket on that address?";
+    text = `${s.live.status}. Exchanges appear here as soon as it answers. ` +
+      "Is eCapture (or ecaptureq serve) running, with its WebSocket on that address?";
     mood = "waiting";
   } else if (s && s.live) {
     title = "Connected, waiting for the first exchange";
@@ -687,7 +689,7 @@ async function runPackets(text) {
     const worded = times[String(i)];
     if (worded) {
       // An event time, worded by the server (its unit detected); the raw value is in the tooltip.
-      return { title: name, min: 200, grow: 1, get: (r, k) => worded[k] || raw(r), full: (r, k) => `${worded[k] || ""} (${raw(r)})` };
+      return { title: name, min: 224, grow: 1, get: (r, k) => worded[k] || raw(r), full: (r, k) => `${worded[k] || ""} (${raw(r)})` };
     }
     return { title: name, min: PAYLOAD_COLUMNS.has(name) ? 220 : 64, grow: PAYLOAD_COLUMNS.has(name) ? 4 : 1, get: raw };
   }));
