@@ -57,7 +57,7 @@ async function getJSON(url) {
 // time of day of the first; the cell's tooltip has it whole.
 function shortTime(text) {
   if (text === null || text === undefined) return "";
-  return /^\d{4}-\d\d-\d\dT/.test(text) ? text.slice(11, 23) : text;
+  return /^\d{4}-\d\d-\d\dT/.test(text) ? text.slice(11, 23) : text.replace(/ since boot$/, "");
 }
 
 function fmtSize(n) {
@@ -83,7 +83,9 @@ const MIN_COLUMN = 36;
 
 class VirtualTable {
   // columns: [{title, min (px), grow (fr, optional), get(row) -> text, cls(row) -> extra class, num: bool,
-  //            full(row) -> tooltip}]; a column dragged by its header's edge keeps the width it was given.
+  //            full(row) -> tooltip, drop: n}]; a column dragged by its header's edge keeps the width it was
+  // given. When the table is narrower than its columns (a detail is open), those with a `drop` rank are
+  // left out, lowest first, before any other is cut or scrolled out of view.
   constructor(container, columns, onSelect) {
     this.container = container;
     this.rows = [];
@@ -99,7 +101,7 @@ class VirtualTable {
     this.widths = new Map();   // column title -> px, set by dragging
     this.setColumns(columns);
     container.addEventListener("scroll", () => { this.render(); if (this.onScroll) this.onScroll(); });
-    window.addEventListener("resize", () => this.render());
+    window.addEventListener("resize", () => this.layout());
     this.body.addEventListener("click", (e) => {
       const row = e.target.closest(".vrow");
       if (row) this.select(Number(row.dataset.index));
@@ -124,16 +126,26 @@ class VirtualTable {
 
   layout() {
     // Fixed columns keep their width; growing ones share what is left, never below their minimum.
-    let least = 0;
-    const parts = this.columns.map((c) => {
+    const least = (c) => this.widths.get(c.title) || c.min || 80;
+    const room = this.container.clientWidth || window.innerWidth;
+    this.shown = this.columns.map(() => true);
+    let total = this.columns.reduce((sum, c) => sum + least(c), 0);
+    const droppable = this.columns.map((c, i) => [c.drop, i]).filter(([d]) => d).sort((a, b) => a[0] - b[0]);
+    for (const [, i] of droppable) {
+      if (total <= room) break;
+      this.shown[i] = false;
+      total -= least(this.columns[i]);
+    }
+    const parts = [];
+    this.columns.forEach((c, i) => {
+      this.head.children[i].hidden = !this.shown[i];
+      if (!this.shown[i]) return;
       const dragged = this.widths.get(c.title);
-      const min = c.min || 80;
-      least += dragged || min;
-      if (dragged) return `${dragged}px`;
-      return c.grow ? `minmax(${min}px, ${c.grow}fr)` : `${min}px`;
+      if (dragged) parts.push(`${dragged}px`);
+      else parts.push(c.grow ? `minmax(${c.min || 80}px, ${c.grow}fr)` : `${c.min || 80}px`);
     });
     this.template = parts.join(" ");
-    for (const node of [this.head, this.body]) node.style.minWidth = `${least}px`;
+    for (const node of [this.head, this.body]) node.style.minWidth = `${total}px`;
     this.head.style.gridTemplateColumns = this.template;
     for (const node of this.pool) node.style.gridTemplateColumns = this.template;
     this.render();
@@ -247,6 +259,7 @@ class VirtualTable {
         if (cell.textContent !== text) cell.textContent = text;
         const extra = (col.num ? "num" : "") + (col.cls ? col.cls(row) : "");
         if (cell.className !== extra) cell.className = extra;
+        if (cell.hidden === this.shown[c]) cell.hidden = !this.shown[c];
         cell.title = col.full ? col.full(row, i) : text;
       }
     }
@@ -277,6 +290,15 @@ class DetailPane {
     });
     const saved = Number(sessionStorage.getItem(this.key));
     if (saved > 0) this.pane.style.width = `${saved}px`;
+    window.addEventListener("resize", () => this.fit());
+  }
+
+  fit() {
+    // A width given in a wider window never leaves the table less than TABLE_MIN.
+    if (!this.isOpen) return;
+    const room = this.split.getBoundingClientRect().width;
+    const width = this.pane.getBoundingClientRect().width;
+    if (width > Math.max(DETAIL_MIN, room - TABLE_MIN) + 1) this.setWidth(width);
   }
 
   get isOpen() { return !this.pane.hidden; }
@@ -284,6 +306,7 @@ class DetailPane {
   open() {
     this.pane.hidden = false;
     this.resizer.hidden = false;
+    this.fit();
   }
 
   close() {
@@ -332,9 +355,9 @@ const EXCHANGE_COLUMNS = [
   { title: "#", min: 56, num: true, get: (r) => String(r[X.id]) },
   { title: "time", min: 104, get: (r) => shortTime(r[X.time]), full: (r) => r[X.time] || "" },
   { title: "process", min: 84, grow: 1.4, get: (r) => r[X.pname] || "" },
-  { title: "pid", min: 60, num: true, get: (r) => (r[X.pid] === null ? "" : String(r[X.pid])) },
-  { title: "source", min: 64, grow: 1.4, get: (r) => r[X.src] || "" },
-  { title: "destination", min: 64, grow: 1.6, get: (r) => r[X.dst] || "" },
+  { title: "pid", min: 60, num: true, drop: 3, get: (r) => (r[X.pid] === null ? "" : String(r[X.pid])) },
+  { title: "source", min: 64, grow: 1.4, drop: 1, get: (r) => r[X.src] || "" },
+  { title: "destination", min: 64, grow: 1.6, drop: 2, get: (r) => r[X.dst] || "" },
   { title: "method", min: 70, get: (r) => r[X.method] || "", cls: () => " m" },
   { title: "host", min: 110, grow: 1.9, get: (r) => r[X.host] || "" },
   { title: "path", min: 140, grow: 3, get: (r) => r[X.path] || "" },
@@ -673,14 +696,18 @@ packetDetail.onClose = () => { packetTable.container.focus({ preventScroll: true
 
 const PAYLOAD_COLUMNS = new Set(["payload_utf8", "payload_binary"]);
 
+let packetsSeq = 0;
+
 async function runPackets(text) {
+  const seq = ++packetsSeq;
   let body;
   try {
     body = await getJSON(`/api/packets?sql=${encodeURIComponent(text || "1")}`);
   } catch (err) {
-    showError("sql-error", err.message);
+    if (seq === packetsSeq) showError("sql-error", err.message);
     return;
   }
+  if (seq !== packetsSeq) return;  // a later query was run meanwhile: its answer is the one to show
   showError("sql-error", "");
   packetIndexColumn = body.columns.indexOf("index");
   const times = body.times || {};
