@@ -302,6 +302,10 @@ def test_table_follows_new_rows_until_the_user_scrolls_up(
         pages.append(page)
         page.goto(ui.url)
         per_screen = page.evaluate("() => Math.ceil(table.container.clientHeight / table.rowHeight)")
+        wait_rows(page, 1)
+        # what was recorded before the page opened is shown from its first row; at the bottom, it follows
+        assert page.evaluate("() => table.container.scrollTop") == 0
+        page.evaluate("() => { table.container.scrollTop = table.container.scrollHeight; }")
         wait_rows(page, 3 * per_screen)
         # following: each new row is in view as it arrives
         for _ in range(3):

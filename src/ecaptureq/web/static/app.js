@@ -379,6 +379,7 @@ const state = {
   live: false,
   status: null,      // the last /api/status answer
   unseen: 0,         // rows that arrived below the view while the user looked elsewhere
+  backlog: true,     // the next rows are what was recorded before the page looked (shown from the top)
 };
 
 const table = new VirtualTable($("exchanges"), EXCHANGE_COLUMNS, (row) => openExchange(row[X.id]));
@@ -405,7 +406,11 @@ function updateCount() {
 
 function addRows(rows) {
   // Follow the newest rows while the view is at the bottom; otherwise count them on the "N new" button.
-  const stick = table.follow && table.atBottom();
+  // The first answer (what was recorded before the page was opened, or matched a new filter) is shown from
+  // its first row.
+  const backlog = state.backlog;
+  state.backlog = false;
+  const stick = table.follow && !backlog && table.atBottom();
   let added = 0;
   for (const row of rows) {
     const id = row[X.id];
@@ -419,7 +424,7 @@ function addRows(rows) {
   table.render();
   if (!added) return;
   if (stick) table.toBottom();
-  else if (table.follow) setUnseen(state.unseen + added);
+  else if (table.follow && !backlog) setUnseen(state.unseen + added);
 }
 
 function updateRows(rows) {
@@ -532,6 +537,7 @@ async function applyFilter(text) {
   state.lastId = 0;
   state.byId = new Map();
   state.rows = [];
+  state.backlog = true;
   table.setRows(state.rows);
   setUnseen(0);
   detail.close();
