@@ -72,11 +72,14 @@ def browser() -> Iterator[Any]:
 
 
 def new_page(browser: Any, width: int, height: int = 900) -> Any:
-    """A page in a fresh context (its own sessionStorage) that fails the test on any script error."""
+    """A page in a fresh context (its own sessionStorage) that fails the test on any script error or
+    anything the Content-Security-Policy refused."""
     context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # a style or script the Content-Security-Policy refuses is reported on the console
+    page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
     page.script_errors = errors
     return page
 
