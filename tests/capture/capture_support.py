@@ -182,3 +182,57 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+NGINX_TLS_CONF = """
+daemon off;
+master_process off;
+user root;
+error_log {prefix}/error.log warn;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    types {{ text/plain txt; application/octet-stream bin; }}
+    server {{
+        listen 127.0.0.1:{port} ssl http2;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location /h2 {{ default_type text/plain; return 200 "hello over h2\\n"; }}
+        location /www/ {{ alias {prefix}/www/; }}
+    }}
+}}
+"""
+NGINX_BIG = bytes((i * 13) % 251 for i in range(100_000))
+"""What nginx_tls serves at /www/big.bin."""
+
+
+@pytest.fixture
+def nginx_tls(cert: Cert, tmp_path: Path) -> Iterator[int]:
+    """nginx on a free port of 127.0.0.1: HTTP/1.1 and HTTP/2 over TLS 1.2 and 1.3 (nginx 1.22 leaves 1.3
+    off by default), ``/h2`` a short text and ``/www/big.bin`` :data:`NGINX_BIG`. Yields the port."""
+    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if exe is None:
+        pytest.skip("nginx not installed (apt install nginx-light)")
+    port = free_port()
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "big.bin").write_bytes(NGINX_BIG)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(NGINX_TLS_CONF.format(prefix=tmp_path, port=port, cert=cert.cert, key=cert.key))
+    proc = subprocess.Popen([exe, "-p", str(tmp_path), "-c", str(conf)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)  # polling the port nginx is about to listen on, bounded
+    yield port
+    proc.terminate()
+    proc.wait(timeout=10)

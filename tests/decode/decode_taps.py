@@ -16,6 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
+
 from ecaptureq.decode import Decoded, Decoder
 from ecaptureq.decode.classify import classify_payload
 from ecaptureq.decode.meta import DATA_TYPE_READ, DATA_TYPE_WRITE
@@ -32,6 +36,8 @@ class TapProxy:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.chunks: list[tuple[str, bytes]] = []
+        self.client_addrs: list[tuple[str, int]] = []
+        """The address of every client that connected, in order (its real 4-tuple's source)."""
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
@@ -43,9 +49,10 @@ class TapProxy:
     def _accept(self) -> None:
         while True:
             try:
-                client, _ = self._listener.accept()
+                client, addr = self._listener.accept()
             except OSError:
                 return
+            self.client_addrs.append(addr)
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             self._socks += [client, upstream]
             for src, dst, name in ((client, upstream, C2S), (upstream, client, S2C)):
@@ -89,20 +96,24 @@ def events_from_chunks(
     comm: str = "curl",
     fd: int = 5,
     step_ns: int = 1_000_000,
+    src: tuple[str, int] = ("127.0.0.1", 40000),
+    dst: tuple[str, int] = ("127.0.0.1", 443),
+    base_ns: int = BASE_NS,
 ) -> list[Event]:
     """Events as our eBPF source would publish them: uuid ``<pid>_<pid>_<comm>_<fd>_<1 write|0 read>``
-    from the client's point of view, type from :func:`classify_payload`, timestamps ``step_ns`` apart."""
+    and the 4-tuple ``src``, ``dst`` from the client's point of view, type from :func:`classify_payload`,
+    timestamps ``step_ns`` apart from ``base_ns``."""
     events = []
     for i, (name, data) in enumerate(chunks):
         is_write = name == C2S
         events.append(
             Event(
-                timestamp=BASE_NS + i * step_ns,
+                timestamp=base_ns + i * step_ns,
                 uuid=f"{pid}_{pid}_{comm}_{fd}_{DATA_TYPE_WRITE if is_write else DATA_TYPE_READ}",
-                src_ip="127.0.0.1",
-                src_port=40000,
-                dst_ip="127.0.0.1",
-                dst_port=443,
+                src_ip=src[0],
+                src_port=src[1],
+                dst_ip=dst[0],
+                dst_port=dst[1],
                 pid=pid,
                 pname=comm,
                 type=classify_payload(data, is_write),
@@ -177,6 +188,52 @@ http {{
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def curl(port: int, paths: list[str], *args: str) -> TapProxy:
+    """Run curl ARGS on ``paths`` of 127.0.0.1:``port`` through a tap (one connection); return the tap."""
+    tap = TapProxy(port)
+    urls = [f"http://127.0.0.1:{tap.port}{p}" for p in paths]
+    cmd = ["curl", "-sS", *args, *[a for u in urls for a in (u, "-o", "/dev/null")]]
+    subprocess.run(cmd, check=True, timeout=30)
+    tap.close()
+    return tap
+
+
+def h2_client_get(port: int, paths: list[str]) -> TapProxy:
+    """python-hyper's h2 client fetching ``paths`` concurrently on one connection, through a tap."""
+    tap = TapProxy(port)
+    sock = socket.create_connection(("127.0.0.1", tap.port), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    for n, path in enumerate(paths):
+        headers = [
+            (":method", "GET"),
+            (":path", path),
+            (":scheme", "http"),
+            (":authority", f"127.0.0.1:{tap.port}"),
+        ]
+        conn.send_headers(
+            1 + 2 * n, [*headers, ("accept-encoding", "gzip"), ("user-agent", "h2-test")], end_stream=True
+        )
+    sock.sendall(conn.data_to_send())
+    ended: set[int] = set()
+    while len(ended) < len(paths):
+        data = sock.recv(65536)
+        if not data:
+            break
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.StreamEnded | h2.events.StreamReset):
+                ended.add(ev.stream_id)
+            elif isinstance(ev, h2.events.DataReceived):
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        sock.sendall(conn.data_to_send())
+    conn.close_connection()
+    sock.sendall(conn.data_to_send())
+    sock.close()
+    tap.close()
+    return tap
 
 
 def decode_all(events: list[Event], decoder: Decoder | None = None) -> list[Decoded]:

@@ -7,7 +7,6 @@ import gzip
 import json
 import shutil
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,16 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
-from decode_taps import C2S, S2C, TapProxy, decode_all, events_from_chunks, nginx, rechunk
+from decode_taps import (
+    C2S,
+    S2C,
+    curl,
+    decode_all,
+    events_from_chunks,
+    h2_client_get,
+    nginx,
+    rechunk,
+)
 
 from ecaptureq.decode import Decoded, event_meta, format_http_text
 from ecaptureq.decode.http2 import H2Connection
@@ -35,51 +43,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int, P
     (root / "blob.bin").write_bytes(bytes(range(256)) * 64)
     with nginx(root, tmp_path_factory.mktemp("nginx")) as (p1, p2):
         yield p1, p2, root
-
-
-def curl(port: int, paths: list[str], *args: str) -> TapProxy:
-    tap = TapProxy(port)
-    urls = [f"http://127.0.0.1:{tap.port}{p}" for p in paths]
-    cmd = ["curl", "-sS", *args, *[a for u in urls for a in (u, "-o", "/dev/null")]]
-    subprocess.run(cmd, check=True, timeout=30)
-    tap.close()
-    return tap
-
-
-def h2_client_get(port: int, paths: list[str]) -> TapProxy:
-    """python-hyper's h2 client fetching ``paths`` concurrently on one connection, through a tap."""
-    tap = TapProxy(port)
-    sock = socket.create_connection(("127.0.0.1", tap.port), timeout=10)
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    conn.initiate_connection()
-    sock.sendall(conn.data_to_send())
-    for n, path in enumerate(paths):
-        headers = [
-            (":method", "GET"),
-            (":path", path),
-            (":scheme", "http"),
-            (":authority", f"127.0.0.1:{tap.port}"),
-        ]
-        conn.send_headers(
-            1 + 2 * n, [*headers, ("accept-encoding", "gzip"), ("user-agent", "h2-test")], end_stream=True
-        )
-    sock.sendall(conn.data_to_send())
-    ended: set[int] = set()
-    while len(ended) < len(paths):
-        data = sock.recv(65536)
-        if not data:
-            break
-        for ev in conn.receive_data(data):
-            if isinstance(ev, h2.events.StreamEnded | h2.events.StreamReset):
-                ended.add(ev.stream_id)
-            elif isinstance(ev, h2.events.DataReceived):
-                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-        sock.sendall(conn.data_to_send())
-    conn.close_connection()
-    sock.sendall(conn.data_to_send())
-    sock.close()
-    tap.close()
-    return tap
 
 
 def test_curl_h2_to_nginx(site: tuple[int, int, Path]) -> None:

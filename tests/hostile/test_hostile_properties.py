@@ -138,7 +138,8 @@ def test_any_captured_exchange_exports_to_har_and_shows_in_the_ui(
     conn = sqlite3.connect(db)
     try:
         with conn:
-            conn.execute(f"INSERT INTO exchanges VALUES ({', '.join('?' * 31)})", exchange_row(1, ex))
+            row = exchange_row(1, ex)
+            conn.execute(f"INSERT INTO exchanges VALUES ({', '.join('?' * len(row))})", row)
         out = io.StringIO()
         assert write_har(conn, out) == 1
         doc = json.loads(out.getvalue())

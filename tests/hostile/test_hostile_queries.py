@@ -96,7 +96,7 @@ def test_ui_har_and_details_never_answer_500(ui: Ui) -> None:
         ("/api/exchanges?after_id=-99999999999999999999999999", 400),
         ("/api/exchanges?limit=1e9", 400),
         ("/api/stream?after_id=99999999999999999999999999", 400),
-        ("/api/exchanges?filter=1) UNION SELECT x'00ff',1,2,3,4,5,6,7,8,9,10,1e999,12,13 WHERE (1", 200),
+        ("/api/exchanges?filter=1) UNION SELECT x'00ff',1,2,3,4,5,6,7,8,9,10,1e999,12,13,14 WHERE (1", 200),
         ("/api/exchanges?filter=1) UNION SELECT x'00ff',1,2,3,4,5,6,7,8,9,10,11,12,13 --", 400),
         ("/api/har?filter=1) UNION SELECT 'not json', 1, 2 WHERE (1", 400),
         ("/api/stream?filter=1) UNION SELECT 1 --", 400),

@@ -478,3 +478,41 @@ def test_empty_database_says_so(tmp_path: Path, browser: Any, pages: list[Any]) 
         assert "Packets tab" in page.inner_text("#empty-text")
     finally:
         stop_ui(ui)
+
+
+def make_fleet_database(path: Path, events: int) -> Path:
+    """A capture database as a fleet collector writes it: demo events from three nodes (one per process)."""
+    from itertools import islice
+
+    from ecaptureq.protocol import Event
+    from ecaptureq.sources.demo import DemoSource
+    from ecaptureq.store import CaptureStore
+
+    store = CaptureStore(path)
+    store.connection_opened("nats://127.0.0.1:1/")
+    for event in islice(DemoSource(seed=7).events(), events):
+        node = f"web-eu-west-{event.pid % 3 + 1}" if isinstance(event, Event) else None
+        store.add(event, node=node)
+    store.close()
+    return path
+
+
+def test_fleet_node_column_fits(tmp_path: Path, browser: Any, pages: list[Any]) -> None:
+    db = make_fleet_database(tmp_path / "fleet.db", 600)
+    ui = start_ui("--db", str(db))
+    try:
+        page = new_page(browser, 1440)
+        pages.append(page)
+        page.goto(ui.url)
+        wait_rows(page, 100)
+        heads = "[...document.querySelectorAll('#exchanges .vhead > div')]"
+        page.wait_for_function(f"() => {heads}.some(d => d.textContent === 'node')", timeout=WAIT_MS)
+        titles = page.locator("#exchanges .vhead > div").all_inner_texts()
+        assert titles[:3] == ["#", "time", "node"]
+        nodes = set(page.locator("#exchanges .vrow:not([hidden]) > div:nth-child(3)").all_inner_texts())
+        assert nodes and nodes <= {"web-eu-west-1", "web-eu-west-2", "web-eu-west-3"}
+        assert page.evaluate(CLIPPED_CELLS, [*KEY_COLUMNS, "node"]) == []
+        assert page.evaluate(OUTSIDE_VIEW, list(KEY_COLUMNS)) == []
+        shot(page, "ui-1440-nodes.png")
+    finally:
+        stop_ui(ui)

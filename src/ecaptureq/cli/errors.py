@@ -31,13 +31,20 @@ EXIT_CODES: Final[tuple[tuple[int, str], ...]] = (
     (EXIT_INTERNAL, "internal error (a bug; set ECAPTUREQ_DEBUG=1 for the traceback, and please report it)"),
     (EXIT_USAGE, "usage error: bad arguments, bad URL, invalid SQL, unreadable recording"),
     (EXIT_CONNECTION, "cannot connect, connection lost, or (serve, ui, tls) cannot listen"),
-    (EXIT_INCOMPLETE, "--count not reached before --timeout"),
+    (
+        EXIT_INCOMPLETE,
+        "--count not reached before --timeout; (agent) stopped with messages still in its spool",
+    ),
     (EXIT_NO_PRIVILEGE, "tls: not root (eBPF needs CAP_BPF and CAP_PERFMON)"),
     (EXIT_NO_BPF, "tls: no eBPF support (no BTF, or the kernel refuses the program or its probes)"),
     (EXIT_NO_LIBSSL, "tls: libssl not found (or not OpenSSL)"),
     (EXIT_NO_PID, "tls: the --pid process not found"),
     (EXIT_AUTH, "the server refused the handshake with HTTP 401: no token, or the wrong one"),
-    (EXIT_FORBIDDEN, "the server refused the handshake with HTTP 403: its Origin policy"),
+    (
+        EXIT_FORBIDDEN,
+        "the server refused the handshake with HTTP 403: its Origin policy; (fleet) the NATS credentials "
+        "may not do this",
+    ),
     (
         EXIT_STORAGE,
         "not a capture database, or the capture database cannot be written (disk full, read-only)",

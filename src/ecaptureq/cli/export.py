@@ -1,25 +1,39 @@
-"""``ecaptureq export --db FILE --format har|jsonl -o FILE``: HAR 1.2 or a replayable recording."""
+"""``ecaptureq export --db FILE --format har|jsonl|pcapng -o FILE``: HAR 1.2, a replayable recording, or
+pcapng for Wireshark."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import sqlite3
 import sys
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from ecaptureq.cli.errors import EXIT_STORAGE, CliError
+from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
+from ecaptureq.sinks.tcp import MSS, PLAINTEXT_PORT
 from ecaptureq.store import NotCaptureDatabase, SqlError, open_readonly
-from ecaptureq.store.export import write_har, write_jsonl
+from ecaptureq.store.export import write_har, write_jsonl, write_pcapng
 
-EXAMPLES = """\
+EXAMPLES = f"""\
 examples:
   ecaptureq export --db capture.db --format har -o capture.har        # open in Chrome DevTools > Network
   ecaptureq export --db capture.db --format har -o curl.har --filter "pname = 'curl'"
   ecaptureq export --db capture.db --format jsonl -o capture.jsonl    # for: ecaptureq serve --replay
+  ecaptureq export --db capture.db --format pcapng -o capture.pcapng  # for: wireshark capture.pcapng
+  ecaptureq export --db capture.db --format pcapng -o - | tshark -r - -Y http2
 
 --filter is a condition on the exchanges table for HAR (method, url, host, path, status, pid, pname,
-src_ip, dst_port, latency, ...) and on packets for JSON Lines. -o - writes to stdout.
+src_ip, dst_port, latency, ...) and on packets for JSON Lines and pcapng. -o - writes to stdout.
+
+pcapng: each connection's plaintext as a synthetic TCP stream (SYN, data in {MSS[4]}-byte segments, FIN)
+that Wireshark dissects as HTTP/1.x, HTTP/2 and WebSocket with no keys. The captured addresses are
+kept (made-up ones from 198.18.0.0/15 or 2001:db8::/32 where unknown); the server port is written as
+{PLAINTEXT_PORT}, where Wireshark looks for plaintext HTTP, unless --keep-ports. Every packet's comment says
+pid=, comm=, uuid= and real= (the captured client->server addresses).
 
 exit codes: 0 done, 2 bad arguments or invalid --filter, 11 not a capture database, or cannot write FILE
 """
@@ -29,17 +43,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``export`` subcommand."""
     parser = sub.add_parser(
         "export",
-        help="export a capture database as HAR 1.2 or as JSON Lines that serve --replay plays",
-        description="Export the decoded HTTP exchanges as HAR 1.2, or the packets and run log as "
-        "watch --json lines.",
+        help="export a capture database as HAR 1.2, JSON Lines that serve --replay plays, or pcapng",
+        description="Export the decoded HTTP exchanges as HAR 1.2, the packets and run log as "
+        "watch --json lines, or the packets as pcapng for Wireshark.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--db", type=Path, required=True, metavar="FILE", help="the capture database")
-    parser.add_argument("--format", choices=("har", "jsonl"), required=True, help="har or jsonl")
+    parser.add_argument(
+        "--format", choices=("har", "jsonl", "pcapng"), required=True, help="har, jsonl or pcapng"
+    )
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write (- for stdout)")
-    parser.add_argument("--filter", metavar="COND", help="a condition on exchanges (har) or packets (jsonl)")
+    parser.add_argument(
+        "--filter", metavar="COND", help="a condition on exchanges (har) or packets (jsonl, pcapng)"
+    )
+    add_keep_ports_option(parser)
     parser.set_defaults(func=run)
+
+
+def _export(args: argparse.Namespace, db: sqlite3.Connection, handle: BinaryIO) -> str:
+    """Write the export to ``handle``; return what was written, for a person."""
+    if args.format == "pcapng":
+        stats = write_pcapng(db, handle, args.filter, keep_ports=args.keep_ports)
+        return f"{stats.connections} connections, {stats.packets} packets"
+    text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+    try:
+        if args.format == "har":
+            return f"{write_har(db, text, args.filter)} exchanges"
+        return f"{write_jsonl(db, text, args.filter)} events"
+    finally:
+        text.flush()
+        text.detach()  # the caller closes (or, for stdout, keeps) the binary stream
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,20 +86,20 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     to_stdout = args.output == "-"
     target = Path(args.output)
+    if args.format == "pcapng" and to_stdout:
+        refuse_terminal()
     try:
         # Written to a temporary file beside the target and renamed, so a failed export leaves no half file.
+        handle: BinaryIO
         if to_stdout:
-            handle = sys.stdout
+            handle = sys.stdout.buffer
         else:
             fd, tmp = tempfile.mkstemp(
                 prefix=f".{target.name}.", dir=target.parent if str(target.parent) else "."
             )
-            handle = os.fdopen(fd, "w", encoding="utf-8")
+            handle = os.fdopen(fd, "wb")
         try:
-            if args.format == "har":
-                summary = f"{write_har(db, handle, args.filter)} exchanges"
-            else:
-                summary = f"{write_jsonl(db, handle, args.filter)} events"
+            summary = _export(args, db, handle)
         except BaseException:
             if not to_stdout:
                 handle.close()

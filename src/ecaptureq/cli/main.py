@@ -27,6 +27,8 @@ COMMANDS: tuple[str, ...] = (
     "ecaptureq.cli.bench",
     "ecaptureq.cli.tls",
     "ecaptureq.cli.ui",
+    "ecaptureq.cli.agent",
+    "ecaptureq.cli.collect",
 )
 """The modules that each add one subcommand, in the order ``--help`` lists them."""
 

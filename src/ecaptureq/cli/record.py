@@ -12,8 +12,9 @@ from pathlib import Path
 from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, CliError
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
-from ecaptureq.cli.watch import connect_exit_code, warn
+from ecaptureq.cli.watch import add_fleet_read_options, connect_exit_code, warn
 from ecaptureq.client import BadURL, Connected, ConnectError, Status
+from ecaptureq.fleet import Collector, FleetError, FleetReader, is_nats_url
 from ecaptureq.store import CaptureStore, PacketFilter, SqlError, StoreError
 from ecaptureq.store.recorder import LiveRecorder
 
@@ -22,6 +23,7 @@ examples:
   ecaptureq record ws://127.0.0.1:28257/ --db capture.db
   ecaptureq record ws://127.0.0.1:28257/ --db capture.db --filter "dst_port = 443 AND pname = 'curl'"
   ecaptureq query --db capture.db "payload_utf8 LIKE '%password%'"     # while recording goes on
+  ecaptureq record nats://reader:PASSWORD@nats.example:4222 --db fleet.db --node 'web-*' --since 1h
 
 Recording into an existing database appends. Ctrl-C or SIGTERM flushes and closes; a crash loses at most
 the last --flush-interval. The connection is re-opened with backoff whenever it ends.
@@ -42,7 +44,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("url", metavar="URL", help="the server, e.g. ws://127.0.0.1:28257/")
+    parser.add_argument(
+        "url",
+        metavar="URL",
+        help="the server, e.g. ws://127.0.0.1:28257/, or a fleet's NATS server, e.g. nats://127.0.0.1:4222 "
+        "(a temporary consumer; ecaptureq collect is the durable one)",
+    )
     parser.add_argument(
         "--db", type=Path, required=True, metavar="FILE", help="the database (created or appended)"
     )
@@ -60,6 +67,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--origin", default="http://localhost/", help="Origin header to send")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     add_client_security_options(parser)
+    add_fleet_read_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -95,6 +103,11 @@ async def record(args: argparse.Namespace) -> int:
         store = CaptureStore(args.db, decode=not args.no_decode)
     except StoreError as exc:
         raise CliError(str(exc), EXIT_STORAGE) from None
+    if is_nats_url(args.url):
+        return await record_fleet(args, store, flt)
+    if args.node is not None or args.since is not None:
+        store.close()
+        raise CliError("--node and --since are for a fleet's nats:// URL")
 
     def on_status(status: Status) -> None:
         if isinstance(status, Connected) and status.gap is not None:
@@ -161,6 +174,61 @@ async def record(args: argparse.Namespace) -> int:
             f"ecaptureq record: {plural(store.stats.packets, 'event')}, "
             f"{plural(store.stats.logs, 'log line')}, "
             f"{plural(store.stats.exchanges, 'exchange')} written to {args.db}",
+            file=sys.stderr,
+        )
+    return code
+
+
+async def record_fleet(args: argparse.Namespace, store: CaptureStore, flt: PacketFilter | None) -> int:
+    """``record nats://...``: the fleet's stream into the database, with the node column."""
+    from ecaptureq.cli.fleet import fleet_error, nats_options_from_args, since_from_args
+    from ecaptureq.fleet.subjects import BadNodeName, filter_subject
+
+    try:
+        filter_subject(args.node)
+        options = nats_options_from_args(args, [args.url], name="ecaptureq-record")
+        since = since_from_args(args.since)
+    except BadNodeName as exc:
+        store.close()
+        raise CliError(f"--node: {exc}") from None
+    except CliError:
+        store.close()
+        raise
+    reader = FleetReader(options, node_glob=args.node, since=since, create_stream=False)
+    collector = Collector(reader, store, flush_interval=args.flush_interval, event_filter=flt)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    code = EXIT_OK
+    running: asyncio.Task[None] | None = None
+    waiter = asyncio.create_task(stop.wait())
+    try:
+        await reader.open()
+        running = asyncio.create_task(collector.run())
+        done, _ = await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if running in done:
+            running.result()
+    except FleetError as exc:
+        raise fleet_error(exc) from None
+    except StoreError as exc:
+        raise CliError(f"stopped: {exc}; what was written before is kept", EXIT_STORAGE) from None
+    finally:
+        waiter.cancel()
+        if running is not None:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        await reader.close()
+        try:
+            store.close()
+        except StoreError as exc:
+            print(f"ecaptureq record: could not write the last batch: {exc}", file=sys.stderr)
+            code = EXIT_STORAGE
+    if not args.quiet:
+        print(
+            f"ecaptureq record: {store.stats.packets} events from {len(collector.stats.nodes)} nodes, "
+            f"{store.stats.logs} log lines, {store.stats.exchanges} exchanges written to {args.db}",
             file=sys.stderr,
         )
     return code

@@ -9,9 +9,10 @@ import os
 import signal
 import sys
 import threading
-from typing import Final, TextIO
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, TextIO
 
-from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, CliError
+from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, EXIT_STORAGE, CliError
 from ecaptureq.cli.terminal import json_line
 from ecaptureq.protocol import Event
 from ecaptureq.protocol.jsonl import to_json
@@ -26,7 +27,13 @@ from ecaptureq.sources.tls import (
     TlsCapture,
     banner,
     find_libssl,
+    log_line,
 )
+from ecaptureq.sources.tls.keylog import OFFSETS as KEYLOG_OFFSETS
+from ecaptureq.sources.tls.keylog import KeylogCapture, UnsupportedOpenSSLError, offsets_for
+
+if TYPE_CHECKING:
+    from ecaptureq.sources.tls.packets import EncryptedCapture
 
 EXIT_NO_PRIVILEGE: Final = 5
 """Not root (eBPF needs CAP_BPF and CAP_PERFMON)."""
@@ -44,6 +51,8 @@ examples:
   sudo ecaptureq tls --ecaptureq ws://127.0.0.1:28257/   # then: ecaptureq watch ws://127.0.0.1:28257/
   sudo ecaptureq tls --json > capture.jsonl             # JSON Lines, as watch --json prints them
   sudo ecaptureq tls --json --pid 1234                  # one process (its libssl from /proc/1234/maps)
+  sudo ecaptureq tls --keylog keys.log                  # also the TLS secrets, for Wireshark (NSS key log)
+  sudo ecaptureq tls --pcapng tls.pcapng --interface lo # the encrypted packets, keys inside (wireshark)
 
 exit codes:
   0  stopped (Ctrl-C or SIGTERM)
@@ -51,7 +60,7 @@ exit codes:
   3  cannot listen on the --ecaptureq address
   5  not root / not permitted to load eBPF
   6  no eBPF support (no BTF, or the kernel refuses the program or its probes)
-  7  libssl not found (or not OpenSSL)
+  7  libssl not found (or not OpenSSL; or, with --keylog, an OpenSSL version without known offsets)
   8  --pid process not found
 """
 
@@ -59,6 +68,7 @@ _EXIT_CODES: Final[dict[type[CaptureError], int]] = {
     NoPrivilegeError: EXIT_NO_PRIVILEGE,
     BpfUnsupportedError: EXIT_NO_BPF,
     LibsslNotFoundError: EXIT_NO_LIBSSL,
+    UnsupportedOpenSSLError: EXIT_NO_LIBSSL,
     PidNotFoundError: EXIT_NO_PID,
 }
 
@@ -85,6 +95,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--uid", type=int, metavar="UID", help="capture only processes of this user")
     parser.add_argument(
         "--json", action="store_true", help="print JSON Lines (as watch --json) on stdout instead of serving"
+    )
+    parser.add_argument(
+        "--keylog",
+        metavar="FILE",
+        help="also append the TLS secrets of the hooked processes to FILE in NSS key log format "
+        "(SSLKEYLOGFILE; Wireshark: TLS protocol preferences), created mode 0600. OpenSSL "
+        f"{', '.join(sorted(KEYLOG_OFFSETS))} only",
+    )
+    parser.add_argument(
+        "--pcapng",
+        metavar="FILE",
+        help="also write the encrypted TCP packets of the hooked processes' TLS connections to FILE as "
+        "pcapng, each connection's keys in a Decryption Secrets Block ahead of its packets, so Wireshark "
+        "decrypts it with no key file (same OpenSSL versions as --keylog)",
+    )
+    parser.add_argument(
+        "--interface", metavar="IF", help="--pcapng: capture on this interface only (default: all)"
     )
     from ecaptureq.cli.serve import add_server_options
 
@@ -130,6 +157,82 @@ def _make_capture(args: argparse.Namespace, sink: Sink) -> TlsCapture:
     return TlsCapture(sink, libssl=libssl, pid=args.pid, uid=args.uid)
 
 
+@dataclass
+class _Keys:
+    """The key capture of ``--keylog`` and ``--pcapng``, with its key log file and packet capture."""
+
+    capture: KeylogCapture
+    out: TextIO | None
+    packets: EncryptedCapture | None
+
+
+def _open_keylog(args: argparse.Namespace, libssl: str) -> _Keys | None:
+    """The key capture for ``--keylog`` and ``--pcapng`` (not started), its OpenSSL version checked, the
+    ``--keylog`` file opened 0600 and the ``--pcapng`` packet capture made."""
+    if not args.keylog and not args.pcapng:
+        return None
+    if args.uid is not None:
+        raise CliError("--keylog and --pcapng cannot be limited to a --uid (only to a --pid): drop one")
+    try:
+        offsets_for(libssl)  # refuse an unknown version before creating the file
+    except CaptureError as exc:
+        raise _capture_error(exc) from None
+    out: TextIO | None = None
+    packets: EncryptedCapture | None = None
+    try:
+        if args.keylog:
+            fd = os.open(args.keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            out = os.fdopen(fd, "a", encoding="ascii")
+        if args.pcapng:
+            from ecaptureq.sources.tls.packets import EncryptedCapture  # its packet library when used
+
+            fd = os.open(args.pcapng, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            packets = EncryptedCapture(os.fdopen(fd, "wb"), interface=args.interface)
+    except OSError as exc:
+        if out is not None:
+            out.close()
+        name = args.pcapng if out is not None or not args.keylog else args.keylog
+        raise CliError(f"cannot write {name}: {exc.strerror or exc}", EXIT_STORAGE) from None
+    on_lines = None if packets is None else (lambda r, lines: packets.add_keys(r.client_random, lines))
+    try:
+        keylog = KeylogCapture(out, libssl=libssl, pid=args.pid, on_lines=on_lines)
+    except CaptureError as exc:
+        if out is not None:
+            out.close()
+        raise _capture_error(exc) from None
+    return _Keys(keylog, out, packets)
+
+
+def _start_keylog(keys: _Keys | None, sink: Sink, args: argparse.Namespace) -> None:
+    if keys is None:
+        return
+    packets = keys.packets
+    if packets is not None:
+        try:
+            packets.start()
+        except OSError as exc:
+            where = f" on {args.interface}" if args.interface else ""
+            raise CliError(f"cannot capture packets{where}: {exc.strerror or exc}", EXIT_NO_BPF) from None
+        sink.publish_log(log_line("INF", f"pcapng={args.pcapng} interface={args.interface or 'all'}"))
+    try:
+        keys.capture.start()
+    except CaptureError as exc:
+        raise _capture_error(exc) from None
+    if args.keylog:
+        sink.publish_log(log_line("INF", f"keylog={args.keylog} OpenSSL {keys.capture.version}"))
+
+
+def _stop_keylog(keys: _Keys | None) -> None:
+    if keys is None:
+        return
+    keys.capture.stop()  # hands over the last keys first, so that held packets can go out
+    if keys.out is not None:
+        keys.out.close()
+    if keys.packets is not None:
+        keys.packets.stop()
+        keys.packets.out.close()
+
+
 def _preflight() -> None:
     if os.geteuid() != 0:
         raise CliError("must run as root (eBPF uprobes need CAP_BPF and CAP_PERFMON)", EXIT_NO_PRIVILEGE)
@@ -146,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_json(args: argparse.Namespace) -> int:
     sink = JsonLinesSink(sys.stdout)
     capture = _make_capture(args, sink)
+    keylog = _open_keylog(args, capture.libssl)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -155,10 +259,12 @@ def _run_json(args: argparse.Namespace) -> int:
             capture.start()
         except CaptureError as exc:
             raise _capture_error(exc) from None
+        _start_keylog(keylog, sink, args)
         print(f"ecaptureq: capturing {capture.libssl} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             pass
     finally:
+        _stop_keylog(keylog)
         capture.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -172,6 +278,7 @@ async def _run_server(args: argparse.Namespace) -> int:
     # the same checks as serve: options, token, Origin allow-list, TLS and limits
     server = server_from_args(args, url, "tls")
     capture = _make_capture(args, server)
+    keylog = _open_keylog(args, capture.libssl)
     try:
         await server.start()
     except OSError as exc:
@@ -183,6 +290,7 @@ async def _run_server(args: argparse.Namespace) -> int:
             await asyncio.to_thread(capture.start)
         except CaptureError as exc:
             raise _capture_error(exc) from None
+        await asyncio.to_thread(_start_keylog, keylog, server, args)
         print(
             f"ecaptureq: capturing {capture.libssl}, serving on {server.url} (Ctrl-C to stop)",
             file=sys.stderr,
@@ -195,6 +303,7 @@ async def _run_server(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
+        await asyncio.to_thread(_stop_keylog, keylog)
         await asyncio.to_thread(capture.stop)
         await server.stop()  # writes the totals line itself
     return EXIT_OK

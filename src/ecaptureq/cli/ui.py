@@ -16,11 +16,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
+from ecaptureq.cli.fleet import fleet_error
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.security import TOKEN_ENV
 from ecaptureq.cli.serve import cannot_listen
 from ecaptureq.cli.watch import connect_exit_code
 from ecaptureq.client import BadURL, Connected, ConnectError, Disconnected, Status, normalize_url
+from ecaptureq.fleet import Collector, FleetError
 from ecaptureq.server.security import (
     BadOrigin,
     check_token,
@@ -37,6 +39,7 @@ examples:
   ecaptureq ui --source ws://127.0.0.1:28257/            # record into ./ecaptureq-ui-<time>.db and show it
   ecaptureq ui --source ws://127.0.0.1:28257/ --db capture.db --listen http://127.0.0.1:9000/
   ecaptureq ui --db capture.db                            # browse a recorded database (read-only)
+  ecaptureq ui --nats nats://reader:PASSWORD@nats.example:4222 --node 'web-*' --since 1h   # the fleet, live
   {TOKEN_ENV}=$(openssl rand -hex 24) ecaptureq ui --db capture.db --listen http://0.0.0.0:8080/
 
 Open the URL it prints (with ?token=... when there is a token: the page keeps it in the tab's
@@ -65,10 +68,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--source", metavar="URL", help="an eCaptureQ server to record, e.g. ws://127.0.0.1:28257/"
     )
     parser.add_argument(
+        "--nats",
+        metavar="URL",
+        help="a fleet's NATS server to record and show, e.g. nats://127.0.0.1:4222 (with a node column)",
+    )
+    parser.add_argument("--node", metavar="GLOB", help="--nats: only these nodes (a name or a glob: 'web-*')")
+    parser.add_argument(
+        "--since",
+        metavar="TIME",
+        help="--nats: start at this time within the stream's retention "
+        "(2026-01-02T10:00:00Z, or 15m, 2h, 7d)",
+    )
+    parser.add_argument(
         "--db",
         type=Path,
         metavar="FILE",
-        help="with --source: the database to record into (default ./ecaptureq-ui-<time>.db); "
+        help="with --source or --nats: the database to record into (default ./ecaptureq-ui-<time>.db); "
         "alone: the database to browse, read-only",
     )
     parser.add_argument(
@@ -106,6 +121,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="S",
         help="commit (and so show) new rows at least this often (default 0.5)",
     )
+    from ecaptureq.cli.fleet import add_nats_options
+
+    add_nats_options(parser, url=False)
     parser.set_defaults(func=run)
 
 
@@ -199,16 +217,26 @@ async def serve_ui(args: argparse.Namespace) -> int:
 
     store: CaptureStore | None = None
     recorder: LiveRecorder | None = None
-    if args.source is None:
+    collector: Collector | None = None
+    if args.source is not None and args.nats is not None:
+        raise CliError("give --source URL or --nats URL, not both")
+    if args.nats is None and (args.node is not None or args.since is not None):
+        raise CliError("--node and --since are for --nats")
+    db: Path
+    if args.nats is not None:
+        db = args.db or Path(f"ecaptureq-ui-{time.strftime('%Y%m%d-%H%M%S')}.db")
+        collector = _fleet_collector(args, db)
+        store = collector.store
+    elif args.source is None:
         if args.db is None:
-            raise CliError("give --source URL (record and show) or --db FILE (browse a database)")
+            raise CliError("give --source URL (record and show), --nats URL (a fleet) or --db FILE (browse)")
         try:
             check_capture_database(args.db)
         except NotCaptureDatabase as exc:
             raise CliError(str(exc), EXIT_STORAGE) from None
         except SqlError as exc:
             raise CliError(str(exc)) from None
-        db: Path = args.db
+        db = args.db
     else:
         db = args.db or Path(f"ecaptureq-ui-{time.strftime('%Y%m%d-%H%M%S')}.db")
         source_token = _token(args.source_token, "--source-token")
@@ -243,6 +271,18 @@ async def serve_ui(args: argparse.Namespace) -> int:
     tasks: list[asyncio.Task[Any]] = []
     code = EXIT_OK
     try:
+        if collector is not None:
+            try:
+                await collector.reader.open()
+            except FleetError as exc:
+                raise fleet_error(exc) from None
+            tasks.append(asyncio.create_task(collector.run()))
+            print(
+                f"ecaptureq ui: recording the fleet ({collector.reader.filter}) from {collector.url} "
+                f"into {db}",
+                file=sys.stderr,
+                flush=True,
+            )
         if recorder is not None:
             # Not waited for: a source that is not up yet is retried with backoff, as watch --reconnect
             # does, while the page shows "waiting for source".
@@ -250,7 +290,8 @@ async def serve_ui(args: argparse.Namespace) -> int:
             print(f"ecaptureq ui: recording {recorder.url} into {db}", file=sys.stderr, flush=True)
 
         bound_port = sock.getsockname()[1]
-        state = UiState(db=db, recorder=recorder, poll=min(args.flush_interval, 0.5))
+        live = collector if collector is not None else recorder
+        state = UiState(db=db, recorder=live, poll=min(args.flush_interval, 0.5))
         app = Guard(create_app(state), token=token, allowed_origins=allowed, loopback_only=loopback,
                     port=bound_port)  # fmt: skip
         config = uvicorn.Config(
@@ -260,7 +301,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
         server.capture_signals = _no_signals  # type: ignore[method-assign]  # our handlers stop it
         shown_host = f"[{host}]" if ":" in host else host
         url = f"http://{shown_host}:{bound_port}/" + (f"?token={token}" if token else "")
-        mode = "live" if recorder is not None else f"browsing {db} (read-only)"
+        mode = "live" if live is not None else f"browsing {db} (read-only)"
         print(f"ecaptureq ui: {mode}; open {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         if not loopback and token is None:
             print(f"ecaptureq ui: warning: serving on {host} without a token (--insecure)", file=sys.stderr)
@@ -286,6 +327,8 @@ async def serve_ui(args: argparse.Namespace) -> int:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if collector is not None:
+            await collector.reader.close()
         sock.close()
         if store is not None:
             try:
@@ -302,8 +345,26 @@ async def serve_ui(args: argparse.Namespace) -> int:
     return code
 
 
+def _fleet_collector(args: argparse.Namespace, db: Path) -> Collector:
+    from ecaptureq.cli.fleet import nats_options_from_args, since_from_args
+    from ecaptureq.fleet import FleetReader
+    from ecaptureq.fleet.subjects import BadNodeName, filter_subject
+
+    try:
+        filter_subject(args.node)
+    except BadNodeName as exc:
+        raise CliError(f"--node: {exc}") from None
+    options = nats_options_from_args(args, [args.nats], name="ecaptureq-ui")
+    reader = FleetReader(options, node_glob=args.node, since=since_from_args(args.since), create_stream=False)
+    try:
+        store = CaptureStore(db)
+    except StoreError as exc:
+        raise CliError(str(exc), EXIT_STORAGE) from None
+    return Collector(reader, store, flush_interval=args.flush_interval)
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``ecaptureq ui``."""
-    if args.source is not None and args.db is not None and not args.db.parent.exists():
+    if (args.source or args.nats) is not None and args.db is not None and not args.db.parent.exists():
         raise CliError(f"--db {args.db}: the directory {args.db.parent} does not exist", EXIT_USAGE)
     return asyncio.run(serve_ui(args))

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from ecaptureq.cli.errors import (
     EXIT_AUTH,
@@ -15,16 +15,23 @@ from ecaptureq.cli.errors import (
     EXIT_FORBIDDEN,
     EXIT_INCOMPLETE,
     EXIT_OK,
+    EXIT_STORAGE,
     CliError,
 )
+from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
 from ecaptureq.cli.render import event_header, json_record, plural, render_json, render_text
 from ecaptureq.cli.render_http import HttpView, add_decode_options
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.terminal import json_line, visible
 from ecaptureq.client import BadURL, Client, Connected, ConnectError, ConnectionLost, Status
+from ecaptureq.decode.decoder import Decoder
 from ecaptureq.decode.render import format_http_text, http_json
-from ecaptureq.protocol import Event, Heartbeat, Message
+from ecaptureq.fleet import FleetError, FleetReader, is_nats_url
+from ecaptureq.protocol import DecodeError, Event, Heartbeat, Message
 from ecaptureq.store.sql import PacketFilter, SqlError
+
+if TYPE_CHECKING:
+    from ecaptureq.sinks.pcapng import PcapngWriter
 
 EXAMPLES = """\
 examples:
@@ -36,6 +43,9 @@ examples:
   ecaptureq watch ws://127.0.0.1:28257/ --filter "dst_port = 443 AND pname = 'curl'"
   ecaptureq watch ws://127.0.0.1:28257/ --pname 'curl*' --port 443 --grep 'pass(word)?='
   ecaptureq watch ws://127.0.0.1:28257/ --type http2-request --type http2-response --body-limit 512
+  ecaptureq watch nats://reader:PASSWORD@nats.example:4222 --node 'web-*' --since 15m   # the fleet
+  ecaptureq watch ws://127.0.0.1:28257/ --pcapng - | wireshark -k -i -   # a live view in Wireshark
+  ecaptureq watch ws://127.0.0.1:28257/ --pcapng capture.pcapng           # shown, and kept as pcapng
 
 exit codes: 0 done, 2 usage error or bad URL, 3 cannot connect or connection lost,
             4 --count not reached before --timeout, 9 authentication failed (HTTP 401: no or wrong
@@ -70,7 +80,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("url", metavar="URL", help="the server, e.g. ws://127.0.0.1:28257/")
+    parser.add_argument(
+        "url",
+        metavar="URL",
+        help="the server, e.g. ws://127.0.0.1:28257/, or a fleet's NATS server, e.g. nats://127.0.0.1:4222",
+    )
     add_watch_options(parser)
     parser.add_argument(
         "--reconnect", action="store_true", help="reconnect with backoff when the connection fails or ends"
@@ -85,9 +99,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="COND",
         help='show only events matching this SQL condition on packets, as in query (e.g. "dst_port = 443")',
     )
+    parser.add_argument(
+        "--pcapng",
+        metavar="FILE",
+        help="also write the events that pass --filter as pcapng (synthetic TCP streams that Wireshark "
+        "dissects; see export --help), flushed per packet; - writes to stdout and shows nothing else",
+    )
+    add_keep_ports_option(parser)
     add_client_security_options(parser)
     add_decode_options(parser)
+    add_fleet_read_options(parser)
     parser.set_defaults(func=run)
+
+
+def add_fleet_read_options(parser: argparse.ArgumentParser) -> None:
+    """``--node``, ``--since`` and the NATS credentials, for a ``nats://`` URL (``watch``, ``record``)."""
+    from ecaptureq.cli.fleet import add_nats_options
+
+    fleet = parser.add_argument_group("fleet (nats:// URLs)")
+    fleet.add_argument(
+        "--node", metavar="GLOB", help="only these nodes: a name, or a shell glob such as 'web-*'"
+    )
+    fleet.add_argument(
+        "--since",
+        metavar="TIME",
+        help="start at this time within the stream's retention (2026-01-02T10:00:00Z, or an age: 15m, 2h, "
+        "7d); default: new messages only",
+    )
+    add_nats_options(parser, url=False)
 
 
 def _positive_int(text: str) -> int:
@@ -109,39 +148,63 @@ def warn(command: str, text: str) -> None:
     print(f"ecaptureq {command}: warning: {visible(text, newlines=False)}", file=sys.stderr, flush=True)
 
 
+class PcapngOutputError(Exception):
+    """Writing the ``--pcapng`` output failed (a full disk...); ``error`` is the ``OSError``."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class Printer:
     """Writes messages to a stream as text blocks or JSON Lines, and counts what it wrote.
 
     With a ``view``, events are decoded and filtered by it: an event its filters reject is neither
     written nor counted, text output shows the decoded HTTP instead of the raw payload, and JSON
-    records gain an ``http`` object (see :meth:`HttpView.json_fields`).
+    records gain an ``http`` object (see :meth:`HttpView.json_fields`). With a ``pcapng`` writer, every
+    event that passes ``packet_filter`` is also written to it; ``out=None`` shows nothing (and counts
+    every such event).
     """
 
     def __init__(
         self,
-        out: TextIO,
+        out: TextIO | None,
         json_lines: bool,
         verbose: bool,
         view: HttpView | None = None,
         packet_filter: PacketFilter | None = None,
+        pcapng: PcapngWriter | None = None,
     ) -> None:
         self.out = out
         self.json_lines = json_lines
         self.verbose = verbose
         self.view = view
         self.packet_filter = packet_filter
+        self.pcapng = pcapng
         self.events = 0
         self.received = 0
+        self._node_decoders: dict[str, Decoder] = {}
 
-    def _write_decoded(self, event: Event, view: HttpView) -> None:
-        shown = view.feed(event)
+    def _node_view(self, view: HttpView, node: str | None) -> HttpView:
+        # The fleet's nodes are decoded apart: their connection uuids may collide.
+        if node is not None:
+            decoder = self._node_decoders.get(node)
+            if decoder is None:
+                decoder = self._node_decoders[node] = Decoder(body_limit=view.decoder.body_limit)
+            view.decoder = decoder
+        return view
+
+    def _write_decoded(self, event: Event, view: HttpView, out: TextIO, node: str | None = None) -> None:
+        shown = self._node_view(view, node).feed(event)
         if shown is None:
             return
         self.events += 1
         if self.json_lines:
             record = json_record(event)
             record.update(view.json_fields(shown))
-            self.out.write(json_line(record) + "\n")
+            if node is not None:
+                record["node"] = node
+            out.write(json_line(record) + "\n")
         else:
             decoded = view.text(shown)
             if decoded is None and not view.decode:
@@ -150,50 +213,73 @@ class Printer:
                 note = f"    ({len(event.payload)} bytes: part of a message still in progress)"
                 header = event_header(event, shown.meta, shown.type)
                 text = "\n".join([*header, decoded.rstrip("\n") if decoded else note, ""])
-            self.out.write(visible(text) + "\n")
-        self.out.flush()
+            out.write(_with_node(visible(text), node) + "\n")
+        out.flush()
 
-    def write(self, message: Message) -> None:
-        """Write one message (heartbeats only when verbose or in JSON; events that pass the filters)."""
+    def write(self, message: Message, node: str | None = None) -> None:
+        """Write one message (heartbeats only when verbose or in JSON; events that pass the filters).
+
+        ``node`` is the fleet node it came from: a ``[node]`` column in text, a ``node`` key in JSON.
+        """
         if isinstance(message, Event):
             self.received += 1
             if self.packet_filter is not None and not self.packet_filter.matches(message, self.received):
                 return
+            if self.pcapng is not None:
+                try:
+                    self.pcapng.write_event(message)
+                except BrokenPipeError:
+                    raise  # the reader went away: the command ends quietly
+                except OSError as exc:
+                    raise PcapngOutputError(exc) from None
+        out = self.out
+        if out is None:
+            self.events += isinstance(message, Event)
+            return
         if isinstance(message, Event) and self.view is not None:
-            self._write_decoded(message, self.view)
+            self._write_decoded(message, self.view, out, node)
             return
         if isinstance(message, Event):
             self.events += 1
         if self.json_lines:
             if isinstance(message, Heartbeat) and not self.verbose:
                 return
-            self.out.write(render_json(message) + "\n")
+            if node is None:
+                out.write(render_json(message) + "\n")
+            else:
+                out.write(json_line({**json_record(message), "node": node}) + "\n")
         else:
             text = render_text(message, self.verbose)
             if text is None:
                 return
-            self.out.write(visible(text) + "\n")
-        self.out.flush()
+            out.write(_with_node(visible(text), node) + "\n")
+        out.flush()
 
     def finish(self) -> None:
         """At the end: write the decoded messages still in progress (for instance an HTTP/1.x response
         that ends when its connection closes), marked incomplete."""
-        if self.view is None or not self.view.decode:
+        out = self.out
+        if out is None or self.view is None or not self.view.decode:
             return
-        for item in self.view.flush():
+        items = [*self.view.flush(), *(i for d in self._node_decoders.values() for i in d.flush())]
+        for item in items:
             if item.message is None:
                 continue
             if self.json_lines:
                 record = {"kind": "incomplete", "http": http_json(item)}
-                self.out.write(json_line(record) + "\n")
+                out.write(json_line(record) + "\n")
             else:
                 text = visible(format_http_text(item).rstrip())
-                self.out.write(f"--- still in progress at exit\n{text}\n\n")
-        self.out.flush()
+                out.write(f"--- still in progress at exit\n{text}\n\n")
+        out.flush()
+
+
+def _with_node(text: str, node: str | None) -> str:
+    return text if node is None else f"[{node}] {text}"
 
 
 async def consume(
-    messages: AsyncIterator[Message],
+    messages: AsyncIterator[Message] | AsyncIterator[tuple[str, Message]],
     printer: Printer,
     count: int | None,
     timeout: float | None,
@@ -201,8 +287,9 @@ async def consume(
 ) -> int:
     """Print messages until ``count`` events, ``timeout`` idle seconds or the end; return the exit code.
 
-    Idle means no event and no run-log line: heartbeats are printed (with ``--verbose``) but do not
-    count as activity, so a server that sends them more often than ``timeout`` still times out.
+    ``messages`` yields messages, or ``(node, message)`` pairs from a fleet. Idle means no event and no
+    run-log line: heartbeats are printed (with ``--verbose``) but do not count as activity, so a server that
+    sends them more often than ``timeout`` still times out.
     """
     it = aiter(messages)
     loop = asyncio.get_running_loop()
@@ -212,7 +299,7 @@ async def consume(
             left = None if timeout is None else last_activity + timeout - loop.time()
             if left is not None and left <= 0:
                 raise TimeoutError
-            message = await asyncio.wait_for(anext(it), left)
+            item = await asyncio.wait_for(anext(it), left)
         except StopAsyncIteration:
             break
         except TimeoutError:
@@ -222,7 +309,8 @@ async def consume(
                 return EXIT_INCOMPLETE
             print(f"{idle}; stopping", file=sys.stderr)
             return EXIT_OK
-        printer.write(message)
+        node, message = item if isinstance(item, tuple) else (None, item)
+        printer.write(message, node)
         if not isinstance(message, Heartbeat):
             last_activity = loop.time()
     return EXIT_OK
@@ -250,6 +338,86 @@ def status_printer(command: str) -> Callable[[Status], None]:
     return on_status
 
 
+async def _fleet_messages(reader: FleetReader) -> AsyncIterator[tuple[str, Message]]:
+    async for batch in reader.batches():
+        for fm, msg in batch:
+            with contextlib.suppress(Exception):
+                await msg.ack()
+            if fm is None:
+                continue
+            if isinstance(fm.message, DecodeError):
+                warn("watch", f"skipped a message from {fm.node}: {fm.message}")
+                continue
+            yield fm.node, fm.message
+
+
+async def watch_fleet(args: argparse.Namespace, out: TextIO, printer: Printer) -> int:
+    """``watch nats://...``: a temporary consumer on the fleet's stream, with a node column."""
+    from ecaptureq.cli.fleet import fleet_error, nats_options_from_args, since_from_args
+    from ecaptureq.fleet.subjects import BadNodeName, filter_subject
+
+    try:
+        filter_subject(args.node)
+    except BadNodeName as exc:
+        raise CliError(f"--node: {exc}") from None
+    options = nats_options_from_args(args, [args.url], name="ecaptureq-watch")
+    reader = FleetReader(options, node_glob=args.node, since=since_from_args(args.since), create_stream=False)
+    try:
+        await reader.open()
+        code = await consume(_fleet_messages(reader), printer, args.count, args.timeout)
+        if args.count is None or printer.events < args.count:
+            printer.finish()
+    except FleetError as exc:
+        raise fleet_error(exc) from None
+    finally:
+        await reader.close()
+    return code
+
+
+_SHOWING_FILTERS = ("pid", "pname", "host", "port", "types", "grep")
+
+
+def _open_pcapng(args: argparse.Namespace) -> tuple[PcapngWriter | None, BinaryIO | None]:
+    """The ``--pcapng`` writer and the file it owns (``None`` for stdout), or ``(None, None)``."""
+    if args.pcapng is None:
+        return None, None
+    from ecaptureq.sinks.pcapng import PcapngWriter  # here: its packet library only when it is used
+
+    if args.pcapng == "-":
+        if args.json:
+            raise CliError("--pcapng - and --json both write to stdout: give --pcapng a file name")
+        given = [f"--{n.rstrip('s')}" for n in _SHOWING_FILTERS if getattr(args, n) is not None]
+        if given:
+            raise CliError(
+                f"{', '.join(given)} choose what is shown, and --pcapng - shows nothing: "
+                "select the packets with --filter (e.g. --filter \"pname = 'curl'\")"
+            )
+        refuse_terminal()
+        return PcapngWriter(sys.stdout.buffer, keep_ports=args.keep_ports, flush=True), None
+    try:
+        handle = open(args.pcapng, "wb")  # noqa: SIM115 - closed by _close_pcapng
+    except OSError as exc:
+        raise CliError(f"cannot write {args.pcapng}: {exc.strerror or exc}", EXIT_STORAGE) from None
+    try:
+        return PcapngWriter(handle, keep_ports=args.keep_ports, flush=True), handle
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            handle.close()  # may fail again flushing what it holds
+        raise CliError(f"cannot write {args.pcapng}: {exc.strerror or exc}", EXIT_STORAGE) from None
+
+
+def _close_pcapng(writer: PcapngWriter, handle: BinaryIO | None) -> None:
+    """Close the streams (FIN) and the file; a reader that went away (a closed pipe) is no error here."""
+    try:
+        writer.close()
+    except OSError:
+        pass  # the packets written so far are all there; a failed write during watch already said so
+    finally:
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
+
+
 async def watch(args: argparse.Namespace, out: TextIO) -> int:
     """Run ``watch`` with parsed arguments, writing to ``out``."""
     view = HttpView.from_args(args)  # a bad --grep ends here, before connecting
@@ -257,6 +425,12 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
         packet_filter = PacketFilter(args.filter) if args.filter else None
     except SqlError as exc:
         raise CliError(str(exc)) from None
+    if is_nats_url(args.url):
+        if args.pcapng is not None:
+            raise CliError("--pcapng takes a ws:// or wss:// source, not a fleet's nats:// URL")
+        return await watch_fleet(args, out, Printer(out, args.json, args.verbose, view, packet_filter))
+    if args.node is not None or args.since is not None:
+        raise CliError("--node and --since are for a fleet's nats:// URL")
     try:
         client = Client(
             args.url,
@@ -270,7 +444,9 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(str(exc)) from None
     for text in client.url_warnings:
         warn("watch", text)
-    printer = Printer(out, args.json, args.verbose, view, packet_filter)
+    pcapng, pcapng_file = _open_pcapng(args)
+    shown_to = None if args.pcapng == "-" else out
+    printer = Printer(shown_to, args.json, args.verbose, view, packet_filter, pcapng)
     try:
         code = await consume(aiter(client), printer, args.count, args.timeout)
         if args.count is None or printer.events < args.count:
@@ -279,9 +455,16 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(str(exc), connect_exit_code(exc)) from None
     except ConnectionLost as exc:
         raise CliError(str(exc), EXIT_CONNECTION) from None
+    except PcapngOutputError as exc:
+        text = exc.error.strerror or str(exc.error)
+        raise CliError(
+            f"cannot write {args.pcapng}: {text} (the packets before are kept)", EXIT_STORAGE
+        ) from None
     finally:
         with contextlib.suppress(Exception):
             await client.close()
+        if pcapng is not None:
+            _close_pcapng(pcapng, pcapng_file)
         if args.verbose:
             st = client.stats
             counts = [

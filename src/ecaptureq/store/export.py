@@ -1,4 +1,4 @@
-"""Export a capture database: HAR 1.2 built from the decoded exchanges, or JSON Lines that replay.
+"""Export a capture database: HAR 1.2 built from the decoded exchanges, JSON Lines that replay, or pcapng.
 
 HAR follows the 1.2 specification (http://www.softwareishard.com/blog/har-12-spec/) as Chrome DevTools
 imports it: absolute URLs, headers as name/value objects, binary bodies base64 with ``encoding``.
@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
 from urllib.parse import SplitResult, urlsplit
 
 from ecaptureq import __version__
@@ -20,6 +20,9 @@ from ecaptureq.decode.bodies import parse_form
 from ecaptureq.protocol import Event, RunLog
 from ecaptureq.protocol.jsonl import to_json
 from ecaptureq.store.sql import SqlError, quote_index
+
+if TYPE_CHECKING:
+    from ecaptureq.sinks.pcapng import PcapngStats
 
 
 def _where(condition: str | None) -> str:
@@ -274,14 +277,12 @@ def write_har(db: sqlite3.Connection, out: TextIO, condition: str | None = None)
     return count
 
 
-def jsonl_records(db: sqlite3.Connection, condition: str | None = None) -> Iterator[dict[str, Any]]:
-    """``watch --json`` records: every run-log line first, then the packets matching ``condition``.
+def stored_events(db: sqlite3.Connection, condition: str | None = None) -> Iterator[Event]:
+    """The stored events matching ``condition`` (a condition on ``packets``), in arrival order.
 
     Raises:
         SqlError: the condition is not valid SQL for the ``packets`` table.
     """
-    for (line,) in db.execute("SELECT line FROM run_logs ORDER BY id"):
-        yield to_json(RunLog(line))
     sql = (
         "SELECT timestamp, uuid, src_ip, src_port, dst_ip, dst_port, pid, pname, type, length, payload_binary"
         f' FROM packets{_where(condition)} ORDER BY "index"'
@@ -291,21 +292,31 @@ def jsonl_records(db: sqlite3.Connection, condition: str | None = None) -> Itera
     except sqlite3.Error as exc:
         raise SqlError(f"invalid --filter: {exc}") from None
     for row in cursor:
-        yield to_json(
-            Event(
-                timestamp=row[0],
-                uuid=row[1],
-                src_ip=row[2],
-                src_port=row[3],
-                dst_ip=row[4],
-                dst_port=row[5],
-                pid=row[6],
-                pname=row[7],
-                type=row[8],
-                length=row[9],
-                payload=bytes(row[10]),
-            )
+        yield Event(
+            timestamp=row[0],
+            uuid=row[1],
+            src_ip=row[2],
+            src_port=row[3],
+            dst_ip=row[4],
+            dst_port=row[5],
+            pid=row[6],
+            pname=row[7],
+            type=row[8],
+            length=row[9],
+            payload=bytes(row[10]),
         )
+
+
+def jsonl_records(db: sqlite3.Connection, condition: str | None = None) -> Iterator[dict[str, Any]]:
+    """``watch --json`` records: every run-log line first, then the packets matching ``condition``.
+
+    Raises:
+        SqlError: the condition is not valid SQL for the ``packets`` table.
+    """
+    for (line,) in db.execute("SELECT line FROM run_logs ORDER BY id"):
+        yield to_json(RunLog(line))
+    for event in stored_events(db, condition):
+        yield to_json(event)
 
 
 def write_jsonl(db: sqlite3.Connection, out: TextIO, condition: str | None = None) -> int:
@@ -315,6 +326,23 @@ def write_jsonl(db: sqlite3.Connection, out: TextIO, condition: str | None = Non
         out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         events += record["kind"] == "event"
     return events
+
+
+def write_pcapng(
+    db: sqlite3.Connection, out: BinaryIO, condition: str | None = None, *, keep_ports: bool = False
+) -> PcapngStats:
+    """Write the packets matching ``condition`` as pcapng (see :mod:`ecaptureq.sinks.pcapng`).
+
+    Raises:
+        SqlError: the condition is not valid SQL for the ``packets`` table.
+    """
+    from ecaptureq.sinks.pcapng import PcapngWriter  # here: its packet library only when it is used
+
+    writer = PcapngWriter(out, keep_ports=keep_ports)
+    for event in stored_events(db, condition):
+        writer.write_event(event)
+    writer.close()
+    return writer.stats
 
 
 def b64(data: bytes) -> str:

@@ -110,7 +110,15 @@ CREATE TABLE IF NOT EXISTS exchanges (
     detail                 TEXT NOT NULL   -- JSON: Exchange.to_dict()
 );
 CREATE INDEX IF NOT EXISTS exchanges_started ON exchanges(started_ns);
+CREATE TABLE IF NOT EXISTS delivered (
+    key INTEGER PRIMARY KEY  -- an at-least-once source's message key (the NATS stream sequence)
+);
 """
+
+NODE_TABLES: Final = ("packets", "exchanges", "run_logs")
+"""Tables with a ``node`` column: the fleet node (agent) a row came from, NULL for a direct source.
+
+Added to existing databases by :func:`initialise` (an additive change: the schema version stays)."""
 
 
 class StoreError(Exception):
@@ -240,6 +248,11 @@ def initialise(conn: sqlite3.Connection) -> None:
         if version > SCHEMA_VERSION:
             raise StoreError(f"schema version {version} is newer than this ecaptureq's ({SCHEMA_VERSION})")
         conn.executescript(DDL)
+        for table in NODE_TABLES:
+            columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if "node" not in columns:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN node TEXT")
+        conn.execute("CREATE INDEX IF NOT EXISTS exchanges_node ON exchanges(node)")  # the UI's node list
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except sqlite3.DatabaseError as exc:
         raise StoreError(describe(exc)) from None

@@ -22,16 +22,16 @@ from ecaptureq.store.schema import StoreError, check_capture_database, describe,
 
 _INSERT_PACKET = (
     "INSERT INTO packets (timestamp, uuid, src_ip, src_port, dst_ip, dst_port, pid, pname, type, length,"
-    " is_binary, payload_utf8, payload_binary, connection_id, received_ns)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " is_binary, payload_utf8, payload_binary, connection_id, received_ns, node)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _EXCHANGE_COLUMNS = (
     "id, connection, protocol, stream_id, pid, pname, src_ip, src_port, dst_ip, dst_port, started_ns,"
     " ended_ns, latency, method, url, host, path, status, request_headers, response_headers,"
     " request_content_type, response_content_type, request_body, response_body, request_body_text,"
-    " response_body_text, request_size, response_size, complete, errors, detail"
+    " response_body_text, request_size, response_size, complete, errors, detail, node"
 )
-_INSERT_EXCHANGE = f"INSERT OR REPLACE INTO exchanges ({_EXCHANGE_COLUMNS}) VALUES ({', '.join('?' * 31)})"
+_INSERT_EXCHANGE = f"INSERT OR REPLACE INTO exchanges ({_EXCHANGE_COLUMNS}) VALUES ({', '.join('?' * 32)})"
 
 
 @dataclass
@@ -120,8 +120,9 @@ def _text(msg: HttpMessage | None) -> str | None:
     return text
 
 
-def exchange_row(row_id: int, ex: Exchange) -> tuple[Any, ...]:
-    """The ``exchanges`` row of an exchange (see the schema for the columns), its bodies capped."""
+def exchange_row(row_id: int, ex: Exchange, node: str | None = None) -> tuple[Any, ...]:
+    """The ``exchanges`` row of an exchange (see the schema for the columns), its bodies capped; ``node``
+    is the fleet node."""
     req, resp = ex.request, ex.response
     errors = _cut([*(req.errors if req else []), *(resp.errors if resp else [])])
     detail = ex.to_dict()
@@ -159,6 +160,7 @@ def exchange_row(row_id: int, ex: Exchange) -> tuple[Any, ...]:
         int(ex.complete),
         _compact(errors) if errors else None,
         _compact(detail),
+        node,
     )
 
 
@@ -208,7 +210,15 @@ class CaptureStore:
             self._db.close()
             text = str(exc) if isinstance(exc, StoreError) else describe(exc)
             raise StoreError(f"{path}: {text}") from None
+        self._decode = decode
         self._decoder = Decoder(body_limit=STORE_DECODE_LIMIT) if decode else None
+        # A fleet collector's nodes each get their own decoder (their connection uuids may collide), and
+        # their exchanges row ids from a counter.
+        self._node_decoders: dict[str, Decoder] = {}
+        self._node_exchange_ids: dict[tuple[str, int], int] = {}
+        self._node_exchange_high: int = self._exchange_base
+        self._delivered: list[tuple[int]] = []
+        self._delivered_pending: set[int] = set()
         self._packets: list[tuple[Any, ...]] = []
         self._logs: list[tuple[Any, ...]] = []
         self._heartbeats: list[tuple[Any, ...]] = []
@@ -219,7 +229,13 @@ class CaptureStore:
     @property
     def pending(self) -> int:
         """Rows waiting for the next flush."""
-        return len(self._packets) + len(self._logs) + len(self._heartbeats) + len(self._exchanges)
+        return (
+            len(self._packets)
+            + len(self._logs)
+            + len(self._heartbeats)
+            + len(self._exchanges)
+            + len(self._delivered)
+        )
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         try:
@@ -246,19 +262,28 @@ class CaptureStore:
         )
         self._connection_id = None
 
-    def add(self, message: Message) -> None:
-        """Buffer one message (flushing by itself once ``batch_size`` rows wait)."""
+    def add(self, message: Message, node: str | None = None, key: int | None = None) -> None:
+        """Buffer one message (flushing by itself once ``batch_size`` rows wait).
+
+        ``node`` is the fleet node it came from (stored in the ``node`` columns; each node's events are
+        decoded apart). ``key`` is an at-least-once source's message key, kept in ``delivered`` in the same
+        transaction as the message, so that :meth:`delivered` tells a redelivery from a new message.
+        """
         now = time.time_ns()
+        if key is not None:
+            self._delivered.append((key,))
+            self._delivered_pending.add(key)
         if isinstance(message, Event):
-            self._packets.append((*packet_row(message), self._connection_id, now))
+            self._packets.append((*packet_row(message), self._connection_id, now, node))
             self.stats.packets += 1
             self.stats.payload_bytes += len(message.payload)
-            if self._decoder is not None:
-                for item in self._decoder.feed(message):
+            decoder = self._decoder if node is None else self._node_decoder(node)
+            if decoder is not None:
+                for item in decoder.feed(message):
                     if item.exchange is not None:
-                        self._queue_exchange(item.exchange)
+                        self._queue_exchange(item.exchange, node)
         elif isinstance(message, RunLog):
-            self._logs.append((self._connection_id, now, message.line))
+            self._logs.append((self._connection_id, now, message.line, node))
             self.stats.logs += 1
         elif isinstance(message, Heartbeat):
             self._heartbeats.append(
@@ -268,12 +293,47 @@ class CaptureStore:
         if self.pending >= self.batch_size:
             self.flush()
 
-    def _queue_exchange(self, ex: Exchange) -> None:
+    def _node_decoder(self, node: str) -> Decoder | None:
+        if not self._decode:
+            return None
+        decoder = self._node_decoders.get(node)
+        if decoder is None:
+            decoder = self._node_decoders[node] = Decoder(body_limit=STORE_DECODE_LIMIT)
+        return decoder
+
+    def delivered(self, key: int) -> bool:
+        """Whether a message with this key was added (committed, or waiting for the next flush)."""
+        if key in self._delivered_pending:
+            return True
+        row = self._db.execute("SELECT 1 FROM delivered WHERE key = ?", (key,)).fetchone()
+        return row is not None
+
+    def delivered_high(self) -> int:
+        """The highest message key committed (0 when none)."""
+        return int(self._db.execute("SELECT coalesce(max(key), 0) FROM delivered").fetchone()[0])
+
+    def forget_delivered(self, through: int) -> None:
+        """Drop the keys up to ``through`` (the source will never deliver them again)."""
+        self._write("DELETE FROM delivered WHERE key <= ?", (through,))
+
+    def _queue_exchange(self, ex: Exchange, node: str | None = None) -> None:
         # Written when its request is seen and again, replacing the row, when its response completes it.
-        row_id = self._exchange_base + ex.id
+        if node is None:
+            row_id = self._exchange_base + ex.id
+        else:
+            row_id = self._node_exchange_ids.get((node, ex.id), 0)
+            if not row_id:
+                row_id = self._node_exchange_ids[node, ex.id] = self._next_exchange_id()
+            if ex.complete:
+                del self._node_exchange_ids[node, ex.id]
         if ex.complete:
             self.stats.exchanges += 1
-        self._exchanges[row_id] = exchange_row(row_id, ex)
+        self._exchanges[row_id] = exchange_row(row_id, ex, node)
+
+    def _next_exchange_id(self) -> int:
+        # Nodes' exchanges are numbered on from the rows the database had when it was opened.
+        self._node_exchange_high += 1
+        return self._node_exchange_high
 
     def flush(self) -> None:
         """Write everything buffered in one transaction.
@@ -291,7 +351,8 @@ class CaptureStore:
                 db.executemany(_INSERT_PACKET, self._packets)
             if self._logs:
                 db.executemany(
-                    "INSERT INTO run_logs (connection_id, received_ns, line) VALUES (?, ?, ?)", self._logs
+                    "INSERT INTO run_logs (connection_id, received_ns, line, node) VALUES (?, ?, ?, ?)",
+                    self._logs,
                 )
             if self._heartbeats:
                 db.executemany(
@@ -301,6 +362,8 @@ class CaptureStore:
                 )
             if self._exchanges:
                 db.executemany(_INSERT_EXCHANGE, list(self._exchanges.values()))
+            if self._delivered:
+                db.executemany("INSERT OR IGNORE INTO delivered (key) VALUES (?)", self._delivered)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
@@ -310,6 +373,8 @@ class CaptureStore:
         self._logs.clear()
         self._heartbeats.clear()
         self._exchanges.clear()
+        self._delivered.clear()
+        self._delivered_pending.clear()
         self.stats.flushes += 1
 
     def close(self) -> None:
@@ -322,6 +387,10 @@ class CaptureStore:
                 for item in self._decoder.flush():
                     if item.exchange is not None:
                         self._queue_exchange(item.exchange)
+            for node, decoder in self._node_decoders.items():
+                for item in decoder.flush():
+                    if item.exchange is not None:
+                        self._queue_exchange(item.exchange, node)
             self.flush()
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:

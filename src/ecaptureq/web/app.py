@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -39,7 +39,6 @@ from starlette.staticfiles import StaticFiles
 from ecaptureq import __version__
 from ecaptureq.store import QUERY_SECONDS, Deadline, SqlError
 from ecaptureq.store.export import har_chunks, har_entries
-from ecaptureq.store.recorder import LiveRecorder
 from ecaptureq.web import queries
 
 T = TypeVar("T")
@@ -64,12 +63,23 @@ PENDING_TRACKED = 2_000
 """How many incomplete exchanges one stream keeps re-reading for their responses."""
 
 
+class LiveSource(Protocol):
+    """What the UI shows of a live source: a ``LiveRecorder``, or a fleet ``Collector``."""
+
+    @property
+    def url(self) -> str:
+        """The source, as shown to a person."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters as JSON."""
+
+
 @dataclass
 class UiState:
     """What the app serves: the database, and the live recorder when there is a source."""
 
     db: Path
-    recorder: LiveRecorder | None = None
+    recorder: LiveSource | None = None
     poll: float = 0.5
     started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     stopping: asyncio.Event = field(default_factory=asyncio.Event)

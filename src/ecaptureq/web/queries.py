@@ -52,6 +52,7 @@ EXCHANGE_COLUMNS: Final = (
     "latency",
     "protocol",
     "complete",
+    "node",
 )
 """The columns of one exchange row sent to the browser, in order (rows are arrays, to stay small).
 
@@ -64,7 +65,7 @@ _TIME_AT: Final = EXCHANGE_COLUMNS.index("time")
 
 _EXCHANGE_SELECT = (
     "SELECT id, started_ns, pname, pid, src_ip || ':' || src_port, dst_ip || ':' || dst_port, method, host,"
-    " path, status, response_size, latency, protocol, complete FROM exchanges"
+    " path, status, response_size, latency, protocol, complete, {node} FROM exchanges"
 )
 
 
@@ -82,6 +83,31 @@ def _with_time(rows: list[list[Any]]) -> list[list[Any]]:
         if len(row) > _TIME_AT:
             row[_TIME_AT] = time_text(row[_TIME_AT])
     return rows
+
+
+def _has_node(conn: sqlite3.Connection) -> bool:
+    # Databases written before the fleet's node column are browsed read-only, so not migrated.
+    return any(row[1] == "node" for row in conn.execute("PRAGMA table_info(exchanges)"))
+
+
+def _exchange_select(conn: sqlite3.Connection) -> str:
+    return _EXCHANGE_SELECT.format(node="node" if _has_node(conn) else "NULL")
+
+
+def nodes(conn: sqlite3.Connection, limit: int = 1000) -> list[str]:
+    """The fleet nodes of the exchanges (none for a database recorded from one source).
+
+    One index lookup per node (a skip scan of ``exchanges_node``), so it stays fast on big databases.
+    """
+    if not _has_node(conn):
+        return []
+    rows = conn.execute(
+        "WITH RECURSIVE n(v) AS (SELECT min(node) FROM exchanges UNION ALL"
+        " SELECT (SELECT min(node) FROM exchanges WHERE node > v) FROM n WHERE v IS NOT NULL)"
+        " SELECT v FROM n WHERE v IS NOT NULL LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
 
 
 def _authorize(action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None) -> int:
@@ -126,7 +152,7 @@ def exchange_rows(
     Raises:
         SqlError: the condition is not valid SQL on ``exchanges``, or took too long.
     """
-    sql = f"{_EXCHANGE_SELECT} WHERE id > ?{exchanges_where(condition)} ORDER BY id LIMIT ?"
+    sql = f"{_exchange_select(conn)} WHERE id > ?{exchanges_where(condition)} ORDER BY id LIMIT ?"
     try:
         return _with_time(_bounded(conn.execute(sql, (after_id, limit))))
     except sqlite3.Error as exc:
@@ -155,7 +181,7 @@ def exchange_rows_by_id(
     if not wanted:
         return []
     marks = ", ".join("?" * len(wanted))
-    sql = f"{_EXCHANGE_SELECT} WHERE id IN ({marks}){exchanges_where(condition)} ORDER BY id"
+    sql = f"{_exchange_select(conn)} WHERE id IN ({marks}){exchanges_where(condition)} ORDER BY id"
     try:
         return _with_time(_bounded(conn.execute(sql, wanted)))
     except sqlite3.Error as exc:
@@ -326,7 +352,13 @@ def totals(conn: sqlite3.Connection) -> dict[str, Any]:
         'SELECT (SELECT coalesce(max("index"), 0) FROM packets), (SELECT count(*) FROM exchanges),'
         " (SELECT count(*) FROM run_logs), (SELECT count(*) FROM connections)"
     ).fetchone()
-    return {"packets": one[0], "exchanges": one[1], "run_logs": one[2], "connections": one[3]}
+    return {
+        "packets": one[0],
+        "exchanges": one[1],
+        "run_logs": one[2],
+        "connections": one[3],
+        "nodes": nodes(conn),
+    }
 
 
 def check_capture_database(path: Path) -> None:

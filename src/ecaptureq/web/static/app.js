@@ -346,7 +346,7 @@ class DetailPane {
 
 // Column positions in the rows the server sends (EXCHANGE_COLUMNS in ecaptureq/web/queries.py).
 const X = { id: 0, time: 1, pname: 2, pid: 3, src: 4, dst: 5, method: 6, host: 7, path: 8, status: 9,
-            size: 10, latency: 11, protocol: 12, complete: 13 };
+            size: 10, latency: 11, protocol: 12, complete: 13, node: 14 };
 
 // Fixed columns are as wide as their longest usual value; the growing ones share the rest in proportion
 // to their grow (CSS grid fr: of the whole rest, not of what is left above the minimums), never below
@@ -367,7 +367,11 @@ const EXCHANGE_COLUMNS = [
   { title: "latency", min: 82, num: true, get: (r) => fmtLatency(r[X.latency]) },
 ];
 
+// A fleet's database (ecaptureq collect, ui --nats) has nodes: their column comes after the time.
+const NODE_COLUMN = { title: "node", min: 120, grow: 1.2, get: (r) => r[X.node] || "" };
+
 const state = {
+  nodes: false,
   filter: "",
   lastId: 0,
   byId: new Map(),   // exchange id -> position in rows
@@ -467,6 +471,17 @@ function updateEmpty() {
   if ($("empty-text").textContent !== text) $("empty-text").textContent = text;
 }
 
+function showNodes(nodes) {
+  if (!nodes || !nodes.length) return;
+  if (!state.nodes) {
+    state.nodes = true;
+    table.setColumns([...EXCHANGE_COLUMNS.slice(0, 2), NODE_COLUMN, ...EXCHANGE_COLUMNS.slice(2)]);
+    table.render();
+  }
+  const shown = nodes.length > 8 ? nodes.slice(0, 8).join(", ") + ` … (${nodes.length})` : nodes.join(", ");
+  $("conn-text").textContent += ` · nodes: ${shown}`;
+}
+
 function showStatus(s) {
   const live = s.live;
   state.status = s;
@@ -491,6 +506,7 @@ function showStatus(s) {
     $("c-malformed").textContent = "–";
     $("c-reconnects").textContent = "–";
   }
+  showNodes(s.totals && s.totals.nodes);
   text.title = text.textContent;
   updateEmpty();
 }

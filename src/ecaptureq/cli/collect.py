@@ -1,0 +1,169 @@
+"""``ecaptureq collect --nats URL --db FILE``: a durable JetStream consumer writing the fleet's database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
+from ecaptureq.cli.fleet import (
+    NATS_EXIT_CODES,
+    add_nats_options,
+    add_retention_options,
+    fleet_error,
+    nats_options_from_args,
+    retention_from_args,
+    since_from_args,
+)
+from ecaptureq.fleet import Collector, FleetError, FleetReader
+from ecaptureq.fleet.reader import DEFAULT_ACK_WAIT
+from ecaptureq.fleet.subjects import BadNodeName, filter_subject
+from ecaptureq.store import CaptureStore, StoreError
+
+DEFAULT_DURABLE = "ecaptureq-collect"
+
+EPILOG = f"""\
+examples:
+  ecaptureq collect --nats nats://127.0.0.1:4222 --db fleet.db
+  ecaptureq collect --nats nats://nats.example:4222 --db web.db --node 'web-*' --durable collect-web
+  ecaptureq collect --nats nats://127.0.0.1:4222 --db fleet.db --max-age 3d --max-bytes 50G
+  ecaptureq query --db fleet.db "node = 'web-1' AND dst_port = 443"   # while it collects
+  ecaptureq ui --db fleet.db                                          # browse it, with a node column
+
+Every message is committed to the database before it is acknowledged, and its stream sequence is kept
+with it: killed (even with kill -9) and restarted, the collector loses nothing and stores nothing twice
+(unacknowledged messages come again after --ack-wait). The durable consumer (--durable) remembers where it
+was; its --node and --since are fixed when it is created. The stream ECAPTUREQ is created when missing,
+with the retention options.
+
+exit codes:
+  0  stopped (Ctrl-C or SIGTERM)
+  2  usage error (bad --node, --since)
+{NATS_EXIT_CODES}
+  11 the database cannot be written (what was committed is kept; nothing uncommitted was acknowledged)
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``collect`` subcommand."""
+    parser = sub.add_parser(
+        "collect",
+        help="collect the fleet from NATS JetStream into a capture database",
+        description="Read what the fleet's agents publish to NATS JetStream (a durable consumer) and write "
+        "it into a capture database, with a node column on packets, exchanges and run logs; acknowledge each "
+        "message only once it is committed.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_nats_options(parser)
+    parser.add_argument(
+        "--db", type=Path, required=True, metavar="FILE", help="the database (created or appended)"
+    )
+    parser.add_argument(
+        "--node", metavar="GLOB", help="only these nodes: a name, or a shell glob such as 'web-*'"
+    )
+    parser.add_argument(
+        "--durable",
+        default=DEFAULT_DURABLE,
+        metavar="NAME",
+        help=f"the durable consumer's name (default {DEFAULT_DURABLE}); one per collector",
+    )
+    parser.add_argument(
+        "--since",
+        metavar="TIME",
+        help="when the durable is created: start at this time (2026-01-02T10:00:00Z, or an age: 15m, 2h, 7d) "
+        "instead of the oldest message kept",
+    )
+    parser.add_argument(
+        "--ack-wait",
+        type=float,
+        default=DEFAULT_ACK_WAIT,
+        metavar="S",
+        help=f"seconds before an unacknowledged message is delivered again (default {DEFAULT_ACK_WAIT:g})",
+    )
+    parser.add_argument(
+        "--flush-interval",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="commit at least this often (default 0.5)",
+    )
+    parser.add_argument("--no-decode", action="store_true", help="do not decode HTTP exchanges")
+    add_retention_options(parser)
+    parser.add_argument("--quiet", "-q", action="store_true", help="no start and end lines on stderr")
+    parser.set_defaults(func=run)
+
+
+async def collect(args: argparse.Namespace) -> int:
+    """Collect until a signal; return the exit code."""
+    if args.flush_interval <= 0 or args.ack_wait <= 0:
+        raise CliError("--flush-interval and --ack-wait must be positive", EXIT_USAGE)
+    try:
+        filter_subject(args.node)
+    except BadNodeName as exc:
+        raise CliError(f"--node: {exc}", EXIT_USAGE) from None
+    options = nats_options_from_args(args, args.nats, name="ecaptureq-collect")
+    reader = FleetReader(
+        options,
+        node_glob=args.node,
+        durable=args.durable,
+        since=since_from_args(args.since),
+        ack_wait=args.ack_wait,
+        retention=retention_from_args(args),
+    )
+    try:
+        store = CaptureStore(args.db, decode=not args.no_decode)
+    except StoreError as exc:
+        raise CliError(str(exc), EXIT_STORAGE) from None
+    collector = Collector(reader, store, flush_interval=args.flush_interval)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    code = EXIT_OK
+    running: asyncio.Task[None] | None = None
+    waiter = asyncio.create_task(stop.wait())
+    try:
+        await reader.open()
+        if not args.quiet:
+            print(f"ecaptureq collect: {reader.filter} from {options.display} into {args.db} "
+                  f"(durable {args.durable})", file=sys.stderr, flush=True)  # fmt: skip
+        running = asyncio.create_task(collector.run())
+        done, _ = await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if running in done:
+            running.result()
+    except FleetError as exc:
+        raise fleet_error(exc) from None
+    except StoreError as exc:
+        raise CliError(f"stopped: {exc}; what was committed is kept", EXIT_STORAGE) from None
+    finally:
+        waiter.cancel()
+        if running is not None:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        await reader.close()
+        try:
+            store.close()
+        except StoreError as exc:
+            print(f"ecaptureq collect: could not write the last batch: {exc}", file=sys.stderr)
+            code = EXIT_STORAGE
+    if not args.quiet:
+        nodes = ", ".join(f"{name} {n.events}" for name, n in sorted(collector.stats.nodes.items())) or "none"
+        print(
+            f"ecaptureq collect: {store.stats.packets} events, {store.stats.logs} log lines, "
+            f"{store.stats.exchanges} exchanges written to {args.db} (events by node: {nodes}; "
+            f"{collector.stats.duplicates} redeliveries already stored; {reader.stats.malformed} malformed "
+            f"and {reader.stats.foreign} foreign messages skipped)",
+            file=sys.stderr,
+        )
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``ecaptureq collect``."""
+    return asyncio.run(collect(args))

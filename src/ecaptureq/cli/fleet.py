@@ -1,0 +1,165 @@
+"""The options every fleet command shares (``--nats`` credentials and TLS, retention), and their errors.
+
+Not a command itself: ``agent``, ``collect``, ``watch``, ``record`` and ``ui`` use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import ssl
+from typing import Final
+
+from ecaptureq.cli.errors import EXIT_AUTH, EXIT_CONNECTION, EXIT_FORBIDDEN, EXIT_USAGE, CliError
+from ecaptureq.fleet import (
+    FleetError,
+    NatsAuthError,
+    NatsOptions,
+    NatsPermissionError,
+    NatsUnavailable,
+    Retention,
+)
+from ecaptureq.fleet.subjects import (
+    DEFAULT_MAX_AGE,
+    DEFAULT_MAX_BYTES,
+    parse_duration,
+    parse_since,
+    parse_size,
+)
+
+PASSWORD_ENV: Final = "ECAPTUREQ_NATS_PASSWORD"
+"""The NATS password when ``--nats-password`` is not given (``ps`` does not show the environment)."""
+TOKEN_ENV: Final = "ECAPTUREQ_NATS_TOKEN"
+"""The NATS token when ``--nats-token`` is not given."""
+
+NATS_EXIT_CODES: Final = """\
+  3  cannot reach NATS (or it has no JetStream)
+  9  NATS refused the credentials
+  10 the credentials may not do this (an agent's publish-only credentials cannot read)"""
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_nats_options(parser: argparse.ArgumentParser, *, url: bool = True) -> None:
+    """``--nats URL`` (unless the command takes the URL itself) and the NATS credential and TLS options."""
+    group = parser.add_argument_group("NATS connection")
+    if url:
+        group.add_argument(
+            "--nats",
+            metavar="URL",
+            required=True,
+            action="append",
+            help="the NATS server: nats://HOST:4222 or tls://HOST:4222 (repeat for a cluster; "
+            "nats://USER:PASSWORD@HOST:4222 works too)",
+        )
+    group.add_argument("--creds", metavar="FILE", help="a NATS .creds file (JWT and NKey seed, from nsc)")
+    group.add_argument("--nkey", metavar="FILE", help="an NKey seed file")
+    group.add_argument("--nats-user", metavar="USER", help="user name (with the password)")
+    group.add_argument(
+        "--nats-password",
+        metavar="PASSWORD",
+        help=f"password (default ${PASSWORD_ENV}, which ps does not show)",
+    )
+    group.add_argument("--nats-token", metavar="TOKEN", help=f"token authentication (default ${TOKEN_ENV})")
+    group.add_argument("--nats-ca", metavar="FILE", help="trust this CA for the server's TLS certificate")
+    group.add_argument("--nats-cert", metavar="FILE", help="client certificate for TLS (mutual TLS)")
+    group.add_argument("--nats-key", metavar="FILE", help="the client certificate's key")
+
+
+def add_retention_options(parser: argparse.ArgumentParser) -> None:
+    """``--max-age`` and ``--max-bytes``: the stream's retention when the command creates it."""
+    group = parser.add_argument_group("stream retention (when the stream is created; changed if given)")
+    group.add_argument(
+        "--max-age",
+        type=_duration,
+        metavar="AGE",
+        help=f"keep messages this long: seconds, or 30m, 24h, 7d (default {DEFAULT_MAX_AGE / 86400:g}d)",
+    )
+    group.add_argument(
+        "--max-bytes",
+        type=_size,
+        metavar="SIZE",
+        help=f"keep at most this much, oldest dropped first: bytes, or 512M, 10G (default "
+        f"{DEFAULT_MAX_BYTES // 1024**3}G)",
+    )
+
+
+def retention_from_args(args: argparse.Namespace) -> Retention:
+    """The :class:`Retention` the options ask for."""
+    return Retention(max_age=args.max_age, max_bytes=args.max_bytes)
+
+
+def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.nats_ca is None and args.nats_cert is None:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=args.nats_ca)
+        if args.nats_cert is not None:
+            ctx.load_cert_chain(args.nats_cert, args.nats_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise CliError(f"--nats-ca/--nats-cert: cannot load ({exc})", EXIT_USAGE) from None
+    return ctx
+
+
+def nats_options_from_args(
+    args: argparse.Namespace, servers: list[str], *, name: str, inbox_prefix: str = "_INBOX"
+) -> NatsOptions:
+    """The :class:`NatsOptions` of the parsed options.
+
+    Raises:
+        CliError: a bad URL or an unreadable TLS file (exit 2).
+    """
+    for url in servers:
+        if not url.strip().lower().startswith(("nats://", "tls://")):
+            raise CliError(f"{url!r}: expected a NATS URL such as nats://127.0.0.1:4222", EXIT_USAGE)
+    password = args.nats_password if args.nats_password is not None else os.environ.get(PASSWORD_ENV)
+    token = args.nats_token if args.nats_token is not None else os.environ.get(TOKEN_ENV)
+    return NatsOptions(
+        servers=servers,
+        creds=args.creds,
+        nkey=args.nkey,
+        user=args.nats_user,
+        password=password if args.nats_user else None,
+        token=token or None,
+        tls=_tls(args),
+        name=name,
+        inbox_prefix=inbox_prefix,
+    )
+
+
+def since_from_args(text: str | None) -> datetime.datetime | None:
+    """``--since`` parsed (``None`` when not given).
+
+    Raises:
+        CliError: not a time or an age (exit 2).
+    """
+    if text is None:
+        return None
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+
+
+def fleet_error(exc: FleetError) -> CliError:
+    """The CLI error (message and exit code) for a fleet error."""
+    if isinstance(exc, NatsAuthError):
+        return CliError(str(exc), EXIT_AUTH)
+    if isinstance(exc, NatsPermissionError):
+        return CliError(str(exc), EXIT_FORBIDDEN)
+    if isinstance(exc, NatsUnavailable):
+        return CliError(str(exc), EXIT_CONNECTION)
+    return CliError(str(exc), EXIT_CONNECTION)

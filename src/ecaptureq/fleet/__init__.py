@@ -1,0 +1,52 @@
+"""Fleet collection on NATS JetStream: node agents publish, collectors and readers consume.
+
+Agents (:class:`Agent`) publish each ``LogEntry`` unchanged to ``ecaptureq.<node>.<kind>`` through a
+bounded durable :class:`Spool`; the collector (:class:`Collector`) is a durable consumer that writes into
+the capture database and acknowledges after the commit; :class:`FleetReader` also serves ``watch``,
+``record`` and ``ui`` with ``nats://`` URLs. The wire layout is in :mod:`ecaptureq.fleet.subjects`.
+"""
+
+from ecaptureq.fleet.agent import Agent, AgentStats
+from ecaptureq.fleet.collector import Collector, CollectorStats, NodeStatus
+from ecaptureq.fleet.connection import (
+    Connection,
+    FleetError,
+    NatsAuthError,
+    NatsOptions,
+    NatsPermissionError,
+    NatsUnavailable,
+    connect,
+    is_nats_url,
+)
+from ecaptureq.fleet.reader import FleetMessage, FleetReader
+from ecaptureq.fleet.spool import Spool, SpoolError, SpoolStats
+from ecaptureq.fleet.stream import Retention, ensure_stream
+from ecaptureq.fleet.subjects import STREAM, BadNodeName, check_node, default_node, parse_since
+
+__all__ = [
+    "STREAM",
+    "Agent",
+    "AgentStats",
+    "BadNodeName",
+    "Collector",
+    "CollectorStats",
+    "Connection",
+    "FleetError",
+    "FleetMessage",
+    "FleetReader",
+    "NatsAuthError",
+    "NatsOptions",
+    "NatsPermissionError",
+    "NatsUnavailable",
+    "NodeStatus",
+    "Retention",
+    "Spool",
+    "SpoolError",
+    "SpoolStats",
+    "check_node",
+    "connect",
+    "default_node",
+    "ensure_stream",
+    "is_nats_url",
+    "parse_since",
+]

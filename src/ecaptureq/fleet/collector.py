@@ -1,0 +1,177 @@
+"""The collector: a fleet reader whose sink is the capture database.
+
+Each batch of delivered messages is added to the :class:`~ecaptureq.store.CaptureStore` with its node and
+its stream sequence as the message key, committed, and only then acknowledged. A collector killed between
+the commit and the acknowledgements gets those messages again when it restarts; the ``delivered`` keys
+committed with them tell it that they are stored already, so nothing is lost and nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from ecaptureq.fleet.reader import MAX_ACK_PENDING, FleetMessage, FleetReader
+from ecaptureq.protocol import DecodeError, Event, Heartbeat
+from ecaptureq.store.sql import PacketFilter
+from ecaptureq.store.writer import CaptureStore
+
+DELIVERED_MARGIN = 1_000_000
+"""Keys of acknowledged messages kept below the consumer's ack floor (about 16 MB): a server that lost
+some of its consumer state in a crash may deliver again what was acknowledged just before."""
+
+
+@dataclass
+class NodeStatus:
+    """What the collector knows of one node."""
+
+    events: int = 0
+    logs: int = 0
+    last_seen: float = 0.0  # time.time() of its last message, heartbeats included
+    source: str | None = None
+
+
+@dataclass
+class CollectorStats:
+    """What a collector has stored."""
+
+    stored: int = 0
+    duplicates: int = 0  # redeliveries already in the database
+    commits: int = 0
+    nodes: dict[str, NodeStatus] = field(default_factory=dict)
+
+
+class Collector:
+    """Consume ``reader`` into ``store`` until cancelled; commit at least every ``flush_interval`` s.
+
+    With a durable reader each message's stream sequence is kept (``delivered``) in the transaction that
+    stores it, and acknowledged after the commit. ``event_filter`` keeps only the events it matches
+    (``record --filter``); ``on_commit`` runs after each commit.
+    """
+
+    def __init__(
+        self,
+        reader: FleetReader,
+        store: CaptureStore,
+        *,
+        flush_interval: float = 0.5,
+        event_filter: PacketFilter | None = None,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.reader = reader
+        self.event_filter = event_filter
+        self._received_events = 0
+        self.store = store
+        self.flush_interval = flush_interval
+        self.stats = CollectorStats()
+        self._on_commit = on_commit
+        self._exactly_once = reader.durable is not None
+        self._high = store.delivered_high() if self._exactly_once else 0
+        self._started = time.monotonic()
+
+    @property
+    def url(self) -> str:
+        """The NATS servers, as shown to a person."""
+        return self.reader.options.display
+
+    def _keep(self, fm: FleetMessage) -> None:
+        status = self.stats.nodes.get(fm.node)
+        if status is None:
+            status = self.stats.nodes[fm.node] = NodeStatus()
+        status.last_seen = time.time()
+        status.source = fm.source or status.source
+        message = fm.message
+        if isinstance(message, DecodeError | Heartbeat):
+            return
+        if isinstance(message, Event) and self.event_filter is not None:
+            self._received_events += 1
+            if not self.event_filter.matches(message, self._received_events):
+                return
+        key = fm.stream_seq if self._exactly_once else None
+        if key is not None:
+            # New messages come in stream order, above every key kept: only one at or below the highest
+            # can be a redelivery (after a restart of the collector, or of the server, which may deliver
+            # again what it had delivered without counting it as a redelivery).
+            if key <= self._high and self.store.delivered(key):
+                self.stats.duplicates += 1
+                return
+            self._high = max(self._high, key)
+        self.store.add(message, node=fm.node, key=key)
+        self.stats.stored += 1
+        if isinstance(message, Event):
+            status.events += 1
+        else:
+            status.logs += 1
+
+    async def _commit(self, to_ack: list[Msg]) -> None:
+        self.store.flush()
+        self.stats.commits += 1
+        for msg in to_ack:
+            with contextlib.suppress(Exception):  # an ack lost is a redelivery, recognised later
+                await msg.ack()
+        to_ack.clear()
+        if self._on_commit is not None:
+            self._on_commit()
+
+    async def run(self) -> None:
+        """Fetch, store, commit, acknowledge, until cancelled.
+
+        Raises:
+            StoreError: the database cannot be written (nothing uncommitted was acknowledged).
+            FleetError: the reader could not open its consumer.
+        """
+        to_ack: list[Msg] = []
+        last_commit = time.monotonic()
+        last_prune = time.monotonic()
+        try:
+            async for batch in self.reader.batches(idle=self.flush_interval):
+                for fm, msg in batch:
+                    if fm is not None:
+                        self._keep(fm)
+                    to_ack.append(msg)
+                now = time.monotonic()
+                # commit on time, when the stream goes quiet, and before the server's bound on messages in
+                # flight (they are acknowledged only after the commit) holds delivery back
+                full = len(to_ack) >= MAX_ACK_PENDING // 2
+                if to_ack and (full or now - last_commit >= self.flush_interval or not batch):
+                    await self._commit(to_ack)
+                    last_commit = now
+                if self._exactly_once and now - last_prune >= 30:
+                    last_prune = now
+                    floor = await self.reader.ack_floor()
+                    if floor and floor > DELIVERED_MARGIN:
+                        self.store.forget_delivered(floor - DELIVERED_MARGIN)
+        finally:
+            if to_ack:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._commit(to_ack))
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters as JSON (the web UI's ``/api/status``)."""
+        s, st = self.stats, self.store.stats
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        return {
+            "connected": self.reader.conn is not None and self.reader.conn.nc.is_connected,
+            "status": f"reading {self.reader.filter} on {self.url}",
+            "events": st.packets,
+            "events_per_s": round(st.packets / elapsed, 1),
+            "exchanges": st.exchanges,
+            "bytes": st.payload_bytes,
+            "run_logs": st.logs,
+            "heartbeats": 0,
+            "frames": self.reader.stats.received,
+            "malformed": self.reader.stats.malformed,
+            "reconnects": 0,
+            "disconnections": 0,
+            "duplicates": s.duplicates,
+            "nodes": {
+                name: {"events": n.events, "logs": n.logs, "last_seen": n.last_seen, "source": n.source}
+                for name, n in sorted(s.nodes.items())
+            },
+        }

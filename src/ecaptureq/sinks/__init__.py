@@ -1,0 +1,1 @@
+"""Sinks that take captured events (or decoded flows) to other tools' formats, such as pcapng."""

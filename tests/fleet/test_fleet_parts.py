@@ -1,0 +1,261 @@
+"""The fleet's parts on their own: subjects and options, the spool (real SQLite files), the node column
+added to an existing database, and a reader's view (watch, record, ui) of a real stream."""
+
+# ruff: noqa: F401, F811  (the nats_server fixture imported from fleet_support is then named as a parameter)
+
+from __future__ import annotations
+
+import datetime
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from fleet_support import CLI, NatsServer, db_rows, nats_server, reap_processes, start_cli, wait_for
+
+from ecaptureq.fleet import Spool, check_node, parse_since
+from ecaptureq.fleet.subjects import (
+    BadNodeName,
+    filter_subject,
+    node_matches,
+    parse_duration,
+    parse_size,
+    parse_subject,
+    subject,
+)
+from ecaptureq.protocol import Event, RunLog
+from ecaptureq.store import CaptureStore
+from ecaptureq.store.schema import NODE_TABLES
+
+
+def test_subjects_and_node_names() -> None:
+    assert subject("web-1", "event") == "ecaptureq.web-1.event"
+    parsed = parse_subject("ecaptureq.web-1.log")
+    assert parsed is not None and (parsed.node, parsed.kind) == ("web-1", "log")
+    assert parse_subject("ecaptureq.web-1.other") is None and parse_subject("other.web-1.event") is None
+    for bad in ("a.b", "a*", "a>", "", "a b", "x" * 129):
+        with pytest.raises(BadNodeName):
+            check_node(bad)
+    assert filter_subject("web-1") == "ecaptureq.web-1.>"
+    assert filter_subject("web-*") == filter_subject(None) == "ecaptureq.>"
+    assert node_matches("web-12", "web-*") and not node_matches("db-1", "web-*") and node_matches("x", None)
+
+
+def test_since_sizes_and_durations() -> None:
+    now = datetime.datetime(2026, 1, 2, 12, 0, tzinfo=datetime.UTC)
+    assert parse_since("15m", now) == now - datetime.timedelta(minutes=15)
+    assert parse_since("2026-01-02T10:00:00Z") == datetime.datetime(2026, 1, 2, 10, tzinfo=datetime.UTC)
+    assert parse_since("2026-01-02T10:00:00") == datetime.datetime(2026, 1, 2, 10, tzinfo=datetime.UTC)
+    with pytest.raises(ValueError, match="expected a time"):
+        parse_since("yesterday")
+    assert parse_size("256M") == 256 * 1024**2 and parse_size("1024") == 1024 and parse_size("1.5k") == 1536
+    assert parse_duration("7d") == 7 * 86400 and parse_duration("90") == 90
+    for bad in ("0", "-1", "lots"):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_spool_bound_overflow_and_restart(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    spool = Spool(path, max_bytes=1000)
+    assert all(spool.put("event", bytes([i]) * 100) for i in range(10))
+    assert not spool.put("event", b"x") and not spool.put("log", b"y" * 50)
+    assert (spool.stats.overflowed, spool.stats.overflowed_bytes) == (2, 51)
+    assert spool.commit() == 10
+    first = spool.read(4)
+    assert [m.seq for m in first] == [1, 2, 3, 4] and first[0].body == b"\0" * 100
+    spool.remove(first)
+    assert spool.put("log", b"z" * 300)  # room again
+    agent_id = spool.agent_id
+    spool.close()  # commits what was put
+    again = Spool(path, max_bytes=1000)
+    assert again.agent_id == agent_id
+    assert (again.stats.queued, again.stats.queued_bytes) == (7, 900)
+    left = again.read(100)
+    assert [m.seq for m in left] == [5, 6, 7, 8, 9, 10, 11] and left[-1].kind == "log"
+    again.close()
+
+
+def test_spool_refuses_a_file_that_is_not_one(tmp_path: Path) -> None:
+    from ecaptureq.fleet import SpoolError
+
+    bad = tmp_path / "not-a-spool.db"
+    bad.write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(SpoolError, match=r"not-a-spool\.db"):
+        Spool(bad)
+
+
+def test_node_column_is_added_to_an_existing_database(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    store = CaptureStore(db)
+    store.add(
+        Event(
+            timestamp=1, uuid="1_1_curl_3_1", pid=1, pname="curl", type=1, payload=b"GET / HTTP/1.1\r\n\r\n"
+        )
+    )
+    store.add(RunLog("old line"))
+    store.close()
+    conn = sqlite3.connect(db)  # make it a database written before the node column
+    conn.execute("DROP INDEX IF EXISTS exchanges_node")
+    for table in NODE_TABLES:
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN node")
+    conn.commit()
+    conn.close()
+    store = CaptureStore(db)
+    store.add(
+        Event(timestamp=2, uuid="1_1_curl_3_1", pid=1, pname="curl", type=0, payload=b"x"), node="web-1"
+    )
+    store.close()
+    rows = db_rows(db, 'SELECT "index", pname, node FROM packets ORDER BY "index"')
+    assert rows == [(1, "curl", None), (2, "curl", "web-1")]
+    assert db_rows(db, "SELECT line, node FROM run_logs") == [("old line", None)]
+    for table in NODE_TABLES:
+        assert "node" in {r[1] for r in db_rows(db, f"PRAGMA table_info({table})")}
+
+
+def test_readers_watch_record_and_ui(nats_server: NatsServer, tmp_path: Path) -> None:
+    """watch, record and ui --db on a fleet: node filter, node column, --since replays what is kept."""
+    fleet_db = tmp_path / "fleet.db"
+    collector = start_cli(tmp_path, "collect", "collect", "--nats", nats_server.url("collector"), "--db",
+                          str(fleet_db), "--flush-interval", "0.2")  # fmt: skip
+    for node in ("node-1", "node-2"):
+        agent = start_cli(tmp_path, f"agent-{node}", "agent", "--nats", nats_server.url(node), "--node", node,
+                          "--spool", str(tmp_path / f"{node}.db"), "--demo", "--count", "30",
+                          "--interval", "0")  # fmt: skip
+        assert agent.proc.wait(60) == 0, agent.text()
+    wait_for("60 events collected", lambda: db_rows(fleet_db, "SELECT count(*) FROM packets") == [(60,)], 30,
+             on_fail=collector.text)  # fmt: skip
+    assert collector.terminate() == 0
+
+    # watch --since replays from the stream, --node keeps one node, each record says its node
+    watched = subprocess.run(
+        [*CLI, "watch", nats_server.url("reader"), "--since", "1h", "--node", "node-2", "--json",
+         "--count", "30", "--timeout", "20"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert watched.returncode == 0, watched.stderr
+    records = [json.loads(line) for line in watched.stdout.splitlines()]
+    events = [r for r in records if r["kind"] == "event"]
+    assert len(events) == 30 and {r["node"] for r in records} == {"node-2"}
+    text = subprocess.run(
+        [*CLI, "watch", nats_server.url("reader"), "--since", "1h", "--node", "node-*", "--count", "60",
+         "--timeout", "20", "--no-decode"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert text.returncode == 0, text.stderr
+    assert "[node-1] --- event" in text.stdout and "[node-2] --- event" in text.stdout
+
+    # record nats:// writes the node column, with its glob
+    rec_db = tmp_path / "rec.db"
+    recorder = start_cli(tmp_path, "record", "record", nats_server.url("reader"), "--db", str(rec_db),
+                         "--since", "1h", "--node", "node-1", "--flush-interval", "0.2")  # fmt: skip
+    wait_for("30 events recorded", lambda: db_rows(rec_db, "SELECT count(*) FROM packets") == [(30,)], 30,
+             on_fail=recorder.text)  # fmt: skip
+    assert recorder.terminate() == 0, recorder.text()
+    assert db_rows(rec_db, "SELECT DISTINCT node FROM packets") == [("node-1",)]
+
+    # ui --db on the collected database: the nodes, and a node in each exchange row
+    ui = start_cli(tmp_path, "ui", "ui", "--db", str(fleet_db), "--listen", "http://127.0.0.1:0/")
+    try:
+        wait_for("the UI's URL", lambda: "open http://" in ui.text(), 20, on_fail=ui.text)
+        url = ui.text().split("open ", 1)[1].split()[0]
+        status = httpx.get(url + "api/status", timeout=10).json()
+        assert status["totals"]["nodes"] == ["node-1", "node-2"]
+        body = httpx.get(url + "api/exchanges", params={"filter": "node = 'node-2'"}, timeout=10).json()
+        node_col = body["columns"].index("node")
+        assert body["rows"] and {r[node_col] for r in body["rows"]} == {"node-2"}
+    finally:
+        ui.terminate()
+
+    # ui --nats records the fleet live into its own database and shows the node column
+    live_db = tmp_path / "live.db"
+    ui = start_cli(tmp_path, "ui-nats", "ui", "--nats", nats_server.url("reader"), "--since", "1h",
+                   "--node", "node-1", "--db", str(live_db), "--listen", "http://127.0.0.1:0/",
+                   "--flush-interval", "0.2")  # fmt: skip
+    try:
+        wait_for("the UI's URL", lambda: "open http://" in ui.text(), 20, on_fail=ui.text)
+        url = ui.text().split("open ", 1)[1].split()[0]
+
+        def shown() -> bool:
+            status = httpx.get(url + "api/status", timeout=10).json()
+            return bool(status["live"]["events"] == 30 and status["totals"]["nodes"] == ["node-1"])
+
+        wait_for("node-1's events and exchanges", shown, 20, on_fail=ui.text)
+        status = httpx.get(url + "api/status", timeout=10).json()
+        assert list(status["live"]["nodes"]) == ["node-1"]
+    finally:
+        assert ui.terminate() == 0, ui.text()
+    assert db_rows(live_db, "SELECT DISTINCT node FROM packets") == [("node-1",)]
+
+
+def test_spool_overflow_is_counted_and_reported_in_the_stream(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """NATS away and a tiny spool: the agent drops what does not fit, says so on stderr, and once NATS is
+    back puts a warning into the stream, where the collector stores it with the node."""
+    db = tmp_path / "fleet.db"
+    collector = start_cli(tmp_path, "collect", "collect", "--nats", nats_server.url("collector"),
+                          "--db", str(db), "--flush-interval", "0.2")  # fmt: skip
+    wait_for("the collector to start", lambda: "durable" in collector.text(), 20, on_fail=collector.text)
+    nats_server.stop()
+    agent = start_cli(tmp_path, "agent", "agent", "--nats", nats_server.url("node-1"), "--node", "node-1",
+                      "--spool", str(tmp_path / "spool.db"), "--spool-size", "4K", "--demo", "--count", "300",
+                      "--interval", "0", "--drain-timeout", "60")  # fmt: skip
+    wait_for(
+        "the overflow warning", lambda: "spool full (4096 bytes)" in agent.text(), 30, on_fail=agent.text
+    )
+    nats_server.start()
+    assert agent.proc.wait(60) == 0, agent.text()
+    summary = agent.text().strip().splitlines()[-1]
+    dropped = int(summary.split(" still spooled, ")[1].split()[0])
+    assert 0 < dropped < 300, summary
+    warning = f"ecaptureq agent: spool overflowed: {dropped} messages"
+
+    def stored() -> bool:
+        return any(
+            warning in str(r[0]) for r in db_rows(db, "SELECT line FROM run_logs WHERE node = 'node-1'")
+        )
+
+    wait_for("the warning in the database", stored, 30, on_fail=collector.text)
+    assert collector.terminate() == 0
+    # what fitted arrived: the demo's 4 banner lines and 300 events, less what was dropped
+    events = db_rows(db, "SELECT count(*) FROM packets WHERE node = 'node-1'")[0][0]
+    logs = db_rows(db, "SELECT count(*) FROM run_logs WHERE node = 'node-1'")[0][0]
+    assert events + logs - 1 == 304 - dropped  # type: ignore[operator]
+
+
+def test_collector_skips_hostile_messages(nats_server: NatsServer, tmp_path: Path) -> None:
+    """Bodies that are not a LogEntry, and subjects that are not ours, are counted and skipped; the
+    collector keeps collecting."""
+    import asyncio
+
+    import nats
+
+    from ecaptureq.protocol import encode
+
+    db = tmp_path / "fleet.db"
+    collector = start_cli(tmp_path, "collect", "collect", "--nats", nats_server.url("collector"),
+                          "--db", str(db), "--flush-interval", "0.2")  # fmt: skip
+    wait_for("the collector to start", lambda: "durable" in collector.text(), 20, on_fail=collector.text)
+    good = Event(
+        timestamp=1, uuid="1_1_curl_3_1", pid=1, pname="curl", type=1, payload=b"GET / HTTP/1.1\r\n\r\n"
+    )
+
+    async def publish() -> None:
+        nc = await nats.connect(nats_server.url("node-1"), inbox_prefix="_INBOX_node-1")
+        js = nc.jetstream()
+        for i, (kind, body) in enumerate([("event", b"\xff\x00garbage"), ("event", b""), ("log", b"\x08\x07"),
+                                          ("bogus", b"x"), ("event", encode(good))]):  # fmt: skip
+            await js.publish(f"ecaptureq.node-1.{kind}", body, headers={"Nats-Msg-Id": f"hostile-{i}"})
+        await nc.close()
+
+    asyncio.run(publish())
+    wait_for("the good event", lambda: db_rows(db, "SELECT count(*) FROM packets") == [(1,)], 20,
+             on_fail=collector.text)  # fmt: skip
+    assert collector.terminate() == 0
+    assert "3 malformed and 1 foreign messages skipped" in collector.text(), collector.text()
+    assert "Traceback" not in collector.text()
