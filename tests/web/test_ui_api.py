@@ -13,6 +13,8 @@ import pytest
 from conftest import run_cli, start_serve, stop_serve
 from ui_support import Ui, make_database, make_demo_database, start_ui, stop_ui
 
+from ecaptureq.decode.render import hexdump
+from ecaptureq.decode.timestamps import detect_timestamp
 from ecaptureq.store.export import har_entry
 from ecaptureq.web.curl import curl_command
 from ecaptureq.web.queries import body_view
@@ -110,6 +112,31 @@ def test_packet_detail(ui: Ui) -> None:
     first = httpx.get(f"{ui.base}/api/packet/1").json()
     assert first["index"] == 1 and first["payload"]["size"] == first["length"]
     assert httpx.get(f"{ui.base}/api/packet/99999").status_code == 404
+
+
+def test_times_are_worded_by_the_server(ui: Ui, db: Path) -> None:
+    # The browser does not guess units: every event time comes worded as detect_timestamp words it, and
+    # integers a double would round (nanoseconds) come as exact decimal text.
+    with sqlite3.connect(db) as conn:
+        started = dict(conn.execute("SELECT id, started_ns FROM exchanges").fetchall())
+        index, raw, payload = conn.execute(
+            'SELECT "index", timestamp, payload_binary FROM packets WHERE is_binary = 1 LIMIT 1'
+        ).fetchone()
+    assert raw > 2**53
+    rows = httpx.get(f"{ui.base}/api/exchanges").json()["rows"]
+    assert {r[0]: r[1] for r in rows} == {i: detect_timestamp(ns).isoformat() for i, ns in started.items()}
+
+    query = f'SELECT "index", timestamp, 83000000000 AS received_ns FROM packets WHERE "index" = {index}'
+    body = httpx.get(f"{ui.base}/api/packets", params={"sql": query}).json()
+    assert body["rows"] == [[index, str(raw), 83_000_000_000]]
+    assert body["times"] == {"1": [detect_timestamp(raw).isoformat()], "2": ["+83.000000s since boot"]}
+
+    detail = httpx.get(f"{ui.base}/api/packet/{index}").json()
+    assert detail["timestamp"] == str(raw) and detail["time_unit"] == "ns"
+    assert detail["time"] == detect_timestamp(raw).isoformat()
+    assert detail["payload"]["kind"] == "hex"
+    assert detail["payload"]["hex"] == hexdump(payload)
+    assert detail["payload"]["text"] == payload.decode("utf-8", "replace")
 
 
 def test_exchange_detail_json_pretty_and_hex(ui_bulk: Ui) -> None:

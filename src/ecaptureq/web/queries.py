@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from ecaptureq.decode.bodies import JSON_PARSE_LIMIT
 from ecaptureq.decode.render import hexdump
+from ecaptureq.decode.timestamps import detect_timestamp
 from ecaptureq.store import QUERY_SECONDS, SqlError, open_readonly, quote_index, run_query
 from ecaptureq.store.export import STORED_SELECT, har_entry, load_exchange
 from ecaptureq.store.sql import sql_error
@@ -29,6 +30,9 @@ RESULT_BYTES: Final = 8 * 1024 * 1024
 
 BODY_SHOWN: Final = 256 * 1024
 """Characters of a text body, or bytes of a binary one, that a detail carries (the rest is marked)."""
+
+JS_SAFE_INT: Final = 2**53 - 1
+"""Integers beyond this lose digits in a browser (a double): cells send them as decimal text instead."""
 
 CELL_SHOWN: Final = 300
 """Characters of one cell in the packets view (payloads are long; the detail shows them whole)."""
@@ -50,12 +54,35 @@ EXCHANGE_COLUMNS: Final = (
     "complete",
     "node",
 )
-"""The columns of one exchange row sent to the browser, in order (rows are arrays, to stay small)."""
+"""The columns of one exchange row sent to the browser, in order (rows are arrays, to stay small).
+
+``time`` is sent as :func:`time_text` of ``started_ns`` (the browser does not guess units)."""
+
+TIME_COLUMNS: Final = frozenset({"timestamp", "started_ns", "ended_ns", "received_ns"})
+"""Columns of the packets view whose integers are event times: the answer adds them as :func:`time_text`."""
+
+_TIME_AT: Final = EXCHANGE_COLUMNS.index("time")
 
 _EXCHANGE_SELECT = (
     "SELECT id, started_ns, pname, pid, src_ip || ':' || src_port, dst_ip || ':' || dst_port, method, host,"
     " path, status, response_size, latency, protocol, complete, {node} FROM exchanges"
 )
+
+
+def time_text(raw: Any) -> str | None:
+    """An event time for people: its unit detected as everywhere else (UTC ISO 8601, or since boot)."""
+    if isinstance(raw, str) and raw.lstrip("-").isdigit():
+        raw = int(raw)  # a cell already made exact text (see JS_SAFE_INT)
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        return None
+    return detect_timestamp(raw).isoformat()
+
+
+def _with_time(rows: list[list[Any]]) -> list[list[Any]]:
+    for row in rows:
+        if len(row) > _TIME_AT:
+            row[_TIME_AT] = time_text(row[_TIME_AT])
+    return rows
 
 
 def _has_node(conn: sqlite3.Connection) -> bool:
@@ -127,7 +154,7 @@ def exchange_rows(
     """
     sql = f"{_exchange_select(conn)} WHERE id > ?{exchanges_where(condition)} ORDER BY id LIMIT ?"
     try:
-        return _bounded(conn.execute(sql, (after_id, limit)))
+        return _with_time(_bounded(conn.execute(sql, (after_id, limit))))
     except sqlite3.Error as exc:
         raise _sql_error(exc, condition or "") from None
 
@@ -156,7 +183,7 @@ def exchange_rows_by_id(
     marks = ", ".join("?" * len(wanted))
     sql = f"{_exchange_select(conn)} WHERE id IN ({marks}){exchanges_where(condition)} ORDER BY id"
     try:
-        return _bounded(conn.execute(sql, wanted))
+        return _with_time(_bounded(conn.execute(sql, wanted)))
     except sqlite3.Error as exc:
         raise _sql_error(exc, condition or "") from None
 
@@ -172,6 +199,8 @@ def _cell(value: Any) -> Any:
         return f"x'{shown}{'…' if len(value) > CELL_SHOWN // 2 else ''}'"
     if isinstance(value, str) and len(value) > CELL_SHOWN:
         return value[:CELL_SHOWN] + "…"
+    if isinstance(value, int) and abs(value) > JS_SAFE_INT:
+        return str(value)  # nanosecond times: exact, not rounded to a double
     if isinstance(value, float) and not math.isfinite(value):
         return None  # 1e999 is infinite in SQLite; JSON has no such number
     return value
@@ -180,8 +209,9 @@ def _cell(value: Any) -> Any:
 def packet_rows(conn: sqlite3.Connection, text: str, limit: int = 5000) -> dict[str, Any]:
     """The GUI's packets query (condition on ``packets`` or a full ``SELECT``), at most ``limit`` rows.
 
-    Returns ``{"columns": [...], "rows": [[...]], "truncated": bool}``; blobs become ``x'hex'`` and long
-    text is cut to :data:`CELL_SHOWN` characters.
+    Returns ``{"columns": [...], "rows": [[...]], "truncated": bool, "times": {...}}``; blobs become
+    ``x'hex'``, long text is cut to :data:`CELL_SHOWN` characters, and ``times`` maps the position of each
+    column of :data:`TIME_COLUMNS` to its cells as :func:`time_text`.
 
     Raises:
         SqlError: SQLite refused the query (its message is kept), or it took too long.
@@ -192,13 +222,22 @@ def packet_rows(conn: sqlite3.Connection, text: str, limit: int = 5000) -> dict[
         size = 0
         for row in rows:
             if len(out) == limit or size > RESULT_BYTES:
-                return {"columns": columns, "rows": out, "truncated": True}
+                return _packet_answer(columns, out, truncated=True)
             cells = _cells(row)
             size += sum(len(c) if isinstance(c, str) else 8 for c in cells)
             out.append(cells)
     except sqlite3.Error as exc:  # run_query maps most errors; an interrupt can escape mid-iteration
         raise _sql_error(exc, text) from None
-    return {"columns": columns, "rows": out, "truncated": False}
+    return _packet_answer(columns, out, truncated=False)
+
+
+def _packet_answer(columns: list[str], rows: list[list[Any]], *, truncated: bool) -> dict[str, Any]:
+    times = {
+        str(i): [time_text(row[i]) for row in rows]
+        for i, name in enumerate(columns)
+        if name.lower() in TIME_COLUMNS
+    }
+    return {"columns": columns, "rows": rows, "truncated": truncated, "times": times}
 
 
 def body_view(message: dict[str, Any] | None) -> dict[str, Any]:
@@ -267,6 +306,7 @@ def exchange_detail(conn: sqlite3.Connection, exchange_id: int) -> dict[str, Any
         "src": f"{detail.get('src_ip') or ''}:{detail.get('src_port') or 0}",
         "dst": f"{detail.get('dst_ip') or ''}:{detail.get('dst_port') or 0}",
         "started_ns": detail.get("started_ns"),
+        "time": time_text(detail.get("started_ns")),
         "latency": detail.get("latency"),
         "url": url,
         "request": _message_view(detail.get("request")),
@@ -291,13 +331,18 @@ def packet_detail(conn: sqlite3.Connection, index: int) -> dict[str, Any] | None
     keys = ("index", "timestamp", "uuid", "src_ip", "src_port", "dst_ip", "dst_port", "pid", "pname")
     info = dict(zip(keys, row, strict=False))
     info.update(type=row[9], length=row[10])
+    stamp = detect_timestamp(row[1])
+    info.update(timestamp=_cell(row[1]), time=stamp.isoformat(), time_unit=stamp.unit.value)
     payload: bytes = row[12]
     shown = payload[:BODY_SHOWN]
-    if row[11]:
-        info["payload"] = {"kind": "hex", "text": hexdump(shown)}
-    else:
-        info["payload"] = {"kind": "text", "text": shown.decode("utf-8", "replace")}
-    info["payload"].update(size=len(payload), truncated=len(payload) > BODY_SHOWN)
+    # Both views of the bytes: the page starts on hex + ASCII for a binary payload, on text otherwise.
+    info["payload"] = {
+        "kind": "hex" if row[11] else "text",
+        "text": shown.decode("utf-8", "replace"),
+        "hex": hexdump(shown),
+        "size": len(payload),
+        "truncated": len(payload) > BODY_SHOWN,
+    }
     return info
 
 

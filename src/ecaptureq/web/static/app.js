@@ -52,13 +52,12 @@ async function getJSON(url) {
 
 // ---- formatting ---------------------------------------------------------------------------------
 
-function fmtTime(ns) {
-  if (ns === null || ns === undefined) return "";
-  if (ns > 1e17) {  // Unix-epoch nanoseconds
-    const d = new Date(ns / 1e6);
-    return d.toISOString().slice(11, 23);
-  }
-  return `+${(ns / 1e9).toFixed(3)} s`;  // nanoseconds since boot
+// Times come from the server already worded (ecaptureq detects each timestamp's unit, see
+// decode/timestamps.py): "2025-10-09T08:53:20.001000Z", or "+83.000000s since boot". The table shows the
+// time of day of the first; the cell's tooltip has it whole.
+function shortTime(text) {
+  if (text === null || text === undefined) return "";
+  return /^\d{4}-\d\d-\d\dT/.test(text) ? text.slice(11, 23) : text.replace(/ since boot$/, "");
 }
 
 function fmtSize(n) {
@@ -80,45 +79,99 @@ function fmtNumber(n) {
 // ---- the virtualised table ----------------------------------------------------------------------
 
 const OVERSCAN = 10;
+const MIN_COLUMN = 36;
 
 class VirtualTable {
-  // columns: [{title, width, get(row) -> text, cls(row) -> extra class, num: bool}]
+  // columns: [{title, min (px), grow (fr, optional), get(row) -> text, cls(row) -> extra class, num: bool,
+  //            full(row) -> tooltip, drop: n}]; a column dragged by its header's edge keeps the width it was
+  // given. When the table is narrower than its columns (a detail is open), those with a `drop` rank are
+  // left out, lowest first, before any other is cut or scrolled out of view.
   constructor(container, columns, onSelect) {
     this.container = container;
     this.rows = [];
     this.selected = -1;
     this.onSelect = onSelect;
     this.rowHeight = 24;
+    this.follow = false;       // stick to the newest row while the view is at the bottom
     this.head = el("div", "vhead");
     this.body = el("div", "vbody");
     this.empty = el("div", "empty", "No rows.");
     container.append(this.head, this.body, this.empty);
     this.pool = [];
+    this.widths = new Map();   // column title -> px, set by dragging
     this.setColumns(columns);
-    container.addEventListener("scroll", () => this.render());
-    window.addEventListener("resize", () => this.render());
+    container.addEventListener("scroll", () => { this.render(); if (this.onScroll) this.onScroll(); });
+    window.addEventListener("resize", () => this.layout());
     this.body.addEventListener("click", (e) => {
       const row = e.target.closest(".vrow");
       if (row) this.select(Number(row.dataset.index));
-    });
-    container.addEventListener("keydown", (e) => {
-      if (e.key !== "ArrowDown" && e.key !== "ArrowUp") return;
-      e.preventDefault();
-      const next = Math.max(0, Math.min(this.rows.length - 1, this.selected + (e.key === "ArrowDown" ? 1 : -1)));
-      this.select(next);
-      this.scrollIntoView(next);
     });
   }
 
   setColumns(columns) {
     this.columns = columns;
-    const template = columns.map((c) => c.width || "minmax(80px, 1fr)").join(" ");
-    this.template = template;
-    this.head.style.gridTemplateColumns = template;
-    this.head.replaceChildren(...columns.map((c) => el("div", c.num ? "num" : "", c.title)));
+    this.head.replaceChildren(...columns.map((c, i) => {
+      const cell = el("div", c.num ? "num" : "", c.title);
+      const grip = el("span", "grip");
+      grip.title = "drag to resize; double-click for the default width";
+      grip.addEventListener("pointerdown", (e) => this.dragColumn(e, i, cell, grip));
+      grip.addEventListener("dblclick", () => { this.widths.delete(c.title); this.layout(); });
+      cell.append(grip);
+      return cell;
+    }));
     for (const node of this.pool) node.remove();
     this.pool = [];
+    this.layout();
+  }
+
+  layout() {
+    // Fixed columns keep their width; growing ones share what is left, never below their minimum.
+    const least = (c) => this.widths.get(c.title) || c.min || 80;
+    const room = this.container.clientWidth || window.innerWidth;
+    this.shown = this.columns.map(() => true);
+    let total = this.columns.reduce((sum, c) => sum + least(c), 0);
+    const droppable = this.columns.map((c, i) => [c.drop, i]).filter(([d]) => d).sort((a, b) => a[0] - b[0]);
+    for (const [, i] of droppable) {
+      if (total <= room) break;
+      this.shown[i] = false;
+      total -= least(this.columns[i]);
+    }
+    const parts = [];
+    this.columns.forEach((c, i) => {
+      this.head.children[i].hidden = !this.shown[i];
+      if (!this.shown[i]) return;
+      const dragged = this.widths.get(c.title);
+      if (dragged) parts.push(`${dragged}px`);
+      else parts.push(c.grow ? `minmax(${c.min || 80}px, ${c.grow}fr)` : `${c.min || 80}px`);
+    });
+    this.template = parts.join(" ");
+    for (const node of [this.head, this.body]) node.style.minWidth = `${total}px`;
+    this.head.style.gridTemplateColumns = this.template;
+    for (const node of this.pool) node.style.gridTemplateColumns = this.template;
     this.render();
+  }
+
+  dragColumn(e, index, cell, grip) {
+    e.preventDefault();
+    e.stopPropagation();
+    const title = this.columns[index].title;
+    const startX = e.clientX;
+    const startWidth = cell.getBoundingClientRect().width;
+    grip.setPointerCapture(e.pointerId);
+    grip.classList.add("dragging");
+    const move = (ev) => {
+      this.widths.set(title, Math.max(MIN_COLUMN, Math.round(startWidth + ev.clientX - startX)));
+      this.layout();
+    };
+    const end = () => {
+      grip.classList.remove("dragging");
+      grip.removeEventListener("pointermove", move);
+      grip.removeEventListener("pointerup", end);
+      grip.removeEventListener("pointercancel", end);
+    };
+    grip.addEventListener("pointermove", move);
+    grip.addEventListener("pointerup", end);
+    grip.addEventListener("pointercancel", end);
   }
 
   setRows(rows) {
@@ -129,23 +182,49 @@ class VirtualTable {
   }
 
   select(index) {
-    if (index < 0 || index >= this.rows.length) return;
-    this.selected = index;
-    this.render();
+    if (!this.highlight(index)) return;
     this.onSelect(this.rows[index], index);
   }
 
+  highlight(index) {
+    // Mark a row as the selected one and bring it into view; false when there is no such row.
+    if (index < 0 || index >= this.rows.length) return false;
+    this.selected = index;
+    this.scrollIntoView(index);
+    this.render();
+    return true;
+  }
+
+  move(delta) {
+    // The keyboard: one row, a page (delta = ±Infinity: first or last); from nothing, the first row.
+    if (!this.rows.length) return false;
+    const page = Math.max(1, Math.floor(this.container.clientHeight / this.rowHeight) - 2);
+    const step = delta === "page+" ? page : delta === "page-" ? -page : delta;
+    const from = this.selected < 0 ? (step > 0 ? -1 : this.rows.length) : this.selected;
+    return this.highlight(Math.max(0, Math.min(this.rows.length - 1, from + step)));
+  }
+
   scrollIntoView(index) {
-    const top = index * this.rowHeight;
+    const top = index * this.rowHeight;  // within the body, which starts below the sticky header
     const view = this.container.clientHeight - this.rowHeight;
     if (top < this.container.scrollTop) this.container.scrollTop = top;
-    else if (top > this.container.scrollTop + view - this.rowHeight) this.container.scrollTop = top - view + this.rowHeight;
+    else if (top + this.rowHeight > this.container.scrollTop + view) this.container.scrollTop = top + this.rowHeight - view;
+  }
+
+  atBottom() {
+    const c = this.container;
+    return c.scrollTop + c.clientHeight >= c.scrollHeight - this.rowHeight;
+  }
+
+  toBottom() {
+    this.container.scrollTop = this.container.scrollHeight;
+    this.render();
   }
 
   render() {
     const total = this.rows.length;
     this.body.style.height = `${total * this.rowHeight}px`;
-    this.empty.hidden = total > 0;
+    this.empty.hidden = total > 0 || this.hideEmpty === true;
     const scroll = Math.max(0, this.container.scrollTop);
     const height = this.container.clientHeight || 600;
     const first = Math.max(0, Math.floor(scroll / this.rowHeight) - OVERSCAN);
@@ -170,17 +249,96 @@ class VirtualTable {
       if (i === this.selected) cls += " selected";
       if (this.rowClass) cls += this.rowClass(row);
       node.className = cls;
+      if (i === this.selected) node.setAttribute("aria-selected", "true");
+      else node.removeAttribute("aria-selected");
       const cells = node.children;
       for (let c = 0; c < this.columns.length; c++) {
         const col = this.columns[c];
-        const text = col.get(row);
+        const text = col.get(row, i);
         const cell = cells[c];
         if (cell.textContent !== text) cell.textContent = text;
         const extra = (col.num ? "num" : "") + (col.cls ? col.cls(row) : "");
         if (cell.className !== extra) cell.className = extra;
-        cell.title = text;
+        if (cell.hidden === this.shown[c]) cell.hidden = !this.shown[c];
+        cell.title = col.full ? col.full(row, i) : text;
       }
     }
+  }
+}
+
+// ---- the detail beside a table ------------------------------------------------------------------
+
+const DETAIL_MIN = 280;
+const TABLE_MIN = 320;
+
+class DetailPane {
+  // The table has the whole width until a row is opened; then the pane takes the width the user last
+  // gave it (dragging its edge, or the arrow keys on the edge), kept in this tab's sessionStorage.
+  constructor(split, pane, resizer, closeButton, key) {
+    this.split = split;
+    this.pane = pane;
+    this.resizer = resizer;
+    this.key = `ecaptureq-${key}-width`;
+    this.onClose = null;
+    closeButton.addEventListener("click", () => this.close());
+    resizer.addEventListener("pointerdown", (e) => this.drag(e));
+    resizer.addEventListener("keydown", (e) => {
+      if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
+      e.preventDefault();
+      e.stopPropagation();
+      this.setWidth(this.pane.getBoundingClientRect().width + (e.key === "ArrowLeft" ? 40 : -40));
+    });
+    const saved = Number(sessionStorage.getItem(this.key));
+    if (saved > 0) this.pane.style.width = `${saved}px`;
+    window.addEventListener("resize", () => this.fit());
+  }
+
+  fit() {
+    // A width given in a wider window never leaves the table less than TABLE_MIN.
+    if (!this.isOpen) return;
+    const room = this.split.getBoundingClientRect().width;
+    const width = this.pane.getBoundingClientRect().width;
+    if (width > Math.max(DETAIL_MIN, room - TABLE_MIN) + 1) this.setWidth(width);
+  }
+
+  get isOpen() { return !this.pane.hidden; }
+
+  open() {
+    this.pane.hidden = false;
+    this.resizer.hidden = false;
+    this.fit();
+  }
+
+  close() {
+    if (!this.isOpen) return;
+    this.pane.hidden = true;
+    this.resizer.hidden = true;
+    if (this.onClose) this.onClose();
+  }
+
+  setWidth(px) {
+    const room = this.split.getBoundingClientRect().width;
+    const width = Math.round(Math.max(DETAIL_MIN, Math.min(room - TABLE_MIN, px)));
+    this.pane.style.width = `${width}px`;
+    sessionStorage.setItem(this.key, String(width));
+    window.dispatchEvent(new Event("resize"));  // the tables re-render their rows for the new width
+  }
+
+  drag(e) {
+    e.preventDefault();
+    const right = this.split.getBoundingClientRect().right;
+    this.resizer.setPointerCapture(e.pointerId);
+    this.resizer.classList.add("dragging");
+    const move = (ev) => this.setWidth(right - ev.clientX);
+    const end = () => {
+      this.resizer.classList.remove("dragging");
+      this.resizer.removeEventListener("pointermove", move);
+      this.resizer.removeEventListener("pointerup", end);
+      this.resizer.removeEventListener("pointercancel", end);
+    };
+    this.resizer.addEventListener("pointermove", move);
+    this.resizer.addEventListener("pointerup", end);
+    this.resizer.addEventListener("pointercancel", end);
   }
 }
 
@@ -190,24 +348,27 @@ class VirtualTable {
 const X = { id: 0, time: 1, pname: 2, pid: 3, src: 4, dst: 5, method: 6, host: 7, path: 8, status: 9,
             size: 10, latency: 11, protocol: 12, complete: 13, node: 14 };
 
+// Fixed columns are as wide as their longest usual value; the growing ones share the rest in proportion
+// to their grow (CSS grid fr: of the whole rest, not of what is left above the minimums), never below
+// their minimum, so at 1024 px every column fits and at 1440 px the names and paths have room.
 const EXCHANGE_COLUMNS = [
-  { title: "#", width: "64px", num: true, get: (r) => String(r[X.id]) },
-  { title: "time", width: "96px", get: (r) => fmtTime(r[X.time]) },
-  { title: "process", width: "minmax(60px, 0.8fr)", get: (r) => r[X.pname] || "" },
-  { title: "pid", width: "52px", num: true, get: (r) => (r[X.pid] === null ? "" : String(r[X.pid])) },
-  { title: "source", width: "minmax(80px, 1fr)", get: (r) => r[X.src] || "" },
-  { title: "destination", width: "minmax(80px, 1fr)", get: (r) => r[X.dst] || "" },
-  { title: "method", width: "64px", get: (r) => r[X.method] || "" },
-  { title: "host", width: "minmax(90px, 1.2fr)", get: (r) => r[X.host] || "" },
-  { title: "path", width: "minmax(120px, 2fr)", get: (r) => r[X.path] || "" },
-  { title: "status", width: "52px", num: true, get: (r) => (r[X.status] === null ? "" : String(r[X.status])),
+  { title: "#", min: 56, num: true, get: (r) => String(r[X.id]) },
+  { title: "time", min: 104, get: (r) => shortTime(r[X.time]), full: (r) => r[X.time] || "" },
+  { title: "process", min: 110, grow: 1.4, get: (r) => r[X.pname] || "" },
+  { title: "pid", min: 60, num: true, drop: 3, get: (r) => (r[X.pid] === null ? "" : String(r[X.pid])) },
+  { title: "source", min: 64, grow: 1.4, drop: 1, get: (r) => r[X.src] || "" },
+  { title: "destination", min: 64, grow: 1.6, drop: 2, get: (r) => r[X.dst] || "" },
+  { title: "method", min: 70, get: (r) => r[X.method] || "", cls: () => " m" },
+  { title: "host", min: 130, grow: 1.9, get: (r) => r[X.host] || "" },
+  { title: "path", min: 140, grow: 2.4, get: (r) => r[X.path] || "" },
+  { title: "status", min: 58, num: true, get: (r) => (r[X.status] === null ? "" : String(r[X.status])),
     cls: (r) => (r[X.status] ? ` s${String(r[X.status])[0]}` : "") },
-  { title: "size", width: "68px", num: true, get: (r) => fmtSize(r[X.size]) },
-  { title: "latency", width: "72px", num: true, get: (r) => fmtLatency(r[X.latency]) },
+  { title: "size", min: 80, num: true, get: (r) => fmtSize(r[X.size]) },
+  { title: "latency", min: 82, num: true, get: (r) => fmtLatency(r[X.latency]) },
 ];
 
 // A fleet's database (ecaptureq collect, ui --nats) has nodes: their column comes after the time.
-const NODE_COLUMN = { title: "node", width: "minmax(60px, 0.7fr)", get: (r) => r[X.node] || "" };
+const NODE_COLUMN = { title: "node", min: 120, grow: 1.2, get: (r) => r[X.node] || "" };
 
 const state = {
   nodes: false,
@@ -220,26 +381,54 @@ const state = {
   retry: null,
   statusTimer: null,
   live: false,
+  status: null,      // the last /api/status answer
+  unseen: 0,         // rows that arrived below the view while the user looked elsewhere
+  backlog: true,     // the next rows are what was recorded before the page looked (shown from the top)
 };
 
-const table = new VirtualTable($("exchanges"), EXCHANGE_COLUMNS, (row) => showExchange(row[X.id]));
+const table = new VirtualTable($("exchanges"), EXCHANGE_COLUMNS, (row) => openExchange(row[X.id]));
 table.rowClass = (r) => (r[X.complete] ? "" : " incomplete");
+table.hideEmpty = true;  // the empty state below says why there is nothing
 table.rows = state.rows;
+table.render();
+table.onScroll = () => { if (table.atBottom()) setUnseen(0); };
+
+const detail = new DetailPane($("split-exchanges"), $("detail"), $("detail-resizer"), $("detail-close"), "detail");
+detail.onClose = () => { table.container.focus({ preventScroll: true }); window.dispatchEvent(new Event("resize")); };
+
+function setUnseen(n) {
+  state.unseen = n;
+  const button = $("jump-new");
+  button.hidden = n === 0;
+  button.textContent = `${fmtNumber(n)} new ↓`;
+}
 
 function updateCount() {
   $("row-count").textContent = `${fmtNumber(state.rows.length)} rows`;
+  updateEmpty();
 }
 
 function addRows(rows) {
+  // Follow the newest rows while the view is at the bottom; otherwise count them on the "N new" button.
+  // The first answer (what was recorded before the page was opened, or matched a new filter) is shown from
+  // its first row.
+  const backlog = state.backlog;
+  state.backlog = false;
+  const stick = table.follow && !backlog && table.atBottom();
+  let added = 0;
   for (const row of rows) {
     const id = row[X.id];
     if (id <= state.lastId || state.byId.has(id)) continue;
     state.byId.set(id, state.rows.length);
     state.rows.push(row);
     state.lastId = id;
+    added += 1;
   }
   updateCount();
   table.render();
+  if (!added) return;
+  if (stick) table.toBottom();
+  else if (table.follow && !backlog) setUnseen(state.unseen + added);
 }
 
 function updateRows(rows) {
@@ -248,6 +437,38 @@ function updateRows(rows) {
     if (at !== undefined) state.rows[at] = row;
   }
   table.render();
+}
+
+function updateEmpty() {
+  // Nothing to show: say what the page is waiting for, and what would help.
+  const box = $("empty-state");
+  box.hidden = state.rows.length > 0;
+  if (box.hidden) return;
+  const s = state.status;
+  let title = "Loading…";
+  let text = "";
+  let mood = "";
+  if (state.filter) {
+    title = "No exchange matches this filter";
+    text = state.live ? "Matching exchanges appear here as they are captured. Clear the filter to see them all."
+      : "Clear the filter to see every exchange of the database.";
+  } else if (s && s.live && !s.live.connected) {
+    title = "Waiting for the source";
+    text = `${s.live.status}. Exchanges appear here as soon as it answers. ` +
+      "Is eCapture (or ecaptureq serve) running, with its WebSocket on that address?";
+    mood = "waiting";
+  } else if (s && s.live) {
+    title = "Connected, waiting for the first exchange";
+    text = `${s.source}: ${fmtNumber(s.live.events)} events so far, no complete HTTP request yet. ` +
+      "Exchanges appear here as they are captured.";
+    mood = "connected";
+  } else if (s) {
+    title = "This database has no exchanges";
+    text = `${fmtNumber(s.totals.packets)} packets in ${s.db}: the Packets tab shows them.`;
+  }
+  box.className = `empty-state ${mood}`;
+  if ($("empty-title").textContent !== title) $("empty-title").textContent = title;
+  if ($("empty-text").textContent !== text) $("empty-text").textContent = text;
 }
 
 function showNodes(nodes) {
@@ -263,7 +484,9 @@ function showNodes(nodes) {
 
 function showStatus(s) {
   const live = s.live;
+  state.status = s;
   state.live = Boolean(live);
+  table.follow = state.live;
   const dot = $("conn-dot");
   const text = $("conn-text");
   if (live) {
@@ -285,6 +508,7 @@ function showStatus(s) {
   }
   showNodes(s.totals && s.totals.nodes);
   text.title = text.textContent;
+  updateEmpty();
 }
 
 function stopStream() {
@@ -329,7 +553,10 @@ async function applyFilter(text) {
   state.lastId = 0;
   state.byId = new Map();
   state.rows = [];
+  state.backlog = true;
   table.setRows(state.rows);
+  setUnseen(0);
+  detail.close();
   updateCount();
   $("har").href = `/api/har?filter=${encodeURIComponent(text)}`;
   if (!state.paused) startStream();
@@ -432,8 +659,18 @@ async function copyText(text, button) {
 
 let detailSeq = 0;
 
+function openExchange(id) {
+  const opening = !detail.isOpen;
+  detail.open();
+  if (opening) {
+    window.dispatchEvent(new Event("resize"));
+    table.scrollIntoView(table.selected);
+  }
+  return showExchange(id);
+}
+
 async function showExchange(id) {
-  const pane = $("detail");
+  const pane = $("detail-body");
   const seq = ++detailSeq;
   let d;
   try {
@@ -447,7 +684,7 @@ async function showExchange(id) {
   const status = d.response ? ` → ${d.response.first_line}` : " → (no response)";
   const meta = el("p", "meta",
     `#${d.id} · ${d.protocol}${d.stream_id !== null ? " stream " + d.stream_id : ""} · ${d.pname} (${d.pid}) · ` +
-    `${d.src} → ${d.dst} · ${fmtLatency(d.latency) || "no latency"}${status}`);
+    `${d.src} → ${d.dst} · ${d.time || "no time"} · ${fmtLatency(d.latency) || "no latency"}${status}`);
   const nodes = [title, meta];
   if (d.url) nodes.push(el("p", "meta url", d.url));
   if (d.curl) {
@@ -474,34 +711,61 @@ async function showExchange(id) {
 // ---- packets ------------------------------------------------------------------------------------
 
 let packetIndexColumn = -1;
-const packetTable = new VirtualTable($("packets"), [], (row) => showPacket(row));
+const packetTable = new VirtualTable($("packets"), [], (row) => openPacket(row));
+const packetDetail = new DetailPane($("split-packets"), $("packet-detail"), $("packet-resizer"), $("packet-close"),
+  "packet-detail");
+packetDetail.onClose = () => { packetTable.container.focus({ preventScroll: true }); window.dispatchEvent(new Event("resize")); };
+
+const PAYLOAD_COLUMNS = new Set(["payload_utf8", "payload_binary"]);
+
+let packetsSeq = 0;
 
 async function runPackets(text) {
+  const seq = ++packetsSeq;
   let body;
   try {
     body = await getJSON(`/api/packets?sql=${encodeURIComponent(text || "1")}`);
   } catch (err) {
-    showError("sql-error", err.message);
+    if (seq === packetsSeq) showError("sql-error", err.message);
     return;
   }
+  if (seq !== packetsSeq) return;  // a later query was run meanwhile: its answer is the one to show
   showError("sql-error", "");
   packetIndexColumn = body.columns.indexOf("index");
-  packetTable.setColumns(body.columns.map((name, i) => ({
-    title: name,
-    width: name === "payload_utf8" || name === "payload_binary" ? "minmax(200px, 4fr)" : "minmax(60px, 1fr)",
-    num: false,
-    get: (r) => (r[i] === null ? "NULL" : String(r[i])),
-  })));
+  const times = body.times || {};
+  packetTable.setColumns(body.columns.map((name, i) => {
+    const raw = (r) => (r[i] === null ? "NULL" : String(r[i]));
+    const worded = times[String(i)];
+    if (worded) {
+      // An event time, worded by the server (its unit detected); the raw value is in the tooltip.
+      return { title: name, min: 224, grow: 1, get: (r, k) => worded[k] || raw(r), full: (r, k) => `${worded[k] || ""} (${raw(r)})` };
+    }
+    return { title: name, min: PAYLOAD_COLUMNS.has(name) ? 220 : 64, grow: PAYLOAD_COLUMNS.has(name) ? 4 : 1, get: raw };
+  }));
   packetTable.setRows(body.rows);
+  packetDetail.close();
   $("packet-count").textContent = `${fmtNumber(body.rows.length)} rows${body.truncated ? " (first ones only)" : ""}`;
 }
 
+function openPacket(row) {
+  const opening = !packetDetail.isOpen;
+  packetDetail.open();
+  if (opening) {
+    window.dispatchEvent(new Event("resize"));
+    packetTable.scrollIntoView(packetTable.selected);
+  }
+  return showPacket(row);
+}
+
+let packetSeq = 0;
+
 async function showPacket(row) {
-  const pane = $("packet-detail");
+  const pane = $("packet-detail-body");
   if (packetIndexColumn < 0) {
     pane.replaceChildren(el("p", "hint", "select an index column to see a packet's payload"));
     return;
   }
+  const seq = ++packetSeq;
   let p;
   try {
     p = await getJSON(`/api/packet/${row[packetIndexColumn]}`);
@@ -509,18 +773,42 @@ async function showPacket(row) {
     pane.replaceChildren(el("p", "bad", err.message));
     return;
   }
-  const info = [["index", p.index], ["timestamp", `${p.timestamp} (${fmtTime(p.timestamp)})`], ["uuid", p.uuid],
+  if (seq !== packetSeq) return;  // a later selection won
+  const info = [["time", p.time], ["timestamp", `${p.timestamp} (${p.time_unit})`], ["uuid", p.uuid],
     ["source", `${p.src_ip}:${p.src_port}`], ["destination", `${p.dst_ip}:${p.dst_port}`],
-    ["process", `${p.pname} (${p.pid})`], ["type", p.type], ["length", p.length]];
-  const pre = el("pre", p.payload.kind === "hex" ? "hex" : "", p.payload.text);
-  const nodes = [el("h2", "", `packet ${p.index}`), headerTable(info), el("h3", "", "payload"), pre];
+    ["process", `${p.pname} (${p.pid})`], ["type", p.type], ["length", fmtSize(p.length)]];
+  const pre = el("pre");
+  const views = el("div", "seg");
+  views.setAttribute("role", "group");
+  views.setAttribute("aria-label", "payload view");
+  const show = (kind) => {
+    // Hex + ASCII for binary payloads by default; text (invalid bytes as U+FFFD) a click away.
+    pre.className = kind === "hex" ? "payload hex" : "payload text";
+    pre.textContent = kind === "hex" ? p.payload.hex : p.payload.text;
+    for (const b of views.children) b.setAttribute("aria-pressed", String(b.dataset.kind === kind));
+  };
+  for (const [kind, label] of [["hex", "Hex + ASCII"], ["text", "Text"]]) {
+    const b = el("button", "button", label);
+    b.type = "button";
+    b.dataset.kind = kind;
+    b.id = `payload-${kind}`;
+    b.addEventListener("click", () => show(kind));
+    views.append(b);
+  }
+  show(p.payload.kind === "hex" ? "hex" : "text");
+  const title = el("p", "meta", `payload, ${fmtSize(p.payload.size)}${p.payload.kind === "hex" ? ", binary" : ""}`);
+  const nodes = [el("h2", "", `packet ${p.index}`), headerTable(info), el("h3", "", "payload"), title, views, pre];
   if (p.payload.truncated) nodes.push(el("p", "note", "… shown in part"));
   pane.replaceChildren(...nodes);
+  pane.scrollTop = 0;
 }
 
 // ---- wiring -------------------------------------------------------------------------------------
 
+let currentView = "exchanges";
+
 function showView(name) {
+  currentView = name;
   for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.view === name);
   $("view-exchanges").hidden = name !== "exchanges";
   $("view-packets").hidden = name !== "packets";
@@ -528,11 +816,54 @@ function showView(name) {
   (name === "packets" ? packetTable : table).render();
 }
 
+function currentParts() {
+  return currentView === "packets"
+    ? { table: packetTable, pane: packetDetail, filter: $("sql") }
+    : { table, pane: detail, filter: $("filter") };
+}
+
+const MOVES = { ArrowDown: 1, ArrowUp: -1, PageDown: "page+", PageUp: "page-", Home: -Infinity, End: Infinity };
+
+document.addEventListener("keydown", (e) => {
+  // ↑ ↓ PageUp PageDown Home End move; Enter opens the detail; / goes to the filter; Esc leaves the filter,
+  // then closes the detail.
+  if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
+  const target = e.target;
+  const typing = target instanceof HTMLElement && target.matches("input, textarea, select, [contenteditable]");
+  const parts = currentParts();
+  if (e.key === "Escape") {
+    if (typing) { target.blur(); parts.table.container.focus({ preventScroll: true }); }
+    else if (parts.pane.isOpen) parts.pane.close();
+    else return;
+    e.preventDefault();
+    return;
+  }
+  if (typing) return;
+  if (e.key === "/") {
+    e.preventDefault();
+    parts.filter.focus();
+    parts.filter.select();
+    return;
+  }
+  const onControl = target instanceof HTMLElement && target.matches("button, a, summary, .resizer");
+  if (e.key === "Enter" && !onControl) {
+    if (parts.table.selected < 0 && !parts.table.move(1)) return;
+    e.preventDefault();
+    parts.table.select(parts.table.selected);
+    return;
+  }
+  if (Object.hasOwn(MOVES, e.key) && !(onControl && target.matches(".resizer"))) {
+    e.preventDefault();
+    if (parts.table.move(MOVES[e.key]) && parts.pane.isOpen) parts.table.select(parts.table.selected);
+  }
+});
+
 for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => showView(tab.dataset.view));
 $("filter-form").addEventListener("submit", (e) => { e.preventDefault(); applyFilter($("filter").value.trim()); });
 $("filter-clear").addEventListener("click", () => { $("filter").value = ""; applyFilter(""); });
 $("sql-form").addEventListener("submit", (e) => { e.preventDefault(); runPackets($("sql").value.trim()); });
 $("pause").addEventListener("click", () => setPaused(!state.paused));
+$("jump-new").addEventListener("click", () => { setUnseen(0); table.toBottom(); table.container.focus({ preventScroll: true }); });
 $("har").addEventListener("click", async (e) => {
   if (!session || e.target.dataset.ticketed) return;  // no token: the plain link works
   e.preventDefault();
@@ -545,5 +876,5 @@ $("har").addEventListener("click", async (e) => {
   link.remove();
 });
 
-pollStatus();
-startStream();
+// The mode (live or a database) first: the table follows new rows only when there is a source.
+pollStatus().finally(startStream);
