@@ -73,19 +73,28 @@ def _body_lines(msg: HttpMessage, body_limit: int) -> list[str]:
     return lines
 
 
+def request_target(msg: HttpMessage) -> str:
+    """``METHOD URL``, with ``(method unknown)`` or ``(path unknown)`` for what a late join could not
+    decode, or ``(request line not decoded)`` when neither is known."""
+    where = msg.url or msg.path
+    if not msg.method and not where:
+        return "(request line not decoded)"
+    return f"{msg.method or '(method unknown)'} {where or '(path unknown)'}"
+
+
 def _message_text(item: Decoded, msg: HttpMessage, body_limit: int) -> list[str]:
     proto = {"h2": "HTTP/2", "http/1.0": "HTTP/1.0"}.get(msg.protocol, "HTTP/1.1")
     where = f"pid {item.meta.pid or '?'} {item.meta.pname or '?'}"
     stream = f" stream {msg.stream_id}" if msg.stream_id is not None else ""
     ex = item.exchange
     if msg.kind == "request":
-        target = f"{msg.method} {msg.url or msg.path}" if msg.method else "(request line not decoded)"
+        target = request_target(msg)
         head = f"> {target} {proto}{stream}  [{where}]"
     else:
         status = f"{msg.status} {msg.reason}".rstrip() if msg.status is not None else "(status not decoded)"
         head = f"< {proto} {status}{stream}  [{where}]"
         if ex is not None and ex.request is not None and msg.status is not None and msg.status >= 200:
-            head += f"  for {ex.request.method} {ex.request.url or ex.request.path}"
+            head += f"  for {request_target(ex.request)}"
         if ex is not None and ex.latency is not None:
             head += f"  ({ex.latency * 1000:.1f} ms)"
     lines = [head]
