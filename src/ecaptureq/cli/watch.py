@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from typing import TextIO
 
+from ecaptureq.cli.colour import Palette, add_color_option, use_color
 from ecaptureq.cli.errors import (
     EXIT_AUTH,
     EXIT_CONNECTION,
@@ -17,6 +18,7 @@ from ecaptureq.cli.errors import (
     EXIT_OK,
     CliError,
 )
+from ecaptureq.cli.oneline import exchange_line, pending_line
 from ecaptureq.cli.render import event_header, json_record, plural, render_json, render_text
 from ecaptureq.cli.render_http import HttpView, add_decode_options
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
@@ -29,6 +31,9 @@ from ecaptureq.store.sql import PacketFilter, SqlError
 EXAMPLES = """\
 examples:
   ecaptureq watch ws://127.0.0.1:28257/                 # real eCapture: sudo ecapture tls --ecaptureq ws://127.0.0.1:28257/
+  ecaptureq watch ws://127.0.0.1:28257/ --oneline        # one line per exchange, coloured on a terminal
+  ecaptureq watch ws://127.0.0.1:28257/ --full           # whole bodies (a terminal folds long ones)
+  ecaptureq watch ws://127.0.0.1:28257/ --oneline --color always | less -R
   ecaptureq watch ws://127.0.0.1:28257/ --json > capture.jsonl
   ecaptureq watch ws://127.0.0.1:28257/ --count 10 --timeout 30
   ecaptureq watch ws://127.0.0.1:28257/ --reconnect --verbose
@@ -49,6 +54,18 @@ def add_watch_options(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="write JSON Lines (one object per message) to stdout"
     )
     parser.add_argument(
+        "--oneline",
+        action="store_true",
+        help="one line per exchange: time, process, method, URL, status, size, latency",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help=f"show whole bodies: on a terminal, bodies over {FOLD_LINES} lines are folded, and "
+        "--body-limit does not apply",
+    )
+    add_color_option(parser)
+    parser.add_argument(
         "--verbose", "-v", action="store_true", help="also show heartbeats and connection counters"
     )
     parser.add_argument("--count", type=_positive_int, metavar="N", help="exit 0 after N events")
@@ -58,6 +75,10 @@ def add_watch_options(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="exit after S seconds without an event or run log (heartbeats do not count)",
     )
+
+
+FOLD_LINES = 24
+"""On a terminal (without ``--full``), a body longer than this many lines is folded to them."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -124,8 +145,13 @@ class Printer:
         verbose: bool,
         view: HttpView | None = None,
         packet_filter: PacketFilter | None = None,
+        *,
+        palette: Palette | None = None,
+        oneline: bool = False,
     ) -> None:
         self.out = out
+        self.palette = palette or Palette(False)
+        self.oneline = oneline and not json_lines
         self.json_lines = json_lines
         self.verbose = verbose
         self.view = view
@@ -138,7 +164,10 @@ class Printer:
         if shown is None:
             return
         self.events += 1
-        if self.json_lines:
+        if self.oneline:
+            lines = [exchange_line(item, self.palette) for item in shown.items]
+            self.out.writelines(line + "\n" for line in lines if line is not None)
+        elif self.json_lines:
             record = json_record(event)
             record.update(view.json_fields(shown))
             self.out.write(json_line(record) + "\n")
@@ -150,7 +179,7 @@ class Printer:
                 note = f"    ({len(event.payload)} bytes: part of a message still in progress)"
                 header = event_header(event, shown.meta, shown.type)
                 text = "\n".join([*header, decoded.rstrip("\n") if decoded else note, ""])
-            self.out.write(visible(text) + "\n")
+            self.out.write(self.palette.block(text) + "\n")
         self.out.flush()
 
     def write(self, message: Message) -> None:
@@ -172,7 +201,7 @@ class Printer:
             text = render_text(message, self.verbose)
             if text is None:
                 return
-            self.out.write(visible(text) + "\n")
+            self.out.write(self.palette.block(text) + "\n")
         self.out.flush()
 
     def finish(self) -> None:
@@ -183,13 +212,30 @@ class Printer:
         for item in self.view.flush():
             if item.message is None:
                 continue
-            if self.json_lines:
+            if self.oneline:
+                line = exchange_line(item, self.palette) or pending_line(item, self.palette)
+                if line is not None:
+                    self.out.write(line + "\n")
+            elif self.json_lines:
                 record = {"kind": "incomplete", "http": http_json(item)}
                 self.out.write(json_line(record) + "\n")
             else:
-                text = visible(format_http_text(item).rstrip())
+                text = self.palette.block(format_http_text(item).rstrip())
                 self.out.write(f"--- still in progress at exit\n{text}\n\n")
         self.out.flush()
+
+
+def printer_from_args(
+    args: argparse.Namespace, out: TextIO, view: HttpView, packet_filter: PacketFilter | None = None
+) -> Printer:
+    """The :class:`Printer` of the options :func:`add_watch_options` added: colour (``--color``), folding
+    on a terminal unless ``--full``, ``--oneline``."""
+    if args.full:
+        view.body_limit = args.max_body
+    elif out.isatty():
+        view.fold_lines = FOLD_LINES
+    palette = Palette(use_color(args.color, out))
+    return Printer(out, args.json, args.verbose, view, packet_filter, palette=palette, oneline=args.oneline)
 
 
 async def consume(
@@ -270,7 +316,7 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError(str(exc)) from None
     for text in client.url_warnings:
         warn("watch", text)
-    printer = Printer(out, args.json, args.verbose, view, packet_filter)
+    printer = printer_from_args(args, out, view, packet_filter)
     try:
         code = await consume(aiter(client), printer, args.count, args.timeout)
         if args.count is None or printer.events < args.count:

@@ -41,7 +41,24 @@ def _truncation_mark(more: int) -> str:
     return f"… truncated ({more} more bytes)"
 
 
-def _body_lines(msg: HttpMessage, body_limit: int) -> list[str]:
+FOLD_MARK = "… {} more lines folded (--full shows them)"
+"""What replaces the lines of a body beyond ``fold_lines`` in :func:`format_http_text`."""
+
+
+def _fold(lines: list[str], fold_lines: int | None) -> list[str]:
+    if fold_lines is None:
+        return lines
+    flat = "\n".join(lines).split("\n")
+    if len(flat) <= fold_lines + 1:  # folding one line away would save nothing
+        return lines
+    return [*flat[:fold_lines], FOLD_MARK.format(len(flat) - fold_lines)]
+
+
+def _body_lines(msg: HttpMessage, body_limit: int, fold_lines: int | None = None) -> list[str]:
+    return _fold(_all_body_lines(msg, body_limit), fold_lines)
+
+
+def _all_body_lines(msg: HttpMessage, body_limit: int) -> list[str]:
     lines: list[str] = []
     if msg.grpc_messages is not None:
         shown = 0
@@ -82,7 +99,9 @@ def request_target(msg: HttpMessage) -> str:
     return f"{msg.method or '(method unknown)'} {where or '(path unknown)'}"
 
 
-def _message_text(item: Decoded, msg: HttpMessage, body_limit: int) -> list[str]:
+def _message_text(
+    item: Decoded, msg: HttpMessage, body_limit: int, fold_lines: int | None = None
+) -> list[str]:
     proto = {"h2": "HTTP/2", "http/1.0": "HTTP/1.0"}.get(msg.protocol, "HTTP/1.1")
     where = f"pid {item.meta.pid or '?'} {item.meta.pname or '?'}"
     stream = f" stream {msg.stream_id}" if msg.stream_id is not None else ""
@@ -99,7 +118,7 @@ def _message_text(item: Decoded, msg: HttpMessage, body_limit: int) -> list[str]
             head += f"  ({ex.latency * 1000:.1f} ms)"
     lines = [head]
     lines.extend(f"  {k}: {v}" for k, v in msg.headers)
-    body = _body_lines(msg, body_limit)
+    body = _body_lines(msg, body_limit, fold_lines)
     if body:
         lines.append("")
         lines.extend(body)
@@ -115,17 +134,20 @@ def _message_text(item: Decoded, msg: HttpMessage, body_limit: int) -> list[str]
     return lines
 
 
-def format_http_text(item: Decoded, body_limit: int = DEFAULT_BODY_LIMIT_SHOWN) -> str:
+def format_http_text(
+    item: Decoded, body_limit: int = DEFAULT_BODY_LIMIT_SHOWN, fold_lines: int | None = None
+) -> str:
     """Render a decoded item for the terminal.
 
     A request shows ``> METHOD URL VERSION`` then its headers; a response ``< VERSION STATUS REASON``,
     the request it answers and the latency; then the body up to ``body_limit`` characters (text) or bytes
     (hex dump of binary), followed by ``… truncated (N more bytes)`` when cut. WebSocket frames, HTTP/2
-    control frames and raw bytes (as text when printable, else a hex dump) get one block each. The
+    control frames and raw bytes (as text when printable, else a hex dump) get one block each. With
+    ``fold_lines``, a message body longer than that many lines is folded to them (:data:`FOLD_MARK`). The
     result has no trailing newline.
     """
     if item.message is not None:
-        return "\n".join(_message_text(item, item.message, body_limit))
+        return "\n".join(_message_text(item, item.message, body_limit, fold_lines))
     lines: list[str] = []
     if item.kind == "websocket":
         for f in item.ws_frames:
