@@ -304,17 +304,28 @@ class DemoSource:
 
     def events(self) -> Iterator[Event]:
         """Yield demo events forever (the timestamps are taken as they are made)."""
+        for exchange in self._exchanges():
+            yield from exchange
+
+    def _exchanges(self) -> Iterator[Iterator[Event]]:
         procs = _processes(self.rng)
         while True:
-            yield from self.rng.choice(procs).exchange()
+            yield self.rng.choice(procs).exchange()
 
     async def run(self, sink: Sink) -> None:
         """Publish the banner, then events until ``limit`` (or until cancelled)."""
         for line in demo_banner():
             sink.publish_log(line)
-        for sent, event in enumerate(self.events()):
-            if self.limit is not None and sent >= self.limit:
-                return
-            sink.publish_event(event)
-            if event.type in (EventType.HTTP1_RESPONSE, EventType.HTTP2_RESPONSE) or self.interval == 0:
+        sent = 0
+        for exchange in self._exchanges():
+            # An exchange's events are made (and stamped) together: the pause is between exchanges, as
+            # between a real client's requests, not inside one (a response split over two reads).
+            for event in list(exchange):
+                if self.limit is not None and sent >= self.limit:
+                    return
+                sink.publish_event(event)
+                sent += 1
+                if self.interval == 0:
+                    await asyncio.sleep(0)
+            if self.interval:
                 await asyncio.sleep(self.interval * self.rng.uniform(0.5, 1.5))
