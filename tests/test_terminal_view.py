@@ -235,3 +235,8 @@ def test_serve_prints_a_summary_when_stopped() -> None:
         err,
     )
     assert m is not None and int(m[1]) >= 20, err
+
+
+def test_oneline_and_json_together_is_a_usage_error() -> None:
+    result = run_cli("watch", "ws://127.0.0.1:9/", "--oneline", "--json")
+    assert result.returncode == 2 and "--oneline and --json cannot be combined" in result.stderr

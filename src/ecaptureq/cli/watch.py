@@ -229,7 +229,9 @@ def printer_from_args(
     args: argparse.Namespace, out: TextIO, view: HttpView, packet_filter: PacketFilter | None = None
 ) -> Printer:
     """The :class:`Printer` of the options :func:`add_watch_options` added: colour (``--color``), folding
-    on a terminal unless ``--full``, ``--oneline``."""
+    on a terminal unless ``--full``, ``--oneline``. ``--oneline`` with ``--json`` raises :class:`CliError`."""
+    if args.oneline and args.json:
+        raise CliError("--oneline and --json cannot be combined: choose one line per exchange, or JSON Lines")
     if args.full:
         view.body_limit = args.max_body
     elif out.isatty():
