@@ -111,6 +111,7 @@ def test_color_always_colours_methods_statuses_and_headers(replay: Replay) -> No
     assert re.search(r"< HTTP/1\.1 \x1b\[32m200\x1b\[0m OK", text)  # status by class
     assert re.search(r"< HTTP/1\.1 \x1b\[33m404\x1b\[0m Not Found", text)
     assert "\x1b[2m--- event " in text
+    assert re.search(r"  \x1b\[36m10\.0\.0\.5:\d+ -> [\d.]+:443\x1b\[0m\n", text)  # hosts
     # every escape is one of ours: with them taken out, what is left has no control character
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", SGR.sub("", text))
     plain = run_cli("watch", replay(), "--count", "5", "--timeout", "20")  # a pipe: auto means none

@@ -73,6 +73,7 @@ def use_color(mode: str, stream: TextIO, environ: Mapping[str, str] | None = Non
 
 _METHOD_LINE: Final = re.compile(r"^(> )(\S+)( )(.*)$")
 _STATUS_LINE: Final = re.compile(r"^(< \S+ )(\d{3})?(.*)$")
+_ENDPOINTS_LINE: Final = re.compile(r"^(    pid .*  )(\S+ -> \S+)$")
 
 
 class Palette:
@@ -101,7 +102,7 @@ class Palette:
 
     def block(self, text: str) -> str:
         """Colour a text block of ``watch`` (already made visible) line by line: request lines by method,
-        status lines by class, ``!`` error lines red, event headers dim."""
+        status lines by class, ``!`` error lines red, event headers dim, their endpoints (hosts) cyan."""
         if not self.enabled:
             return visible(text)
         out = []
@@ -115,6 +116,8 @@ class Palette:
                 out.append(self.paint("red", line))
             elif line.startswith("--- "):
                 out.append(self.paint("dim", line))
+            elif m := _ENDPOINTS_LINE.match(line):
+                out.append(m[1] + self.paint("cyan", m[2]))
             else:
                 out.append(line)
         return "\n".join(out)
