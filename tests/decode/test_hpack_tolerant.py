@@ -100,3 +100,16 @@ def test_static_and_literal_fields_decode_after_a_late_join_and_literals_are_lea
     assert isinstance(got.fields[1], UnknownField)  # an entry added before the join
     assert got.fields[2] == (b"x-b", b"2")  # literal, and learned
     assert late.decode(third).fields[0] == (b"x-b", b"2")  # a reference to what was learned
+
+
+def test_a_literal_with_an_unknown_name_is_learned_as_a_placeholder_that_keeps_indices_aligned() -> None:
+    enc = hpack.Encoder()
+    enc.encode([("x-tenant", "a")])  # before the join: entry 62 is x-tenant: a
+    second = enc.encode([("x-tenant", "b"), ("x-zone", "eu")])  # name from entry 62; both learned
+    third = enc.encode([("x-tenant", "b"), ("x-zone", "eu")])  # two references to what was learned
+    late = TolerantDecoder()
+    got = late.decode(second)
+    assert got.fields == [UnknownField(62, None, b"b"), (b"x-zone", b"eu")]
+    again = late.decode(third)
+    assert again.fields == [UnknownField(63, None, b"b"), (b"x-zone", b"eu")]
+    assert "unknown" in again.fields[0].describe() and ": b" in again.fields[0].describe()

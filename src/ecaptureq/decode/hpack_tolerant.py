@@ -180,7 +180,8 @@ class TolerantDecoder:
                         if err:
                             block.errors.append(err)
                             return self._stop(block)
-                        block.fields.append(UnknownField(index, entry[0] if entry else None))
+                        known = entry or (None, None)  # a placeholder keeps what its literal carried
+                        block.fields.append(UnknownField(index, known[0], known[1]))
                         continue
                     name, value = entry[0], entry[1]
                 elif first & 0xE0 == 0x20:  # dynamic table size update
