@@ -19,6 +19,7 @@ import pytest
 from conftest import CLI, ENV, Served, run_cli, start_serve, stop_serve
 from haralyzer import HarEntry, HarParser
 
+from ecaptureq.cli.colour import Palette
 from ecaptureq.decode import Decoder
 from ecaptureq.protocol import Event, EventType
 from ecaptureq.protocol.jsonl import to_json
@@ -241,3 +242,10 @@ def test_serve_prints_a_summary_when_stopped() -> None:
 def test_oneline_and_json_together_is_a_usage_error() -> None:
     result = run_cli("watch", "ws://127.0.0.1:9/", "--oneline", "--json")
     assert result.returncode == 2 and "--oneline and --json cannot be combined" in result.stderr
+
+
+def test_palette_colours_errors_and_shows_captured_escapes_as_text() -> None:
+    out = Palette(True).block("> GET /x\x1b]52;c;eA==\x07\n  ! HTTP/2: not a frame boundary")
+    assert "\x1b[31m  ! HTTP/2: not a frame boundary\x1b[0m" in out  # errors red
+    assert "/x\\e]52;c;eA==\\x07" in out and "\x07" not in out  # made visible before it was coloured
+    assert Palette(False).block("a\x1b[2Jb") == "a\\e[2Jb"
