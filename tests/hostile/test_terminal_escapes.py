@@ -115,3 +115,32 @@ def test_demo_output_has_no_raw_control_characters() -> None:
     result = run_cli("demo", "--count", "6", "--interval", "0", "--timeout", "20")
     assert result.returncode == 0, result.stderr
     assert "--- event" in result.stdout and not RAW_CONTROL.search(result.stdout)
+
+
+SGR = re.compile(r"\x1b\[[0-9;]*m")
+"""The only escapes ecaptureq itself writes: colour (Select Graphic Rendition)."""
+
+
+@pytest.mark.parametrize("view", [[], ["--oneline"]])
+def test_colour_is_added_after_captured_text_is_made_visible(tmp_path: Path, view: list[str]) -> None:
+    hostile_url = [
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", f"h2{ERASE}.example"),
+        (":path", f"/{CLIPBOARD}"),
+    ]
+    events = h2_exchange(hostile_url, [(":status", "200")], b"ok", pname=HOSTILE_NAME, n=30)
+    served = start_serve(
+        "--replay", str(write_jsonl(tmp_path / "hostile.jsonl", hostile_events() + events)), "--speed", "0"
+    )
+    try:
+        # no --count: when the stream goes quiet, what is still in progress is shown too (and coloured)
+        result = run_cli("watch", served.url, "--timeout", "3", "--color", "always", *view)
+    finally:
+        stop_serve(served)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert SGR.search(out)  # coloured
+    assert not RAW_CONTROL.search(SGR.sub("", out)), repr(out)  # and nothing else reached the terminal
+    shown = SGR.sub("", out)
+    assert visible(HOSTILE_NAME, newlines=False) in shown and visible(f"/{CLIPBOARD}") in shown

@@ -223,11 +223,14 @@ def test_gui_filters(gui_db: Path, sql: str, expected_indexes: list[int]) -> Non
 
 
 def test_query_output_forms(gui_db: Path) -> None:
-    table = run_cli("query", "--db", str(gui_db), "pname = 'python3'")
+    table = run_cli("query", "--db", str(gui_db), "pname = 'python3'", "--wide")
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["index", "timestamp", "uuid"] and set(lines[1]) <= {"-", " "}
-    assert len(lines) == 4
+    assert len(lines) == 5 and lines[4] == "(2 rows)"
     assert "x'0000120104" in table.stdout
+    compact = run_cli("query", "--db", str(gui_db), "pname = 'python3'").stdout.splitlines()
+    assert compact[0].split() == ["index", "time", "process", "endpoints", "type", "length", "payload"]
+    assert len(compact) == 5 and compact[4] == "(2 rows)" and max(map(len, compact)) < 160
     sql = 'SELECT pname, payload_binary FROM packets WHERE "index" = 4'
     as_csv = run_cli("query", "--db", str(gui_db), sql, "--csv")
     header, row = as_csv.stdout.strip().splitlines()

@@ -9,7 +9,7 @@ import sys
 from ecaptureq.cli.errors import EXIT_CONNECTION, CliError
 from ecaptureq.cli.render_http import HttpView, add_decode_options
 from ecaptureq.cli.serve import banner
-from ecaptureq.cli.watch import Printer, add_watch_options, consume, warn
+from ecaptureq.cli.watch import add_watch_options, consume, printer_from_args, warn
 from ecaptureq.client import Client, Connected, ConnectError, ConnectionLost, Status
 from ecaptureq.server import Server
 from ecaptureq.sources.demo import DemoSource
@@ -60,7 +60,7 @@ async def demo(args: argparse.Namespace) -> int:
         try:
             return await consume(
                 aiter(client),
-                Printer(sys.stdout, args.json, args.verbose, view),
+                printer_from_args(args, sys.stdout, view),
                 args.count,
                 args.timeout,
                 "demo",

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 from ecaptureq.cli.errors import EXIT_STORAGE, CliError
+from ecaptureq.cli.render import endpoint, plural
 from ecaptureq.cli.terminal import json_line, visible
+from ecaptureq.decode.timestamps import detect_timestamp
+from ecaptureq.protocol import event_type_name
 from ecaptureq.store import (
     QUERY_SECONDS,
     Deadline,
@@ -21,6 +25,7 @@ from ecaptureq.store import (
     run_query,
 )
 from ecaptureq.store.export import b64
+from ecaptureq.store.sql import is_full_query
 
 EXAMPLES = """\
 examples (the GUI's two modes: a condition on packets, or a full SELECT):
@@ -32,6 +37,9 @@ examples (the GUI's two modes: a condition on packets, or a full SELECT):
   ecaptureq query --db capture.db "SELECT method, url, status, latency FROM exchanges" --csv
   ecaptureq query --db capture.db "SELECT uuid FROM packets WHERE type = 1
                                    UNION SELECT uuid FROM packets WHERE type = 3"
+
+A bare condition shows compact columns (index, time, process, endpoints, type, length and the start of
+the payload) and a row count; --wide shows every column of packets, as --json and --csv always do.
 
 Tables: packets (the GUI's columns), exchanges (decoded HTTP), run_logs, connections, heartbeats.
 The database is opened read-only. Binary cells are shown as x'hex…' in the table, base64 in JSON and CSV.
@@ -62,6 +70,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fmt.add_argument("--json", action="store_true", help="one JSON object per row")
     fmt.add_argument("--csv", action="store_true", help="CSV with a header row")
     parser.add_argument("--limit", type=int, metavar="N", help="stop after N rows")
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="with a bare condition, show every column of packets (default: compact columns)",
+    )
     parser.add_argument(
         "--timeout",
         type=_seconds,
@@ -97,6 +110,33 @@ def _table_cell(value: Any) -> str:
     return text if len(text) <= _CELL else text[: _CELL - 1] + "…"
 
 
+COMPACT_COLUMNS = ("index", "time", "process", "endpoints", "type", "length", "payload")
+"""The table columns of a bare condition without ``--wide``."""
+_PREVIEW = 40
+
+
+def _compact(columns: list[str], rows: Iterator[tuple[Any, ...]]) -> Generator[tuple[Any, ...], None, None]:
+    """The rows of ``packets`` (all its columns) as :data:`COMPACT_COLUMNS`."""
+    at = {name: i for i, name in enumerate(columns)}
+    for row in rows:
+        ts = detect_timestamp(row[at["timestamp"]] or 0).isoformat()
+        payload = row[at["payload_utf8"]] if not row[at["is_binary"]] else row[at["payload_binary"]]
+        if isinstance(payload, str) and len(payload) > _PREVIEW:
+            payload = payload[: _PREVIEW - 1] + "…"
+        elif isinstance(payload, bytes):
+            payload = payload[: _PREVIEW // 2]
+        yield (
+            row[at["index"]],
+            ts[:23].replace("T", " ") if ts[:1].isdigit() else ts,
+            f"{row[at['pname']] or '?'}[{row[at['pid']]}]",
+            f"{endpoint(row[at['src_ip']] or '', row[at['src_port']] or 0)} -> "
+            f"{endpoint(row[at['dst_ip']] or '', row[at['dst_port']] or 0)}",
+            event_type_name(row[at["type"]] or 0),
+            row[at["length"]],
+            payload,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``ecaptureq query``."""
     try:
@@ -106,13 +146,24 @@ def run(args: argparse.Namespace) -> int:
     except SqlError as exc:
         raise CliError(str(exc)) from None
     deadline = Deadline(conn, args.timeout).start()
+    opened: list[Generator[tuple[Any, ...], None, None]] = []
     try:
-        _print(args, *run_query(conn, args.sql, args.timeout))
+        columns, rows = run_query(conn, args.sql, args.timeout)
+        if isinstance(rows, Generator):
+            opened.append(rows)
+        if not (args.wide or args.json or args.csv or is_full_query(args.sql.strip())):
+            rows = _compact(columns, rows)
+            opened.insert(0, rows)
+            columns = list(COMPACT_COLUMNS)
+        _print(args, columns, rows)
     except QueryTimeout as exc:
         raise CliError(f"{exc} (--timeout {exc.seconds:g}); narrow the query or raise --timeout") from None
     except SqlError as exc:
         raise CliError(str(exc)) from None
     finally:
+        for gen in opened:  # a --limit leaves them unfinished: end them while the database is open
+            with contextlib.suppress(SqlError):
+                gen.close()
         deadline.cancel()
         conn.close()
     return 0
@@ -151,5 +202,6 @@ def _print(args: argparse.Namespace, columns: list[str], rows: Iterator[tuple[An
         for r in cells:
             out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
         count = len(cells)
-        if sys.stdout.isatty():
-            print(f"({count} row{'s' if count != 1 else ''})", file=sys.stderr)
+        out.write(
+            f"({plural(count, 'row')}{' shown: --limit' if args.limit and count >= args.limit else ''})\n"
+        )

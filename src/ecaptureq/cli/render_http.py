@@ -157,6 +157,7 @@ class HttpView:
         self.body_limit = body_limit
         self.decode = decode
         self.decoder = Decoder(body_limit=max_body)
+        self.fold_lines: int | None = None  # fold bodies longer than this many lines (on a terminal)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> HttpView:
@@ -212,7 +213,7 @@ class HttpView:
                 names = ", ".join(dict.fromkeys(f.type for f in item.h2_frames))
                 blocks.append(f"h2 {names}\n")
             else:
-                blocks.append(format_http_text(item, self.body_limit) + "\n")
+                blocks.append(format_http_text(item, self.body_limit, self.fold_lines) + "\n")
         return "\n".join(blocks)
 
     def json_fields(self, shown: Shown) -> dict[str, Any]:

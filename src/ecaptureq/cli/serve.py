@@ -246,6 +246,7 @@ async def serve_until_stopped(
         print("ecaptureq: clients must present the token (watch --token, or ?token=)", file=sys.stderr)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    started = loop.time()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
@@ -263,8 +264,22 @@ async def serve_until_stopped(
         for pending in (task, waiter, reporter):
             if pending is not None and not pending.done():
                 pending.cancel()
-        report_shutdown(await server.stop())
+        shutdown = await server.stop()
+        report_shutdown(shutdown)
+        print(summary(server.stats(), shutdown, loop.time() - started), file=sys.stderr, flush=True)
     return EXIT_OK
+
+
+def summary(stats: ServerStats, shutdown: ShutdownReport, seconds: float) -> str:
+    """The line ``serve`` prints when it stops: how long it ran, what it published, to how many clients."""
+    refused = stats.refused_origin + stats.refused_token + stats.refused_capacity
+    return (
+        f"ecaptureq serve: stopped after {seconds:.1f} s: {plural(stats.events_published, 'event')} "
+        f"({stats.bytes_published / 1024:,.1f} KiB) and {plural(stats.logs_published, 'run log line')} "
+        f"published; {plural(stats.connections, 'client connection')} "
+        f"({shutdown.clients} open at the stop, {len(shutdown.stalled)} of them stalled), "
+        f"{stats.overflow_closes} closed as too slow, {plural(refused, 'connection')} refused"
+    )
 
 
 def report_shutdown(report: ShutdownReport, command: str = "serve") -> None:

@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
+from ecaptureq.cli.colour import Palette, add_color_option, use_color
 from ecaptureq.cli.errors import (
     EXIT_AUTH,
     EXIT_CONNECTION,
@@ -18,6 +19,7 @@ from ecaptureq.cli.errors import (
     EXIT_STORAGE,
     CliError,
 )
+from ecaptureq.cli.oneline import exchange_line, pending_line
 from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
 from ecaptureq.cli.render import event_header, json_record, plural, render_json, render_text
 from ecaptureq.cli.render_http import HttpView, add_decode_options
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
 EXAMPLES = """\
 examples:
   ecaptureq watch ws://127.0.0.1:28257/                 # real eCapture: sudo ecapture tls --ecaptureq ws://127.0.0.1:28257/
+  ecaptureq watch ws://127.0.0.1:28257/ --oneline        # one line per exchange, coloured on a terminal
+  ecaptureq watch ws://127.0.0.1:28257/ --full           # whole bodies (a terminal folds long ones)
+  ecaptureq watch ws://127.0.0.1:28257/ --oneline --color always | less -R
   ecaptureq watch ws://127.0.0.1:28257/ --json > capture.jsonl
   ecaptureq watch ws://127.0.0.1:28257/ --count 10 --timeout 30
   ecaptureq watch ws://127.0.0.1:28257/ --reconnect --verbose
@@ -59,6 +64,18 @@ def add_watch_options(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="write JSON Lines (one object per message) to stdout"
     )
     parser.add_argument(
+        "--oneline",
+        action="store_true",
+        help="one line per exchange: time, process, method, URL, status, size, latency",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help=f"show whole bodies: on a terminal, bodies over {FOLD_LINES} lines are folded, and "
+        "--body-limit does not apply",
+    )
+    add_color_option(parser)
+    parser.add_argument(
         "--verbose", "-v", action="store_true", help="also show heartbeats and connection counters"
     )
     parser.add_argument("--count", type=_positive_int, metavar="N", help="exit 0 after N events")
@@ -68,6 +85,10 @@ def add_watch_options(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="exit after S seconds without an event or run log (heartbeats do not count)",
     )
+
+
+FOLD_LINES = 24
+"""On a terminal (without ``--full``), a body longer than this many lines is folded to them."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -174,8 +195,13 @@ class Printer:
         view: HttpView | None = None,
         packet_filter: PacketFilter | None = None,
         pcapng: PcapngWriter | None = None,
+        *,
+        palette: Palette | None = None,
+        oneline: bool = False,
     ) -> None:
         self.out = out
+        self.palette = palette or Palette(False)
+        self.oneline = oneline and not json_lines
         self.json_lines = json_lines
         self.verbose = verbose
         self.view = view
@@ -199,7 +225,10 @@ class Printer:
         if shown is None:
             return
         self.events += 1
-        if self.json_lines:
+        if self.oneline:
+            lines = [exchange_line(item, self.palette) for item in shown.items]
+            out.writelines(_with_node(line, node) + "\n" for line in lines if line is not None)
+        elif self.json_lines:
             record = json_record(event)
             record.update(view.json_fields(shown))
             if node is not None:
@@ -213,7 +242,7 @@ class Printer:
                 note = f"    ({len(event.payload)} bytes: part of a message still in progress)"
                 header = event_header(event, shown.meta, shown.type)
                 text = "\n".join([*header, decoded.rstrip("\n") if decoded else note, ""])
-            out.write(_with_node(visible(text), node) + "\n")
+            out.write(_with_node(self.palette.block(text), node) + "\n")
         out.flush()
 
     def write(self, message: Message, node: str | None = None) -> None:
@@ -252,7 +281,7 @@ class Printer:
             text = render_text(message, self.verbose)
             if text is None:
                 return
-            out.write(_with_node(visible(text), node) + "\n")
+            out.write(_with_node(self.palette.block(text), node) + "\n")
         out.flush()
 
     def finish(self) -> None:
@@ -265,17 +294,43 @@ class Printer:
         for item in items:
             if item.message is None:
                 continue
-            if self.json_lines:
+            if self.oneline:
+                line = exchange_line(item, self.palette) or pending_line(item, self.palette)
+                if line is not None:
+                    out.write(line + "\n")
+            elif self.json_lines:
                 record = {"kind": "incomplete", "http": http_json(item)}
                 out.write(json_line(record) + "\n")
             else:
-                text = visible(format_http_text(item).rstrip())
+                text = self.palette.block(format_http_text(item).rstrip())
                 out.write(f"--- still in progress at exit\n{text}\n\n")
         out.flush()
 
 
 def _with_node(text: str, node: str | None) -> str:
     return text if node is None else f"[{node}] {text}"
+
+
+def printer_from_args(
+    args: argparse.Namespace,
+    out: TextIO | None,
+    view: HttpView,
+    packet_filter: PacketFilter | None = None,
+    pcapng: PcapngWriter | None = None,
+) -> Printer:
+    """The :class:`Printer` of the options :func:`add_watch_options` added: colour (``--color``), folding
+    on a terminal unless ``--full``, ``--oneline``; ``out`` is None when only ``pcapng`` is written.
+    ``--oneline`` with ``--json`` raises :class:`CliError`."""
+    if args.oneline and args.json:
+        raise CliError("--oneline and --json cannot be combined: choose one line per exchange, or JSON Lines")
+    if args.full:
+        view.body_limit = args.max_body
+    elif out is not None and out.isatty():
+        view.fold_lines = FOLD_LINES
+    palette = Palette(out is not None and use_color(args.color, out))
+    return Printer(
+        out, args.json, args.verbose, view, packet_filter, pcapng, palette=palette, oneline=args.oneline
+    )
 
 
 async def consume(
@@ -428,7 +483,7 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
     if is_nats_url(args.url):
         if args.pcapng is not None:
             raise CliError("--pcapng takes a ws:// or wss:// source, not a fleet's nats:// URL")
-        return await watch_fleet(args, out, Printer(out, args.json, args.verbose, view, packet_filter))
+        return await watch_fleet(args, out, printer_from_args(args, out, view, packet_filter))
     if args.node is not None or args.since is not None:
         raise CliError("--node and --since are for a fleet's nats:// URL")
     try:
@@ -446,7 +501,7 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
         warn("watch", text)
     pcapng, pcapng_file = _open_pcapng(args)
     shown_to = None if args.pcapng == "-" else out
-    printer = Printer(shown_to, args.json, args.verbose, view, packet_filter, pcapng)
+    printer = printer_from_args(args, shown_to, view, packet_filter, pcapng)
     try:
         code = await consume(aiter(client), printer, args.count, args.timeout)
         if args.count is None or printer.events < args.count:

@@ -14,10 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-import hpack
-
 from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
 from ecaptureq.decode.classify import H2_PREFACE, _h2_frame_plausible
+from ecaptureq.decode.hpack_tolerant import TolerantDecoder
 from ecaptureq.decode.model import H2Frame, HttpMessage
 
 Side = Literal["client", "server"]
@@ -75,6 +74,11 @@ _END_HEADERS = 0x4
 _PADDED = 0x8
 _PRIORITY = 0x20
 _MAX_FRAME: Final = (1 << 24) - 1
+UNKNOWN_TABLE_NOTE: Final = (
+    "they refer to header table entries sent before the capture began (a late join); "
+    "later ones are learned as the connection goes on"
+)
+"""Why a field of an HTTP/2 header block is unknown (exports cite it beside an unknown method or URL)."""
 _MAX_STREAMS: Final = 256
 _MAX_HEADER_LIST: Final = 1 << 20
 _MAX_HEADER_BLOCK: Final = 1 << 20
@@ -122,14 +126,14 @@ class _Direction:
     def __init__(self, side: Side) -> None:
         self.side: Side = side
         self.buf = bytearray()
-        self.decoder = hpack.Decoder(max_header_list_size=_MAX_HEADER_LIST)
         # Tolerate any table size the encoder announces: we may have missed the SETTINGS that allowed it.
-        self.decoder.max_allowed_table_size = _MAX_FRAME
+        # Until the connection's start is seen, its header table may hold entries sent before the capture.
+        self.decoder = TolerantDecoder(max_table_size=_MAX_FRAME, max_header_list_size=_MAX_HEADER_LIST)
+        self.frames_seen = 0
         self.block: _Block | None = None
         self.streams: dict[int, _Stream] = {}
         self.preface_done = False
         self.max_frame = _MAX_FRAME
-        self.hpack_broken = False
 
 
 def _pairs(headers: Iterable[Any]) -> list[tuple[str, str]]:
@@ -197,6 +201,7 @@ class H2Connection:
                 return  # wait for the rest of the preface
             if d.buf.startswith(H2_PREFACE):
                 del d.buf[: len(H2_PREFACE)]
+                d.decoder = _from_start()
                 result.frames.append(H2Frame("PREFACE", 0, 0, "client connection preface"))
             d.preface_done = True
         while len(d.buf) >= 9:
@@ -230,6 +235,9 @@ class H2Connection:
         result: H2Result,
     ) -> None:
         name = FRAME_NAMES.get(ftype, f"type {ftype}")
+        d.frames_seen += 1
+        if d.frames_seen == 1 and d.side == "server" and ftype == 4 and not flags & _ACK:
+            d.decoder = _from_start()  # the server's connection preface: its first frame
         if d.block is not None and ftype != 9:
             result.errors.append(f"HTTP/2: {name} frame inside a header block of stream {d.block.stream_id}")
             d.block = None
@@ -264,7 +272,7 @@ class H2Connection:
         elif ftype == 9:  # CONTINUATION
             if d.block is None or d.block.stream_id != sid:
                 result.errors.append(f"HTTP/2: CONTINUATION on stream {sid} without HEADERS")
-                d.hpack_broken = True
+                d.decoder.forget()
                 return
             block = d.block
             if block.dropped or len(block.fragments) + len(body) > _MAX_HEADER_BLOCK:
@@ -336,8 +344,8 @@ class H2Connection:
         d.block = None
         assert block is not None
         if block.dropped:
-            # Its header table updates are lost with it: later blocks cannot be trusted either.
-            d.hpack_broken = True
+            # Its header table updates are lost with it: later references may be to entries never seen.
+            d.decoder.forget()
             st = self._stream(d, block.stream_id, time_ns)
             st.errors.append(
                 f"HTTP/2: header block of {block.dropped} bytes exceeds {_MAX_HEADER_BLOCK}: dropped"
@@ -345,22 +353,24 @@ class H2Connection:
             if block.end_stream:
                 result.messages.append(self._complete(d, block.stream_id))
             return
-        try:
-            headers = _pairs(d.decoder.decode(bytes(block.fragments), raw=True))
-        except Exception as exc:  # hpack raises several HPACKError kinds (and others on hostile bytes)
-            d.hpack_broken = True
-            msg = f"HPACK: {type(exc).__name__}: {exc or 'cannot decode header block'}"
-            if isinstance(exc, hpack.InvalidTableIndex):
-                msg += " (the capture began after the connection did: its header table is unknown)"
-            headers = []
+        decoded = d.decoder.decode(bytes(block.fragments))
+        headers = _pairs(decoded.known)
+        unknown = [f.describe() for f in decoded.unknown]
+        if decoded.errors:
             if block.promised is None:
-                # The message carries the error; its raw bytes are the header block.
+                # The message carries the errors; its raw bytes are the header block.
                 st = self._stream(d, block.stream_id, time_ns)
-                st.errors.append(msg)
+                st.errors.extend(decoded.errors)
                 st.raw_headers += block.fragments
             else:
-                result.errors.append(msg)
+                result.errors.extend(decoded.errors)
                 result.raw = bytes(block.fragments)
+        if unknown and block.promised is None:
+            st = self._stream(d, block.stream_id, time_ns)
+            st.notes.append(
+                f"{len(unknown)} header field{'s' if len(unknown) != 1 else ''} unknown: "
+                f"{UNKNOWN_TABLE_NOTE}: " + "; ".join(unknown)
+            )
         if block.promised is not None:
             path = dict(headers).get(":path", "?")
             result.frames.append(
@@ -396,8 +406,9 @@ class H2Connection:
         if kind == "request":
             if msg.authority and msg.path.startswith("/"):
                 msg.url = f"{msg.scheme}://{msg.authority}{msg.path}"
-            else:
+            elif msg.path or msg.method == "CONNECT":
                 msg.url = msg.path or msg.authority
+            # else the :path is unknown (a late join): no URL rather than a made-up one
         status = pseudo.get(":status", "")
         msg.status = int(status) if status.isdigit() else None
         if not st.have_headers:
@@ -409,6 +420,10 @@ class H2Connection:
         if msg.errors:
             msg.raw = bytes(st.raw_headers) + msg.raw_body
         return msg
+
+
+def _from_start() -> TolerantDecoder:
+    return TolerantDecoder(from_start=True, max_table_size=_MAX_FRAME, max_header_list_size=_MAX_HEADER_LIST)
 
 
 def _unpad(body: bytes, flags: int) -> tuple[bytes, str | None]:

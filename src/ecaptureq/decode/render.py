@@ -41,7 +41,24 @@ def _truncation_mark(more: int) -> str:
     return f"… truncated ({more} more bytes)"
 
 
-def _body_lines(msg: HttpMessage, body_limit: int) -> list[str]:
+FOLD_MARK = "… {} more lines folded (--full shows them)"
+"""What replaces the lines of a body beyond ``fold_lines`` in :func:`format_http_text`."""
+
+
+def _fold(lines: list[str], fold_lines: int | None) -> list[str]:
+    if fold_lines is None:
+        return lines
+    flat = "\n".join(lines).split("\n")
+    if len(flat) <= fold_lines + 1:  # folding one line away would save nothing
+        return lines
+    return [*flat[:fold_lines], FOLD_MARK.format(len(flat) - fold_lines)]
+
+
+def _body_lines(msg: HttpMessage, body_limit: int, fold_lines: int | None = None) -> list[str]:
+    return _fold(_all_body_lines(msg, body_limit), fold_lines)
+
+
+def _all_body_lines(msg: HttpMessage, body_limit: int) -> list[str]:
     lines: list[str] = []
     if msg.grpc_messages is not None:
         shown = 0
@@ -73,24 +90,35 @@ def _body_lines(msg: HttpMessage, body_limit: int) -> list[str]:
     return lines
 
 
-def _message_text(item: Decoded, msg: HttpMessage, body_limit: int) -> list[str]:
+def request_target(msg: HttpMessage) -> str:
+    """``METHOD URL``, with ``(method unknown)`` or ``(path unknown)`` for what a late join could not
+    decode, or ``(request line not decoded)`` when neither is known."""
+    where = msg.url or msg.path
+    if not msg.method and not where:
+        return "(request line not decoded)"
+    return f"{msg.method or '(method unknown)'} {where or '(path unknown)'}"
+
+
+def _message_text(
+    item: Decoded, msg: HttpMessage, body_limit: int, fold_lines: int | None = None
+) -> list[str]:
     proto = {"h2": "HTTP/2", "http/1.0": "HTTP/1.0"}.get(msg.protocol, "HTTP/1.1")
     where = f"pid {item.meta.pid or '?'} {item.meta.pname or '?'}"
     stream = f" stream {msg.stream_id}" if msg.stream_id is not None else ""
     ex = item.exchange
     if msg.kind == "request":
-        target = f"{msg.method} {msg.url or msg.path}" if msg.method else "(request line not decoded)"
+        target = request_target(msg)
         head = f"> {target} {proto}{stream}  [{where}]"
     else:
         status = f"{msg.status} {msg.reason}".rstrip() if msg.status is not None else "(status not decoded)"
         head = f"< {proto} {status}{stream}  [{where}]"
         if ex is not None and ex.request is not None and msg.status is not None and msg.status >= 200:
-            head += f"  for {ex.request.method} {ex.request.url or ex.request.path}"
+            head += f"  for {request_target(ex.request)}"
         if ex is not None and ex.latency is not None:
             head += f"  ({ex.latency * 1000:.1f} ms)"
     lines = [head]
     lines.extend(f"  {k}: {v}" for k, v in msg.headers)
-    body = _body_lines(msg, body_limit)
+    body = _body_lines(msg, body_limit, fold_lines)
     if body:
         lines.append("")
         lines.extend(body)
@@ -106,17 +134,20 @@ def _message_text(item: Decoded, msg: HttpMessage, body_limit: int) -> list[str]
     return lines
 
 
-def format_http_text(item: Decoded, body_limit: int = DEFAULT_BODY_LIMIT_SHOWN) -> str:
+def format_http_text(
+    item: Decoded, body_limit: int = DEFAULT_BODY_LIMIT_SHOWN, fold_lines: int | None = None
+) -> str:
     """Render a decoded item for the terminal.
 
     A request shows ``> METHOD URL VERSION`` then its headers; a response ``< VERSION STATUS REASON``,
     the request it answers and the latency; then the body up to ``body_limit`` characters (text) or bytes
     (hex dump of binary), followed by ``… truncated (N more bytes)`` when cut. WebSocket frames, HTTP/2
-    control frames and raw bytes (as text when printable, else a hex dump) get one block each. The
+    control frames and raw bytes (as text when printable, else a hex dump) get one block each. With
+    ``fold_lines``, a message body longer than that many lines is folded to them (:data:`FOLD_MARK`). The
     result has no trailing newline.
     """
     if item.message is not None:
-        return "\n".join(_message_text(item, item.message, body_limit))
+        return "\n".join(_message_text(item, item.message, body_limit, fold_lines))
     lines: list[str] = []
     if item.kind == "websocket":
         for f in item.ws_frames:

@@ -1,7 +1,8 @@
 """A demo source: synthetic but realistic traffic, for trying ecaptureq without root or eBPF.
 
 A few made-up processes make HTTPS requests. The bytes are produced by real HTTP implementations
-(h11 for HTTP/1.1, h2 for HTTP/2 with one connection, and so one HPACK state, per process), so what the
+(h11 for HTTP/1.1, h2 for HTTP/2 with connections that close after a few exchanges and reopen, each with
+its own HPACK state, as real clients' do), so what the
 demo publishes looks to a decoder like what eCapture captures: one event per write or read, uuids
 ``<pid>_<tid>_<comm>_<fd>_<data_type>`` (eCapture's numbers: 1 = write, 0 = read) that stay the same for
 a connection, the connection's 4-tuple, and Unix-epoch nanosecond timestamps. Its run log says that it
@@ -18,6 +19,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Final
 
 import h2.config
 import h2.connection
@@ -160,20 +162,38 @@ class _Http1Client:
             yield self.conn.event(READ, EventType.UNKNOWN, resp_bytes[cut:])
 
 
-class _Http2Client:
-    """A process speaking HTTP/2 over one connection (one HPACK state for its whole life)."""
+CONNECTION_EXCHANGES: Final = (3, 8)
+"""How many exchanges a demo HTTP/2 connection carries before the client closes it (GOAWAY) and opens a
+new one, as real clients do: a capture that starts late sees a connection begin within seconds."""
 
-    def __init__(self, conn: _Conn, host: str, rng: random.Random) -> None:
+
+class _Http2Client:
+    """A process speaking HTTP/2 over connections that come and go (one HPACK state per connection)."""
+
+    def __init__(self, conn: _Conn, host: str, rng: random.Random, ports: Iterator[int]) -> None:
         self.conn = conn
         self.host = host
         self.rng = rng
+        self.ports = ports
+        self._open()
+
+    def _open(self) -> None:
+        self.left = self.rng.randint(*CONNECTION_EXCHANGES)
         self.client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.server = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
         )
         self.client.initiate_connection()
         self.server.initiate_connection()
-        self.started = False
+
+    def _close(self) -> Iterator[Event]:
+        """The client ends the connection with a GOAWAY; the next exchange opens a new one (new port and
+        file descriptor: a new uuid), with the connection preface and an empty header table."""
+        self.client.close_connection()
+        yield self.conn.event(WRITE, EventType.UNKNOWN, self.client.data_to_send())
+        c = self.conn
+        self.conn = _Conn(c.pid, c.tid, c.comm, c.fd + 1, (c.src[0], next(self.ports)), c.dst)
+        self._open()
 
     def exchange(self) -> Iterator[Event]:
         client, server, rng = self.client, self.server, self.rng
@@ -233,6 +253,9 @@ class _Http2Client:
         if ack:
             server.receive_data(ack)
             yield self.conn.event(WRITE, EventType.UNKNOWN, ack)
+        self.left -= 1
+        if self.left <= 0:
+            yield from self._close()
 
 
 def _acknowledge(conn: h2.connection.H2Connection, events: list[h2.events.Event]) -> None:
@@ -260,6 +283,7 @@ def _processes(rng: random.Random) -> list[_Http1Client | _Http2Client]:
             _Conn(4410, 4415, "grpc-gateway", 12, (client_ip, next(ports)), ("142.250.74.46", 443)),
             "shop.example.net",
             rng,
+            ports,
         ),
     ]
 
@@ -280,17 +304,28 @@ class DemoSource:
 
     def events(self) -> Iterator[Event]:
         """Yield demo events forever (the timestamps are taken as they are made)."""
+        for exchange in self._exchanges():
+            yield from exchange
+
+    def _exchanges(self) -> Iterator[Iterator[Event]]:
         procs = _processes(self.rng)
         while True:
-            yield from self.rng.choice(procs).exchange()
+            yield self.rng.choice(procs).exchange()
 
     async def run(self, sink: Sink) -> None:
         """Publish the banner, then events until ``limit`` (or until cancelled)."""
         for line in demo_banner():
             sink.publish_log(line)
-        for sent, event in enumerate(self.events()):
-            if self.limit is not None and sent >= self.limit:
-                return
-            sink.publish_event(event)
-            if event.type in (EventType.HTTP1_RESPONSE, EventType.HTTP2_RESPONSE) or self.interval == 0:
+        sent = 0
+        for exchange in self._exchanges():
+            # An exchange's events are made (and stamped) together: the pause is between exchanges, as
+            # between a real client's requests, not inside one (a response split over two reads).
+            for event in list(exchange):
+                if self.limit is not None and sent >= self.limit:
+                    return
+                sink.publish_event(event)
+                sent += 1
+                if self.interval == 0:
+                    await asyncio.sleep(0)
+            if self.interval:
                 await asyncio.sleep(self.interval * self.rng.uniform(0.5, 1.5))

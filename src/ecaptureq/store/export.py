@@ -90,11 +90,34 @@ def _query(url: str) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in pairs]
 
 
+UNKNOWN_NOTE: Final = (
+    "not captured: the capture began after the connection did (HTTP/2 header table entries sent "
+    "before it are unknown), or the message was not seen"
+)
+"""The HAR comment beside an unknown method, URL or status (exported as ``""`` or ``0``, never guessed)."""
+
+
+def unknown_fields(detail: dict[str, Any]) -> list[str]:
+    """Which of ``method``, ``url`` and ``status`` an exchange's stored detail does not know."""
+    req = detail.get("request")
+    resp = detail.get("response")
+    missing = []
+    if not isinstance(req, dict) or not req.get("method"):
+        missing.append("method")
+    if not isinstance(req, dict) or not (req.get("url") or req.get("path")):
+        missing.append("url")
+    if isinstance(resp, dict) and resp.get("status") is None:
+        missing.append("status")
+    return missing
+
+
 def _absolute_url(req: dict[str, Any], dst_ip: str, dst_port: int) -> str:
     url = req.get("url") or ""
     parts = _split(url)
     if parts is not None and parts.scheme:
         return url
+    if not url and not req.get("path"):
+        return ""  # unknown: not made up from the address
     host = req.get("authority") or next((v for k, v in req.get("headers") or [] if k.lower() == "host"), "")
     if not host:
         host = f"{dst_ip}:{dst_port}" if dst_ip else "unknown.invalid"
@@ -105,13 +128,14 @@ def _absolute_url(req: dict[str, Any], dst_ip: str, dst_port: int) -> str:
 
 def har_entry(detail: dict[str, Any]) -> dict[str, Any]:
     """One HAR entry from an exchange's stored detail (:meth:`Exchange.to_dict`)."""
-    req = detail.get("request") or {"method": "GET", "headers": []}
+    req = detail.get("request") or {"headers": []}
     resp = detail.get("response")
+    unknown = unknown_fields(detail)
     url = _absolute_url(req, detail.get("dst_ip") or "", detail.get("dst_port") or 0)
     latency_ms = round((detail.get("latency") or 0) * 1000, 3)
     version = _http_version(detail.get("protocol") or "http/1.1")
     request: dict[str, Any] = {
-        "method": req.get("method") or "GET",
+        "method": req.get("method") or "",
         "url": url,
         "httpVersion": version,
         "cookies": _cookies(req.get("headers"), "cookie"),
@@ -139,6 +163,11 @@ def har_entry(detail: dict[str, Any]) -> dict[str, Any]:
         "headersSize": -1,
         "bodySize": (resp or {}).get("body_size") or (0 if resp else -1),
     }
+    lost = [f for f in unknown if f != "status"]
+    if lost:
+        request["comment"] = f"{' and '.join(lost)} unknown, exported as empty: {UNKNOWN_NOTE}"
+    if "status" in unknown:
+        response["comment"] = f"status unknown, exported as 0: {UNKNOWN_NOTE}"
     return {
         "startedDateTime": _iso(detail.get("started_ns")),
         "time": latency_ms,
@@ -161,6 +190,7 @@ def har_entry(detail: dict[str, Any]) -> dict[str, Any]:
         "_ecaptureq": {
             "exchange_id": detail.get("id"),
             "complete": resp is not None and detail.get("request") is not None,
+            "unknown": unknown,
         },
     }
 

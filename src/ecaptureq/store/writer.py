@@ -142,10 +142,10 @@ def exchange_row(row_id: int, ex: Exchange, node: str | None = None) -> tuple[An
         ex.started_ns,
         ex.ended_ns,
         ex.latency,
-        req.method[:NOTE_CHARS] if req else None,
-        (req.url or req.path)[:HEADERS_STORED] if req else None,
+        (req.method[:NOTE_CHARS] or None) if req else None,  # NULL, not "", when a late join lost it
+        ((req.url or req.path)[:HEADERS_STORED] or None) if req else None,
         req.host[:NOTE_CHARS] if req else None,
-        req.path[:HEADERS_STORED] if req else None,
+        (req.path[:HEADERS_STORED] or None) if req else None,
         resp.status if resp else None,
         _headers_json(req),
         _headers_json(resp),

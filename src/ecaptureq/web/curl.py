@@ -72,17 +72,18 @@ def quote(text: str, shell: Shell) -> str:
 
 def curl_argv(detail: dict[str, Any], url: str) -> tuple[list[str], bytes | None] | None:
     """The argv curl should receive for the request of ``detail`` (an :meth:`Exchange.to_dict`), and the
-    binary body to pipe into it, or ``None`` without a request. ``url`` is the request's absolute URL."""
+    binary body to pipe into it, or ``None`` without a request or when its method or ``url`` (the request's
+    absolute URL) is unknown."""
     req = detail.get("request")
-    if not isinstance(req, dict):
-        return None
+    if not isinstance(req, dict) or not req.get("method") or not url:
+        return None  # no request, or a method or URL a late join lost: nothing to copy but a guess
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in ("http", "https"):
         url = "https://" + (rest if sep else url).lstrip("/")
     argv = ["curl"]
     if detail.get("protocol") == "h2":
         argv.append("--http2")
-    method = str(req.get("method") or "GET")
+    method = str(req["method"])
     if method != "GET":
         argv += ["-X", method]
     argv += ["--url", url]
