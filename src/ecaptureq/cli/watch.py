@@ -132,6 +132,21 @@ class Printer:
         self.packet_filter = packet_filter
         self.events = 0
         self.received = 0
+        self.defer_flush: Callable[[Callable[[], None]], object] | None = None
+        """When set (``loop.call_soon``), output is flushed once the loop goes back to waiting for
+        input instead of after every message: :func:`consume` sets it."""
+        self._flush_due = False
+
+    def _flush(self) -> None:
+        if self.defer_flush is None:
+            self.out.flush()
+        elif not self._flush_due:
+            self._flush_due = True
+            self.defer_flush(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_due = False
+        self.out.flush()
 
     def _write_decoded(self, event: Event, view: HttpView) -> None:
         shown = view.feed(event)
@@ -151,7 +166,7 @@ class Printer:
                 header = event_header(event, shown.meta, shown.type)
                 text = "\n".join([*header, decoded.rstrip("\n") if decoded else note, ""])
             self.out.write(visible(text) + "\n")
-        self.out.flush()
+        self._flush()
 
     def write(self, message: Message) -> None:
         """Write one message (heartbeats only when verbose or in JSON; events that pass the filters)."""
@@ -173,7 +188,7 @@ class Printer:
             if text is None:
                 return
             self.out.write(visible(text) + "\n")
-        self.out.flush()
+        self._flush()
 
     def finish(self) -> None:
         """At the end: write the decoded messages still in progress (for instance an HTTP/1.x response
@@ -207,12 +222,33 @@ async def consume(
     it = aiter(messages)
     loop = asyncio.get_running_loop()
     last_activity = loop.time()
+    printer.defer_flush = loop.call_soon  # one flush per burst of messages, not one per message
+    try:
+        return await _consume(it, printer, count, timeout, command, loop, last_activity)
+    finally:
+        printer.defer_flush = None
+        printer.out.flush()
+
+
+async def _consume(
+    it: AsyncIterator[Message],
+    printer: Printer,
+    count: int | None,
+    timeout: float | None,
+    command: str,
+    loop: asyncio.AbstractEventLoop,
+    last_activity: float,
+) -> int:
     while count is None or printer.events < count:
         try:
             left = None if timeout is None else last_activity + timeout - loop.time()
             if left is not None and left <= 0:
                 raise TimeoutError
-            message = await asyncio.wait_for(anext(it), left)
+            if left is None:
+                message = await anext(it)
+            else:
+                async with asyncio.timeout(left):  # no task per message, unlike wait_for
+                    message = await anext(it)
         except StopAsyncIteration:
             break
         except TimeoutError:
