@@ -212,7 +212,9 @@ class CaptureStore:
         self._packets: list[tuple[Any, ...]] = []
         self._logs: list[tuple[Any, ...]] = []
         self._heartbeats: list[tuple[Any, ...]] = []
-        self._exchanges: dict[int, tuple[Any, ...]] = {}
+        # Exchanges to write, by row id: rendered at flush, so one written at its request and completed by
+        # its response before the next flush is rendered once, not twice.
+        self._exchanges: dict[int, Exchange] = {}
         self._connection_id: int | None = None
         self._closed = False
 
@@ -273,7 +275,7 @@ class CaptureStore:
         row_id = self._exchange_base + ex.id
         if ex.complete:
             self.stats.exchanges += 1
-        self._exchanges[row_id] = exchange_row(row_id, ex)
+        self._exchanges[row_id] = ex
 
     def flush(self) -> None:
         """Write everything buffered in one transaction.
@@ -300,7 +302,7 @@ class CaptureStore:
                     self._heartbeats,
                 )
             if self._exchanges:
-                db.executemany(_INSERT_EXCHANGE, list(self._exchanges.values()))
+                db.executemany(_INSERT_EXCHANGE, [exchange_row(i, ex) for i, ex in self._exchanges.items()])
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
