@@ -9,7 +9,7 @@ import json
 
 from conftest import run_cli
 
-from ecaptureq.bench.consumers import bench_consumers, summary
+from ecaptureq.bench.consumers import bench_consumers, decoder_memory, summary
 from ecaptureq.bench.runner import bench_burst, bench_client, bench_stalled, format_table
 from ecaptureq.bench.workloads import workload_events
 from ecaptureq.decode import Decoder
@@ -60,3 +60,11 @@ async def test_consumer_rows_run_real_processes_to_the_last_event() -> None:
         assert row.events_per_s > 0 and row.baseline_events_per_s > 0
     assert rows[0].extra["output_bytes"] > 400 * 100, "watch wrote a JSON line per event"
     assert "goal 0.35x" in summary(rows)
+
+
+def test_decoder_memory_counts_every_open_connection() -> None:
+    for workload in ("http1", "http2"):
+        report = decoder_memory(workload, connections=200)
+        assert report["open_connections"] == 200
+        assert 0 < report["bytes_per_connection"] < 1024 * 1024
+        assert report["buffered_per_connection"] > 0, "each connection has a message in progress"

@@ -7,8 +7,9 @@ import asyncio
 import json
 import sys
 
-from ecaptureq.bench.consumers import summary
+from ecaptureq.bench.consumers import decoder_memory, format_memory, summary
 from ecaptureq.bench.runner import format_table, machine_line, run_all
+from ecaptureq.bench.workloads import WORKLOADS
 
 EXAMPLES = """\
 examples:
@@ -52,11 +53,15 @@ def run(args: argparse.Namespace) -> int:
 
     progress(machine_line())
     rows = asyncio.run(run_all(args.quick, progress, consumers_only=args.consumers))
+    memory = [decoder_memory(w) for w in WORKLOADS]
     if args.json:
         for row in rows:
             print(json.dumps(row.to_json()))
+        for obj in memory:
+            print(json.dumps({"scenario": "decoder memory", **obj}))
     else:
         print(format_table(rows))
         print()
         print(summary(rows))
+        print(format_memory(memory))
     return 0
