@@ -65,6 +65,7 @@ class LiveRecorder:
         self.counters = LiveCounters()
         self._first: asyncio.Future[None] | None = None
         self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=8)
+        self._inflight: asyncio.Future[None] | None = None
         self.client = Client(
             url,
             origin=origin,
@@ -126,17 +127,35 @@ class LiveRecorder:
     async def _consume(self) -> None:
         index = 0
         flt = self.event_filter
+        store = self.store
         async for message in self.client:
             if isinstance(message, Event):
                 index += 1
                 if flt is not None and not flt.matches(message, index):
                     continue
-            self.store.add(message)
+            store.buffer(message)
+            if store.pending >= store.batch_size:
+                await self._commit()
+
+    async def _commit(self) -> None:
+        """Hand what is buffered to the store's writer thread, after the previous batch is committed: the
+        event loop goes on receiving (and the UI answering) while SQLite writes."""
+        await self._settle()
+        future = self.store.flush_in_background()
+        if future is not None:
+            self._inflight = asyncio.wrap_future(future)
+
+    async def _settle(self) -> None:
+        """Wait for the commit in progress, if any (its StoreError is raised here)."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            await inflight
 
     async def _flush(self) -> None:
         while True:
             await asyncio.sleep(self.flush_interval)
-            self.store.flush()
+            await self._commit()
+            await self._settle()
             self._sample()
             if self._on_flush_hook is not None:
                 self._on_flush_hook()
@@ -157,6 +176,11 @@ class LiveRecorder:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.client.close()
+            # A batch still being written is committed (or kept buffered, if it fails) before the
+            # caller closes the store; the caller's close() reports a failure.
+            inflight, self._inflight = self._inflight, None
+            if inflight is not None:
+                await asyncio.gather(inflight, return_exceptions=True)
 
     def snapshot(self) -> dict[str, Any]:
         """The counters as JSON for ``/api/status``."""
