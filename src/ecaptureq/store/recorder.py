@@ -20,6 +20,9 @@ from ecaptureq.protocol import DecodeError, Event
 from ecaptureq.store.sql import PacketFilter
 from ecaptureq.store.writer import CaptureStore
 
+YIELD_EVERY = 16
+"""Messages recorded between two turns given to the event loop's other tasks."""
+
 
 @dataclass
 class LiveCounters:
@@ -136,6 +139,10 @@ class LiveRecorder:
             store.buffer(message)
             if store.pending >= store.batch_size:
                 await self._commit()
+            elif store.pending % YIELD_EVERY == 0:
+                # Frames already received are handed over without a pause; let the other tasks of the
+                # loop (the UI's requests) in between, or they wait for a whole socket read's worth.
+                await asyncio.sleep(0)
 
     async def _commit(self) -> None:
         """Hand what is buffered to the store's writer thread, after the previous batch is committed: the
