@@ -129,6 +129,7 @@ class LiveRecorder:
 
     async def _consume(self) -> None:
         index = 0
+        received = 0
         flt = self.event_filter
         store = self.store
         async for message in self.client:
@@ -137,9 +138,10 @@ class LiveRecorder:
                 if flt is not None and not flt.matches(message, index):
                     continue
             store.buffer(message)
+            received += 1
             if store.pending >= store.batch_size:
                 await self._commit()
-            elif store.pending % YIELD_EVERY == 0:
+            elif received % YIELD_EVERY == 0:
                 # Frames already received are handed over without a pause; let the other tasks of the
                 # loop (the UI's requests) in between, or they wait for a whole socket read's worth.
                 await asyncio.sleep(0)
