@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Final, Literal
 
 import h11
-from h11._abnf import header_field, request_line, status_line
+from h11._abnf import header_field, request_line, status_line  # h11 0.14-0.16; pinned in pyproject
 
 from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
 from ecaptureq.decode.model import HttpMessage, Protocol
