@@ -4,6 +4,9 @@
 ``ready``, reads until every client has N events (or goes idle), then prints one JSON line of results.
 ``python -m ecaptureq.bench.peer send --events N --size B`` serves N pre-encoded frames to each client
 that connects, for the client-side benchmark.
+``python -m ecaptureq.bench.peer frames FILE`` serves the frames of FILE (see :func:`write_frames`) to each
+client, for the consumer benchmarks; ``python -m ecaptureq.bench.peer count URL --events N`` is the bare
+receive loop they are measured against.
 """
 
 from __future__ import annotations
@@ -112,6 +115,53 @@ async def send(events: int, size: int) -> None:
         await asyncio.sleep(3600)
 
 
+async def serve_frames(path: str) -> None:
+    """Serve the length-prefixed frames of ``path`` to each client that connects; print the URL, then
+    ``start NS`` (wall clock) as each connection's first frame goes out, and keep the connection open."""
+    frames = read_frames(path)
+
+    async def handler(conn: ServerConnection) -> None:
+        print(f"start {time.time_ns()}", flush=True)
+        for frame in frames:
+            await conn.send(frame)
+        await conn.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        print(f"ws://127.0.0.1:{port}/", flush=True)
+        await asyncio.sleep(3600)
+
+
+async def count(url: str, events: int) -> None:
+    """The bare receive loop: count ``events`` frames, then close."""
+    n = 0
+    async with connect(url, compression=None, max_size=None) as conn:
+        async for _frame in conn:
+            n += 1
+            if n == events:
+                break
+
+
+def write_frames(path: str, frames: list[bytes]) -> None:
+    """Write frames, each after its 4-byte big-endian length."""
+    with open(path, "wb") as f:
+        for frame in frames:
+            f.write(len(frame).to_bytes(4, "big"))
+            f.write(frame)
+
+
+def read_frames(path: str) -> list[bytes]:
+    """Read what :func:`write_frames` wrote."""
+    with open(path, "rb") as f:
+        data = f.read()
+    frames, i = [], 0
+    while i < len(data):
+        size = int.from_bytes(data[i : i + 4], "big")
+        frames.append(data[i + 4 : i + 4 + size])
+        i += 4 + size
+    return frames
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the peer process."""
     parser = argparse.ArgumentParser(prog="python -m ecaptureq.bench.peer")
@@ -126,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     snd = sub.add_parser("send")
     snd.add_argument("--events", type=int, required=True)
     snd.add_argument("--size", type=int, default=512)
+    frm = sub.add_parser("frames")
+    frm.add_argument("path")
+    cnt = sub.add_parser("count")
+    cnt.add_argument("url")
+    cnt.add_argument("--events", type=int, required=True)
     args = parser.parse_args(argv)
     try:
         if args.role == "receive":
@@ -133,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
                 receive(args.url, args.clients, args.events, args.idle, args.stalled, args.hold)
             )
             print(json.dumps(result), flush=True)
+        elif args.role == "frames":
+            asyncio.run(serve_frames(args.path))
+        elif args.role == "count":
+            asyncio.run(count(args.url, args.events))
         else:
             asyncio.run(send(args.events, args.size))
     except KeyboardInterrupt:

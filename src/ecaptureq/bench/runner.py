@@ -368,8 +368,16 @@ async def bench_client(events: int, size: int = 512) -> Row:
     )
 
 
-async def run_all(quick: bool, progress: Callable[[str], None]) -> list[Row]:
+async def run_all(quick: bool, progress: Callable[[str], None], consumers_only: bool = False) -> list[Row]:
     """Run every scenario; ``quick`` uses smaller counts and shorter paced runs."""
+    from ecaptureq.bench.consumers import CONSUMERS, bench_consumers, consumer_plan
+
+    consumer_rows: list[Row] = []
+    if consumers_only:
+        for workload, n in consumer_plan(quick):
+            progress(f"consumers on {workload} ({n} events) ...")
+            consumer_rows += await bench_consumers(workload, n, list(CONSUMERS), progress)
+        return consumer_rows
     n_small = 2_000 if quick else 10_000
     n_large = 300 if quick else 2_000
     seconds = 1.0 if quick else 3.0
@@ -385,6 +393,9 @@ async def run_all(quick: bool, progress: Callable[[str], None]) -> list[Row]:
     for i, (label, make) in enumerate(plan, 1):
         progress(f"[{i}/{len(plan)}] {label} ...")
         rows.append(await make())
+    for workload, n in consumer_plan(quick):
+        progress(f"consumers on {workload} ({n} events) ...")
+        rows += await bench_consumers(workload, n, list(CONSUMERS), progress)
     return rows
 
 

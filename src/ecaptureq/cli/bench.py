@@ -7,16 +7,21 @@ import asyncio
 import json
 import sys
 
+from ecaptureq.bench.consumers import decoder_memory, format_memory, summary
 from ecaptureq.bench.runner import format_table, machine_line, run_all
+from ecaptureq.bench.workloads import WORKLOADS
 
 EXAMPLES = """\
 examples:
   ecaptureq bench --quick            # about a minute
   ecaptureq bench --json > bench.jsonl
+  ecaptureq bench --consumers --quick  # watch, record and ui processes only
 
 Every row has a baseline measured in the same run: a bare websockets server sending frames encoded
 beforehand to the same clients (or, for the client row, a bare websockets receive loop). Clients run in a
 separate process on 127.0.0.1. 'delivered' is the worst client's delivered/published ratio.
+The consumer rows run watch, record and ui as processes fed HTTP/1.1 and HTTP/2 captures, each beside a
+bare websockets receive loop (its own process) measured just before it against the same sender.
 """
 
 
@@ -32,6 +37,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="smaller counts and shorter runs")
     parser.add_argument("--json", action="store_true", help="one JSON object per row on stdout")
+    parser.add_argument(
+        "--consumers",
+        action="store_true",
+        help="only the consumer rows: watch, record and ui processes on HTTP/1.1 and HTTP/2 workloads",
+    )
     parser.set_defaults(func=run)
 
 
@@ -42,10 +52,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"ecaptureq bench: {text}", file=sys.stderr, flush=True)
 
     progress(machine_line())
-    rows = asyncio.run(run_all(args.quick, progress))
+    rows = asyncio.run(run_all(args.quick, progress, consumers_only=args.consumers))
+    memory = [decoder_memory(w) for w in WORKLOADS]
     if args.json:
         for row in rows:
             print(json.dumps(row.to_json()))
+        for obj in memory:
+            print(json.dumps({"scenario": "decoder memory", **obj}))
     else:
         print(format_table(rows))
+        print()
+        print(summary(rows))
+        print(format_memory(memory))
     return 0

@@ -33,6 +33,8 @@ from ecaptureq.server.security import (
 from ecaptureq.store import CaptureStore, NotCaptureDatabase, SqlError, StoreError
 
 DEFAULT_LISTEN = "http://127.0.0.1:8080/"
+UI_SWITCH_INTERVAL = 0.0005
+"""Seconds a thread holds the GIL before another may take it, while ui records (Python's default: 0.005)."""
 
 EXAMPLES = f"""\
 examples:
@@ -253,6 +255,9 @@ async def serve_ui(args: argparse.Namespace) -> int:
         except StoreError as exc:
             sock.close()
             raise CliError(str(exc), EXIT_STORAGE) from None
+        # The recorder's decoding holds the GIL; the UI's queries run in threads that need it back between
+        # rows. Python's default 5 ms switch interval made a 200-row answer take ~1 s while ingesting.
+        sys.setswitchinterval(UI_SWITCH_INTERVAL)
         recorder = LiveRecorder(
             args.source,
             store,

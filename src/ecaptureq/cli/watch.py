@@ -210,6 +210,22 @@ class Printer:
         self.events = 0
         self.received = 0
         self._node_decoders: dict[str, Decoder] = {}
+        self.defer_flush: Callable[[Callable[[], None]], object] | None = None
+        """When set (``loop.call_soon``), output is flushed once the loop goes back to waiting for
+        input instead of after every message: :func:`consume` sets it."""
+        self._flush_due = False
+
+    def _flush(self) -> None:
+        if self.defer_flush is None:
+            self._flush_now()
+        elif not self._flush_due:
+            self._flush_due = True
+            self.defer_flush(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_due = False
+        if self.out is not None:
+            self.out.flush()
 
     def _node_view(self, view: HttpView, node: str | None) -> HttpView:
         # The fleet's nodes are decoded apart: their connection uuids may collide.
@@ -243,7 +259,7 @@ class Printer:
                 header = event_header(event, shown.meta, shown.type)
                 text = "\n".join([*header, decoded.rstrip("\n") if decoded else note, ""])
             out.write(_with_node(self.palette.block(text), node) + "\n")
-        out.flush()
+        self._flush()
 
     def write(self, message: Message, node: str | None = None) -> None:
         """Write one message (heartbeats only when verbose or in JSON; events that pass the filters).
@@ -282,7 +298,7 @@ class Printer:
             if text is None:
                 return
             out.write(_with_node(self.palette.block(text), node) + "\n")
-        out.flush()
+        self._flush()
 
     def finish(self) -> None:
         """At the end: write the decoded messages still in progress (for instance an HTTP/1.x response
@@ -349,12 +365,33 @@ async def consume(
     it = aiter(messages)
     loop = asyncio.get_running_loop()
     last_activity = loop.time()
+    printer.defer_flush = loop.call_soon  # one flush per burst of messages, not one per message
+    try:
+        return await _consume(it, printer, count, timeout, command, loop, last_activity)
+    finally:
+        printer.defer_flush = None
+        printer._flush_now()
+
+
+async def _consume(
+    it: AsyncIterator[Message | tuple[str, Message]],
+    printer: Printer,
+    count: int | None,
+    timeout: float | None,
+    command: str,
+    loop: asyncio.AbstractEventLoop,
+    last_activity: float,
+) -> int:
     while count is None or printer.events < count:
         try:
             left = None if timeout is None else last_activity + timeout - loop.time()
             if left is not None and left <= 0:
                 raise TimeoutError
-            item = await asyncio.wait_for(anext(it), left)
+            if left is None:
+                item = await anext(it)
+            else:
+                async with asyncio.timeout(left):  # no task per message, unlike wait_for
+                    item = await anext(it)
         except StopAsyncIteration:
             break
         except TimeoutError:

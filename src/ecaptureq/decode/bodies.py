@@ -16,6 +16,7 @@ from typing import Final
 from urllib.parse import parse_qsl
 
 import brotli  # type: ignore[import-untyped]
+import orjson
 import zstandard
 
 DEFAULT_BODY_LIMIT: Final = 16 * 1024 * 1024
@@ -229,9 +230,37 @@ def pretty_json(text: str) -> str:
     if len(text) > JSON_PARSE_LIMIT:
         return text
     try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except (ValueError, RecursionError):
+        value = json.loads(text)
+        if _orjson_same(value):
+            return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode("utf-8")
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError, TypeError):
         return text
+
+
+_ORJSON_INT: Final = range(-(2**63), 2**64)
+
+
+def _orjson_same(value: object, depth: int = 0) -> bool:
+    """Whether orjson's indented output of ``value`` is exactly ``json.dumps(indent=2)``'s: no floats
+    (whose text may differ), integers within 64 bits, no lone surrogates, not too deep for orjson.
+    Python's indenting encoder is pure Python (about 20 times slower); orjson is the C one."""
+    if depth > 200:
+        return False
+    if isinstance(value, str):
+        return not _SURROGATE.search(value)
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return value in _ORJSON_INT
+    if isinstance(value, list):
+        return all(_orjson_same(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(not _SURROGATE.search(k) and _orjson_same(v, depth + 1) for k, v in value.items())
+    return False
+
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
 def decode_body(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Final, Literal
 
 import h11
+from h11._abnf import header_field, request_line, status_line  # h11 0.14-0.16; pinned in pyproject
 
 from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
 from ecaptureq.decode.model import HttpMessage, Protocol
@@ -30,6 +31,17 @@ _STRONG_REQUEST = re.compile(
 _STRONG_RESPONSE = re.compile(
     rb"HTTP/1\.[01] [1-5][0-9]{2}(?: [^\r\n]*)?\r\n(?:\r\n|[!#$%&'*+.^_`|~0-9A-Za-z-]+:)"
 )
+
+
+# h11's own grammar (its _abnf module), so the fast path accepts exactly the heads h11 accepts.
+_REQUEST_LINE: Final = re.compile(request_line.encode("ascii"))
+_STATUS_LINE: Final = re.compile(status_line.encode("ascii"))
+_HEADER_FIELD: Final = re.compile(header_field.encode("ascii"))
+_DIGITS: Final = re.compile(rb"[0-9]{1,20}")
+_FAST_HEAD_MAX: Final = 16 * 1024
+_FAST_METHOD_HINTS: Final = frozenset({None, "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# A head naming one of these goes to h11: framing (transfer-encoding), or connection state h11 tracks.
+_FAST_REFUSED: Final = frozenset({b"transfer-encoding", b"upgrade", b"expect", b"connection"})
 
 
 def starts_message(data: bytes, kind: Literal["request", "response"]) -> bool:
@@ -142,8 +154,77 @@ class Http1Parser:
             self._pending += data[: max(room, 0)]
             self._pending_overflow = True
 
+    def _fast(self, data: bytes, time_ns: int | None, out: list[HttpMessage]) -> bool:
+        """The common case without h11's state machine: ``data`` begins with a whole HTTP/1.1 message
+        framed by Content-Length (or a request without a body), its head valid by h11's grammar and free
+        of what h11 treats specially. Returns ``False``, having done nothing, for anything else: h11
+        then parses it, so the result is the same either way (tests/decode/test_http1_fast.py)."""
+        end = data.find(b"\r\n\r\n", 0, _FAST_HEAD_MAX)
+        if end < 0:
+            return False
+        lines = data[:end].split(b"\r\n")
+        request = self.kind == "request"
+        if request:
+            start = _REQUEST_LINE.fullmatch(lines[0])
+        else:
+            hint = self.method_hint(self._done_this_feed) if self.method_hint is not None else None
+            if hint not in _FAST_METHOD_HINTS:
+                return False
+            start = _STATUS_LINE.fullmatch(lines[0])
+        if start is None or start["http_version"] != b"1.1":
+            return False
+        headers: list[tuple[bytes, bytes]] = []
+        length: bytes | None = None
+        hosts = 0
+        for line in lines[1:]:
+            m = _HEADER_FIELD.fullmatch(line)
+            if m is None:
+                return False
+            name, value = m["field_name"], m["field_value"]
+            lower = name.lower()
+            if lower in _FAST_REFUSED:
+                return False
+            if lower == b"content-length":
+                if length is not None or _DIGITS.fullmatch(value) is None:
+                    return False
+                length = value
+            elif lower == b"host":
+                hosts += 1
+            headers.append((name, value))
+        if request:
+            if hosts != 1 or start["method"] == b"CONNECT":
+                return False
+        else:
+            status = int(start["status_code"])
+            if status < 200 or status in (204, 304) or length is None:
+                return False
+        size = int(length) if length is not None else 0
+        body_start = end + 4
+        body_end = body_start + size
+        if body_end > len(data):
+            return False
+        self._time_ns = time_ns
+        self._keep(data)
+        if request:
+            msg = self._start_parts(headers, method=start["method"], target=start["target"])
+        else:
+            msg = self._start_parts(headers, status=status, reason=start["reason"] or b"")
+        msg.body_size += size
+        room = self.body_limit
+        self._body += data[body_start : body_start + room] if size > room else data[body_start:body_end]
+        if size > room:
+            msg.truncated = True
+        out.append(self._finish(msg, []))
+        self._done_this_feed += 1
+        self._reset()
+        if body_end < len(data):
+            self._feed(data[body_end:], time_ns, out)
+        return True
+
     def _feed(self, data: bytes, time_ns: int | None, out: list[HttpMessage]) -> None:
         if not data:
+            return
+        if self._conn is None and self._fast(data, time_ns, out):
             return
         if self._conn is None:
             self._conn = self._new_conn()
@@ -207,31 +288,49 @@ class Http1Parser:
     def _start(
         self, event: h11.Request | h11.Response | h11.InformationalResponse, time_ns: int | None
     ) -> HttpMessage:
-        version = _text(event.http_version)
-        protocol: Protocol = "http/1.0" if version == "1.0" else "http/1.1"
-        headers = [(_text(k), _text(v)) for k, v in event.headers.raw_items()]
         if isinstance(event, h11.Request):
+            return self._start_parts(
+                event.headers.raw_items(), event.http_version, method=event.method, target=event.target
+            )
+        return self._start_parts(
+            event.headers.raw_items(), event.http_version, status=event.status_code, reason=event.reason
+        )
+
+    def _start_parts(
+        self,
+        raw_headers: list[tuple[bytes, bytes]],
+        http_version: bytes = b"1.1",
+        *,
+        method: bytes | None = None,
+        target: bytes = b"",
+        status: int = 0,
+        reason: bytes = b"",
+    ) -> HttpMessage:
+        version = _text(http_version)
+        protocol: Protocol = "http/1.0" if version == "1.0" else "http/1.1"
+        headers = [(_text(k), _text(v)) for k, v in raw_headers]
+        if method is not None:
             msg = HttpMessage(kind="request", protocol=protocol, headers=headers, time_ns=self._time_ns)
-            msg.method = _text(event.method)
-            target = _text(event.target)
+            msg.method = _text(method)
+            url_target = _text(target)
             host = msg.header("host")
             msg.authority = host
-            if target.startswith(("http://", "https://")):
-                msg.url = target
-                rest = target.split("://", 1)[1]
-                msg.scheme = target.split("://", 1)[0]
+            if url_target.startswith(("http://", "https://")):
+                msg.url = url_target
+                rest = url_target.split("://", 1)[1]
+                msg.scheme = url_target.split("://", 1)[0]
                 msg.path = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
-            elif target.startswith("/"):
-                msg.path = target
+            elif url_target.startswith("/"):
+                msg.path = url_target
                 msg.scheme = self.scheme
-                msg.url = f"{self.scheme}://{host}{target}" if host else target
+                msg.url = f"{self.scheme}://{host}{url_target}" if host else url_target
             else:  # authority-form (CONNECT) or asterisk-form (OPTIONS *)
-                msg.path = target
-                msg.url = target
+                msg.path = url_target
+                msg.url = url_target
         else:
             msg = HttpMessage(kind="response", protocol=protocol, headers=headers, time_ns=self._time_ns)
-            msg.status = event.status_code
-            msg.reason = _text(event.reason)
+            msg.status = status
+            msg.reason = _text(reason)
         msg.content_type = msg.header("content-type")
         msg.content_encoding = msg.header("content-encoding")
         return msg

@@ -20,6 +20,9 @@ from ecaptureq.protocol import DecodeError, Event
 from ecaptureq.store.sql import PacketFilter
 from ecaptureq.store.writer import CaptureStore
 
+YIELD_EVERY = 16
+"""Messages recorded between two turns given to the event loop's other tasks."""
+
 
 @dataclass
 class LiveCounters:
@@ -65,6 +68,7 @@ class LiveRecorder:
         self.counters = LiveCounters()
         self._first: asyncio.Future[None] | None = None
         self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=8)
+        self._inflight: asyncio.Future[None] | None = None
         self.client = Client(
             url,
             origin=origin,
@@ -125,18 +129,42 @@ class LiveRecorder:
 
     async def _consume(self) -> None:
         index = 0
+        received = 0
         flt = self.event_filter
+        store = self.store
         async for message in self.client:
             if isinstance(message, Event):
                 index += 1
                 if flt is not None and not flt.matches(message, index):
                     continue
-            self.store.add(message)
+            store.buffer(message)
+            received += 1
+            if store.pending >= store.batch_size:
+                await self._commit()
+            elif received % YIELD_EVERY == 0:
+                # Frames already received are handed over without a pause; let the other tasks of the
+                # loop (the UI's requests) in between, or they wait for a whole socket read's worth.
+                await asyncio.sleep(0)
+
+    async def _commit(self) -> None:
+        """Hand what is buffered to the store's writer thread, after the previous batch is committed: the
+        event loop goes on receiving (and the UI answering) while SQLite writes."""
+        await self._settle()
+        future = self.store.flush_in_background()
+        if future is not None:
+            self._inflight = asyncio.wrap_future(future)
+
+    async def _settle(self) -> None:
+        """Wait for the commit in progress, if any (its StoreError is raised here)."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            await inflight
 
     async def _flush(self) -> None:
         while True:
             await asyncio.sleep(self.flush_interval)
-            self.store.flush()
+            await self._commit()
+            await self._settle()
             self._sample()
             if self._on_flush_hook is not None:
                 self._on_flush_hook()
@@ -157,6 +185,11 @@ class LiveRecorder:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.client.close()
+            # A batch still being written is committed (or kept buffered, if it fails) before the
+            # caller closes the store; the caller's close() reports a failure.
+            inflight, self._inflight = self._inflight, None
+            if inflight is not None:
+                await asyncio.gather(inflight, return_exceptions=True)
 
     def snapshot(self) -> dict[str, Any]:
         """The counters as JSON for ``/api/status``."""

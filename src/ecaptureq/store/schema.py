@@ -188,13 +188,17 @@ def check_capture_database(
     return False
 
 
+_CONTROL_BYTE: Final = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def is_binary(payload: bytes) -> bool:
     """Whether a payload is binary rather than printable UTF-8 text (tabs and newlines allowed)."""
     try:
-        text = payload.decode("utf-8")
+        payload.decode("utf-8")
     except UnicodeDecodeError:
         return True
-    return any(ch < " " and ch not in "\t\r\n" for ch in text)
+    # A control character below U+0020 is one byte below 0x20 in UTF-8 (no multi-byte sequence has one).
+    return _CONTROL_BYTE.search(payload) is not None
 
 
 _INVALID_RUN: Final = re.compile("[\ufffd\x00]+")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,6 +34,26 @@ _EXCHANGE_COLUMNS = (
     " response_body_text, request_size, response_size, complete, errors, detail, node"
 )
 _INSERT_EXCHANGE = f"INSERT OR REPLACE INTO exchanges ({_EXCHANGE_COLUMNS}) VALUES ({', '.join('?' * 32)})"
+
+
+@dataclass
+class _Batch:
+    """Rows taken from the buffers for one transaction (exchange rows already rendered)."""
+
+    packets: list[tuple[Any, ...]] = field(default_factory=list)
+    logs: list[tuple[Any, ...]] = field(default_factory=list)
+    heartbeats: list[tuple[Any, ...]] = field(default_factory=list)
+    exchanges: list[tuple[Any, ...]] = field(default_factory=list)
+    delivered: list[tuple[int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (
+            len(self.packets)
+            + len(self.logs)
+            + len(self.heartbeats)
+            + len(self.exchanges)
+            + len(self.delivered)
+        )
 
 
 @dataclass
@@ -222,9 +244,15 @@ class CaptureStore:
         self._packets: list[tuple[Any, ...]] = []
         self._logs: list[tuple[Any, ...]] = []
         self._heartbeats: list[tuple[Any, ...]] = []
-        self._exchanges: dict[int, tuple[Any, ...]] = {}
+        # Exchanges to write, by row id: rendered at flush, so one written at its request and completed by
+        # its response before the next flush is rendered once, not twice.
+        self._exchanges: dict[int, tuple[Exchange, str | None]] = {}
         self._connection_id: int | None = None
         self._closed = False
+        # With flush_in_background(), every write goes through this one thread, in order.
+        self._writer: ThreadPoolExecutor | None = None
+        self._failed: list[_Batch] = []  # batches the writer thread could not commit, to retry first
+        self._failed_lock = threading.Lock()
 
     @property
     def pending(self) -> int:
@@ -238,6 +266,11 @@ class CaptureStore:
         )
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+        if self._writer is not None:
+            return self._writer.submit(self._execute, sql, params).result()
+        return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> int:
         try:
             cursor = self._db.execute(sql, params)
         except sqlite3.Error as exc:
@@ -269,6 +302,13 @@ class CaptureStore:
         decoded apart). ``key`` is an at-least-once source's message key, kept in ``delivered`` in the same
         transaction as the message, so that :meth:`delivered` tells a redelivery from a new message.
         """
+        self.buffer(message, node, key)
+        if self.pending >= self.batch_size:
+            self.flush()
+
+    def buffer(self, message: Message, node: str | None = None, key: int | None = None) -> None:
+        """Buffer one message (as :meth:`add`) and never flush: the caller flushes (see
+        :meth:`flush_in_background`)."""
         now = time.time_ns()
         if key is not None:
             self._delivered.append((key,))
@@ -290,8 +330,6 @@ class CaptureStore:
                 (self._connection_id, now, message.timestamp, message.count, message.message)
             )
             self.stats.heartbeats += 1
-        if self.pending >= self.batch_size:
-            self.flush()
 
     def _node_decoder(self, node: str) -> Decoder | None:
         if not self._decode:
@@ -328,54 +366,95 @@ class CaptureStore:
                 del self._node_exchange_ids[node, ex.id]
         if ex.complete:
             self.stats.exchanges += 1
-        self._exchanges[row_id] = exchange_row(row_id, ex, node)
+        self._exchanges[row_id] = (ex, node)
 
     def _next_exchange_id(self) -> int:
         # Nodes' exchanges are numbered on from the rows the database had when it was opened.
         self._node_exchange_high += 1
         return self._node_exchange_high
 
+    def _take(self) -> _Batch:
+        """Move what is buffered into a batch (in the caller's thread: the exchanges are rendered now,
+        before the decoder changes them again); a batch that failed before comes first."""
+        with self._failed_lock:
+            failed, self._failed = self._failed, []
+        batch = _Batch()
+        for old in failed:
+            batch.packets += old.packets
+            batch.logs += old.logs
+            batch.heartbeats += old.heartbeats
+            batch.exchanges += old.exchanges
+            batch.delivered += old.delivered
+        batch.packets += self._packets
+        batch.logs += self._logs
+        batch.heartbeats += self._heartbeats
+        batch.exchanges += [exchange_row(i, ex, node) for i, (ex, node) in self._exchanges.items()]
+        batch.delivered += self._delivered
+        self._packets = []
+        self._logs = []
+        self._heartbeats = []
+        self._exchanges = {}
+        self._delivered = []
+        return batch
+
+    def _commit(self, batch: _Batch) -> None:
+        """Write one batch in one transaction; on failure keep it to be retried first, and raise."""
+        db = self._db
+        try:
+            db.execute("BEGIN")
+            if batch.packets:
+                db.executemany(_INSERT_PACKET, batch.packets)
+            if batch.logs:
+                db.executemany(
+                    "INSERT INTO run_logs (connection_id, received_ns, line, node) VALUES (?, ?, ?, ?)",
+                    batch.logs,
+                )
+            if batch.heartbeats:
+                db.executemany(
+                    "INSERT INTO heartbeats (connection_id, received_ns, timestamp, count, message)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    batch.heartbeats,
+                )
+            if batch.exchanges:
+                db.executemany(_INSERT_EXCHANGE, batch.exchanges)
+            if batch.delivered:
+                db.executemany("INSERT OR IGNORE INTO delivered (key) VALUES (?)", batch.delivered)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            with self._failed_lock:
+                self._failed.insert(0, batch)
+            raise StoreError(f"{self.path}: {describe(exc)}") from None
+        # committed: delivered() finds these keys in the database from now on
+        self._delivered_pending.difference_update(key for (key,) in batch.delivered)
+        self.stats.flushes += 1
+
     def flush(self) -> None:
-        """Write everything buffered in one transaction.
+        """Write everything buffered in one transaction (after any background flush still running).
 
         Raises:
             StoreError: the write failed (disk full, read-only); the rows stay buffered, what was
                 committed before stays in the file.
         """
-        if not self.pending:
+        if not self.pending and not self._failed:
             return
-        db = self._db
-        try:
-            db.execute("BEGIN")
-            if self._packets:
-                db.executemany(_INSERT_PACKET, self._packets)
-            if self._logs:
-                db.executemany(
-                    "INSERT INTO run_logs (connection_id, received_ns, line, node) VALUES (?, ?, ?, ?)",
-                    self._logs,
-                )
-            if self._heartbeats:
-                db.executemany(
-                    "INSERT INTO heartbeats (connection_id, received_ns, timestamp, count, message)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    self._heartbeats,
-                )
-            if self._exchanges:
-                db.executemany(_INSERT_EXCHANGE, list(self._exchanges.values()))
-            if self._delivered:
-                db.executemany("INSERT OR IGNORE INTO delivered (key) VALUES (?)", self._delivered)
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise StoreError(f"{self.path}: {describe(exc)}") from None
-        self._packets.clear()
-        self._logs.clear()
-        self._heartbeats.clear()
-        self._exchanges.clear()
-        self._delivered.clear()
-        self._delivered_pending.clear()
-        self.stats.flushes += 1
+        batch = self._take()
+        if self._writer is not None:
+            self._writer.submit(self._commit, batch).result()
+        else:
+            self._commit(batch)
+
+    def flush_in_background(self) -> Future[None] | None:
+        """Take what is buffered and commit it in the store's writer thread; return the commit's future
+        (``None`` when nothing waits). The caller keeps buffering meanwhile. Commits, and every other write
+        from then on, run in that one thread in the order they were asked for. A failed commit raises
+        :class:`StoreError` from the future, and its rows stay buffered for the next flush."""
+        if not self.pending and not self._failed:
+            return None
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecaptureq-store")
+        return self._writer.submit(self._commit, self._take())
 
     def close(self) -> None:
         """Store what the decoder still holds (requests without responses), flush, and close."""
@@ -392,8 +471,13 @@ class CaptureStore:
                     if item.exchange is not None:
                         self._queue_exchange(item.exchange, node)
             self.flush()
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {describe(exc)}") from None
         finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
             self._db.close()

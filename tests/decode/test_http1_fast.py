@@ -1,0 +1,132 @@
+"""The HTTP/1.x fast path (whole Content-Length messages parsed without h11's state machine) gives exactly
+what h11 gives: every input here is decoded by the parser as it is and by one that always uses h11, in
+several splits, and the messages must be equal field by field."""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from ecaptureq.bench.workloads import workload_events
+from ecaptureq.decode.http1 import Http1Parser
+from ecaptureq.decode.model import HttpMessage
+
+
+class H11Only(Http1Parser):
+    """The reference: the same parser with the fast path off."""
+
+    def _fast(self, data: bytes, time_ns: int | None, out: list[HttpMessage]) -> bool:
+        return False
+
+
+def _req(head: str, body: bytes = b"") -> bytes:
+    return head.replace("\n", "\r\n").encode("latin-1") + b"\r\n" + body
+
+
+REQUESTS = [
+    _req("GET / HTTP/1.1\nHost: a\n"),
+    _req("POST /x?y=1 HTTP/1.1\nHost: a.example\nContent-Length: 5\nContent-Type: text/plain\n", b"hello"),
+    _req("POST /x HTTP/1.1\nHost: a\nContent-Length: 3\n", b"abcGET /next HTTP/1.1\r\nHost: b\r\n\r\n"),
+    _req("POST /x HTTP/1.1\nHost: a\nContent-Length: 10\n", b"abc"),  # body continues later
+    _req("POST /x HTTP/1.1\nHost: a\nContent-Length: 3\nContent-Length: 3\n", b"abc"),
+    _req("POST /x HTTP/1.1\nHost: a\nContent-Length: 3, 3\n", b"abc"),
+    _req("POST /x HTTP/1.1\nHost: a\nContent-Length: +3\n", b"abc"),
+    _req("POST /x HTTP/1.1\nHost: a\nTransfer-Encoding: chunked\n", b"3\r\nabc\r\n0\r\n\r\n"),
+    _req("GET / HTTP/1.1\n"),  # no Host
+    _req("GET / HTTP/1.1\nHost: a\nHost: b\n"),
+    _req("GET / HTTP/1.0\n"),
+    _req("GET / HTTP/2.0\nHost: a\n"),
+    _req("GET http://a.example/p HTTP/1.1\nHost: a.example\n"),
+    _req("CONNECT a.example:443 HTTP/1.1\nHost: a.example:443\n"),
+    _req("OPTIONS * HTTP/1.1\nHost: a\n"),
+    _req("GET / HTTP/1.1\nHost: a\nUpgrade: websocket\nConnection: Upgrade\n"),
+    _req("GET / HTTP/1.1\nHost: a\nX-Folded: one\n two\n"),
+    _req("GET / HTTP/1.1\nHost: a\nBad Header: x\n"),
+    _req("GET / HTTP/1.1\nHost: a\nX-Trail:   spaced value \t\n"),
+    _req("GET / HTTP/1.1\nHost: a\nX-Empty:\n"),
+    _req("GET / HTTP/1.1\nHost: a\nX-Latin: caf\xe9\n"),
+    _req("GET /\x7f HTTP/1.1\nHost: a\n"),
+    _req("get / HTTP/1.1\nhost: a\n"),
+    b"GET / HTTP/1.1\nHost: a\n\n",  # bare LF
+    b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\n",  # head not finished
+    _req("POST /gz HTTP/1.1\nHost: a\nContent-Encoding: gzip\nContent-Length: 4\n", b"nope"),
+    _req("POST /j HTTP/1.1\nHost: a\nContent-Type: application/json\nContent-Length: 7\n", b'{"a":1}'),
+]
+
+RESPONSES = [
+    _req("HTTP/1.1 200 OK\nContent-Length: 2\n", b"hi"),
+    _req("HTTP/1.1 200\nContent-Length: 0\n"),
+    _req("HTTP/1.1 200 OK\n", b"until close"),
+    _req("HTTP/1.1 204 No Content\n"),
+    _req("HTTP/1.1 304 Not Modified\nContent-Length: 10\n"),
+    _req("HTTP/1.1 304 Not Modified\nContent-Length: 2\n", b"hi"),
+    _req("HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\nConnection: Upgrade\n"),
+    _req("HTTP/1.1 100 Continue\n") + _req("HTTP/1.1 200 OK\nContent-Length: 1\n", b"x"),
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"2\r\nhi\r\n0\r\nX-T: 1\r\n\r\n"),
+    _req("HTTP/1.1 200 OK\nContent-Length: 2\n", b"hiHTTP/1.1 404 Not Found\r\nContent-Length: 1\r\n\r\nx"),
+    _req("HTTP/1.0 200 OK\nContent-Length: 2\n", b"hi"),
+    _req("HTTP/1.1 999 Odd\nContent-Length: 1\n", b"x"),
+    _req("HTTP/1.1 20 Short\nContent-Length: 1\n", b"x"),
+    _req("HTTP/1.1 200 OK\nContent-Length: 5\n", b"ab"),
+    _req("HTTP/1.1 200 OK\nContent-Type: application/json; charset=utf-8\nContent-Length: 9\n", b'{"k":"v"}'),
+]
+
+
+def _decode(
+    cls: type[Http1Parser], kind: Literal["request", "response"], chunks: list[bytes], hint: str | None
+) -> list[tuple[list[HttpMessage], int, bool]]:
+    parser = cls(kind, body_limit=8, method_hint=(lambda _n: hint) if kind == "response" else None)
+    steps = [(parser.feed(c, time_ns=i), parser.buffered, parser.in_message) for i, c in enumerate(chunks)]
+    steps.append((parser.flush(), parser.buffered, parser.in_message))
+    return steps
+
+
+def _splits(data: bytes, rng: random.Random) -> list[list[bytes]]:
+    cuts = sorted(rng.sample(range(1, len(data)), min(2, len(data) - 1))) if len(data) > 2 else []
+    parts = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    return [[data], parts, [data, data], [data[:1], data[1:]]]
+
+
+def _check(kind: Literal["request", "response"], data: bytes, rng: random.Random) -> None:
+    hints = [None] if kind == "request" else [None, "GET", "HEAD", "CONNECT"]
+    for hint in hints:
+        for chunks in _splits(data, rng):
+            assert _decode(Http1Parser, kind, chunks, hint) == _decode(H11Only, kind, chunks, hint), (
+                kind,
+                hint,
+                chunks,
+            )
+
+
+def test_fast_path_matches_h11_on_hand_written_messages() -> None:
+    rng = random.Random(7)
+    for data in REQUESTS:
+        _check("request", data, rng)
+    for data in RESPONSES:
+        _check("response", data, rng)
+
+
+def test_fast_path_matches_h11_on_mutated_messages() -> None:
+    rng = random.Random(11)
+    alphabet = b" \t\r\n:;,/0123456789aAzZ\x00\x7f\xe9-"
+    seeds = [(k, d) for k, ds in (("request", REQUESTS), ("response", RESPONSES)) for d in ds]
+    for _ in range(1500):
+        kind, data = rng.choice(seeds)
+        buf = bytearray(data)
+        for _ in range(rng.randint(1, 3)):
+            op = rng.randrange(3)
+            at = rng.randrange(len(buf) + 1)
+            if op == 0 and buf:
+                del buf[min(at, len(buf) - 1)]
+            elif op == 1:
+                buf.insert(at, rng.choice(alphabet))
+            elif buf:
+                buf[min(at, len(buf) - 1)] = rng.choice(alphabet)
+        _check(kind, bytes(buf), rng)  # type: ignore[arg-type]
+
+
+def test_fast_path_matches_h11_on_the_benchmark_workload() -> None:
+    rng = random.Random(3)
+    for ev in workload_events("http1", 40):
+        _check("request" if ev.type == 1 else "response", ev.payload, rng)
