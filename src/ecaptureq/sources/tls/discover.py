@@ -1,0 +1,453 @@
+"""Find every TLS library and program on the host worth hooking, and the TLS code that cannot be hooked.
+
+Sources, in order: files named with ``--libssl`` (only those, when given); the system's libssl, GnuTLS and
+NSPR from the dynamic linker cache (so a process started later is covered from its first call); every
+executable file mapping of every process (``/proc/PID/maps``), opened through ``/proc/PID/root`` (or
+``/proc/PID/map_files``), so copies inside containers, other mount namespaces and private copies found
+through ``LD_LIBRARY_PATH`` are hooked too. A file is identified by its device and inode, as the kernel's
+uprobes are: one hook covers every process mapping that file.
+
+Each file is classified from its ELF (pyelftools for the headers; plain byte searches of the string tables):
+
+- ``openssl``: a ``libssl`` with ``SSL_read``/``SSL_write``; version from the ``OpenSSL x.y.z`` string of
+  its ``libcrypto``;
+- ``openssl-static`` / ``boringssl``: any other program or library whose symbol table names
+  ``SSL_read``/``SSL_write`` (apt's ``nodejs``, nginx built statically, Envoy);
+- ``gnutls``: ``gnutls_record_send``/``gnutls_record_recv``;
+- ``nss``: NSPR's ``PR_Write``/``PR_Read``/``PR_Send``/``PR_Recv`` (the eBPF side keeps SSL descriptors only);
+- ``go``: Go's ``crypto/tls`` (:mod:`ecaptureq.sources.tls.gotls`), stripped binaries included.
+
+Programs that carry TLS code we do not hook (rustls, Java's JSSE, OpenSSL linked statically without
+symbols, Go built for the stack ABI) are reported as :class:`Unsupported`, with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.hash import ELFHashSection, GNUHashSection
+from elftools.elf.sections import SymbolTableSection
+
+from ecaptureq.sources.tls.gotls import GoBinaryError, GoTls, go_tls, is_go
+from ecaptureq.sources.tls.locate import libssl_from_ldconfig
+
+KIND_OPENSSL: Final = "openssl"
+KIND_OPENSSL_STATIC: Final = "openssl-static"
+KIND_BORINGSSL: Final = "boringssl"
+KIND_GNUTLS: Final = "gnutls"
+KIND_NSS: Final = "nss"
+KIND_GO: Final = "go"
+
+OPENSSL_FUNCTIONS: Final = ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex")
+GNUTLS_FUNCTIONS: Final = ("gnutls_record_send", "gnutls_record_recv")
+NSS_FUNCTIONS: Final = ("PR_Write", "PR_Send", "PR_Read", "PR_Recv")
+
+_SYSTEM_SONAMES: Final = ("libgnutls.so.30", "libnspr4.so")
+_OPENSSL_VERSION: Final = re.compile(rb"OpenSSL (\d+\.\d+\.\d+[a-z]*)")
+_GNUTLS_VERSION: Final = re.compile(rb"\x00(3\.\d+\.\d+)\x00")
+_NSPR_VERSION: Final = re.compile(rb"\x00(4\.\d+(?:\.\d+)?)\x00")
+_RUSTLS_VERSION: Final = re.compile(rb"rustls-(\d+\.\d+\.\d+)")
+_LIBSSL_NAME: Final = re.compile(r"(?:^|/)libssl\.so(?:\.[0-9][0-9a-z.]*)?$")
+_SKIP_NAMES: Final = re.compile(r"(?:^|/)(?:libgnutls-openssl|libcrypto\.so|libssl3\.so|ld-linux)")
+
+
+@dataclass(frozen=True, slots=True)
+class FileId:
+    """A file as the kernel's uprobes know it: device (``major:minor``) and inode."""
+
+    major: int
+    minor: int
+    inode: int
+
+    @property
+    def kernel_dev(self) -> int:
+        """The device number as the kernel's ``s_dev`` encodes it (``major << 20 | minor``)."""
+        return (self.major << 20) | self.minor
+
+    @classmethod
+    def of(cls, path: str) -> FileId:
+        """The id of the file at ``path`` (raises ``OSError``)."""
+        st = os.stat(path)
+        return cls(os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+
+
+@dataclass(slots=True)
+class Target:
+    """One file to hook, with what is hooked in it."""
+
+    kind: str
+    path: str
+    """A path to the file from this process's mount namespace (may go through ``/proc/PID/root``)."""
+    shown: str
+    """The path as the processes mapping it name it."""
+    version: str
+    how: str
+    """How it was found: ``--libssl``, ``ldconfig -p``, ``/proc/PID/maps``, ``exec watcher``."""
+    file_id: FileId
+    functions: tuple[str, ...] = ()
+    go: GoTls | None = None
+    users: dict[int, str] = field(default_factory=dict)
+    """Processes mapping it when found: pid -> comm."""
+
+    @property
+    def label(self) -> str:
+        """Kind and version, e.g. ``openssl 3.0.19``."""
+        return f"{self.kind} {self.version}".strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Unsupported:
+    """A process using TLS code that is not hooked, and why."""
+
+    pid: int
+    comm: str
+    path: str
+    what: str
+    why: str
+
+
+@dataclass(slots=True)
+class Discovery:
+    """The result of a scan: files to hook (one per :class:`FileId`) and unsupported TLS users."""
+
+    targets: dict[FileId, Target] = field(default_factory=dict)
+    unsupported: list[Unsupported] = field(default_factory=list)
+    seen: set[FileId] = field(default_factory=set)
+    """Every file examined (hooked or not): the exec watcher ignores these."""
+
+
+class NotTlsError(ValueError):
+    """The file has nothing to hook."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Classified:
+    kind: str
+    version: str
+    functions: tuple[str, ...]
+    go: GoTls | None = None
+    unsupported: tuple[str, str] | None = None  # (what, why)
+
+
+def _has(strtab: bytes, *names: str) -> bool:
+    return all(b"\0" + n.encode() + b"\0" in strtab for n in names)
+
+
+def _defines(elf: ELFFile, strtab: bytes, *names: str) -> bool:
+    """True when ``elf`` defines (not merely imports) every function in ``names``."""
+    if not _has(strtab, *names):  # cheap: a name absent from the string tables is not defined
+        return False
+    wanted = set(names)
+    for hashed in (".gnu.hash", ".hash"):
+        table = elf.get_section_by_name(hashed)
+        # The dynamic hash tables index defined symbols only.
+        if isinstance(table, ELFHashSection | GNUHashSection):
+            wanted = {n for n in wanted if table.get_symbol(n) is None}
+            break
+    symtab = elf.get_section_by_name(".symtab")
+    if wanted and isinstance(symtab, SymbolTableSection):
+        for name in list(wanted):
+            for sym in symtab.get_symbol_by_name(name) or ():
+                if sym["st_shndx"] != "SHN_UNDEF" and sym["st_info"]["type"] == "STT_FUNC":
+                    wanted.discard(name)
+    return not wanted
+
+
+def _section_bytes(elf: ELFFile, name: str) -> bytes:
+    section = elf.get_section_by_name(name)
+    if section is None or section["sh_type"] == "SHT_NOBITS":
+        return b""
+    data: bytes = section.data()
+    return data
+
+
+def _search(mapped: mmap.mmap | bytes, pattern: re.Pattern[bytes]) -> str:
+    match = pattern.search(mapped)
+    return match.group(1).decode("ascii", "replace") if match else ""
+
+
+def _openssl_version(path: str, mapped: mmap.mmap) -> str:
+    found = _search(mapped, _OPENSSL_VERSION)
+    if found:
+        return found
+    # A shared libssl keeps its version string in the libcrypto beside it.
+    directory = os.path.dirname(path)
+    with contextlib.suppress(OSError):
+        for name in sorted(os.listdir(directory)):
+            if name.startswith("libcrypto.so"):
+                with (
+                    open(os.path.join(directory, name), "rb") as f,
+                    mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as crypto,
+                ):
+                    found = _search(crypto, _OPENSSL_VERSION)
+                if found:
+                    return found
+    return ""
+
+
+def classify(path: str, shown: str | None = None, *, executable: bool = False) -> _Classified:
+    """What to hook in the ELF file at ``path`` (``shown`` is its name for people).
+
+    Raises :class:`NotTlsError` when there is nothing to hook or report, ``OSError`` when unreadable.
+    ``executable`` asks for the (costlier) search for unsupported TLS code in a process's main program.
+    """
+    shown = shown or path
+    if _SKIP_NAMES.search(shown):
+        raise NotTlsError(shown)
+    with open(path, "rb") as f:
+        try:
+            elf = ELFFile(f)
+        except ELFError:
+            raise NotTlsError(shown) from None
+        if is_go(elf):
+            try:
+                found = go_tls(elf)
+            except GoBinaryError as exc:
+                return _Classified(KIND_GO, "", (), unsupported=("Go crypto/tls", exc.reason))
+            if found is None:
+                raise NotTlsError(shown)
+            return _Classified(KIND_GO, found.version, (), go=found)
+        names = _section_bytes(elf, ".dynstr") + _section_bytes(elf, ".strtab")
+        if f.seek(0, os.SEEK_END) == 0:
+            raise NotTlsError(shown)
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            if _defines(elf, names, "SSL_read", "SSL_write"):
+                if _LIBSSL_NAME.search(shown):
+                    return _Classified(KIND_OPENSSL, _openssl_version(path, mapped), OPENSSL_FUNCTIONS)
+                if mapped.find(b"BoringSSL") >= 0:
+                    return _Classified(KIND_BORINGSSL, "", OPENSSL_FUNCTIONS)
+                return _Classified(KIND_OPENSSL_STATIC, _search(mapped, _OPENSSL_VERSION), OPENSSL_FUNCTIONS)
+            if _defines(elf, names, *GNUTLS_FUNCTIONS):
+                return _Classified(KIND_GNUTLS, _search(mapped, _GNUTLS_VERSION), GNUTLS_FUNCTIONS)
+            if _defines(elf, names, *NSS_FUNCTIONS):
+                return _Classified(KIND_NSS, "nspr " + _search(mapped, _NSPR_VERSION), NSS_FUNCTIONS)
+            if executable:
+                rustls = _RUSTLS_VERSION.search(mapped)
+                if rustls or b"rustls" in names:
+                    version = rustls.group(1).decode() if rustls else ""
+                    return _Classified(
+                        "rustls",
+                        version,
+                        (),
+                        unsupported=(f"rustls {version}".strip(), "Rust TLS has no stable symbols to hook"),
+                    )
+                openssl = _OPENSSL_VERSION.search(mapped)
+                if openssl and not names:
+                    return _Classified(
+                        KIND_OPENSSL_STATIC,
+                        openssl.group(1).decode(),
+                        (),
+                        unsupported=(
+                            f"OpenSSL {openssl.group(1).decode()} (static)",
+                            "linked statically and stripped: no SSL_read/SSL_write symbol to hook",
+                        ),
+                    )
+    raise NotTlsError(shown)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    """An executable file mapping of a process."""
+
+    path: str
+    file_id: FileId
+    start: str
+    end: str
+
+
+def executable_mappings(pid: int) -> list[Mapping]:
+    """The files mapped executable by process ``pid`` (one entry per file), from ``/proc/PID/maps``."""
+    try:
+        text = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return []
+    out: dict[FileId, Mapping] = {}
+    for line in text.splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) < 6 or "x" not in parts[1] or not parts[5].startswith("/"):
+            continue
+        inode = int(parts[4])
+        if inode == 0:
+            continue
+        major, _, minor = parts[3].partition(":")
+        fid = FileId(int(major, 16), int(minor, 16), inode)
+        if fid not in out:
+            start, _, end = parts[0].partition("-")
+            out[fid] = Mapping(parts[5].removesuffix(" (deleted)"), fid, start, end)
+    return list(out.values())
+
+
+def reachable_path(pid: int, mapping: Mapping) -> str | None:
+    """A path to the mapped file from here whose device and inode match the mapping's, or ``None``."""
+    candidates = [mapping.path, f"/proc/{pid}/root{mapping.path}"]
+    candidates.append(f"/proc/{pid}/map_files/{mapping.start}-{mapping.end}")
+    for candidate in candidates:
+        try:
+            if FileId.of(candidate) == mapping.file_id:
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
+def _pids() -> Iterator[int]:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            yield int(entry.name)
+
+
+def _uid_of(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+class Scanner:
+    """Classifies files once (by :class:`FileId`) and accumulates a :class:`Discovery`."""
+
+    def __init__(self, *, exclude_pid: int | None = None) -> None:
+        self.result = Discovery()
+        self.exclude_pid = os.getpid() if exclude_pid is None else exclude_pid
+
+    def add_file(self, path: str, how: str, *, shown: str | None = None) -> Target | None:
+        """Classify the file at ``path`` and keep it as a target; ``None`` when there is nothing to hook.
+
+        Raises ``OSError`` when the file cannot be read, :class:`NotTlsError` when it is not TLS code.
+        """
+        fid = FileId.of(path)
+        if fid in self.result.targets:
+            return self.result.targets[fid]
+        self.result.seen.add(fid)
+        found = classify(path, shown)
+        if found.unsupported:
+            raise NotTlsError(f"{shown or path}: {found.unsupported[1]}")
+        target = Target(found.kind, path, shown or path, found.version, how, fid, found.functions, found.go)
+        self.result.targets[fid] = target
+        return target
+
+    def add_system_libraries(self) -> None:
+        """The system's libssl, GnuTLS and NSPR (dynamic linker cache), mapped or not."""
+        paths = [libssl_from_ldconfig()]
+        paths += [_ldconfig_path(soname) for soname in _SYSTEM_SONAMES]
+        for path in paths:
+            if path:
+                with contextlib.suppress(OSError, NotTlsError):
+                    self.add_file(path, "ldconfig -p")
+
+    def scan_process(self, pid: int, how: str | None = None) -> list[Target]:
+        """Classify every file process ``pid`` maps executable; return the targets new to this scan."""
+        if pid == self.exclude_pid:
+            return []
+        comm = _comm(pid)
+        new: list[Target] = []
+        mappings = executable_mappings(pid)
+        exe = _exe_id(pid)
+        for mapping in mappings:
+            fid = mapping.file_id
+            if fid in self.result.targets:
+                self.result.targets[fid].users.setdefault(pid, comm)
+                continue
+            if fid in self.result.seen:
+                continue
+            self.result.seen.add(fid)
+            path = reachable_path(pid, mapping)
+            if path is None:
+                continue
+            try:
+                found = classify(path, mapping.path, executable=fid == exe)
+            except (OSError, NotTlsError):
+                continue
+            if found.unsupported:
+                what, why = found.unsupported
+                self.result.unsupported.append(Unsupported(pid, comm, mapping.path, what, why))
+                continue
+            target = Target(
+                found.kind,
+                path,
+                mapping.path,
+                found.version,
+                how or f"/proc/{pid}/maps",
+                fid,
+                found.functions,
+                found.go,
+                {pid: comm},
+            )
+            self.result.targets[fid] = target
+            new.append(target)
+        if any(_JVM.search(m.path) for m in mappings):
+            self.result.unsupported.append(
+                Unsupported(
+                    pid, comm, next(m.path for m in mappings if _JVM.search(m.path)), "Java (JSSE)",
+                    "Java's TLS runs as JIT-compiled bytecode: no native function to hook",
+                )
+            )  # fmt: skip
+        return new
+
+    def scan_all(self, *, pid: int | None = None, uid: int | None = None) -> None:
+        """Scan every process (or just ``pid``, or those of ``uid``)."""
+        pids: Iterable[int] = [pid] if pid is not None else _pids()
+        for p in pids:
+            if uid is not None and _uid_of(p) != uid:
+                continue
+            self.scan_process(p)
+
+
+_JVM: Final = re.compile(r"(?:^|/)libjvm\.so$")
+
+
+def _exe_id(pid: int) -> FileId | None:
+    try:
+        return FileId.of(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
+def _ldconfig_path(soname: str) -> str | None:
+    import shutil
+    import subprocess
+
+    ldconfig = shutil.which("ldconfig") or "/sbin/ldconfig"
+    try:
+        out = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in out.stdout.splitlines():
+        name, sep, path = line.strip().partition(" => ")
+        if sep and name.split(" ", 1)[0] == soname and "x86-64" in name and os.path.exists(path):
+            return os.path.realpath(path)
+    return None
+
+
+def discover(*, libssl: Iterable[str] = (), pid: int | None = None, uid: int | None = None) -> Discovery:
+    """Everything to hook: the ``libssl`` files if given (only those), else the system libraries and
+    every process's mappings (only ``pid``'s, or ``uid``'s processes', when given).
+
+    Raises :class:`NotTlsError` or ``OSError`` for a ``libssl`` file that cannot be hooked.
+    """
+    scanner = Scanner()
+    files = list(libssl)
+    if files:
+        for path in files:
+            scanner.add_file(path, "--libssl")
+        return scanner.result
+    if pid is None:
+        scanner.add_system_libraries()
+    scanner.scan_all(pid=pid, uid=uid)
+    return scanner.result
