@@ -365,3 +365,223 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 	return saw_fd((int)BPF_CORE_READ(regs, di));
 }
 
+
+/* ------------------------------------------------------------------------------------------------
+ * Other TLS libraries and new processes (src/ecaptureq/sources/tls/discover.py, hooks.py).
+ * Thin wrappers around enter()/leave() above, plus an exec/mmap watcher with its own small ring buffer.
+ * ------------------------------------------------------------------------------------------------ */
+
+/* NSS/NSPR: PR_Write/PR_Send/PR_Read/PR_Recv(PRFileDesc *fd, buf, amount, ...) serve every kind of
+ * descriptor; only NSS's SSL layer has fd->methods->file_type == PR_DESC_LAYERED (plain sockets, files and
+ * pipes are 1, 2, 3, 5). PRFileDesc starts with `const PRIOMethods *methods`, which starts with file_type. */
+#define PR_DESC_LAYERED 4
+
+static __always_inline bool nss_is_ssl(const void *fd)
+{
+	__u64 methods = 0;
+	__s32 file_type = 0;
+	if (bpf_probe_read_user(&methods, sizeof(methods), fd) != 0 || !methods)
+		return false;
+	if (bpf_probe_read_user(&file_type, sizeof(file_type), (const void *)methods) != 0)
+		return false;
+	return file_type == PR_DESC_LAYERED;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(nss_write_enter, void *fd, const void *buf)
+{
+	return nss_is_ssl(fd) ? enter(fd, buf, 0, 0) : 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(nss_read_enter, void *fd, void *buf)
+{
+	return nss_is_ssl(fd) ? enter(fd, buf, 0, 1) : 0;
+}
+
+/* Go crypto/tls, register ABI (amd64): (*Conn).Write/Read(c *Conn, b []byte) (n int, err error) take c in
+ * RAX and b in RBX/RCX, return n in RAX; the goroutine's g is in R14. A goroutine may move between threads
+ * while blocked in Read, so calls are keyed by (tgid, g), not by thread. The return side is a uprobe on
+ * each RET instruction (a uretprobe would rewrite the return address on Go's movable stack); it hands the
+ * call to leave() as if it were an SSL call on this thread. */
+struct go_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 g;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct go_key);
+	__type(value, struct call);
+} go_calls SEC(".maps");
+
+static __always_inline int go_enter(struct pt_regs *ctx, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!wanted(id >> 32))
+		return 0;
+	struct go_key key = {.tgid = id >> 32, .g = BPF_CORE_READ(ctx, r14)};
+	struct call c = {.ssl = BPF_CORE_READ(ctx, ax), .buf = BPF_CORE_READ(ctx, bx), .dir = dir};
+	bpf_map_update_elem(&go_calls, &key, &c, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(go_write_enter)
+{
+	return go_enter(ctx, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(go_read_enter)
+{
+	return go_enter(ctx, 1);
+}
+
+/* The socket fd behind a *tls.Conn whose conn is a *net.TCPConn: c.conn (an interface: itab, data) ->
+ * TCPConn.conn.fd (*netFD) -> netFD.pfd.Sysfd (after poll.FD's 16-byte fdMutex). fd_tuple() then checks
+ * that the fd is a socket of this process; when it is not, the fd is reported unknown (-1), never wrong. */
+static __always_inline void go_conn(struct conn *conn, __u64 tls_conn)
+{
+	__u64 tcp = 0, netfd = 0;
+	__s64 sysfd = -1;
+	conn->fd = -1;
+	if (bpf_probe_read_user(&tcp, sizeof(tcp), (const void *)(tls_conn + 8)) != 0 || !tcp)
+		return;
+	if (bpf_probe_read_user(&netfd, sizeof(netfd), (const void *)tcp) != 0 || !netfd)
+		return;
+	if (bpf_probe_read_user(&sysfd, sizeof(sysfd), (const void *)(netfd + 16)) != 0)
+		return;
+	if (sysfd < 0 || sysfd > 0x7fffffff)
+		return;
+	fd_tuple(conn, (int)sysfd);
+	if (conn->family)
+		conn->fd = (__s32)sysfd;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(go_return)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct go_key key = {.tgid = id >> 32, .g = BPF_CORE_READ(ctx, r14)};
+	struct call *found = bpf_map_lookup_elem(&go_calls, &key);
+	if (!found)
+		return 0;
+	struct call c = *found;
+	bpf_map_delete_elem(&go_calls, &key);
+	struct conn conn = {};
+	go_conn(&conn, c.ssl);
+	bpf_map_update_elem(&calls, &tid, &c, BPF_ANY);
+	if (conn.fd >= 0)
+		bpf_map_update_elem(&call_conn, &tid, &conn, BPF_ANY);
+	else
+		bpf_map_delete_elem(&call_conn, &tid);
+	return leave(ctx, false);
+}
+
+/* New programs and libraries: every exec, and every mmap(PROT_EXEC) of a file userspace has not examined
+ * yet (`known_files`, keyed by the inode and its superblock's device), are sent to userspace through
+ * `lib_events`, which wakes it at once, so a new library or binary is hooked within milliseconds. */
+struct super_block___libs {
+	__u32 s_dev;
+} __attribute__((preserve_access_index));
+
+struct inode___libs {
+	unsigned long i_ino;
+	struct super_block___libs *i_sb;
+} __attribute__((preserve_access_index));
+
+struct file___libs {
+	struct inode___libs *f_inode;
+} __attribute__((preserve_access_index));
+
+struct linux_binprm___libs {
+	struct file___libs *file;
+} __attribute__((preserve_access_index));
+
+struct file_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 pad;
+};
+
+struct lib_event {
+	__u64 ts_ns;             /* bpf_ktime_get_boot_ns() */
+	__u64 ino;
+	__u64 cgroup;            /* bpf_get_current_cgroup_id(): the cgroup v2 directory's inode */
+	__u32 pid;
+	__u32 dev;               /* kernel dev_t: major << 20 | minor */
+	__u32 uid;
+	__u8 kind;               /* 0 exec, 1 mmap of an executable mapping */
+	__u8 pad[3];
+	char comm[TASK_COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} lib_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct file_key);
+	__type(value, __u8);
+} known_files SEC(".maps");
+
+static __always_inline int report_file(struct file___libs *file, __u8 kind)
+{
+	if (!file)
+		return 0;
+	struct file_key key = {
+		.ino = BPF_CORE_READ(file, f_inode, i_ino),
+		.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev),
+	};
+	if (kind != 0 && bpf_map_lookup_elem(&known_files, &key))
+		return 0;
+	struct lib_event *e = bpf_ringbuf_reserve(&lib_events, sizeof(*e), 0);
+	if (!e)
+		return 0;
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->ino = key.ino;
+	e->dev = key.dev;
+	e->cgroup = bpf_get_current_cgroup_id();
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->kind = kind;
+	e->pad[0] = e->pad[1] = e->pad[2] = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_exec")
+int BPF_PROG(libs_exec, void *task, int old_pid, struct linux_binprm___libs *bprm)
+{
+	return report_file(BPF_CORE_READ(bprm, file), 0);
+}
+
+#define NR_mmap 9
+#define PROT_EXEC 4
+
+SEC("raw_tp/sys_exit")
+int BPF_PROG(libs_sys_exit, struct pt_regs *regs, long ret)
+{
+	if (BPF_CORE_READ(regs, orig_ax) != NR_mmap || (ret < 0 && ret > -4096))
+		return 0;
+	if (!(BPF_CORE_READ(regs, dx) & PROT_EXEC))
+		return 0;
+	int fd = (int)BPF_CORE_READ(regs, r8);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file___libs *file = NULL;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) != 0)
+		return 0;
+	return report_file(file, 1);
+}

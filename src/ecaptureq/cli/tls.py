@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Final, TextIO
 
 from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, CliError
@@ -27,6 +28,9 @@ from ecaptureq.sources.tls import (
     banner,
     find_libssl,
 )
+from ecaptureq.sources.tls.discover import NotTlsError, discover, format_listing
+from ecaptureq.sources.tls.hooks import ProcessInfo
+from ecaptureq.sources.tls.locate import check_pid
 
 EXIT_NO_PRIVILEGE: Final = 5
 """Not root (eBPF needs CAP_BPF and CAP_PERFMON)."""
@@ -43,7 +47,8 @@ EPILOG = """\
 examples:
   sudo ecaptureq tls --ecaptureq ws://127.0.0.1:28257/   # then: ecaptureq watch ws://127.0.0.1:28257/
   sudo ecaptureq tls --json > capture.jsonl             # JSON Lines, as watch --json prints them
-  sudo ecaptureq tls --json --pid 1234                  # one process (its libssl from /proc/1234/maps)
+  sudo ecaptureq tls --json --pid 1234                  # one process (its libraries from /proc/1234/maps)
+  sudo ecaptureq tls --list                             # what would be hooked, and what cannot be
 
 exit codes:
   0  stopped (Ctrl-C or SIGTERM)
@@ -51,7 +56,7 @@ exit codes:
   3  cannot listen on the --ecaptureq address
   5  not root / not permitted to load eBPF
   6  no eBPF support (no BTF, or the kernel refuses the program or its probes)
-  7  libssl not found (or not OpenSSL)
+  7  no TLS library to hook (or a --libssl file that is not one)
   8  --pid process not found
 """
 
@@ -67,9 +72,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``tls`` subcommand."""
     parser = sub.add_parser(
         "tls",
-        help="capture OpenSSL plaintext with eBPF (as `ecapture tls`) and serve it",
-        description="Hook SSL_write/SSL_read(_ex) of OpenSSL's libssl with eBPF uprobes and publish the "
-        "plaintext as eCaptureQ events: served on --ecaptureq, or printed as JSON Lines with --json. "
+        help="capture TLS plaintext with eBPF (as `ecapture tls`) and serve it",
+        description="Hook the TLS libraries of every process (OpenSSL/BoringSSL, GnuTLS, NSS, Go crypto/tls; "
+        "programs started later included) with eBPF uprobes and publish the plaintext as eCaptureQ "
+        "events: served on --ecaptureq, or printed as JSON Lines with --json. "
         "Needs root. Stops on Ctrl-C or SIGTERM, detaching every probe.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -80,7 +86,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help=f"serve the eCaptureQ protocol here (default {DEFAULT_ECAPTUREQ} unless --json)",
     )
-    parser.add_argument("--libssl", metavar="PATH", help="the libssl to hook (default: from ldconfig -p)")
+    parser.add_argument(
+        "--libssl",
+        metavar="PATH",
+        action="append",
+        help="hook only this file (repeatable): a libssl, a program with OpenSSL/BoringSSL linked "
+        "statically, a GnuTLS or NSPR library, or a Go program. Default: every TLS library any process "
+        "maps (containers and private copies included), the system's, and new ones as programs start",
+    )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="print what would be hooked (pid, comm, kind and version, how it was found, file) and "
+        "the processes using TLS code that cannot be hooked, then exit",
+    )
     parser.add_argument("--pid", type=int, metavar="PID", help="capture only this process")
     parser.add_argument("--uid", type=int, metavar="UID", help="capture only processes of this user")
     parser.add_argument(
@@ -98,6 +117,8 @@ class JsonLinesSink:
     def __init__(self, out: TextIO) -> None:
         self._out = out
         self._lock = threading.Lock()
+        self.describe: Callable[[int], ProcessInfo | None] | None = None
+        """Where the process's cgroup and container id come from (added as ``cgroup``, ``container_id``)."""
 
     def _write(self, obj: dict[str, object]) -> None:
         line = json.dumps(obj, ensure_ascii=False)
@@ -110,8 +131,13 @@ class JsonLinesSink:
         self._write(to_json(RunLog(line)))
 
     def publish_event(self, event: Event) -> None:
-        """Print the event with its proto field names, payload in base64."""
-        self._write(to_json(event))
+        """Print the event with its proto field names, payload in base64, and the process's cgroup."""
+        obj = to_json(event)
+        info = self.describe(event.pid) if self.describe else None
+        if info is not None:
+            obj["cgroup"] = info.cgroup
+            obj["container_id"] = info.container_id
+        self._write(obj)
 
 
 def _capture_error(exc: CaptureError) -> CliError:
@@ -124,10 +150,36 @@ def _make_capture(args: argparse.Namespace, sink: Sink) -> TlsCapture:
     if args.uid is not None and args.uid < 0:
         raise CliError("--uid must be 0 or positive")
     try:
-        libssl = find_libssl(args.libssl, args.pid)
+        for path in args.libssl or ():
+            find_libssl(path, args.pid)
+        if args.pid is not None:
+            check_pid(args.pid)
     except CaptureError as exc:
         raise _capture_error(exc) from None
-    return TlsCapture(sink, libssl=libssl, pid=args.pid, uid=args.uid)
+    return TlsCapture(sink, libssl=args.libssl or None, pid=args.pid, uid=args.uid)
+
+
+def _what(capture: TlsCapture) -> str:
+    files = capture.hooker.hooked if capture.hooker else {}
+    watching = " and new programs" if capture.libssl is None else ""
+    return f"{len(files)} TLS libraries/programs{watching}"
+
+
+def _list(args: argparse.Namespace) -> int:
+    """``--list``: print the discovery as a table and exit."""
+    if args.pid is not None:
+        try:
+            check_pid(args.pid)
+        except CaptureError as exc:
+            raise _capture_error(exc) from None
+    try:
+        found = discover(libssl=args.libssl or (), pid=args.pid, uid=args.uid)
+    except OSError as exc:
+        raise CliError(f"libssl not found: {exc.filename}", EXIT_NO_LIBSSL) from None
+    except NotTlsError as exc:
+        raise CliError(f"{exc}: nothing to hook", EXIT_NO_LIBSSL) from None
+    print(format_listing(found), end="")
+    return EXIT_OK
 
 
 def _preflight() -> None:
@@ -138,6 +190,8 @@ def _preflight() -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``ecaptureq tls``."""
     _preflight()
+    if args.list:
+        return _list(args)
     if args.json and args.ecaptureq is None:
         return _run_json(args)
     return asyncio.run(_run_server(args))
@@ -146,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_json(args: argparse.Namespace) -> int:
     sink = JsonLinesSink(sys.stdout)
     capture = _make_capture(args, sink)
+    sink.describe = capture.process_info
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -155,7 +210,7 @@ def _run_json(args: argparse.Namespace) -> int:
             capture.start()
         except CaptureError as exc:
             raise _capture_error(exc) from None
-        print(f"ecaptureq: capturing {capture.libssl} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        print(f"ecaptureq: capturing {_what(capture)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             pass
     finally:
@@ -184,7 +239,7 @@ async def _run_server(args: argparse.Namespace) -> int:
         except CaptureError as exc:
             raise _capture_error(exc) from None
         print(
-            f"ecaptureq: capturing {capture.libssl}, serving on {server.url} (Ctrl-C to stop)",
+            f"ecaptureq: capturing {_what(capture)}, serving on {server.url} (Ctrl-C to stop)",
             file=sys.stderr,
             flush=True,
         )

@@ -17,6 +17,7 @@ import platform
 import struct
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Final
@@ -27,7 +28,9 @@ from ecaptureq.decode.meta import DATA_TYPE_READ, DATA_TYPE_WRITE
 from ecaptureq.protocol import Event, run_log_line
 from ecaptureq.sources.base import Sink
 from ecaptureq.sources.tls import libbpf
-from ecaptureq.sources.tls.errors import BpfUnsupportedError, LibsslNotFoundError, NoPrivilegeError
+from ecaptureq.sources.tls.discover import OPENSSL_FUNCTIONS
+from ecaptureq.sources.tls.errors import BpfUnsupportedError, NoPrivilegeError
+from ecaptureq.sources.tls.hooks import Hooker, ProcessInfo, attach_everything
 from ecaptureq.sources.tls.locate import SocketResolver
 
 MAX_EVENT_PAYLOAD: Final = 16384
@@ -36,15 +39,9 @@ MAX_EVENT_PAYLOAD: Final = 16384
 DEFAULT_IDLE_FLUSH: Final = 0.05
 """Seconds without a new chunk after which a connection's pending bytes are published."""
 
-HOOKED_FUNCTIONS: Final = ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex")
+HOOKED_FUNCTIONS: Final = OPENSSL_FUNCTIONS
 """The libssl functions hooked (entry and return)."""
 
-_PROGRAMS: Final = {
-    "SSL_write": ("ssl_write_enter", "ssl_write_leave"),
-    "SSL_read": ("ssl_read_enter", "ssl_read_leave"),
-    "SSL_write_ex": ("ssl_write_ex_enter", "ssl_write_ex_leave"),
-    "SSL_read_ex": ("ssl_read_ex_enter", "ssl_read_ex_leave"),
-}
 _HELPERS: Final = ("sys_enter",)
 
 # struct ssl_event in bpf/sslsniff.h, up to data[].
@@ -294,7 +291,7 @@ class TlsCapture:
         self,
         sink: Sink,
         *,
-        libssl: str,
+        libssl: str | Sequence[str] | None = None,
         pid: int | None = None,
         uid: int | None = None,
         object_path: str | None = None,
@@ -302,6 +299,8 @@ class TlsCapture:
     ) -> None:
         self.sink = sink
         self.libssl = libssl
+        """Only these files (``--libssl``); ``None``: every TLS library found, and new ones (exec watcher)."""
+        self.hooker: Hooker | None = None
         self.pid = pid
         self.uid = uid
         self.object_path = object_path or bpf_object_path()
@@ -354,19 +353,8 @@ class TlsCapture:
         libbpf.map_update(obj.map_fd("config"), ctypes.c_uint32(0), cfg)
         self._stats_fd = obj.map_fd("stats")
 
-        for func, (enter, leave) in _PROGRAMS.items():
-            try:
-                self._links.append(obj.attach_uprobe(enter, self.libssl, func, retprobe=False))
-                self._links.append(obj.attach_uprobe(leave, self.libssl, func, retprobe=True))
-                self.hooked.append(func)
-            except libbpf.LibbpfError as exc:
-                if exc.errno in (errno.EPERM, errno.EACCES):
-                    raise NoPrivilegeError(f"cannot attach uprobes: {exc.strerror}") from None
-                self.sink.publish_log(log_line("WRN", f"{func} not hooked: {exc}"))
-        if not {"SSL_write", "SSL_read"} & set(self.hooked):
-            raise LibsslNotFoundError(
-                f"{self.libssl} has no SSL_write/SSL_read to hook (not OpenSSL libssl?)"
-            )
+        self.hooker = attach_everything(obj, self.sink.publish_log, self.libssl, pid=self.pid, uid=self.uid)
+        self.hooked = sorted({f for functions in self.hooker.hooked.values() for f in functions})
         for program in _HELPERS:
             try:
                 self._links.append(obj.attach(program))
@@ -376,8 +364,7 @@ class TlsCapture:
                 )
         libbpf.take_messages()
         self._ring = libbpf.RingBuffer(obj.map_fd("events"), self._on_record)
-        self.sink.publish_log(log_line("INF", f"libssl path={self.libssl}"))
-        self.sink.publish_log(log_line("INF", f"hooked={','.join(self.hooked)} (uprobe+uretprobe)"))
+        self.hooker.start_watcher()
         if self.pid is not None:
             self.sink.publish_log(log_line("INF", f"target PID={self.pid}"))
         if self.uid is not None:
@@ -404,6 +391,8 @@ class TlsCapture:
         self._detach()
 
     def _detach(self) -> None:
+        if self.hooker is not None:
+            self.hooker.stop()
         for link in self._links:
             link.destroy()
         self._links.clear()
@@ -421,10 +410,14 @@ class TlsCapture:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def process_info(self, pid: int) -> ProcessInfo | None:
+        """The cgroup and container id of ``pid`` (kept from its exec when it has exited), if known."""
+        return self.hooker.processes.get(pid) if self.hooker else None
+
     @property
     def attached(self) -> int:
         """How many probes are attached right now."""
-        return len(self._links)
+        return len(self._links) + (len(self.hooker.links) if self.hooker else 0)
 
     # -- polling ---------------------------------------------------------------------------------
 

@@ -170,9 +170,18 @@ def _section_bytes(elf: ELFFile, name: str) -> bytes:
     return data
 
 
-def _search(mapped: mmap.mmap | bytes, pattern: re.Pattern[bytes]) -> str:
-    match = pattern.search(mapped)
+def _search(mapped: mmap.mmap, pattern: re.Pattern[bytes], span: tuple[int, int] | None = None) -> str:
+    match = pattern.search(mapped, *(span or (0, len(mapped))))
     return match.group(1).decode("ascii", "replace") if match else ""
+
+
+def _rodata(elf: ELFFile, size: int) -> tuple[int, int]:
+    """The file span of ``.rodata`` (where version strings live), or the whole file."""
+    section = elf.get_section_by_name(".rodata")
+    if section is None or section["sh_type"] == "SHT_NOBITS":
+        return (0, size)
+    start = int(section["sh_offset"])
+    return (start, min(size, start + int(section["sh_size"])))
 
 
 def _openssl_version(path: str, mapped: mmap.mmap) -> str:
@@ -220,18 +229,21 @@ def classify(path: str, shown: str | None = None, *, executable: bool = False) -
         if f.seek(0, os.SEEK_END) == 0:
             raise NotTlsError(shown)
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            rodata = _rodata(elf, len(mapped))
             if _defines(elf, names, "SSL_read", "SSL_write"):
                 if _LIBSSL_NAME.search(shown):
                     return _Classified(KIND_OPENSSL, _openssl_version(path, mapped), OPENSSL_FUNCTIONS)
-                if mapped.find(b"BoringSSL") >= 0:
+                if mapped.find(b"BoringSSL", *rodata) >= 0:
                     return _Classified(KIND_BORINGSSL, "", OPENSSL_FUNCTIONS)
-                return _Classified(KIND_OPENSSL_STATIC, _search(mapped, _OPENSSL_VERSION), OPENSSL_FUNCTIONS)
+                return _Classified(
+                    KIND_OPENSSL_STATIC, _search(mapped, _OPENSSL_VERSION, rodata), OPENSSL_FUNCTIONS
+                )
             if _defines(elf, names, *GNUTLS_FUNCTIONS):
-                return _Classified(KIND_GNUTLS, _search(mapped, _GNUTLS_VERSION), GNUTLS_FUNCTIONS)
+                return _Classified(KIND_GNUTLS, _search(mapped, _GNUTLS_VERSION, rodata), GNUTLS_FUNCTIONS)
             if _defines(elf, names, *NSS_FUNCTIONS):
-                return _Classified(KIND_NSS, "nspr " + _search(mapped, _NSPR_VERSION), NSS_FUNCTIONS)
+                return _Classified(KIND_NSS, "nspr " + _search(mapped, _NSPR_VERSION, rodata), NSS_FUNCTIONS)
             if executable:
-                rustls = _RUSTLS_VERSION.search(mapped)
+                rustls = _RUSTLS_VERSION.search(mapped, *rodata)
                 if rustls or b"rustls" in names:
                     version = rustls.group(1).decode() if rustls else ""
                     return _Classified(
@@ -240,7 +252,7 @@ def classify(path: str, shown: str | None = None, *, executable: bool = False) -
                         (),
                         unsupported=(f"rustls {version}".strip(), "Rust TLS has no stable symbols to hook"),
                     )
-                openssl = _OPENSSL_VERSION.search(mapped)
+                openssl = _OPENSSL_VERSION.search(mapped, *rodata)
                 if openssl and not names:
                     return _Classified(
                         KIND_OPENSSL_STATIC,
@@ -322,8 +334,8 @@ def _uid_of(pid: int) -> int | None:
 class Scanner:
     """Classifies files once (by :class:`FileId`) and accumulates a :class:`Discovery`."""
 
-    def __init__(self, *, exclude_pid: int | None = None) -> None:
-        self.result = Discovery()
+    def __init__(self, result: Discovery | None = None, *, exclude_pid: int | None = None) -> None:
+        self.result = result or Discovery()
         self.exclude_pid = os.getpid() if exclude_pid is None else exclude_pid
 
     def add_file(self, path: str, how: str, *, shown: str | None = None) -> Target | None:
@@ -451,3 +463,23 @@ def discover(*, libssl: Iterable[str] = (), pid: int | None = None, uid: int | N
         scanner.add_system_libraries()
     scanner.scan_all(pid=pid, uid=uid)
     return scanner.result
+
+
+def format_listing(found: Discovery) -> str:
+    """The ``ecaptureq tls --list`` table: a row per file and process mapping it, then what is not hooked."""
+    rows = [("PID", "COMM", "KIND", "VERSION", "FOUND BY", "FILE")]
+    for target in found.targets.values():
+        kind = target.kind + (" (stripped)" if target.go and target.go.stripped else "")
+        users = sorted(target.users.items()) or [(0, "")]
+        for pid, comm in users:
+            rows.append(
+                (str(pid) if pid else "-", comm or "-", kind, target.version or "?", target.how, target.shown)
+            )
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=False)) + "  " + r[5] for r in rows]
+    if found.unsupported:
+        lines.append("")
+        lines.append("not hooked:")
+        for u in found.unsupported:
+            lines.append(f"{u.pid:<7} {u.comm:<15} {u.what}: {u.why} ({u.path})")
+    return "\n".join(lines) + "\n"

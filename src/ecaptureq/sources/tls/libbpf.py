@@ -188,18 +188,25 @@ class BpfObject:
         ptr = _check_ptr(self._lib.bpf_program__attach(self.program(program)), f"attach {program}")
         return Link(ptr, program)
 
-    def attach_uprobe(self, program: str, binary: str, func_name: str, *, retprobe: bool) -> Link:
-        """Attach ``program`` to the entry (or return) of ``func_name`` in ``binary``, all processes."""
-        opts = _UprobeOpts(sz=ctypes.sizeof(_UprobeOpts), retprobe=retprobe, func_name=func_name.encode())
+    def attach_uprobe(
+        self, program: str, binary: str, func_name: str | None, *, retprobe: bool, offset: int = 0
+    ) -> Link:
+        """Attach ``program`` to the entry (or return) of ``func_name`` in ``binary``, all processes.
+
+        Without ``func_name``, ``offset`` is the file offset of the instruction to probe.
+        """
+        name = func_name.encode() if func_name else None
+        opts = _UprobeOpts(sz=ctypes.sizeof(_UprobeOpts), retprobe=retprobe, func_name=name)
+        where = func_name or f"{offset:#x}"
         ctypes.set_errno(0)
         ptr = _check_ptr(
             self._lib.bpf_program__attach_uprobe_opts(
-                self.program(program), -1, os.fsencode(binary), 0, ctypes.byref(opts)
+                self.program(program), -1, os.fsencode(binary), offset, ctypes.byref(opts)
             ),
-            f"attach {program} to {binary}:{func_name}",
+            f"attach {program} to {binary}:{where}",
         )
         kind = "uretprobe" if retprobe else "uprobe"
-        return Link(ptr, f"{kind} {binary}:{func_name}")
+        return Link(ptr, f"{kind} {binary}:{where}")
 
     def close(self) -> None:
         """Unload programs and maps (idempotent). Links must be destroyed first."""

@@ -1,0 +1,353 @@
+"""Attach the eBPF programs to every TLS library found, and keep doing so for new programs and libraries.
+
+:class:`Hooker` takes a :class:`~ecaptureq.sources.tls.discover.Discovery`, attaches the right programs of
+``sslsniff.bpf.o`` to each file (uprobes are per file, so one attachment covers every process mapping it,
+now or later), and runs the exec watcher: the eBPF side reports every exec and every executable mapping of
+a file not yet examined (``lib_events``), and the watcher classifies and hooks it at once. It also keeps,
+per process, the cgroup and container id (:class:`Processes`), read when the process execs, so a process
+that has already exited still gets them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import re
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from ecaptureq.protocol import run_log_line
+from ecaptureq.sources.tls import libbpf
+from ecaptureq.sources.tls.discover import (
+    KIND_GNUTLS,
+    KIND_GO,
+    KIND_NSS,
+    Discovery,
+    FileId,
+    NotTlsError,
+    Scanner,
+    Target,
+    Unsupported,
+    discover,
+)
+from ecaptureq.sources.tls.errors import LibsslNotFoundError, NoPrivilegeError
+from ecaptureq.sources.tls.gotls import GO_READ, GO_WRITE
+
+_SSL: Final = {
+    "SSL_write": ("ssl_write_enter", "ssl_write_leave"),
+    "SSL_read": ("ssl_read_enter", "ssl_read_leave"),
+    "SSL_write_ex": ("ssl_write_ex_enter", "ssl_write_ex_leave"),
+    "SSL_read_ex": ("ssl_read_ex_enter", "ssl_read_ex_leave"),
+}
+PROGRAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
+    KIND_GNUTLS: {
+        # Same shape as SSL_write/SSL_read: (session, buffer, size) -> bytes transferred.
+        "gnutls_record_send": ("ssl_write_enter", "ssl_write_leave"),
+        "gnutls_record_recv": ("ssl_read_enter", "ssl_read_leave"),
+    },
+    KIND_NSS: {
+        # (PRFileDesc *, buffer, amount, ...) -> bytes; the entry programs keep NSS's SSL descriptors only.
+        "PR_Write": ("nss_write_enter", "ssl_write_leave"),
+        "PR_Send": ("nss_write_enter", "ssl_write_leave"),
+        "PR_Read": ("nss_read_enter", "ssl_read_leave"),
+        "PR_Recv": ("nss_read_enter", "ssl_read_leave"),
+    },
+}
+"""Per library kind: function -> (entry program, return program). OpenSSL-like kinds use ``_SSL``."""
+_GO_ENTRY: Final = {GO_WRITE: "go_write_enter", GO_READ: "go_read_enter"}
+_GO_RETURN: Final = "go_return"
+WATCHER_PROGRAMS: Final = ("libs_exec", "libs_sys_exit")
+
+# struct lib_event in bpf/sslsniff.bpf.c
+_LIB_EVENT: Final = struct.Struct("<QQQIIIB3x16s")
+_EXEC = 0
+
+_CONTAINER_ID: Final = re.compile(
+    r"(?:docker|cri-containerd|crio|libpod|containerd)[-/:]([0-9a-f]{64})|/([0-9a-f]{64})"
+)
+
+
+def log(level: str, message: str) -> str:
+    """A run-log line (eCapture's zerolog console style)."""
+    return run_log_line(message, level)
+
+
+def programs_for(target: Target) -> dict[str, tuple[str, str]]:
+    """Function -> (entry, return) programs for a non-Go target."""
+    return PROGRAMS.get(target.kind, _SSL)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """What is known of a process beyond the event: its cgroup v2 path and container id."""
+
+    cgroup: str = ""
+    container_id: str = ""
+
+
+def container_id(cgroup: str) -> str:
+    """The container id a runtime wrote into a cgroup path (docker, containerd, CRI-O, podman), or ``""``."""
+    match = _CONTAINER_ID.search(cgroup)
+    return (match.group(1) or match.group(2)) if match else ""
+
+
+class Processes:
+    """pid -> :class:`ProcessInfo`, read from ``/proc/PID/cgroup`` at exec time or on first use."""
+
+    def __init__(self, limit: int = 65536) -> None:
+        self._info: dict[int, ProcessInfo] = {}
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def remember(self, pid: int) -> ProcessInfo:
+        """Read (again) and keep the cgroup of ``pid``."""
+        try:
+            text = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            return ProcessInfo()
+        path = ""
+        for line in text.splitlines():
+            if line.startswith("0::"):
+                path = line[3:]
+                break
+        else:
+            path = text.splitlines()[0].split(":", 2)[-1] if text else ""
+        info = ProcessInfo(path, container_id(path))
+        with self._lock:
+            if len(self._info) >= self._limit:
+                self._info.clear()
+            self._info[pid] = info
+        return info
+
+    def get(self, pid: int) -> ProcessInfo:
+        """The info kept for ``pid`` (read now when unknown)."""
+        with self._lock:
+            info = self._info.get(pid)
+        return info if info is not None else self.remember(pid)
+
+
+class _FileKey(ctypes.Structure):
+    _fields_ = (("ino", ctypes.c_uint64), ("dev", ctypes.c_uint32), ("pad", ctypes.c_uint32))
+
+
+class Hooker:
+    """Attaches targets to a loaded ``sslsniff.bpf.o`` and watches for new ones.
+
+    ``publish`` receives run-log lines. ``watch`` enables the exec watcher; ``pid``/``uid`` limit what it
+    examines. Every link is owned here; :meth:`stop` destroys them.
+    """
+
+    def __init__(
+        self,
+        obj: libbpf.BpfObject,
+        publish: Callable[[str], None],
+        *,
+        scanner: Scanner | None = None,
+        watch: bool = True,
+        pid: int | None = None,
+        uid: int | None = None,
+    ) -> None:
+        self.obj = obj
+        self.publish = publish
+        self.scanner = scanner or Scanner()
+        self.watch = watch
+        self.pid = pid
+        self.uid = uid
+        self.links: list[libbpf.Link] = []
+        self.hooked: dict[FileId, list[str]] = {}
+        self.processes = Processes()
+        self.hook_latencies_ms: list[float] = []
+        self._known_fd = -1
+        self._pushed: set[FileId] = set()
+        self._reported: set[tuple[int, str]] = set()
+        self._ring: libbpf.RingBuffer | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    @property
+    def discovery(self) -> Discovery:
+        """Everything found so far."""
+        return self.scanner.result
+
+    # -- attaching -------------------------------------------------------------------------------
+
+    def attach(self, target: Target) -> list[str]:
+        """Attach the programs for ``target``; return the functions hooked (raises NoPrivilegeError)."""
+        done: list[str] = []
+        if target.kind == KIND_GO and target.go is not None:
+            for go_func in target.go.functions:
+                try:
+                    self._uprobe(_GO_ENTRY[go_func.name], target.path, None, go_func.entry)
+                    for ret in go_func.returns:
+                        self._uprobe(_GO_RETURN, target.path, None, ret)
+                    done.append(go_func.name)
+                except libbpf.LibbpfError as exc:
+                    self.publish(log("WRN", f"{target.shown}: {go_func.name} not hooked: {exc}"))
+        else:
+            for func, (enter, leave) in programs_for(target).items():
+                try:
+                    self._uprobe(enter, target.path, func, 0)
+                    self.links.append(self.obj.attach_uprobe(leave, target.path, func, retprobe=True))
+                    done.append(func)
+                except libbpf.LibbpfError as exc:
+                    if exc.errno in (errno.EPERM, errno.EACCES):
+                        raise NoPrivilegeError(f"cannot attach uprobes: {exc.strerror}") from None
+                    if not func.endswith("_ex"):
+                        self.publish(log("WRN", f"{target.shown}: {func} not hooked: {exc}"))
+        if done:
+            self.hooked[target.file_id] = done
+        return done
+
+    def _uprobe(self, program: str, path: str, func: str | None, offset: int) -> None:
+        try:
+            self.links.append(self.obj.attach_uprobe(program, path, func, retprobe=False, offset=offset))
+        except libbpf.LibbpfError as exc:
+            if exc.errno in (errno.EPERM, errno.EACCES):
+                raise NoPrivilegeError(f"cannot attach uprobes: {exc.strerror}") from None
+            raise
+
+    def attach_all(self) -> int:
+        """Attach every target found so far and log each; return how many files were hooked."""
+        for target in list(self.discovery.targets.values()):
+            if target.file_id not in self.hooked:
+                self._attach_logged(target)
+        for item in self.discovery.unsupported:
+            self._report_unsupported(item)
+        return len(self.hooked)
+
+    def _attach_logged(self, target: Target) -> None:
+        functions = self.attach(target)
+        if functions:
+            users = ",".join(f"{p}/{c}" for p, c in sorted(target.users.items())[:5])
+            self.publish(
+                log(
+                    "INF",
+                    f"hooked {target.label} path={target.shown} found_by={target.how!r}"
+                    + (f" pids={users}" if users else "")
+                    + f" functions={','.join(functions)}",
+                )
+            )
+
+    def _report_unsupported(self, item: Unsupported) -> None:
+        key = (item.pid, item.what)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        self.publish(
+            log(
+                "WRN",
+                f"not hooked: pid={item.pid} comm={item.comm} uses {item.what} ({item.path}): {item.why}",
+            )
+        )
+
+    # -- the exec watcher ------------------------------------------------------------------------
+
+    def start_watcher(self) -> None:
+        """Attach the exec/mmap programs and start the watcher thread (no-op when ``watch`` is off)."""
+        self._known_fd = self.obj.map_fd("known_files")
+        self._push_known()
+        if not self.watch:
+            return
+        for program in WATCHER_PROGRAMS:
+            self.links.append(self.obj.attach(program))
+        self._ring = libbpf.RingBuffer(self.obj.map_fd("lib_events"), self._on_event)
+        self._thread = threading.Thread(target=self._run, name="ecaptureq-tls-exec", daemon=True)
+        self._thread.start()
+
+    def _push_known(self) -> None:
+        for fid in list(self.discovery.seen | set(self.discovery.targets)):
+            if fid in self._pushed:
+                continue
+            key = _FileKey(fid.inode, fid.kernel_dev, 0)
+            with contextlib.suppress(libbpf.LibbpfError):
+                libbpf.map_update(self._known_fd, key, ctypes.c_uint8(1))
+            self._pushed.add(fid)
+
+    def _run(self) -> None:
+        assert self._ring is not None
+        while not self._stop.is_set():
+            try:
+                self._ring.poll(100)
+            except libbpf.LibbpfError as exc:
+                self.publish(log("ERR", f"exec watcher: {exc}"))
+                return
+
+    def _on_event(self, data: int, size: int) -> None:
+        try:
+            self.handle(ctypes.string_at(data, size))
+        except Exception as exc:  # one bad event must not stop the watcher
+            self.publish(log("WRN", f"exec watcher: {exc!r}"))
+
+    def handle(self, record: bytes) -> None:
+        """Handle one ``lib_event``: remember the process, examine and hook what it maps that is new."""
+        ts, ino, _cgroup, pid, dev, uid, kind, _comm = _LIB_EVENT.unpack_from(record)
+        if kind == _EXEC:
+            self.processes.remember(pid)
+        if (self.pid is not None and pid != self.pid) or (self.uid is not None and uid != self.uid):
+            return
+        fid = FileId(dev >> 20, dev & 0xFFFFF, ino)
+        with self._lock:
+            if fid in self.discovery.seen or fid in self.discovery.targets:
+                return
+            what = "exec" if kind == _EXEC else "mmap"
+            new = self.scanner.scan_process(pid, how=f"exec watcher ({what})")
+            self.discovery.seen.add(fid)
+            for target in new:
+                self._attach_logged(target)
+                # From the exec/mmap in the kernel to the probes being in place.
+                latency = (time.clock_gettime_ns(time.CLOCK_BOOTTIME) - ts) / 1e6
+                self.hook_latencies_ms.append(latency)
+                self.publish(
+                    log("INF", f"hooked {target.shown} {latency:.1f} ms after the {what} (pid {pid})")
+                )
+            for item in self.discovery.unsupported:
+                self._report_unsupported(item)
+            self._push_known()
+
+    def stop(self) -> None:
+        """Stop the watcher and detach everything (idempotent)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        for link in self.links:
+            link.destroy()
+        self.links.clear()
+        if self._ring is not None:
+            self._ring.free()
+            self._ring = None
+
+
+def attach_everything(
+    obj: libbpf.BpfObject,
+    publish: Callable[[str], None],
+    libssl: str | Sequence[str] | None,
+    *,
+    pid: int | None = None,
+    uid: int | None = None,
+) -> Hooker:
+    """Discover (:func:`~ecaptureq.sources.tls.discover.discover`), attach and log; watch for new files
+    unless ``libssl`` names the files. Raises :class:`LibsslNotFoundError` when nothing can be hooked."""
+    files = [libssl] if isinstance(libssl, str) else list(libssl or ())
+    try:
+        found = discover(libssl=files, pid=pid, uid=uid)
+    except OSError as exc:
+        raise LibsslNotFoundError(f"libssl not found: {exc.filename}: {exc.strerror}") from None
+    except NotTlsError as exc:
+        raise LibsslNotFoundError(
+            f"{exc}: no SSL_read/SSL_write, gnutls_record_send/recv, PR_Read/PR_Write "
+            "or Go crypto/tls to hook"
+        ) from None
+    hooker = Hooker(obj, publish, scanner=Scanner(found), watch=not files, pid=pid, uid=uid)
+    hooker.attach_all()
+    if not hooker.hooked:
+        where = f"process {pid}" if pid is not None else ", ".join(files) or "this host"
+        raise LibsslNotFoundError(f"no TLS library to hook in {where} (not OpenSSL, GnuTLS, NSS or Go?)")
+    return hooker
