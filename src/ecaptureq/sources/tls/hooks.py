@@ -38,6 +38,7 @@ from ecaptureq.sources.tls.discover import (
 )
 from ecaptureq.sources.tls.errors import LibsslNotFoundError, NoPrivilegeError
 from ecaptureq.sources.tls.gotls import GO_READ, GO_WRITE
+from ecaptureq.sources.tls.ringbuf import RingReader
 
 _SSL: Final = {
     "SSL_write": ("ssl_write_enter", "ssl_write_leave"),
@@ -47,9 +48,9 @@ _SSL: Final = {
 }
 PROGRAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
     KIND_GNUTLS: {
-        # Same shape as SSL_write/SSL_read: (session, buffer, size) -> bytes transferred.
-        "gnutls_record_send": ("ssl_write_enter", "ssl_write_leave"),
-        "gnutls_record_recv": ("ssl_read_enter", "ssl_read_leave"),
+        # (session, buffer, size) -> bytes transferred: the return programs are SSL_write/SSL_read's.
+        "gnutls_record_send": ("gnutls_send_enter", "ssl_write_leave"),
+        "gnutls_record_recv": ("gnutls_recv_enter", "ssl_read_leave"),
     },
     KIND_NSS: {
         # (PRFileDesc *, buffer, amount, ...) -> bytes; the entry programs keep NSS's SSL descriptors only.
@@ -64,6 +65,8 @@ _GO_ENTRY: Final = {GO_WRITE: "go_write_enter", GO_READ: "go_read_enter"}
 _GO_RETURN: Final = "go_return"
 WATCHER_PROGRAMS: Final = ("libs_exec", "libs_sys_exit")
 
+LIB_EVENTS_BYTES: Final = 256 * 1024
+"""Size of the ``lib_events`` ring buffer (its ``max_entries`` in bpf/sslsniff.bpf.c)."""
 # struct lib_event in bpf/sslsniff.bpf.c
 _LIB_EVENT: Final = struct.Struct("<QQQIIIB3x16s")
 _EXEC = 0
@@ -166,7 +169,7 @@ class Hooker:
         self._known_fd = -1
         self._pushed: set[FileId] = set()
         self._reported: set[tuple[int, str]] = set()
-        self._ring: libbpf.RingBuffer | None = None
+        self._ring: RingReader | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -257,7 +260,7 @@ class Hooker:
             return
         for program in WATCHER_PROGRAMS:
             self.links.append(self.obj.attach(program))
-        self._ring = libbpf.RingBuffer(self.obj.map_fd("lib_events"), self._on_event)
+        self._ring = RingReader(self.obj.map_fd("lib_events"), LIB_EVENTS_BYTES)
         self._thread = threading.Thread(target=self._run, name="ecaptureq-tls-exec", daemon=True)
         self._thread.start()
 
@@ -271,17 +274,15 @@ class Hooker:
             self._pushed.add(fid)
 
     def _run(self) -> None:
-        assert self._ring is not None
+        ring = self._ring
+        assert ring is not None
         while not self._stop.is_set():
-            try:
-                self._ring.poll(100)
-            except libbpf.LibbpfError as exc:
-                self.publish(log("ERR", f"exec watcher: {exc}"))
-                return
+            ring.wait(0.1)  # the eBPF side asks for a wake-up on every record
+            ring.drain(self._on_event)
 
-    def _on_event(self, data: int, size: int) -> None:
+    def _on_event(self, record: memoryview) -> None:
         try:
-            self.handle(ctypes.string_at(data, size))
+            self.handle(bytes(record))
         except Exception as exc:  # one bad event must not stop the watcher
             self.publish(log("WRN", f"exec watcher: {exc!r}"))
 
@@ -321,7 +322,7 @@ class Hooker:
             link.destroy()
         self.links.clear()
         if self._ring is not None:
-            self._ring.free()
+            self._ring.close()
             self._ring = None
 
 
