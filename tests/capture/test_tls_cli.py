@@ -45,7 +45,8 @@ def our_programs() -> list[str]:
     """Names of loaded BPF programs that are ours (bpftool), to prove probes are detached on exit."""
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, timeout=30)
     names = [p.get("name", "") for p in json.loads(out.stdout or "[]")]
-    return [n for n in names if n.startswith(("ssl_write", "ssl_read", "sys_enter"))]
+    ours = ("ssl_write", "ssl_read", "sys_enter", "gnutls_", "nss_", "go_", "libs_")
+    return [n for n in names if n.startswith(ours)]
 
 
 @pytest.mark.capture
@@ -69,7 +70,7 @@ def test_json_lines_then_sigterm_detaches(tls_server: TlsServer, cert: Cert) -> 
     events = [r for r in records if r["kind"] == "event"]
     assert any('AppName="ecaptureq"' in line for line in logs)
     assert any("Kernel Info=" in line for line in logs)
-    assert any("libssl path=" in line for line in logs)
+    assert any("hooked openssl" in line and "path=" in line for line in logs)
     assert "capture stopped" in logs[-1] and "lost_records=0" in logs[-1]
     assert {e["pid"] for e in events} == {tls_server.pid}
     sent = b"".join(base64.b64decode(e["payload"]) for e in events if e["uuid"].endswith("_1"))

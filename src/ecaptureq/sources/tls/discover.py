@@ -27,6 +27,7 @@ import contextlib
 import mmap
 import os
 import re
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +35,8 @@ from typing import Final
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
-from elftools.elf.hash import ELFHashSection, GNUHashSection
-from elftools.elf.sections import SymbolTableSection
 
-from ecaptureq.sources.tls.gotls import GoBinaryError, GoTls, go_tls, is_go
+from ecaptureq.sources.tls.gotls import GoBinaryError, GoTls, go_tls, is_go, vaddr_to_offset
 from ecaptureq.sources.tls.locate import libssl_from_ldconfig
 
 KIND_OPENSSL: Final = "openssl"
@@ -48,9 +47,12 @@ KIND_NSS: Final = "nss"
 KIND_GO: Final = "go"
 
 OPENSSL_FUNCTIONS: Final = ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex")
+"""OpenSSL's functions hooked; the first two are required (BoringSSL and OpenSSL 1.1.0 lack the others)."""
 GNUTLS_FUNCTIONS: Final = ("gnutls_record_send", "gnutls_record_recv")
 NSS_FUNCTIONS: Final = ("PR_Write", "PR_Send", "PR_Read", "PR_Recv")
 
+_SYM: Final = struct.Struct("<IBBHQQ")  # Elf64_Sym: st_name, st_info, st_other, st_shndx, st_value, st_size
+_STT_FUNC: Final = 2
 _SYSTEM_SONAMES: Final = ("libgnutls.so.30", "libnspr4.so")
 _OPENSSL_VERSION: Final = re.compile(rb"OpenSSL (\d+\.\d+\.\d+[a-z]*)")
 _GNUTLS_VERSION: Final = re.compile(rb"\x00(3\.\d+\.\d+)\x00")
@@ -97,6 +99,8 @@ class Target:
     go: GoTls | None = None
     users: dict[int, str] = field(default_factory=dict)
     """Processes mapping it when found: pid -> comm."""
+    offsets: dict[str, int] = field(default_factory=dict)
+    """File offsets of ``functions`` (those the file defines)."""
 
     @property
     def label(self) -> str:
@@ -136,30 +140,58 @@ class _Classified:
     functions: tuple[str, ...]
     go: GoTls | None = None
     unsupported: tuple[str, str] | None = None  # (what, why)
+    offsets: dict[str, int] = field(default_factory=dict)
 
 
 def _has(strtab: bytes, *names: str) -> bool:
     return all(b"\0" + n.encode() + b"\0" in strtab for n in names)
 
 
-def _defines(elf: ELFFile, strtab: bytes, *names: str) -> bool:
-    """True when ``elf`` defines (not merely imports) every function in ``names``."""
-    if not _has(strtab, *names):  # cheap: a name absent from the string tables is not defined
-        return False
-    wanted = set(names)
-    for hashed in (".gnu.hash", ".hash"):
-        table = elf.get_section_by_name(hashed)
-        # The dynamic hash tables index defined symbols only.
-        if isinstance(table, ELFHashSection | GNUHashSection):
-            wanted = {n for n in wanted if table.get_symbol(n) is None}
-            break
-    symtab = elf.get_section_by_name(".symtab")
-    if wanted and isinstance(symtab, SymbolTableSection):
-        for name in list(wanted):
-            for sym in symtab.get_symbol_by_name(name) or ():
-                if sym["st_shndx"] != "SHN_UNDEF" and sym["st_info"]["type"] == "STT_FUNC":
-                    wanted.discard(name)
-    return not wanted
+def function_offsets(elf: ELFFile, names: Iterable[str]) -> dict[str, int]:
+    """File offsets of the functions ``names`` that ``elf`` defines (``.dynsym``, then ``.symtab``).
+
+    Resolved once here, the probes are attached by offset: libbpf would otherwise parse the symbol
+    tables again for every probe. The tables are read raw with :data:`_SYM` (pyelftools builds an object
+    per symbol or parses the whole hash table, far too slow for node's 40,000 symbols when a freshly
+    started program must be hooked within milliseconds).
+    """
+    wanted = list(names)
+    out: dict[str, int] = {}
+    if elf.elfclass != 64 or not elf.little_endian:
+        return out
+    for symbols, strings in ((".dynsym", ".dynstr"), (".symtab", ".strtab")):
+        table, strtab = _section_bytes(elf, symbols), _section_bytes(elf, strings)
+        if not table or not strtab:
+            continue
+        # Every offset where the name starts and ends (linkers share string tails: "SSL_read" may be
+        # the end of a longer name, so it is not necessarily preceded by a NUL).
+        starts: dict[int, str] = {}
+        for name in wanted:
+            if name in out:
+                continue
+            needle = name.encode() + b"\0"
+            at = strtab.find(needle)
+            while at >= 0:
+                starts[at] = name
+                at = strtab.find(needle, at + 1)
+        if not starts:
+            continue
+        for st_name, st_info, _other, st_shndx, st_value, _size in _SYM.iter_unpack(table):
+            found = starts.get(st_name)
+            if found is None or found in out or st_shndx == 0 or st_info & 0xF != _STT_FUNC:
+                continue
+            offset = vaddr_to_offset(elf, st_value)
+            if offset is not None:
+                out[found] = offset
+    return out
+
+
+def _defined(elf: ELFFile, strtab: bytes, functions: tuple[str, ...], required: int) -> dict[str, int] | None:
+    """Offsets of ``functions`` when ``elf`` defines (not merely imports) the first ``required`` of them."""
+    if not _has(strtab, *functions[:required]):  # cheap: a name absent from the string tables is not defined
+        return None
+    offsets = function_offsets(elf, functions)
+    return offsets if all(f in offsets for f in functions[:required]) else None
 
 
 def _section_bytes(elf: ELFFile, name: str) -> bytes:
@@ -230,18 +262,23 @@ def classify(path: str, shown: str | None = None, *, executable: bool = False) -
             raise NotTlsError(shown)
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             rodata = _rodata(elf, len(mapped))
-            if _defines(elf, names, "SSL_read", "SSL_write"):
+            offsets = _defined(elf, names, OPENSSL_FUNCTIONS, 2)
+            if offsets is not None:
                 if _LIBSSL_NAME.search(shown):
-                    return _Classified(KIND_OPENSSL, _openssl_version(path, mapped), OPENSSL_FUNCTIONS)
+                    version = _openssl_version(path, mapped)
+                    return _Classified(KIND_OPENSSL, version, OPENSSL_FUNCTIONS, offsets=offsets)
                 if mapped.find(b"BoringSSL", *rodata) >= 0:
-                    return _Classified(KIND_BORINGSSL, "", OPENSSL_FUNCTIONS)
-                return _Classified(
-                    KIND_OPENSSL_STATIC, _search(mapped, _OPENSSL_VERSION, rodata), OPENSSL_FUNCTIONS
-                )
-            if _defines(elf, names, *GNUTLS_FUNCTIONS):
-                return _Classified(KIND_GNUTLS, _search(mapped, _GNUTLS_VERSION, rodata), GNUTLS_FUNCTIONS)
-            if _defines(elf, names, *NSS_FUNCTIONS):
-                return _Classified(KIND_NSS, "nspr " + _search(mapped, _NSPR_VERSION, rodata), NSS_FUNCTIONS)
+                    return _Classified(KIND_BORINGSSL, "", OPENSSL_FUNCTIONS, offsets=offsets)
+                version = _search(mapped, _OPENSSL_VERSION, rodata)
+                return _Classified(KIND_OPENSSL_STATIC, version, OPENSSL_FUNCTIONS, offsets=offsets)
+            offsets = _defined(elf, names, GNUTLS_FUNCTIONS, len(GNUTLS_FUNCTIONS))
+            if offsets is not None:
+                version = _search(mapped, _GNUTLS_VERSION, rodata)
+                return _Classified(KIND_GNUTLS, version, GNUTLS_FUNCTIONS, offsets=offsets)
+            offsets = _defined(elf, names, NSS_FUNCTIONS, len(NSS_FUNCTIONS))
+            if offsets is not None:
+                version = "nspr " + _search(mapped, _NSPR_VERSION, rodata)
+                return _Classified(KIND_NSS, version, NSS_FUNCTIONS, offsets=offsets)
             if executable:
                 rustls = _RUSTLS_VERSION.search(mapped, *rodata)
                 if rustls or b"rustls" in names:
@@ -350,7 +387,10 @@ class Scanner:
         found = classify(path, shown)
         if found.unsupported:
             raise NotTlsError(f"{shown or path}: {found.unsupported[1]}")
-        target = Target(found.kind, path, shown or path, found.version, how, fid, found.functions, found.go)
+        target = Target(
+            found.kind, path, shown or path, found.version, how, fid, found.functions, found.go,
+            offsets=found.offsets,
+        )  # fmt: skip
         self.result.targets[fid] = target
         return target
 
@@ -400,6 +440,7 @@ class Scanner:
                 found.functions,
                 found.go,
                 {pid: comm},
+                found.offsets,
             )
             self.result.targets[fid] = target
             new.append(target)

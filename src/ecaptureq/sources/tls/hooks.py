@@ -195,9 +195,13 @@ class Hooker:
                     self.publish(log("WRN", f"{target.shown}: {go_func.name} not hooked: {exc}"))
         else:
             for func, (enter, leave) in programs_for(target).items():
+                offset = target.offsets.get(func)
+                name = None if offset is not None else func  # by offset when resolved (faster)
                 try:
-                    self._uprobe(enter, target.path, func, 0)
-                    self.links.append(self.obj.attach_uprobe(leave, target.path, func, retprobe=True))
+                    self._uprobe(enter, target.path, name, offset or 0)
+                    self.links.append(
+                        self.obj.attach_uprobe(leave, target.path, name, retprobe=True, offset=offset or 0)
+                    )
                     done.append(func)
                 except libbpf.LibbpfError as exc:
                     if exc.errno in (errno.EPERM, errno.EACCES):
@@ -343,7 +347,7 @@ def attach_everything(
         raise LibsslNotFoundError(f"libssl not found: {exc.filename}: {exc.strerror}") from None
     except NotTlsError as exc:
         raise LibsslNotFoundError(
-            f"{exc}: no SSL_read/SSL_write, gnutls_record_send/recv, PR_Read/PR_Write "
+            f"{exc}: no SSL_write/SSL_read, gnutls_record_send/recv, PR_Write/PR_Read "
             "or Go crypto/tls to hook"
         ) from None
     hooker = Hooker(obj, publish, scanner=Scanner(found), watch=not files, pid=pid, uid=uid)
