@@ -430,3 +430,57 @@ def test_short_lived_curl_started_after_capture(matrix: Matrix) -> None:
     out = finish(proc)
     assert not Path(f"/proc/{proc.pid}").exists()
     check(matrix, proc.pid, "curl", body_of(1000), out)
+
+
+# -- --list and what cannot be hooked --------------------------------------------------------------
+
+CLI = [sys.executable, "-m", "ecaptureq", "tls", "--list"]
+
+RUSTLS_LIKE = r"""
+#include <stdio.h>
+/* What a Rust program using rustls carries in its read-only data: its crate's source paths. */
+const char *where = "/root/.cargo/registry/src/index.crates.io-6f17d22bba15001f/rustls-0.23.12/src/conn.rs";
+int main(void) {
+    char line[8];
+    puts("ready");
+    fflush(stdout);
+    return fgets(line, sizeof line, stdin) == NULL;
+}
+"""
+
+
+def test_list_names_private_copies_and_unhookable_tls(matrix: Matrix) -> None:
+    need("clang")
+    copy = _private_libssl(matrix, "listed")
+    source = matrix.tmp / "rustls_like.c"
+    source.write_text(RUSTLS_LIKE)
+    program = matrix.tmp / "rustls_like"
+    subprocess.run(["clang", "-O1", "-s", "-o", str(program), str(source)], check=True, timeout=120)
+    script = matrix.tmp / "gated.py"
+    script.write_text(CLIENT_GATED)
+    python = run(python_gated(matrix), env={"LD_LIBRARY_PATH": str(copy.parent)})
+    rusty = run([str(program)])
+    try:
+        for proc in (python, rusty):
+            assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        listing = subprocess.run(CLI, capture_output=True, text=True, timeout=120)
+    finally:
+        for proc in (python, rusty):
+            proc.kill()
+            proc.wait(timeout=10)
+    assert listing.returncode == 0, listing.stderr
+    rows = [line.split() for line in listing.stdout.splitlines()]
+    assert rows[0][:4] == ["PID", "COMM", "KIND", "VERSION"]
+    system = libssl_from_ldconfig()
+    system_rows = [r for r in rows if r and r[-1] == system]
+    assert (
+        system_rows
+        and system_rows[0][2] == "openssl"
+        and re.fullmatch(r"\d+\.\d+\.\d+\w*", system_rows[0][3])
+    )
+    private = [r for r in rows if r and r[0] == str(python.pid) and r[-1] == str(copy)]
+    assert private, listing.stdout
+    assert private[0][1:4] == ["python3", "openssl", system_rows[0][3]]
+    assert " ".join(private[0][4:-1]) == f"/proc/{python.pid}/maps"
+    not_hooked = listing.stdout.partition("not hooked:")[2]
+    assert re.search(rf"^{rusty.pid}\s+rustls_like\s+rustls 0\.23\.12: .*\({program}\)$", not_hooked, re.M)

@@ -303,6 +303,22 @@ def classify(path: str, shown: str | None = None, *, executable: bool = False) -
     raise NotTlsError(shown)
 
 
+def _version_from_libcrypto(pid: int, mappings: list[Mapping]) -> str:
+    """The OpenSSL version in the ``libcrypto`` process ``pid`` maps (a libssl copied without it)."""
+    for mapping in mappings:
+        if "/libcrypto.so" in mapping.path:
+            path = reachable_path(pid, mapping)
+            if path is None:
+                continue
+            with (
+                contextlib.suppress(OSError, ValueError),
+                open(path, "rb") as f,
+                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+            ):
+                return _search(mapped, _OPENSSL_VERSION)
+    return ""
+
+
 def _comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -430,11 +446,14 @@ class Scanner:
                 what, why = found.unsupported
                 self.result.unsupported.append(Unsupported(pid, comm, mapping.path, what, why))
                 continue
+            version = found.version
+            if not version and found.kind == KIND_OPENSSL:
+                version = _version_from_libcrypto(pid, mappings)
             target = Target(
                 found.kind,
                 path,
                 mapping.path,
-                found.version,
+                version,
                 how or f"/proc/{pid}/maps",
                 fid,
                 found.functions,
