@@ -616,7 +616,8 @@ static __always_inline int report_file(struct file___libs *file, __u8 kind)
 		.ino = BPF_CORE_READ(file, f_inode, i_ino),
 		.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev),
 	};
-	if (kind != 0 && bpf_map_lookup_elem(&known_files, &key))
+	bool known = bpf_map_lookup_elem(&known_files, &key) != NULL;
+	if (kind != 0 && known)
 		return 0;
 	struct lib_event *e = bpf_ringbuf_reserve(&lib_events, sizeof(*e), 0);
 	if (!e)
@@ -630,7 +631,9 @@ static __always_inline int report_file(struct file___libs *file, __u8 kind)
 	e->kind = kind;
 	e->pad[0] = e->pad[1] = e->pad[2] = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	/* Wake userspace at once for a file to examine; the exec of a known program (kept for its cgroup)
+	 * waits for the watcher's next timed drain, so exec-heavy workloads do not wake it each time. */
+	bpf_ringbuf_submit(e, known ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP);
 	return 0;
 }
 
@@ -643,14 +646,15 @@ int BPF_PROG(libs_exec, void *task, int old_pid, struct linux_binprm___libs *bpr
 #define NR_mmap 9
 #define PROT_EXEC 4
 
-SEC("raw_tp/sys_exit")
+/* A BTF tracepoint: `regs` is read with plain loads (no helper call), which matters on every syscall exit. */
+SEC("tp_btf/sys_exit")
 int BPF_PROG(libs_sys_exit, struct pt_regs *regs, long ret)
 {
-	if (BPF_CORE_READ(regs, orig_ax) != NR_mmap || (ret < 0 && ret > -4096))
+	if (regs->orig_ax != NR_mmap || (ret < 0 && ret > -4096))
 		return 0;
-	if (!(BPF_CORE_READ(regs, dx) & PROT_EXEC))
+	if (!(regs->dx & PROT_EXEC))
 		return 0;
-	int fd = (int)BPF_CORE_READ(regs, r8);
+	int fd = (int)regs->r8;
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import os
 import re
 import struct
 import threading
@@ -100,39 +101,80 @@ def container_id(cgroup: str) -> str:
     return (match.group(1) or match.group(2)) if match else ""
 
 
-class Processes:
-    """pid -> :class:`ProcessInfo`, read from ``/proc/PID/cgroup`` at exec time or on first use."""
+def cgroup2_root() -> str | None:
+    """Where the cgroup v2 hierarchy is mounted (a cgroup's id is the inode of its directory there)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == "cgroup2":
+                return fields[1]
+    return None
 
-    def __init__(self, limit: int = 65536) -> None:
+
+class Processes:
+    """pid -> :class:`ProcessInfo`.
+
+    The exec watcher records each process's cgroup id (``bpf_get_current_cgroup_id``) at its exec, so a
+    process that has already exited still gets its cgroup; the id is turned into a path by looking the
+    directory with that inode up in the cgroup v2 hierarchy (cached; walked again on a miss). A process
+    the watcher has not seen (it was running before the capture) is read from ``/proc/PID/cgroup``.
+    ``before_lookup`` (the watcher's drain) runs first, so a just-started process is not missed.
+    """
+
+    def __init__(self, limit: int = 65536, root: str | None = None) -> None:
+        self._ids: dict[int, int] = {}
+        self._paths: dict[int, str] = {}
         self._info: dict[int, ProcessInfo] = {}
         self._lock = threading.Lock()
         self._limit = limit
+        self._root = root or cgroup2_root()
+        self.before_lookup: Callable[[], None] | None = None
 
-    def remember(self, pid: int) -> ProcessInfo:
-        """Read (again) and keep the cgroup of ``pid``."""
-        try:
-            text = Path(f"/proc/{pid}/cgroup").read_text()
-        except OSError:
-            return ProcessInfo()
-        path = ""
-        for line in text.splitlines():
-            if line.startswith("0::"):
-                path = line[3:]
-                break
-        else:
-            path = text.splitlines()[0].split(":", 2)[-1] if text else ""
-        info = ProcessInfo(path, container_id(path))
+    def saw_exec(self, pid: int, cgroup_id: int) -> None:
+        """Record the cgroup id ``pid`` had at its exec."""
         with self._lock:
-            if len(self._info) >= self._limit:
+            if len(self._ids) >= self._limit:
+                self._ids.clear()
                 self._info.clear()
-            self._info[pid] = info
-        return info
+            self._ids[pid] = cgroup_id
+            self._info.pop(pid, None)
+
+    def _path_of(self, cgroup_id: int) -> str | None:
+        path = self._paths.get(cgroup_id)
+        if path is None and self._root is not None:
+            self._paths.clear()
+            for directory, _dirs, _files in os.walk(self._root):
+                with contextlib.suppress(OSError):
+                    self._paths[os.stat(directory).st_ino] = "/" + os.path.relpath(directory, self._root)
+            path = self._paths.get(cgroup_id)
+        return None if path is None else ("/" if path == "/." else path)
 
     def get(self, pid: int) -> ProcessInfo:
-        """The info kept for ``pid`` (read now when unknown)."""
+        """The cgroup path and container id of ``pid`` (empty when unknown)."""
+        if self.before_lookup is not None:
+            self.before_lookup()
         with self._lock:
             info = self._info.get(pid)
-        return info if info is not None else self.remember(pid)
+            if info is not None:
+                return info
+            cgroup_id = self._ids.get(pid)
+            path = self._path_of(cgroup_id) if cgroup_id is not None else None
+            if path is None:
+                path = _proc_cgroup(pid)
+            info = ProcessInfo(path, container_id(path))
+            self._info[pid] = info
+            return info
+
+
+def _proc_cgroup(pid: int) -> str:
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        if line.startswith("0::"):
+            return line[3:]
+    return ""
 
 
 class _FileKey(ctypes.Structure):
@@ -173,6 +215,7 @@ class Hooker:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._drain_lock = threading.RLock()
 
     @property
     def discovery(self) -> Discovery:
@@ -265,6 +308,7 @@ class Hooker:
         for program in WATCHER_PROGRAMS:
             self.links.append(self.obj.attach(program))
         self._ring = RingReader(self.obj.map_fd("lib_events"), LIB_EVENTS_BYTES)
+        self.processes.before_lookup = self.drain
         self._thread = threading.Thread(target=self._run, name="ecaptureq-tls-exec", daemon=True)
         self._thread.start()
 
@@ -281,8 +325,14 @@ class Hooker:
         ring = self._ring
         assert ring is not None
         while not self._stop.is_set():
-            ring.wait(0.1)  # the eBPF side asks for a wake-up on every record
-            ring.drain(self._on_event)
+            ring.wait(0.1)  # woken at once for a file to examine; execs of known programs wait for this
+            self.drain()
+
+    def drain(self) -> None:
+        """Handle every ``lib_event`` waiting (from the watcher thread, or before a process lookup)."""
+        with self._drain_lock:
+            if self._ring is not None:
+                self._ring.drain(self._on_event)
 
     def _on_event(self, record: memoryview) -> None:
         try:
@@ -292,9 +342,9 @@ class Hooker:
 
     def handle(self, record: bytes) -> None:
         """Handle one ``lib_event``: remember the process, examine and hook what it maps that is new."""
-        ts, ino, _cgroup, pid, dev, uid, kind, _comm = _LIB_EVENT.unpack_from(record)
+        ts, ino, cgroup, pid, dev, uid, kind, _comm = _LIB_EVENT.unpack_from(record)
         if kind == _EXEC:
-            self.processes.remember(pid)
+            self.processes.saw_exec(pid, cgroup)
         if (self.pid is not None and pid != self.pid) or (self.uid is not None and uid != self.uid):
             return
         fid = FileId(dev >> 20, dev & 0xFFFFF, ino)
@@ -325,9 +375,10 @@ class Hooker:
         for link in self.links:
             link.destroy()
         self.links.clear()
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
+        with self._drain_lock:
+            if self._ring is not None:
+                self._ring.close()
+                self._ring = None
 
 
 def attach_everything(
