@@ -11,6 +11,8 @@ machine at the same time do not disturb it.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import re
 import shutil
@@ -25,9 +27,11 @@ from pathlib import Path
 import pytest
 from capture_support import SERVER_SCRIPT, Cert, Collector, body_of, cert, requires_bpf
 
+from ecaptureq.cli.tls import JsonLinesSink
 from ecaptureq.protocol import Event
 from ecaptureq.sources.tls import TlsCapture
 from ecaptureq.sources.tls.discover import FileId, executable_mappings
+from ecaptureq.sources.tls.hooks import cgroup2_root
 from ecaptureq.sources.tls.locate import libssl_from_ldconfig
 
 pytestmark = [pytest.mark.capture, requires_bpf]
@@ -430,6 +434,36 @@ def test_short_lived_curl_started_after_capture(matrix: Matrix) -> None:
     out = finish(proc)
     assert not Path(f"/proc/{proc.pid}").exists()
     check(matrix, proc.pid, "curl", body_of(1000), out)
+
+
+def test_container_id_of_exited_process_in_json(matrix: Matrix) -> None:
+    root = cgroup2_root()
+    if root is None:
+        pytest.skip("no cgroup v2 hierarchy mounted")
+    container = hashlib.sha256(b"ecaptureq matrix").hexdigest()  # 64 hex digits, as docker names them
+    parent = Path(root) / f"ecaptureq-matrix-{os.getpid()}"
+    scope = parent / f"docker-{container}.scope"
+    scope.mkdir(parents=True)
+    try:
+        # The client joins a docker-named cgroup, then execs curl: the exec records that cgroup.
+        url = f"https://127.0.0.1:{matrix.port}/2000"
+        command = f'echo $$ > "{scope}/cgroup.procs" && exec curl -sS --cacert "{matrix.cert.cert}" {url}'
+        proc = run(["sh", "-c", command])
+        out = finish(proc)
+        assert out == body_of(2000)
+        events = wait_captured(matrix, proc.pid, body_of(2000))
+    finally:
+        scope.rmdir()
+        parent.rmdir()
+    assert not Path(f"/proc/{proc.pid}").exists()
+    printed = io.StringIO()
+    sink = JsonLinesSink(printed)
+    sink.describe = matrix.capture.process_info
+    sink.publish_event(events[0])
+    line = json.loads(printed.getvalue())
+    assert line["pid"] == proc.pid and line["pname"] == "curl"
+    assert line["container_id"] == container
+    assert line["cgroup"] == f"/{parent.name}/{scope.name}"
 
 
 # -- --list and what cannot be hooked --------------------------------------------------------------

@@ -122,7 +122,6 @@ class Processes:
     """
 
     def __init__(self, limit: int = 65536, root: str | None = None) -> None:
-        self._ids: dict[int, int] = {}
         self._paths: dict[int, str] = {}
         self._info: dict[int, ProcessInfo] = {}
         self._lock = threading.Lock()
@@ -131,13 +130,15 @@ class Processes:
         self.before_lookup: Callable[[], None] | None = None
 
     def saw_exec(self, pid: int, cgroup_id: int) -> None:
-        """Record the cgroup id ``pid`` had at its exec."""
+        """Record the cgroup ``pid`` had at its exec (resolved now: a container's cgroup goes with it)."""
         with self._lock:
-            if len(self._ids) >= self._limit:
-                self._ids.clear()
+            if len(self._info) >= self._limit:
                 self._info.clear()
-            self._ids[pid] = cgroup_id
-            self._info.pop(pid, None)
+            path = self._path_of(cgroup_id)
+            if path is not None:
+                self._info[pid] = ProcessInfo(path, container_id(path))
+            else:
+                self._info.pop(pid, None)
 
     def _path_of(self, cgroup_id: int) -> str | None:
         path = self._paths.get(cgroup_id)
@@ -157,10 +158,7 @@ class Processes:
             info = self._info.get(pid)
             if info is not None:
                 return info
-            cgroup_id = self._ids.get(pid)
-            path = self._path_of(cgroup_id) if cgroup_id is not None else None
-            if path is None:
-                path = _proc_cgroup(pid)
+            path = _proc_cgroup(pid)
             info = ProcessInfo(path, container_id(path))
             self._info[pid] = info
             return info
