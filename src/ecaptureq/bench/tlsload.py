@@ -87,11 +87,12 @@ import hashlib, os, socket, ssl, sys, time
 ctx = ssl.create_default_context(cafile=sys.argv[2])
 s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="127.0.0.1")
 data = os.urandom(int(sys.argv[3]))
-s.sendall(b"%d\n" % len(data)); s.recv(0)
+head = b"%d\n" % len(data)
+s.sendall(head)
 start = time.perf_counter()
 s.sendall(data)
 assert s.recv(1) == b"k"
-print(time.perf_counter() - start, hashlib.sha256(data).hexdigest())
+print(time.perf_counter() - start, hashlib.sha256(head + data).hexdigest())  # all it wrote
 """
 
 DIRECTION_READ: Final = "0"
