@@ -59,7 +59,9 @@ def _best(fn: Callable[[int], float], count: int, runs: int) -> float:
 
 def main() -> int:
     """Run the benchmark and print its table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5, help="runs of each measurement (the minimum is kept)")
     parser.add_argument("--count", type=int, default=1_000_000, help="dd blocks (1 byte each)")
     parser.add_argument("--execs", type=int, default=300, help="executions of /bin/true")
@@ -67,7 +69,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_watch: needs root", file=sys.stderr)
         return 5
-    modes: list[tuple[str, str | None | list[str]]] = [
+    modes: list[tuple[str, str | list[str] | None]] = [
         ("no capture", "none"),
         ("tls --libssl (one file)", [find_libssl()]),
         ("tls (everything + watcher)", None),

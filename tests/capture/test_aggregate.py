@@ -27,7 +27,9 @@ def chunk(
     tid: int = 42,
     skip: int = 0,
 ) -> Chunk:
-    """A record of connection ``ssl``, numbered after the previous one of its stream (``skip``: lost before it)."""
+    """A record of connection ``ssl``, numbered after the previous one of its stream.
+
+    ``skip``: bytes lost before it."""
     seq = _next_seq.get((ssl, direction), 0) + skip
     _next_seq[(ssl, direction)] = seq + len(data)
     return Chunk(

@@ -103,29 +103,35 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     add_server_security_options(parser)
 
 
-def parse_listen(url: str) -> tuple[str, int]:
-    """Split a ``ws://HOST:PORT/`` (or ``wss://``) listen URL into host and port (default port 28257)."""
+def parse_listen(url: str, option: str = "--listen") -> tuple[str, int]:
+    """Split a ``ws://HOST:PORT/`` (or ``wss://``) listen URL into host and port (default port 28257).
+
+    ``option`` is the command-line option the URL came from, named in the error message.
+    """
     text = url if "://" in url else f"ws://{url}"
     parts = urlsplit(text)
     if parts.scheme not in ("ws", "wss"):
-        raise CliError(f"--listen {url!r}: expected ws://HOST:PORT/, e.g. {DEFAULT_LISTEN}")
+        raise CliError(f"{option} {url!r}: expected ws://HOST:PORT/, e.g. {DEFAULT_LISTEN}")
     try:
         port = parts.port if parts.port is not None else 28257
     except ValueError:
-        raise CliError(f"--listen {url!r}: the port must be a number from 0 to 65535") from None
+        raise CliError(f"{option} {url!r}: the port must be a number from 0 to 65535") from None
     host = parts.hostname
     if not host:
-        raise CliError(f"--listen {url!r}: no host; use 127.0.0.1 (this machine only) or 0.0.0.0 (all)")
+        raise CliError(f"{option} {url!r}: no host; use 127.0.0.1 (this machine only) or 0.0.0.0 (all)")
     return host, port
 
 
-def server_from_args(args: argparse.Namespace, listen: str | None = None, command: str = "serve") -> Server:
-    """Build a :class:`Server` from the ``--listen`` (or ``listen``) URL and the server options.
+def server_from_args(
+    args: argparse.Namespace, listen: str | None = None, command: str = "serve", option: str = "--listen"
+) -> Server:
+    """Build a :class:`Server` from the ``--listen`` (or ``listen``, given as ``option``) URL and the
+    server options.
 
     The security options are checked here: a non-loopback address without a token is refused.
     """
     listen = args.listen if listen is None else listen
-    host, port = parse_listen(listen)
+    host, port = parse_listen(listen, option)
     if args.heartbeat_interval <= 0:
         raise CliError("--heartbeat-interval must be positive")
     if args.queue_size < 1:

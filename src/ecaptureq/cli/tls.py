@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, CliError
 from ecaptureq.protocol import Event
@@ -19,8 +21,10 @@ from ecaptureq.protocol.jsonl import to_json
 from ecaptureq.protocol.messages import RunLog
 from ecaptureq.sources.base import Sink
 from ecaptureq.sources.tls import (
+    DEFAULT_BUFFER_MIB,
     BpfUnsupportedError,
     CaptureError,
+    CaptureStats,
     LibsslNotFoundError,
     NoPrivilegeError,
     PidNotFoundError,
@@ -31,6 +35,9 @@ from ecaptureq.sources.tls import (
 from ecaptureq.sources.tls.discover import NotTlsError, discover, format_listing
 from ecaptureq.sources.tls.hooks import ProcessInfo
 from ecaptureq.sources.tls.locate import check_pid
+
+if TYPE_CHECKING:
+    from ecaptureq.server.hub import Server, ServerStats
 
 EXIT_NO_PRIVILEGE: Final = 5
 """Not root (eBPF needs CAP_BPF and CAP_PERFMON)."""
@@ -49,9 +56,11 @@ examples:
   sudo ecaptureq tls --json > capture.jsonl             # JSON Lines, as watch --json prints them
   sudo ecaptureq tls --json --pid 1234                  # one process (its libraries from /proc/1234/maps)
   sudo ecaptureq tls --list                             # what would be hooked, and what cannot be
+  sudo ecaptureq tls --json --comm curl --port 443      # filters run in the kernel: nothing else is copied
+  sudo ecaptureq tls --json --stats 2 | head -n 100     # counters on stderr; a closed stdout stops cleanly
 
 exit codes:
-  0  stopped (Ctrl-C or SIGTERM)
+  0  stopped (Ctrl-C, SIGTERM, or stdout closed with --json)
   2  usage error
   3  cannot listen on the --ecaptureq address
   5  not root / not permitted to load eBPF
@@ -103,6 +112,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--pid", type=int, metavar="PID", help="capture only this process")
     parser.add_argument("--uid", type=int, metavar="UID", help="capture only processes of this user")
     parser.add_argument(
+        "--comm", metavar="NAME", help="capture only processes with this command name (as in ps -o comm)"
+    )
+    parser.add_argument(
+        "--port", type=int, metavar="PORT", help="capture only TCP connections with this port at either end"
+    )
+    parser.add_argument(
+        "--buffer-size",
+        type=int,
+        default=DEFAULT_BUFFER_MIB,
+        metavar="MiB",
+        help=f"kernel ring buffer in MiB, a power of two (default {DEFAULT_BUFFER_MIB}); larger rides out "
+        "longer bursts, and the bytes it cannot hold are reported as 'capture lost' gaps",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print JSON Lines (as watch --json) on stdout instead of serving"
     )
     from ecaptureq.cli.serve import add_server_options
@@ -112,19 +135,46 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 class JsonLinesSink:
-    """A thread-safe sink printing each log line and event as one ``watch --json`` style JSON object."""
+    """A thread-safe sink printing each log line and event as one ``watch --json`` style JSON object.
 
-    def __init__(self, out: TextIO) -> None:
+    When the reader goes away (``| head``), writing stops, ``on_closed`` is called once and stdout is
+    pointed at ``/dev/null`` so that the interpreter's last flush cannot fail either.
+    """
+
+    def __init__(self, out: TextIO, on_closed: Callable[[], None] | None = None) -> None:
         self._out = out
         self._lock = threading.Lock()
         self.describe: Callable[[int], ProcessInfo | None] | None = None
         """Where the process's cgroup and container id come from (added as ``cgroup``, ``container_id``)."""
+        self._on_closed = on_closed
+        self.closed = False
+        """The reader closed the output."""
 
     def _write(self, obj: dict[str, object]) -> None:
-        line = json.dumps(obj, ensure_ascii=False)
+        self._write_line(json.dumps(obj, ensure_ascii=False))
+
+    def _write_line(self, line: str) -> None:
         with self._lock:
-            self._out.write(line + "\n")
-            self._out.flush()
+            if self.closed:
+                return
+            try:
+                self._out.write(line + "\n")
+                self._out.flush()
+            except (BrokenPipeError, ValueError) as exc:
+                self._closed_by_reader(exc)
+            except OSError as exc:
+                if exc.errno != errno.EPIPE:
+                    raise
+                self._closed_by_reader(exc)
+
+    def _closed_by_reader(self, _exc: Exception) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._out.fileno())
+            os.close(devnull)
+        if self._on_closed is not None:
+            self._on_closed()
 
     def publish_log(self, line: str) -> None:
         """Print ``{"kind": "log", "run_log": line}``."""
@@ -137,18 +187,73 @@ class JsonLinesSink:
         if info is not None:
             obj["cgroup"] = info.cgroup
             obj["container_id"] = info.container_id
-        self._write(obj)
+        # base64 needs no JSON escaping: splice it in rather than have json scan 20 KiB per event.
+        payload = obj.pop("payload")
+        head = json.dumps(obj, ensure_ascii=False)
+        self._write_line(f'{head[:-1]}, "payload": "{payload}"}}')
+
+
+def format_capture_stats(
+    now: CaptureStats, before: CaptureStats | None, seconds: float, ring_fill: float
+) -> str:
+    """One ``--stats`` line of the capture: rates since ``before``, losses, gaps, ring-buffer fill."""
+    events = now.events - (before.events if before else 0)
+    captured = now.bytes - (before.bytes if before else 0)
+    return (
+        f"ecaptureq tls: stats: {now.events} events ({events / seconds:,.0f}/s), {now.chunks} records, "
+        f"{now.bytes / 2**20:,.1f} MiB captured ({captured / seconds / 2**20:,.1f} MiB/s), "
+        f"lost {now.drop_chunks} records ({now.drop_bytes} bytes) + {now.oversized_bytes} bytes of oversized "
+        f"calls, {now.gaps} gaps ({now.gap_bytes} bytes), ring buffer {100 * ring_fill:.0f}% full"
+    )
+
+
+class _StatsPrinter:
+    """Prints :func:`format_capture_stats` on stderr every ``interval`` seconds (call :meth:`tick`)."""
+
+    def __init__(self, capture: TlsCapture, interval: float | None) -> None:
+        self.capture = capture
+        self.interval = interval
+        self._before: CaptureStats | None = None
+        self._last = time.monotonic()
+
+    def tick(self) -> None:
+        if self.interval is None:
+            return
+        now = time.monotonic()
+        stats = self.capture.stats()
+        line = format_capture_stats(
+            stats, self._before, max(now - self._last, 1e-6), self.capture.ring_fill()
+        )
+        print(line, file=sys.stderr, flush=True)
+        self._before, self._last = stats, now
 
 
 def _capture_error(exc: CaptureError) -> CliError:
     return CliError(str(exc), _EXIT_CODES.get(type(exc), EXIT_NO_BPF))
 
 
-def _make_capture(args: argparse.Namespace, sink: Sink) -> TlsCapture:
+def _check_options(args: argparse.Namespace) -> None:
+    """Usage errors (exit 2), found before anything is loaded."""
     if args.pid is not None and args.pid <= 0:
         raise CliError("--pid must be a positive process id")
     if args.uid is not None and args.uid < 0:
         raise CliError("--uid must be 0 or positive")
+    if args.comm is not None and not 0 < len(args.comm.encode()) < 16:
+        raise CliError("--comm takes a command name of 1 to 15 bytes (the kernel keeps 15), e.g. curl")
+    if args.port is not None and not 0 < args.port < 65536:
+        raise CliError("--port must be from 1 to 65535")
+    size = args.buffer_size
+    if size < 1 or size > 4096 or size & (size - 1):
+        raise CliError(f"--buffer-size takes a power of two from 1 to 4096 (MiB), e.g. {DEFAULT_BUFFER_MIB}")
+    if args.stats is not None and args.stats <= 0:
+        raise CliError("--stats takes a positive number of seconds")
+    if not (args.json and args.ecaptureq is None):
+        from ecaptureq.cli.serve import parse_listen
+
+        parse_listen(args.ecaptureq or DEFAULT_ECAPTUREQ, "--ecaptureq")
+
+
+def _make_capture(args: argparse.Namespace, sink: Sink) -> TlsCapture:
     try:
         for path in args.libssl or ():
             find_libssl(path, args.pid)
@@ -156,7 +261,15 @@ def _make_capture(args: argparse.Namespace, sink: Sink) -> TlsCapture:
             check_pid(args.pid)
     except CaptureError as exc:
         raise _capture_error(exc) from None
-    return TlsCapture(sink, libssl=args.libssl or None, pid=args.pid, uid=args.uid)
+    return TlsCapture(
+        sink,
+        libssl=args.libssl or None,
+        pid=args.pid,
+        uid=args.uid,
+        comm=args.comm,
+        port=args.port,
+        buffer_size=args.buffer_size << 20,
+    )
 
 
 def _what(capture: TlsCapture) -> str:
@@ -189,6 +302,7 @@ def _preflight() -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``ecaptureq tls``."""
+    _check_options(args)
     _preflight()
     if args.list:
         return _list(args)
@@ -198,10 +312,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_json(args: argparse.Namespace) -> int:
-    sink = JsonLinesSink(sys.stdout)
+    stop = threading.Event()
+    sink = JsonLinesSink(sys.stdout, on_closed=stop.set)
     capture = _make_capture(args, sink)
     sink.describe = capture.process_info
-    stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for line in banner():
@@ -211,8 +325,9 @@ def _run_json(args: argparse.Namespace) -> int:
         except CaptureError as exc:
             raise _capture_error(exc) from None
         print(f"ecaptureq: capturing {_what(capture)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-        while not stop.wait(0.5):
-            pass
+        stats = _StatsPrinter(capture, args.stats)
+        while not stop.wait(args.stats or 0.5):
+            stats.tick()
     finally:
         capture.stop()
         for sig, handler in previous.items():
@@ -225,7 +340,7 @@ async def _run_server(args: argparse.Namespace) -> int:
 
     url = args.ecaptureq or DEFAULT_ECAPTUREQ
     # the same checks as serve: options, token, Origin allow-list, TLS and limits
-    server = server_from_args(args, url, "tls")
+    server = server_from_args(args, url, "tls", option="--ecaptureq")
     capture = _make_capture(args, server)
     try:
         await server.start()
@@ -248,8 +363,28 @@ async def _run_server(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        if args.stats is None:
+            await stop.wait()
+        else:
+            await _report_until(stop, capture, server, args.stats)
     finally:
         await asyncio.to_thread(capture.stop)
         await server.stop()  # writes the totals line itself
     return EXIT_OK
+
+
+async def _report_until(stop: asyncio.Event, capture: TlsCapture, server: Server, interval: float) -> None:
+    """Print the capture's and the server's ``--stats`` lines every ``interval`` seconds until ``stop``."""
+    from ecaptureq.cli.serve import format_stats
+
+    printer = _StatsPrinter(capture, interval)
+    before: ServerStats | None = None
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        if stop.is_set():
+            return
+        printer.tick()
+        now = server.stats()
+        print(format_stats(now, before, interval), file=sys.stderr, flush=True)
+        before = now

@@ -275,6 +275,10 @@ class Aggregator:
         room = self.cap - len(pending.buf)
         if len(data) < room:
             pending.buf += data
+        elif len(data) == self.cap and not pending.buf:
+            # A full record on its own (a large call's chunk): it is the event, no copy.
+            out.append(self._event(pending, data))
+            pending.first_ts = chunk.ts_boot_ns
         else:
             view = memoryview(data)
             while view:
@@ -325,8 +329,9 @@ class Aggregator:
         self._pending.clear()
         return out
 
-    def _event(self, p: _Pending) -> Event:
-        payload = bytes(p.buf)
+    def _event(self, p: _Pending, payload: bytes | None = None) -> Event:
+        if payload is None:
+            payload = bytes(p.buf)
         src_ip, src_port = p.src or ("", 0)
         dst_ip, dst_port = p.dst or ("", 0)
         return Event(
@@ -567,6 +572,11 @@ class TlsCapture:
     def process_info(self, pid: int) -> ProcessInfo | None:
         """The cgroup and container id of ``pid`` (kept from its exec when it has exited), if known."""
         return self.hooker.processes.get(pid) if self.hooker else None
+
+    def ring_fill(self) -> float:
+        """How full the ring buffer is right now, 0.0 to 1.0 (0 when not capturing)."""
+        ring = self._ring
+        return ring.pending() / ring.size if ring is not None else 0.0
 
     @property
     def attached(self) -> int:
