@@ -598,7 +598,7 @@ struct lib_event {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
+	__uint(max_entries, 4096);   /* sized by userspace before loading (hooks.LIB_EVENTS_BYTES) */
 } lib_events SEC(".maps");
 
 struct {

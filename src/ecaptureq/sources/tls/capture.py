@@ -33,7 +33,7 @@ from ecaptureq.sources.base import Sink
 from ecaptureq.sources.tls import libbpf
 from ecaptureq.sources.tls.discover import OPENSSL_FUNCTIONS
 from ecaptureq.sources.tls.errors import BpfUnsupportedError, NoPrivilegeError
-from ecaptureq.sources.tls.hooks import Hooker, ProcessInfo, attach_everything
+from ecaptureq.sources.tls.hooks import LIB_EVENTS_BYTES, Hooker, ProcessInfo, attach_everything
 from ecaptureq.sources.tls.locate import SocketResolver
 from ecaptureq.sources.tls.ringbuf import RingReader
 
@@ -456,6 +456,7 @@ class TlsCapture:
         try:
             self._obj = libbpf.BpfObject(self.object_path)
             self._obj.set_max_entries("events", self.buffer_size)
+            self._obj.set_max_entries("lib_events", LIB_EVENTS_BYTES)
             self._obj.load()
         except libbpf.LibbpfError as exc:
             raise self._bpf_error("cannot load the eBPF program", exc) from None

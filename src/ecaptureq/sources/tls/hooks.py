@@ -67,7 +67,7 @@ _GO_RETURN: Final = "go_return"
 WATCHER_PROGRAMS: Final = ("libs_exec", "libs_sys_exit")
 
 LIB_EVENTS_BYTES: Final = 256 * 1024
-"""Size of the ``lib_events`` ring buffer (its ``max_entries`` in bpf/sslsniff.bpf.c)."""
+"""Size of the exec watcher's ``lib_events`` ring buffer, set before the object is loaded."""
 # struct lib_event in bpf/sslsniff.bpf.c
 _LIB_EVENT: Final = struct.Struct("<QQQIIIB3x16s")
 _EXEC = 0
