@@ -11,7 +11,7 @@ copying 1-byte blocks: two syscalls per block) and an exec-heavy one (``/bin/tru
 - with ``ecaptureq tls --libssl <system libssl>`` (one file, no watcher: the capture's own floor);
 - with ``ecaptureq tls`` (every TLS library found, plus the exec watcher).
 
-Prints the minimum of ``--runs`` runs of each and the ratios. Nothing here asserts on time.
+Prints the minimum of ``--runs`` interleaved runs of each and the ratios. Nothing here asserts on time.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 from ecaptureq.protocol import Event
 from ecaptureq.sources.tls import TlsCapture, find_libssl
@@ -53,10 +52,6 @@ def _execs(count: int) -> float:
     return time.perf_counter() - start
 
 
-def _best(fn: Callable[[int], float], count: int, runs: int) -> float:
-    return min(fn(count) for _ in range(runs))
-
-
 def main() -> int:
     """Run the benchmark and print its table."""
     parser = argparse.ArgumentParser(
@@ -74,19 +69,21 @@ def main() -> int:
         ("tls --libssl (one file)", [find_libssl()]),
         ("tls (everything + watcher)", None),
     ]
-    rows = []
-    for name, libssl in modes:
-        capture = None
-        if libssl != "none":
-            capture = TlsCapture(_Null(), libssl=libssl)  # type: ignore[arg-type]
-            capture.start()
-        try:
-            dd = _best(_dd, args.count, args.runs)
-            ex = _best(_execs, args.execs, args.runs)
-        finally:
-            if capture is not None:
-                capture.stop()
-        rows.append((name, dd, ex))
+    # Interleaved (each run goes through every mode in turn) so load from elsewhere hits all modes alike.
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name, _ in modes}
+    for _ in range(args.runs):
+        for name, libssl in modes:
+            capture = None
+            if libssl != "none":
+                capture = TlsCapture(_Null(), libssl=libssl)  # type: ignore[arg-type]
+                capture.start()
+            try:
+                times[name][0].append(_dd(args.count))
+                times[name][1].append(_execs(args.execs))
+            finally:
+                if capture is not None:
+                    capture.stop()
+    rows = [(name, min(times[name][0]), min(times[name][1])) for name, _ in modes]
     base_dd, base_ex = rows[0][1], rows[0][2]
     print(f"{'mode':<28} {'dd ' + str(args.count) + ' x 1 B (s)':>22} {'ratio':>6} "
           f"{str(args.execs) + ' execs (s)':>16} {'ratio':>6}")  # fmt: skip
