@@ -10,12 +10,14 @@ machine at the same time do not disturb it.
 # ruff: noqa: F401, F811  (pytest fixtures imported from capture_support are then named as parameters)
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -518,3 +520,46 @@ def test_list_names_private_copies_and_unhookable_tls(matrix: Matrix) -> None:
     assert " ".join(private[0][4:-1]) == f"/proc/{python.pid}/maps"
     not_hooked = listing.stdout.partition("not hooked:")[2]
     assert re.search(rf"^{rusty.pid}\s+rustls_like\s+rustls 0\.23\.12: .*\({program}\)$", not_hooked, re.M)
+
+
+def test_repeatable_libssl_hooks_only_those_files(matrix: Matrix, go_binaries: dict[str, Path]) -> None:
+    need("wget")
+    libssl = libssl_from_ldconfig()
+    gnutls = next(t.path for t in matrix.capture.hooker.discovery.targets.values() if t.kind == "gnutls")
+    args = [sys.executable, "-m", "ecaptureq", "tls", "--json", "--libssl", str(libssl), "--libssl", gnutls]
+    cli = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert cli.stderr is not None
+    try:
+        assert "capturing 2 TLS libraries/programs" in cli.stderr.readline()
+        url = f"https://127.0.0.1:{matrix.port}/3000"
+        clients = {
+            "curl": run(["curl", "-sS", "--cacert", str(matrix.cert.cert), url]),
+            "wget": run(["wget", "-q", "-O", "-", f"--ca-certificate={matrix.cert.cert}", url]),
+        }
+        for proc in clients.values():
+            assert finish(proc) == body_of(3000)
+        # Go is not among the files named: not hooked by this capture (the module's capture still sees it).
+        go = run([str(go_binaries["plain"]), str(matrix.cert.cert), url])
+        assert go.stdout is not None and go.stdout.readline() == b"ready\n"
+        assert finish(go, b"go\n") == body_of(3000)
+        for proc in (*clients.values(), go):
+            wait_captured(matrix, proc.pid, body_of(3000))  # the module's capture saw all three
+    finally:
+        cli.send_signal(signal.SIGTERM)
+        out, err = cli.communicate(timeout=30)
+    assert cli.returncode == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    hooked = [r["run_log"] for r in records if r["kind"] == "log" and " INF hooked " in r["run_log"]]
+    assert (
+        len(hooked) == 2
+        and any("hooked openssl" in h for h in hooked)
+        and any("hooked gnutls" in h for h in hooked)
+    )
+    by_pid: dict[int, bytes] = {}
+    for r in records:
+        if r["kind"] == "event" and r["uuid"].endswith("_0"):
+            by_pid[r["pid"]] = by_pid.get(r["pid"], b"") + base64.b64decode(r["payload"])
+            assert "cgroup" in r and "container_id" in r
+    for name, proc in clients.items():
+        assert _body(by_pid.get(proc.pid, b"")) == body_of(3000), name
+    assert go.pid not in by_pid
