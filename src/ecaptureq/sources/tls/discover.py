@@ -289,6 +289,16 @@ def classify(path: str, shown: str | None = None, *, executable: bool = False) -
                         (),
                         unsupported=(f"rustls {version}".strip(), "Rust TLS has no stable symbols to hook"),
                     )
+                if not names and mapped.find(b"BoringSSL", *rodata) >= 0:
+                    return _Classified(
+                        KIND_BORINGSSL,
+                        "",
+                        (),
+                        unsupported=(
+                            "BoringSSL (static)",
+                            "linked statically and stripped: no symbol to hook",
+                        ),
+                    )
                 openssl = _OPENSSL_VERSION.search(mapped, *rodata)
                 if openssl and not names:
                     return _Classified(
