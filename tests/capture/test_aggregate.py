@@ -122,3 +122,30 @@ def test_lost_first_records_and_tail() -> None:
 def test_parse_gap_rejects_other_lines() -> None:
     assert parse_gap("2026-01-01T00:00:00Z INF capture stopped: events=1") is None
     assert parse_gap("WRN capture lost 5 bytes: uuid=1_1_x_3_0 bytes=10-12") is None  # inconsistent
+
+
+def test_decoder_marks_the_exchange_a_gap_damaged() -> None:
+    """Aggregator events and gap lines, in order, through the decoder: the response is incomplete."""
+    from ecaptureq.decode.decoder import Decoder
+    from ecaptureq.protocol.messages import Event
+
+    agg = Aggregator(OFFSET)
+    body = bytes(range(256)) * 200
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+    items = agg.feed(chunk(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n", 0), now=0)
+    items += agg.feed(chunk(head + body[:1000], 1), now=0)
+    items += agg.feed(chunk(body[5000:], 1, skip=4000), now=0)
+    items += agg.flush_all()
+    decoder = Decoder()
+    done = []
+    for item in items:
+        if isinstance(item, Event):
+            done += decoder.feed(item)
+        else:
+            done += decoder.lost(parse_gap(item.log_line()) or item)
+    done += decoder.flush()
+    exchanges = [d.exchange for d in done if d.exchange is not None and d.exchange.response is not None]
+    assert exchanges, done
+    response = exchanges[0].response
+    assert response is not None and not response.complete
+    assert "capture lost 4000 bytes" in response.notes

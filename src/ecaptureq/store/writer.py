@@ -17,6 +17,7 @@ from typing import Any
 from ecaptureq.decode.decoder import Decoder
 from ecaptureq.decode.model import Exchange, HttpMessage
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
+from ecaptureq.protocol.gap import parse_gap
 from ecaptureq.store.schema import StoreError, describe, initialise, packet_row
 
 _INSERT_PACKET = (
@@ -169,6 +170,11 @@ class CaptureStore:
         elif isinstance(message, RunLog):
             self._logs.append((self._connection_id, now, message.line))
             self.stats.logs += 1
+            gap = parse_gap(message.line) if self._decoder is not None else None
+            if gap is not None and self._decoder is not None:  # the exchange it damaged is incomplete
+                for item in self._decoder.lost(gap):
+                    if item.exchange is not None:
+                        self._queue_exchange(item.exchange)
         elif isinstance(message, Heartbeat):
             self._heartbeats.append(
                 (self._connection_id, now, message.timestamp, message.count, message.message)
