@@ -408,6 +408,10 @@ static __always_inline bool fd_tuple(struct conn *conn, int fd)
 	}
 	conn->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	conn->dport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	/* A connection already closed (TCP_CLOSE) has given its local port back (skc_num 0): no 4-tuple
+	 * then, so the one remembered from earlier calls is kept rather than replaced by a wrong one. */
+	if (!conn->sport || !conn->dport)
+		return true;
 	conn->family = (__u8)family;
 	return true;
 }

@@ -65,6 +65,9 @@ PROGRAMS: Final[dict[str, dict[str, tuple[str, str]]]] = {
 _GO_ENTRY: Final = {GO_WRITE: "go_write_enter", GO_READ: "go_read_enter"}
 _GO_RETURN: Final = "go_return"
 WATCHER_PROGRAMS: Final = ("libs_exec", "libs_sys_exit")
+WATCHER_NICE: Final = -10
+"""The watcher thread's nice value: on a busy host a new program must still be hooked in milliseconds, and
+the thread sleeps unless something new is mapped (the capture's own drain thread runs at -19)."""
 
 LIB_EVENTS_BYTES: Final = 256 * 1024
 """Size of the exec watcher's ``lib_events`` ring buffer, set before the object is loaded."""
@@ -322,6 +325,8 @@ class Hooker:
     def _run(self) -> None:
         ring = self._ring
         assert ring is not None
+        with contextlib.suppress(OSError):  # Linux: the nice value of one thread, by its tid
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WATCHER_NICE)
         while not self._stop.is_set():
             ring.wait(0.1)  # woken at once for a file to examine; execs of known programs wait for this
             self.drain()
