@@ -36,7 +36,7 @@ from typing import Final
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from ecaptureq.sources.tls.gotls import GoBinaryError, GoTls, go_tls, is_go, vaddr_to_offset
+from ecaptureq.sources.tls.gotls import GoBinaryError, GoTls, go_tls, vaddr_to_offset
 from ecaptureq.sources.tls.locate import libssl_from_ldconfig
 
 KIND_OPENSSL: Final = "openssl"
@@ -143,11 +143,7 @@ class _Classified:
     offsets: dict[str, int] = field(default_factory=dict)
 
 
-def _has(strtab: bytes, *names: str) -> bool:
-    return all(b"\0" + n.encode() + b"\0" in strtab for n in names)
-
-
-def function_offsets(elf: ELFFile, names: Iterable[str]) -> dict[str, int]:
+def function_offsets(elf: ELFFile, sections: _Sections, names: Iterable[str]) -> dict[str, int]:
     """File offsets of the functions ``names`` that ``elf`` defines (``.dynsym``, then ``.symtab``).
 
     Resolved once here, the probes are attached by offset: libbpf would otherwise parse the symbol
@@ -159,10 +155,11 @@ def function_offsets(elf: ELFFile, names: Iterable[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     if elf.elfclass != 64 or not elf.little_endian:
         return out
+    mapped = sections.mapped  # searched in place: node's tables are megabytes, copies cost milliseconds
     for symbols, strings in ((".dynsym", ".dynstr"), (".symtab", ".strtab")):
-        table, strtab = _section_bytes(elf, symbols), _section_bytes(elf, strings)
-        if not table or not strtab:
+        if symbols not in sections.spans or strings not in sections.spans:
             continue
+        (sym_start, sym_end), (str_start, str_end) = sections.spans[symbols], sections.spans[strings]
         # Every offset where the name starts and ends (linkers share string tails: "SSL_read" may be
         # the end of a longer name, so it is not necessarily preceded by a NUL).
         starts: dict[int, str] = {}
@@ -170,50 +167,84 @@ def function_offsets(elf: ELFFile, names: Iterable[str]) -> dict[str, int]:
             if name in out:
                 continue
             needle = name.encode() + b"\0"
-            at = strtab.find(needle)
+            at = mapped.find(needle, str_start, str_end)
             while at >= 0:
-                starts[at] = name
-                at = strtab.find(needle, at + 1)
-        if not starts:
-            continue
-        for st_name, st_info, _other, st_shndx, st_value, _size in _SYM.iter_unpack(table):
-            found = starts.get(st_name)
-            if found is None or found in out or st_shndx == 0 or st_info & 0xF != _STT_FUNC:
-                continue
-            offset = vaddr_to_offset(elf, st_value)
-            if offset is not None:
-                out[found] = offset
+                starts[at - str_start] = name
+                at = mapped.find(needle, at + 1, str_end)
+        # The symbols naming those strings: their st_name (an entry's first 4 bytes) is searched for in
+        # the table, keeping only hits at an entry boundary.
+        for at, name in starts.items():
+            key = at.to_bytes(4, "little")
+            hit = mapped.find(key, sym_start, sym_end)
+            while hit >= 0 and name not in out:
+                if (hit - sym_start) % _SYM.size == 0:
+                    _n, st_info, _other, st_shndx, st_value, _size = _SYM.unpack_from(mapped, hit)
+                    if st_shndx != 0 and st_info & 0xF == _STT_FUNC:
+                        offset = vaddr_to_offset(elf, st_value)
+                        if offset is not None:
+                            out[name] = offset
+                hit = mapped.find(key, hit + 1, sym_end)
     return out
 
 
-def _defined(elf: ELFFile, strtab: bytes, functions: tuple[str, ...], required: int) -> dict[str, int] | None:
+def _defined(
+    elf: ELFFile, sections: _Sections, functions: tuple[str, ...], required: int
+) -> dict[str, int] | None:
     """Offsets of ``functions`` when ``elf`` defines (not merely imports) the first ``required`` of them."""
-    if not _has(strtab, *functions[:required]):  # cheap: a name absent from the string tables is not defined
+    if not all(sections.contains(f) for f in functions[:required]):  # cheap: absent names are not defined
         return None
-    offsets = function_offsets(elf, functions)
+    offsets = function_offsets(elf, sections, functions)
     return offsets if all(f in offsets for f in functions[:required]) else None
 
 
-def _section_bytes(elf: ELFFile, name: str) -> bytes:
-    section = elf.get_section_by_name(name)
-    if section is None or section["sh_type"] == "SHT_NOBITS":
-        return b""
-    data: bytes = section.data()
-    return data
+_SHDR: Final = struct.Struct("<IIQQQQIIQQ")  # Elf64_Shdr
+_SHT_NOBITS: Final = 8
+
+
+class _Sections:
+    """Name -> file span of an ELF64 file's sections, read straight from the section header table.
+
+    pyelftools' ``get_section_by_name`` builds every section object first, and building ``.gnu.hash``
+    parses the whole table: tens of milliseconds for node, on the path of hooking a program just started.
+    """
+
+    def __init__(self, elf: ELFFile, mapped: mmap.mmap) -> None:
+        self.mapped = mapped
+        self.spans: dict[str, tuple[int, int]] = {}
+        if elf.elfclass != 64 or not elf.little_endian:
+            return
+        offset, count, names_index = elf["e_shoff"], elf["e_shnum"], elf["e_shstrndx"]
+        headers = [_SHDR.unpack_from(mapped, offset + i * _SHDR.size) for i in range(count)]
+        if not 0 <= names_index < count:
+            return
+        names_at = headers[names_index][4]
+        for sh_name, sh_type, _flags, _addr, sh_offset, sh_size, *_rest in headers:
+            end = mapped.find(b"\0", names_at + sh_name)
+            name = mapped[names_at + sh_name : end].decode("ascii", "replace")
+            if sh_type != _SHT_NOBITS and sh_offset + sh_size <= len(mapped):
+                self.spans.setdefault(name, (sh_offset, sh_offset + sh_size))
+
+    def data(self, name: str) -> bytes:
+        """The bytes of section ``name`` (empty when absent)."""
+        start, end = self.spans.get(name, (0, 0))
+        return self.mapped[start:end]
+
+    def contains(self, symbol: str) -> bool:
+        """True when ``.dynstr`` or ``.strtab`` holds the string ``symbol`` (searched in place)."""
+        needle = symbol.encode() + b"\0"
+        for table in (".dynstr", ".strtab"):
+            if table in self.spans and self.mapped.find(needle, *self.spans[table]) >= 0:
+                return True
+        return False
+
+    def span(self, name: str) -> tuple[int, int]:
+        """The file span of section ``name``, or the whole file when absent."""
+        return self.spans.get(name, (0, len(self.mapped)))
 
 
 def _search(mapped: mmap.mmap, pattern: re.Pattern[bytes], span: tuple[int, int] | None = None) -> str:
     match = pattern.search(mapped, *(span or (0, len(mapped))))
     return match.group(1).decode("ascii", "replace") if match else ""
-
-
-def _rodata(elf: ELFFile, size: int) -> tuple[int, int]:
-    """The file span of ``.rodata`` (where version strings live), or the whole file."""
-    section = elf.get_section_by_name(".rodata")
-    if section is None or section["sh_type"] == "SHT_NOBITS":
-        return (0, size)
-    start = int(section["sh_offset"])
-    return (start, min(size, start + int(section["sh_size"])))
 
 
 def _openssl_version(path: str, mapped: mmap.mmap) -> str:
@@ -245,11 +276,16 @@ def classify(path: str, shown: str | None = None, *, executable: bool = False) -
     if _SKIP_NAMES.search(shown):
         raise NotTlsError(shown)
     with open(path, "rb") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            raise NotTlsError(shown)
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    with mapped:  # pyelftools reads the mapping: no system call (nor GIL release) per read
         try:
-            elf = ELFFile(f)
-        except ELFError:
+            elf = ELFFile(mapped)  # type: ignore[arg-type]  # a mmap is a seekable binary stream
+            sections = _Sections(elf, mapped)
+        except (ELFError, struct.error):
             raise NotTlsError(shown) from None
-        if is_go(elf):
+        if ".gopclntab" in sections.spans or ".go.buildinfo" in sections.spans:
             try:
                 found = go_tls(elf)
             except GoBinaryError as exc:
@@ -257,59 +293,56 @@ def classify(path: str, shown: str | None = None, *, executable: bool = False) -
             if found is None:
                 raise NotTlsError(shown)
             return _Classified(KIND_GO, found.version, (), go=found)
-        names = _section_bytes(elf, ".dynstr") + _section_bytes(elf, ".strtab")
-        if f.seek(0, os.SEEK_END) == 0:
-            raise NotTlsError(shown)
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            rodata = _rodata(elf, len(mapped))
-            offsets = _defined(elf, names, OPENSSL_FUNCTIONS, 2)
-            if offsets is not None:
-                if _LIBSSL_NAME.search(shown):
-                    version = _openssl_version(path, mapped)
-                    return _Classified(KIND_OPENSSL, version, OPENSSL_FUNCTIONS, offsets=offsets)
-                if mapped.find(b"BoringSSL", *rodata) >= 0:
-                    return _Classified(KIND_BORINGSSL, "", OPENSSL_FUNCTIONS, offsets=offsets)
-                version = _search(mapped, _OPENSSL_VERSION, rodata)
-                return _Classified(KIND_OPENSSL_STATIC, version, OPENSSL_FUNCTIONS, offsets=offsets)
-            offsets = _defined(elf, names, GNUTLS_FUNCTIONS, len(GNUTLS_FUNCTIONS))
-            if offsets is not None:
-                version = _search(mapped, _GNUTLS_VERSION, rodata)
-                return _Classified(KIND_GNUTLS, version, GNUTLS_FUNCTIONS, offsets=offsets)
-            offsets = _defined(elf, names, NSS_FUNCTIONS, len(NSS_FUNCTIONS))
-            if offsets is not None:
-                version = "nspr " + _search(mapped, _NSPR_VERSION, rodata)
-                return _Classified(KIND_NSS, version, NSS_FUNCTIONS, offsets=offsets)
-            if executable:
-                rustls = _RUSTLS_VERSION.search(mapped, *rodata)
-                if rustls or b"rustls" in names:
-                    version = rustls.group(1).decode() if rustls else ""
-                    return _Classified(
-                        "rustls",
-                        version,
-                        (),
-                        unsupported=(f"rustls {version}".strip(), "Rust TLS has no stable symbols to hook"),
-                    )
-                if not names and mapped.find(b"BoringSSL", *rodata) >= 0:
-                    return _Classified(
-                        KIND_BORINGSSL,
-                        "",
-                        (),
-                        unsupported=(
-                            "BoringSSL (static)",
-                            "linked statically and stripped: no symbol to hook",
-                        ),
-                    )
-                openssl = _OPENSSL_VERSION.search(mapped, *rodata)
-                if openssl and not names:
-                    return _Classified(
-                        KIND_OPENSSL_STATIC,
-                        openssl.group(1).decode(),
-                        (),
-                        unsupported=(
-                            f"OpenSSL {openssl.group(1).decode()} (static)",
-                            "linked statically and stripped: no SSL_read/SSL_write symbol to hook",
-                        ),
-                    )
+        symbol_tables = [sections.spans[t] for t in (".dynstr", ".strtab") if t in sections.spans]
+        rodata = sections.span(".rodata")
+        offsets = _defined(elf, sections, OPENSSL_FUNCTIONS, 2)
+        if offsets is not None:
+            if _LIBSSL_NAME.search(shown):
+                version = _openssl_version(path, mapped)
+                return _Classified(KIND_OPENSSL, version, OPENSSL_FUNCTIONS, offsets=offsets)
+            version = _search(mapped, _OPENSSL_VERSION, rodata)
+            if not version and mapped.find(b"BoringSSL", *rodata) >= 0:  # BoringSSL names no version
+                return _Classified(KIND_BORINGSSL, "", OPENSSL_FUNCTIONS, offsets=offsets)
+            return _Classified(KIND_OPENSSL_STATIC, version, OPENSSL_FUNCTIONS, offsets=offsets)
+        offsets = _defined(elf, sections, GNUTLS_FUNCTIONS, len(GNUTLS_FUNCTIONS))
+        if offsets is not None:
+            version = _search(mapped, _GNUTLS_VERSION, rodata)
+            return _Classified(KIND_GNUTLS, version, GNUTLS_FUNCTIONS, offsets=offsets)
+        offsets = _defined(elf, sections, NSS_FUNCTIONS, len(NSS_FUNCTIONS))
+        if offsets is not None:
+            version = "nspr " + _search(mapped, _NSPR_VERSION, rodata)
+            return _Classified(KIND_NSS, version, NSS_FUNCTIONS, offsets=offsets)
+        if executable:
+            rustls = _RUSTLS_VERSION.search(mapped, *rodata)
+            if rustls or any(mapped.find(b"rustls", *span) >= 0 for span in symbol_tables):
+                version = rustls.group(1).decode() if rustls else ""
+                return _Classified(
+                    "rustls",
+                    version,
+                    (),
+                    unsupported=(f"rustls {version}".strip(), "Rust TLS has no stable symbols to hook"),
+                )
+            if not symbol_tables and mapped.find(b"BoringSSL", *rodata) >= 0:
+                return _Classified(
+                    KIND_BORINGSSL,
+                    "",
+                    (),
+                    unsupported=(
+                        "BoringSSL (static)",
+                        "linked statically and stripped: no symbol to hook",
+                    ),
+                )
+            openssl = _OPENSSL_VERSION.search(mapped, *rodata)
+            if openssl and not symbol_tables:
+                return _Classified(
+                    KIND_OPENSSL_STATIC,
+                    openssl.group(1).decode(),
+                    (),
+                    unsupported=(
+                        f"OpenSSL {openssl.group(1).decode()} (static)",
+                        "linked statically and stripped: no SSL_read/SSL_write symbol to hook",
+                    ),
+                )
     raise NotTlsError(shown)
 
 

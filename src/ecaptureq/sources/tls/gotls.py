@@ -59,13 +59,6 @@ class GoTls:
     functions: tuple[GoFunction, ...]
 
 
-def is_go(elf: ELFFile) -> bool:
-    """True when ``elf`` was built by the Go toolchain."""
-    return elf.get_section_by_name(".gopclntab") is not None or (
-        elf.get_section_by_name(".go.buildinfo") is not None
-    )
-
-
 def go_version(elf: ELFFile) -> str:
     """The Go version from ``.go.buildinfo`` (Go 1.13+ layouts), or ``""``."""
     section = elf.get_section_by_name(".go.buildinfo")
