@@ -102,13 +102,16 @@ class Capture:
         self.start_cpu = _cpu_seconds(self.proc.pid)
 
     def stop(self) -> tuple[float, float]:
+        # Peak RSS from the process itself: wait4's ru_maxrss also counts the parent's RSS at fork time.
+        status_text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        peak_kib = int(status_text.split("VmHWM:", 1)[1].split()[0])
         self.proc.send_signal(signal.SIGINT)
         _, status, usage = os.wait4(self.proc.pid, 0)
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         self.file.close()
         if self.proc.returncode != 0:
             raise RuntimeError(f"ecaptureq tls exited {self.proc.returncode}")
-        return usage.ru_utime + usage.ru_stime - self.start_cpu, usage.ru_maxrss / 1024
+        return usage.ru_utime + usage.ru_stime - self.start_cpu, peak_kib / 1024
 
 
 def _cpu_seconds(pid: int) -> float:
