@@ -181,7 +181,7 @@ def function_offsets(elf: ELFFile, sections: _Sections, names: Iterable[str]) ->
                     _n, st_info, _other, st_shndx, st_value, _size = _SYM.unpack_from(mapped, hit)
                     if st_shndx != 0 and st_info & 0xF == _STT_FUNC:
                         offset = vaddr_to_offset(elf, st_value)
-                        if offset is not None:
+                        if offset is not None and offset < len(mapped):  # a damaged file lies
                             out[name] = offset
                 hit = mapped.find(key, hit + 1, sym_end)
     return out
@@ -266,13 +266,26 @@ def _openssl_version(path: str, mapped: mmap.mmap) -> str:
     return ""
 
 
+_MALFORMED: Final = (ELFError, struct.error, ValueError, IndexError, KeyError, OverflowError, EOFError)
+"""What parsing a malformed ELF (any process's files are hostile input) can raise."""
+
+
 def classify(path: str, shown: str | None = None, *, executable: bool = False) -> _Classified:
     """What to hook in the ELF file at ``path`` (``shown`` is its name for people).
 
-    Raises :class:`NotTlsError` when there is nothing to hook or report, ``OSError`` when unreadable.
-    ``executable`` asks for the (costlier) search for unsupported TLS code in a process's main program.
+    Raises :class:`NotTlsError` when there is nothing to hook or report (a malformed file included),
+    ``OSError`` when unreadable. ``executable`` asks for the (costlier) search for unsupported TLS code in
+    a process's main program.
     """
-    shown = shown or path
+    try:
+        return _classify(path, shown or path, executable)
+    except NotTlsError:
+        raise
+    except _MALFORMED as exc:
+        raise NotTlsError(f"{shown or path}: malformed ELF ({type(exc).__name__}: {exc})") from None
+
+
+def _classify(path: str, shown: str, executable: bool) -> _Classified:
     if _SKIP_NAMES.search(shown):
         raise NotTlsError(shown)
     with open(path, "rb") as f:
