@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -30,11 +31,13 @@ import pytest
 from capture_support import SERVER_SCRIPT, Cert, Collector, body_of, cert, requires_bpf
 
 from ecaptureq.cli.tls import JsonLinesSink
-from ecaptureq.protocol import Event
+from ecaptureq.protocol import Event, RunLog
+from ecaptureq.protocol.process import ProcessLabel, parse_process
 from ecaptureq.sources.tls import TlsCapture
 from ecaptureq.sources.tls.discover import FileId, executable_mappings
 from ecaptureq.sources.tls.hooks import cgroup2_root
 from ecaptureq.sources.tls.locate import libssl_from_ldconfig
+from ecaptureq.store import CaptureStore
 
 pytestmark = [pytest.mark.capture, requires_bpf]
 
@@ -466,6 +469,17 @@ def test_container_id_of_exited_process_in_json(matrix: Matrix) -> None:
     assert line["pid"] == proc.pid and line["pname"] == "curl"
     assert line["container_id"] == container
     assert line["cgroup"] == f"/{parent.name}/{scope.name}"
+    # The wire format has no such field: the run log names the process before its first event, and the
+    # store keeps that in its processes table.
+    labels = [p for p in map(parse_process, list(matrix.sink.logs)) if p and p.pid == proc.pid]
+    assert labels == [ProcessLabel(proc.pid, "curl", line["cgroup"], container)]
+    store = CaptureStore(matrix.tmp / f"store-{proc.pid}.db")
+    for log in matrix.sink.logs:
+        store.add(RunLog(log))
+    store.close()
+    with sqlite3.connect(matrix.tmp / f"store-{proc.pid}.db") as db:
+        stored = db.execute("SELECT container_id FROM processes WHERE pid = ?", (proc.pid,)).fetchall()
+    assert stored == [(container,)]
 
 
 # -- --list and what cannot be hooked --------------------------------------------------------------

@@ -18,6 +18,7 @@ from ecaptureq.decode.decoder import Decoder
 from ecaptureq.decode.model import Exchange, HttpMessage
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
 from ecaptureq.protocol.gap import parse_gap
+from ecaptureq.protocol.process import parse_process
 from ecaptureq.store.schema import StoreError, describe, initialise, packet_row
 
 _INSERT_PACKET = (
@@ -122,6 +123,7 @@ class CaptureStore:
         self._packets: list[tuple[Any, ...]] = []
         self._logs: list[tuple[Any, ...]] = []
         self._heartbeats: list[tuple[Any, ...]] = []
+        self._processes: list[tuple[Any, ...]] = []
         self._exchanges: dict[int, tuple[Any, ...]] = {}
         self._connection_id: int | None = None
         self._closed = False
@@ -129,7 +131,8 @@ class CaptureStore:
     @property
     def pending(self) -> int:
         """Rows waiting for the next flush."""
-        return len(self._packets) + len(self._logs) + len(self._heartbeats) + len(self._exchanges)
+        waiting = len(self._packets) + len(self._logs) + len(self._heartbeats) + len(self._exchanges)
+        return waiting + len(self._processes)
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         try:
@@ -170,6 +173,10 @@ class CaptureStore:
         elif isinstance(message, RunLog):
             self._logs.append((self._connection_id, now, message.line))
             self.stats.logs += 1
+            label = parse_process(message.line)
+            if label is not None:  # ecaptureq tls names each process's cgroup and container
+                row = (label.pid, label.comm, label.cgroup, label.container_id, self._connection_id, now)
+                self._processes.append(row)
             gap = parse_gap(message.line) if self._decoder is not None else None
             if gap is not None and self._decoder is not None:  # the exchange it damaged is incomplete
                 for item in self._decoder.lost(gap):
@@ -208,6 +215,12 @@ class CaptureStore:
                 db.executemany(
                     "INSERT INTO run_logs (connection_id, received_ns, line) VALUES (?, ?, ?)", self._logs
                 )
+            if self._processes:
+                db.executemany(
+                    "INSERT INTO processes (pid, comm, cgroup, container_id, connection_id, received_ns)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    self._processes,
+                )
             if self._heartbeats:
                 db.executemany(
                     "INSERT INTO heartbeats (connection_id, received_ns, timestamp, count, message)"
@@ -224,6 +237,7 @@ class CaptureStore:
         self._packets.clear()
         self._logs.clear()
         self._heartbeats.clear()
+        self._processes.clear()
         self._exchanges.clear()
         self.stats.flushes += 1
 

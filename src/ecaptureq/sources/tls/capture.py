@@ -34,7 +34,13 @@ from ecaptureq.sources.base import Sink
 from ecaptureq.sources.tls import libbpf
 from ecaptureq.sources.tls.discover import OPENSSL_FUNCTIONS
 from ecaptureq.sources.tls.errors import BpfUnsupportedError, NoPrivilegeError
-from ecaptureq.sources.tls.hooks import LIB_EVENTS_BYTES, Hooker, ProcessInfo, attach_everything
+from ecaptureq.sources.tls.hooks import (
+    LIB_EVENTS_BYTES,
+    Hooker,
+    LabellingSink,
+    ProcessInfo,
+    attach_everything,
+)
 from ecaptureq.sources.tls.locate import SocketResolver
 from ecaptureq.sources.tls.ringbuf import RingReader
 
@@ -483,6 +489,7 @@ class TlsCapture:
 
         self.hooker = attach_everything(obj, self.sink.publish_log, self.libssl, pid=self.pid, uid=self.uid)
         self.hooked = sorted({f for functions in self.hooker.hooked.values() for f in functions})
+        self.sink = LabellingSink(self.sink, self.hooker.processes)  # each process's cgroup, once
         for program in _HELPERS:
             try:
                 self._links.append(obj.attach(program))

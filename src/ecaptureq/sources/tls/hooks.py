@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ecaptureq.protocol import run_log_line
+from ecaptureq.protocol import Event, run_log_line
+from ecaptureq.protocol.process import ProcessLabel
+from ecaptureq.sources.base import Sink
 from ecaptureq.sources.tls import libbpf
 from ecaptureq.sources.tls.discover import (
     KIND_GNUTLS,
@@ -176,6 +178,32 @@ def _proc_cgroup(pid: int) -> str:
         if line.startswith("0::"):
             return line[3:]
     return ""
+
+
+class LabellingSink:
+    """Forwards to ``sink``, publishing before the first event of each process its cgroup and container
+    (a :class:`~ecaptureq.protocol.process.ProcessLabel` run-log line), and again if they change."""
+
+    def __init__(self, sink: Sink, processes: Processes, limit: int = 65536) -> None:
+        self.sink = sink
+        self.processes = processes
+        self._told: dict[int, ProcessInfo] = {}
+        self._limit = limit
+
+    def publish_log(self, line: str) -> None:
+        """Forward a run-log line."""
+        self.sink.publish_log(line)
+
+    def publish_event(self, event: Event) -> None:
+        """Label the event's process if not done yet, then forward the event."""
+        info = self.processes.get(event.pid)
+        if self._told.get(event.pid) != info:
+            if len(self._told) >= self._limit:
+                self._told.clear()
+            self._told[event.pid] = info
+            label = ProcessLabel(event.pid, event.pname, info.cgroup, info.container_id)
+            self.sink.publish_log(label.log_line())
+        self.sink.publish_event(event)
 
 
 class _FileKey(ctypes.Structure):
