@@ -141,8 +141,12 @@ class JsonLinesSink:
     pointed at ``/dev/null`` so that the interpreter's last flush cannot fail either.
     """
 
-    def __init__(self, out: TextIO, on_closed: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, out: TextIO, on_closed: Callable[[], None] | None = None, *, batched: bool = False
+    ) -> None:
         self._out = out
+        self.batched = batched
+        """Leave flushing to :meth:`flush` (one write per batch of events instead of one per line)."""
         self._lock = threading.Lock()
         self.describe: Callable[[int], ProcessInfo | None] | None = None
         """Where the process's cgroup and container id come from (added as ``cgroup``, ``container_id``)."""
@@ -159,6 +163,21 @@ class JsonLinesSink:
                 return
             try:
                 self._out.write(line + "\n")
+                if not self.batched:
+                    self._out.flush()
+            except (BrokenPipeError, ValueError) as exc:
+                self._closed_by_reader(exc)
+            except OSError as exc:
+                if exc.errno != errno.EPIPE:
+                    raise
+                self._closed_by_reader(exc)
+
+    def flush(self) -> None:
+        """Write out what is buffered (with ``batched``, call it after each batch of events)."""
+        with self._lock:
+            if self.closed:
+                return
+            try:
                 self._out.flush()
             except (BrokenPipeError, ValueError) as exc:
                 self._closed_by_reader(exc)
@@ -313,9 +332,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_json(args: argparse.Namespace) -> int:
     stop = threading.Event()
-    sink = JsonLinesSink(sys.stdout, on_closed=stop.set)
+    sink = JsonLinesSink(sys.stdout, on_closed=stop.set, batched=True)
     capture = _make_capture(args, sink)
     sink.describe = capture.process_info
+    capture.on_batch = sink.flush  # one write per drained batch, not per event
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for line in banner():
@@ -324,12 +344,15 @@ def _run_json(args: argparse.Namespace) -> int:
             capture.start()
         except CaptureError as exc:
             raise _capture_error(exc) from None
+        finally:
+            sink.flush()
         print(f"ecaptureq: capturing {_what(capture)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         stats = _StatsPrinter(capture, args.stats)
         while not stop.wait(args.stats or 0.5):
             stats.tick()
     finally:
         capture.stop()
+        sink.flush()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return EXIT_OK

@@ -20,7 +20,7 @@ import platform
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Final
@@ -61,11 +61,23 @@ DEFAULT_BUFFER_MIB: Final = 256
 Large enough to hold a 64 MiB call (the most one call copies) several times over, and a few seconds of
 loopback-speed traffic while the consumer catches up; the memory is only used while capturing."""
 
-DRAIN_NICE: Final = -19
-"""Nice value of the thread draining the ring buffer (root may raise its priority). Under CPU contention
-a nice-0 consumer gets one fair share among every busy process (one among fifty curls), the ring buffer
-fills and records are lost. At -19 it runs whenever records wait, while staying below real-time: the
-CPU it takes is in proportion to the traffic captured, and it sleeps when there is none."""
+DRAIN_NICE_CALM: Final = 0
+"""Nice value of the thread draining the ring buffer while the buffer stays nearly empty: an ordinary
+share of the CPU, so the capture's work does not preempt the applications it watches."""
+
+DRAIN_NICE_BUSY: Final = -19
+"""Nice value once the ring buffer fills (root may raise a thread's priority). Under CPU contention a
+consumer at an ordinary priority gets one fair share among every busy process (one among fifty curls),
+the buffer fills and records are lost; at -19 it runs whenever records wait, still below real-time."""
+
+BUSY_FILL: Final = 1 / 64
+"""Ring-buffer fill at which the drain thread switches to :data:`DRAIN_NICE_BUSY`."""
+
+CALM_FILL: Final = 1 / 256
+"""Fill under which it may go back to :data:`DRAIN_NICE_CALM`..."""
+
+CALM_AFTER: Final = 2.0
+"""... once it has stayed there this many seconds (a burst often comes back)."""
 
 POLL_INTERVAL: Final = 0.02
 """Seconds between drains when no wake-up came (the kernel wakes the consumer only for >= 256 KiB)."""
@@ -156,8 +168,10 @@ class Chunk:
          saddr, daddr, comm) = _HEADER.unpack_from(record)  # fmt: skip
         src = dst = None
         if family == 2 or family == 10:
-            src = (_ip(family, saddr), sport)
-            dst = (_ip(family, daddr), dport)
+            ips = _IP_CACHE.get((saddr, daddr))
+            if ips is None:
+                ips = _ips(family, saddr, daddr)
+            src, dst = (ips[0], sport), (ips[1], dport)
         data = bytes(record[_HEADER.size : _HEADER.size + length])
         name = _COMM_CACHE.get(comm)
         if name is None:
@@ -169,22 +183,23 @@ class Chunk:
 
 
 _COMM_CACHE: dict[bytes, str] = {}
-_IP_CACHE: dict[tuple[int, bytes], str] = {}
+_IP_CACHE: dict[tuple[bytes, bytes], tuple[str, str]] = {}
 
 
-def _ip(family: int, raw: bytes) -> str:
-    key = (family, raw)
-    text = _IP_CACHE.get(key)
-    if text is None:
+def _ips(family: int, saddr: bytes, daddr: bytes) -> tuple[str, str]:
+    """The text of a record's two addresses (cached: a connection's records all carry the same)."""
+    texts = []
+    for raw in (saddr, daddr):
         if family == 2:
-            text = str(ipaddress.IPv4Address(raw[:4]))
+            texts.append(str(ipaddress.IPv4Address(raw[:4])))
         else:
             v6 = ipaddress.IPv6Address(raw)
-            text = str(v6.ipv4_mapped or v6)
-        if len(_IP_CACHE) > 4096:
-            _IP_CACHE.clear()
-        _IP_CACHE[key] = text
-    return text
+            texts.append(str(v6.ipv4_mapped or v6))
+    if len(_IP_CACHE) > 4096:
+        _IP_CACHE.clear()
+    # IPv4 leaves bytes 4-15 zero, so the raw bytes alone tell the families apart.
+    _IP_CACHE[(saddr, daddr)] = ips = (texts[0], texts[1])
+    return ips
 
 
 @dataclass(slots=True)
@@ -199,12 +214,12 @@ class _Pending:
     src: tuple[str, int] | None
     dst: tuple[str, int] | None
     buf: bytearray = field(default_factory=bytearray)
+    uuid: str = ""
+    """eCapture's ``pid_tid_comm_fd_datatype`` (data_type 1 for writes, 0 for reads)."""
 
-    @property
-    def uuid(self) -> str:
-        """eCapture's ``pid_tid_comm_fd_datatype`` (data_type 1 for writes, 0 for reads)."""
+    def __post_init__(self) -> None:
         data_type = DATA_TYPE_WRITE if self.direction == BPF_DIRECTION_WRITE else DATA_TYPE_READ
-        return f"{self.pid}_{self.tid}_{self.comm}_{self.fd}_{data_type}"
+        self.uuid = f"{self.pid}_{self.tid}_{self.comm}_{self.fd}_{data_type}"
 
 
 class Aggregator:
@@ -397,6 +412,8 @@ class TlsCapture:
     ``pid``/``uid``/``comm``/``port`` restrict the capture in the kernel (to one process, user, command
     name, or TCP port at either end), so unwanted bytes are never copied; the capturing process itself
     is always excluded. ``buffer_size`` is the ring buffer's size in bytes (a power of two).
+    ``on_batch`` is called (on the polling thread) after each round of publishing (a drained batch, idle
+    flushes, reports), e.g. to flush a buffered sink once per round rather than once per event.
     :meth:`start` raises a :class:`~ecaptureq.sources.tls.errors.CaptureError`
     subclass when it cannot start, after undoing whatever it had set up.
     """
@@ -413,6 +430,7 @@ class TlsCapture:
         buffer_size: int = DEFAULT_BUFFER_MIB << 20,
         object_path: str | None = None,
         idle_flush: float = DEFAULT_IDLE_FLUSH,
+        on_batch: Callable[[], None] | None = None,
     ) -> None:
         if buffer_size < 4096 or buffer_size & (buffer_size - 1):
             raise ValueError(f"buffer_size must be a power of two of at least 4096 bytes, not {buffer_size}")
@@ -429,6 +447,7 @@ class TlsCapture:
         self.comm = comm
         self.port = port
         self.buffer_size = buffer_size
+        self.on_batch = on_batch
         self.object_path = object_path or bpf_object_path()
         self.idle_flush = idle_flush
         self.hooked: list[str] = []
@@ -617,12 +636,22 @@ class TlsCapture:
     def _run(self) -> None:
         ring = self._ring
         assert ring is not None
-        with contextlib.suppress(OSError):  # Linux: the nice value of one thread, by its tid
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DRAIN_NICE)
+        tid = threading.get_native_id()
+        busy = True
+        fill = 0.0
+        calm_since = 0.0
         next_report = time.monotonic() + 2.0
         next_idle = 0.0
         while not self._stop.is_set():
             # Records below the kernel's wake-up threshold raise no epoll event: the timeout finds them.
+            fill = ring.pending() / ring.size
+            if fill >= CALM_FILL:
+                calm_since = time.monotonic()
+            wanted = fill >= BUSY_FILL or (busy and time.monotonic() - calm_since < CALM_AFTER)
+            if wanted != busy:
+                busy = wanted
+                with contextlib.suppress(OSError):  # Linux: the nice value of one thread, by its tid
+                    os.setpriority(os.PRIO_PROCESS, tid, DRAIN_NICE_BUSY if busy else DRAIN_NICE_CALM)
             if not ring.drain(self._on_record):
                 ring.wait(POLL_INTERVAL)
             now = time.monotonic()
@@ -635,6 +664,8 @@ class TlsCapture:
             if now >= next_report:
                 next_report = now + 2.0
                 self._report(final=False)
+            if self.on_batch is not None:
+                self.on_batch()
 
     def stats(self) -> CaptureStats:
         """Current counts (reads the eBPF ``stats`` map)."""
