@@ -156,7 +156,10 @@ class Processes:
         return None if path is None else ("/" if path == "/." else path)
 
     def get(self, pid: int) -> ProcessInfo:
-        """The cgroup path and container id of ``pid`` (empty when unknown)."""
+        """The cgroup path and container id of ``pid`` (empty when unknown). Called for every event."""
+        info = self._info.get(pid)  # the common case, lock-free (one dict lookup under the GIL)
+        if info is not None:
+            return info
         if self.before_lookup is not None:
             self.before_lookup()
         with self._lock:
