@@ -514,6 +514,12 @@ def test_list_names_private_copies_and_unhookable_tls(matrix: Matrix) -> None:
         for proc in (python, rusty):
             assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         listing = subprocess.run(CLI, capture_output=True, text=True, timeout=120)
+        # The running capture's exec watcher said so in its run log too.
+        warned = f"WRN not hooked: pid={rusty.pid} comm=rustls_like uses rustls 0.23.12"
+        deadline = time.monotonic() + 10
+        while not any(warned in line for line in matrix.sink.logs) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert any(warned in line for line in matrix.sink.logs)
     finally:
         for proc in (python, rusty):
             proc.kill()
