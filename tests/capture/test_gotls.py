@@ -33,14 +33,19 @@ func main() {
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A Go program using crypto/tls, built plain and with -ldflags=-s -w by Debian's golang-go."""
+    """A Go program using crypto/tls, built plain, with -ldflags=-s -w and as PIE by Debian's golang-go."""
     if not shutil.which("go"):
         pytest.skip("go not installed (scripts/setup-test installs golang-go)")
     d = tmp_path_factory.mktemp("gotls")
     (d / "main.go").write_text(PROGRAM)
     env = {**os.environ, "GO111MODULE": "off", "GOCACHE": str(d / "cache"), "GOPATH": str(d / "gopath")}
-    out = {"plain": d / "plain", "stripped": d / "stripped"}
-    for flags, path in (([], out["plain"]), (["-ldflags=-s -w"], out["stripped"])):
+    out = {"plain": d / "plain", "stripped": d / "stripped", "pie": d / "pie"}
+    builds = (
+        ([], out["plain"]),
+        (["-ldflags=-s -w"], out["stripped"]),
+        (["-buildmode=pie"], out["pie"]),
+    )
+    for flags, path in builds:
         subprocess.run(
             ["go", "build", *flags, "-o", str(path), "main.go"], cwd=d, env=env, check=True, timeout=300
         )
@@ -58,9 +63,13 @@ def _go_nm(binary: Path) -> dict[str, int]:
 
 
 def test_pclntab_matches_go_tool_nm(built: dict[str, Path]) -> None:
-    expected = _go_nm(built["plain"])
-    assert set(expected) == set(GO_FUNCTIONS)
-    for flavour in ("plain", "stripped"):
+    for flavour in (
+        "plain",
+        "stripped",
+        "pie",
+    ):  # PIE: no .gopclntab section, the table is found by its header
+        expected = _go_nm(built["plain" if flavour == "stripped" else flavour])
+        assert set(expected) == set(GO_FUNCTIONS)
         with built[flavour].open("rb") as f:
             elf = ELFFile(f)
             assert (elf.get_section_by_name(".symtab") is None) == (flavour == "stripped")
@@ -69,14 +78,15 @@ def test_pclntab_matches_go_tool_nm(built: dict[str, Path]) -> None:
 
 
 def test_probes_sit_on_the_entry_and_on_ret_instructions(built: dict[str, Path]) -> None:
-    for flavour in ("plain", "stripped"):
+    for flavour in ("plain", "stripped", "pie"):
         data = built[flavour].read_bytes()
         with built[flavour].open("rb") as f:
             elf = ELFFile(f)
             hooks = go_tls(elf)
             assert hooks is not None and hooks.version.startswith("go1.")
             assert hooks.stripped == (flavour == "stripped")
-            entries = {name: vaddr_to_offset(elf, addr) for name, addr in _go_nm(built["plain"]).items()}
+            symbols = _go_nm(built["plain" if flavour == "stripped" else flavour])
+            entries = {name: vaddr_to_offset(elf, addr) for name, addr in symbols.items()}
         for fn in hooks.functions:
             assert fn.entry == entries[fn.name]
             assert fn.returns and all(data[offset] == 0xC3 for offset in fn.returns)  # RET

@@ -333,21 +333,22 @@ func main() {
 
 @pytest.fixture(scope="module")
 def go_binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The Go client built twice with Debian's golang-go: plain, and stripped (-s -w)."""
+    """The Go client built with Debian's golang-go: plain, stripped (-s -w), and as PIE."""
     if not shutil.which("go"):
         pytest.skip("go not installed (scripts/setup-test installs golang-go)")
     d = tmp_path_factory.mktemp("go")
     (d / "main.go").write_text(GO_CLIENT)
     env = {**os.environ, "GO111MODULE": "off", "GOCACHE": str(d / "cache"), "GOPATH": str(d / "gopath")}
-    out = {"plain": d / "goclient", "stripped": d / "goclient-s"}
-    for flags, path in ((["-ldflags=-s -w"], out["stripped"]), ([], out["plain"])):
+    out = {"plain": d / "goclient", "stripped": d / "goclient-s", "pie": d / "goclient-pie"}
+    builds = ((["-ldflags=-s -w"], out["stripped"]), ([], out["plain"]), (["-buildmode=pie"], out["pie"]))
+    for flags, path in builds:
         subprocess.run(
             ["go", "build", *flags, "-o", str(path), "main.go"], cwd=d, env=env, check=True, timeout=300
         )
     return out
 
 
-@pytest.mark.parametrize("flavour", ["plain", "stripped"])
+@pytest.mark.parametrize("flavour", ["plain", "stripped", "pie"])
 def test_go_crypto_tls(matrix: Matrix, go_binaries: dict[str, Path], flavour: str) -> None:
     binary = go_binaries[flavour]
     # A binary built after the capture began: found by the exec watcher (through .gopclntab when stripped).

@@ -118,9 +118,9 @@ def pclntab_functions(elf: ELFFile, wanted: tuple[str, ...]) -> dict[str, tuple[
     Raises :class:`GoBinaryError` when the table is missing or of an unknown layout.
     """
     section = elf.get_section_by_name(".gopclntab")
-    if section is None:
-        raise GoBinaryError("no .gopclntab section (Go PIE or external linking layout not supported)")
-    tab = section.data()
+    tab = section.data() if section is not None else _find_pclntab(elf)
+    if tab is None:
+        raise GoBinaryError("no Go function table (.gopclntab) found")
     if len(tab) < 64:
         raise GoBinaryError(".gopclntab is truncated")
     magic = struct.unpack_from("<I", tab)[0]
@@ -150,6 +150,20 @@ def pclntab_functions(elf: ELFFile, wanted: tuple[str, ...]) -> dict[str, tuple[
     else:
         raise GoBinaryError(f"unknown .gopclntab magic {magic:#x} (Go older than 1.16?)")
     return found
+
+
+def _find_pclntab(elf: ELFFile) -> bytes | None:
+    """The function table of a binary without a ``.gopclntab`` section (``-buildmode=pie`` puts it in
+    the read-only data): found by its header, magic then ``00 00``, min instruction size 1, pointer size 8.
+    """
+    stream: IO[bytes] = elf.stream
+    stream.seek(0)
+    data = stream.read()
+    for magic in (_MAGIC_120, _MAGIC_118, _MAGIC_116):
+        at = data.find(struct.pack("<I", magic) + b"\0\0\x01\x08")
+        if at >= 0:
+            return data[at:]
+    return None
 
 
 def _cstring(data: bytes, pos: int) -> bytes:
