@@ -27,7 +27,9 @@ import contextlib
 import mmap
 import os
 import re
+import shutil
 import struct
+import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -468,8 +470,7 @@ class Scanner:
 
     def add_system_libraries(self) -> None:
         """The system's libssl, GnuTLS and NSPR (dynamic linker cache), mapped or not."""
-        paths = [libssl_from_ldconfig()]
-        paths += [_ldconfig_path(soname) for soname in _SYSTEM_SONAMES]
+        paths = [libssl_from_ldconfig(), *_ldconfig_paths(_SYSTEM_SONAMES)]
         for path in paths:
             if path:
                 with contextlib.suppress(OSError, NotTlsError):
@@ -547,20 +548,20 @@ def _exe_id(pid: int) -> FileId | None:
         return None
 
 
-def _ldconfig_path(soname: str) -> str | None:
-    import shutil
-    import subprocess
-
+def _ldconfig_paths(sonames: tuple[str, ...]) -> list[str]:
+    """The x86-64 files the dynamic linker cache (``ldconfig -p``, run once) resolves ``sonames`` to."""
     ldconfig = shutil.which("ldconfig") or "/sbin/ldconfig"
     try:
         out = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
-        return None
+        return []
+    found: dict[str, str] = {}
     for line in out.stdout.splitlines():
         name, sep, path = line.strip().partition(" => ")
-        if sep and name.split(" ", 1)[0] == soname and "x86-64" in name and os.path.exists(path):
-            return os.path.realpath(path)
-    return None
+        soname = name.split(" ", 1)[0]
+        if sep and soname in sonames and "x86-64" in name and os.path.exists(path):
+            found.setdefault(soname, os.path.realpath(path))
+    return [found[s] for s in sonames if s in found]
 
 
 def discover(*, libssl: Iterable[str] = (), pid: int | None = None, uid: int | None = None) -> Discovery:
