@@ -1,209 +1,240 @@
-"""Benchmark the eBPF TLS capture (needs root): ``python benchmarks/bench_capture.py [--seconds S]``.
+"""Benchmark the eBPF TLS capture under load (needs root): ``sudo python benchmarks/bench_capture.py``.
 
-1. A keep-alive HTTPS request loop on 127.0.0.1 (Python client and server, separate processes): requests/s
-   without capture (the baseline, measured in the same run) and with ``TlsCapture`` hooking libssl.
-2. 1 KiB ``SSL_write`` calls from one process (``--pid`` filter in the kernel) at full speed and then at
-   paced rates: the highest rate at which every byte was captured (zero ring-buffer drops).
+Every workload runs against nginx on 127.0.0.1 (bodies of random bytes, known sha256) in three ways,
+in the same run, ``--repeat`` times each (the fastest run of each way is reported):
 
-Prints a table. Numbers depend on the machine; nothing here asserts on time.
+- **no capture**: the baseline;
+- **empty probes**: bpftrace with empty uprobes on the entry of ``SSL_write``, ``SSL_read``,
+  ``SSL_write_ex``, ``SSL_read_ex`` and the return of the two reads: the cost of the trap alone (the
+  floor no uprobe-based capture can go under);
+- **ecaptureq tls**: ``ecaptureq tls --json`` with default options (no filter: it captures every
+  process on the host, the servers included), its output in a file; afterwards every body each client
+  read (or the blob it wrote) is compared by sha256 with what was sent, and the gaps the capture
+  announced for those clients are counted. Its CPU time (user+system, after start-up) and peak RSS
+  come from ``wait4``.
+
+Rows: 1,000 keep-alive 1 KB requests from one Python client; 50 parallel curls x 20 keep-alive
+requests of 100 KB and of 1 MB; one curl fetching 10 x 10 MB (HTTP/1.1) and with ``--http2``; one
+40 MB ``sendall``. Nothing here asserts on time; the goals are printed beside the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ecaptureq.protocol import Event
-from ecaptureq.sources.tls import TlsCapture, find_libssl
+from ecaptureq.bench.tlsload import Captured, Run, Site, Verdict, verify
+from ecaptureq.protocol.gap import parse_gap
+from ecaptureq.sources.tls import DEFAULT_BUFFER_MIB, find_libssl
 
-HTTP_SERVER = r"""
-import http.server, ssl, sys
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    def do_GET(self):
-        out = b"x" * 512
-        self.send_response(200); self.send_header("Content-Length", str(len(out))); self.end_headers()
-        self.wfile.write(out)
-    def log_message(self, *a): pass
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[1], sys.argv[2])
-srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-print(srv.server_address[1], flush=True); srv.serve_forever()
-"""
-
-HTTP_CLIENT = r"""
-import http.client, ssl, sys, time
-ctx = ssl.create_default_context(cafile=sys.argv[2])
-conn = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=ctx)
-n, end = 0, time.monotonic() + float(sys.argv[3])
-while time.monotonic() < end:
-    conn.request("GET", "/"); r = conn.getresponse(); r.read(); n += 1
-print(n / float(sys.argv[3]))
-"""
-
-SINK_SERVER = r"""
-import socket, ssl, sys
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[1], sys.argv[2])
-ls = socket.create_server(("127.0.0.1", 0)); print(ls.getsockname()[1], flush=True)
-while True:
-    c, _ = ls.accept()
-    s = ctx.wrap_socket(c, server_side=True)
-    while s.recv(1 << 16): pass
-    s.close()
-"""
-
-WRITER = r"""
-import socket, ssl, sys, time
-ctx = ssl.create_default_context(cafile=sys.argv[2])
-s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="127.0.0.1")
-count, rate = int(sys.argv[3]), float(sys.argv[4])
-buf = bytes(range(256)) * 4
-sys.stdin.readline()  # go
-start = time.monotonic()
-for i in range(count):
-    if rate and i % 64 == 0:
-        delay = start + i / rate - time.monotonic()
-        if delay > 0: time.sleep(delay)
-    s.sendall(buf)
-elapsed = time.monotonic() - start
-s.close()
-print(count / elapsed)
-"""
+FLOOR_PROBES = (
+    "uprobe:{lib}:SSL_write {{}} uprobe:{lib}:SSL_read {{}} uprobe:{lib}:SSL_write_ex {{}} "
+    "uprobe:{lib}:SSL_read_ex {{}} uretprobe:{lib}:SSL_read {{}} uretprobe:{lib}:SSL_read_ex {{}}"
+)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+RING_MAPPING_MIB = 2 * DEFAULT_BUFFER_MIB
+"""The consumer maps the ring buffer's data twice (wrap-around); the kernel maps every page at once."""
 
 
-class CountingSink:
-    """Counts events and payload bytes per (pid, direction)."""
+@dataclass
+class Row:
+    """The measurements of one workload."""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.bytes: dict[tuple[int, int], int] = {}
-        self.events = 0
-        self.logs: list[str] = []
-
-    def publish_log(self, line: str) -> None:
-        self.logs.append(line)
-
-    def publish_event(self, event: Event) -> None:
-        key = (event.pid, int(event.uuid.rsplit("_", 1)[1]))
-        with self.lock:
-            self.events += 1
-            self.bytes[key] = self.bytes.get(key, 0) + event.length
+    name: str
+    goal: str = ""
+    base: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
+    capture: list[float] = field(default_factory=list)
+    verdict: Verdict = field(default_factory=Verdict)
+    cpu: list[float] = field(default_factory=list)
+    rss_mib: float = 0.0
 
 
-def make_cert(d: Path) -> tuple[str, str]:
-    cert, key = str(d / "cert.pem"), str(d / "key.pem")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
+class Bpftrace:
+    """bpftrace with empty probes on the SSL calls, attached until :meth:`stop`."""
 
-
-def start_server(script: str, cert: str, key: str) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, "-c", script, cert, key], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    return proc, int(proc.stdout.readline())
-
-
-def request_loop(port: int, cert: str, seconds: float) -> float:
-    out = subprocess.run(
-        [sys.executable, "-c", HTTP_CLIENT, str(port), cert, str(seconds)],
-        capture_output=True, text=True, check=True, timeout=seconds + 60,
-    )  # fmt: skip
-    return float(out.stdout)
-
-
-def write_run(port: int, cert: str, count: int, rate: float, libssl: str) -> tuple[float, int, int, int]:
-    """Run the writer under capture; return (writes/s, bytes captured, bytes written, records dropped)."""
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(port), cert, str(count), str(rate)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    sink = CountingSink()
-    cap = TlsCapture(sink, libssl=libssl, pid=writer.pid)
-    cap.start()
-    try:
-        assert writer.stdin is not None
-        writer.stdin.write("go\n")
-        writer.stdin.flush()
-        out, _ = writer.communicate(timeout=300)
-        deadline = time.monotonic() + 30
-        while sink.bytes.get((writer.pid, 0), 0) < count * 1024 and time.monotonic() < deadline:
-            if cap.stats().drop_chunks:
+    def __init__(self, libssl: str) -> None:
+        self.proc = subprocess.Popen(
+            ["bpftrace", "-e", FLOOR_PROBES.format(lib=libssl)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 60
+        for line in self.proc.stdout:
+            if line.startswith("Attaching"):
                 break
-            time.sleep(0.05)
-    finally:
-        cap.stop()
-    stats = cap.stats()
-    return float(out), sink.bytes.get((writer.pid, 0), 0), count * 1024, stats.drop_chunks
+            if time.monotonic() > deadline:
+                break
+        else:
+            raise RuntimeError("bpftrace exited before attaching")
+        time.sleep(0.5)  # "Attaching N probes" is printed before the attach calls return
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.communicate(timeout=60)
+
+
+class Capture:
+    """``ecaptureq tls --json`` writing into ``out`` until :meth:`stop` (returns CPU s, peak RSS MiB)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.file = out.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ecaptureq", "tls", "--json"],
+            stdout=self.file, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.proc.stderr is not None
+        line = self.proc.stderr.readline()
+        if "capturing" not in line:
+            raise RuntimeError(f"ecaptureq tls did not start: {line}{self.proc.stderr.read()}")
+        self.start_cpu = _cpu_seconds(self.proc.pid)
+
+    def stop(self) -> tuple[float, float]:
+        # Peak RSS from the process itself: wait4's ru_maxrss also counts the parent's RSS at fork time.
+        status_text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        peak_kib = int(status_text.split("VmHWM:", 1)[1].split()[0])
+        self.proc.send_signal(signal.SIGINT)
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self.file.close()
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"ecaptureq tls exited {self.proc.returncode}")
+        return usage.ru_utime + usage.ru_stime - self.start_cpu, peak_kib / 1024
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def read_capture(path: Path, pids: set[int]) -> tuple[Captured, str]:
+    """The streams and gaps of ``pids`` in an ``ecaptureq tls --json`` output, and its last log line."""
+    captured = Captured()
+    last = ""
+    with path.open("rb") as f:
+        for raw in f:
+            record = json.loads(raw)
+            if record.get("kind") == "log":
+                last = record["run_log"]
+                gap = parse_gap(last)
+                if gap is not None:
+                    captured.add_gap(gap)
+            elif record.get("pid") in pids:
+                captured.add_event(record["pid"], record["uuid"], base64.b64decode(record["payload"]))
+    return captured, last
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each request loop")
-    parser.add_argument("--writes", type=int, default=200_000, help="1 KiB writes per write run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each workload each way (default 3)")
+    parser.add_argument("--only", metavar="NAME", help="run only the rows whose name contains NAME")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench_capture: needs root (eBPF)", file=sys.stderr)
         return 5
+    for tool in ("nginx", "curl", "bpftrace"):
+        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
+            print(f"bench_capture: {tool} not found (scripts/setup-test installs it)", file=sys.stderr)
+            return 1
     libssl = find_libssl()
-    rows: list[tuple[str, str]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        cert, key = make_cert(Path(tmp))
-        server, port = start_server(HTTP_SERVER, cert, key)
-        try:
-            base = request_loop(port, cert, args.seconds)
-            sink = CountingSink()
-            with TlsCapture(sink, libssl=libssl) as cap:
-                captured = request_loop(port, cert, args.seconds)
-                time.sleep(0.3)
-            stats = cap.stats()
-            base2 = request_loop(port, cert, args.seconds)
-        finally:
-            server.terminate()
-            server.wait()
-        baseline = (base + base2) / 2
-        rows.append(
-            ("HTTPS keep-alive req/s, no capture (baseline, mean of before/after)", f"{baseline:,.0f}")
-        )
-        rows.append(("HTTPS keep-alive req/s, with capture", f"{captured:,.0f}"))
-        rows.append(("ratio with/without", f"{captured / baseline:.2f}"))
-        rows.append(
-            ("  captured during that loop", f"{sink.events:,} events, {stats.drop_chunks} records dropped")
-        )
-
-        server, port = start_server(SINK_SERVER, cert, key)
-        try:
-            for rate in (0.0, 200_000.0, 100_000.0, 50_000.0, 25_000.0):
-                achieved, got, sent, dropped = write_run(port, cert, args.writes, rate, libssl)
-                label = "full speed" if rate == 0 else f"paced at {rate:,.0f}/s"
-                ok = got == sent and dropped == 0
-                rows.append(
-                    (
-                        f"1 KiB SSL_write, {label}",
-                        f"{achieved:,.0f} writes/s, {got / 2**20:.1f}/{sent / 2**20:.1f} MiB captured, "
-                        f"{dropped} dropped{' (zero loss)' if ok else ''}",
-                    )
-                )
-                if ok:
-                    break
-        finally:
-            server.terminate()
-            server.wait()
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  result")
-    print(f"{'-' * width}  {'-' * 40}")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    scratch = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    with Site() as site, tempfile.TemporaryDirectory(dir=scratch, prefix="bench-capture-") as tmp:
+        workloads: list[tuple[Row, Callable[[], Run]]] = [
+            (Row("1,000 keep-alive 1 KB requests (Python)", "<= 1.15x floor"),
+             lambda: site.keepalive("1k", 1000)),
+            (Row("50 curls x 20 keep-alive, 100 KB"), lambda: site.curls("100k", clients=50, requests=20)),
+            (Row("50 curls x 20 keep-alive, 1 MB"), lambda: site.curls("1m", clients=50, requests=20)),
+            (Row("1 curl 10 x 10 MB, HTTP/1.1", "<= 2x no capture"),
+             lambda: site.curls("10m", clients=1, requests=10)),
+            (Row("1 curl 10 x 10 MB, HTTP/2"), lambda: site.curls("10m", clients=1, requests=10, http2=True)),
+            (Row("one 40 MB sendall (Python)"), lambda: site.sendall(40_000_000)),
+        ]  # fmt: skip
+        rows = []
+        for row, work in workloads:
+            if args.only and args.only not in row.name:
+                continue
+            print(f"bench_capture: {row.name} ...", file=sys.stderr, flush=True)
+            work()  # warm up (page cache, nginx worker)
+            for i in range(args.repeat):
+                row.base.append(work().seconds)
+                floor = Bpftrace(libssl)
+                try:
+                    row.floor.append(work().seconds)
+                finally:
+                    floor.stop()
+                out = Path(tmp) / f"capture-{i}.jsonl"
+                cap = Capture(out)
+                try:
+                    run = work()
+                finally:
+                    cpu, rss = cap.stop()
+                row.capture.append(run.seconds)
+                row.cpu.append(cpu)
+                row.rss_mib = max(row.rss_mib, rss)
+                captured, _last = read_capture(out, {e.pid for e in run.expect})
+                row.verdict.add(verify(captured, run.expect))
+                out.unlink()
+            rows.append(row)
+    print_table(rows)
     return 0
+
+
+def print_table(rows: list[Row]) -> None:
+    header = (
+        "workload",
+        "no capture s",
+        "empty probes s",
+        "ecaptureq tls s",
+        "tls/none",
+        "tls/floor",
+        "bodies exact",
+        "gaps (bytes)",
+        "tls CPU s",
+        "tls RSS MiB",
+        "goal",
+    )
+    lines = []
+    for r in rows:
+        base, floor, cap = min(r.base), min(r.floor), min(r.capture)
+        v = r.verdict
+        lines.append(
+            (
+                r.name,
+                f"{base:.3f}",
+                f"{floor:.3f} ({floor / base:.2f}x)",
+                f"{cap:.3f}",
+                f"{cap / base:.2f}x",
+                f"{cap / floor:.2f}x",
+                f"{v.exact}/{v.total} ({100 * v.exact / max(v.total, 1):.1f}%)"
+                + (f", {v.damaged_unmarked} unmarked!" if v.damaged_unmarked else ""),
+                f"{v.gaps} ({v.gap_bytes})",
+                f"{min(r.cpu):.2f}",
+                f"{r.rss_mib - RING_MAPPING_MIB:.0f} + {RING_MAPPING_MIB} ring",
+                r.goal,
+            )
+        )
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for line in lines:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
+    print(
+        "\ntimes: fastest of the runs each way, all in this run; bodies exact: sha256 of every body each "
+        "client read (or the blob it wrote), over all capture runs; tls CPU: user+system after start-up, "
+        "fastest run; tls RSS: peak, its own + the ring buffer's mapping (its pages are counted twice)."
+    )
 
 
 if __name__ == "__main__":

@@ -272,3 +272,93 @@ def test_http2_curl_against_nginx(
     # nginx's side of the same exchange.
     nginx_events = [e for e in sink.events if e.pid == server.pid]
     assert nginx_events and all(e.src_port == port for e in nginx_events)
+
+
+FILE_READING_CLIENT = r"""
+# An OpenSSL client (libssl through ctypes) whose BIO reads a regular file before every socket read
+# and write, as node reads /etc/localtime inside SSL_read: the first syscall of the call is a file's.
+import ctypes, ctypes.util, os, socket, sys
+ssl = ctypes.CDLL(sys.argv[1])
+crypto = ctypes.CDLL(ctypes.util.find_library("crypto"))
+vp, ci = ctypes.c_void_p, ctypes.c_int
+for lib, name, res, args in [
+    (ssl, "TLS_client_method", vp, []), (ssl, "SSL_CTX_new", vp, [vp]), (ssl, "SSL_new", vp, [vp]),
+    (ssl, "SSL_set_bio", None, [vp, vp, vp]), (ssl, "SSL_connect", ci, [vp]),
+    (ssl, "SSL_write", ci, [vp, ctypes.c_char_p, ci]), (ssl, "SSL_read", ci, [vp, vp, ci]),
+    (crypto, "BIO_get_new_index", ci, []), (crypto, "BIO_meth_new", vp, [ci, ctypes.c_char_p]),
+    (crypto, "BIO_meth_set_write", ci, [vp, vp]), (crypto, "BIO_meth_set_read", ci, [vp, vp]),
+    (crypto, "BIO_meth_set_ctrl", ci, [vp, vp]), (crypto, "BIO_new", vp, [vp]),
+    (crypto, "BIO_set_init", None, [vp, ci]),
+]:
+    getattr(lib, name).restype, getattr(lib, name).argtypes = res, args
+sys.stdin.readline()  # the capture is ready
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+clock = os.open(sys.argv[3], os.O_RDONLY)
+
+def touch_file():
+    os.lseek(clock, 0, os.SEEK_SET)
+    os.read(clock, 64)  # read(2) on a regular file, inside the SSL call
+
+WRITE = ctypes.CFUNCTYPE(ci, vp, vp, ci)
+READ = ctypes.CFUNCTYPE(ci, vp, vp, ci)
+CTRL = ctypes.CFUNCTYPE(ctypes.c_long, vp, ci, ctypes.c_long, vp)
+
+@WRITE
+def bio_write(bio, data, n):
+    touch_file()
+    return sock.send(ctypes.string_at(data, n))
+
+@READ
+def bio_read(bio, buf, n):
+    touch_file()
+    got = sock.recv(n)
+    ctypes.memmove(buf, got, len(got))
+    return len(got) or -1
+
+@CTRL
+def bio_ctrl(bio, cmd, larg, parg):
+    return 1 if cmd == 11 else 0  # BIO_CTRL_FLUSH
+
+meth = crypto.BIO_meth_new(crypto.BIO_get_new_index() | 0x0400, b"file-reading socket")
+crypto.BIO_meth_set_write(meth, ctypes.cast(bio_write, vp))
+crypto.BIO_meth_set_read(meth, ctypes.cast(bio_read, vp))
+crypto.BIO_meth_set_ctrl(meth, ctypes.cast(bio_ctrl, vp))
+bio = crypto.BIO_new(meth)
+crypto.BIO_set_init(bio, 1)
+conn = ssl.SSL_new(ssl.SSL_CTX_new(ssl.TLS_client_method()))
+ssl.SSL_set_bio(conn, bio, bio)
+assert ssl.SSL_connect(conn) == 1
+request = b"GET /700 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+assert ssl.SSL_write(conn, request, len(request)) == len(request)
+buf, response = ctypes.create_string_buffer(4096), b""
+while (n := ssl.SSL_read(conn, buf, len(buf))) > 0:
+    response += buf.raw[:n]
+sys.stdout.write(f"{sock.fileno()} {clock} {sock.getsockname()[1]}\n")
+sys.stdout.flush()
+sys.stdout.buffer.write(response)
+"""
+
+
+def test_only_socket_fds_count(capture: CaptureFactory, tls_server: TlsServer, tmp_path: Path) -> None:
+    """A file read inside SSL_read/SSL_write (node reads /etc/localtime) is not the connection's fd."""
+    clock = tmp_path / "localtime"
+    clock.write_bytes(b"TZif2" + bytes(59))
+    script = tmp_path / "client.py"
+    script.write_text(FILE_READING_CLIENT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), find_libssl(), str(tls_server.port), str(clock)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    sink = capture(pid=proc.pid)
+    out, err = proc.communicate(b"go\n", timeout=30)
+    assert proc.returncode == 0, err
+    first, _, response = out.partition(b"\n")
+    sock_fd, file_fd, local_port = (int(x) for x in first.split())
+    assert response.endswith(b"\r\n\r\n" + body_of(700))
+    sink.wait_for(lambda evs: sink.stream(proc.pid, 1).endswith(body_of(700)))
+    events = [e for e in sink.events if e.pid == proc.pid]
+    assert sink.stream(proc.pid, 0).startswith(b"GET /700 HTTP/1.1\r\n")
+    assert {int(e.uuid.split("_")[3]) for e in events} == {sock_fd} != {file_fd}
+    assert {(e.src_port, e.dst_port) for e in events} == {(local_port, tls_server.port)}

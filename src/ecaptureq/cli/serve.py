@@ -158,14 +158,17 @@ def cannot_listen(exc: OSError, host: str, port: int, option: str, scheme: str) 
     return CliError(f"cannot listen on {where}: {text}", EXIT_CONNECTION)
 
 
-def server_from_args(args: argparse.Namespace, listen: str | None = None, command: str = "serve") -> Server:
-    """Build a :class:`Server` from the ``--listen`` (or ``listen``) URL and the server options.
+def server_from_args(
+    args: argparse.Namespace, listen: str | None = None, command: str = "serve", option: str | None = None
+) -> Server:
+    """Build a :class:`Server` from the ``--listen`` (or ``listen``, given as ``option``) URL and the
+    server options.
 
     The security options are checked here: a non-loopback address without a token is refused.
     Messages about the URL name the option it came from (:data:`LISTEN_OPTIONS` of ``command``).
     """
     listen = args.listen if listen is None else listen
-    host, port = parse_listen(listen, LISTEN_OPTIONS.get(command, "--listen"))
+    host, port = parse_listen(listen, option or LISTEN_OPTIONS.get(command, "--listen"))
     if args.heartbeat_interval <= 0:
         raise CliError("--heartbeat-interval must be positive")
     if args.queue_size < 1:

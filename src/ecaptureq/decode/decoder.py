@@ -25,6 +25,7 @@ from ecaptureq.decode.meta import DATA_TYPE_WRITE, EventMeta, event_meta
 from ecaptureq.decode.model import Decoded, Exchange, HttpMessage, Protocol
 from ecaptureq.decode.timestamps import TimeUnit
 from ecaptureq.decode.websocket import parse_websocket
+from ecaptureq.protocol.gap import CaptureGap
 from ecaptureq.protocol.messages import Event, EventType
 
 DEFAULT_MAX_CONNECTIONS: Final = 4096
@@ -123,6 +124,37 @@ class Decoder:
         except Exception as exc:  # a bug in this module must not end a capture
             out.append(Decoded("raw", meta, raw=meta.body, errors=[f"decoder: {type(exc).__name__}: {exc}"]))
             self._drop(meta.connection)
+        return out
+
+    def lost(self, gap: CaptureGap) -> list[Decoded]:
+        """The capture lost bytes of one direction of a connection (a ``capture lost N bytes`` run-log
+        line, :func:`~ecaptureq.protocol.gap.parse_gap`): return the messages that direction had in
+        progress, marked incomplete with that note, and start it afresh. Never raises."""
+        try:
+            return self._lost(gap)
+        except Exception:  # a bug in this module must not end a capture
+            self._drop(gap.uuid.rsplit("_", 1)[0])
+            return []
+
+    def _lost(self, gap: CaptureGap) -> list[Decoded]:
+        out: list[Decoded] = []
+        key, _, _data_type = gap.uuid.rpartition("_")
+        conn = self._conns.get(key)
+        if conn is None or conn.meta is None:
+            return out
+        note = f"capture lost {gap.lost} bytes"
+        meta = conn.meta
+        conn.held.pop(gap.uuid, None)
+        if conn.h2 is not None:
+            for msg in conn.h2.flush():
+                msg.notes.append(note)
+                out.append(self._h2_message(conn, meta, msg))
+        lane = conn.lane_of.pop(gap.uuid, None)
+        if lane in ("h1-request", "h1-response"):
+            parser = conn.h1.pop("request" if lane == "h1-request" else "response", None)
+            for msg in parser.flush(note) if parser is not None else []:
+                out.append(self._h1_message(conn, meta, msg))
+        self._account(conn, out)
         return out
 
     def flush(self) -> list[Decoded]:

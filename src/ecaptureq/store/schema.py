@@ -2,7 +2,7 @@
 
 ``packets`` has exactly the columns the eCaptureQ GUI exposes to its users' SQL, so a filter written for
 that GUI works here unchanged. The other tables keep what the GUI does not: run logs, connections and
-their heartbeats, and the decoded HTTP exchanges.
+their heartbeats, the decoded HTTP exchanges, and each captured process's cgroup and container.
 """
 
 from __future__ import annotations
@@ -61,6 +61,15 @@ CREATE TABLE IF NOT EXISTS run_logs (
     received_ns   INTEGER NOT NULL,
     line          TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS processes (   -- from ecaptureq tls's "process pid=... cgroup=..." run-log lines
+    pid           INTEGER NOT NULL,
+    comm          TEXT NOT NULL,
+    cgroup        TEXT NOT NULL,          -- cgroup v2 path
+    container_id  TEXT NOT NULL,          -- as the container runtime named it; '' when none
+    connection_id INTEGER,
+    received_ns   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS processes_pid ON processes(pid);
 CREATE TABLE IF NOT EXISTS connections (
     id           INTEGER PRIMARY KEY,
     url          TEXT NOT NULL,

@@ -20,6 +20,8 @@ from typing import Any, Final
 from ecaptureq.decode.decoder import Decoder
 from ecaptureq.decode.model import Exchange, HttpMessage
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
+from ecaptureq.protocol.gap import parse_gap
+from ecaptureq.protocol.process import parse_process
 from ecaptureq.store.schema import StoreError, check_capture_database, describe, initialise, packet_row
 
 _INSERT_PACKET = (
@@ -45,15 +47,11 @@ class _Batch:
     heartbeats: list[tuple[Any, ...]] = field(default_factory=list)
     exchanges: list[tuple[Any, ...]] = field(default_factory=list)
     delivered: list[tuple[int]] = field(default_factory=list)
+    processes: list[tuple[Any, ...]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return (
-            len(self.packets)
-            + len(self.logs)
-            + len(self.heartbeats)
-            + len(self.exchanges)
-            + len(self.delivered)
-        )
+        parts = (self.packets, self.logs, self.heartbeats, self.exchanges, self.delivered, self.processes)
+        return sum(len(part) for part in parts)
 
 
 @dataclass
@@ -247,6 +245,7 @@ class CaptureStore:
         # Exchanges to write, by row id: rendered at flush, so one written at its request and completed by
         # its response before the next flush is rendered once, not twice.
         self._exchanges: dict[int, tuple[Exchange, str | None]] = {}
+        self._processes: list[tuple[Any, ...]] = []
         self._connection_id: int | None = None
         self._closed = False
         # With flush_in_background(), every write goes through this one thread, in order.
@@ -263,6 +262,7 @@ class CaptureStore:
             + len(self._heartbeats)
             + len(self._exchanges)
             + len(self._delivered)
+            + len(self._processes)
         )
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
@@ -325,6 +325,16 @@ class CaptureStore:
         elif isinstance(message, RunLog):
             self._logs.append((self._connection_id, now, message.line, node))
             self.stats.logs += 1
+            label = parse_process(message.line)
+            if label is not None:  # ecaptureq tls names each process's cgroup and container
+                row = (label.pid, label.comm, label.cgroup, label.container_id, self._connection_id, now)
+                self._processes.append(row)
+            decoder = self._decoder if node is None else self._node_decoder(node)
+            gap = parse_gap(message.line) if decoder is not None else None
+            if gap is not None and decoder is not None:  # the exchange it damaged is incomplete
+                for item in decoder.lost(gap):
+                    if item.exchange is not None:
+                        self._queue_exchange(item.exchange, node)
         elif isinstance(message, Heartbeat):
             self._heartbeats.append(
                 (self._connection_id, now, message.timestamp, message.count, message.message)
@@ -385,16 +395,19 @@ class CaptureStore:
             batch.heartbeats += old.heartbeats
             batch.exchanges += old.exchanges
             batch.delivered += old.delivered
+            batch.processes += old.processes
         batch.packets += self._packets
         batch.logs += self._logs
         batch.heartbeats += self._heartbeats
         batch.exchanges += [exchange_row(i, ex, node) for i, (ex, node) in self._exchanges.items()]
         batch.delivered += self._delivered
+        batch.processes += self._processes
         self._packets = []
         self._logs = []
         self._heartbeats = []
         self._exchanges = {}
         self._delivered = []
+        self._processes = []
         return batch
 
     def _commit(self, batch: _Batch) -> None:
@@ -408,6 +421,12 @@ class CaptureStore:
                 db.executemany(
                     "INSERT INTO run_logs (connection_id, received_ns, line, node) VALUES (?, ?, ?, ?)",
                     batch.logs,
+                )
+            if batch.processes:
+                db.executemany(
+                    "INSERT INTO processes (pid, comm, cgroup, container_id, connection_id, received_ns)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    batch.processes,
                 )
             if batch.heartbeats:
                 db.executemany(

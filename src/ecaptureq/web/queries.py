@@ -313,7 +313,20 @@ def exchange_detail(conn: sqlite3.Connection, exchange_id: int) -> dict[str, Any
         "response": _message_view(detail.get("response")),
         "curl": curl_command(detail, url or "", "posix"),
         "curl_fish": curl_command(detail, url or "", "fish"),
+        **_process_labels(conn, detail.get("pid")),
     }
+
+
+def _process_labels(conn: sqlite3.Connection, pid: object) -> dict[str, str]:
+    """The cgroup and container id ``ecaptureq tls`` named for ``pid`` (the latest), if any."""
+    try:
+        row = conn.execute(
+            "SELECT cgroup, container_id FROM processes WHERE pid = ? ORDER BY received_ns DESC LIMIT 1",
+            (pid,),
+        ).fetchone()
+    except sqlite3.OperationalError:  # a database written before the processes table existed
+        return {}
+    return {"cgroup": row[0], "container_id": row[1]} if row else {}
 
 
 def packet_detail(conn: sqlite3.Connection, index: int) -> dict[str, Any] | None:

@@ -1,6 +1,7 @@
 """Real TLS capture: eBPF uprobes on OpenSSL's SSL_write/SSL_read, driven through libbpf from Python."""
 
 from ecaptureq.sources.tls.capture import (
+    DEFAULT_BUFFER_MIB,
     HOOKED_FUNCTIONS,
     MAX_EVENT_PAYLOAD,
     Aggregator,
@@ -21,6 +22,7 @@ from ecaptureq.sources.tls.errors import (
 from ecaptureq.sources.tls.locate import SocketResolver, find_libssl
 
 __all__ = [
+    "DEFAULT_BUFFER_MIB",
     "HOOKED_FUNCTIONS",
     "MAX_EVENT_PAYLOAD",
     "Aggregator",

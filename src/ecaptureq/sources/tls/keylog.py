@@ -48,6 +48,10 @@ from ecaptureq.sources.tls.errors import (
     LibsslNotFoundError,
     NoPrivilegeError,
 )
+from ecaptureq.sources.tls.ringbuf import RingReader
+
+KEYS_RING_BYTES: Final = 1024 * 1024
+"""Size of the ``keys`` ring buffer (its ``max_entries`` in bpf/keylog.bpf.c)."""
 
 HOOKED_FUNCTION: Final = "SSL_do_handshake"
 """The function whose return marks a completed handshake."""
@@ -282,7 +286,7 @@ class KeylogCapture:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._obj: libbpf.BpfObject | None = None
         self._links: list[libbpf.Link] = []
-        self._ring: libbpf.RingBuffer | None = None
+        self._ring: RingReader | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -308,7 +312,7 @@ class KeylogCapture:
                 for retprobe, suffix in ((False, "_enter"), (True, "_leave")):
                     link = obj.attach_uprobe(program + suffix, self.libssl, function, retprobe=retprobe)
                     self._links.append(link)
-            self._ring = libbpf.RingBuffer(obj.map_fd("keys"), self._on_record)
+            self._ring = RingReader(obj.map_fd("keys"), KEYS_RING_BYTES)
         except libbpf.LibbpfError as exc:
             self._close()
             if exc.errno in (errno.EPERM, errno.EACCES):
@@ -324,8 +328,7 @@ class KeylogCapture:
             self._thread.join(timeout=10)
             self._thread = None
         if self._ring is not None:
-            with contextlib.suppress(libbpf.LibbpfError):
-                self._ring.consume()
+            self._ring.drain(self._on_record)
         if self._obj is not None:
             lost = ctypes.c_uint64(0)
             with contextlib.suppress(libbpf.LibbpfError):
@@ -338,7 +341,7 @@ class KeylogCapture:
             link.destroy()
         self._links.clear()
         if self._ring is not None:
-            self._ring.free()
+            self._ring.close()
             self._ring = None
         if self._obj is not None:
             self._obj.close()
@@ -346,14 +349,12 @@ class KeylogCapture:
 
     def _run(self) -> None:
         while not self._stop.is_set() and self._ring is not None:
-            try:
-                self._ring.poll(200)
-            except libbpf.LibbpfError:
-                return
+            self._ring.wait(0.2)
+            self._ring.drain(self._on_record)
 
-    def _on_record(self, address: int, size: int) -> None:
+    def _on_record(self, data: memoryview) -> None:
         try:
-            record = KeyRecord.parse(ctypes.string_at(address, size))
+            record = KeyRecord.parse(bytes(data))
         except struct.error:
             self.stats.incomplete += 1
             return

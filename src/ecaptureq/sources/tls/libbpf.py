@@ -1,7 +1,7 @@
 """A thin ctypes binding to the few libbpf (``libbpf.so.1``) calls the TLS capture needs.
 
 libbpf does the hard parts (ELF parsing, CO-RE relocation against the kernel's BTF, map creation,
-uprobe symbol resolution, ring-buffer consumption); this module only declares their C signatures and
+uprobe symbol resolution); this module only declares their C signatures and
 turns libbpf's ``NULL``/negative-errno convention into :class:`LibbpfError`.
 """
 
@@ -12,7 +12,6 @@ import ctypes.util
 import errno
 import os
 import threading
-from collections.abc import Callable
 from typing import Final
 
 LIBBPF_NAME: Final = "libbpf.so.1"
@@ -35,8 +34,6 @@ class _UprobeOpts(ctypes.Structure):
 
 
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
-RingBufferCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
-"""The C type of a ring-buffer sample callback: ``(ctx, data, size) -> int`` (non-zero stops polling)."""
 
 LIBBPF_WARN: Final = 0
 LIBBPF_INFO: Final = 1
@@ -76,12 +73,9 @@ def load_library() -> ctypes.CDLL:
             "bpf_program__set_autoload": (ci, [vp, ctypes.c_bool]),
             "bpf_link__destroy": (ci, [vp]),
             "bpf_map__fd": (ci, [vp]),
+            "bpf_map__set_max_entries": (ci, [vp, ctypes.c_uint32]),
             "bpf_map_lookup_elem": (ci, [ci, vp, vp]),
             "bpf_map_update_elem": (ci, [ci, vp, vp, ctypes.c_uint64]),
-            "ring_buffer__new": (vp, [ci, RingBufferCallback, vp, vp]),
-            "ring_buffer__poll": (ci, [vp, ci]),
-            "ring_buffer__consume": (ci, [vp]),
-            "ring_buffer__free": (None, [vp]),
         }
         for name, (restype, argtypes) in signatures.items():
             fn = getattr(lib, name)
@@ -176,6 +170,12 @@ class BpfObject:
             self._lib.bpf_object__find_program_by_name(self._obj(), name.encode()), f"program {name}"
         )
 
+    def set_max_entries(self, name: str, entries: int) -> None:
+        """Size the map called ``name`` (before :meth:`load`); for a ring buffer, its bytes."""
+        ctypes.set_errno(0)
+        m = _check_ptr(self._lib.bpf_object__find_map_by_name(self._obj(), name.encode()), f"map {name}")
+        _check_rc(self._lib.bpf_map__set_max_entries(m, entries), f"size of map {name}")
+
     def map_fd(self, name: str) -> int:
         """The file descriptor of the map called ``name`` (after :meth:`load`)."""
         ctypes.set_errno(0)
@@ -188,18 +188,25 @@ class BpfObject:
         ptr = _check_ptr(self._lib.bpf_program__attach(self.program(program)), f"attach {program}")
         return Link(ptr, program)
 
-    def attach_uprobe(self, program: str, binary: str, func_name: str, *, retprobe: bool) -> Link:
-        """Attach ``program`` to the entry (or return) of ``func_name`` in ``binary``, all processes."""
-        opts = _UprobeOpts(sz=ctypes.sizeof(_UprobeOpts), retprobe=retprobe, func_name=func_name.encode())
+    def attach_uprobe(
+        self, program: str, binary: str, func_name: str | None, *, retprobe: bool, offset: int = 0
+    ) -> Link:
+        """Attach ``program`` to the entry (or return) of ``func_name`` in ``binary``, all processes.
+
+        Without ``func_name``, ``offset`` is the file offset of the instruction to probe.
+        """
+        name = func_name.encode() if func_name else None
+        opts = _UprobeOpts(sz=ctypes.sizeof(_UprobeOpts), retprobe=retprobe, func_name=name)
+        where = func_name or f"{offset:#x}"
         ctypes.set_errno(0)
         ptr = _check_ptr(
             self._lib.bpf_program__attach_uprobe_opts(
-                self.program(program), -1, os.fsencode(binary), 0, ctypes.byref(opts)
+                self.program(program), -1, os.fsencode(binary), offset, ctypes.byref(opts)
             ),
-            f"attach {program} to {binary}:{func_name}",
+            f"attach {program} to {binary}:{where}",
         )
         kind = "uretprobe" if retprobe else "uprobe"
-        return Link(ptr, f"{kind} {binary}:{func_name}")
+        return Link(ptr, f"{kind} {binary}:{where}")
 
     def close(self) -> None:
         """Unload programs and maps (idempotent). Links must be destroyed first."""
@@ -222,41 +229,3 @@ def map_update(fd: int, key: ctypes._CData, value: ctypes._CData) -> None:
     if rc < 0:
         err = ctypes.get_errno() or -rc
         raise LibbpfError(err, f"map update: {os.strerror(err)}")
-
-
-class RingBuffer:
-    """A libbpf ``ring_buffer`` consumer calling ``callback(data_address, size)`` per record."""
-
-    def __init__(self, map_fd: int, callback: Callable[[int, int], None]) -> None:
-        self._lib = load_library()
-
-        def _sample(_ctx: int | None, data: int, size: int) -> int:
-            callback(data, size)
-            return 0
-
-        self._cb = RingBufferCallback(_sample)  # keep a reference: libbpf holds the pointer
-        ctypes.set_errno(0)
-        self._ptr: int | None = _check_ptr(
-            self._lib.ring_buffer__new(map_fd, self._cb, None, None), "ring buffer"
-        )
-
-    def poll(self, timeout_ms: int) -> int:
-        """Wait up to ``timeout_ms`` for records and handle them; returns how many were handled."""
-        if not self._ptr:
-            return 0
-        rc: int = self._lib.ring_buffer__poll(self._ptr, timeout_ms)
-        if rc == -errno.EINTR:
-            return 0
-        return _check_rc(rc, "ring buffer poll")
-
-    def consume(self) -> int:
-        """Handle every record already in the buffer without waiting."""
-        if not self._ptr:
-            return 0
-        return _check_rc(self._lib.ring_buffer__consume(self._ptr), "ring buffer consume")
-
-    def free(self) -> None:
-        """Release the consumer (idempotent)."""
-        if self._ptr:
-            self._lib.ring_buffer__free(self._ptr)
-            self._ptr = None

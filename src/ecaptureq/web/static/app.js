@@ -686,6 +686,10 @@ async function showExchange(id) {
     `#${d.id} · ${d.protocol}${d.stream_id !== null ? " stream " + d.stream_id : ""} · ${d.pname} (${d.pid}) · ` +
     `${d.src} → ${d.dst} · ${d.time || "no time"} · ${fmtLatency(d.latency) || "no latency"}${status}`);
   const nodes = [title, meta];
+  if (d.cgroup !== undefined) {  // named by ecaptureq tls: the process's cgroup and container
+    nodes.push(el("p", "meta", d.container_id ? `container ${d.container_id.slice(0, 12)} · cgroup ${d.cgroup}`
+      : `cgroup ${d.cgroup}`));
+  }
   if (d.url) nodes.push(el("p", "meta url", d.url));
   if (d.curl) {
     const actions = el("div", "actions");

@@ -1,0 +1,72 @@
+"""The run-log line naming a captured process's cgroup and container: written, parsed back, stored."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from ecaptureq.protocol import Event, RunLog
+from ecaptureq.protocol.process import ProcessLabel, parse_process
+from ecaptureq.store import CaptureStore
+from ecaptureq.web.queries import exchange_detail
+
+CONTAINER = "0f3c" * 16
+
+
+def test_round_trip_with_awkward_cgroup_and_comm() -> None:
+    for label in (
+        ProcessLabel(1234, "curl", f"/system.slice/docker-{CONTAINER}.scope", CONTAINER),
+        ProcessLabel(7, "my tool", "/user.slice/with space/x's", ""),
+        ProcessLabel(8, "python3", "", ""),
+    ):
+        line = label.log_line()
+        assert " INF process pid=" in line
+        assert parse_process(line) == label
+
+
+def test_other_lines_are_not_processes() -> None:
+    assert parse_process("2026-11-27T15:00:00Z INF hooked openssl 3.0.19 path=/x") is None
+    assert (
+        parse_process("2026-11-27T15:00:00Z INF process pid=1 cgroup='unclosed container_id= comm=x") is None
+    )
+
+
+def test_store_keeps_processes(tmp_path: Path) -> None:
+    label = ProcessLabel(4321, "curl", f"/docker-{CONTAINER}.scope", CONTAINER)
+    store = CaptureStore(tmp_path / "capture.db")
+    store.add(RunLog(label.log_line()))
+    store.add(RunLog("2026-11-27T15:00:00Z INF something else"))
+    store.close()
+    with sqlite3.connect(tmp_path / "capture.db") as db:
+        rows = db.execute("SELECT pid, comm, cgroup, container_id FROM processes").fetchall()
+    assert rows == [(4321, "curl", f"/docker-{CONTAINER}.scope", CONTAINER)]
+
+
+def test_ui_exchange_detail_names_the_container(tmp_path: Path) -> None:
+    label = ProcessLabel(4321, "curl", f"/docker-{CONTAINER}.scope", CONTAINER)
+    store = CaptureStore(tmp_path / "capture.db")
+    store.add(RunLog(label.log_line()))
+    request = b"GET /x HTTP/1.1\r\nHost: example.test\r\n\r\n"
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    for n, (payload, data_type) in enumerate(((request, 1), (response, 0))):
+        store.add(
+            Event(
+                timestamp=1_700_000_000_000_000_000 + n,
+                uuid=f"4321_4321_curl_5_{data_type}",
+                src_ip="127.0.0.1",
+                src_port=40000,
+                dst_ip="127.0.0.1",
+                dst_port=443,
+                pid=4321,
+                pname="curl",
+                type=1 if data_type else 3,
+                length=len(payload),
+                payload=payload,
+            )
+        )
+    store.close()
+    with sqlite3.connect(tmp_path / "capture.db") as db:
+        (exchange_id,) = db.execute("SELECT id FROM exchanges").fetchone()
+        detail = exchange_detail(db, exchange_id)
+    assert detail is not None and detail["pid"] == 4321
+    assert detail["container_id"] == CONTAINER and detail["cgroup"] == label.cgroup
