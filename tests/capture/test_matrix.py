@@ -41,6 +41,9 @@ from ecaptureq.store import CaptureStore
 
 pytestmark = [pytest.mark.capture, requires_bpf]
 
+PYTHON_COMM = Path(sys.executable).name[:15]
+"""The comm of the Python clients: the name they were started by (``python`` in a venv)."""
+
 SIZE = 70_000
 """Body size: several TLS records and several SSL_read calls."""
 
@@ -221,7 +224,7 @@ def test_python_threads(matrix: Matrix) -> None:
     assert len(streams) == 3, "one thread id per client thread"
     assert sorted(map(_sha, streams)) == sorted(map(_sha, bodies))
     for i, body in enumerate(bodies):  # metadata of every event; the body of each thread is checked above
-        check(matrix, proc.pid, "python3", body, body, request=f"GET /{SIZE + i} ".encode(), whole=False)
+        check(matrix, proc.pid, PYTHON_COMM, body, body, request=f"GET /{SIZE + i} ".encode(), whole=False)
 
 
 CLIENT_ASYNCIO = """
@@ -242,7 +245,7 @@ def test_python_asyncio_memory_bio(matrix: Matrix) -> None:
     script.write_text(CLIENT_ASYNCIO)
     proc = run([sys.executable, str(script), str(matrix.port), str(matrix.cert.cert), str(SIZE)])
     # Memory BIOs: the SSL calls make no socket syscalls, so the fd and 4-tuple are empty (never wrong).
-    check(matrix, proc.pid, "python3", body_of(SIZE), finish(proc), tuple_known=False)
+    check(matrix, proc.pid, PYTHON_COMM, body_of(SIZE), finish(proc), tuple_known=False)
 
 
 CLIENT_NODE = """
@@ -416,7 +419,7 @@ def python_gated(m: Matrix) -> list[str]:
 
 def test_private_libssl_copy_started_after_capture(matrix: Matrix) -> None:
     copy = _private_libssl(matrix, "private")
-    gated(matrix, python_gated(matrix), {"LD_LIBRARY_PATH": str(copy.parent)}, str(copy), "python3")
+    gated(matrix, python_gated(matrix), {"LD_LIBRARY_PATH": str(copy.parent)}, str(copy), PYTHON_COMM)
 
 
 def test_own_mount_namespace_started_after_capture(matrix: Matrix) -> None:
@@ -428,7 +431,7 @@ def test_own_mount_namespace_started_after_capture(matrix: Matrix) -> None:
     # maps a file (another inode) that this namespace sees nowhere under that name.
     bind = f'mount --bind "{copy}" "{system}" && exec "$@"'
     wrapper = ["unshare", "-m", "--propagation", "private", "sh", "-c", bind, "sh"]
-    gated(matrix, [*wrapper, *python_gated(matrix)], {}, system, "python3")
+    gated(matrix, [*wrapper, *python_gated(matrix)], {}, system, PYTHON_COMM)
     assert FileId.of(system) != FileId.of(str(copy)), "the copy is another file"
 
 
@@ -537,7 +540,7 @@ def test_list_names_private_copies_and_unhookable_tls(matrix: Matrix) -> None:
     )
     private = [r for r in rows if r and r[0] == str(python.pid) and r[-1] == str(copy)]
     assert private, listing.stdout
-    assert private[0][1:4] == ["python3", "openssl", system_rows[0][3]]
+    assert private[0][1:4] == [PYTHON_COMM, "openssl", system_rows[0][3]]
     assert " ".join(private[0][4:-1]) == f"/proc/{python.pid}/maps"
     not_hooked = listing.stdout.partition("not hooked:")[2]
     assert re.search(rf"^{rusty.pid}\s+rustls_like\s+rustls 0\.23\.12: .*\({program}\)$", not_hooked, re.M)

@@ -20,6 +20,7 @@ from ecaptureq.cli.fleet import (
     retention_from_args,
 )
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
+from ecaptureq.cli.tls import add_capture_options
 from ecaptureq.cli.watch import connect_exit_code, status_printer, warn
 from ecaptureq.client import BadURL, Client, ConnectError
 from ecaptureq.fleet import Agent, BadNodeName, FleetError, Spool, SpoolError, check_node, default_node
@@ -92,11 +93,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     kinds.add_argument("--demo", action="store_true", help="synthetic demo traffic")
     kinds.add_argument("--replay", type=Path, metavar="FILE", help="a watch --json recording")
-    source.add_argument(
-        "--libssl", metavar="PATH", help="--tls: the libssl to hook (default: from ldconfig -p)"
-    )
-    source.add_argument("--pid", type=int, metavar="PID", help="--tls: capture only this process")
-    source.add_argument("--uid", type=int, metavar="UID", help="--tls: capture only processes of this user")
+    add_capture_options(source, "--tls: ")
     source.add_argument("--count", type=int, metavar="N", help="--demo: stop after N events")
     source.add_argument(
         "--interval",
@@ -170,18 +167,29 @@ async def _relay(client: Client, agent: Agent) -> None:
 
 async def _run_tls(args: argparse.Namespace, agent: Agent, stop: asyncio.Event) -> None:
     # The capture of ecaptureq tls, unchanged: its checks, its options and its exit codes.
-    from ecaptureq.cli.tls import _capture_error, _make_capture, _preflight
+    from ecaptureq.cli.tls import (
+        capture_error,
+        check_capture_options,
+        describe_capture,
+        make_capture,
+        preflight,
+    )
     from ecaptureq.sources.tls import CaptureError, banner
 
-    _preflight()
-    capture = _make_capture(args, agent)
+    check_capture_options(args)
+    preflight()
+    capture = make_capture(args, agent)
     for line in banner():
         agent.publish_log(line)
     try:
         await asyncio.to_thread(capture.start)
     except CaptureError as exc:
-        raise _capture_error(exc) from None
-    print(f"ecaptureq agent: capturing {capture.libssl} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        raise capture_error(exc) from None
+    print(
+        f"ecaptureq agent: capturing {describe_capture(capture)} (Ctrl-C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         await stop.wait()
     finally:

@@ -85,6 +85,40 @@ _EXIT_CODES: Final[dict[type[CaptureError], int]] = {
 }
 
 
+def add_capture_options(parser: argparse._ActionsContainer, prefix: str = "") -> None:
+    """Add the options that choose what the capture hooks and keeps (``ecaptureq tls`` and ``agent --tls``);
+    ``prefix`` starts each help text (``"--tls: "``)."""
+    parser.add_argument(
+        "--libssl",
+        metavar="PATH",
+        action="append",
+        help=f"{prefix}hook only this file (repeatable): a libssl, a program with OpenSSL/BoringSSL linked "
+        "statically, a GnuTLS or NSPR library, or a Go program. Default: every TLS library any process "
+        "maps (containers and private copies included), the system's, and new ones as programs start",
+    )
+    parser.add_argument("--pid", type=int, metavar="PID", help=f"{prefix}capture only this process")
+    parser.add_argument("--uid", type=int, metavar="UID", help=f"{prefix}capture only processes of this user")
+    parser.add_argument(
+        "--comm",
+        metavar="NAME",
+        help=f"{prefix}capture only processes with this command name (as in ps -o comm)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        metavar="PORT",
+        help=f"{prefix}capture only TCP connections with this port at either end",
+    )
+    parser.add_argument(
+        "--buffer-size",
+        type=int,
+        default=DEFAULT_BUFFER_MIB,
+        metavar="MiB",
+        help=f"{prefix}kernel ring buffer in MiB, a power of two (default {DEFAULT_BUFFER_MIB}); larger "
+        "rides out longer bursts, and the bytes it cannot hold are reported as 'capture lost' gaps",
+    )
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``tls`` subcommand."""
     parser = sub.add_parser(
@@ -104,35 +138,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"serve the eCaptureQ protocol here (default {DEFAULT_ECAPTUREQ} unless --json)",
     )
     parser.add_argument(
-        "--libssl",
-        metavar="PATH",
-        action="append",
-        help="hook only this file (repeatable): a libssl, a program with OpenSSL/BoringSSL linked "
-        "statically, a GnuTLS or NSPR library, or a Go program. Default: every TLS library any process "
-        "maps (containers and private copies included), the system's, and new ones as programs start",
-    )
-    parser.add_argument(
         "--list",
         action="store_true",
         help="print what would be hooked (pid, comm, kind and version, how it was found, file) and "
         "the processes using TLS code that cannot be hooked, then exit",
     )
-    parser.add_argument("--pid", type=int, metavar="PID", help="capture only this process")
-    parser.add_argument("--uid", type=int, metavar="UID", help="capture only processes of this user")
-    parser.add_argument(
-        "--comm", metavar="NAME", help="capture only processes with this command name (as in ps -o comm)"
-    )
-    parser.add_argument(
-        "--port", type=int, metavar="PORT", help="capture only TCP connections with this port at either end"
-    )
-    parser.add_argument(
-        "--buffer-size",
-        type=int,
-        default=DEFAULT_BUFFER_MIB,
-        metavar="MiB",
-        help=f"kernel ring buffer in MiB, a power of two (default {DEFAULT_BUFFER_MIB}); larger rides out "
-        "longer bursts, and the bytes it cannot hold are reported as 'capture lost' gaps",
-    )
+    add_capture_options(parser)
     parser.add_argument(
         "--json", action="store_true", help="print JSON Lines (as watch --json) on stdout instead of serving"
     )
@@ -272,12 +283,15 @@ class _StatsPrinter:
         self._before, self._last = stats, now
 
 
-def _capture_error(exc: CaptureError) -> CliError:
-    return CliError(str(exc), _EXIT_CODES.get(type(exc), EXIT_NO_BPF))
+def capture_error(exc: CaptureError) -> CliError:
+    """The CLI error of a capture error, with its exit code (5-8; a subclass counts as its base)."""
+    code = next((_EXIT_CODES[c] for c in type(exc).__mro__ if c in _EXIT_CODES), EXIT_NO_BPF)
+    return CliError(str(exc), code)
 
 
-def _check_options(args: argparse.Namespace) -> None:
-    """Usage errors (exit 2), found before anything is loaded."""
+def check_capture_options(args: argparse.Namespace) -> None:
+    """Usage errors (exit 2) in the options of :func:`add_capture_options`, found before anything is
+    loaded."""
     if args.pid is not None and args.pid <= 0:
         raise CliError("--pid must be a positive process id")
     if args.uid is not None and args.uid < 0:
@@ -289,6 +303,11 @@ def _check_options(args: argparse.Namespace) -> None:
     size = args.buffer_size
     if size < 1 or size > 4096 or size & (size - 1):
         raise CliError(f"--buffer-size takes a power of two from 1 to 4096 (MiB), e.g. {DEFAULT_BUFFER_MIB}")
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Usage errors (exit 2), found before anything is loaded."""
+    check_capture_options(args)
     if args.stats is not None and args.stats <= 0:
         raise CliError("--stats takes a positive number of seconds")
     if not (args.json and args.ecaptureq is None):
@@ -297,14 +316,15 @@ def _check_options(args: argparse.Namespace) -> None:
         parse_listen(args.ecaptureq or DEFAULT_ECAPTUREQ, "--ecaptureq")
 
 
-def _make_capture(args: argparse.Namespace, sink: Sink) -> TlsCapture:
+def make_capture(args: argparse.Namespace, sink: Sink) -> TlsCapture:
+    """The capture of the options of :func:`add_capture_options`, publishing into ``sink`` (not started)."""
     try:
         for path in args.libssl or ():
             find_libssl(path, args.pid)
         if args.pid is not None:
             check_pid(args.pid)
     except CaptureError as exc:
-        raise _capture_error(exc) from None
+        raise capture_error(exc) from None
     return TlsCapture(
         sink,
         libssl=args.libssl or None,
@@ -316,7 +336,8 @@ def _make_capture(args: argparse.Namespace, sink: Sink) -> TlsCapture:
     )
 
 
-def _what(capture: TlsCapture) -> str:
+def describe_capture(capture: TlsCapture) -> str:
+    """What ``capture`` hooks, for a person ("3 TLS libraries/programs and new programs")."""
     files = capture.hooker.hooked if capture.hooker else {}
     watching = " and new programs" if capture.libssl is None else ""
     return f"{len(files)} TLS libraries/programs{watching}"
@@ -328,7 +349,7 @@ def _list(args: argparse.Namespace) -> int:
         try:
             check_pid(args.pid)
         except CaptureError as exc:
-            raise _capture_error(exc) from None
+            raise capture_error(exc) from None
     try:
         found = discover(libssl=args.libssl or (), pid=args.pid, uid=args.uid)
     except OSError as exc:
@@ -360,7 +381,7 @@ def _open_keylog(args: argparse.Namespace) -> _Keys | None:
         libssl = find_libssl(args.libssl[0] if args.libssl else None, args.pid)
         offsets_for(libssl)  # refuse an unknown version before creating the file
     except CaptureError as exc:
-        raise _capture_error(exc) from None
+        raise capture_error(exc) from None
     out: TextIO | None = None
     packets: EncryptedCapture | None = None
     try:
@@ -383,7 +404,7 @@ def _open_keylog(args: argparse.Namespace) -> _Keys | None:
     except CaptureError as exc:
         if out is not None:
             out.close()
-        raise _capture_error(exc) from None
+        raise capture_error(exc) from None
     return _Keys(keylog, out, packets)
 
 
@@ -401,7 +422,7 @@ def _start_keylog(keys: _Keys | None, sink: Sink, args: argparse.Namespace) -> N
     try:
         keys.capture.start()
     except CaptureError as exc:
-        raise _capture_error(exc) from None
+        raise capture_error(exc) from None
     if args.keylog:
         sink.publish_log(log_line("INF", f"keylog={args.keylog} OpenSSL {keys.capture.version}"))
 
@@ -417,7 +438,8 @@ def _stop_keylog(keys: _Keys | None) -> None:
         keys.packets.out.close()
 
 
-def _preflight() -> None:
+def preflight() -> None:
+    """Refuse (exit 5) to start without root."""
     if os.geteuid() != 0:
         raise CliError("must run as root (eBPF uprobes need CAP_BPF and CAP_PERFMON)", EXIT_NO_PRIVILEGE)
 
@@ -425,7 +447,7 @@ def _preflight() -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``ecaptureq tls``."""
     _check_options(args)
-    _preflight()
+    preflight()
     if args.list:
         return _list(args)
     if args.json and args.ecaptureq is None:
@@ -436,7 +458,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_json(args: argparse.Namespace) -> int:
     stop = threading.Event()
     sink = JsonLinesSink(sys.stdout, on_closed=stop.set, batched=True)
-    capture = _make_capture(args, sink)
+    capture = make_capture(args, sink)
     keylog = _open_keylog(args)
     sink.describe = capture.process_info
     capture.on_batch = sink.flush  # one write per drained batch, not per event
@@ -447,11 +469,13 @@ def _run_json(args: argparse.Namespace) -> int:
         try:
             capture.start()
         except CaptureError as exc:
-            raise _capture_error(exc) from None
+            raise capture_error(exc) from None
         finally:
             sink.flush()
         _start_keylog(keylog, sink, args)
-        print(f"ecaptureq: capturing {_what(capture)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        print(
+            f"ecaptureq: capturing {describe_capture(capture)} (Ctrl-C to stop)", file=sys.stderr, flush=True
+        )
         stats = _StatsPrinter(capture, args.stats)
         while not stop.wait(args.stats or 0.5):
             stats.tick()
@@ -470,7 +494,7 @@ async def _run_server(args: argparse.Namespace) -> int:
     url = args.ecaptureq or DEFAULT_ECAPTUREQ
     # the same checks as serve: options, token, Origin allow-list, TLS and limits
     server = server_from_args(args, url, "tls", option="--ecaptureq")
-    capture = _make_capture(args, server)
+    capture = make_capture(args, server)
     keylog = _open_keylog(args)
     try:
         await server.start()
@@ -482,10 +506,10 @@ async def _run_server(args: argparse.Namespace) -> int:
         try:
             await asyncio.to_thread(capture.start)
         except CaptureError as exc:
-            raise _capture_error(exc) from None
+            raise capture_error(exc) from None
         await asyncio.to_thread(_start_keylog, keylog, server, args)
         print(
-            f"ecaptureq: capturing {_what(capture)}, serving on {server.url} (Ctrl-C to stop)",
+            f"ecaptureq: capturing {describe_capture(capture)}, serving on {server.url} (Ctrl-C to stop)",
             file=sys.stderr,
             flush=True,
         )
