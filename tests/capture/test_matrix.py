@@ -554,7 +554,7 @@ def test_repeatable_libssl_hooks_only_those_files(matrix: Matrix, go_binaries: d
     cli = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert cli.stderr is not None
     try:
-        assert "capturing 2 TLS libraries/programs" in cli.stderr.readline()
+        assert "capturing 2 TLS files (libraries or programs)" in cli.stderr.readline()
         url = f"https://127.0.0.1:{matrix.port}/3000"
         clients = {
             "curl": run(["curl", "-sS", "--cacert", str(matrix.cert.cert), url]),

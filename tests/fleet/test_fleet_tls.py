@@ -28,7 +28,11 @@ def test_tls_agent_publishes_the_capture(
     agent = start_cli(tmp_path, "agent", "agent", "--nats", nats_server.url("node-3"), "--node", "node-3",
                       "--spool", str(tmp_path / "spool.db"), "--tls",
                       "--pid", str(tls_server.pid))  # fmt: skip
-    wait_for("the capture to start", lambda: "hooked=" in _logs(db), 30, on_fail=agent.text)
+
+    def hooked() -> bool:  # the capture's "INF hooked openssl path=..." run-log line
+        return any(" hooked " in line and " path=" in line for line in _logs(db).splitlines())
+
+    wait_for("the capture to start", hooked, 30, on_fail=agent.text)
     client = subprocess.run(
         ["curl", "-sS", "--cacert", str(cert.cert), f"https://127.0.0.1:{tls_server.port}/300"],
         capture_output=True,
@@ -47,7 +51,7 @@ def test_tls_agent_publishes_the_capture(
     wait_for("the capture's totals line", lambda: "capture stopped" in _logs(db), 30, on_fail=collector.text)
     assert collector.terminate() == 0, collector.text()
     assert db_rows(db, "SELECT DISTINCT node FROM packets") == [("node-3",)]
-    assert "capturing /" in agent.text()
+    assert "capturing 1 TLS file (libraries or programs)" in agent.text()  # the --pid process's libssl
 
 
 def _logs(db: Path) -> str:

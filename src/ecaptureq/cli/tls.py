@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TextIO
 
 from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, CliError
+from ecaptureq.cli.render import plural
 from ecaptureq.cli.terminal import json_line
 from ecaptureq.protocol import Event
 from ecaptureq.protocol.jsonl import to_json
@@ -337,10 +338,10 @@ def make_capture(args: argparse.Namespace, sink: Sink) -> TlsCapture:
 
 
 def describe_capture(capture: TlsCapture) -> str:
-    """What ``capture`` hooks, for a person ("3 TLS libraries/programs and new programs")."""
+    """What ``capture`` hooks, for a person ("3 TLS files (libraries or programs) and new programs")."""
     files = capture.hooker.hooked if capture.hooker else {}
     watching = " and new programs" if capture.libssl is None else ""
-    return f"{len(files)} TLS libraries/programs{watching}"
+    return f"{plural(len(files), 'TLS file')} (libraries or programs){watching}"
 
 
 def _list(args: argparse.Namespace) -> int:
