@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
 from pathlib import Path
 
-from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
+from ecaptureq.cli.errors import EXIT_STORAGE, EXIT_USAGE, CliError
 from ecaptureq.cli.fleet import (
     NATS_EXIT_CODES,
     add_nats_options,
     add_retention_options,
-    fleet_error,
     nats_options_from_args,
     retention_from_args,
+    run_collector,
     since_from_args,
 )
-from ecaptureq.fleet import Collector, FleetError, FleetReader
+from ecaptureq.fleet import Collector, FleetReader
 from ecaptureq.fleet.reader import DEFAULT_ACK_WAIT
 from ecaptureq.fleet.subjects import BadNodeName, filter_subject
 from ecaptureq.store import CaptureStore, StoreError
@@ -120,38 +118,13 @@ async def collect(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise CliError(str(exc), EXIT_STORAGE) from None
     collector = Collector(reader, store, flush_interval=args.flush_interval)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    code = EXIT_OK
-    running: asyncio.Task[None] | None = None
-    waiter = asyncio.create_task(stop.wait())
-    try:
-        await reader.open()
+
+    def opened() -> None:
         if not args.quiet:
             print(f"ecaptureq collect: {reader.filter} from {options.display} into {args.db} "
                   f"(durable {args.durable})", file=sys.stderr, flush=True)  # fmt: skip
-        running = asyncio.create_task(collector.run())
-        done, _ = await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if running in done:
-            running.result()
-    except FleetError as exc:
-        raise fleet_error(exc) from None
-    except StoreError as exc:
-        raise CliError(f"stopped: {exc}; what was committed is kept", EXIT_STORAGE) from None
-    finally:
-        waiter.cancel()
-        if running is not None:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
-        await reader.close()
-        try:
-            store.close()
-        except StoreError as exc:
-            print(f"ecaptureq collect: could not write the last batch: {exc}", file=sys.stderr)
-            code = EXIT_STORAGE
+
+    code = await run_collector(collector, "collect", "what was committed is kept", opened)
     if not args.quiet:
         nodes = ", ".join(f"{name} {n.events}" for name, n in sorted(collector.stats.nodes.items())) or "none"
         print(

@@ -6,12 +6,25 @@ Not a command itself: ``agent``, ``collect``, ``watch``, ``record`` and ``ui`` u
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import datetime
 import os
+import signal
 import ssl
-from typing import Final
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
 
-from ecaptureq.cli.errors import EXIT_AUTH, EXIT_CONNECTION, EXIT_FORBIDDEN, EXIT_USAGE, CliError
+from ecaptureq.cli.errors import (
+    EXIT_AUTH,
+    EXIT_CONNECTION,
+    EXIT_FORBIDDEN,
+    EXIT_OK,
+    EXIT_STORAGE,
+    EXIT_USAGE,
+    CliError,
+)
 from ecaptureq.fleet import (
     FleetError,
     NatsAuthError,
@@ -27,6 +40,10 @@ from ecaptureq.fleet.subjects import (
     parse_since,
     parse_size,
 )
+from ecaptureq.store import StoreError
+
+if TYPE_CHECKING:
+    from ecaptureq.fleet import Collector
 
 PASSWORD_ENV: Final = "ECAPTUREQ_NATS_PASSWORD"
 """The NATS password when ``--nats-password`` is not given (``ps`` does not show the environment)."""
@@ -163,3 +180,46 @@ def fleet_error(exc: FleetError) -> CliError:
     if isinstance(exc, NatsUnavailable):
         return CliError(str(exc), EXIT_CONNECTION)
     return CliError(str(exc), EXIT_CONNECTION)
+
+
+async def run_collector(
+    collector: Collector, command: str, kept: str, opened: Callable[[], None] | None = None
+) -> int:
+    """Run ``collector`` (its reader opened first, then ``opened`` called) until Ctrl-C, SIGTERM or its end;
+    close its reader and store; return the exit code (11 when the last batch cannot be written).
+
+    ``command`` names the command in messages; ``kept`` says what a failed write leaves in the database.
+    """
+    reader, store = collector.reader, collector.store
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    code = EXIT_OK
+    running: asyncio.Task[None] | None = None
+    waiter = asyncio.create_task(stop.wait())
+    try:
+        await reader.open()
+        if opened is not None:
+            opened()
+        running = asyncio.create_task(collector.run())
+        done, _ = await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if running in done:
+            running.result()
+    except FleetError as exc:
+        raise fleet_error(exc) from None
+    except StoreError as exc:
+        raise CliError(f"stopped: {exc}; {kept}", EXIT_STORAGE) from None
+    finally:
+        waiter.cancel()
+        if running is not None:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        await reader.close()
+        try:
+            store.close()
+        except StoreError as exc:
+            print(f"ecaptureq {command}: could not write the last batch: {exc}", file=sys.stderr)
+            code = EXIT_STORAGE
+    return code

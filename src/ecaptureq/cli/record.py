@@ -14,7 +14,7 @@ from ecaptureq.cli.render import plural
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.watch import add_fleet_read_options, connect_exit_code, warn
 from ecaptureq.client import BadURL, Connected, ConnectError, Status
-from ecaptureq.fleet import Collector, FleetError, FleetReader, is_nats_url
+from ecaptureq.fleet import Collector, FleetReader, is_nats_url
 from ecaptureq.store import CaptureStore, PacketFilter, SqlError, StoreError
 from ecaptureq.store.recorder import LiveRecorder
 
@@ -181,7 +181,7 @@ async def record(args: argparse.Namespace) -> int:
 
 async def record_fleet(args: argparse.Namespace, store: CaptureStore, flt: PacketFilter | None) -> int:
     """``record nats://...``: the fleet's stream into the database, with the node column."""
-    from ecaptureq.cli.fleet import fleet_error, nats_options_from_args, since_from_args
+    from ecaptureq.cli.fleet import nats_options_from_args, run_collector, since_from_args
     from ecaptureq.fleet.subjects import BadNodeName, filter_subject
 
     try:
@@ -196,35 +196,7 @@ async def record_fleet(args: argparse.Namespace, store: CaptureStore, flt: Packe
         raise
     reader = FleetReader(options, node_glob=args.node, since=since, create_stream=False)
     collector = Collector(reader, store, flush_interval=args.flush_interval, event_filter=flt)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    code = EXIT_OK
-    running: asyncio.Task[None] | None = None
-    waiter = asyncio.create_task(stop.wait())
-    try:
-        await reader.open()
-        running = asyncio.create_task(collector.run())
-        done, _ = await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if running in done:
-            running.result()
-    except FleetError as exc:
-        raise fleet_error(exc) from None
-    except StoreError as exc:
-        raise CliError(f"stopped: {exc}; what was written before is kept", EXIT_STORAGE) from None
-    finally:
-        waiter.cancel()
-        if running is not None:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
-        await reader.close()
-        try:
-            store.close()
-        except StoreError as exc:
-            print(f"ecaptureq record: could not write the last batch: {exc}", file=sys.stderr)
-            code = EXIT_STORAGE
+    code = await run_collector(collector, "record", "what was written before is kept")
     if not args.quiet:
         print(
             f"ecaptureq record: {store.stats.packets} events from {len(collector.stats.nodes)} nodes, "
