@@ -180,19 +180,16 @@ def test_packets_view_and_bad_sql(live_ui: Ui, page: Any) -> None:
     assert "syntax error" in page.inner_text("#sql-error")
 
 
-class EvilPages:
-    """A page on http://evil.example:PORT/ (mapped to 127.0.0.1) whose script calls the UI's API."""
+class PageServer:
+    """An HTTP server on another 127.0.0.1 port serving one page, recording the headers of every request."""
 
-    def __init__(self, target: str) -> None:
-        html = (
-            "<!doctype html><title>evil</title><script>"
-            f"fetch('{target}/api/status', {{mode: 'no-cors', credentials: 'include'}})"
-            ".then(() => document.title = 'sent', () => document.title = 'failed');"
-            "</script>"
-        ).encode()
+    def __init__(self, html: bytes) -> None:
+        self.requests: list[dict[str, str]] = []
+        seen = self.requests
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                seen.append({k.lower(): v for k, v in self.headers.items()} | {":path": self.path})
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")
                 self.send_header("Content-Length", str(len(html)))
@@ -211,10 +208,22 @@ class EvilPages:
         self.httpd.server_close()
 
 
+def evil_page(target: str) -> PageServer:
+    """A page on http://evil.example:PORT/ (mapped to 127.0.0.1) whose script calls the UI's API."""
+    return PageServer(
+        (
+            "<!doctype html><title>evil</title><script>"
+            f"fetch('{target}/api/status', {{mode: 'no-cors', credentials: 'include'}})"
+            ".then(() => document.title = 'sent', () => document.title = 'failed');"
+            "</script>"
+        ).encode()
+    )
+
+
 def test_token_and_foreign_origin(tmp_path: Path, page: Any) -> None:
     db = make_database(tmp_path / "t.db", 30)
     ui = start_ui("--db", str(db), "--token", TOKEN)
-    evil = EvilPages(ui.base)
+    evil = evil_page(ui.base)
     try:
         page.goto(f"{ui.base}/")  # the page holds no data; without the token its API calls get 401
         without = page.evaluate("() => fetch('/api/status').then(r => r.status)")
@@ -304,39 +313,10 @@ def socket_refusing() -> Iterator[int]:
         sock.close()
 
 
-class RecordingServer:
-    """An HTTP server on another 127.0.0.1 port that records the headers of every request it gets."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, str]] = []
-        seen = self.requests
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                seen.append({k.lower(): v for k, v in self.headers.items()} | {":path": self.path})
-                body = b"<!doctype html><title>other</title>"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_another_local_port_receives_no_credential(tmp_path: Path, page: Any) -> None:
     db = make_database(tmp_path / "t.db", 30)
     ui = start_ui("--db", str(db), "--token", TOKEN)
-    other = RecordingServer()
+    other = PageServer(b"<!doctype html><title>other</title>")
     try:
         page.goto(ui.url)
         wait_rows(page, 30)  # logged in: the API answers the page
