@@ -25,10 +25,10 @@ from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeaderValue
 from websockets.http11 import Request
 
+from ecaptureq.access import check_handshake, origin_allowed, parse_origin, presented_tokens
 from ecaptureq.client import Client
 from ecaptureq.protocol import Event
 from ecaptureq.server import Server
-from ecaptureq.server.security import check_handshake, origin_allowed, parse_origin, presented_tokens
 
 TOKEN = "fuzz-token-123"
 KEY = base64.b64encode(b"0123456789abcdef").decode()

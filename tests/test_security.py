@@ -14,10 +14,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Request
 
-from ecaptureq.client import Client, ConnectError
-from ecaptureq.protocol import Event, RunLog, decode
-from ecaptureq.server import CLOSE_FLOOD, CLOSE_TOO_BIG, Server
-from ecaptureq.server.security import (
+from ecaptureq.access import (
     BadOrigin,
     Origin,
     RateWindow,
@@ -31,6 +28,9 @@ from ecaptureq.server.security import (
     request_authenticated,
     token_matches,
 )
+from ecaptureq.client import Client, ConnectError
+from ecaptureq.protocol import Event, RunLog, decode
+from ecaptureq.server import CLOSE_FLOOD, CLOSE_TOO_BIG, Server
 
 TOKEN = "s3cret-token_value"
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ecaptureq.decode.timestamps import TimeUnit, detect_timestamp
 from ecaptureq.protocol import Event, Heartbeat, RunLog
 from ecaptureq.protocol.jsonl import JsonlError, from_json, to_json
+from ecaptureq.protocol.timestamps import TimeUnit, detect_timestamp
 
 NOW_S = 1760495631  # 2025-10-15T02:33:51Z
 

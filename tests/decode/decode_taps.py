@@ -22,8 +22,8 @@ import h2.events
 
 from ecaptureq.decode import Decoded, Decoder
 from ecaptureq.decode.classify import classify_payload
-from ecaptureq.decode.meta import DATA_TYPE_READ, DATA_TYPE_WRITE
 from ecaptureq.protocol import Event
+from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE
 
 C2S = "c2s"
 S2C = "s2c"

@@ -21,8 +21,8 @@ from decode_taps import C2S, S2C, TapProxy, events_from_chunks, nginx
 
 from ecaptureq.decode import EventTyper
 from ecaptureq.decode.classify import classify_payload
-from ecaptureq.decode.meta import DATA_TYPE_READ, DATA_TYPE_WRITE
 from ecaptureq.protocol import Event, EventType
+from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE
 from ecaptureq.server import Server
 
 CLI = [sys.executable, "-m", "ecaptureq"]

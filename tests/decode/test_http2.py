@@ -26,7 +26,8 @@ from decode_taps import (
     rechunk,
 )
 
-from ecaptureq.decode import Decoded, event_meta, format_http_text
+from ecaptureq.cli.http_text import format_http_text
+from ecaptureq.decode import Decoded, event_meta
 from ecaptureq.decode.http2 import H2Connection
 from ecaptureq.protocol import Event
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ecaptureq.decode import event_meta, parse_uuid, split_text_header
-from ecaptureq.decode.timestamps import TimeUnit
+from ecaptureq.decode import event_meta, split_text_header
 from ecaptureq.protocol import Event
+from ecaptureq.protocol.timestamps import TimeUnit
+from ecaptureq.protocol.uuid import parse_uuid
 
 
 def test_uuid_with_data_type() -> None:

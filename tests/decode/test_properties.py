@@ -11,15 +11,8 @@ import h2.connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecaptureq.decode import (
-    Decoder,
-    EventFilter,
-    decode_body,
-    event_meta,
-    format_http_text,
-    http_json,
-    split_text_header,
-)
+from ecaptureq.cli.http_text import EventFilter, format_http_text, http_json
+from ecaptureq.decode import Decoder, decode_body, event_meta, split_text_header
 from ecaptureq.decode.http1 import Http1Parser
 from ecaptureq.decode.http2 import H2Connection
 from ecaptureq.decode.websocket import parse_websocket

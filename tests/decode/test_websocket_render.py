@@ -9,7 +9,8 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
-from ecaptureq.decode import Decoded, Decoder, EventFilter, format_http_text, http_json
+from ecaptureq.cli.http_text import EventFilter, format_http_text, http_json
+from ecaptureq.decode import Decoded, Decoder
 from ecaptureq.decode.websocket import parse_websocket
 from ecaptureq.protocol import Event
 

@@ -13,8 +13,8 @@ import pytest
 from conftest import run_cli, start_serve, stop_serve
 from ui_support import Ui, make_database, make_demo_database, start_ui, stop_ui
 
-from ecaptureq.decode.render import hexdump
-from ecaptureq.decode.timestamps import detect_timestamp
+from ecaptureq.decode.bodies import hexdump
+from ecaptureq.protocol.timestamps import detect_timestamp
 from ecaptureq.store.export import har_entry
 from ecaptureq.web.curl import curl_command
 from ecaptureq.web.queries import body_view

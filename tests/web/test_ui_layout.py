@@ -29,8 +29,8 @@ if CHROMIUM is None:
 from conftest import CHROMIUM_FLAGS, Served, start_serve, stop_serve  # noqa: E402
 from ui_support import ARTIFACTS, Ui, make_database, make_demo_database, start_ui, stop_ui  # noqa: E402
 
-from ecaptureq.decode.render import hexdump  # noqa: E402
-from ecaptureq.decode.timestamps import detect_timestamp  # noqa: E402
+from ecaptureq.decode.bodies import hexdump  # noqa: E402
+from ecaptureq.protocol.timestamps import detect_timestamp  # noqa: E402
 
 WAIT_MS = 20_000
 KEY_COLUMNS = ("time", "process", "method", "host", "path", "status", "size", "latency")

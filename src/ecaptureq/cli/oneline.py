@@ -14,7 +14,7 @@ import datetime as dt
 from ecaptureq.cli.colour import METHOD_STYLES, Palette
 from ecaptureq.cli.terminal import visible
 from ecaptureq.decode.model import Decoded
-from ecaptureq.decode.timestamps import detect_timestamp
+from ecaptureq.protocol.timestamps import detect_timestamp
 
 WHO_WIDTH = 20
 """Width the ``process[pid]`` column is padded to."""

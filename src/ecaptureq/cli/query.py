@@ -13,8 +13,8 @@ from typing import Any
 from ecaptureq.cli.errors import EXIT_STORAGE, CliError
 from ecaptureq.cli.render import endpoint, plural
 from ecaptureq.cli.terminal import json_line, visible
-from ecaptureq.decode.timestamps import detect_timestamp
 from ecaptureq.protocol import event_type_name
+from ecaptureq.protocol.timestamps import detect_timestamp
 from ecaptureq.store import (
     QUERY_SECONDS,
     Deadline,

@@ -15,8 +15,8 @@ from ecaptureq.cli.security import add_client_security_options, client_security_
 from ecaptureq.cli.watch import add_fleet_read_options, connect_exit_code, warn
 from ecaptureq.client import BadURL, Connected, ConnectError, Status
 from ecaptureq.fleet import Collector, FleetReader, is_nats_url
+from ecaptureq.pipeline.recorder import LiveRecorder
 from ecaptureq.store import CaptureStore, PacketFilter, SqlError, StoreError
-from ecaptureq.store.recorder import LiveRecorder
 
 EXAMPLES = """\
 examples:

@@ -6,11 +6,11 @@ import string
 from typing import Any
 
 from ecaptureq.cli.terminal import json_line, visible
+from ecaptureq.decode.bodies import hexdump
 from ecaptureq.decode.meta import EventMeta, event_meta
-from ecaptureq.decode.render import hexdump
-from ecaptureq.decode.timestamps import detect_timestamp
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog, event_type_name
 from ecaptureq.protocol.jsonl import to_json
+from ecaptureq.protocol.timestamps import detect_timestamp
 
 _PRINTABLE = frozenset(string.printable)
 

@@ -19,17 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ecaptureq.cli.errors import CliError
+from ecaptureq.cli.http_text import EventFilter, format_http_text, http_json
 from ecaptureq.decode import (
     DEFAULT_BODY_LIMIT,
     Decoded,
     Decoder,
-    EventFilter,
     EventMeta,
     TypeSource,
     event_meta,
     event_type,
-    format_http_text,
-    http_json,
 )
 from ecaptureq.protocol import EVENT_TYPE_NAMES, Event, event_type_name
 

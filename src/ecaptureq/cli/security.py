@@ -14,14 +14,14 @@ import ssl
 import sys
 from typing import Any, Final
 
-from ecaptureq.cli.errors import EXIT_USAGE, CliError
-from ecaptureq.server.security import (
+from ecaptureq.access import (
     BadOrigin,
     check_token,
     generate_token,
     is_loopback_host,
     parse_allowed_origin,
 )
+from ecaptureq.cli.errors import EXIT_USAGE, CliError
 
 TOKEN_ENV: Final = "ECAPTUREQ_TOKEN"
 """The environment variable that holds the token (safer than ``--token``, which ``ps`` shows)."""

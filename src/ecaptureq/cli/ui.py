@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ecaptureq.access import (
+    BadOrigin,
+    check_token,
+    generate_token,
+    is_loopback_host,
+    parse_allowed_origin,
+)
 from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
 from ecaptureq.cli.fleet import fleet_error
 from ecaptureq.cli.render import plural
@@ -23,13 +30,6 @@ from ecaptureq.cli.serve import cannot_listen
 from ecaptureq.cli.watch import connect_exit_code
 from ecaptureq.client import BadURL, Connected, ConnectError, Disconnected, Status, normalize_url
 from ecaptureq.fleet import Collector, FleetError
-from ecaptureq.server.security import (
-    BadOrigin,
-    check_token,
-    generate_token,
-    is_loopback_host,
-    parse_allowed_origin,
-)
 from ecaptureq.store import CaptureStore, NotCaptureDatabase, SqlError, StoreError
 
 DEFAULT_LISTEN = "http://127.0.0.1:8080/"
@@ -197,7 +197,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
     """Run the UI until Ctrl-C or SIGTERM; return the exit code."""
     import uvicorn  # imported here: the other commands do not need the web stack
 
-    from ecaptureq.store.recorder import LiveRecorder
+    from ecaptureq.pipeline.recorder import LiveRecorder
     from ecaptureq.web.app import UiState, create_app
     from ecaptureq.web.guard import Guard
     from ecaptureq.web.queries import check_capture_database

@@ -19,6 +19,7 @@ from ecaptureq.cli.errors import (
     EXIT_STORAGE,
     CliError,
 )
+from ecaptureq.cli.http_text import format_http_text, http_json
 from ecaptureq.cli.oneline import exchange_line, pending_line
 from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
 from ecaptureq.cli.render import event_header, json_record, plural, render_json, render_text
@@ -27,7 +28,6 @@ from ecaptureq.cli.security import add_client_security_options, client_security_
 from ecaptureq.cli.terminal import json_line, visible
 from ecaptureq.client import BadURL, Client, Connected, ConnectError, ConnectionLost, Status
 from ecaptureq.decode.decoder import Decoder
-from ecaptureq.decode.render import format_http_text, http_json
 from ecaptureq.fleet import FleetError, FleetReader, is_nats_url
 from ecaptureq.protocol import DecodeError, Event, Heartbeat, Message
 from ecaptureq.store.sql import PacketFilter, SqlError

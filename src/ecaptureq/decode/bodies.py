@@ -356,3 +356,14 @@ def _to_text(data: bytes, charset: str | None, result: DecodedBody) -> str | Non
     if charset is None:
         result.notes.append("not UTF-8, read as ISO-8859-1")
     return data.decode("iso-8859-1")
+
+
+def hexdump(data: bytes, width: int = 16) -> str:
+    """A hex dump: offset, hex bytes and the printable ASCII beside them."""
+    lines = []
+    for off in range(0, len(data), width):
+        chunk = data[off : off + width]
+        hexpart = " ".join(f"{b:02x}" for b in chunk)
+        asc = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{off:08x}  {hexpart:<{width * 3 - 1}}  |{asc}|")
+    return "\n".join(lines)

@@ -21,12 +21,13 @@ from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
 from ecaptureq.decode.classify import H2_PREFACE, _h2_direction, classify_payload, h2_frame_start
 from ecaptureq.decode.http1 import Http1Parser, starts_message
 from ecaptureq.decode.http2 import H2Connection, H2Result, Side
-from ecaptureq.decode.meta import DATA_TYPE_WRITE, EventMeta, event_meta
+from ecaptureq.decode.meta import EventMeta, event_meta
 from ecaptureq.decode.model import Decoded, Exchange, HttpMessage, Protocol
-from ecaptureq.decode.timestamps import TimeUnit
 from ecaptureq.decode.websocket import parse_websocket
 from ecaptureq.protocol.gap import CaptureGap
 from ecaptureq.protocol.messages import Event, EventType
+from ecaptureq.protocol.timestamps import TimeUnit
+from ecaptureq.protocol.uuid import DATA_TYPE_WRITE
 
 DEFAULT_MAX_CONNECTIONS: Final = 4096
 """Default cap on tracked connections."""

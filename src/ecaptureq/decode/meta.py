@@ -14,65 +14,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
-from ecaptureq.decode.timestamps import Timestamp, detect_timestamp
 from ecaptureq.protocol.messages import Event
-
-DATA_TYPE_READ: Final = 0
-"""The uuid ``data_type`` of data the traced process read (``SSL_read``).
-
-eCapture's probe numbers them ``enum ssl_data_event_type { kSSLRead, kSSLWrite }``, and ecaptureq's own
-eBPF source and demo use the same numbers. Only the reported ``direction`` depends on them: the decoder
-pairs requests and responses by what the bytes say, not by the number.
-"""
-DATA_TYPE_WRITE: Final = 1
-"""The uuid ``data_type`` of data the traced process wrote (``SSL_write``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class UuidInfo:
-    """The parts of an eCapture uuid; a part that could not be read is ``None`` (``comm`` is ``""``).
-
-    ``parsed`` says the uuid had the expected shape at all.
-    """
-
-    raw: str
-    pid: int | None = None
-    tid: int | None = None
-    comm: str = ""
-    fd: int | None = None
-    data_type: int | None = None
-    parsed: bool = False
-
-    @property
-    def connection(self) -> str:
-        """The uuid without its ``data_type`` suffix: the key both directions of a connection share."""
-        if not self.parsed:
-            return self.raw
-        return f"{self.pid}_{self.tid}_{self.comm}_{self.fd}"
-
-
-def parse_uuid(uuid: str) -> UuidInfo:
-    """Parse ``<pid>_<tid>_<comm>_<fd>[_<data_type>]``; never raises.
-
-    >>> parse_uuid("2746_2746_curl_5_0").fd
-    5
-    >>> parse_uuid("9_10_my_app_7").comm
-    'my_app'
-    """
-    parts = uuid.split("_")
-    if len(parts) < 4 or not (parts[0].isdigit() and parts[1].isdigit()):
-        return UuidInfo(raw=uuid)
-    pid, tid = int(parts[0]), int(parts[1])
-    rest = parts[2:]
-    # With five or more parts and two trailing numbers, the last one is the data_type; a comm that
-    # ends in "_<digits>" is then read into the comm, which is the rarer case.
-    if len(rest) >= 3 and rest[-1].isdigit() and rest[-2].isdigit():
-        return UuidInfo(uuid, pid, tid, "_".join(rest[:-2]), int(rest[-2]), int(rest[-1]), True)
-    if rest[-1].isdigit():
-        return UuidInfo(uuid, pid, tid, "_".join(rest[:-1]), int(rest[-1]), None, True)
-    return UuidInfo(uuid, pid, tid, "_".join(rest), None, None, False)
+from ecaptureq.protocol.timestamps import Timestamp, detect_timestamp
+from ecaptureq.protocol.uuid import DATA_TYPE_WRITE, UuidInfo, parse_uuid
 
 
 @dataclass(frozen=True, slots=True)

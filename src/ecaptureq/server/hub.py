@@ -31,6 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
+from ecaptureq.access import RateWindow, Refusal, check_token, parse_allowed_origin
 from ecaptureq.protocol import (
     MAX_FRAME_SIZE,
     Event,
@@ -41,13 +42,7 @@ from ecaptureq.protocol import (
     run_log_line,
 )
 from ecaptureq.protocol.messages import with_newline
-from ecaptureq.server.security import (
-    RateWindow,
-    Refusal,
-    build_process_request,
-    check_token,
-    parse_allowed_origin,
-)
+from ecaptureq.server.handshake import build_process_request
 
 logger = logging.getLogger(__name__)
 

@@ -51,8 +51,9 @@ from dpkt import tcp as dpkt_tcp
 from ecaptureq import __version__
 from ecaptureq.decode.classify import H2_PREFACE, classify_payload
 from ecaptureq.decode.decoder import DEFAULT_MAX_CONNECTIONS
-from ecaptureq.decode.meta import DATA_TYPE_WRITE, EventMeta, event_meta
+from ecaptureq.decode.meta import EventMeta, event_meta
 from ecaptureq.protocol.messages import Event, EventType
+from ecaptureq.protocol.uuid import DATA_TYPE_WRITE
 from ecaptureq.sinks.tcp import MSS, PLAINTEXT_PORT
 
 __all__ = [

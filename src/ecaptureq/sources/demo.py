@@ -27,8 +27,8 @@ import h2.events
 import h11
 
 from ecaptureq import __version__
-from ecaptureq.decode.meta import DATA_TYPE_READ, DATA_TYPE_WRITE
 from ecaptureq.protocol import Event, EventType, run_log_line
+from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE, format_uuid
 from ecaptureq.sources.base import Sink
 
 WRITE, READ = DATA_TYPE_WRITE, DATA_TYPE_READ  # eCapture's numbers: 0 SSL_read, 1 SSL_write
@@ -61,7 +61,7 @@ class _Conn:
     def event(self, direction: int, etype: int, payload: bytes) -> Event:
         return Event(
             timestamp=time.time_ns(),
-            uuid=f"{self.pid}_{self.tid}_{self.comm}_{self.fd}_{direction}",
+            uuid=format_uuid(self.pid, self.tid, self.comm, self.fd, direction),
             src_ip=self.src[0],
             src_port=self.src[1],
             dst_ip=self.dst[0],

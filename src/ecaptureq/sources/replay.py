@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ecaptureq.decode.timestamps import detect_timestamp
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
 from ecaptureq.protocol.jsonl import JsonlError, from_json
+from ecaptureq.protocol.timestamps import detect_timestamp
 from ecaptureq.sources.base import Sink
 
 

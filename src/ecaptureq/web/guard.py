@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ecaptureq.server.security import (
+from ecaptureq.access import (
     Origin,
     is_loopback_host,
     origin_allowed,
@@ -66,7 +66,7 @@ class Guard:
     Parameters:
         app: the application to protect.
         token: the token, or ``None`` for none (then only Host and Origin are checked).
-        allowed_origins: extra allowed origins (from :func:`~ecaptureq.server.security.parse_allowed_origin`).
+        allowed_origins: extra allowed origins (from :func:`~ecaptureq.access.parse_allowed_origin`).
         loopback_only: the UI listens on loopback, so the ``Host`` header must be loopback too.
         port: the listening port (names the cookie).
     """

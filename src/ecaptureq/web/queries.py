@@ -17,9 +17,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from ecaptureq.decode.bodies import JSON_PARSE_LIMIT
-from ecaptureq.decode.render import hexdump
-from ecaptureq.decode.timestamps import detect_timestamp
+from ecaptureq.decode.bodies import JSON_PARSE_LIMIT, hexdump
+from ecaptureq.protocol.timestamps import detect_timestamp
 from ecaptureq.store import QUERY_SECONDS, SqlError, open_readonly, quote_index, run_query
 from ecaptureq.store.export import STORED_SELECT, har_entry, load_exchange
 from ecaptureq.store.sql import sql_error

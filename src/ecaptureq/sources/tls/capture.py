@@ -27,9 +27,9 @@ from typing import Final
 
 from ecaptureq import __version__
 from ecaptureq.decode.classify import classify_payload
-from ecaptureq.decode.meta import DATA_TYPE_READ, DATA_TYPE_WRITE
 from ecaptureq.protocol import Event, run_log_line
 from ecaptureq.protocol.gap import CaptureGap
+from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE, format_uuid
 from ecaptureq.sources.base import Sink
 from ecaptureq.sources.tls import libbpf
 from ecaptureq.sources.tls.discover import OPENSSL_FUNCTIONS
@@ -219,7 +219,7 @@ class _Pending:
 
     def __post_init__(self) -> None:
         data_type = DATA_TYPE_WRITE if self.direction == BPF_DIRECTION_WRITE else DATA_TYPE_READ
-        self.uuid = f"{self.pid}_{self.tid}_{self.comm}_{self.fd}_{data_type}"
+        self.uuid = format_uuid(self.pid, self.tid, self.comm, self.fd, data_type)
 
 
 class Aggregator:
@@ -339,7 +339,7 @@ class Aggregator:
 
     def _uuid(self, chunk: Chunk) -> str:
         data_type = DATA_TYPE_WRITE if chunk.direction == BPF_DIRECTION_WRITE else DATA_TYPE_READ
-        return f"{chunk.pid}_{chunk.tid}_{chunk.comm}_{chunk.fd}_{data_type}"
+        return format_uuid(chunk.pid, chunk.tid, chunk.comm, chunk.fd, data_type)
 
     def flush_idle(self, now: float | None = None) -> list[Event]:
         """Publish connections that saw no chunk for ``idle`` seconds."""

@@ -53,7 +53,7 @@ async function getJSON(url) {
 // ---- formatting ---------------------------------------------------------------------------------
 
 // Times come from the server already worded (ecaptureq detects each timestamp's unit, see
-// decode/timestamps.py): "2025-10-09T08:53:20.001000Z", or "+83.000000s since boot". The table shows the
+// protocol/timestamps.py): "2025-10-09T08:53:20.001000Z", or "+83.000000s since boot". The table shows the
 // time of day of the first; the cell's tooltip has it whole.
 function shortTime(text) {
   if (text === null || text === undefined) return "";

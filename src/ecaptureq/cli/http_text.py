@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ecaptureq.decode.bodies import looks_binary
+from ecaptureq.decode.bodies import hexdump, looks_binary
 from ecaptureq.decode.classify import classify_payload
 from ecaptureq.decode.meta import EventMeta, event_meta
 from ecaptureq.decode.model import Decoded, HttpMessage
@@ -24,17 +24,6 @@ from ecaptureq.protocol.messages import Event, EventType
 
 DEFAULT_BODY_LIMIT_SHOWN = 4096
 """Default number of body bytes (or characters) :func:`format_http_text` shows."""
-
-
-def hexdump(data: bytes, width: int = 16) -> str:
-    """A hex dump: offset, hex bytes and the printable ASCII beside them."""
-    lines = []
-    for off in range(0, len(data), width):
-        chunk = data[off : off + width]
-        hexpart = " ".join(f"{b:02x}" for b in chunk)
-        asc = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{off:08x}  {hexpart:<{width * 3 - 1}}  |{asc}|")
-    return "\n".join(lines)
 
 
 def _truncation_mark(more: int) -> str:

@@ -1,10 +1,10 @@
 """Who may open the stream: the Origin allow-list, token authentication and connection limits.
 
 Captured TLS plaintext holds passwords, cookies and tokens. The reference server accepts any browser
-Origin, so any web page open on the same machine can read everything; this module is what the hub uses
-to refuse that, and to require a token when asked. Everything here is a pure function or a small class
-fed explicit times, except :func:`build_process_request`, which turns the policy into the handshake hook
-``websockets`` calls.
+Origin, so any web page open on the same machine can read everything; this module is the one policy the
+hub and the web UI use to refuse that, and to require a token when asked. Everything here is a pure
+function or a small class fed explicit times; :mod:`ecaptureq.server.handshake` turns it into the
+handshake hook ``websockets`` calls.
 
 The checks on each handshake, in order:
 
@@ -24,14 +24,12 @@ import hmac
 import ipaddress
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
-from websockets.asyncio.server import ServerConnection
-from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
+from websockets.http11 import Request
 
 LOCAL_ORIGIN: Final = "http://localhost/"
 """The Origin the reference clients send; it is a loopback origin, so it always passes."""
@@ -257,55 +255,6 @@ def check_handshake(
 def _printable(text: str, limit: int = 100) -> str:
     shown = "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in text[:limit])
     return (shown + "...") if len(text) > limit else shown or '""'
-
-
-def refusal_response(conn: ServerConnection, refusal: Refusal) -> Response:
-    """The HTTP response for a refusal (401 carries ``WWW-Authenticate: Bearer``; 503 ``Retry-After``)."""
-    response = conn.respond(refusal.status, refusal.body)
-    headers: Headers = response.headers
-    if refusal.status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="ecaptureq"'
-    elif refusal.status == 503:
-        headers["Retry-After"] = "5"
-    return response
-
-
-HandshakeHook = Callable[[ServerConnection, Request], Response | None]
-"""The shape of a ``websockets`` ``process_request`` hook (synchronous)."""
-
-
-def build_process_request(
-    *,
-    allowed_origins: Iterable[Origin | str] = (),
-    token: str | None = None,
-    max_connections: int | None = None,
-    open_connections: Callable[[], int] = lambda: 0,
-    on_refuse: Callable[[ServerConnection, Refusal], None] | None = None,
-    then: HandshakeHook | None = None,
-) -> HandshakeHook:
-    """Build the ``process_request`` hook that enforces the policy, then runs ``then`` (if given).
-
-    ``open_connections`` returns how many connections are open now; it is read synchronously inside the
-    hook, and ``websockets`` opens an accepted connection before running anything else, so concurrent
-    handshakes cannot slip past ``max_connections`` together. ``on_refuse`` is told about each refusal.
-    """
-    entries = tuple(allowed_origins)
-
-    def process_request(conn: ServerConnection, request: Request) -> Response | None:
-        refusal = check_handshake(
-            request,
-            allowed_origins=entries,
-            token=token,
-            open_connections=open_connections(),
-            max_connections=max_connections,
-        )
-        if refusal is not None:
-            if on_refuse is not None:
-                on_refuse(conn, refusal)
-            return refusal_response(conn, refusal)
-        return then(conn, request) if then is not None else None
-
-    return process_request
 
 
 class RateWindow:

@@ -1,0 +1,83 @@
+"""The package layers: each package imports only the packages to its left (README, Architecture).
+
+Read from the source with :mod:`ast`, so a late (function-level) import counts the same as a top-level one.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import ecaptureq
+
+PACKAGE = Path(ecaptureq.__file__).parent
+
+ALLOWED: dict[str, set[str]] = {
+    "protocol": set(),
+    "access": {"protocol"},
+    "decode": {"protocol"},
+    "client": {"protocol", "access"},
+    "server": {"protocol", "access"},
+    "sinks": {"protocol", "decode"},
+    "sources": {"protocol", "decode", "sinks"},
+    "store": {"protocol", "decode", "sinks"},
+    "pipeline": {"protocol", "decode", "sinks", "client", "store"},
+    "fleet": {"protocol", "decode", "sinks", "client", "store", "pipeline"},
+    "web": {"protocol", "access", "decode", "store"},
+    "bench": {"protocol", "access", "decode", "sinks", "client", "server", "store", "pipeline"},
+    "cli": set(),  # the top: may import every package
+}
+"""For each package (or top-level module), the packages it may import besides itself and ``ecaptureq``."""
+
+TOP = {"cli", "__main__"}
+
+
+def _layer(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> set[str]:
+    """The ``ecaptureq`` packages a file imports (``ecaptureq`` itself, for ``__version__``, excluded)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "ecaptureq" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def _sources() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)
+
+
+def test_every_package_is_in_the_table() -> None:
+    layers = {_layer(p) for p in _sources()}
+    assert layers - TOP <= set(ALLOWED), f"add {sorted(layers - TOP - set(ALLOWED))} to ALLOWED"
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_only_layers_to_its_left(path: Path) -> None:
+    layer = _layer(path)
+    if layer in TOP:
+        return
+    leaks = _imports(path) - ALLOWED[layer] - {layer}
+    assert not leaks, f"{path.relative_to(PACKAGE)} ({layer}) imports {sorted(leaks)}"
+
+
+def test_a_leak_is_caught(tmp_path: Path) -> None:
+    """The check itself: a store module that imports the client is reported."""
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from ecaptureq.client.connection import Client\nimport ecaptureq.web.app\n", encoding="utf-8"
+    )
+    assert _imports(bad) == {"client", "web"}
+    assert _imports(bad) - ALLOWED["store"] == {"client", "web"}
