@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import run_cli
 
 from ecaptureq.bench.consumers import bench_consumers, decoder_memory, summary
@@ -15,6 +16,7 @@ from ecaptureq.bench.workloads import workload_events
 from ecaptureq.decode import Decoder
 
 
+@pytest.mark.e2e
 async def test_burst_row_delivers_everything_to_every_client() -> None:
     row = await bench_burst(clients=3, size=512, events=500)
     assert row.delivered_ratio == 1.0 and row.baseline_delivered_ratio == 1.0
@@ -27,6 +29,7 @@ async def test_burst_row_delivers_everything_to_every_client() -> None:
     assert "burst" in format_table([row])
 
 
+@pytest.mark.e2e
 async def test_stalled_row_closes_the_stalled_client_with_1013() -> None:
     row = await bench_stalled(events=3000, queue_size=500, hold=1.5)
     assert row.delivered_ratio == 1.0, "the nine fast clients got everything"
@@ -34,11 +37,13 @@ async def test_stalled_row_closes_the_stalled_client_with_1013() -> None:
     assert row.extra["stalled_received"] < 3000
 
 
+@pytest.mark.e2e
 async def test_client_row_receives_every_event() -> None:
     row = await bench_client(events=2000)
     assert row.delivered_ratio == 1.0
 
 
+@pytest.mark.e2e
 def test_bench_help() -> None:
     result = run_cli("bench", "--help")
     assert result.returncode == 0 and "--quick" in result.stdout and "baseline" in result.stdout
@@ -53,6 +58,7 @@ def test_workloads_decode_to_complete_exchanges() -> None:
         assert all(ex.complete and ex.request is not None and ex.request.method == method for ex in done)
 
 
+@pytest.mark.e2e
 async def test_consumer_rows_run_real_processes_to_the_last_event() -> None:
     rows = await bench_consumers("http1", 400, ["watch --json", "record"], lambda _text: None)
     assert [r.scenario for r in rows] == ["watch --json HTTP/1.1", "record HTTP/1.1"]

@@ -23,9 +23,13 @@ from ecaptureq.protocol import Event
 from ecaptureq.server import Server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; scripts/setup-test does)"
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="chromium is not installed (apt-get install chromium; scripts/setup-test does)",
+    ),
+]
 
 PAGE = """<!doctype html>
 <html><head><title>probe</title></head><body>waiting

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import CLI, ENV, Served, run_cli, start_serve, stop_serve
 
+pytestmark = pytest.mark.e2e
+
 
 def no_traceback(text: str) -> None:
     assert "Traceback" not in text, text

@@ -47,6 +47,7 @@ def served_with_token() -> Iterator[Served]:
     stop_serve(served)
 
 
+@pytest.mark.e2e
 def test_watch_without_the_token_exits_9(served_with_token: Served) -> None:
     result = cli("watch", served_with_token.url, "--count", "1")
     assert result.returncode == EXIT_AUTH
@@ -54,6 +55,7 @@ def test_watch_without_the_token_exits_9(served_with_token: Served) -> None:
     assert "HTTP 401" in line and "--token" in line
 
 
+@pytest.mark.e2e
 def test_watch_with_a_wrong_token_exits_9_and_hides_a_url_token(served_with_token: Served) -> None:
     result = cli("watch", served_with_token.url, "--count", "1", "--token", "nope")
     assert result.returncode == EXIT_AUTH
@@ -63,6 +65,7 @@ def test_watch_with_a_wrong_token_exits_9_and_hides_a_url_token(served_with_toke
     assert "guessed-value" not in result.stderr and "token=***" in result.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("how", ["option", "env", "query"])
 def test_watch_with_the_token(served_with_token: Served, how: str) -> None:
     url = served_with_token.url
@@ -75,6 +78,7 @@ def test_watch_with_the_token(served_with_token: Served, how: str) -> None:
     assert result.stdout.count("--- event ") == 2
 
 
+@pytest.mark.e2e
 def test_the_server_logs_refusals_without_the_token(served_with_token: Served) -> None:
     assert cli("watch", served_with_token.url, "--count", "1", "--token", "leaked-guess").returncode == 9
     result = cli("watch", served_with_token.url, "--count", "1", "--token", TOKEN, "--json", "--timeout", "5")
@@ -85,6 +89,7 @@ def test_the_server_logs_refusals_without_the_token(served_with_token: Served) -
     assert "leaked-guess" not in err
 
 
+@pytest.mark.e2e
 def test_foreign_origin_exits_10_and_an_allowed_one_connects() -> None:
     served = start_serve("--demo", "--interval", "0.02", "--allow-origin", "https://gui.example")
     try:
@@ -98,6 +103,7 @@ def test_foreign_origin_exits_10_and_an_allowed_one_connects() -> None:
         stop_serve(served)
 
 
+@pytest.mark.e2e
 def test_wss_verifies_certificates_with_ca_and_insecure(tmp_path: Path) -> None:
     cert, key = make_cert(tmp_path)
     served = start_serve(
@@ -122,6 +128,7 @@ def test_wss_verifies_certificates_with_ca_and_insecure(tmp_path: Path) -> None:
         stop_serve(served)
 
 
+@pytest.mark.e2e
 def test_connections_over_max_connections_are_refused() -> None:
     served = start_serve("--demo", "--interval", "0.5", "--max-connections", "1")
     first = subprocess.Popen(
@@ -143,6 +150,7 @@ def test_connections_over_max_connections_are_refused() -> None:
         stop_serve(served)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -162,6 +170,7 @@ def test_serve_refuses_unsafe_or_bad_security_options(args: list[str], fragment:
     assert fragment in one_line_error(result)
 
 
+@pytest.mark.e2e
 def test_serve_offers_a_fresh_token_for_a_network_address() -> None:
     tokens = set()
     for _ in range(2):
@@ -172,6 +181,7 @@ def test_serve_offers_a_fresh_token_for_a_network_address() -> None:
     assert len(tokens) == 2 and all(len(t) >= 40 for t in tokens)
 
 
+@pytest.mark.e2e
 def test_watch_refuses_bad_tls_options(tmp_path: Path) -> None:
     result = cli("watch", "wss://127.0.0.1:1/", "--ca", str(tmp_path / "missing.pem"))
     assert result.returncode == EXIT_USAGE and "no such file" in one_line_error(result)
@@ -203,6 +213,7 @@ def test_network_address_needs_a_token_or_insecure(monkeypatch: pytest.MonkeyPat
     assert server_security_kwargs(serve_args(), "localhost", "ws")["token"] is None
 
 
+@pytest.mark.e2e
 def test_record_takes_the_token_and_maps_401_to_9(served_with_token: Served, tmp_path: Path) -> None:
     db = str(tmp_path / "capture.db")
     result = cli("record", served_with_token.url, "--db", db, "--quiet")

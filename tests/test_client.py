@@ -67,6 +67,7 @@ async def collect(client: Client, limit: int = 1000) -> tuple[list[object], Base
     return got, None
 
 
+@pytest.mark.e2e
 async def test_default_origin_is_accepted_by_a_server_that_requires_one() -> None:
     frames = [encode(RunLog(line)) for line in BANNER] + [
         encode(Event(uuid="2746_2746_curl_5_0", payload=b"GET"))
@@ -78,6 +79,7 @@ async def test_default_origin_is_accepted_by_a_server_that_requires_one() -> Non
     assert isinstance(exc, ConnectionLost)
 
 
+@pytest.mark.e2e
 async def test_no_origin_gets_403_as_a_clear_error() -> None:
     async with strict_server([]) as url:
         with pytest.raises(ConnectError) as err:
@@ -87,6 +89,7 @@ async def test_no_origin_gets_403_as_a_clear_error() -> None:
     assert "403" in str(err.value)
 
 
+@pytest.mark.e2e
 async def test_malformed_frames_are_skipped_and_counted_and_the_connection_stays() -> None:
     frames: list[bytes | str] = [
         b"\xff\xfe garbage",
@@ -107,6 +110,7 @@ async def test_malformed_frames_are_skipped_and_counted_and_the_connection_stays
     assert client.stats.connections == 1
 
 
+@pytest.mark.e2e
 async def test_refused_connection_is_a_connect_error() -> None:
     with pytest.raises(ConnectError) as err:
         async for _ in Client("ws://127.0.0.1:1/"):
@@ -114,6 +118,7 @@ async def test_refused_connection_is_a_connect_error() -> None:
     assert "cannot connect" in str(err.value)
 
 
+@pytest.mark.e2e
 async def test_a_plain_http_server_is_not_mistaken_for_ecapture() -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
@@ -166,6 +171,7 @@ def test_bad_urls_are_refused_with_a_hint(url: str, fragment: str) -> None:
     assert fragment in str(err.value)
 
 
+@pytest.mark.e2e
 async def test_reconnect_hides_the_replayed_startup_log_and_reports_the_gap() -> None:
     statuses: list[Status] = []
     server = Server(port=0, heartbeat_interval=30)
@@ -215,6 +221,7 @@ async def test_reconnect_hides_the_replayed_startup_log_and_reports_the_gap() ->
     assert any(isinstance(s, Disconnected) and "1001" in s.reason for s in statuses)
 
 
+@pytest.mark.e2e
 async def test_without_reconnect_a_server_shutdown_is_connection_lost() -> None:
     async with Server(port=0) as server:
         client = Client(server.url)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import CLI, ENV, Served, stop_serve
 from test_server import raw_connect, recv, recv_events
 from websockets.asyncio.client import connect
@@ -23,6 +24,8 @@ from websockets.exceptions import InvalidStatus
 
 from ecaptureq.protocol import Event, Heartbeat, decode
 from ecaptureq.server import Server
+
+pytestmark = pytest.mark.e2e
 
 
 def handshake_bytes(port: int, path: str = "/") -> bytes:

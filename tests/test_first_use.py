@@ -48,6 +48,7 @@ async def _run(*args: str, timeout: float = 20) -> tuple[int, str, str]:
 # -- 1. watch --timeout while heartbeats keep coming ------------------------------------------------
 
 
+@pytest.mark.e2e
 async def test_watch_timeout_fires_while_heartbeats_arrive_faster() -> None:
     async with Server(heartbeat_interval=0.1) as server:
         server.publish_log(UPSTREAM_LINE)
@@ -58,6 +59,7 @@ async def test_watch_timeout_fires_while_heartbeats_arrive_faster() -> None:
     assert "ecaptureq watch: no event or log for 1 s; stopping" in err.splitlines()
 
 
+@pytest.mark.e2e
 async def test_watch_timeout_with_count_exits_4_despite_heartbeats() -> None:
     async with Server(heartbeat_interval=0.1) as server:
         code, _out, err = await _run("watch", server.url, "--timeout", "1", "--count", "3")
@@ -103,6 +105,7 @@ def _stalled_reader(url: str) -> socket.socket:
     return sock
 
 
+@pytest.mark.e2e
 async def test_sigterm_drains_readers_and_counts_what_a_stalled_client_missed(big_replay: Path) -> None:
     served = start_serve("--replay", str(big_replay), "--speed", "0", "--shutdown-grace", "1")
     events = 0
@@ -147,6 +150,7 @@ async def test_sigterm_drains_readers_and_counts_what_a_stalled_client_missed(bi
     assert 0 < int(missed.group(1)) <= published + 10
 
 
+@pytest.mark.e2e
 async def test_stop_closes_a_reader_with_1001_after_everything_queued() -> None:
     server = Server(heartbeat_interval=60)
     await server.start()
@@ -173,6 +177,7 @@ async def test_stop_closes_a_reader_with_1001_after_everything_queued() -> None:
 # -- 3. run-log newlines ---------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 async def test_our_run_log_lines_end_in_one_newline_as_zerolog_writes_them() -> None:
     served = start_serve("--demo", "--interval", "10")
     try:
@@ -189,6 +194,7 @@ async def test_our_run_log_lines_end_in_one_newline_as_zerolog_writes_them() -> 
         assert line.endswith("\n") and not line.endswith("\n\n") and line.count("\n") == 1, repr(line)
 
 
+@pytest.mark.e2e
 async def test_publish_log_adds_the_newline_once() -> None:
     async with Server() as server:
         server.publish_log("2026-01-02T10:00:00Z INF no newline")
@@ -200,6 +206,7 @@ async def test_publish_log_adds_the_newline_once() -> None:
     ]
 
 
+@pytest.mark.e2e
 async def test_watch_prints_each_run_log_line_once_without_blank_lines() -> None:
     ours = "2026-01-02T10:00:00Z INF ours without a newline"
     async with Server(heartbeat_interval=60) as server:
@@ -237,6 +244,7 @@ def busy_port() -> Iterator[int]:
     sock.close()
 
 
+@pytest.mark.e2e
 def test_url_warning_is_printed_once(dead_port: int) -> None:
     result = run_cli("watch", f"ws://127.0.0.1:{dead_port}", "--count", "1")
     assert result.returncode == 3
@@ -247,6 +255,7 @@ def test_url_warning_is_printed_once(dead_port: int) -> None:
     ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("command", ["record", "watch"])
 def test_cannot_connect_is_said_once(command: str, dead_port: int, tmp_path: Path) -> None:
     extra = ["--db", str(tmp_path / "c.db")] if command == "record" else []
@@ -258,6 +267,7 @@ def test_cannot_connect_is_said_once(command: str, dead_port: int, tmp_path: Pat
     ) in result.stderr.splitlines(), result.stderr
 
 
+@pytest.mark.e2e
 def test_port_in_use_names_listen(busy_port: int) -> None:
     result = run_cli("serve", "--demo", "--listen", f"ws://127.0.0.1:{busy_port}/")
     assert result.returncode == 3
@@ -267,6 +277,7 @@ def test_port_in_use_names_listen(busy_port: int) -> None:
     ]
 
 
+@pytest.mark.e2e
 def test_port_28257_in_use_mentions_real_ecapture() -> None:
     sock = socket.socket()
     try:
@@ -286,6 +297,7 @@ def test_port_28257_in_use_mentions_real_ecapture() -> None:
     ]
 
 
+@pytest.mark.e2e
 def test_ui_port_in_use_names_listen(busy_port: int, tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     run_cli("record", "ws://127.0.0.1:1/", "--db", str(db))  # creates an empty capture database
@@ -297,6 +309,7 @@ def test_ui_port_in_use_names_listen(busy_port: int, tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.e2e
 def test_wss_to_a_plain_server_says_so() -> None:
     served = start_serve("--demo", "--interval", "10")
     try:
@@ -311,6 +324,7 @@ def test_wss_to_a_plain_server_says_so() -> None:
     ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("args", "line"),
     [
@@ -331,6 +345,7 @@ def test_bad_ports_and_urls_name_the_right_option(args: list[str], line: str) ->
     assert result.stderr.splitlines()[-1] == line, result.stderr
 
 
+@pytest.mark.e2e
 def test_help_lists_every_exit_code_in_one_place() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
@@ -351,6 +366,7 @@ def test_tls_exit_codes_match_the_table() -> None:
         assert getattr(tls, name) == getattr(errors, name)
 
 
+@pytest.mark.e2e
 async def test_one_heartbeat_is_singular() -> None:
     async with Server(heartbeat_interval=60) as server:
         watching = asyncio.create_task(_run("watch", server.url, "--count", "1", "--verbose"))
@@ -363,6 +379,7 @@ async def test_one_heartbeat_is_singular() -> None:
     )
 
 
+@pytest.mark.e2e
 def test_ui_on_a_busy_port_leaves_no_database_behind(busy_port: int, tmp_path: Path) -> None:
     db = tmp_path / "new.db"
     result = run_cli("ui", "--source", "ws://127.0.0.1:9/", "--db", str(db),

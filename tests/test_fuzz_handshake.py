@@ -181,6 +181,7 @@ async def one_event_through_a_client(server: Server) -> Event:
         publisher.cancel()
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(240)
 async def test_the_corpus_never_breaks_the_server(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR)
@@ -214,6 +215,7 @@ async def test_the_corpus_never_breaks_the_server(caplog: pytest.LogCaptureFixtu
     assert not failures, failures
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(120)
 async def test_slowloris_handshakes_are_cut_by_the_timeout_while_others_are_served() -> None:
     async with Server(port=0, open_timeout=0.5) as server:

@@ -187,6 +187,7 @@ def test_server_refuses_bad_settings() -> None:
 # -- a real server on loopback ---------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 async def test_foreign_origin_gets_403_a_counter_and_a_run_log_line() -> None:
     async with Server(port=0) as server:
         watcher = await ws(server.url)
@@ -203,6 +204,7 @@ async def test_foreign_origin_gets_403_a_counter_and_a_run_log_line() -> None:
         await watcher.close()
 
 
+@pytest.mark.e2e
 async def test_allowed_origins_and_star() -> None:
     async with Server(port=0, allowed_origins=["https://gui.example"]) as server:
         conn = await ws(server.url, origin="https://gui.example")
@@ -213,6 +215,7 @@ async def test_allowed_origins_and_star() -> None:
         await conn.close()
 
 
+@pytest.mark.e2e
 async def test_token_via_header_or_query_and_401_otherwise() -> None:
     async with Server(port=0, token=TOKEN) as server:
         assert server.requires_token
@@ -243,12 +246,14 @@ async def test_token_via_header_or_query_and_401_otherwise() -> None:
         assert server.stats().refused_token == 3
 
 
+@pytest.mark.e2e
 async def test_origin_is_checked_before_the_token() -> None:
     async with Server(port=0, token=TOKEN) as server:
         refused = await refused_status(server.url + f"?token={TOKEN}", origin="https://evil.example")
         assert refused.response.status_code == 403
 
 
+@pytest.mark.e2e
 async def test_connections_over_the_limit_get_503() -> None:
     async with Server(port=0, max_connections=2) as server:
         first, second = await ws(server.url), await ws(server.url)
@@ -265,6 +270,7 @@ async def test_connections_over_the_limit_get_503() -> None:
         await third.close()
 
 
+@pytest.mark.e2e
 async def test_concurrent_handshakes_cannot_pass_the_limit_together() -> None:
     async with Server(port=0, max_connections=3) as server:
         results = await asyncio.gather(*(ws(server.url) for _ in range(12)), return_exceptions=True)
@@ -276,6 +282,7 @@ async def test_concurrent_handshakes_cannot_pass_the_limit_together() -> None:
             await conn.close()
 
 
+@pytest.mark.e2e
 async def test_inbound_flood_is_closed_with_1008() -> None:
     async with Server(port=0, max_inbound_rate=5) as server:
         quiet = await ws(server.url)
@@ -296,6 +303,7 @@ async def test_inbound_flood_is_closed_with_1008() -> None:
         await quiet.close()
 
 
+@pytest.mark.e2e
 async def test_oversize_inbound_message_is_closed_with_1009() -> None:
     async with Server(port=0, max_message_size=1024) as server:
         conn = await ws(server.url)
@@ -308,6 +316,7 @@ async def test_oversize_inbound_message_is_closed_with_1009() -> None:
         assert server.stats().oversize_closes == 1
 
 
+@pytest.mark.e2e
 async def test_handshake_timeout_closes_a_silent_socket() -> None:
     async with Server(port=0, open_timeout=0.3) as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -329,6 +338,7 @@ def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
+@pytest.mark.e2e
 async def test_wss_with_a_trusted_certificate_and_refusal_of_an_untrusted_one(tmp_path: Path) -> None:
     cert, key = make_cert(tmp_path)
     async with Server(port=0, ssl=server_tls(cert, key), token=TOKEN) as server:

@@ -47,6 +47,7 @@ async def recv_logs(conn: ClientConnection, n: int) -> list[str]:
     return lines
 
 
+@pytest.mark.e2e
 async def test_replays_exactly_the_first_128_lines_in_order() -> None:
     async with Server(port=0) as server:
         for i in range(200):
@@ -65,6 +66,7 @@ async def test_replays_exactly_the_first_128_lines_in_order() -> None:
         await conn.close()
 
 
+@pytest.mark.e2e
 async def test_lines_published_before_start_are_cached() -> None:
     server = Server(port=0)
     server.publish_log("before start")
@@ -74,6 +76,7 @@ async def test_lines_published_before_start_are_cached() -> None:
         await conn.close()
 
 
+@pytest.mark.e2e
 async def test_live_log_lines_reach_connected_clients_including_the_first_128() -> None:
     async with Server(port=0) as server:
         conn = await raw_connect(server.url)
@@ -87,6 +90,7 @@ async def test_live_log_lines_reach_connected_clients_including_the_first_128() 
         await conn.close()
 
 
+@pytest.mark.e2e
 async def test_heartbeats_per_connection() -> None:
     async with Server(port=0, heartbeat_interval=0.2) as server:
         conn = await raw_connect(server.url)
@@ -111,6 +115,7 @@ async def test_heartbeats_per_connection() -> None:
         await other.close()
 
 
+@pytest.mark.e2e
 async def test_ten_thousand_events_reach_three_clients_in_order() -> None:
     async with Server(port=0) as server:
         conns = [await raw_connect(server.url) for _ in range(3)]
@@ -127,6 +132,7 @@ async def test_ten_thousand_events_reach_three_clients_in_order() -> None:
             await c.close()
 
 
+@pytest.mark.e2e
 async def test_publish_from_other_threads_keeps_each_threads_order() -> None:
     async with Server(port=0) as server:
         conn = await raw_connect(server.url)
@@ -148,6 +154,7 @@ async def test_publish_from_other_threads_keeps_each_threads_order() -> None:
         await conn.close()
 
 
+@pytest.mark.e2e
 async def test_slow_client_is_closed_with_its_code_while_others_get_everything() -> None:
     async with Server(port=0, queue_size=64) as server:
         fast = [await raw_connect(server.url) for _ in range(2)]
@@ -174,6 +181,7 @@ async def test_slow_client_is_closed_with_its_code_while_others_get_everything()
             await c.close()
 
 
+@pytest.mark.e2e
 async def test_graceful_stop_sends_what_is_queued_then_1001() -> None:
     server = Server(port=0)
     await server.start()
@@ -192,6 +200,7 @@ async def test_graceful_stop_sends_what_is_queued_then_1001() -> None:
     assert closed.value.rcvd is not None and closed.value.rcvd.code == CLOSE_SHUTDOWN
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("path", ["/", "/anything/else", "/?x=1"])
 async def test_handshake_on_any_path_with_or_without_origin(path: str) -> None:
     async with Server(port=0) as server:
@@ -202,6 +211,7 @@ async def test_handshake_on_any_path_with_or_without_origin(path: str) -> None:
             await conn.close()
 
 
+@pytest.mark.e2e
 async def test_client_messages_are_read_and_discarded() -> None:
     async with Server(port=0) as server:
         conn = await raw_connect(server.url)
@@ -216,6 +226,7 @@ async def test_client_messages_are_read_and_discarded() -> None:
         await conn.close()
 
 
+@pytest.mark.e2e
 async def test_plain_http_request_is_refused_cleanly() -> None:
     async with Server(port=0) as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -230,6 +241,7 @@ async def test_plain_http_request_is_refused_cleanly() -> None:
         await conn.close()
 
 
+@pytest.mark.e2e
 async def test_port_zero_picks_a_free_port_and_url_ends_with_slash() -> None:
     async with Server(port=0) as a, Server(port=0) as b:
         assert a.port != b.port and a.port > 0
@@ -243,6 +255,7 @@ def test_invalid_settings_are_refused() -> None:
         Server(queue_size=0)
 
 
+@pytest.mark.e2e
 async def test_refused_handshake_is_an_http_error_not_a_crash() -> None:
     from websockets.http11 import Response
 

@@ -103,6 +103,7 @@ def replay(tmp_path: Path) -> Iterator[Replay]:
         stop_serve(served)
 
 
+@pytest.mark.e2e
 def test_color_always_colours_methods_statuses_and_headers(replay: Replay) -> None:
     out = run_cli("watch", replay(), "--count", COUNT, "--timeout", "20", "--color", "always")
     assert out.returncode == 0, out.stderr
@@ -119,6 +120,7 @@ def test_color_always_colours_methods_statuses_and_headers(replay: Replay) -> No
     assert plain.returncode == 0 and "\x1b" not in plain.stdout
 
 
+@pytest.mark.e2e
 def test_auto_colours_a_terminal_unless_no_color(replay: Replay) -> None:
     args = ["--count", "10", "--timeout", "20", "--oneline"]
     coloured = run_in_pty(["watch", replay(), *args], ENV)
@@ -129,6 +131,7 @@ def test_auto_colours_a_terminal_unless_no_color(replay: Replay) -> None:
     assert "\x1b" not in never
 
 
+@pytest.mark.e2e
 def test_oneline_prints_one_line_per_exchange(replay: Replay) -> None:
     out = run_cli("watch", replay(), "--count", COUNT, "--timeout", "20", "--oneline")
     assert out.returncode == 0, out.stderr
@@ -142,6 +145,7 @@ def test_oneline_prints_one_line_per_exchange(replay: Replay) -> None:
         assert re.fullmatch(r"(curl|python3|grpc-gateway)\[\d+\]", m[2])
 
 
+@pytest.mark.e2e
 def test_long_bodies_fold_on_a_terminal_and_full_shows_them(replay: Replay) -> None:
     args = ["--count", COUNT, "--timeout", "20", "--color", "never"]
     folded = run_in_pty(["watch", replay(), *args], ENV)
@@ -150,6 +154,7 @@ def test_long_bodies_fold_on_a_terminal_and_full_shows_them(replay: Replay) -> N
     assert "more lines folded" not in full and '"name": "user40"' in full
 
 
+@pytest.mark.e2e
 def test_a_late_watch_decodes_most_http2_requests_of_the_demo() -> None:
     served = start_serve("--demo", "--interval", "0.02")
     try:
@@ -175,6 +180,7 @@ def test_a_late_watch_decodes_most_http2_requests_of_the_demo() -> None:
         )
 
 
+@pytest.mark.e2e
 def test_har_of_a_late_join_invents_no_method_url_or_status(tmp_path: Path) -> None:
     events = demo_events(600, seed=5)
     h2_start = next(
@@ -225,6 +231,7 @@ def _started(events: list[Event]) -> list[tuple[int, str, str]]:
     return out
 
 
+@pytest.mark.e2e
 def test_serve_prints_a_summary_when_stopped() -> None:
     served = start_serve("--demo", "--interval", "0.02")
     watched = run_cli("watch", served.url, "--count", "20", "--timeout", "20")
@@ -239,6 +246,7 @@ def test_serve_prints_a_summary_when_stopped() -> None:
     assert m is not None and int(m[1]) >= 20, err
 
 
+@pytest.mark.e2e
 def test_oneline_and_json_together_is_a_usage_error() -> None:
     result = run_cli("watch", "ws://127.0.0.1:9/", "--oneline", "--json")
     assert result.returncode == 2 and "--oneline and --json cannot be combined" in result.stderr

@@ -23,7 +23,7 @@ from ecaptureq.protocol import Event
 from ecaptureq.protocol.gap import parse_gap
 from ecaptureq.sources.tls import TlsCapture, find_libssl
 
-pytestmark = [pytest.mark.capture, requires_bpf]
+pytestmark = [pytest.mark.e2e, pytest.mark.capture, requires_bpf]
 
 
 class CapturedSink:

@@ -25,7 +25,7 @@ from ecaptureq.protocol.jsonl import from_json
 from ecaptureq.store import CaptureStore
 from ecaptureq.store.writer import BODY_STORED
 
-pytestmark = [pytest.mark.capture, requires_bpf, needs_tshark]
+pytestmark = [pytest.mark.e2e, pytest.mark.capture, requires_bpf, needs_tshark]
 PATHS = ["/h2", "/www/big.bin"]
 
 

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from ecaptureq.sources.tls.discover import NotTlsError, classify
 from ecaptureq.sources.tls.locate import libssl_from_ldconfig
 
+pytestmark = pytest.mark.e2e
+
 EXAMPLES = int(os.environ.get("DISCOVER_FUZZ_EXAMPLES", "150"))
 
 

@@ -13,6 +13,8 @@ from elftools.elf.elffile import ELFFile
 from ecaptureq.sources.tls.discover import KIND_GO, classify
 from ecaptureq.sources.tls.gotls import GO_FUNCTIONS, go_tls, pclntab_functions, vaddr_to_offset
 
+pytestmark = pytest.mark.e2e
+
 PROGRAM = """
 package main
 

@@ -20,6 +20,8 @@ from conftest import CLI, ENV, run_cli
 from ecaptureq.sources.tls import find_libssl
 from ecaptureq.sources.tls.keylog import OFFSETS, UnsupportedOpenSSLError, detect_version, offsets_for
 
+pytestmark = pytest.mark.e2e
+
 
 def key_lines(path: Path) -> dict[str, set[str]]:
     """The lines of a key log file by client random (comments left out)."""

@@ -39,7 +39,7 @@ from ecaptureq.sources.tls.hooks import cgroup2_root
 from ecaptureq.sources.tls.locate import libssl_from_ldconfig
 from ecaptureq.store import CaptureStore
 
-pytestmark = [pytest.mark.capture, requires_bpf]
+pytestmark = [pytest.mark.e2e, pytest.mark.capture, requires_bpf]
 
 PYTHON_COMM = Path(sys.executable).name[:15]
 """The comm of the Python clients: the name they were started by (``python`` in a venv)."""

@@ -27,7 +27,7 @@ from ecaptureq.decode.http2 import H2Connection
 from ecaptureq.protocol.messages import EventType
 from ecaptureq.sources.tls import TlsCapture, find_libssl
 
-pytestmark = [pytest.mark.capture, requires_bpf]
+pytestmark = [pytest.mark.e2e, pytest.mark.capture, requires_bpf]
 
 CaptureFactory = Callable[..., Collector]
 

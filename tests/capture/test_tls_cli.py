@@ -26,6 +26,8 @@ from capture_support import (  # the fixtures cert and tls_server are registered
     tls_server,
 )
 
+pytestmark = pytest.mark.e2e
+
 CLI = [sys.executable, "-m", "ecaptureq"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 

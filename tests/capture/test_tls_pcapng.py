@@ -14,7 +14,7 @@ import pytest
 from capture_support import Cert, cert, nginx_tls, requires_bpf
 from conftest import CLI, ENV, run_cli
 
-pytestmark = [pytest.mark.capture, requires_bpf]
+pytestmark = [pytest.mark.e2e, pytest.mark.capture, requires_bpf]
 TSHARK = shutil.which("tshark")
 
 

@@ -106,6 +106,7 @@ async def watch_json(events: list[Event], *args: str) -> list[dict[str, Any]]:
 # -- 8. types from the connection's protocol -------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_http1_body_chunks_that_look_like_h2_or_websocket_are_http1(site: tuple[int, int]) -> None:
     tap = curl(site[0], "/frames.bin")
     events = events_from_chunks(split_body(tap.chunks, 17 * 20))
@@ -118,6 +119,7 @@ def test_http1_body_chunks_that_look_like_h2_or_websocket_are_http1(site: tuple[
     assert typed[0] == EventType.HTTP1_REQUEST
 
 
+@pytest.mark.e2e
 async def test_watch_type_filters_on_the_connection_protocol(site: tuple[int, int]) -> None:
     tap = curl(site[0], "/frames.bin")
     events = events_from_chunks(split_body(tap.chunks, 17 * 20))
@@ -132,6 +134,7 @@ async def test_watch_type_filters_on_the_connection_protocol(site: tuple[int, in
     assert {r["type"] for r in responses} >= {4, 5}  # the proto field stays as it was sent
 
 
+@pytest.mark.e2e
 def test_a_servers_http2_writes_are_responses(site: tuple[int, int]) -> None:
     tap = curl(site[1], "/page.txt", "--http2-prior-knowledge")
     events = server_view(frame_writes(tap.chunks))
@@ -144,6 +147,7 @@ def test_a_servers_http2_writes_are_responses(site: tuple[int, int]) -> None:
         assert typed[e.uuid + str(i)] == want, (i, e.payload[:40])
 
 
+@pytest.mark.e2e
 async def test_watch_type_http2_request_leaves_out_the_servers_writes(site: tuple[int, int]) -> None:
     tap = curl(site[1], "/page.txt", "--http2-prior-knowledge")
     events = server_view(frame_writes(tap.chunks))
@@ -164,6 +168,7 @@ HEADER_ONLY = Event(
 )
 
 
+@pytest.mark.e2e
 async def test_watch_json_meta_has_what_the_text_header_said() -> None:
     [record] = await watch_json([HEADER_ONLY])
     assert (record["pid"], record["pname"], record["src_ip"], record["dst_port"]) == (0, "", "", 0)  # as sent
@@ -177,6 +182,7 @@ async def test_watch_json_meta_has_what_the_text_header_said() -> None:
     }  # fmt: skip
 
 
+@pytest.mark.e2e
 async def test_watch_json_meta_from_proto_and_uuid() -> None:
     event = Event(timestamp=1, uuid="2746_2747_curl_5_1", pid=2746, pname="curl", src_ip="10.0.0.5",
                   src_port=40522, dst_ip="93.184.216.34", dst_port=443, type=1,
@@ -189,6 +195,7 @@ async def test_watch_json_meta_from_proto_and_uuid() -> None:
                                "dst_port": "proto", "direction": "uuid", "type": "decoder"}  # fmt: skip
 
 
+@pytest.mark.e2e
 async def test_text_header_line_uses_the_recovered_values() -> None:
     async with Server(heartbeat_interval=0.2) as server:
         proc = await asyncio.create_subprocess_exec(

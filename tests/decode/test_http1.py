@@ -20,6 +20,8 @@ from decode_taps import C2S, S2C, TapProxy, decode_all, events_from_chunks, rech
 
 from ecaptureq.decode import Decoded, Decoder
 
+pytestmark = pytest.mark.e2e
+
 TEXT = ("héllo wörld " * 400).encode()
 NOISY = b"".join(hashlib.sha256(b"%d" % i).hexdigest().encode() for i in range(400))
 

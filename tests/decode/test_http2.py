@@ -31,6 +31,8 @@ from ecaptureq.decode import Decoded, event_meta
 from ecaptureq.decode.http2 import H2Connection
 from ecaptureq.protocol import Event
 
+pytestmark = pytest.mark.e2e
+
 DOC = {"items": [{"id": i, "name": f"item {i}"} for i in range(200)]}
 
 

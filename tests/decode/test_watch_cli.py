@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 CLI = [sys.executable, "-m", "ecaptureq"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 

@@ -29,6 +29,7 @@ def _agent_args(argv: list[str]) -> object:
     return build_parser().parse_args(argv[1:])
 
 
+@pytest.mark.e2e
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
     tool = shutil.which("systemd-analyze")
     exe = shutil.which("ecaptureq")

@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from conftest import start_serve, stop_serve
 from fleet_support import (
     CLI,
@@ -35,6 +36,8 @@ from fleet_support import (
 
 from ecaptureq.protocol import Event
 from ecaptureq.sources.replay import load_recording
+
+pytestmark = pytest.mark.e2e
 
 NOW_NS = 1_770_000_000_000_000_000
 

@@ -117,6 +117,7 @@ def test_node_column_is_added_to_an_existing_database(tmp_path: Path) -> None:
         assert "node" in {r[1] for r in db_rows(db, f"PRAGMA table_info({table})")}
 
 
+@pytest.mark.e2e
 def test_readers_watch_record_and_ui(nats_server: NatsServer, tmp_path: Path) -> None:
     """watch, record and ui --db on a fleet: node filter, node column, --since replays what is kept."""
     fleet_db = tmp_path / "fleet.db"
@@ -192,6 +193,7 @@ def test_readers_watch_record_and_ui(nats_server: NatsServer, tmp_path: Path) ->
     assert db_rows(live_db, "SELECT DISTINCT node FROM packets") == [("node-1",)]
 
 
+@pytest.mark.e2e
 def test_spool_overflow_is_counted_and_reported_in_the_stream(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
@@ -228,6 +230,7 @@ def test_spool_overflow_is_counted_and_reported_in_the_stream(
     assert events + logs - 1 == 304 - dropped  # type: ignore[operator]
 
 
+@pytest.mark.e2e
 def test_collector_skips_hostile_messages(nats_server: NatsServer, tmp_path: Path) -> None:
     """Bodies that are not a LogEntry, and subjects that are not ours, are counted and skipped; the
     collector keeps collecting."""

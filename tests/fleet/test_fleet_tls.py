@@ -16,6 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "capture"))  # the 
 from capture_support import Cert, TlsServer, body_of, cert, requires_bpf, tls_server
 from fleet_support import NatsServer, db_rows, nats_server, reap_processes, start_cli, wait_for
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.mark.capture
 @requires_bpf

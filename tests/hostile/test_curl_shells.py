@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 
 from ecaptureq.web.curl import Shell, curl_argv, curl_command
 
+pytestmark = pytest.mark.e2e
+
 SHELLS: list[tuple[str, Shell]] = [("bash", "posix"), ("zsh", "posix"), ("dash", "posix"), ("fish", "fish")]
 
 RECORDER = """#!/usr/bin/python3

@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from conftest import CLI, ENV, run_cli, start_serve, stop_serve
 from hostile_support import event, write_jsonl
 from websockets.asyncio.client import connect
@@ -21,6 +22,8 @@ from websockets.exceptions import InvalidStatus
 
 from ecaptureq.protocol import MAX_FRAME_SIZE, RunLog, decode
 from ecaptureq.server import Server
+
+pytestmark = pytest.mark.e2e
 
 EVIL_ORIGIN = "https://evil.example/\x1b]52;c;cHduZWQ=\x07"
 

@@ -23,6 +23,8 @@ from ecaptureq.store import CaptureStore
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
 from ui_support import Ui, start_ui, stop_ui
 
+pytestmark = pytest.mark.e2e
+
 SLOW = "SELECT length(replace(printf('%.*c', 100000000, 'x'), 'x', 'yy')) FROM packets"
 HUGE = "SELECT length(printf('%.*c', 999999999, 'x')) FROM packets"
 FOREVER = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"

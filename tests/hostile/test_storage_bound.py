@@ -42,6 +42,7 @@ STORED_BYTES = (
 """The bytes of every stored value (what the file holds beyond SQLite's own per-row overhead)."""
 
 
+@pytest.mark.e2e
 def test_bomb_corpus_recorded_within_budget() -> None:
     costs = measure_corpus()
     print(format_table(costs))
@@ -141,6 +142,7 @@ def _watch_peak(tmp_path: Path, names: list[str], *args: str) -> tuple[int, subp
         stop_serve(served)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("mode", [(), ("--json",)])
 def test_watch_memory_does_not_follow_decoded_bodies(tmp_path: Path, mode: tuple[str, ...]) -> None:
     base, plain = _watch_peak(tmp_path, ["plain (baseline)"], *mode)
@@ -153,6 +155,7 @@ def test_watch_memory_does_not_follow_decoded_bodies(tmp_path: Path, mode: tuple
     assert len(result.stdout) <= 16 * 1024 * 1024  # 9 exchanges of ~16 KB: no 246 MB of JSON
 
 
+@pytest.mark.e2e
 def test_ui_serves_har_of_bombs_streaming(tmp_path: Path) -> None:
     db = tmp_path / "bombs.db"
     store = CaptureStore(db)

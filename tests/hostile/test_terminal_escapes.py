@@ -62,6 +62,7 @@ def test_visible_shows_every_control_character() -> None:
     assert not RAW_CONTROL.search(line) and json.loads(line) == {"k": "\x9b\x1b\u2028é"}
 
 
+@pytest.mark.e2e
 def test_watch_text_shows_escapes_visibly(hostile_server: Served) -> None:
     result = run_cli("watch", hostile_server.url, "--count", "5", "--timeout", "20")
     assert result.returncode == 0, result.stderr
@@ -74,6 +75,7 @@ def test_watch_text_shows_escapes_visibly(hostile_server: Served) -> None:
     assert "erased\\x9b2Jand\\u202eevil" in out
 
 
+@pytest.mark.e2e
 def test_watch_raw_output_is_escaped(hostile_server: Served) -> None:
     raw = run_cli("watch", hostile_server.url, "--count", "5", "--timeout", "20", "--no-decode")
     assert raw.returncode == 0, raw.stderr
@@ -81,6 +83,7 @@ def test_watch_raw_output_is_escaped(hostile_server: Served) -> None:
     assert "|raw .]52;c;cHduZ|" in raw.stdout  # binary-looking: a hex dump
 
 
+@pytest.mark.e2e
 def test_watch_json_output_is_escaped(hostile_server: Served) -> None:
     lines = run_cli("watch", hostile_server.url, "--count", "5", "--timeout", "20", "--json")
     assert lines.returncode == 0, lines.stderr
@@ -90,6 +93,7 @@ def test_watch_json_output_is_escaped(hostile_server: Served) -> None:
     assert any(r.get("pname") == HOSTILE_NAME for r in records)
 
 
+@pytest.mark.e2e
 def test_query_table_json_and_errors_are_escaped(tmp_path: Path) -> None:
     db = tmp_path / "hostile.db"
     store = CaptureStore(db)
@@ -111,6 +115,7 @@ def test_query_table_json_and_errors_are_escaped(tmp_path: Path) -> None:
     assert bad.returncode == 2 and not RAW_CONTROL.search(bad.stderr) and "\\e]52" in bad.stderr
 
 
+@pytest.mark.e2e
 def test_demo_output_has_no_raw_control_characters() -> None:
     result = run_cli("demo", "--count", "6", "--interval", "0", "--timeout", "20")
     assert result.returncode == 0, result.stderr
@@ -121,6 +126,7 @@ SGR = re.compile(r"\x1b\[[0-9;]*m")
 """The only escapes ecaptureq itself writes: colour (Select Graphic Rendition)."""
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("view", [[], ["--oneline"]])
 def test_colour_is_added_after_captured_text_is_made_visible(tmp_path: Path, view: list[str]) -> None:
     hostile_url = [

@@ -39,7 +39,7 @@ from ecaptureq.protocol.jsonl import to_json
 from ecaptureq.store import CaptureStore
 from ecaptureq.store.writer import BODY_STORED
 
-pytestmark = needs_tshark
+pytestmark = [pytest.mark.e2e, needs_tshark]
 DOC = {"items": [{"id": i, "name": f"item {i}"} for i in range(200)]}
 BIG = bytes((i * 7) % 251 for i in range(300_000))
 H1_PATHS = ["/data.json", "/page.txt", "/blob.bin", "/big.bin", "/missing"]

@@ -49,6 +49,7 @@ def ev(uuid: str, payload: bytes, i: int = 0, **kw: object) -> Event:
     return Event(timestamp=T0 + i * 1000, uuid=uuid, payload=payload, **kw)  # type: ignore[arg-type]
 
 
+@pytest.mark.e2e
 def test_huge_payloads_span_many_segments_and_acks(tmp_path: Path) -> None:
     body = random.Random(1).randbytes(5 * 1024 * 1024)
     head = f"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: {len(body)}\r\n\r\n".encode()
@@ -67,6 +68,7 @@ def test_huge_payloads_span_many_segments_and_acks(tmp_path: Path) -> None:
     assert fields(out, "http.response", "http.response.code") == [["200"]]
 
 
+@pytest.mark.e2e
 def test_unknown_and_garbage_addresses_are_made_up_stable_and_distinct(tmp_path: Path) -> None:
     events = [
         ev("5_5_a_3_1", REQUEST, 0),  # nothing known
@@ -105,6 +107,7 @@ def test_unknown_and_garbage_addresses_are_made_up_stable_and_distinct(tmp_path:
     assert [r[0] for r in fields(first, "http.request", "http.request.uri")] == ["/a"] * 4
 
 
+@pytest.mark.e2e
 def test_one_uuid_for_both_directions_is_sorted_by_content(tmp_path: Path) -> None:
     # No data_type suffix and no text header: which way each event went is read from the bytes.
     out = tmp_path / "both.pcapng"
@@ -121,6 +124,7 @@ def test_one_uuid_for_both_directions_is_sorted_by_content(tmp_path: Path) -> No
     ]
 
 
+@pytest.mark.e2e
 def test_a_traced_server_is_the_server(tmp_path: Path) -> None:
     # nginx's view: it reads (data_type 0) the request on its port 443 from a client's port 51000.
     out = tmp_path / "server.pcapng"
@@ -131,6 +135,7 @@ def test_a_traced_server_is_the_server(tmp_path: Path) -> None:
     assert fields(out, "http.response", "http.response.code", "tcp.srcport") == [["200", "80"]]
 
 
+@pytest.mark.e2e
 def test_a_reused_fd_on_a_new_tuple_is_a_new_stream(tmp_path: Path) -> None:
     out = tmp_path / "reuse.pcapng"
     a = {"src_ip": "10.0.0.5", "src_port": 40001, "dst_ip": "10.0.0.9", "dst_port": 443}
@@ -144,6 +149,7 @@ def test_a_reused_fd_on_a_new_tuple_is_a_new_stream(tmp_path: Path) -> None:
     assert len(fields(out, "http.response", "http.response.code")) == 2
 
 
+@pytest.mark.e2e
 def test_eviction_closes_the_oldest_and_keeps_every_byte(tmp_path: Path) -> None:
     out = tmp_path / "evict.pcapng"
     events = []
@@ -175,6 +181,7 @@ def h2_exchange() -> tuple[bytes, bytes]:
     return request, server.data_to_send()
 
 
+@pytest.mark.e2e
 def test_a_capture_that_began_after_the_h2_preface_gets_a_synthetic_one(tmp_path: Path) -> None:
     request, response = h2_exchange()
     out = tmp_path / "late.pcapng"
@@ -187,6 +194,7 @@ def test_a_capture_that_began_after_the_h2_preface_gets_a_synthetic_one(tmp_path
     assert "synthetic=HTTP/2-connection-preface-not-captured" in preface[0]
 
 
+@pytest.mark.e2e
 def test_a_preface_that_comes_after_the_server_settings_is_not_doubled(tmp_path: Path) -> None:
     request, response = h2_exchange()
     out = tmp_path / "server-first.pcapng"
@@ -199,6 +207,7 @@ def test_a_preface_that_comes_after_the_server_settings_is_not_doubled(tmp_path:
     assert dict(stream.request)[":path"] == "/late" and stream.body == b"late join"
 
 
+@pytest.mark.e2e
 def test_garbage_odd_metadata_and_text_headers(tmp_path: Path) -> None:
     rng = random.Random(16)
     huge_uuid = "1_1_" + 'x\n\x00"' * 250_000 + "_3_1"
@@ -240,6 +249,7 @@ def test_only_the_stream_errors_reach_the_caller() -> None:
         PcapngWriter(Full())  # type: ignore[arg-type]
 
 
+@pytest.mark.e2e
 def test_websocket_after_the_upgrade(tmp_path: Path) -> None:
     # A real WebSocket conversation (the websockets library on both ends) through a tapped socket.
     def echo(ws: Any) -> None:
@@ -270,6 +280,7 @@ def test_websocket_after_the_upgrade(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.e2e
 def test_both_ends_of_one_connection_are_two_conversations(tmp_path: Path) -> None:
     # curl and nginx on one host, both traced: one TCP connection, two views of it.
     client_view = {"src_ip": "127.0.0.1", "src_port": 50000, "dst_ip": "127.0.0.1", "dst_port": 8443}

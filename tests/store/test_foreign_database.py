@@ -28,6 +28,7 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.e2e
 def test_record_into_a_foreign_database_exits_11_and_leaves_it_byte_identical(foreign: Path) -> None:
     before = _digest(foreign)
     served = start_serve("--demo", "--interval", "0.05")  # a live source: record would write at once
@@ -52,6 +53,7 @@ def test_capture_store_refuses_it_with_the_tables_it_found(foreign: Path) -> Non
     assert _digest(foreign) == before
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "args",
     [
@@ -73,6 +75,7 @@ def test_reading_commands_say_it_is_not_a_capture_database(foreign: Path, args: 
     assert not (foreign.parent / "out.har").exists()
 
 
+@pytest.mark.e2e
 def test_ui_refuses_it_to_browse_or_to_record(foreign: Path) -> None:
     before = _digest(foreign)
     browse = run_cli("ui", "--db", str(foreign), "--listen", "http://127.0.0.1:0/")

@@ -26,6 +26,8 @@ from ecaptureq.server import Server
 from ecaptureq.sources.demo import DemoSource
 from ecaptureq.store import CaptureStore
 
+pytestmark = pytest.mark.e2e
+
 
 class BackgroundServer:
     """An in-process Server on its own thread and loop, so a test can publish while processes record."""

@@ -54,11 +54,13 @@ def ui_token(db: Path) -> Iterator[Ui]:
     stop_ui(served)
 
 
+@pytest.mark.e2e
 def test_banner_says_read_only(ui: Ui, db: Path) -> None:
     assert f"browsing {db} (read-only)" in ui.banner
     assert "?token=" not in ui.url
 
 
+@pytest.mark.e2e
 def test_exchanges_all_and_after_id(ui: Ui, db: Path) -> None:
     body = httpx.get(f"{ui.base}/api/exchanges").json()
     with sqlite3.connect(db) as conn:
@@ -72,6 +74,7 @@ def test_exchanges_all_and_after_id(ui: Ui, db: Path) -> None:
     assert [r[0] for r in after["rows"]] == ids[5:8]
 
 
+@pytest.mark.e2e
 def test_exchange_filter_and_bad_filter(ui: Ui, db: Path) -> None:
     with sqlite3.connect(db) as conn:
         expected = [r[0] for r in conn.execute("SELECT id FROM exchanges WHERE pname = 'curl' ORDER BY id")]
@@ -85,6 +88,7 @@ def test_exchange_filter_and_bad_filter(ui: Ui, db: Path) -> None:
     assert two.status_code == 400
 
 
+@pytest.mark.e2e
 def test_database_is_read_only(ui: Ui, db: Path) -> None:
     written = httpx.get(f"{ui.base}/api/packets", params={"sql": "WITH x AS (SELECT 1) DELETE FROM packets"})
     assert written.status_code == 400
@@ -93,6 +97,7 @@ def test_database_is_read_only(ui: Ui, db: Path) -> None:
         assert conn.execute("SELECT count(*) FROM packets").fetchone()[0] == 120
 
 
+@pytest.mark.e2e
 def test_packets_two_modes(ui: Ui) -> None:
     cond = httpx.get(f"{ui.base}/api/packets", params={"sql": "index > 100"}).json()
     assert [r[0] for r in cond["rows"]] == list(range(101, 121))
@@ -108,12 +113,14 @@ def test_packets_two_modes(ui: Ui) -> None:
     assert len(limited["rows"]) == 7 and limited["truncated"] is True
 
 
+@pytest.mark.e2e
 def test_packet_detail(ui: Ui) -> None:
     first = httpx.get(f"{ui.base}/api/packet/1").json()
     assert first["index"] == 1 and first["payload"]["size"] == first["length"]
     assert httpx.get(f"{ui.base}/api/packet/99999").status_code == 404
 
 
+@pytest.mark.e2e
 def test_times_are_worded_by_the_server(ui: Ui, db: Path) -> None:
     # The browser does not guess units: every event time comes worded as detect_timestamp words it, and
     # integers a double would round (nanoseconds) come as exact decimal text.
@@ -139,6 +146,7 @@ def test_times_are_worded_by_the_server(ui: Ui, db: Path) -> None:
     assert detail["payload"]["text"] == payload.decode("utf-8", "replace")
 
 
+@pytest.mark.e2e
 def test_exchange_detail_json_pretty_and_hex(ui_bulk: Ui) -> None:
     text = httpx.get(f"{ui_bulk.base}/api/exchange/1").json()
     assert text["response"]["body"]["kind"] == "json"
@@ -156,6 +164,7 @@ def test_exchange_detail_json_pretty_and_hex(ui_bulk: Ui) -> None:
     assert httpx.get(f"{ui_bulk.base}/api/exchange/abc").status_code == 400
 
 
+@pytest.mark.e2e
 def test_har_download(ui_bulk: Ui) -> None:
     response = httpx.get(f"{ui_bulk.base}/api/har", params={"filter": "status = 404"})
     assert response.status_code == 200
@@ -166,6 +175,7 @@ def test_har_download(ui_bulk: Ui) -> None:
     assert httpx.get(f"{ui_bulk.base}/api/har", params={"filter": "nope ="}).status_code == 400
 
 
+@pytest.mark.e2e
 def test_status_in_database_mode(ui_bulk: Ui, bulk: Path) -> None:
     body = httpx.get(f"{ui_bulk.base}/api/status").json()
     assert body["mode"] == "database" and body["db"] == str(bulk)
@@ -173,6 +183,7 @@ def test_status_in_database_mode(ui_bulk: Ui, bulk: Path) -> None:
     assert "live" not in body
 
 
+@pytest.mark.e2e
 def test_page_and_static_files(ui: Ui) -> None:
     page = httpx.get(f"{ui.base}/")
     assert page.status_code == 200 and '<script src="/static/app.js"' in page.text
@@ -184,6 +195,7 @@ def test_page_and_static_files(ui: Ui) -> None:
         assert "http://" not in httpx.get(f"{ui.base}{path}").text.replace("http://127.0.0.1", "")
 
 
+@pytest.mark.e2e
 def test_foreign_origin_and_host_are_refused(ui: Ui) -> None:
     evil = httpx.get(f"{ui.base}/api/status", headers={"Origin": "https://evil.example"})
     assert evil.status_code == 403
@@ -195,6 +207,7 @@ def test_foreign_origin_and_host_are_refused(ui: Ui) -> None:
     assert cross.status_code == 403
 
 
+@pytest.mark.e2e
 def test_token_required(ui_token: Ui) -> None:
     assert ui_token.url == f"{ui_token.base}/?token={TOKEN}"
     for path in ("/api/status", "/api/exchanges", "/api/exchange/1", "/api/har", "/api/stream"):
@@ -209,6 +222,7 @@ def test_token_required(ui_token: Ui) -> None:
     assert httpx.get(f"{ui_token.base}/api/status", params={"token": TOKEN}).status_code == 401
 
 
+@pytest.mark.e2e
 def test_no_cookie_carries_the_token_tickets_are_single_use(ui_token: Ui) -> None:
     # the page and its files hold no data: served without the token, and they set no cookie
     for path in ("/", f"/?token={TOKEN}", "/static/app.js"):
@@ -226,6 +240,7 @@ def test_no_cookie_carries_the_token_tickets_are_single_use(ui_token: Ui) -> Non
         assert trusted.status_code == 200
 
 
+@pytest.mark.e2e
 def test_live_mode_records_while_it_shows(tmp_path: Path) -> None:
     served = start_serve("--demo", "--interval", "0.02")
     db = tmp_path / "live.db"
@@ -260,6 +275,7 @@ def test_live_mode_records_while_it_shows(tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM connections").fetchone()[0] == 1
 
 
+@pytest.mark.e2e
 def test_cli_errors(tmp_path: Path) -> None:
     loud = run_cli("ui", "--db", str(tmp_path / "x.db"), "--listen", "http://0.0.0.0:0/")
     assert loud.returncode == 2 and "refusing to listen on 0.0.0.0 without a token" in loud.stderr

@@ -30,6 +30,8 @@ if CHROMIUM is None:
 from conftest import CHROMIUM_FLAGS, Served, start_serve, stop_serve  # noqa: E402
 from ui_support import ARTIFACTS, Ui, make_database, start_ui, stop_ui  # noqa: E402
 
+pytestmark = pytest.mark.e2e
+
 TOKEN = "browser-test-token"
 WAIT_MS = 20_000
 

@@ -32,6 +32,8 @@ from ui_support import ARTIFACTS, Ui, make_database, make_demo_database, start_u
 from ecaptureq.decode.bodies import hexdump  # noqa: E402
 from ecaptureq.protocol.timestamps import detect_timestamp  # noqa: E402
 
+pytestmark = pytest.mark.e2e
+
 WAIT_MS = 20_000
 KEY_COLUMNS = ("time", "process", "method", "host", "path", "status", "size", "latency")
 """The columns a person reads first: never cut at 1440 px with nothing selected."""

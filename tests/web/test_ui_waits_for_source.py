@@ -17,6 +17,8 @@ from ui_support import start_ui, stop_ui
 from ecaptureq.protocol import Event
 from ecaptureq.server import Server
 
+pytestmark = pytest.mark.e2e
+
 httpx = pytest.importorskip("httpx", reason="httpx is not installed (pip install -e '.[test]')")
 
 
