@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ecaptureq.cli.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.fleet import (
     add_nats_options,
     add_retention_options,
@@ -47,16 +47,27 @@ when JetStream acknowledged it: while NATS is down or slow the spool fills up to
 not fit is counted and reported, on stderr and in the stream), and a restarted agent sends what it left.
 A --demo or --replay agent exits when its source ended and the spool is empty (or --drain-timeout ran out).
 
-exit codes:
-  0  done (source ended and everything was acknowledged, or Ctrl-C / SIGTERM after draining)
-  2  usage error (bad option, bad node name, unreadable recording)
-  4  stopped with messages still in the spool (NATS unreachable: they are sent on the next start)
-     (an unreachable NATS or --source server is retried with backoff, never an error)
-  5-8  --tls capture errors, as ecaptureq tls (not root, no eBPF, no libssl, no such --pid)
-  9  NATS refused the credentials (or --source's server refused its token)
-  10 --source's server refused the handshake (its Origin policy)
-  11 the spool file cannot be written
-"""
+""" + command_exit_codes(
+    (
+        (
+            ExitCode.OK,
+            "done (source ended and everything was acknowledged, or Ctrl-C / SIGTERM after draining)",
+        ),
+        (ExitCode.USAGE, "usage error (bad option, bad node name, unreadable recording)"),
+        (
+            ExitCode.INCOMPLETE,
+            "stopped with messages still in the spool (NATS unreachable: they are sent on the next start)\n"
+            "(an unreachable NATS or --source server is retried with backoff, never an error)",
+        ),
+        (ExitCode.NO_PRIVILEGE, "--tls: not root, as ecaptureq tls"),
+        (ExitCode.NO_BPF, "--tls: no eBPF support, as ecaptureq tls"),
+        (ExitCode.NO_LIBSSL, "--tls: no libssl, as ecaptureq tls"),
+        (ExitCode.NO_PID, "--tls: no such --pid, as ecaptureq tls"),
+        (ExitCode.AUTH, "NATS refused the credentials (or --source's server refused its token)"),
+        (ExitCode.FORBIDDEN, "--source's server refused the handshake (its Origin policy)"),
+        (ExitCode.STORAGE, "the spool file cannot be written"),
+    )
+)
 
 
 def _spool_size(text: str) -> int:
@@ -203,12 +214,12 @@ def _default_spool(node: str) -> Path:
     return Path(f"ecaptureq-spool-{node}.db")
 
 
-async def run_agent(args: argparse.Namespace) -> int:
+async def run_agent(args: argparse.Namespace) -> ExitCode:
     """Run the agent until its source ends or a signal; return the exit code."""
     try:
         node = check_node(args.node) if args.node else default_node()
     except BadNodeName as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
+        raise CliError(str(exc), ExitCode.USAGE) from None
     if args.count is not None and args.count <= 0:
         raise CliError("--count must be positive")
     options = nats_options_from_args(
@@ -233,7 +244,7 @@ async def run_agent(args: argparse.Namespace) -> int:
     try:
         spool = Spool(spool_path, args.spool_size)
     except SpoolError as exc:
-        raise CliError(str(exc), EXIT_STORAGE) from None
+        raise CliError(str(exc), ExitCode.STORAGE) from None
     label = _source_label(args, client.display_url if client else None)
     agent = Agent(
         options,
@@ -266,7 +277,7 @@ async def run_agent(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"ecaptureq agent: node {node}, source {label}, spool {spool_path}, NATS {options.display}",
               file=sys.stderr, flush=True)  # fmt: skip
-    code = EXIT_OK
+    code = ExitCode.OK
     try:
         done, _ = await asyncio.wait({source_task, publishing, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if publishing in done:
@@ -280,7 +291,7 @@ async def run_agent(args: argparse.Namespace) -> int:
         if source_task.done() and not source_task.cancelled():
             source_task.result()  # the source's own errors (capture, connection)
         if not await agent.wait_drained(args.drain_timeout):
-            code = EXIT_INCOMPLETE
+            code = ExitCode.INCOMPLETE
             warn(
                 "agent",
                 f"{spool.stats.queued} messages are still in {spool_path}; they are sent on the next start",
@@ -290,7 +301,7 @@ async def run_agent(args: argparse.Namespace) -> int:
     except FleetError as exc:
         raise fleet_error(exc) from None
     except SpoolError as exc:
-        raise CliError(str(exc), EXIT_STORAGE) from None
+        raise CliError(str(exc), ExitCode.STORAGE) from None
     finally:
         for task in (source_task, publishing, waiter):
             task.cancel()
@@ -310,6 +321,6 @@ async def run_agent(args: argparse.Namespace) -> int:
     return code
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq agent``."""
     return asyncio.run(run_agent(args))

@@ -16,15 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from ecaptureq.cli.errors import (
-    EXIT_AUTH,
-    EXIT_CONNECTION,
-    EXIT_FORBIDDEN,
-    EXIT_OK,
-    EXIT_STORAGE,
-    EXIT_USAGE,
-    CliError,
-)
+from ecaptureq.cli.errors import CliError, ExitCode
 from ecaptureq.fleet import (
     FleetError,
     NatsAuthError,
@@ -50,10 +42,12 @@ PASSWORD_ENV: Final = "ECAPTUREQ_NATS_PASSWORD"
 TOKEN_ENV: Final = "ECAPTUREQ_NATS_TOKEN"
 """The NATS token when ``--nats-token`` is not given."""
 
-NATS_EXIT_CODES: Final = """\
-  3  cannot reach NATS (or it has no JetStream)
-  9  NATS refused the credentials
-  10 the credentials may not do this (an agent's publish-only credentials cannot read)"""
+NATS_EXIT_CODES: Final[tuple[tuple[ExitCode, str], ...]] = (
+    (ExitCode.CONNECTION, "cannot reach NATS (or it has no JetStream)"),
+    (ExitCode.AUTH, "NATS refused the credentials"),
+    (ExitCode.FORBIDDEN, "the credentials may not do this (an agent's publish-only credentials cannot read)"),
+)
+"""What a command reading the fleet's stream ends with when NATS refuses or cannot be reached."""
 
 
 def _size(text: str) -> int:
@@ -127,7 +121,7 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
         if args.nats_cert is not None:
             ctx.load_cert_chain(args.nats_cert, args.nats_key)
     except (OSError, ssl.SSLError) as exc:
-        raise CliError(f"--nats-ca/--nats-cert: cannot load ({exc})", EXIT_USAGE) from None
+        raise CliError(f"--nats-ca/--nats-cert: cannot load ({exc})", ExitCode.USAGE) from None
     return ctx
 
 
@@ -141,7 +135,7 @@ def nats_options_from_args(
     """
     for url in servers:
         if not url.strip().lower().startswith(("nats://", "tls://")):
-            raise CliError(f"{url!r}: expected a NATS URL such as nats://127.0.0.1:4222", EXIT_USAGE)
+            raise CliError(f"{url!r}: expected a NATS URL such as nats://127.0.0.1:4222", ExitCode.USAGE)
     password = args.nats_password if args.nats_password is not None else os.environ.get(PASSWORD_ENV)
     token = args.nats_token if args.nats_token is not None else os.environ.get(TOKEN_ENV)
     return NatsOptions(
@@ -168,23 +162,23 @@ def since_from_args(text: str | None) -> datetime.datetime | None:
     try:
         return parse_since(text)
     except ValueError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
+        raise CliError(str(exc), ExitCode.USAGE) from None
 
 
 def fleet_error(exc: FleetError) -> CliError:
     """The CLI error (message and exit code) for a fleet error."""
     if isinstance(exc, NatsAuthError):
-        return CliError(str(exc), EXIT_AUTH)
+        return CliError(str(exc), ExitCode.AUTH)
     if isinstance(exc, NatsPermissionError):
-        return CliError(str(exc), EXIT_FORBIDDEN)
+        return CliError(str(exc), ExitCode.FORBIDDEN)
     if isinstance(exc, NatsUnavailable):
-        return CliError(str(exc), EXIT_CONNECTION)
-    return CliError(str(exc), EXIT_CONNECTION)
+        return CliError(str(exc), ExitCode.CONNECTION)
+    return CliError(str(exc), ExitCode.CONNECTION)
 
 
 async def run_collector(
     collector: Collector, command: str, kept: str, opened: Callable[[], None] | None = None
-) -> int:
+) -> ExitCode:
     """Run ``collector`` (its reader opened first, then ``opened`` called) until Ctrl-C, SIGTERM or its end;
     close its reader and store; return the exit code (11 when the last batch cannot be written).
 
@@ -196,7 +190,7 @@ async def run_collector(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    code = EXIT_OK
+    code = ExitCode.OK
     running: asyncio.Task[None] | None = None
     waiter = asyncio.create_task(stop.wait())
     try:
@@ -210,7 +204,7 @@ async def run_collector(
     except FleetError as exc:
         raise fleet_error(exc) from None
     except StoreError as exc:
-        raise CliError(f"stopped: {exc}; {kept}", EXIT_STORAGE) from None
+        raise CliError(f"stopped: {exc}; {kept}", ExitCode.STORAGE) from None
     finally:
         waiter.cancel()
         if running is not None:
@@ -221,5 +215,5 @@ async def run_collector(
             store.close()
         except StoreError as exc:
             print(f"ecaptureq {command}: could not write the last batch: {exc}", file=sys.stderr)
-            code = EXIT_STORAGE
+            code = ExitCode.STORAGE
     return code

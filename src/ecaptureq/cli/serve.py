@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ecaptureq import __version__
-from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, CliError
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.security import add_server_security_options, server_security_kwargs
 from ecaptureq.protocol import run_log_line
@@ -37,8 +37,13 @@ examples:
   ECAPTUREQ_TOKEN=$(openssl rand -hex 24) ecaptureq serve --demo --listen wss://0.0.0.0:28257/ \
       --tls-cert cert.pem --tls-key key.pem             # clients: watch --token ... (--ca cert.pem)
 
-exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 usage error or unreadable recording, 3 cannot listen
-"""
+""" + command_exit_codes(
+    (
+        (ExitCode.OK, "stopped (Ctrl-C or SIGTERM)"),
+        (ExitCode.USAGE, "usage error or unreadable recording"),
+        (ExitCode.CONNECTION, "cannot listen"),
+    )
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -155,7 +160,7 @@ def cannot_listen(exc: OSError, host: str, port: int, option: str, scheme: str) 
         text = f"{why}; choose another port with {option} ({scheme}://{shown}:0/ picks a free one)"
     else:
         text = exc.strerror or str(exc)
-    return CliError(f"cannot listen on {where}: {text}", EXIT_CONNECTION)
+    return CliError(f"cannot listen on {where}: {text}", ExitCode.CONNECTION)
 
 
 def server_from_args(
@@ -230,7 +235,7 @@ async def serve_until_stopped(
     feed: Callable[[Sink], Coroutine[Any, Any, None]] | None,
     first_logs: list[str] | None = None,
     stats_interval: float | None = None,
-) -> int:
+) -> ExitCode:
     """Start ``server``, run ``feed`` into it, and serve until Ctrl-C or SIGTERM; then stop gracefully.
 
     ``first_logs`` are published before the server's own banner (a recording's run log, which must keep
@@ -270,7 +275,7 @@ async def serve_until_stopped(
         shutdown = await server.stop()
         report_shutdown(shutdown)
         print(summary(server.stats(), shutdown, loop.time() - started), file=sys.stderr, flush=True)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def summary(stats: ServerStats, shutdown: ShutdownReport, seconds: float) -> str:
@@ -296,7 +301,7 @@ def report_shutdown(report: ShutdownReport, command: str = "serve") -> None:
         )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq serve``."""
     server = server_from_args(args)
     if args.replay is not None:

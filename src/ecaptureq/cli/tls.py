@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TextIO
 
-from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, CliError
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.terminal import json_line
 from ecaptureq.protocol import Event
@@ -45,15 +45,6 @@ if TYPE_CHECKING:
     from ecaptureq.server.hub import Server, ServerStats
     from ecaptureq.sources.tls.packets import EncryptedCapture
 
-EXIT_NO_PRIVILEGE: Final = 5
-"""Not root (eBPF needs CAP_BPF and CAP_PERFMON)."""
-EXIT_NO_BPF: Final = 6
-"""The kernel or libbpf cannot load or attach the eBPF program."""
-EXIT_NO_LIBSSL: Final = 7
-"""No OpenSSL libssl found (or it has no SSL_write/SSL_read)."""
-EXIT_NO_PID: Final = 8
-"""The --pid process does not exist."""
-
 DEFAULT_ECAPTUREQ = "ws://127.0.0.1:28257/"
 
 EPILOG = """\
@@ -67,22 +58,27 @@ examples:
   sudo ecaptureq tls --json --comm curl --port 443      # filters run in the kernel: nothing else is copied
   sudo ecaptureq tls --json --stats 2 | head -n 100     # counters on stderr; a closed stdout stops cleanly
 
-exit codes:
-  0  stopped (Ctrl-C, SIGTERM, or stdout closed with --json)
-  2  usage error
-  3  cannot listen on the --ecaptureq address
-  5  not root / not permitted to load eBPF
-  6  no eBPF support (no BTF, or the kernel refuses the program or its probes)
-  7  no TLS library to hook (or a --libssl file that is not one; or, with --keylog, an OpenSSL
-     version without known offsets)
-  8  --pid process not found
-"""
+""" + command_exit_codes(
+    (
+        (ExitCode.OK, "stopped (Ctrl-C, SIGTERM, or stdout closed with --json)"),
+        (ExitCode.USAGE, "usage error"),
+        (ExitCode.CONNECTION, "cannot listen on the --ecaptureq address"),
+        (ExitCode.NO_PRIVILEGE, "not root / not permitted to load eBPF"),
+        (ExitCode.NO_BPF, "no eBPF support (no BTF, or the kernel refuses the program or its probes)"),
+        (
+            ExitCode.NO_LIBSSL,
+            "no TLS library to hook (or a --libssl file that is not one; or, with --keylog, an OpenSSL\n"
+            "version without known offsets)",
+        ),
+        (ExitCode.NO_PID, "--pid process not found"),
+    )
+)
 
-_EXIT_CODES: Final[dict[type[CaptureError], int]] = {
-    NoPrivilegeError: EXIT_NO_PRIVILEGE,
-    BpfUnsupportedError: EXIT_NO_BPF,
-    LibsslNotFoundError: EXIT_NO_LIBSSL,
-    PidNotFoundError: EXIT_NO_PID,
+_EXIT_CODES: Final[dict[type[CaptureError], ExitCode]] = {
+    NoPrivilegeError: ExitCode.NO_PRIVILEGE,
+    BpfUnsupportedError: ExitCode.NO_BPF,
+    LibsslNotFoundError: ExitCode.NO_LIBSSL,
+    PidNotFoundError: ExitCode.NO_PID,
 }
 
 
@@ -286,7 +282,7 @@ class _StatsPrinter:
 
 def capture_error(exc: CaptureError) -> CliError:
     """The CLI error of a capture error, with its exit code (5-8; a subclass counts as its base)."""
-    code = next((_EXIT_CODES[c] for c in type(exc).__mro__ if c in _EXIT_CODES), EXIT_NO_BPF)
+    code = next((_EXIT_CODES[c] for c in type(exc).__mro__ if c in _EXIT_CODES), ExitCode.NO_BPF)
     return CliError(str(exc), code)
 
 
@@ -344,7 +340,7 @@ def describe_capture(capture: TlsCapture) -> str:
     return f"{plural(len(files), 'TLS file')} (libraries or programs){watching}"
 
 
-def _list(args: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace) -> ExitCode:
     """``--list``: print the discovery as a table and exit."""
     if args.pid is not None:
         try:
@@ -354,11 +350,11 @@ def _list(args: argparse.Namespace) -> int:
     try:
         found = discover(libssl=args.libssl or (), pid=args.pid, uid=args.uid)
     except OSError as exc:
-        raise CliError(f"libssl not found: {exc.filename}", EXIT_NO_LIBSSL) from None
+        raise CliError(f"libssl not found: {exc.filename}", ExitCode.NO_LIBSSL) from None
     except NotTlsError as exc:
-        raise CliError(f"{exc}: nothing to hook", EXIT_NO_LIBSSL) from None
+        raise CliError(f"{exc}: nothing to hook", ExitCode.NO_LIBSSL) from None
     print(format_listing(found), end="")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 @dataclass
@@ -398,7 +394,7 @@ def _open_keylog(args: argparse.Namespace) -> _Keys | None:
         if out is not None:
             out.close()
         name = args.pcapng if out is not None or not args.keylog else args.keylog
-        raise CliError(f"cannot write {name}: {exc.strerror or exc}", EXIT_STORAGE) from None
+        raise CliError(f"cannot write {name}: {exc.strerror or exc}", ExitCode.STORAGE) from None
     on_lines = None if packets is None else (lambda r, lines: packets.add_keys(r.client_random, lines))
     try:
         keylog = KeylogCapture(out, libssl=libssl, pid=args.pid, on_lines=on_lines)
@@ -418,7 +414,7 @@ def _start_keylog(keys: _Keys | None, sink: Sink, args: argparse.Namespace) -> N
             packets.start()
         except OSError as exc:
             where = f" on {args.interface}" if args.interface else ""
-            raise CliError(f"cannot capture packets{where}: {exc.strerror or exc}", EXIT_NO_BPF) from None
+            raise CliError(f"cannot capture packets{where}: {exc.strerror or exc}", ExitCode.NO_BPF) from None
         sink.publish_log(log_line("INF", f"pcapng={args.pcapng} interface={args.interface or 'all'}"))
     try:
         keys.capture.start()
@@ -442,10 +438,10 @@ def _stop_keylog(keys: _Keys | None) -> None:
 def preflight() -> None:
     """Refuse (exit 5) to start without root."""
     if os.geteuid() != 0:
-        raise CliError("must run as root (eBPF uprobes need CAP_BPF and CAP_PERFMON)", EXIT_NO_PRIVILEGE)
+        raise CliError("must run as root (eBPF uprobes need CAP_BPF and CAP_PERFMON)", ExitCode.NO_PRIVILEGE)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq tls``."""
     _check_options(args)
     preflight()
@@ -456,7 +452,7 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_run_server(args))
 
 
-def _run_json(args: argparse.Namespace) -> int:
+def _run_json(args: argparse.Namespace) -> ExitCode:
     stop = threading.Event()
     sink = JsonLinesSink(sys.stdout, on_closed=stop.set, batched=True)
     capture = make_capture(args, sink)
@@ -486,10 +482,10 @@ def _run_json(args: argparse.Namespace) -> int:
         sink.flush()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return EXIT_OK
+    return ExitCode.OK
 
 
-async def _run_server(args: argparse.Namespace) -> int:
+async def _run_server(args: argparse.Namespace) -> ExitCode:
     from ecaptureq.cli.serve import cannot_listen, report_shutdown, server_from_args
 
     url = args.ecaptureq or DEFAULT_ECAPTUREQ
@@ -527,7 +523,7 @@ async def _run_server(args: argparse.Namespace) -> int:
         await asyncio.to_thread(_stop_keylog, keylog)
         await asyncio.to_thread(capture.stop)
         report_shutdown(await server.stop(), "tls")  # the server writes its totals line itself
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _report_until(stop: asyncio.Event, capture: TlsCapture, server: Server, interval: float) -> None:

@@ -22,7 +22,7 @@ from ecaptureq.access import (
     is_loopback_host,
     parse_allowed_origin,
 )
-from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.fleet import fleet_error
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.security import TOKEN_ENV
@@ -49,10 +49,16 @@ sessionStorage, never in a cookie).
 Pages from other origins are refused (--allow-origin adds one), and so is a Host that is not loopback
 while the UI listens on loopback.
 
-exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 usage error (bad URL), 3 cannot listen,
-            9/10 the source refused the handshake (401/403), 11 not a capture database, or it
-            cannot be written
-"""
+""" + command_exit_codes(
+    (
+        (ExitCode.OK, "stopped (Ctrl-C or SIGTERM)"),
+        (ExitCode.USAGE, "usage error (bad URL)"),
+        (ExitCode.CONNECTION, "cannot listen"),
+        (ExitCode.AUTH, "the source refused the handshake (401)"),
+        (ExitCode.FORBIDDEN, "the source refused the handshake (403)"),
+        (ExitCode.STORAGE, "not a capture database, or it cannot be written"),
+    )
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -193,7 +199,7 @@ def _no_signals() -> Iterator[None]:
     yield
 
 
-async def serve_ui(args: argparse.Namespace) -> int:
+async def serve_ui(args: argparse.Namespace) -> ExitCode:
     """Run the UI until Ctrl-C or SIGTERM; return the exit code."""
     import uvicorn  # imported here: the other commands do not need the web stack
 
@@ -235,7 +241,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
         try:
             check_capture_database(args.db)
         except NotCaptureDatabase as exc:
-            raise CliError(str(exc), EXIT_STORAGE) from None
+            raise CliError(str(exc), ExitCode.STORAGE) from None
         except SqlError as exc:
             raise CliError(str(exc)) from None
         db = args.db
@@ -254,7 +260,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
             store = CaptureStore(db)
         except StoreError as exc:
             sock.close()
-            raise CliError(str(exc), EXIT_STORAGE) from None
+            raise CliError(str(exc), ExitCode.STORAGE) from None
         # The recorder's decoding holds the GIL; the UI's queries run in threads that need it back between
         # rows. Python's default 5 ms switch interval made a 200-row answer take ~1 s while ingesting.
         sys.setswitchinterval(UI_SWITCH_INTERVAL)
@@ -274,7 +280,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
 
     tasks: list[asyncio.Task[Any]] = []
-    code = EXIT_OK
+    code = ExitCode.OK
     try:
         if collector is not None:
             try:
@@ -325,7 +331,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(serving), 5)
     except StoreError as exc:
-        raise CliError(f"stopped: {exc}; what was written before is kept", EXIT_STORAGE) from None
+        raise CliError(f"stopped: {exc}; what was written before is kept", ExitCode.STORAGE) from None
     except ConnectError as exc:  # the source refused the handshake (401, 403): retrying cannot help
         raise CliError(str(exc), connect_exit_code(exc)) from None
     finally:
@@ -340,7 +346,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
                 store.close()
             except StoreError as exc:
                 print(f"ecaptureq ui: could not write the last batch: {exc}", file=sys.stderr)
-                code = EXIT_STORAGE
+                code = ExitCode.STORAGE
             print(
                 f"ecaptureq ui: {plural(store.stats.packets, 'event')}, "
                 f"{plural(store.stats.exchanges, 'exchange')} "
@@ -364,12 +370,12 @@ def _fleet_collector(args: argparse.Namespace, db: Path) -> Collector:
     try:
         store = CaptureStore(db)
     except StoreError as exc:
-        raise CliError(str(exc), EXIT_STORAGE) from None
+        raise CliError(str(exc), ExitCode.STORAGE) from None
     return Collector(reader, store, flush_interval=args.flush_interval)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq ui``."""
     if (args.source or args.nats) is not None and args.db is not None and not args.db.parent.exists():
-        raise CliError(f"--db {args.db}: the directory {args.db.parent} does not exist", EXIT_USAGE)
+        raise CliError(f"--db {args.db}: the directory {args.db.parent} does not exist", ExitCode.USAGE)
     return asyncio.run(serve_ui(args))
