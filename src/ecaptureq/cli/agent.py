@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from ecaptureq.cli.fleet import (
     nats_options_from_args,
     retention_from_args,
 )
+from ecaptureq.cli.runtime import Lifecycle
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.tls import add_capture_options
 from ecaptureq.cli.watch import connect_exit_code, status_printer, warn
@@ -258,30 +258,22 @@ async def run_agent(args: argparse.Namespace) -> ExitCode:
     if spool.stats.queued and not args.quiet:
         warn("agent", f"{spool.stats.queued} messages left in {spool_path} by a previous run are sent first")
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-
+    life = Lifecycle().open()
     if args.demo:
-        source_task = asyncio.create_task(DemoSource(interval=args.interval, limit=args.count).run(agent))
+        source_task = life.start(DemoSource(interval=args.interval, limit=args.count).run(agent))
     elif recording is not None:
-        source_task = asyncio.create_task(ReplaySource(recording, speed=args.speed).run(agent))
+        source_task = life.start(ReplaySource(recording, speed=args.speed).run(agent))
     elif client is not None:
-        source_task = asyncio.create_task(_relay(client, agent))
+        source_task = life.start(_relay(client, agent))
     else:
-        source_task = asyncio.create_task(_run_tls(args, agent, stop))
-    publishing = asyncio.create_task(agent.run())
-    waiter = asyncio.create_task(stop.wait())
+        source_task = life.start(_run_tls(args, agent, life.stop))
+    publishing = life.start(agent.run())
     if not args.quiet:
         print(f"ecaptureq agent: node {node}, source {label}, spool {spool_path}, NATS {options.display}",
               file=sys.stderr, flush=True)  # fmt: skip
     code = ExitCode.OK
     try:
-        done, _ = await asyncio.wait({source_task, publishing, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if publishing in done:
-            publishing.result()  # NatsAuthError, SpoolError
+        done = await life.wait(publishing, source_task)  # publishing's NatsAuthError, SpoolError first
         if source_task not in done and args.tls:
             # stopping: the capture detaches and publishes its totals line, which is drained too
             await asyncio.wait({source_task, publishing}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
@@ -303,9 +295,7 @@ async def run_agent(args: argparse.Namespace) -> ExitCode:
     except SpoolError as exc:
         raise CliError(str(exc), ExitCode.STORAGE) from None
     finally:
-        for task in (source_task, publishing, waiter):
-            task.cancel()
-        await asyncio.gather(source_task, publishing, waiter, return_exceptions=True)
+        await life.close()
         if client is not None:
             await client.close()
         await agent.close()

@@ -6,17 +6,15 @@ Not a command itself: ``agent``, ``collect``, ``watch``, ``record`` and ``ui`` u
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import datetime
 import os
-import signal
 import ssl
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from ecaptureq.cli.errors import CliError, ExitCode
+from ecaptureq.cli.runtime import Lifecycle
 from ecaptureq.fleet import (
     FleetError,
     NatsAuthError,
@@ -185,31 +183,18 @@ async def run_collector(
     ``command`` names the command in messages; ``kept`` says what a failed write leaves in the database.
     """
     reader, store = collector.reader, collector.store
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
     code = ExitCode.OK
-    running: asyncio.Task[None] | None = None
-    waiter = asyncio.create_task(stop.wait())
     try:
-        await reader.open()
-        if opened is not None:
-            opened()
-        running = asyncio.create_task(collector.run())
-        done, _ = await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if running in done:
-            running.result()
+        async with Lifecycle() as life:  # a signal while the reader opens stops it right after
+            await reader.open()
+            if opened is not None:
+                opened()
+            await life.wait(life.start(collector.run()))
     except FleetError as exc:
         raise fleet_error(exc) from None
     except StoreError as exc:
         raise CliError(f"stopped: {exc}; {kept}", ExitCode.STORAGE) from None
     finally:
-        waiter.cancel()
-        if running is not None:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
         await reader.close()
         try:
             store.close()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 from pathlib import Path
 
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.render import plural
+from ecaptureq.cli.runtime import run_until_signal, watching
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.watch import add_fleet_read_options, connect_exit_code, warn
 from ecaptureq.client import BadURL, Connected, ConnectError, Status
@@ -142,31 +142,15 @@ async def record(args: argparse.Namespace) -> ExitCode:
         warn("record", text)
     progress = _Progress(recorder, sys.stderr.isatty() and not args.quiet)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-
-    running = asyncio.create_task(recorder.run())
-    first = asyncio.create_task(recorder.wait_first_connection())
-    waiter = asyncio.create_task(stop.wait())
     code = ExitCode.OK
     try:
-        done, _ = await asyncio.wait({running, first, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if first in done:
-            first.result()  # the first attempt failed: ConnectError
-            done, _ = await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if running in done:
-            running.result()
+        # a failed first attempt (ConnectError) ends it; reconnects after a first success do not
+        await run_until_signal(recorder.run(), watching(recorder.wait_first_connection()))
     except ConnectError as exc:
         raise CliError(str(exc), connect_exit_code(exc)) from None
     except StoreError as exc:
         raise CliError(f"stopped: {exc}; what was written before is kept", ExitCode.STORAGE) from None
     finally:
-        for task in (running, first, waiter):
-            task.cancel()
-        await asyncio.gather(running, first, waiter, return_exceptions=True)
         with contextlib.suppress(StoreError):
             store.connection_closed("recorder stopped")
         try:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import errno
-import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -16,6 +14,7 @@ from urllib.parse import urlsplit
 from ecaptureq import __version__
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.render import plural
+from ecaptureq.cli.runtime import Lifecycle
 from ecaptureq.cli.security import add_server_security_options, server_security_kwargs
 from ecaptureq.protocol import run_log_line
 from ecaptureq.server import SHUTDOWN_GRACE, Server, ServerStats, ShutdownReport
@@ -252,26 +251,18 @@ async def serve_until_stopped(
     print(f"ecaptureq: serving {source_name} on {server.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     if server.requires_token:
         print("ecaptureq: clients must present the token (watch --token, or ?token=)", file=sys.stderr)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     started = loop.time()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(feed(server)) if feed is not None else None
-    waiter = asyncio.create_task(stop.wait())
-    reporter = asyncio.create_task(report_stats(server, stats_interval)) if stats_interval else None
     try:
-        if task is not None:
-            done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            if task in done:
-                task.result()  # a failing source ends the server, after the graceful stop below
+        async with Lifecycle() as life:
+            task = life.start(feed(server)) if feed is not None else None
+            if stats_interval:
+                life.start(report_stats(server, stats_interval))
+            # a failing source ends the server (raised here), after the graceful stop below
+            if task is not None and await life.wait(task):
                 server.publish_log(run_log_line(f"Source {source_name} finished; still serving"))
-        await waiter
+            await life.stop.wait()
     finally:
-        for pending in (task, waiter, reporter):
-            if pending is not None and not pending.done():
-                pending.cancel()
         shutdown = await server.stop()
         report_shutdown(shutdown)
         print(summary(server.stats(), shutdown, loop.time() - started), file=sys.stderr, flush=True)

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import errno
 import os
-import signal
 import sys
 import threading
 import time
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.render import plural
+from ecaptureq.cli.runtime import Lifecycle, stop_on_signals
 from ecaptureq.cli.terminal import json_line
 from ecaptureq.protocol import Event
 from ecaptureq.protocol.jsonl import to_json
@@ -459,29 +459,29 @@ def _run_json(args: argparse.Namespace) -> ExitCode:
     keylog = _open_keylog(args)
     sink.describe = capture.process_info
     capture.on_batch = sink.flush  # one write per drained batch, not per event
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for line in banner():
-            sink.publish_log(line)
+    with stop_on_signals(stop.set):
         try:
-            capture.start()
-        except CaptureError as exc:
-            raise capture_error(exc) from None
+            for line in banner():
+                sink.publish_log(line)
+            try:
+                capture.start()
+            except CaptureError as exc:
+                raise capture_error(exc) from None
+            finally:
+                sink.flush()
+            _start_keylog(keylog, sink, args)
+            print(
+                f"ecaptureq: capturing {describe_capture(capture)} (Ctrl-C to stop)",
+                file=sys.stderr,
+                flush=True,
+            )
+            stats = _StatsPrinter(capture, args.stats)
+            while not stop.wait(args.stats or 0.5):
+                stats.tick()
         finally:
+            _stop_keylog(keylog)
+            capture.stop()
             sink.flush()
-        _start_keylog(keylog, sink, args)
-        print(
-            f"ecaptureq: capturing {describe_capture(capture)} (Ctrl-C to stop)", file=sys.stderr, flush=True
-        )
-        stats = _StatsPrinter(capture, args.stats)
-        while not stop.wait(args.stats or 0.5):
-            stats.tick()
-    finally:
-        _stop_keylog(keylog)
-        capture.stop()
-        sink.flush()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return ExitCode.OK
 
 
@@ -510,15 +510,11 @@ async def _run_server(args: argparse.Namespace) -> ExitCode:
             file=sys.stderr,
             flush=True,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        if args.stats is None:
-            await stop.wait()
-        else:
-            await _report_until(stop, capture, server, args.stats)
+        async with Lifecycle() as life:
+            if args.stats is None:
+                await life.wait()
+            else:
+                await _report_until(life.stop, capture, server, args.stats)
     finally:
         await asyncio.to_thread(_stop_keylog, keylog)
         await asyncio.to_thread(capture.stop)

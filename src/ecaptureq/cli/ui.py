@@ -6,13 +6,11 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from ecaptureq.access import (
@@ -25,6 +23,7 @@ from ecaptureq.access import (
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.fleet import fleet_error
 from ecaptureq.cli.render import plural
+from ecaptureq.cli.runtime import Lifecycle
 from ecaptureq.cli.security import TOKEN_ENV
 from ecaptureq.cli.serve import cannot_listen
 from ecaptureq.cli.watch import connect_exit_code
@@ -273,13 +272,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
             on_status=_waiting_printer(),
         )
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-
-    tasks: list[asyncio.Task[Any]] = []
+    life = Lifecycle().open()
     code = ExitCode.OK
     try:
         if collector is not None:
@@ -287,7 +280,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
                 await collector.reader.open()
             except FleetError as exc:
                 raise fleet_error(exc) from None
-            tasks.append(asyncio.create_task(collector.run()))
+            life.start(collector.run())
             print(
                 f"ecaptureq ui: recording the fleet ({collector.reader.filter}) from {collector.url} "
                 f"into {db}",
@@ -297,7 +290,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
         if recorder is not None:
             # Not waited for: a source that is not up yet is retried with backoff, as watch --reconnect
             # does, while the page shows "waiting for source".
-            tasks.append(asyncio.create_task(recorder.run()))
+            life.start(recorder.run())
             print(f"ecaptureq ui: recording {recorder.url} into {db}", file=sys.stderr, flush=True)
 
         bound_port = sock.getsockname()[1]
@@ -317,17 +310,13 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
         if not loopback and token is None:
             print(f"ecaptureq ui: warning: serving on {host} without a token (--insecure)", file=sys.stderr)
 
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
-        tasks.append(serving)
-        waiter = asyncio.create_task(stop.wait())
-        tasks.append(waiter)
-        done, _ = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
-        state.stopping.set()
-        state.interrupt_all()
-        server.should_exit = True
-        for task in done:
-            if task is not waiter:
-                task.result()
+        serving = life.start(server.serve(sockets=[sock]))
+        try:
+            await life.wait()  # a stop, or the end of a task (its error raised once the UI is told)
+        finally:
+            state.stopping.set()
+            state.interrupt_all()
+            server.should_exit = True
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(serving), 5)
     except StoreError as exc:
@@ -335,9 +324,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
     except ConnectError as exc:  # the source refused the handshake (401, 403): retrying cannot help
         raise CliError(str(exc), connect_exit_code(exc)) from None
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await life.close()
         if collector is not None:
             await collector.reader.close()
         sock.close()
