@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
+from ecaptureq.cli.explain import agent_notice, connect_error, replay_error
 from ecaptureq.cli.fleet import (
     add_nats_options,
     add_retention_options,
@@ -21,7 +22,7 @@ from ecaptureq.cli.fleet import (
 from ecaptureq.cli.runtime import Lifecycle
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.tls import add_capture_options
-from ecaptureq.cli.watch import connect_exit_code, status_printer, warn
+from ecaptureq.cli.watch import status_printer, warn
 from ecaptureq.client import BadURL, Client, ConnectError
 from ecaptureq.fleet import Agent, BadNodeName, FleetError, Spool, SpoolError, check_node, default_node
 from ecaptureq.fleet.agent import DEFAULT_HEARTBEAT_INTERVAL
@@ -239,7 +240,7 @@ async def run_agent(args: argparse.Namespace) -> ExitCode:
         try:
             recording = load_recording(args.replay)
         except ReplayError as exc:
-            raise CliError(str(exc)) from None
+            raise replay_error(exc) from None
     spool_path = args.spool or _default_spool(node)
     try:
         spool = Spool(spool_path, args.spool_size)
@@ -253,7 +254,7 @@ async def run_agent(args: argparse.Namespace) -> ExitCode:
         spool,
         retention=retention_from_args(args),
         heartbeat_interval=args.heartbeat_interval,
-        on_notice=lambda text: warn("agent", text),
+        on_notice=lambda notice: warn("agent", agent_notice(notice)),
     )
     if spool.stats.queued and not args.quiet:
         warn("agent", f"{spool.stats.queued} messages left in {spool_path} by a previous run are sent first")
@@ -289,7 +290,7 @@ async def run_agent(args: argparse.Namespace) -> ExitCode:
                 f"{spool.stats.queued} messages are still in {spool_path}; they are sent on the next start",
             )
     except ConnectError as exc:
-        raise CliError(f"--source: {exc}", connect_exit_code(exc)) from None
+        raise connect_error(exc, "--source") from None
     except FleetError as exc:
         raise fleet_error(exc) from None
     except SpoolError as exc:

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
+from ecaptureq.cli.explain import filter_error
 from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
 from ecaptureq.sinks.tcp import MSS, PLAINTEXT_PORT
-from ecaptureq.store import NotCaptureDatabase, SqlError, open_readonly
+from ecaptureq.store import FilterError, NotCaptureDatabase, SqlError, open_readonly
 from ecaptureq.store.export import write_har, write_jsonl, write_pcapng
 
 EXAMPLES = f"""\
@@ -113,6 +114,8 @@ def run(args: argparse.Namespace) -> ExitCode:
         if not to_stdout:
             handle.close()
             os.replace(tmp, target)
+    except FilterError as exc:
+        raise filter_error(exc) from None
     except SqlError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:

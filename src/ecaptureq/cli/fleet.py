@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Final
 from ecaptureq.cli.errors import CliError, ExitCode
 from ecaptureq.cli.runtime import Lifecycle
 from ecaptureq.fleet import (
+    BadSince,
+    ConsumerRefused,
     FleetError,
     NatsAuthError,
     NatsOptions,
@@ -159,14 +161,21 @@ def since_from_args(text: str | None) -> datetime.datetime | None:
         return None
     try:
         return parse_since(text)
-    except ValueError as exc:
-        raise CliError(str(exc), ExitCode.USAGE) from None
+    except BadSince as exc:
+        raise CliError(f"--since {exc}", ExitCode.USAGE) from None
 
 
 def fleet_error(exc: FleetError) -> CliError:
     """The CLI error (message and exit code) for a fleet error."""
     if isinstance(exc, NatsAuthError):
-        return CliError(str(exc), ExitCode.AUTH)
+        return CliError(
+            f"{exc}: check --creds, --nats-user/--nats-password, --nats-token or --nkey", ExitCode.AUTH
+        )
+    if isinstance(exc, ConsumerRefused) and exc.durable:
+        return CliError(
+            f"{exc} (a durable keeps its first --node and --since: use another --durable)",
+            ExitCode.CONNECTION,
+        )
     if isinstance(exc, NatsPermissionError):
         return CliError(str(exc), ExitCode.FORBIDDEN)
     if isinstance(exc, NatsUnavailable):

@@ -9,14 +9,15 @@ import sys
 from pathlib import Path
 
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
+from ecaptureq.cli.explain import connect_error, filter_error
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.runtime import run_until_signal, watching
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
-from ecaptureq.cli.watch import add_fleet_read_options, connect_exit_code, warn
+from ecaptureq.cli.watch import add_fleet_read_options, warn
 from ecaptureq.client import BadURL, Connected, ConnectError, Status
 from ecaptureq.fleet import Collector, FleetReader, is_nats_url
 from ecaptureq.pipeline.recorder import LiveRecorder
-from ecaptureq.store import CaptureStore, PacketFilter, SqlError, StoreError
+from ecaptureq.store import CaptureStore, FilterError, PacketFilter, StoreError
 
 EXAMPLES = """\
 examples:
@@ -103,8 +104,8 @@ async def record(args: argparse.Namespace) -> ExitCode:
         raise CliError("--flush-interval must be positive")
     try:
         flt = PacketFilter(args.filter) if args.filter else None
-    except SqlError as exc:
-        raise CliError(str(exc)) from None
+    except FilterError as exc:
+        raise filter_error(exc) from None
     try:
         store = CaptureStore(args.db, decode=not args.no_decode)
     except StoreError as exc:
@@ -147,7 +148,7 @@ async def record(args: argparse.Namespace) -> ExitCode:
         # a failed first attempt (ConnectError) ends it; reconnects after a first success do not
         await run_until_signal(recorder.run(), watching(recorder.wait_first_connection()))
     except ConnectError as exc:
-        raise CliError(str(exc), connect_exit_code(exc)) from None
+        raise connect_error(exc) from None
     except StoreError as exc:
         raise CliError(f"stopped: {exc}; what was written before is kept", ExitCode.STORAGE) from None
     finally:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from ecaptureq import __version__
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
+from ecaptureq.cli.explain import replay_error
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.runtime import Lifecycle
 from ecaptureq.cli.security import add_server_security_options, server_security_kwargs
@@ -301,7 +302,7 @@ def run(args: argparse.Namespace) -> ExitCode:
         try:
             recording = load_recording(args.replay)
         except ReplayError as exc:
-            raise CliError(str(exc)) from None
+            raise replay_error(exc) from None
         replay = ReplaySource(recording, speed=args.speed)
         name = f"replay file={args.replay} events={len(recording.events)}"
 

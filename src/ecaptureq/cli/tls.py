@@ -283,6 +283,8 @@ class _StatsPrinter:
 def capture_error(exc: CaptureError) -> CliError:
     """The CLI error of a capture error, with its exit code (5-8; a subclass counts as its base)."""
     code = next((_EXIT_CODES[c] for c in type(exc).__mro__ if c in _EXIT_CODES), ExitCode.NO_BPF)
+    if isinstance(exc, LibsslNotFoundError) and exc.searched == "ldconfig":
+        return CliError(f"{exc}; use --libssl PATH", code)
     return CliError(str(exc), code)
 
 

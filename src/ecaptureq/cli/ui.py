@@ -21,12 +21,12 @@ from ecaptureq.access import (
     parse_allowed_origin,
 )
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
+from ecaptureq.cli.explain import connect_error
 from ecaptureq.cli.fleet import fleet_error
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.runtime import Lifecycle
 from ecaptureq.cli.security import TOKEN_ENV
 from ecaptureq.cli.serve import cannot_listen
-from ecaptureq.cli.watch import connect_exit_code
 from ecaptureq.client import BadURL, Connected, ConnectError, Disconnected, Status, normalize_url
 from ecaptureq.fleet import Collector, FleetError
 from ecaptureq.store import CaptureStore, NotCaptureDatabase, SqlError, StoreError
@@ -322,7 +322,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
     except StoreError as exc:
         raise CliError(f"stopped: {exc}; what was written before is kept", ExitCode.STORAGE) from None
     except ConnectError as exc:  # the source refused the handshake (401, 403): retrying cannot help
-        raise CliError(str(exc), connect_exit_code(exc)) from None
+        raise connect_error(exc) from None
     finally:
         await life.close()
         if collector is not None:

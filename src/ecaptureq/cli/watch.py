@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from ecaptureq.cli.colour import Palette, add_color_option, use_color
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
+from ecaptureq.cli.explain import connect_error, connect_message, filter_error
 from ecaptureq.cli.http_text import format_http_text, http_json
 from ecaptureq.cli.oneline import exchange_line, pending_line
 from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
@@ -22,7 +23,7 @@ from ecaptureq.client import BadURL, Client, Connected, ConnectError, Connection
 from ecaptureq.decode.decoder import Decoder
 from ecaptureq.fleet import FleetError, FleetReader, is_nats_url
 from ecaptureq.protocol import DecodeError, Event, Heartbeat, Message
-from ecaptureq.store.sql import PacketFilter, SqlError
+from ecaptureq.store.sql import FilterError, PacketFilter
 
 if TYPE_CHECKING:
     from ecaptureq.sinks.pcapng import PcapngWriter
@@ -407,11 +408,6 @@ async def _consume(
     return ExitCode.OK
 
 
-def connect_exit_code(exc: ConnectError) -> ExitCode:
-    """The exit code for a failed connection: 9 for HTTP 401, 10 for HTTP 403, else 3."""
-    return {401: ExitCode.AUTH, 403: ExitCode.FORBIDDEN}.get(exc.status or 0, ExitCode.CONNECTION)
-
-
 def status_printer(command: str) -> Callable[[Status], None]:
     """An ``on_status`` callback that reports reconnects and the gap on stderr."""
 
@@ -424,7 +420,8 @@ def status_printer(command: str) -> Callable[[Status], None]:
                     "events published during the gap were not received",
                 )
         elif status.retry_in is not None:
-            warn(command, f"{status.reason}; retrying in {status.retry_in:.1f} s")
+            reason = status.reason if status.error is None else connect_message(status.error)
+            warn(command, f"{reason}; retrying in {status.retry_in:.1f} s")
 
     return on_status
 
@@ -514,8 +511,8 @@ async def watch(args: argparse.Namespace, out: TextIO) -> ExitCode:
     view = HttpView.from_args(args)  # a bad --grep ends here, before connecting
     try:
         packet_filter = PacketFilter(args.filter) if args.filter else None
-    except SqlError as exc:
-        raise CliError(str(exc)) from None
+    except FilterError as exc:
+        raise filter_error(exc) from None
     if is_nats_url(args.url):
         if args.pcapng is not None:
             raise CliError("--pcapng takes a ws:// or wss:// source, not a fleet's nats:// URL")
@@ -543,7 +540,7 @@ async def watch(args: argparse.Namespace, out: TextIO) -> ExitCode:
         if args.count is None or printer.events < args.count:
             printer.finish()  # the stream went quiet: show what it left unfinished (not after --count N)
     except ConnectError as exc:
-        raise CliError(str(exc), connect_exit_code(exc)) from None
+        raise connect_error(exc) from None
     except ConnectionLost as exc:
         raise CliError(str(exc), ExitCode.CONNECTION) from None
     except PcapngOutputError as exc:
