@@ -88,7 +88,7 @@ class _Progress:
     def show(self, final: bool = False) -> None:
         if not self.enabled:
             return
-        stats, counters = self.recorder.store.stats, self.recorder.counters
+        stats, counters = self.recorder.store.stats, self.recorder.stats
         line = (
             f"recording: {stats.packets} events ({counters.events_per_s:,.0f}/s), "
             f"{stats.payload_bytes / 1024 / 1024:,.1f} MiB, {stats.exchanges} exchanges, "

@@ -17,6 +17,7 @@ from ecaptureq.cli.explain import replay_error
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.runtime import Lifecycle
 from ecaptureq.cli.security import add_server_security_options, server_security_kwargs
+from ecaptureq.cli.stats import StatsReporter, format_stats
 from ecaptureq.protocol import run_log_line
 from ecaptureq.server import SHUTDOWN_GRACE, Server, ServerStats, ShutdownReport
 from ecaptureq.sources.base import Sink
@@ -194,30 +195,6 @@ def server_from_args(
     )
 
 
-def format_stats(now: ServerStats, before: ServerStats | None, seconds: float) -> str:
-    """One line of ``--stats``: rates since ``before``, clients, queue depths, disconnections, refusals."""
-    published = now.events_published - (before.events_published if before else 0)
-    sent_bytes = now.bytes_published - (before.bytes_published if before else 0)
-    depths = [c.queued for c in now.clients]
-    return (
-        f"ecaptureq serve: stats: {now.events_published} events ({published / seconds:,.0f}/s, "
-        f"{sent_bytes / seconds / 1024:,.0f} KiB/s published), {plural(len(now.clients), 'client')}, "
-        f"queue max {max(depths, default=0)} total {sum(depths)}, "
-        f"{now.disconnections} disconnections ({now.overflow_closes} too slow, {now.flood_closes} flooding), "
-        f"refused {now.refused_origin} origin / {now.refused_token} token / {now.refused_capacity} capacity"
-    )
-
-
-async def report_stats(server: Server, interval: float) -> None:
-    """Print :func:`format_stats` on stderr every ``interval`` seconds, until cancelled."""
-    before: ServerStats | None = None
-    while True:
-        await asyncio.sleep(interval)
-        now = server.stats()
-        print(format_stats(now, before, interval), file=sys.stderr, flush=True)
-        before = now
-
-
 def banner(server: Server, source: str) -> list[str]:
     """The server's own startup lines, in eCapture's style."""
     return [
@@ -258,7 +235,7 @@ async def serve_until_stopped(
         async with Lifecycle() as life:
             task = life.start(feed(server)) if feed is not None else None
             if stats_interval:
-                life.start(report_stats(server, stats_interval))
+                life.start(StatsReporter().add(server.stats, format_stats).every(stats_interval, life.stop))
             # a failing source ends the server (raised here), after the graceful stop below
             if task is not None and await life.wait(task):
                 server.publish_log(run_log_line(f"Source {source_name} finished; still serving"))

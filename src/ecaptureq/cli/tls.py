@@ -9,7 +9,6 @@ import errno
 import os
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TextIO
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.runtime import Lifecycle, stop_on_signals
+from ecaptureq.cli.stats import StatsReporter, format_capture_stats, format_stats
 from ecaptureq.cli.terminal import json_line
 from ecaptureq.protocol import Event
 from ecaptureq.protocol.jsonl import to_json
@@ -26,7 +26,6 @@ from ecaptureq.sources.tls import (
     DEFAULT_BUFFER_MIB,
     BpfUnsupportedError,
     CaptureError,
-    CaptureStats,
     LibsslNotFoundError,
     NoPrivilegeError,
     PidNotFoundError,
@@ -42,7 +41,6 @@ from ecaptureq.sources.tls.keylog import KeylogCapture, offsets_for
 from ecaptureq.sources.tls.locate import check_pid
 
 if TYPE_CHECKING:
-    from ecaptureq.server.hub import Server, ServerStats
     from ecaptureq.sources.tls.packets import EncryptedCapture
 
 DEFAULT_ECAPTUREQ = "ws://127.0.0.1:28257/"
@@ -245,39 +243,12 @@ class JsonLinesSink:
         self._write_line(f'{head[:-1]}, "payload": "{payload}"}}')
 
 
-def format_capture_stats(
-    now: CaptureStats, before: CaptureStats | None, seconds: float, ring_fill: float
-) -> str:
-    """One ``--stats`` line of the capture: rates since ``before``, losses, gaps, ring-buffer fill."""
-    events = now.events - (before.events if before else 0)
-    captured = now.bytes - (before.bytes if before else 0)
-    return (
-        f"ecaptureq tls: stats: {now.events} events ({events / seconds:,.0f}/s), {now.chunks} records, "
-        f"{now.bytes / 2**20:,.1f} MiB captured ({captured / seconds / 2**20:,.1f} MiB/s), "
-        f"lost {now.drop_chunks} records ({now.drop_bytes} bytes) + {now.oversized_bytes} bytes of oversized "
-        f"calls, {now.gaps} gaps ({now.gap_bytes} bytes), ring buffer {100 * ring_fill:.0f}% full"
+def _capture_reporter(capture: TlsCapture) -> StatsReporter:
+    """A ``--stats`` reporter of the capture (its ring buffer's fill read at each line)."""
+    return StatsReporter().add(
+        lambda: capture.stats,
+        lambda now, before, s: format_capture_stats(now, before, s, capture.ring_fill()),
     )
-
-
-class _StatsPrinter:
-    """Prints :func:`format_capture_stats` on stderr every ``interval`` seconds (call :meth:`tick`)."""
-
-    def __init__(self, capture: TlsCapture, interval: float | None) -> None:
-        self.capture = capture
-        self.interval = interval
-        self._before: CaptureStats | None = None
-        self._last = time.monotonic()
-
-    def tick(self) -> None:
-        if self.interval is None:
-            return
-        now = time.monotonic()
-        stats = self.capture.stats()
-        line = format_capture_stats(
-            stats, self._before, max(now - self._last, 1e-6), self.capture.ring_fill()
-        )
-        print(line, file=sys.stderr, flush=True)
-        self._before, self._last = stats, now
 
 
 def capture_error(exc: CaptureError) -> CliError:
@@ -477,9 +448,10 @@ def _run_json(args: argparse.Namespace) -> ExitCode:
                 file=sys.stderr,
                 flush=True,
             )
-            stats = _StatsPrinter(capture, args.stats)
+            reporter = _capture_reporter(capture)
             while not stop.wait(args.stats or 0.5):
-                stats.tick()
+                if args.stats is not None:
+                    reporter.tick()
         finally:
             _stop_keylog(keylog)
             capture.stop()
@@ -516,26 +488,10 @@ async def _run_server(args: argparse.Namespace) -> ExitCode:
             if args.stats is None:
                 await life.wait()
             else:
-                await _report_until(life.stop, capture, server, args.stats)
+                reporter = _capture_reporter(capture).add(server.stats, format_stats)
+                await reporter.every(args.stats, life.stop)
     finally:
         await asyncio.to_thread(_stop_keylog, keylog)
         await asyncio.to_thread(capture.stop)
         report_shutdown(await server.stop(), "tls")  # the server writes its totals line itself
     return ExitCode.OK
-
-
-async def _report_until(stop: asyncio.Event, capture: TlsCapture, server: Server, interval: float) -> None:
-    """Print the capture's and the server's ``--stats`` lines every ``interval`` seconds until ``stop``."""
-    from ecaptureq.cli.serve import format_stats
-
-    printer = _StatsPrinter(capture, interval)
-    before: ServerStats | None = None
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
-        if stop.is_set():
-            return
-        printer.tick()
-        now = server.stats()
-        print(format_stats(now, before, interval), file=sys.stderr, flush=True)
-        before = now
