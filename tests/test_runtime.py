@@ -1,5 +1,6 @@
 """The CLI runtime: real SIGINT/SIGTERM delivered to this process stop a command's work cleanly, a failing
-task ends the run with its own error, and every command's ``exit codes:`` block comes from ``ExitCode``."""
+task ends the run with its own error, every command's ``exit codes:`` block comes from ``ExitCode``, and
+one reporter prints the ``--stats`` lines."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import pytest
 from ecaptureq.cli.errors import ExitCode
 from ecaptureq.cli.main import build_parser
 from ecaptureq.cli.runtime import Lifecycle, run_until_signal, stop_on_signals, watching
+from ecaptureq.cli.stats import StatsReporter, format_stats
+from ecaptureq.protocol import Event
+from ecaptureq.server import Server
 
 
 class Boom(Exception):
@@ -94,3 +98,21 @@ def test_every_command_lists_only_codes_of_the_enum() -> None:
     assert not any(unknown.values()), unknown
     assert all(ExitCode.OK in codes for codes in listed.values() if codes)
     assert listed["tls"] == [0, 2, 3, 5, 6, 7, 8]
+
+
+async def test_the_stats_reporter_prints_each_component_with_rates_since_the_last_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with Server(heartbeat_interval=60) as server:
+        reporter = StatsReporter().add(server.stats, format_stats)
+        for n in range(3):
+            server.publish_event(Event(timestamp=n + 1, uuid=f"1_1_curl_{n}_0", payload=b"x"))
+        reporter.tick()
+        server.publish_event(Event(timestamp=9, uuid="1_1_curl_9_0", payload=b"y"))
+        reporter.tick()
+        stop = asyncio.Event()
+        stop.set()
+        await asyncio.wait_for(reporter.every(0.01, stop), 20)  # a stop ends it without another line
+    first, second = capsys.readouterr().err.splitlines()
+    assert first.startswith("ecaptureq serve: stats: 3 events (")
+    assert second.startswith("ecaptureq serve: stats: 4 events (")
