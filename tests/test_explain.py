@@ -30,6 +30,7 @@ async def _refusal(client: Client) -> ConnectError:
     return caught.value
 
 
+@pytest.mark.e2e
 async def test_a_refused_handshake_carries_status_token_and_origin() -> None:
     async with Server(token=TOKEN) as server:
         no_token = await _refusal(Client(server.url))

@@ -100,6 +100,7 @@ def test_every_command_lists_only_codes_of_the_enum() -> None:
     assert listed["tls"] == [0, 2, 3, 5, 6, 7, 8]
 
 
+@pytest.mark.e2e
 async def test_the_stats_reporter_prints_each_component_with_rates_since_the_last_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
