@@ -12,7 +12,7 @@ import pytest
 from certs import make_cert
 from conftest import CLI, ENV, Served, start_serve, stop_serve
 
-from ecaptureq.cli.errors import EXIT_AUTH, EXIT_CONNECTION, EXIT_FORBIDDEN, EXIT_USAGE, CliError
+from ecaptureq.cli.errors import CliError, ExitCode
 from ecaptureq.cli.security import server_security_kwargs
 from ecaptureq.cli.serve import register
 
@@ -50,7 +50,7 @@ def served_with_token() -> Iterator[Served]:
 @pytest.mark.e2e
 def test_watch_without_the_token_exits_9(served_with_token: Served) -> None:
     result = cli("watch", served_with_token.url, "--count", "1")
-    assert result.returncode == EXIT_AUTH
+    assert result.returncode == ExitCode.AUTH
     line = one_line_error(result)
     assert "HTTP 401" in line and "--token" in line
 
@@ -58,10 +58,10 @@ def test_watch_without_the_token_exits_9(served_with_token: Served) -> None:
 @pytest.mark.e2e
 def test_watch_with_a_wrong_token_exits_9_and_hides_a_url_token(served_with_token: Served) -> None:
     result = cli("watch", served_with_token.url, "--count", "1", "--token", "nope")
-    assert result.returncode == EXIT_AUTH
+    assert result.returncode == ExitCode.AUTH
     assert "did not accept the token" in one_line_error(result)
     result = cli("watch", served_with_token.url + "?token=guessed-value", "--count", "1")
-    assert result.returncode == EXIT_AUTH
+    assert result.returncode == ExitCode.AUTH
     assert "guessed-value" not in result.stderr and "token=***" in result.stderr
 
 
@@ -94,7 +94,7 @@ def test_foreign_origin_exits_10_and_an_allowed_one_connects() -> None:
     served = start_serve("--demo", "--interval", "0.02", "--allow-origin", "https://gui.example")
     try:
         result = cli("watch", served.url, "--count", "1", "--origin", "https://evil.example")
-        assert result.returncode == EXIT_FORBIDDEN
+        assert result.returncode == ExitCode.FORBIDDEN
         line = one_line_error(result)
         assert "HTTP 403" in line and "origin policy" in line
         result = cli("watch", served.url, "--count", "1", "--origin", "https://gui.example")
@@ -113,7 +113,7 @@ def test_wss_verifies_certificates_with_ca_and_insecure(tmp_path: Path) -> None:
     try:
         assert served.url.startswith("wss://")
         result = cli("watch", served.url, "--count", "1")
-        assert result.returncode == EXIT_CONNECTION
+        assert result.returncode == ExitCode.CONNECTION
         assert "not trusted" in one_line_error(result)
         result = cli("watch", served.url, "--count", "1", "--ca", str(cert))
         assert result.returncode == 0, result.stderr
@@ -122,7 +122,7 @@ def test_wss_verifies_certificates_with_ca_and_insecure(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         assert "not verified" in result.stderr
         result = cli("watch", served.url.replace("wss://", "ws://"), "--count", "1")
-        assert result.returncode == EXIT_CONNECTION
+        assert result.returncode == ExitCode.CONNECTION
         assert "wss://" in one_line_error(result)
     finally:
         stop_serve(served)
@@ -142,7 +142,7 @@ def test_connections_over_max_connections_are_refused() -> None:
         assert first.stdout is not None
         assert first.stdout.readline()  # the first client is connected and reading
         result = cli("watch", served.url, "--count", "1")
-        assert result.returncode == EXIT_CONNECTION
+        assert result.returncode == ExitCode.CONNECTION
         assert "HTTP 503" in one_line_error(result)
     finally:
         first.terminate()
@@ -166,7 +166,7 @@ def test_connections_over_max_connections_are_refused() -> None:
 )
 def test_serve_refuses_unsafe_or_bad_security_options(args: list[str], fragment: str) -> None:
     result = cli("serve", "--demo", *args, timeout=30)
-    assert result.returncode == EXIT_USAGE
+    assert result.returncode == ExitCode.USAGE
     assert fragment in one_line_error(result)
 
 
@@ -184,12 +184,12 @@ def test_serve_offers_a_fresh_token_for_a_network_address() -> None:
 @pytest.mark.e2e
 def test_watch_refuses_bad_tls_options(tmp_path: Path) -> None:
     result = cli("watch", "wss://127.0.0.1:1/", "--ca", str(tmp_path / "missing.pem"))
-    assert result.returncode == EXIT_USAGE and "no such file" in one_line_error(result)
+    assert result.returncode == ExitCode.USAGE and "no such file" in one_line_error(result)
     (tmp_path / "junk.pem").write_text("not a certificate\n")
     result = cli("watch", "wss://127.0.0.1:1/", "--ca", str(tmp_path / "junk.pem"))
-    assert result.returncode == EXIT_USAGE and "--ca" in one_line_error(result)
+    assert result.returncode == ExitCode.USAGE and "--ca" in one_line_error(result)
     result = cli("watch", "wss://127.0.0.1:1/", "--ca", "x.pem", "--insecure")
-    assert result.returncode == EXIT_USAGE and "exclude each other" in one_line_error(result)
+    assert result.returncode == ExitCode.USAGE and "exclude each other" in one_line_error(result)
 
 
 def serve_args(*argv: str) -> argparse.Namespace:
@@ -203,7 +203,7 @@ def test_network_address_needs_a_token_or_insecure(monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("ECAPTUREQ_TOKEN", raising=False)
     with pytest.raises(CliError) as refused:
         server_security_kwargs(serve_args(), "10.1.2.3", "ws")
-    assert refused.value.exit_code == EXIT_USAGE
+    assert refused.value.exit_code == ExitCode.USAGE
     assert server_security_kwargs(serve_args("--insecure"), "10.1.2.3", "ws")["token"] is None
     assert server_security_kwargs(serve_args("--token", TOKEN), "0.0.0.0", "ws")["token"] == TOKEN
     monkeypatch.setenv("ECAPTUREQ_TOKEN", TOKEN)
@@ -217,10 +217,10 @@ def test_network_address_needs_a_token_or_insecure(monkeypatch: pytest.MonkeyPat
 def test_record_takes_the_token_and_maps_401_to_9(served_with_token: Served, tmp_path: Path) -> None:
     db = str(tmp_path / "capture.db")
     result = cli("record", served_with_token.url, "--db", db, "--quiet")
-    assert result.returncode == EXIT_AUTH
+    assert result.returncode == ExitCode.AUTH
     assert "HTTP 401" in one_line_error(result)
     result = cli("record", served_with_token.url, "--db", db, "--quiet", "--origin", "https://evil.example")
-    assert result.returncode == EXIT_FORBIDDEN
+    assert result.returncode == ExitCode.FORBIDDEN
     proc = subprocess.Popen(
         [*CLI, "record", served_with_token.url, "--db", db, "--quiet", "--token", TOKEN],
         stdout=subprocess.PIPE,

@@ -6,6 +6,7 @@ Read from the source with :mod:`ast`, so a late (function-level) import counts t
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,69 @@ def test_a_leak_is_caught(tmp_path: Path) -> None:
     )
     assert _imports(bad) == {"client", "web"}
     assert _imports(bad) - ALLOWED["store"] == {"client", "web"}
+
+
+OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+"""A long command-line option, as a person would type it: ``--filter``, ``--spool-size``."""
+
+MAY_NAME_OPTIONS = {"bench", "web/curl.py"}
+"""Outside cli, only these may name options: bench runs the CLI as a subprocess, web/curl.py writes curl's."""
+
+STREAM_ADVICE = {("sources/tls/capture.py", "--buffer-size")}
+"""Options named in run-log lines the capture publishes into the stream, for whoever reads it: the
+ring-buffer-full line says to try a larger ``--buffer-size`` (test_capture_load.py asserts it)."""
+
+
+def _option_names(source: str) -> list[tuple[int, str]]:
+    """``(line, option)`` for each option named in a string literal of ``source``; docstrings (a string
+    standing alone as a statement, attribute docstrings included) do not count."""
+    tree = ast.parse(source)
+    docstrings = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    }
+    return [
+        (node.lineno, option)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+        for option in OPTION.findall(node.value)
+    ]
+
+
+def _may_name_options(rel: Path) -> bool:
+    return rel.parts[0] in TOP or rel.parts[0] in MAY_NAME_OPTIONS or rel.as_posix() in MAY_NAME_OPTIONS
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _sources() if not _may_name_options(p.relative_to(PACKAGE))],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_nothing_below_cli_names_a_command_line_option(path: Path) -> None:
+    """Library errors carry data and cli words them: a library message naming ``--token`` is CLI wording in
+    the wrong layer (and, sent to a remote client, names options of a program the reader may not run)."""
+    rel = path.relative_to(PACKAGE).as_posix()
+    named = [
+        f"{rel}:{line}: {option}"
+        for line, option in _option_names(path.read_text(encoding="utf-8"))
+        if (rel, option) not in STREAM_ADVICE
+    ]
+    assert not named, "word these in ecaptureq.cli (e.g. cli/explain.py): " + ", ".join(named)
+
+
+def test_an_option_in_a_library_message_is_caught() -> None:
+    """The check itself: an option in an f-string message is found, the same words in docstrings are not."""
+    planted = (
+        '"""Module docstring: --allowed here."""\n'
+        "class E(Exception):\n"
+        '    """Docstring: --allowed too."""\n'
+        "X = 1\n"
+        '"""Attribute docstring: --allowed."""\n'
+        "def f(text: str) -> None:\n"
+        '    raise E(f"invalid {text}: check --spool-size or --nats-user/--nats-password")\n'
+        'Y = "a -- b, x--y, --, 2026-01-02 --3"\n'
+    )
+    assert _option_names(planted) == [(7, "--spool-size"), (7, "--nats-user"), (7, "--nats-password")]

@@ -28,7 +28,8 @@ from ecaptureq.access import (
     request_authenticated,
     token_matches,
 )
-from ecaptureq.client import Client, ConnectError
+from ecaptureq.cli.explain import connect_message
+from ecaptureq.client import CertificateNotTrusted, Client, ConnectError
 from ecaptureq.protocol import Event, RunLog, decode
 from ecaptureq.server import CLOSE_FLOOD, CLOSE_TOO_BIG, Server
 
@@ -353,7 +354,10 @@ async def test_wss_with_a_trusted_certificate_and_refusal_of_an_untrusted_one(tm
         with pytest.raises(ConnectError) as refused:
             async for _ in Client(server.url, headers={"Authorization": f"Bearer {TOKEN}"}):
                 break
-        assert "certificate" in str(refused.value) and "--ca" in str(refused.value)
+        # the error carries the data; what a person reads (cli/explain.py) names the option to use
+        assert isinstance(refused.value, CertificateNotTrusted) and refused.value.verify_message
+        worded = connect_message(refused.value)
+        assert "certificate" in worded and "--ca" in worded
         # a plain ws:// client against the TLS port does not get in either
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")

@@ -233,7 +233,7 @@ def check_handshake(
             f"Origin {shown} not allowed",
             summary="Origin not allowed",
             body=f"Forbidden: Origin {shown} is not allowed by this server "
-            "(pages from loopback are; serve --allow-origin adds more).\n",
+            "(pages from loopback are; its operator can allow more origins).\n",
         )
     if token is not None and not request_authenticated(request, token):
         what = "wrong token" if presented_tokens(request) else "no token"

@@ -123,6 +123,6 @@ def test_loss_is_named_never_silent(site: Site) -> None:
     # Gaps are ordered, disjoint byte ranges of that stream.
     ranges = sorted((g.start, g.end) for g in lost)
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(ranges))
-    stats = cap.stats()
+    stats = cap.stats
     assert stats.drop_chunks > 0 and stats.gaps >= len(lost) and stats.gap_bytes > 0
     assert any("ring buffer full" in line and "--buffer-size" in line for line in sink.logs)

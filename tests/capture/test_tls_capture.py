@@ -140,7 +140,7 @@ def test_one_mib_response_complete(capture: CaptureFactory, tls_server: TlsServe
     events = [e for e in sink.events if e.pid == proc.pid and e.uuid.endswith("_0")]
     assert all(0 < e.length <= 16384 for e in events)
     assert len({e.uuid for e in events}) == 1
-    stats = sink.capture.stats()  # type: ignore[attr-defined]
+    stats = sink.capture.stats  # type: ignore[attr-defined]
     assert stats.drop_chunks == 0 and stats.oversized == 0
     # The server's single large write is split into records and events, none lost.
     sent = sink.stream(tls_server.pid, 0)

@@ -6,12 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from ecaptureq.cli.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
+from ecaptureq.cli.explain import agent_notice, connect_error, replay_error
 from ecaptureq.cli.fleet import (
     add_nats_options,
     add_retention_options,
@@ -19,9 +19,10 @@ from ecaptureq.cli.fleet import (
     nats_options_from_args,
     retention_from_args,
 )
+from ecaptureq.cli.runtime import Lifecycle
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.tls import add_capture_options
-from ecaptureq.cli.watch import connect_exit_code, status_printer, warn
+from ecaptureq.cli.watch import status_printer, warn
 from ecaptureq.client import BadURL, Client, ConnectError
 from ecaptureq.fleet import Agent, BadNodeName, FleetError, Spool, SpoolError, check_node, default_node
 from ecaptureq.fleet.agent import DEFAULT_HEARTBEAT_INTERVAL
@@ -47,16 +48,27 @@ when JetStream acknowledged it: while NATS is down or slow the spool fills up to
 not fit is counted and reported, on stderr and in the stream), and a restarted agent sends what it left.
 A --demo or --replay agent exits when its source ended and the spool is empty (or --drain-timeout ran out).
 
-exit codes:
-  0  done (source ended and everything was acknowledged, or Ctrl-C / SIGTERM after draining)
-  2  usage error (bad option, bad node name, unreadable recording)
-  4  stopped with messages still in the spool (NATS unreachable: they are sent on the next start)
-     (an unreachable NATS or --source server is retried with backoff, never an error)
-  5-8  --tls capture errors, as ecaptureq tls (not root, no eBPF, no libssl, no such --pid)
-  9  NATS refused the credentials (or --source's server refused its token)
-  10 --source's server refused the handshake (its Origin policy)
-  11 the spool file cannot be written
-"""
+""" + command_exit_codes(
+    (
+        (
+            ExitCode.OK,
+            "done (source ended and everything was acknowledged, or Ctrl-C / SIGTERM after draining)",
+        ),
+        (ExitCode.USAGE, "usage error (bad option, bad node name, unreadable recording)"),
+        (
+            ExitCode.INCOMPLETE,
+            "stopped with messages still in the spool (NATS unreachable: they are sent on the next start)\n"
+            "(an unreachable NATS or --source server is retried with backoff, never an error)",
+        ),
+        (ExitCode.NO_PRIVILEGE, "--tls: not root, as ecaptureq tls"),
+        (ExitCode.NO_BPF, "--tls: no eBPF support, as ecaptureq tls"),
+        (ExitCode.NO_LIBSSL, "--tls: no libssl, as ecaptureq tls"),
+        (ExitCode.NO_PID, "--tls: no such --pid, as ecaptureq tls"),
+        (ExitCode.AUTH, "NATS refused the credentials (or --source's server refused its token)"),
+        (ExitCode.FORBIDDEN, "--source's server refused the handshake (its Origin policy)"),
+        (ExitCode.STORAGE, "the spool file cannot be written"),
+    )
+)
 
 
 def _spool_size(text: str) -> int:
@@ -203,12 +215,12 @@ def _default_spool(node: str) -> Path:
     return Path(f"ecaptureq-spool-{node}.db")
 
 
-async def run_agent(args: argparse.Namespace) -> int:
+async def run_agent(args: argparse.Namespace) -> ExitCode:
     """Run the agent until its source ends or a signal; return the exit code."""
     try:
         node = check_node(args.node) if args.node else default_node()
     except BadNodeName as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
+        raise CliError(str(exc), ExitCode.USAGE) from None
     if args.count is not None and args.count <= 0:
         raise CliError("--count must be positive")
     options = nats_options_from_args(
@@ -228,12 +240,12 @@ async def run_agent(args: argparse.Namespace) -> int:
         try:
             recording = load_recording(args.replay)
         except ReplayError as exc:
-            raise CliError(str(exc)) from None
+            raise replay_error(exc) from None
     spool_path = args.spool or _default_spool(node)
     try:
         spool = Spool(spool_path, args.spool_size)
     except SpoolError as exc:
-        raise CliError(str(exc), EXIT_STORAGE) from None
+        raise CliError(str(exc), ExitCode.STORAGE) from None
     label = _source_label(args, client.display_url if client else None)
     agent = Agent(
         options,
@@ -242,35 +254,27 @@ async def run_agent(args: argparse.Namespace) -> int:
         spool,
         retention=retention_from_args(args),
         heartbeat_interval=args.heartbeat_interval,
-        on_notice=lambda text: warn("agent", text),
+        on_notice=lambda notice: warn("agent", agent_notice(notice)),
     )
     if spool.stats.queued and not args.quiet:
         warn("agent", f"{spool.stats.queued} messages left in {spool_path} by a previous run are sent first")
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-
+    life = Lifecycle().open()
     if args.demo:
-        source_task = asyncio.create_task(DemoSource(interval=args.interval, limit=args.count).run(agent))
+        source_task = life.start(DemoSource(interval=args.interval, limit=args.count).run(agent))
     elif recording is not None:
-        source_task = asyncio.create_task(ReplaySource(recording, speed=args.speed).run(agent))
+        source_task = life.start(ReplaySource(recording, speed=args.speed).run(agent))
     elif client is not None:
-        source_task = asyncio.create_task(_relay(client, agent))
+        source_task = life.start(_relay(client, agent))
     else:
-        source_task = asyncio.create_task(_run_tls(args, agent, stop))
-    publishing = asyncio.create_task(agent.run())
-    waiter = asyncio.create_task(stop.wait())
+        source_task = life.start(_run_tls(args, agent, life.stop))
+    publishing = life.start(agent.run())
     if not args.quiet:
         print(f"ecaptureq agent: node {node}, source {label}, spool {spool_path}, NATS {options.display}",
               file=sys.stderr, flush=True)  # fmt: skip
-    code = EXIT_OK
+    code = ExitCode.OK
     try:
-        done, _ = await asyncio.wait({source_task, publishing, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if publishing in done:
-            publishing.result()  # NatsAuthError, SpoolError
+        done = await life.wait(publishing, source_task)  # publishing's NatsAuthError, SpoolError first
         if source_task not in done and args.tls:
             # stopping: the capture detaches and publishes its totals line, which is drained too
             await asyncio.wait({source_task, publishing}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
@@ -280,21 +284,19 @@ async def run_agent(args: argparse.Namespace) -> int:
         if source_task.done() and not source_task.cancelled():
             source_task.result()  # the source's own errors (capture, connection)
         if not await agent.wait_drained(args.drain_timeout):
-            code = EXIT_INCOMPLETE
+            code = ExitCode.INCOMPLETE
             warn(
                 "agent",
                 f"{spool.stats.queued} messages are still in {spool_path}; they are sent on the next start",
             )
     except ConnectError as exc:
-        raise CliError(f"--source: {exc}", connect_exit_code(exc)) from None
+        raise connect_error(exc, "--source") from None
     except FleetError as exc:
         raise fleet_error(exc) from None
     except SpoolError as exc:
-        raise CliError(str(exc), EXIT_STORAGE) from None
+        raise CliError(str(exc), ExitCode.STORAGE) from None
     finally:
-        for task in (source_task, publishing, waiter):
-            task.cancel()
-        await asyncio.gather(source_task, publishing, waiter, return_exceptions=True)
+        await life.close()
         if client is not None:
             await client.close()
         await agent.close()
@@ -310,6 +312,6 @@ async def run_agent(args: argparse.Namespace) -> int:
     return code
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq agent``."""
     return asyncio.run(run_agent(args))

@@ -10,6 +10,7 @@ import sys
 from ecaptureq.bench.consumers import decoder_memory, format_memory, summary
 from ecaptureq.bench.runner import format_table, machine_line, run_all
 from ecaptureq.bench.workloads import WORKLOADS
+from ecaptureq.cli.errors import ExitCode
 
 EXAMPLES = """\
 examples:
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq bench``."""
 
     def progress(text: str) -> None:
@@ -64,4 +65,4 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(summary(rows))
         print(format_memory(memory))
-    return 0
+    return ExitCode.OK

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from ecaptureq.cli.errors import EXIT_STORAGE, EXIT_USAGE, CliError
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.fleet import (
     NATS_EXIT_CODES,
     add_nats_options,
@@ -24,7 +24,7 @@ from ecaptureq.store import CaptureStore, StoreError
 
 DEFAULT_DURABLE = "ecaptureq-collect"
 
-EPILOG = f"""\
+EPILOG = """\
 examples:
   ecaptureq collect --nats nats://127.0.0.1:4222 --db fleet.db
   ecaptureq collect --nats nats://nats.example:4222 --db web.db --node 'web-*' --durable collect-web
@@ -38,12 +38,18 @@ with it: killed (even with kill -9) and restarted, the collector loses nothing a
 was; its --node and --since are fixed when it is created. The stream ECAPTUREQ is created when missing,
 with the retention options.
 
-exit codes:
-  0  stopped (Ctrl-C or SIGTERM)
-  2  usage error (bad --node, --since)
-{NATS_EXIT_CODES}
-  11 the database cannot be written (what was committed is kept; nothing uncommitted was acknowledged)
-"""
+""" + command_exit_codes(
+    (
+        (ExitCode.OK, "stopped (Ctrl-C or SIGTERM)"),
+        (ExitCode.USAGE, "usage error (bad --node, --since)"),
+        *NATS_EXIT_CODES,
+        (
+            ExitCode.STORAGE,
+            "the database cannot be written (what was committed is kept; nothing uncommitted was "
+            "acknowledged)",
+        ),
+    )
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -96,14 +102,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-async def collect(args: argparse.Namespace) -> int:
+async def collect(args: argparse.Namespace) -> ExitCode:
     """Collect until a signal; return the exit code."""
     if args.flush_interval <= 0 or args.ack_wait <= 0:
-        raise CliError("--flush-interval and --ack-wait must be positive", EXIT_USAGE)
+        raise CliError("--flush-interval and --ack-wait must be positive", ExitCode.USAGE)
     try:
         filter_subject(args.node)
     except BadNodeName as exc:
-        raise CliError(f"--node: {exc}", EXIT_USAGE) from None
+        raise CliError(f"--node: {exc}", ExitCode.USAGE) from None
     options = nats_options_from_args(args, args.nats, name="ecaptureq-collect")
     reader = FleetReader(
         options,
@@ -116,7 +122,7 @@ async def collect(args: argparse.Namespace) -> int:
     try:
         store = CaptureStore(args.db, decode=not args.no_decode)
     except StoreError as exc:
-        raise CliError(str(exc), EXIT_STORAGE) from None
+        raise CliError(str(exc), ExitCode.STORAGE) from None
     collector = Collector(reader, store, flush_interval=args.flush_interval)
 
     def opened() -> None:
@@ -137,6 +143,6 @@ async def collect(args: argparse.Namespace) -> int:
     return code
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq collect``."""
     return asyncio.run(collect(args))

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from ecaptureq.cli.errors import EXIT_CONNECTION, CliError
+from ecaptureq.cli.errors import CliError, ExitCode
 from ecaptureq.cli.render_http import HttpView, add_decode_options
 from ecaptureq.cli.serve import banner
 from ecaptureq.cli.watch import add_watch_options, consume, printer_from_args, warn
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-async def demo(args: argparse.Namespace) -> int:
+async def demo(args: argparse.Namespace) -> ExitCode:
     """Run the demo: server, source and watcher on one event loop."""
     view = HttpView.from_args(args)  # a bad --grep ends here
     async with Server("127.0.0.1", 0) as server:
@@ -66,14 +66,14 @@ async def demo(args: argparse.Namespace) -> int:
                 "demo",
             )
         except (ConnectError, ConnectionLost) as exc:
-            raise CliError(str(exc), EXIT_CONNECTION) from None
+            raise CliError(str(exc), ExitCode.CONNECTION) from None
         finally:
             for task in feed:
                 task.cancel()
             await client.close()
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq demo``."""
     if args.interval < 0:
         raise CliError("--interval must be 0 or positive")

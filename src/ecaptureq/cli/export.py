@@ -12,10 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from ecaptureq.cli.errors import EXIT_STORAGE, CliError
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
+from ecaptureq.cli.explain import filter_error
 from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
 from ecaptureq.sinks.tcp import MSS, PLAINTEXT_PORT
-from ecaptureq.store import NotCaptureDatabase, SqlError, open_readonly
+from ecaptureq.store import FilterError, NotCaptureDatabase, SqlError, open_readonly
 from ecaptureq.store.export import write_har, write_jsonl, write_pcapng
 
 EXAMPLES = f"""\
@@ -35,8 +36,13 @@ kept (made-up ones from 198.18.0.0/15 or 2001:db8::/32 where unknown); the serve
 {PLAINTEXT_PORT}, where Wireshark looks for plaintext HTTP, unless --keep-ports. Every packet's comment says
 pid=, comm=, uuid= and real= (the captured client->server addresses).
 
-exit codes: 0 done, 2 bad arguments or invalid --filter, 11 not a capture database, or cannot write FILE
-"""
+""" + command_exit_codes(
+    (
+        (ExitCode.OK, "done"),
+        (ExitCode.USAGE, "bad arguments or invalid --filter"),
+        (ExitCode.STORAGE, "not a capture database, or cannot write FILE"),
+    )
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,12 +82,12 @@ def _export(args: argparse.Namespace, db: sqlite3.Connection, handle: BinaryIO) 
         text.detach()  # the caller closes (or, for stdout, keeps) the binary stream
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq export``."""
     try:
         db = open_readonly(args.db, ("packets", "exchanges") if args.format == "har" else ("packets",))
     except NotCaptureDatabase as exc:
-        raise CliError(str(exc), EXIT_STORAGE) from None
+        raise CliError(str(exc), ExitCode.STORAGE) from None
     except SqlError as exc:
         raise CliError(str(exc)) from None
     to_stdout = args.output == "-"
@@ -108,10 +114,12 @@ def run(args: argparse.Namespace) -> int:
         if not to_stdout:
             handle.close()
             os.replace(tmp, target)
+    except FilterError as exc:
+        raise filter_error(exc) from None
     except SqlError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
-        raise CliError(f"cannot write {args.output}: {exc.strerror or exc}", EXIT_STORAGE) from None
+        raise CliError(f"cannot write {args.output}: {exc.strerror or exc}", ExitCode.STORAGE) from None
     if not to_stdout:
         print(f"ecaptureq export: {summary} written to {target}", file=sys.stderr)
-    return 0
+    return ExitCode.OK

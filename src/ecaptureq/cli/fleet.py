@@ -6,26 +6,18 @@ Not a command itself: ``agent``, ``collect``, ``watch``, ``record`` and ``ui`` u
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import datetime
 import os
-import signal
 import ssl
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from ecaptureq.cli.errors import (
-    EXIT_AUTH,
-    EXIT_CONNECTION,
-    EXIT_FORBIDDEN,
-    EXIT_OK,
-    EXIT_STORAGE,
-    EXIT_USAGE,
-    CliError,
-)
+from ecaptureq.cli.errors import CliError, ExitCode
+from ecaptureq.cli.runtime import Lifecycle
 from ecaptureq.fleet import (
+    BadSince,
+    ConsumerRefused,
     FleetError,
     NatsAuthError,
     NatsOptions,
@@ -50,10 +42,12 @@ PASSWORD_ENV: Final = "ECAPTUREQ_NATS_PASSWORD"
 TOKEN_ENV: Final = "ECAPTUREQ_NATS_TOKEN"
 """The NATS token when ``--nats-token`` is not given."""
 
-NATS_EXIT_CODES: Final = """\
-  3  cannot reach NATS (or it has no JetStream)
-  9  NATS refused the credentials
-  10 the credentials may not do this (an agent's publish-only credentials cannot read)"""
+NATS_EXIT_CODES: Final[tuple[tuple[ExitCode, str], ...]] = (
+    (ExitCode.CONNECTION, "cannot reach NATS (or it has no JetStream)"),
+    (ExitCode.AUTH, "NATS refused the credentials"),
+    (ExitCode.FORBIDDEN, "the credentials may not do this (an agent's publish-only credentials cannot read)"),
+)
+"""What a command reading the fleet's stream ends with when NATS refuses or cannot be reached."""
 
 
 def _size(text: str) -> int:
@@ -127,7 +121,7 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
         if args.nats_cert is not None:
             ctx.load_cert_chain(args.nats_cert, args.nats_key)
     except (OSError, ssl.SSLError) as exc:
-        raise CliError(f"--nats-ca/--nats-cert: cannot load ({exc})", EXIT_USAGE) from None
+        raise CliError(f"--nats-ca/--nats-cert: cannot load ({exc})", ExitCode.USAGE) from None
     return ctx
 
 
@@ -141,7 +135,7 @@ def nats_options_from_args(
     """
     for url in servers:
         if not url.strip().lower().startswith(("nats://", "tls://")):
-            raise CliError(f"{url!r}: expected a NATS URL such as nats://127.0.0.1:4222", EXIT_USAGE)
+            raise CliError(f"{url!r}: expected a NATS URL such as nats://127.0.0.1:4222", ExitCode.USAGE)
     password = args.nats_password if args.nats_password is not None else os.environ.get(PASSWORD_ENV)
     token = args.nats_token if args.nats_token is not None else os.environ.get(TOKEN_ENV)
     return NatsOptions(
@@ -167,59 +161,53 @@ def since_from_args(text: str | None) -> datetime.datetime | None:
         return None
     try:
         return parse_since(text)
-    except ValueError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
+    except BadSince as exc:
+        raise CliError(f"--since {exc}", ExitCode.USAGE) from None
 
 
 def fleet_error(exc: FleetError) -> CliError:
     """The CLI error (message and exit code) for a fleet error."""
     if isinstance(exc, NatsAuthError):
-        return CliError(str(exc), EXIT_AUTH)
+        return CliError(
+            f"{exc}: check --creds, --nats-user/--nats-password, --nats-token or --nkey", ExitCode.AUTH
+        )
+    if isinstance(exc, ConsumerRefused) and exc.durable:
+        return CliError(
+            f"{exc} (a durable keeps its first --node and --since: use another --durable)",
+            ExitCode.CONNECTION,
+        )
     if isinstance(exc, NatsPermissionError):
-        return CliError(str(exc), EXIT_FORBIDDEN)
+        return CliError(str(exc), ExitCode.FORBIDDEN)
     if isinstance(exc, NatsUnavailable):
-        return CliError(str(exc), EXIT_CONNECTION)
-    return CliError(str(exc), EXIT_CONNECTION)
+        return CliError(str(exc), ExitCode.CONNECTION)
+    return CliError(str(exc), ExitCode.CONNECTION)
 
 
 async def run_collector(
     collector: Collector, command: str, kept: str, opened: Callable[[], None] | None = None
-) -> int:
+) -> ExitCode:
     """Run ``collector`` (its reader opened first, then ``opened`` called) until Ctrl-C, SIGTERM or its end;
     close its reader and store; return the exit code (11 when the last batch cannot be written).
 
     ``command`` names the command in messages; ``kept`` says what a failed write leaves in the database.
     """
     reader, store = collector.reader, collector.store
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    code = EXIT_OK
-    running: asyncio.Task[None] | None = None
-    waiter = asyncio.create_task(stop.wait())
+    code = ExitCode.OK
     try:
-        await reader.open()
-        if opened is not None:
-            opened()
-        running = asyncio.create_task(collector.run())
-        done, _ = await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if running in done:
-            running.result()
+        async with Lifecycle() as life:  # a signal while the reader opens stops it right after
+            await reader.open()
+            if opened is not None:
+                opened()
+            await life.wait(life.start(collector.run()))
     except FleetError as exc:
         raise fleet_error(exc) from None
     except StoreError as exc:
-        raise CliError(f"stopped: {exc}; {kept}", EXIT_STORAGE) from None
+        raise CliError(f"stopped: {exc}; {kept}", ExitCode.STORAGE) from None
     finally:
-        waiter.cancel()
-        if running is not None:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
         await reader.close()
         try:
             store.close()
         except StoreError as exc:
             print(f"ecaptureq {command}: could not write the last batch: {exc}", file=sys.stderr)
-            code = EXIT_STORAGE
+            code = ExitCode.STORAGE
     return code

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from ecaptureq import __version__
-from ecaptureq.cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CliError, exit_codes_help
+from ecaptureq.cli.errors import CliError, ExitCode, exit_codes_help
 from ecaptureq.cli.terminal import visible
 
 COMMANDS: tuple[str, ...] = (
@@ -76,25 +76,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> ExitCode:
     """Run the command line; returns (and, as a console script, exits with) the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return EXIT_USAGE
+        return ExitCode.USAGE
     _route_library_logs(args.command)
     try:
-        code: int = args.func(args)
+        code: ExitCode = args.func(args)
     except CliError as exc:
         print(f"ecaptureq {args.command}: {visible(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:
         # The reader of our stdout went away (``| head``): not an error worth a traceback.
         sys.stderr.close()
-        return 0
+        return ExitCode.OK
     except Exception as exc:  # a bug must still end in one line, not a traceback
         if os.environ.get("ECAPTUREQ_DEBUG"):
             raise
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(set ECAPTUREQ_DEBUG=1 for the traceback, and please report it)",
             file=sys.stderr,
         )
-        return EXIT_INTERNAL
+        return ExitCode.INTERNAL
     return code
 
 

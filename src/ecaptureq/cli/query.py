@@ -10,7 +10,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
-from ecaptureq.cli.errors import EXIT_STORAGE, CliError
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.render import endpoint, plural
 from ecaptureq.cli.terminal import json_line, visible
 from ecaptureq.protocol import event_type_name
@@ -47,9 +47,13 @@ The database is opened read-only. Binary cells are shown as x'hex…' in the tab
 Limits: each query stops after --timeout seconds (default 10), and no value may grow beyond 32 MiB
 (printf('%.*c', 999999999, 'x') is refused, not computed).
 
-exit codes: 0 done, 2 invalid SQL, no such file, or the query hit a limit (--timeout), 11 not a capture
-            database (another program's SQLite file: it has no packets table)
-"""
+""" + command_exit_codes(
+    (
+        (ExitCode.OK, "done"),
+        (ExitCode.USAGE, "invalid SQL, no such file, or the query hit a limit (--timeout)"),
+        (ExitCode.STORAGE, "not a capture database (another program's SQLite file: it has no packets table)"),
+    )
+)
 
 _CELL = 60
 
@@ -137,12 +141,12 @@ def _compact(columns: list[str], rows: Iterator[tuple[Any, ...]]) -> Generator[t
         )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq query``."""
     try:
         conn = open_readonly(args.db)
     except NotCaptureDatabase as exc:
-        raise CliError(str(exc), EXIT_STORAGE) from None
+        raise CliError(str(exc), ExitCode.STORAGE) from None
     except SqlError as exc:
         raise CliError(str(exc)) from None
     deadline = Deadline(conn, args.timeout).start()
@@ -166,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
                 gen.close()
         deadline.cancel()
         conn.close()
-    return 0
+    return ExitCode.OK
 
 
 def _print(args: argparse.Namespace, columns: list[str], rows: Iterator[tuple[Any, ...]]) -> None:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 from pathlib import Path
 
-from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, CliError
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
+from ecaptureq.cli.explain import connect_error, filter_error
 from ecaptureq.cli.render import plural
+from ecaptureq.cli.runtime import run_until_signal, watching
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
-from ecaptureq.cli.watch import add_fleet_read_options, connect_exit_code, warn
+from ecaptureq.cli.watch import add_fleet_read_options, warn
 from ecaptureq.client import BadURL, Connected, ConnectError, Status
 from ecaptureq.fleet import Collector, FleetReader, is_nats_url
 from ecaptureq.pipeline.recorder import LiveRecorder
-from ecaptureq.store import CaptureStore, PacketFilter, SqlError, StoreError
+from ecaptureq.store import CaptureStore, FilterError, PacketFilter, StoreError
 
 EXAMPLES = """\
 examples:
@@ -28,10 +29,16 @@ examples:
 Recording into an existing database appends. Ctrl-C or SIGTERM flushes and closes; a crash loses at most
 the last --flush-interval. The connection is re-opened with backoff whenever it ends.
 
-exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 usage error (bad URL, bad --filter), 3 cannot connect at
-            start, 9 token refused (HTTP 401), 10 refused by the server's origin policy (HTTP 403),
-            11 cannot write the database (disk full, read-only, not a capture database)
-"""
+""" + command_exit_codes(
+    (
+        (ExitCode.OK, "stopped (Ctrl-C or SIGTERM)"),
+        (ExitCode.USAGE, "usage error (bad URL, bad --filter)"),
+        (ExitCode.CONNECTION, "cannot connect at start"),
+        (ExitCode.AUTH, "token refused (HTTP 401)"),
+        (ExitCode.FORBIDDEN, "refused by the server's origin policy (HTTP 403)"),
+        (ExitCode.STORAGE, "cannot write the database (disk full, read-only, not a capture database)"),
+    )
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,7 +88,7 @@ class _Progress:
     def show(self, final: bool = False) -> None:
         if not self.enabled:
             return
-        stats, counters = self.recorder.store.stats, self.recorder.counters
+        stats, counters = self.recorder.store.stats, self.recorder.stats
         line = (
             f"recording: {stats.packets} events ({counters.events_per_s:,.0f}/s), "
             f"{stats.payload_bytes / 1024 / 1024:,.1f} MiB, {stats.exchanges} exchanges, "
@@ -91,18 +98,18 @@ class _Progress:
         sys.stderr.flush()
 
 
-async def record(args: argparse.Namespace) -> int:
+async def record(args: argparse.Namespace) -> ExitCode:
     """Record until a signal; return the exit code."""
     if args.flush_interval <= 0:
         raise CliError("--flush-interval must be positive")
     try:
         flt = PacketFilter(args.filter) if args.filter else None
-    except SqlError as exc:
-        raise CliError(str(exc)) from None
+    except FilterError as exc:
+        raise filter_error(exc) from None
     try:
         store = CaptureStore(args.db, decode=not args.no_decode)
     except StoreError as exc:
-        raise CliError(str(exc), EXIT_STORAGE) from None
+        raise CliError(str(exc), ExitCode.STORAGE) from None
     if is_nats_url(args.url):
         return await record_fleet(args, store, flt)
     if args.node is not None or args.since is not None:
@@ -136,38 +143,22 @@ async def record(args: argparse.Namespace) -> int:
         warn("record", text)
     progress = _Progress(recorder, sys.stderr.isatty() and not args.quiet)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-
-    running = asyncio.create_task(recorder.run())
-    first = asyncio.create_task(recorder.wait_first_connection())
-    waiter = asyncio.create_task(stop.wait())
-    code = EXIT_OK
+    code = ExitCode.OK
     try:
-        done, _ = await asyncio.wait({running, first, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if first in done:
-            first.result()  # the first attempt failed: ConnectError
-            done, _ = await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if running in done:
-            running.result()
+        # a failed first attempt (ConnectError) ends it; reconnects after a first success do not
+        await run_until_signal(recorder.run(), watching(recorder.wait_first_connection()))
     except ConnectError as exc:
-        raise CliError(str(exc), connect_exit_code(exc)) from None
+        raise connect_error(exc) from None
     except StoreError as exc:
-        raise CliError(f"stopped: {exc}; what was written before is kept", EXIT_STORAGE) from None
+        raise CliError(f"stopped: {exc}; what was written before is kept", ExitCode.STORAGE) from None
     finally:
-        for task in (running, first, waiter):
-            task.cancel()
-        await asyncio.gather(running, first, waiter, return_exceptions=True)
         with contextlib.suppress(StoreError):
             store.connection_closed("recorder stopped")
         try:
             store.close()
         except StoreError as exc:
             print(f"ecaptureq record: could not write the last batch: {exc}", file=sys.stderr)
-            code = EXIT_STORAGE
+            code = ExitCode.STORAGE
         progress.show(final=True)
     if not args.quiet:
         print(
@@ -179,7 +170,7 @@ async def record(args: argparse.Namespace) -> int:
     return code
 
 
-async def record_fleet(args: argparse.Namespace, store: CaptureStore, flt: PacketFilter | None) -> int:
+async def record_fleet(args: argparse.Namespace, store: CaptureStore, flt: PacketFilter | None) -> ExitCode:
     """``record nats://...``: the fleet's stream into the database, with the node column."""
     from ecaptureq.cli.fleet import nats_options_from_args, run_collector, since_from_args
     from ecaptureq.fleet.subjects import BadNodeName, filter_subject
@@ -206,6 +197,6 @@ async def record_fleet(args: argparse.Namespace, store: CaptureStore, flt: Packe
     return code
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq record``."""
     return asyncio.run(record(args))

@@ -21,7 +21,7 @@ from ecaptureq.access import (
     is_loopback_host,
     parse_allowed_origin,
 )
-from ecaptureq.cli.errors import EXIT_USAGE, CliError
+from ecaptureq.cli.errors import CliError, ExitCode
 
 TOKEN_ENV: Final = "ECAPTUREQ_TOKEN"
 """The environment variable that holds the token (safer than ``--token``, which ``ps`` shows)."""
@@ -39,7 +39,7 @@ def _token_from(args: argparse.Namespace) -> str | None:
     try:
         return check_token(token)
     except ValueError as exc:
-        raise CliError(f"{source}: {exc}", EXIT_USAGE) from None
+        raise CliError(f"{source}: {exc}", ExitCode.USAGE) from None
 
 
 # -- server ----------------------------------------------------------------------------------------
@@ -108,11 +108,11 @@ def server_tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | No
     """
     if cert is None:
         if key is not None:
-            raise CliError("--tls-key needs --tls-cert", EXIT_USAGE)
+            raise CliError("--tls-key needs --tls-cert", ExitCode.USAGE)
         return None
     for name, path in (("--tls-cert", cert), ("--tls-key", key)):
         if path is not None and not os.path.isfile(path):
-            raise CliError(f"{name} {path}: no such file", EXIT_USAGE)
+            raise CliError(f"{name} {path}: no such file", ExitCode.USAGE)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
@@ -122,7 +122,7 @@ def server_tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | No
         raise CliError(
             f"--tls-cert/--tls-key: cannot load a PEM certificate and its matching private key from {what} "
             f"({getattr(exc, 'reason', None) or exc})",
-            EXIT_USAGE,
+            ExitCode.USAGE,
         ) from None
     return ctx
 
@@ -138,7 +138,7 @@ def server_security_kwargs(
     token = _token_from(args)
     ctx = server_tls_context(args.tls_cert, args.tls_key)
     if scheme == "wss" and ctx is None:
-        raise CliError("a wss:// address needs --tls-cert FILE and --tls-key FILE", EXIT_USAGE)
+        raise CliError("a wss:// address needs --tls-cert FILE and --tls-key FILE", ExitCode.USAGE)
     for name, value in (
         ("--handshake-timeout", args.handshake_timeout),
         ("--max-connections", args.max_connections),
@@ -146,14 +146,14 @@ def server_security_kwargs(
         ("--max-message-rate", args.max_message_rate),
     ):
         if value <= 0:
-            raise CliError(f"{name} must be positive", EXIT_USAGE)
+            raise CliError(f"{name} must be positive", ExitCode.USAGE)
     if not is_loopback_host(host):
         if token is None and not args.insecure:
             raise CliError(
                 f"refusing to listen on {host} without a token: anyone who can reach it would read the "
                 f"captured plaintext. Set one, e.g. {TOKEN_ENV}={generate_token()} (clients then use "
                 "watch --token or ?token=), or pass --insecure to serve without one",
-                EXIT_USAGE,
+                ExitCode.USAGE,
             )
         if token is None:
             _warn(
@@ -169,7 +169,7 @@ def server_security_kwargs(
         for origin in args.allow_origin:
             parse_allowed_origin(origin)
     except BadOrigin as exc:
-        raise CliError(f"--allow-origin {exc}", EXIT_USAGE) from None
+        raise CliError(f"--allow-origin {exc}", ExitCode.USAGE) from None
     return {
         "token": token,
         "allowed_origins": tuple(args.allow_origin),
@@ -210,7 +210,7 @@ def client_tls_context(ca: str | None, insecure: bool) -> ssl.SSLContext | None:
         CliError: both given, or an unreadable ``--ca`` file (exit 2).
     """
     if ca is not None and insecure:
-        raise CliError("--ca and --insecure exclude each other", EXIT_USAGE)
+        raise CliError("--ca and --insecure exclude each other", ExitCode.USAGE)
     if insecure:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
@@ -221,9 +221,9 @@ def client_tls_context(ca: str | None, insecure: bool) -> ssl.SSLContext | None:
     try:
         return ssl.create_default_context(cafile=ca)
     except FileNotFoundError:
-        raise CliError(f"--ca {ca}: no such file", EXIT_USAGE) from None
+        raise CliError(f"--ca {ca}: no such file", ExitCode.USAGE) from None
     except (OSError, ssl.SSLError) as exc:
-        raise CliError(f"--ca {ca}: not a PEM certificate file ({exc})", EXIT_USAGE) from None
+        raise CliError(f"--ca {ca}: not a PEM certificate file ({exc})", ExitCode.USAGE) from None
 
 
 def client_security_kwargs(args: argparse.Namespace, url: str, command: str = "watch") -> dict[str, Any]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import errno
-import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -14,9 +12,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ecaptureq import __version__
-from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, CliError
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
+from ecaptureq.cli.explain import replay_error
 from ecaptureq.cli.render import plural
+from ecaptureq.cli.runtime import Lifecycle
 from ecaptureq.cli.security import add_server_security_options, server_security_kwargs
+from ecaptureq.cli.stats import StatsReporter, format_stats
 from ecaptureq.protocol import run_log_line
 from ecaptureq.server import SHUTDOWN_GRACE, Server, ServerStats, ShutdownReport
 from ecaptureq.sources.base import Sink
@@ -37,8 +38,13 @@ examples:
   ECAPTUREQ_TOKEN=$(openssl rand -hex 24) ecaptureq serve --demo --listen wss://0.0.0.0:28257/ \
       --tls-cert cert.pem --tls-key key.pem             # clients: watch --token ... (--ca cert.pem)
 
-exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 usage error or unreadable recording, 3 cannot listen
-"""
+""" + command_exit_codes(
+    (
+        (ExitCode.OK, "stopped (Ctrl-C or SIGTERM)"),
+        (ExitCode.USAGE, "usage error or unreadable recording"),
+        (ExitCode.CONNECTION, "cannot listen"),
+    )
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -155,7 +161,7 @@ def cannot_listen(exc: OSError, host: str, port: int, option: str, scheme: str) 
         text = f"{why}; choose another port with {option} ({scheme}://{shown}:0/ picks a free one)"
     else:
         text = exc.strerror or str(exc)
-    return CliError(f"cannot listen on {where}: {text}", EXIT_CONNECTION)
+    return CliError(f"cannot listen on {where}: {text}", ExitCode.CONNECTION)
 
 
 def server_from_args(
@@ -189,30 +195,6 @@ def server_from_args(
     )
 
 
-def format_stats(now: ServerStats, before: ServerStats | None, seconds: float) -> str:
-    """One line of ``--stats``: rates since ``before``, clients, queue depths, disconnections, refusals."""
-    published = now.events_published - (before.events_published if before else 0)
-    sent_bytes = now.bytes_published - (before.bytes_published if before else 0)
-    depths = [c.queued for c in now.clients]
-    return (
-        f"ecaptureq serve: stats: {now.events_published} events ({published / seconds:,.0f}/s, "
-        f"{sent_bytes / seconds / 1024:,.0f} KiB/s published), {plural(len(now.clients), 'client')}, "
-        f"queue max {max(depths, default=0)} total {sum(depths)}, "
-        f"{now.disconnections} disconnections ({now.overflow_closes} too slow, {now.flood_closes} flooding), "
-        f"refused {now.refused_origin} origin / {now.refused_token} token / {now.refused_capacity} capacity"
-    )
-
-
-async def report_stats(server: Server, interval: float) -> None:
-    """Print :func:`format_stats` on stderr every ``interval`` seconds, until cancelled."""
-    before: ServerStats | None = None
-    while True:
-        await asyncio.sleep(interval)
-        now = server.stats()
-        print(format_stats(now, before, interval), file=sys.stderr, flush=True)
-        before = now
-
-
 def banner(server: Server, source: str) -> list[str]:
     """The server's own startup lines, in eCapture's style."""
     return [
@@ -230,7 +212,7 @@ async def serve_until_stopped(
     feed: Callable[[Sink], Coroutine[Any, Any, None]] | None,
     first_logs: list[str] | None = None,
     stats_interval: float | None = None,
-) -> int:
+) -> ExitCode:
     """Start ``server``, run ``feed`` into it, and serve until Ctrl-C or SIGTERM; then stop gracefully.
 
     ``first_logs`` are published before the server's own banner (a recording's run log, which must keep
@@ -247,30 +229,22 @@ async def serve_until_stopped(
     print(f"ecaptureq: serving {source_name} on {server.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     if server.requires_token:
         print("ecaptureq: clients must present the token (watch --token, or ?token=)", file=sys.stderr)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     started = loop.time()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(feed(server)) if feed is not None else None
-    waiter = asyncio.create_task(stop.wait())
-    reporter = asyncio.create_task(report_stats(server, stats_interval)) if stats_interval else None
     try:
-        if task is not None:
-            done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            if task in done:
-                task.result()  # a failing source ends the server, after the graceful stop below
+        async with Lifecycle() as life:
+            task = life.start(feed(server)) if feed is not None else None
+            if stats_interval:
+                life.start(StatsReporter().add(server.stats, format_stats).every(stats_interval, life.stop))
+            # a failing source ends the server (raised here), after the graceful stop below
+            if task is not None and await life.wait(task):
                 server.publish_log(run_log_line(f"Source {source_name} finished; still serving"))
-        await waiter
+            await life.stop.wait()
     finally:
-        for pending in (task, waiter, reporter):
-            if pending is not None and not pending.done():
-                pending.cancel()
         shutdown = await server.stop()
         report_shutdown(shutdown)
         print(summary(server.stats(), shutdown, loop.time() - started), file=sys.stderr, flush=True)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def summary(stats: ServerStats, shutdown: ShutdownReport, seconds: float) -> str:
@@ -296,7 +270,7 @@ def report_shutdown(report: ShutdownReport, command: str = "serve") -> None:
         )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq serve``."""
     server = server_from_args(args)
     if args.replay is not None:
@@ -305,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             recording = load_recording(args.replay)
         except ReplayError as exc:
-            raise CliError(str(exc)) from None
+            raise replay_error(exc) from None
         replay = ReplaySource(recording, speed=args.speed)
         name = f"replay file={args.replay} events={len(recording.events)}"
 

@@ -7,16 +7,16 @@ import asyncio
 import contextlib
 import errno
 import os
-import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TextIO
 
-from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, CliError
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.render import plural
+from ecaptureq.cli.runtime import Lifecycle, stop_on_signals
+from ecaptureq.cli.stats import StatsReporter, format_capture_stats, format_stats
 from ecaptureq.cli.terminal import json_line
 from ecaptureq.protocol import Event
 from ecaptureq.protocol.jsonl import to_json
@@ -26,7 +26,6 @@ from ecaptureq.sources.tls import (
     DEFAULT_BUFFER_MIB,
     BpfUnsupportedError,
     CaptureError,
-    CaptureStats,
     LibsslNotFoundError,
     NoPrivilegeError,
     PidNotFoundError,
@@ -42,17 +41,7 @@ from ecaptureq.sources.tls.keylog import KeylogCapture, offsets_for
 from ecaptureq.sources.tls.locate import check_pid
 
 if TYPE_CHECKING:
-    from ecaptureq.server.hub import Server, ServerStats
     from ecaptureq.sources.tls.packets import EncryptedCapture
-
-EXIT_NO_PRIVILEGE: Final = 5
-"""Not root (eBPF needs CAP_BPF and CAP_PERFMON)."""
-EXIT_NO_BPF: Final = 6
-"""The kernel or libbpf cannot load or attach the eBPF program."""
-EXIT_NO_LIBSSL: Final = 7
-"""No OpenSSL libssl found (or it has no SSL_write/SSL_read)."""
-EXIT_NO_PID: Final = 8
-"""The --pid process does not exist."""
 
 DEFAULT_ECAPTUREQ = "ws://127.0.0.1:28257/"
 
@@ -67,22 +56,27 @@ examples:
   sudo ecaptureq tls --json --comm curl --port 443      # filters run in the kernel: nothing else is copied
   sudo ecaptureq tls --json --stats 2 | head -n 100     # counters on stderr; a closed stdout stops cleanly
 
-exit codes:
-  0  stopped (Ctrl-C, SIGTERM, or stdout closed with --json)
-  2  usage error
-  3  cannot listen on the --ecaptureq address
-  5  not root / not permitted to load eBPF
-  6  no eBPF support (no BTF, or the kernel refuses the program or its probes)
-  7  no TLS library to hook (or a --libssl file that is not one; or, with --keylog, an OpenSSL
-     version without known offsets)
-  8  --pid process not found
-"""
+""" + command_exit_codes(
+    (
+        (ExitCode.OK, "stopped (Ctrl-C, SIGTERM, or stdout closed with --json)"),
+        (ExitCode.USAGE, "usage error"),
+        (ExitCode.CONNECTION, "cannot listen on the --ecaptureq address"),
+        (ExitCode.NO_PRIVILEGE, "not root / not permitted to load eBPF"),
+        (ExitCode.NO_BPF, "no eBPF support (no BTF, or the kernel refuses the program or its probes)"),
+        (
+            ExitCode.NO_LIBSSL,
+            "no TLS library to hook (or a --libssl file that is not one; or, with --keylog, an OpenSSL\n"
+            "version without known offsets)",
+        ),
+        (ExitCode.NO_PID, "--pid process not found"),
+    )
+)
 
-_EXIT_CODES: Final[dict[type[CaptureError], int]] = {
-    NoPrivilegeError: EXIT_NO_PRIVILEGE,
-    BpfUnsupportedError: EXIT_NO_BPF,
-    LibsslNotFoundError: EXIT_NO_LIBSSL,
-    PidNotFoundError: EXIT_NO_PID,
+_EXIT_CODES: Final[dict[type[CaptureError], ExitCode]] = {
+    NoPrivilegeError: ExitCode.NO_PRIVILEGE,
+    BpfUnsupportedError: ExitCode.NO_BPF,
+    LibsslNotFoundError: ExitCode.NO_LIBSSL,
+    PidNotFoundError: ExitCode.NO_PID,
 }
 
 
@@ -249,44 +243,19 @@ class JsonLinesSink:
         self._write_line(f'{head[:-1]}, "payload": "{payload}"}}')
 
 
-def format_capture_stats(
-    now: CaptureStats, before: CaptureStats | None, seconds: float, ring_fill: float
-) -> str:
-    """One ``--stats`` line of the capture: rates since ``before``, losses, gaps, ring-buffer fill."""
-    events = now.events - (before.events if before else 0)
-    captured = now.bytes - (before.bytes if before else 0)
-    return (
-        f"ecaptureq tls: stats: {now.events} events ({events / seconds:,.0f}/s), {now.chunks} records, "
-        f"{now.bytes / 2**20:,.1f} MiB captured ({captured / seconds / 2**20:,.1f} MiB/s), "
-        f"lost {now.drop_chunks} records ({now.drop_bytes} bytes) + {now.oversized_bytes} bytes of oversized "
-        f"calls, {now.gaps} gaps ({now.gap_bytes} bytes), ring buffer {100 * ring_fill:.0f}% full"
+def _capture_reporter(capture: TlsCapture) -> StatsReporter:
+    """A ``--stats`` reporter of the capture (its ring buffer's fill read at each line)."""
+    return StatsReporter().add(
+        lambda: capture.stats,
+        lambda now, before, s: format_capture_stats(now, before, s, capture.ring_fill()),
     )
-
-
-class _StatsPrinter:
-    """Prints :func:`format_capture_stats` on stderr every ``interval`` seconds (call :meth:`tick`)."""
-
-    def __init__(self, capture: TlsCapture, interval: float | None) -> None:
-        self.capture = capture
-        self.interval = interval
-        self._before: CaptureStats | None = None
-        self._last = time.monotonic()
-
-    def tick(self) -> None:
-        if self.interval is None:
-            return
-        now = time.monotonic()
-        stats = self.capture.stats()
-        line = format_capture_stats(
-            stats, self._before, max(now - self._last, 1e-6), self.capture.ring_fill()
-        )
-        print(line, file=sys.stderr, flush=True)
-        self._before, self._last = stats, now
 
 
 def capture_error(exc: CaptureError) -> CliError:
     """The CLI error of a capture error, with its exit code (5-8; a subclass counts as its base)."""
-    code = next((_EXIT_CODES[c] for c in type(exc).__mro__ if c in _EXIT_CODES), EXIT_NO_BPF)
+    code = next((_EXIT_CODES[c] for c in type(exc).__mro__ if c in _EXIT_CODES), ExitCode.NO_BPF)
+    if isinstance(exc, LibsslNotFoundError) and exc.searched == "ldconfig":
+        return CliError(f"{exc}; use --libssl PATH", code)
     return CliError(str(exc), code)
 
 
@@ -344,7 +313,7 @@ def describe_capture(capture: TlsCapture) -> str:
     return f"{plural(len(files), 'TLS file')} (libraries or programs){watching}"
 
 
-def _list(args: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace) -> ExitCode:
     """``--list``: print the discovery as a table and exit."""
     if args.pid is not None:
         try:
@@ -354,11 +323,11 @@ def _list(args: argparse.Namespace) -> int:
     try:
         found = discover(libssl=args.libssl or (), pid=args.pid, uid=args.uid)
     except OSError as exc:
-        raise CliError(f"libssl not found: {exc.filename}", EXIT_NO_LIBSSL) from None
+        raise CliError(f"libssl not found: {exc.filename}", ExitCode.NO_LIBSSL) from None
     except NotTlsError as exc:
-        raise CliError(f"{exc}: nothing to hook", EXIT_NO_LIBSSL) from None
+        raise CliError(f"{exc}: nothing to hook", ExitCode.NO_LIBSSL) from None
     print(format_listing(found), end="")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 @dataclass
@@ -398,7 +367,7 @@ def _open_keylog(args: argparse.Namespace) -> _Keys | None:
         if out is not None:
             out.close()
         name = args.pcapng if out is not None or not args.keylog else args.keylog
-        raise CliError(f"cannot write {name}: {exc.strerror or exc}", EXIT_STORAGE) from None
+        raise CliError(f"cannot write {name}: {exc.strerror or exc}", ExitCode.STORAGE) from None
     on_lines = None if packets is None else (lambda r, lines: packets.add_keys(r.client_random, lines))
     try:
         keylog = KeylogCapture(out, libssl=libssl, pid=args.pid, on_lines=on_lines)
@@ -418,7 +387,7 @@ def _start_keylog(keys: _Keys | None, sink: Sink, args: argparse.Namespace) -> N
             packets.start()
         except OSError as exc:
             where = f" on {args.interface}" if args.interface else ""
-            raise CliError(f"cannot capture packets{where}: {exc.strerror or exc}", EXIT_NO_BPF) from None
+            raise CliError(f"cannot capture packets{where}: {exc.strerror or exc}", ExitCode.NO_BPF) from None
         sink.publish_log(log_line("INF", f"pcapng={args.pcapng} interface={args.interface or 'all'}"))
     try:
         keys.capture.start()
@@ -442,10 +411,10 @@ def _stop_keylog(keys: _Keys | None) -> None:
 def preflight() -> None:
     """Refuse (exit 5) to start without root."""
     if os.geteuid() != 0:
-        raise CliError("must run as root (eBPF uprobes need CAP_BPF and CAP_PERFMON)", EXIT_NO_PRIVILEGE)
+        raise CliError("must run as root (eBPF uprobes need CAP_BPF and CAP_PERFMON)", ExitCode.NO_PRIVILEGE)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq tls``."""
     _check_options(args)
     preflight()
@@ -456,40 +425,41 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_run_server(args))
 
 
-def _run_json(args: argparse.Namespace) -> int:
+def _run_json(args: argparse.Namespace) -> ExitCode:
     stop = threading.Event()
     sink = JsonLinesSink(sys.stdout, on_closed=stop.set, batched=True)
     capture = make_capture(args, sink)
     keylog = _open_keylog(args)
     sink.describe = capture.process_info
     capture.on_batch = sink.flush  # one write per drained batch, not per event
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for line in banner():
-            sink.publish_log(line)
+    with stop_on_signals(stop.set):
         try:
-            capture.start()
-        except CaptureError as exc:
-            raise capture_error(exc) from None
+            for line in banner():
+                sink.publish_log(line)
+            try:
+                capture.start()
+            except CaptureError as exc:
+                raise capture_error(exc) from None
+            finally:
+                sink.flush()
+            _start_keylog(keylog, sink, args)
+            print(
+                f"ecaptureq: capturing {describe_capture(capture)} (Ctrl-C to stop)",
+                file=sys.stderr,
+                flush=True,
+            )
+            reporter = _capture_reporter(capture)
+            while not stop.wait(args.stats or 0.5):
+                if args.stats is not None:
+                    reporter.tick()
         finally:
+            _stop_keylog(keylog)
+            capture.stop()
             sink.flush()
-        _start_keylog(keylog, sink, args)
-        print(
-            f"ecaptureq: capturing {describe_capture(capture)} (Ctrl-C to stop)", file=sys.stderr, flush=True
-        )
-        stats = _StatsPrinter(capture, args.stats)
-        while not stop.wait(args.stats or 0.5):
-            stats.tick()
-    finally:
-        _stop_keylog(keylog)
-        capture.stop()
-        sink.flush()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return EXIT_OK
+    return ExitCode.OK
 
 
-async def _run_server(args: argparse.Namespace) -> int:
+async def _run_server(args: argparse.Namespace) -> ExitCode:
     from ecaptureq.cli.serve import cannot_listen, report_shutdown, server_from_args
 
     url = args.ecaptureq or DEFAULT_ECAPTUREQ
@@ -514,34 +484,14 @@ async def _run_server(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        if args.stats is None:
-            await stop.wait()
-        else:
-            await _report_until(stop, capture, server, args.stats)
+        async with Lifecycle() as life:
+            if args.stats is None:
+                await life.wait()
+            else:
+                reporter = _capture_reporter(capture).add(server.stats, format_stats)
+                await reporter.every(args.stats, life.stop)
     finally:
         await asyncio.to_thread(_stop_keylog, keylog)
         await asyncio.to_thread(capture.stop)
         report_shutdown(await server.stop(), "tls")  # the server writes its totals line itself
-    return EXIT_OK
-
-
-async def _report_until(stop: asyncio.Event, capture: TlsCapture, server: Server, interval: float) -> None:
-    """Print the capture's and the server's ``--stats`` lines every ``interval`` seconds until ``stop``."""
-    from ecaptureq.cli.serve import format_stats
-
-    printer = _StatsPrinter(capture, interval)
-    before: ServerStats | None = None
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
-        if stop.is_set():
-            return
-        printer.tick()
-        now = server.stats()
-        print(format_stats(now, before, interval), file=sys.stderr, flush=True)
-        before = now
+    return ExitCode.OK

@@ -6,13 +6,11 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from ecaptureq.access import (
@@ -22,12 +20,13 @@ from ecaptureq.access import (
     is_loopback_host,
     parse_allowed_origin,
 )
-from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
+from ecaptureq.cli.explain import connect_error
 from ecaptureq.cli.fleet import fleet_error
 from ecaptureq.cli.render import plural
+from ecaptureq.cli.runtime import Lifecycle
 from ecaptureq.cli.security import TOKEN_ENV
 from ecaptureq.cli.serve import cannot_listen
-from ecaptureq.cli.watch import connect_exit_code
 from ecaptureq.client import BadURL, Connected, ConnectError, Disconnected, Status, normalize_url
 from ecaptureq.fleet import Collector, FleetError
 from ecaptureq.store import CaptureStore, NotCaptureDatabase, SqlError, StoreError
@@ -49,10 +48,16 @@ sessionStorage, never in a cookie).
 Pages from other origins are refused (--allow-origin adds one), and so is a Host that is not loopback
 while the UI listens on loopback.
 
-exit codes: 0 stopped (Ctrl-C or SIGTERM), 2 usage error (bad URL), 3 cannot listen,
-            9/10 the source refused the handshake (401/403), 11 not a capture database, or it
-            cannot be written
-"""
+""" + command_exit_codes(
+    (
+        (ExitCode.OK, "stopped (Ctrl-C or SIGTERM)"),
+        (ExitCode.USAGE, "usage error (bad URL)"),
+        (ExitCode.CONNECTION, "cannot listen"),
+        (ExitCode.AUTH, "the source refused the handshake (401)"),
+        (ExitCode.FORBIDDEN, "the source refused the handshake (403)"),
+        (ExitCode.STORAGE, "not a capture database, or it cannot be written"),
+    )
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -193,7 +198,7 @@ def _no_signals() -> Iterator[None]:
     yield
 
 
-async def serve_ui(args: argparse.Namespace) -> int:
+async def serve_ui(args: argparse.Namespace) -> ExitCode:
     """Run the UI until Ctrl-C or SIGTERM; return the exit code."""
     import uvicorn  # imported here: the other commands do not need the web stack
 
@@ -235,7 +240,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
         try:
             check_capture_database(args.db)
         except NotCaptureDatabase as exc:
-            raise CliError(str(exc), EXIT_STORAGE) from None
+            raise CliError(str(exc), ExitCode.STORAGE) from None
         except SqlError as exc:
             raise CliError(str(exc)) from None
         db = args.db
@@ -254,7 +259,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
             store = CaptureStore(db)
         except StoreError as exc:
             sock.close()
-            raise CliError(str(exc), EXIT_STORAGE) from None
+            raise CliError(str(exc), ExitCode.STORAGE) from None
         # The recorder's decoding holds the GIL; the UI's queries run in threads that need it back between
         # rows. Python's default 5 ms switch interval made a 200-row answer take ~1 s while ingesting.
         sys.setswitchinterval(UI_SWITCH_INTERVAL)
@@ -267,21 +272,15 @@ async def serve_ui(args: argparse.Namespace) -> int:
             on_status=_waiting_printer(),
         )
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-
-    tasks: list[asyncio.Task[Any]] = []
-    code = EXIT_OK
+    life = Lifecycle().open()
+    code = ExitCode.OK
     try:
         if collector is not None:
             try:
                 await collector.reader.open()
             except FleetError as exc:
                 raise fleet_error(exc) from None
-            tasks.append(asyncio.create_task(collector.run()))
+            life.start(collector.run())
             print(
                 f"ecaptureq ui: recording the fleet ({collector.reader.filter}) from {collector.url} "
                 f"into {db}",
@@ -291,7 +290,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
         if recorder is not None:
             # Not waited for: a source that is not up yet is retried with backoff, as watch --reconnect
             # does, while the page shows "waiting for source".
-            tasks.append(asyncio.create_task(recorder.run()))
+            life.start(recorder.run())
             print(f"ecaptureq ui: recording {recorder.url} into {db}", file=sys.stderr, flush=True)
 
         bound_port = sock.getsockname()[1]
@@ -311,27 +310,21 @@ async def serve_ui(args: argparse.Namespace) -> int:
         if not loopback and token is None:
             print(f"ecaptureq ui: warning: serving on {host} without a token (--insecure)", file=sys.stderr)
 
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
-        tasks.append(serving)
-        waiter = asyncio.create_task(stop.wait())
-        tasks.append(waiter)
-        done, _ = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
-        state.stopping.set()
-        state.interrupt_all()
-        server.should_exit = True
-        for task in done:
-            if task is not waiter:
-                task.result()
+        serving = life.start(server.serve(sockets=[sock]))
+        try:
+            await life.wait()  # a stop, or the end of a task (its error raised once the UI is told)
+        finally:
+            state.stopping.set()
+            state.interrupt_all()
+            server.should_exit = True
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(serving), 5)
     except StoreError as exc:
-        raise CliError(f"stopped: {exc}; what was written before is kept", EXIT_STORAGE) from None
+        raise CliError(f"stopped: {exc}; what was written before is kept", ExitCode.STORAGE) from None
     except ConnectError as exc:  # the source refused the handshake (401, 403): retrying cannot help
-        raise CliError(str(exc), connect_exit_code(exc)) from None
+        raise connect_error(exc) from None
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await life.close()
         if collector is not None:
             await collector.reader.close()
         sock.close()
@@ -340,7 +333,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
                 store.close()
             except StoreError as exc:
                 print(f"ecaptureq ui: could not write the last batch: {exc}", file=sys.stderr)
-                code = EXIT_STORAGE
+                code = ExitCode.STORAGE
             print(
                 f"ecaptureq ui: {plural(store.stats.packets, 'event')}, "
                 f"{plural(store.stats.exchanges, 'exchange')} "
@@ -364,12 +357,12 @@ def _fleet_collector(args: argparse.Namespace, db: Path) -> Collector:
     try:
         store = CaptureStore(db)
     except StoreError as exc:
-        raise CliError(str(exc), EXIT_STORAGE) from None
+        raise CliError(str(exc), ExitCode.STORAGE) from None
     return Collector(reader, store, flush_interval=args.flush_interval)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq ui``."""
     if (args.source or args.nats) is not None and args.db is not None and not args.db.parent.exists():
-        raise CliError(f"--db {args.db}: the directory {args.db.parent} does not exist", EXIT_USAGE)
+        raise CliError(f"--db {args.db}: the directory {args.db.parent} does not exist", ExitCode.USAGE)
     return asyncio.run(serve_ui(args))

@@ -10,15 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from ecaptureq.cli.colour import Palette, add_color_option, use_color
-from ecaptureq.cli.errors import (
-    EXIT_AUTH,
-    EXIT_CONNECTION,
-    EXIT_FORBIDDEN,
-    EXIT_INCOMPLETE,
-    EXIT_OK,
-    EXIT_STORAGE,
-    CliError,
-)
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
+from ecaptureq.cli.explain import connect_error, connect_message, filter_error
 from ecaptureq.cli.http_text import format_http_text, http_json
 from ecaptureq.cli.oneline import exchange_line, pending_line
 from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
@@ -30,7 +23,7 @@ from ecaptureq.client import BadURL, Client, Connected, ConnectError, Connection
 from ecaptureq.decode.decoder import Decoder
 from ecaptureq.fleet import FleetError, FleetReader, is_nats_url
 from ecaptureq.protocol import DecodeError, Event, Heartbeat, Message
-from ecaptureq.store.sql import PacketFilter, SqlError
+from ecaptureq.store.sql import FilterError, PacketFilter
 
 if TYPE_CHECKING:
     from ecaptureq.sinks.pcapng import PcapngWriter
@@ -52,10 +45,17 @@ examples:
   ecaptureq watch ws://127.0.0.1:28257/ --pcapng - | wireshark -k -i -   # a live view in Wireshark
   ecaptureq watch ws://127.0.0.1:28257/ --pcapng capture.pcapng           # shown, and kept as pcapng
 
-exit codes: 0 done, 2 usage error or bad URL, 3 cannot connect or connection lost,
-            4 --count not reached before --timeout, 9 authentication failed (HTTP 401: no or wrong
-            token), 10 refused by the server's origin policy (HTTP 403), 130 interrupted
-"""
+""" + command_exit_codes(
+    (
+        (ExitCode.OK, "done"),
+        (ExitCode.USAGE, "usage error or bad URL"),
+        (ExitCode.CONNECTION, "cannot connect or connection lost"),
+        (ExitCode.INCOMPLETE, "--count not reached before --timeout"),
+        (ExitCode.AUTH, "authentication failed (HTTP 401: no or wrong token)"),
+        (ExitCode.FORBIDDEN, "refused by the server's origin policy (HTTP 403)"),
+        (ExitCode.INTERRUPTED, "interrupted"),
+    )
+)
 
 
 def add_watch_options(parser: argparse.ArgumentParser) -> None:
@@ -355,7 +355,7 @@ async def consume(
     count: int | None,
     timeout: float | None,
     command: str = "watch",
-) -> int:
+) -> ExitCode:
     """Print messages until ``count`` events, ``timeout`` idle seconds or the end; return the exit code.
 
     ``messages`` yields messages, or ``(node, message)`` pairs from a fleet. Idle means no event and no
@@ -381,7 +381,7 @@ async def _consume(
     command: str,
     loop: asyncio.AbstractEventLoop,
     last_activity: float,
-) -> int:
+) -> ExitCode:
     while count is None or printer.events < count:
         try:
             left = None if timeout is None else last_activity + timeout - loop.time()
@@ -398,19 +398,14 @@ async def _consume(
             idle = f"ecaptureq {command}: no event or log for {timeout:g} s"
             if count is not None:
                 print(f"{idle}; got {printer.events} of {count} events", file=sys.stderr)
-                return EXIT_INCOMPLETE
+                return ExitCode.INCOMPLETE
             print(f"{idle}; stopping", file=sys.stderr)
-            return EXIT_OK
+            return ExitCode.OK
         node, message = item if isinstance(item, tuple) else (None, item)
         printer.write(message, node)
         if not isinstance(message, Heartbeat):
             last_activity = loop.time()
-    return EXIT_OK
-
-
-def connect_exit_code(exc: ConnectError) -> int:
-    """The exit code for a failed connection: 9 for HTTP 401, 10 for HTTP 403, else 3."""
-    return {401: EXIT_AUTH, 403: EXIT_FORBIDDEN}.get(exc.status or 0, EXIT_CONNECTION)
+    return ExitCode.OK
 
 
 def status_printer(command: str) -> Callable[[Status], None]:
@@ -425,7 +420,8 @@ def status_printer(command: str) -> Callable[[Status], None]:
                     "events published during the gap were not received",
                 )
         elif status.retry_in is not None:
-            warn(command, f"{status.reason}; retrying in {status.retry_in:.1f} s")
+            reason = status.reason if status.error is None else connect_message(status.error)
+            warn(command, f"{reason}; retrying in {status.retry_in:.1f} s")
 
     return on_status
 
@@ -443,7 +439,7 @@ async def _fleet_messages(reader: FleetReader) -> AsyncIterator[tuple[str, Messa
             yield fm.node, fm.message
 
 
-async def watch_fleet(args: argparse.Namespace, out: TextIO, printer: Printer) -> int:
+async def watch_fleet(args: argparse.Namespace, out: TextIO, printer: Printer) -> ExitCode:
     """``watch nats://...``: a temporary consumer on the fleet's stream, with a node column."""
     from ecaptureq.cli.fleet import fleet_error, nats_options_from_args, since_from_args
     from ecaptureq.fleet.subjects import BadNodeName, filter_subject
@@ -489,13 +485,13 @@ def _open_pcapng(args: argparse.Namespace) -> tuple[PcapngWriter | None, BinaryI
     try:
         handle = open(args.pcapng, "wb")  # noqa: SIM115 - closed by _close_pcapng
     except OSError as exc:
-        raise CliError(f"cannot write {args.pcapng}: {exc.strerror or exc}", EXIT_STORAGE) from None
+        raise CliError(f"cannot write {args.pcapng}: {exc.strerror or exc}", ExitCode.STORAGE) from None
     try:
         return PcapngWriter(handle, keep_ports=args.keep_ports, flush=True), handle
     except OSError as exc:
         with contextlib.suppress(OSError):
             handle.close()  # may fail again flushing what it holds
-        raise CliError(f"cannot write {args.pcapng}: {exc.strerror or exc}", EXIT_STORAGE) from None
+        raise CliError(f"cannot write {args.pcapng}: {exc.strerror or exc}", ExitCode.STORAGE) from None
 
 
 def _close_pcapng(writer: PcapngWriter, handle: BinaryIO | None) -> None:
@@ -510,13 +506,13 @@ def _close_pcapng(writer: PcapngWriter, handle: BinaryIO | None) -> None:
                 handle.close()
 
 
-async def watch(args: argparse.Namespace, out: TextIO) -> int:
+async def watch(args: argparse.Namespace, out: TextIO) -> ExitCode:
     """Run ``watch`` with parsed arguments, writing to ``out``."""
     view = HttpView.from_args(args)  # a bad --grep ends here, before connecting
     try:
         packet_filter = PacketFilter(args.filter) if args.filter else None
-    except SqlError as exc:
-        raise CliError(str(exc)) from None
+    except FilterError as exc:
+        raise filter_error(exc) from None
     if is_nats_url(args.url):
         if args.pcapng is not None:
             raise CliError("--pcapng takes a ws:// or wss:// source, not a fleet's nats:// URL")
@@ -544,13 +540,13 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
         if args.count is None or printer.events < args.count:
             printer.finish()  # the stream went quiet: show what it left unfinished (not after --count N)
     except ConnectError as exc:
-        raise CliError(str(exc), connect_exit_code(exc)) from None
+        raise connect_error(exc) from None
     except ConnectionLost as exc:
-        raise CliError(str(exc), EXIT_CONNECTION) from None
+        raise CliError(str(exc), ExitCode.CONNECTION) from None
     except PcapngOutputError as exc:
         text = exc.error.strerror or str(exc.error)
         raise CliError(
-            f"cannot write {args.pcapng}: {text} (the packets before are kept)", EXIT_STORAGE
+            f"cannot write {args.pcapng}: {text} (the packets before are kept)", ExitCode.STORAGE
         ) from None
     finally:
         with contextlib.suppress(Exception):
@@ -570,6 +566,6 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
     return code
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq watch``."""
     return asyncio.run(watch(args, sys.stdout))

@@ -2,12 +2,14 @@
 
 from ecaptureq.client.connection import (
     DEFAULT_ORIGIN,
+    CertificateNotTrusted,
     Client,
     ClientError,
     Connected,
     ConnectError,
     ConnectionLost,
     Disconnected,
+    HandshakeRefused,
     Status,
     SyncClient,
 )
@@ -17,12 +19,14 @@ from ecaptureq.client.url import BadURL, normalize_url
 __all__ = [
     "DEFAULT_ORIGIN",
     "BadURL",
+    "CertificateNotTrusted",
     "Client",
     "ClientError",
     "ConnectError",
     "Connected",
     "ConnectionLost",
     "Disconnected",
+    "HandshakeRefused",
     "Session",
     "SessionStats",
     "Status",

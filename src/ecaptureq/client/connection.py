@@ -49,6 +49,41 @@ class ConnectError(ClientError):
         self.reason = reason or message
 
 
+class HandshakeRefused(ConnectError):
+    """The server answered the WebSocket handshake with an HTTP error ``status`` (401: a token is missing or
+    wrong, 403: its Origin policy, 503: too many connections).
+
+    ``token_sent`` says whether this client presented a token, ``origin`` is the Origin it sent (``None``:
+    none), ``body`` the start of the server's answer. The message says what happened in the protocol's
+    terms; what a person should do about it is the caller's to say.
+    """
+
+    def __init__(self, url: str, status: int, *, body: str, token_sent: bool, origin: str | None) -> None:
+        self.body = body
+        self.token_sent = token_sent
+        self.origin = origin
+        detail = {
+            401: "authentication failed: the server did not accept the token"
+            if token_sent
+            else "authentication failed: the server wants a valid token",
+            403: f"refused by the server's origin policy (this client sent Origin: {origin})"
+            if origin
+            else "refused by the server (403 Forbidden)",
+            503: "the server has too many connections; try again later",
+        }.get(status, body[:200])
+        reason = f"the server refused the handshake with HTTP {status}" + (f" ({detail})" if detail else "")
+        super().__init__(f"cannot connect to {url}: {reason}", status, url=url, reason=reason)
+
+
+class CertificateNotTrusted(ConnectError):
+    """A ``wss://`` server's certificate did not verify; ``verify_message`` is OpenSSL's reason."""
+
+    def __init__(self, url: str, verify_message: str) -> None:
+        self.verify_message = verify_message
+        reason = f"TLS certificate not trusted ({verify_message})"
+        super().__init__(f"cannot connect to {url}: {reason}", url=url, reason=reason)
+
+
 def _connect_error(url: str, reason: str, status: int | None = None) -> ConnectError:
     return ConnectError(f"cannot connect to {url}: {reason}", status, url=url, reason=reason)
 
@@ -81,10 +116,12 @@ class Connected:
 
 @dataclass(frozen=True)
 class Disconnected:
-    """Status: a connection ended or an attempt failed; ``retry_in`` is ``None`` when giving up."""
+    """Status: a connection ended or an attempt failed; ``retry_in`` is ``None`` when giving up; ``error``
+    is the failed attempt's error (``None`` when an open connection ended)."""
 
     reason: str
     retry_in: float | None
+    error: ConnectError | None = None
 
 
 Status = Connected | Disconnected
@@ -164,23 +201,12 @@ class Client:
         try:
             return await connect(self.url, **kwargs)
         except InvalidStatus as exc:
-            status = exc.response.status_code
-            body = exc.response.body.decode("utf-8", "replace").strip() if exc.response.body else ""
-            hint = {
-                401: "authentication failed: the server wants a valid token (--token or $ECAPTUREQ_TOKEN)"
-                if not self.headers.get("Authorization") and "token=" not in self.url
-                else "authentication failed: the server did not accept the token",
-                403: f"refused by the server's origin policy (this client sent Origin: {self.origin}; "
-                "use --origin with an allowed one, or serve --allow-origin)"
-                if self.origin
-                else "refused by the server (403 Forbidden)",
-                503: "the server has too many connections; try again later",
-            }.get(status, "")
-            detail = hint or body[:200]
-            raise _connect_error(
+            raise HandshakeRefused(
                 self.display_url,
-                f"the server refused the handshake with HTTP {status}" + (f" ({detail})" if detail else ""),
-                status,
+                exc.response.status_code,
+                body=exc.response.body.decode("utf-8", "replace").strip() if exc.response.body else "",
+                token_sent=bool(self.headers.get("Authorization")) or "token=" in self.url,
+                origin=self.origin,
             ) from None
         except InvalidURI as exc:
             raise _connect_error(self.display_url, str(exc)) from None
@@ -188,10 +214,7 @@ class Client:
             tls_hint = "; if it serves TLS, use wss://" if self.url.startswith("ws://") else ""
             raise _connect_error(self.display_url, f"not a WebSocket server ({exc}{tls_hint})") from None
         except _ssl.SSLCertVerificationError as exc:
-            raise _connect_error(
-                self.display_url,
-                f"TLS certificate not trusted ({exc.verify_message}); pass --ca FILE or --insecure",
-            ) from None
+            raise CertificateNotTrusted(self.display_url, exc.verify_message) from None
         except (_ssl.SSLError, ConnectionResetError, ConnectionAbortedError, EOFError) as exc:
             if not self.url.startswith("wss://"):
                 raise _connect_error(self.display_url, _os_error_reason(exc)) from None
@@ -214,7 +237,7 @@ class Client:
             except ConnectError as exc:
                 if not self.reconnect or (exc.status is not None and exc.status in (401, 403)):
                     raise
-                self._status(Disconnected(str(exc), delay))
+                self._status(Disconnected(str(exc), delay, exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
                 continue

@@ -6,10 +6,11 @@ the capture database and acknowledges after the commit; :class:`FleetReader` als
 ``record`` and ``ui`` with ``nats://`` URLs. The wire layout is in :mod:`ecaptureq.fleet.subjects`.
 """
 
-from ecaptureq.fleet.agent import Agent, AgentStats
+from ecaptureq.fleet.agent import Agent, AgentStats, SpoolOverflow
 from ecaptureq.fleet.collector import Collector, CollectorStats, NodeStatus
 from ecaptureq.fleet.connection import (
     Connection,
+    ConsumerRefused,
     FleetError,
     NatsAuthError,
     NatsOptions,
@@ -21,16 +22,18 @@ from ecaptureq.fleet.connection import (
 from ecaptureq.fleet.reader import FleetMessage, FleetReader
 from ecaptureq.fleet.spool import Spool, SpoolError, SpoolStats
 from ecaptureq.fleet.stream import Retention, ensure_stream
-from ecaptureq.fleet.subjects import STREAM, BadNodeName, check_node, default_node, parse_since
+from ecaptureq.fleet.subjects import STREAM, BadNodeName, BadSince, check_node, default_node, parse_since
 
 __all__ = [
     "STREAM",
     "Agent",
     "AgentStats",
     "BadNodeName",
+    "BadSince",
     "Collector",
     "CollectorStats",
     "Connection",
+    "ConsumerRefused",
     "FleetError",
     "FleetMessage",
     "FleetReader",
@@ -42,6 +45,7 @@ __all__ = [
     "Retention",
     "Spool",
     "SpoolError",
+    "SpoolOverflow",
     "SpoolStats",
     "check_node",
     "connect",

@@ -38,6 +38,22 @@ DEFAULT_HEARTBEAT_INTERVAL = 15.0
 """Seconds between two of the agent's heartbeats (``ecaptureq.<node>.heartbeat``)."""
 
 
+@dataclass(frozen=True)
+class SpoolOverflow:
+    """Notice: the spool (``max_bytes``) is full; ``overflowed`` messages (``overflowed_bytes``) were dropped
+    so far because NATS was unreachable or too slow."""
+
+    max_bytes: int
+    overflowed: int
+    overflowed_bytes: int
+
+    def __str__(self) -> str:
+        return (
+            f"spool full ({self.max_bytes} bytes): {self.overflowed} messages ({self.overflowed_bytes} "
+            "bytes) dropped so far"
+        )
+
+
 @dataclass
 class AgentStats:
     """What an agent has done."""
@@ -63,7 +79,8 @@ class Agent:
         heartbeat_interval: seconds between heartbeats.
         batch_size: messages in flight at once (published together, then their acks awaited).
         ack_timeout: seconds to wait for a batch's acks before publishing it again.
-        on_notice: called with a sentence for a person (connection lost, spool overflow ...).
+        on_notice: called with a sentence for a person (connection lost ...), or a
+            :class:`SpoolOverflow` (the caller says what to do about it).
     """
 
     def __init__(
@@ -78,7 +95,7 @@ class Agent:
         batch_size: int = 1000,
         ack_timeout: float = 5.0,
         commit_interval: float = 0.02,
-        on_notice: Callable[[str], None] | None = None,
+        on_notice: Callable[[str | SpoolOverflow], None] | None = None,
     ) -> None:
         self.options = options
         self.node = check_node(node)
@@ -200,10 +217,7 @@ class Agent:
         now = time.monotonic()
         if now - self._last_overflow_notice >= 5:
             self._last_overflow_notice = now
-            self._notice(
-                f"spool full ({self.spool.max_bytes} bytes): {st.overflowed} messages "
-                f"({st.overflowed_bytes} bytes) dropped so far; raise --spool-size or fix the NATS link"
-            )
+            self._notice(SpoolOverflow(self.spool.max_bytes, st.overflowed, st.overflowed_bytes))
         if st.queued_bytes < self.spool.max_bytes // 2:
             # Room again: say it in the stream too, so that readers of the fleet know of the gap.
             self._reported_overflow = st.overflowed

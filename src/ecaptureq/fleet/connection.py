@@ -35,7 +35,24 @@ class NatsUnavailable(FleetError):
 
 
 class NatsAuthError(FleetError):
-    """The server refused the credentials (authorization violation or expired credentials)."""
+    """The server at ``display`` refused the credentials (authorization violation or expired credentials);
+    ``detail`` is what it said."""
+
+    def __init__(self, display: str, detail: str) -> None:
+        super().__init__(f"NATS at {display} refused the credentials ({detail})")
+        self.display = display
+        self.detail = detail
+
+
+class ConsumerRefused(FleetError):
+    """NATS refused to create or bind the consumer ``durable`` (``None``: an ephemeral one) on ``stream``;
+    ``description`` is its reason. A durable keeps the filter it was created with."""
+
+    def __init__(self, stream: str, durable: str | None, description: str) -> None:
+        super().__init__(f"NATS refused the consumer {durable or ''} on {stream}: {description}")
+        self.stream = stream
+        self.durable = durable
+        self.description = description
 
 
 class NatsPermissionError(FleetError):
@@ -191,10 +208,7 @@ async def connect(
             await nc.close()
         text = " ".join(errors) or str(exc) or type(exc).__name__
         if "authorization" in text.lower() or "authentication" in text.lower():
-            raise NatsAuthError(
-                f"NATS at {options.display} refused the credentials ({text}): check --creds, "
-                "--nats-user/--nats-password, --nats-token or --nkey"
-            ) from None
+            raise NatsAuthError(options.display, text) from None
         raise NatsUnavailable(options.servers, text) from None
     if reconnect:
         # From now on reconnect forever: the options are per client, set after the first success.

@@ -20,7 +20,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import api
 
-from ecaptureq.fleet.connection import Connection, FleetError, NatsOptions, connect
+from ecaptureq.fleet.connection import Connection, ConsumerRefused, FleetError, NatsOptions, connect
 from ecaptureq.fleet.stream import Retention, ensure_stream
 from ecaptureq.fleet.subjects import (
     HEADER_SOURCE,
@@ -131,7 +131,8 @@ class FleetReader:
         Raises:
             NatsUnavailable, NatsAuthError: cannot connect, or the credentials were refused.
             NatsPermissionError: the credentials may not read the stream (an agent's, for instance).
-            FleetError: other refusals (a durable created with another --node, no JetStream ...).
+            ConsumerRefused: the consumer cannot be made (a durable created with another filter ...).
+            FleetError: other refusals (no JetStream ...).
         """
         self.conn = conn = await connect(self.options)
         if self.create_stream:
@@ -165,14 +166,7 @@ class FleetReader:
                 f"no stream {STREAM} on the server: start ecaptureq collect (it creates it)"
             ) from None
         except (nats.js.errors.APIError, nats.js.errors.Error) as exc:
-            raise FleetError(
-                f"NATS refused the consumer {self.durable or ''} on {STREAM}: {exc.description or exc}"
-                + (
-                    " (a durable keeps its first --node and --since: use another --durable)"
-                    if self.durable
-                    else ""
-                )
-            ) from None
+            raise ConsumerRefused(STREAM, self.durable, str(exc.description or exc)) from None
 
     def _message(self, msg: Msg) -> FleetMessage | None:
         parsed = parse_subject(msg.subject)

@@ -115,12 +115,22 @@ _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+class BadSince(ValueError):
+    """``text`` is neither an ISO 8601 time nor an age (the message gives examples of both)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(
+            f"{text!r}: expected a time such as 2026-01-02T10:00:00Z or an age such as 15m, 2h, 7d"
+        )
+        self.text = text
+
+
 def parse_since(text: str, now: datetime.datetime | None = None) -> datetime.datetime:
     """``--since``: an ISO 8601 time (``2026-01-02T10:00:00Z``; no zone means UTC) or an age such as
     ``30s``, ``15m``, ``2h``, ``7d``. Returns an aware UTC datetime.
 
     Raises:
-        ValueError: neither form (the message gives examples).
+        BadSince: neither form (a ValueError; the message gives examples).
     """
     now = now or datetime.datetime.now(datetime.UTC)
     match = _RELATIVE.match(text.strip())
@@ -129,9 +139,7 @@ def parse_since(text: str, now: datetime.datetime | None = None) -> datetime.dat
     try:
         when = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(
-            f"--since {text!r}: expected a time such as 2026-01-02T10:00:00Z or an age such as 15m, 2h, 7d"
-        ) from None
+        raise BadSince(text) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
     return when.astimezone(datetime.UTC)

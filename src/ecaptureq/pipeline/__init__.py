@@ -1,5 +1,5 @@
 """Pipelines: a client wired to sinks (record, ui). Orchestration, not storage."""
 
-from ecaptureq.pipeline.recorder import LiveCounters, LiveRecorder
+from ecaptureq.pipeline.recorder import LiveRecorder, LiveStats
 
-__all__ = ["LiveCounters", "LiveRecorder"]
+__all__ = ["LiveRecorder", "LiveStats"]

@@ -25,8 +25,8 @@ YIELD_EVERY = 16
 
 
 @dataclass
-class LiveCounters:
-    """What the status bar shows about the live source."""
+class LiveStats:
+    """The live source's state and counters: what the status bar and ``record``'s progress line show."""
 
     connected: bool = False
     waiting: bool = True
@@ -65,7 +65,7 @@ class LiveRecorder:
         self.event_filter = event_filter
         self._on_status_hook = on_status
         self._on_flush_hook = on_flush
-        self.counters = LiveCounters()
+        self.stats = LiveStats()
         self._first: asyncio.Future[None] | None = None
         self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=8)
         self._inflight: asyncio.Future[None] | None = None
@@ -85,7 +85,7 @@ class LiveRecorder:
         return self.client.url
 
     def _on_status(self, status: Status) -> None:
-        c = self.counters
+        c = self.stats
         if self._on_status_hook is not None:
             self._on_status_hook(status)
         if isinstance(status, Connected):
@@ -112,7 +112,7 @@ class LiveRecorder:
                 self._first.set_exception(ConnectError(status.reason))
 
     def _on_malformed(self, error: DecodeError) -> None:
-        self.counters.malformed += 1
+        self.stats.malformed += 1
 
     async def wait_first_connection(self) -> None:
         """Wait for the first connection; raise :class:`ConnectError` if the first attempt fails."""
@@ -125,7 +125,7 @@ class LiveRecorder:
         self._samples.append((now, self.store.stats.packets))
         first_t, first_n = self._samples[0]
         if now - first_t > 0:
-            self.counters.events_per_s = (self.store.stats.packets - first_n) / (now - first_t)
+            self.stats.events_per_s = (self.store.stats.packets - first_n) / (now - first_t)
 
     async def _consume(self) -> None:
         index = 0
@@ -193,7 +193,7 @@ class LiveRecorder:
 
     def snapshot(self) -> dict[str, Any]:
         """The counters as JSON for ``/api/status``."""
-        c, s, cs = self.counters, self.store.stats, self.client.stats
+        c, s, cs = self.stats, self.store.stats, self.client.stats
         return {
             "connected": c.connected,
             "waiting": c.waiting,

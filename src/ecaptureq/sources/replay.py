@@ -21,7 +21,18 @@ from ecaptureq.sources.base import Sink
 
 
 class ReplayError(ValueError):
-    """The recording cannot be read; the message names the file and line."""
+    """The recording cannot be read: ``path``, the ``line`` at fault (``None``: the whole file) and the
+    ``reason``; the message names all three."""
+
+    def __init__(self, path: Path, reason: str, line: int | None = None) -> None:
+        super().__init__(f"{path}{'' if line is None else f':{line}'}: {reason}")
+        self.path = path
+        self.reason = reason
+        self.line = line
+
+
+class NotARecording(ReplayError):
+    """The file is not a JSON Lines recording of eCaptureQ messages (not UTF-8, or a line is not one)."""
 
 
 @dataclass
@@ -41,7 +52,7 @@ def read_messages(path: Path) -> Iterator[Message]:
     try:
         handle = path.open("r", encoding="utf-8")
     except OSError as exc:
-        raise ReplayError(f"{path}: {exc.strerror or exc}") from None
+        raise ReplayError(path, exc.strerror or str(exc)) from None
     with handle:
         try:
             for number, text in enumerate(handle, 1):
@@ -50,9 +61,9 @@ def read_messages(path: Path) -> Iterator[Message]:
                 try:
                     yield from_json(json.loads(text))
                 except (json.JSONDecodeError, JsonlError) as exc:
-                    raise ReplayError(f"{path}:{number}: not a watch --json record: {exc}") from None
+                    raise NotARecording(path, f"not a JSON Lines message record: {exc}", number) from None
         except UnicodeDecodeError:
-            raise ReplayError(f"{path}: not UTF-8 text (expected watch --json lines)") from None
+            raise NotARecording(path, "not UTF-8 text (expected JSON Lines)") from None
 
 
 def load_recording(path: Path) -> Recording:

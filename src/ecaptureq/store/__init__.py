@@ -1,6 +1,6 @@
 """The capture database: a durable SQLite store with the eCaptureQ GUI's ``packets`` table and SQL."""
 
-from ecaptureq.store.schema import PACKET_COLUMNS, SCHEMA_VERSION, NotCaptureDatabase, StoreError
+from ecaptureq.store.schema import PACKET_COLUMNS, SCHEMA_VERSION, FilterError, NotCaptureDatabase, StoreError
 from ecaptureq.store.sql import (
     QUERY_SECONDS,
     Deadline,
@@ -20,6 +20,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "CaptureStore",
     "Deadline",
+    "FilterError",
     "NotCaptureDatabase",
     "PacketFilter",
     "QueryTimeout",

@@ -19,7 +19,7 @@ from ecaptureq import __version__
 from ecaptureq.decode.bodies import parse_form
 from ecaptureq.protocol import Event, RunLog
 from ecaptureq.protocol.jsonl import to_json
-from ecaptureq.store.sql import SqlError, quote_index
+from ecaptureq.store.sql import FilterError, SqlError, quote_index
 
 if TYPE_CHECKING:
     from ecaptureq.sinks.pcapng import PcapngStats
@@ -252,7 +252,7 @@ def har_entries(db: sqlite3.Connection, condition: str | None = None) -> Iterato
     try:
         cursor = db.execute(sql)
     except sqlite3.Error as exc:
-        raise SqlError(f"invalid --filter for exchanges: {exc}") from None
+        raise FilterError(condition or "", str(exc), "exchanges") from None
 
     def entries() -> Iterator[dict[str, Any]]:
         try:
@@ -320,7 +320,7 @@ def stored_events(db: sqlite3.Connection, condition: str | None = None) -> Itera
     try:
         cursor = db.execute(sql)
     except sqlite3.Error as exc:
-        raise SqlError(f"invalid --filter: {exc}") from None
+        raise FilterError(condition or "", str(exc)) from None
     for row in cursor:
         yield Event(
             timestamp=row[0],

@@ -138,6 +138,18 @@ class SqlError(ValueError):
     """The SQL is invalid; the message is SQLite's, with the text that failed."""
 
 
+class FilterError(SqlError):
+    """A filter condition is not valid on ``table`` (``packets`` or ``exchanges``): ``condition`` is its
+    text and ``reason`` says why (SQLite's message, or that a whole query is not a condition)."""
+
+    def __init__(self, condition: str, reason: str, table: str = "packets") -> None:
+        on = "" if table == "packets" else f" for {table}"
+        super().__init__(f"invalid filter{on}: {reason}")
+        self.condition = condition
+        self.reason = reason
+        self.table = table
+
+
 class NotCaptureDatabase(StoreError, SqlError):
     """The file is an SQLite database, but not a capture database (another program's, or ours damaged).
 

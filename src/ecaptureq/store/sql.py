@@ -18,6 +18,7 @@ from typing import Any, Final
 from ecaptureq.protocol import Event
 from ecaptureq.store.schema import (
     PACKET_COLUMNS,
+    FilterError,
     NotCaptureDatabase,
     SqlError,
     check_capture_database,
@@ -29,6 +30,7 @@ __all__ = [
     "QUERY_SECONDS",
     "VALUE_BYTES",
     "Deadline",
+    "FilterError",
     "PacketFilter",
     "QueryTimeout",
     "SqlError",
@@ -215,14 +217,14 @@ class PacketFilter:
     means exactly what it means in ``query``. ``index`` is the event's arrival number.
 
     Raises:
-        SqlError: the condition is not valid SQL, or is a full query.
+        FilterError: the condition is not valid SQL, or is a full query.
     """
 
     def __init__(self, condition: str) -> None:
         condition = condition.strip().rstrip(";")
         if not condition or is_full_query(condition):
-            raise SqlError(
-                "--filter takes a condition on packets, such as: dst_port = 443 AND pname = 'curl'"
+            raise FilterError(
+                condition, "a condition on packets is expected, such as: dst_port = 443 AND pname = 'curl'"
             )
         values = ", ".join(f'? AS "{c}"' for c in PACKET_COLUMNS)
         self.condition = condition
@@ -231,7 +233,7 @@ class PacketFilter:
         try:
             self._db.execute(self._sql, (0, 0, "", "", 0, "", 0, 0, "", 0, 0, 0, "", b"")).fetchall()
         except sqlite3.Error as exc:
-            raise SqlError(f"invalid --filter: {exc} (in: {condition})") from None
+            raise FilterError(condition, f"{exc} (in: {condition})") from None
 
     def matches(self, event: Event, index: int = 0) -> bool:
         """Whether the event satisfies the condition (a runtime SQL error counts as no match)."""

@@ -156,7 +156,7 @@ class Guard:
             return 403, "Forbidden: this UI listens on loopback; open it as 127.0.0.1 or localhost.\n"
         origins = headers.getlist("origin")
         if len(origins) > 1 or (origins and not origin_allowed(origins[0], self.allowed)):
-            return 403, "Forbidden: requests from pages of another origin are refused (--allow-origin).\n"
+            return 403, "Forbidden: requests from pages of another origin are refused (unless allowed).\n"
         if headers.get("sec-fetch-site", "").lower() == "cross-site" and not origins:
             return 403, "Forbidden: cross-site requests are refused.\n"
         return None

@@ -580,7 +580,7 @@ class TlsCapture:
         return out
 
     def _lost_total(self) -> int:
-        now = self.stats()
+        now = self.stats
         return now.drop_bytes + now.oversized_bytes
 
     def _detach(self) -> None:
@@ -667,8 +667,9 @@ class TlsCapture:
             if self.on_batch is not None:
                 self.on_batch()
 
+    @property
     def stats(self) -> CaptureStats:
-        """Current counts (reads the eBPF ``stats`` map)."""
+        """Current counts, a new snapshot at each read (reads the eBPF ``stats`` map)."""
         values = [0] * _STAT_SLOTS
         if self._stats_fd >= 0 and self._obj is not None:
             for i in range(len(_STAT_NAMES)):
@@ -689,7 +690,7 @@ class TlsCapture:
         )
 
     def _report(self, *, final: bool) -> None:
-        now = self.stats()
+        now = self.stats
         last = self._reported
         if now.drop_chunks > last.drop_chunks:
             self.sink.publish_log(

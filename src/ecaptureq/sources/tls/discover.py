@@ -95,7 +95,8 @@ class Target:
     """The path as the processes mapping it name it."""
     version: str
     how: str
-    """How it was found: ``--libssl``, ``ldconfig -p``, ``/proc/PID/maps``, ``exec watcher``."""
+    """How it was found: ``given`` (named by the caller), ``ldconfig -p``, ``/proc/PID/maps``,
+    ``exec watcher``."""
     file_id: FileId
     functions: tuple[str, ...] = ()
     go: GoTls | None = None
@@ -574,7 +575,7 @@ def discover(*, libssl: Iterable[str] = (), pid: int | None = None, uid: int | N
     files = list(libssl)
     if files:
         for path in files:
-            scanner.add_file(path, "--libssl")
+            scanner.add_file(path, "given")
         return scanner.result
     if pid is None:
         scanner.add_system_libraries()

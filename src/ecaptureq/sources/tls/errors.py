@@ -16,7 +16,16 @@ class BpfUnsupportedError(CaptureError):
 
 
 class LibsslNotFoundError(CaptureError):
-    """No OpenSSL libssl to hook (or none with SSL_write/SSL_read)."""
+    """No OpenSSL libssl to hook (or none with SSL_write/SSL_read).
+
+    ``searched`` says where: ``"ldconfig"`` (the dynamic linker cache, when no file or process was named:
+    naming the file is the way out), ``"path"`` (a named file), ``"pid"`` (a named process's mappings),
+    or ``""`` (a file that was found but cannot be hooked).
+    """
+
+    def __init__(self, message: str, *, searched: str = "") -> None:
+        super().__init__(message)
+        self.searched = searched
 
 
 class PidNotFoundError(CaptureError):

@@ -83,19 +83,19 @@ def find_libssl(libssl: str | None = None, pid: int | None = None) -> str:
         check_pid(pid)
     if libssl:
         if not os.path.isfile(libssl):
-            raise LibsslNotFoundError(f"libssl not found: {libssl}")
+            raise LibsslNotFoundError(f"libssl not found: {libssl}", searched="path")
         return libssl
     if pid is not None:
         found = libssl_from_maps(pid)
         if found is None:
             raise LibsslNotFoundError(
-                f"process {pid} has no libssl mapped (not OpenSSL, or linked statically)"
+                f"process {pid} has no libssl mapped (not OpenSSL, or linked statically)", searched="pid"
             )
         return found
     found = libssl_from_ldconfig()
     if found is None:
         raise LibsslNotFoundError(
-            "libssl not found in the dynamic linker cache (ldconfig -p); use --libssl PATH"
+            "libssl not found in the dynamic linker cache (ldconfig -p)", searched="ldconfig"
         )
     return found
 

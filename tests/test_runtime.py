@@ -1,0 +1,119 @@
+"""The CLI runtime: real SIGINT/SIGTERM delivered to this process stop a command's work cleanly, a failing
+task ends the run with its own error, every command's ``exit codes:`` block comes from ``ExitCode``, and
+one reporter prints the ``--stats`` lines."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import threading
+
+import pytest
+
+from ecaptureq.cli.errors import ExitCode
+from ecaptureq.cli.main import build_parser
+from ecaptureq.cli.runtime import Lifecycle, run_until_signal, stop_on_signals, watching
+from ecaptureq.cli.stats import StatsReporter, format_stats
+from ecaptureq.protocol import Event
+from ecaptureq.server import Server
+
+
+class Boom(Exception):
+    """A task's own error."""
+
+
+async def _forever(cancelled: list[str], name: str) -> None:
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        cancelled.append(name)
+        raise
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+async def test_a_signal_stops_the_run_and_cancels_the_work(sig: signal.Signals) -> None:
+    cancelled: list[str] = []
+    asyncio.get_running_loop().call_later(0.01, os.kill, os.getpid(), sig)
+    stopped = await asyncio.wait_for(run_until_signal(_forever(cancelled, "a"), _forever(cancelled, "b")), 20)
+    assert stopped is True
+    assert sorted(cancelled) == ["a", "b"]
+
+
+async def test_a_failing_task_ends_the_run_with_its_error_and_the_others_are_cancelled() -> None:
+    cancelled: list[str] = []
+
+    async def fail() -> None:
+        await asyncio.sleep(0)
+        raise Boom("the source broke")
+
+    with pytest.raises(Boom, match="the source broke"):
+        await asyncio.wait_for(run_until_signal(_forever(cancelled, "other"), fail()), 20)
+    assert cancelled == ["other"]
+
+
+async def test_a_task_that_ends_is_returned_and_the_rest_keep_running_until_close() -> None:
+    cancelled: list[str] = []
+    async with Lifecycle() as life:
+        done = life.start(asyncio.sleep(0))
+        running = life.start(_forever(cancelled, "running"))
+        assert await asyncio.wait_for(life.wait(done), 20) == {done}
+        assert not running.done() and not life.stop.is_set()
+    assert running.cancelled() and cancelled == ["running"]
+    assert await run_until_signal(asyncio.sleep(0)) is False  # ended by its work, not by a signal
+
+
+async def test_watching_ends_the_wait_on_failure_only() -> None:
+    first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async with Lifecycle() as life:
+        task = life.start(watching(first))
+        first.set_result(None)
+        assert await life.wait(task, life.start(asyncio.sleep(0.05))) != {task}
+        assert not task.done()  # succeeded: waits for the others
+    failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    failed.set_exception(Boom("refused"))
+    with pytest.raises(Boom, match="refused"):
+        await asyncio.wait_for(run_until_signal(watching(failed), asyncio.Event().wait()), 20)
+
+
+def test_stop_on_signals_without_a_loop_sets_stop_and_restores_the_handlers() -> None:
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stop = threading.Event()
+    with stop_on_signals(stop.set):
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(20)
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_every_command_lists_only_codes_of_the_enum() -> None:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert commands
+    listed = {}
+    for name, sub in commands.items():
+        block = (sub.epilog or "").partition("exit codes:")[2]
+        listed[name] = [int(code) for code in re.findall(r"^  (\d+) ", block, re.M)]
+    unknown = {name: [c for c in codes if c not in set(ExitCode)] for name, codes in listed.items()}
+    assert not any(unknown.values()), unknown
+    assert all(ExitCode.OK in codes for codes in listed.values() if codes)
+    assert listed["tls"] == [0, 2, 3, 5, 6, 7, 8]
+
+
+@pytest.mark.e2e
+async def test_the_stats_reporter_prints_each_component_with_rates_since_the_last_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with Server(heartbeat_interval=60) as server:
+        reporter = StatsReporter().add(server.stats, format_stats)
+        for n in range(3):
+            server.publish_event(Event(timestamp=n + 1, uuid=f"1_1_curl_{n}_0", payload=b"x"))
+        reporter.tick()
+        server.publish_event(Event(timestamp=9, uuid="1_1_curl_9_0", payload=b"y"))
+        reporter.tick()
+        stop = asyncio.Event()
+        stop.set()
+        await asyncio.wait_for(reporter.every(0.01, stop), 20)  # a stop ends it without another line
+    first, second = capsys.readouterr().err.splitlines()
+    assert first.startswith("ecaptureq serve: stats: 3 events (")
+    assert second.startswith("ecaptureq serve: stats: 4 events (")
