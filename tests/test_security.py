@@ -28,7 +28,7 @@ from ecaptureq.access import (
     request_authenticated,
     token_matches,
 )
-from ecaptureq.client import Client, ConnectError
+from ecaptureq.client import DEFAULT_ORIGIN, Client, ConnectError
 from ecaptureq.protocol import Event, RunLog, decode
 from ecaptureq.server import CLOSE_FLOOD, CLOSE_TOO_BIG, Server
 
@@ -196,7 +196,7 @@ async def test_foreign_origin_gets_403_a_counter_and_a_run_log_line() -> None:
         line = await next_run_log(watcher, "refused a handshake")
         assert "WRN" in line and "HTTP 403" in line and "https://evil.example" in line
         assert server.stats().refused_origin == 1
-        for origin in ("http://localhost/", "http://127.0.0.1:5173", None):
+        for origin in (DEFAULT_ORIGIN, "http://127.0.0.1:5173", None):
             conn = await ws(server.url, origin=origin)
             await conn.close()
         assert server.stats().refused_origin == 1

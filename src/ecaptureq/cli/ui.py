@@ -28,7 +28,15 @@ from ecaptureq.cli.render import plural
 from ecaptureq.cli.security import TOKEN_ENV
 from ecaptureq.cli.serve import cannot_listen
 from ecaptureq.cli.watch import connect_exit_code
-from ecaptureq.client import BadURL, Connected, ConnectError, Disconnected, Status, normalize_url
+from ecaptureq.client import (
+    DEFAULT_ORIGIN,
+    BadURL,
+    Connected,
+    ConnectError,
+    Disconnected,
+    Status,
+    normalize_url,
+)
 from ecaptureq.fleet import Collector, FleetError
 from ecaptureq.store import CaptureStore, NotCaptureDatabase, SqlError, StoreError
 
@@ -115,7 +123,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--source-token", metavar="TOKEN", help=f"the source server's token (default: ${TOKEN_ENV})"
     )
-    parser.add_argument("--origin", default="http://localhost/", help="Origin header sent to the source")
+    parser.add_argument(
+        "--origin", default=DEFAULT_ORIGIN, help="Origin header sent to the source (default %(default)s)"
+    )
     parser.add_argument(
         "--flush-interval",
         type=float,
