@@ -228,3 +228,43 @@ def test_record_takes_the_token_and_maps_401_to_9(served_with_token: Served, tmp
     result = cli("query", "--db", db, "SELECT count(*) AS n FROM packets", "--csv")
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.split()[-1]) > 0, "the authenticated recording got events"
+
+
+UNASSIGNED = "192.0.2.1"
+"""A non-loopback address no host has (RFC 5737 TEST-NET-1): binding it fails after the listen decision."""
+
+
+@pytest.mark.parametrize(
+    ("options", "warning"),
+    [
+        (("--token", TOKEN), f"serving on {UNASSIGNED} without TLS: the token and the data cross"),
+        (("--insecure",), f"serving on {UNASSIGNED} without a token (--insecure)"),
+        (("--token", TOKEN, "--allow-origin", "*"), "--allow-origin '*': any web page"),
+    ],
+)
+def test_ui_and_serve_make_one_listen_decision(
+    tmp_path: Path, options: tuple[str, ...], warning: str
+) -> None:
+    # ui serves its page over plain HTTP: beyond loopback it warns exactly as serve does without TLS.
+    served = cli("serve", "--demo", "--listen", f"ws://{UNASSIGNED}:0/", *options)
+    db = tmp_path / "ui.db"
+    ui = cli(
+        "ui",
+        "--source",
+        "ws://127.0.0.1:1/",
+        "--db",
+        str(db),
+        "--listen",
+        f"http://{UNASSIGNED}:0/",
+        *options,
+    )
+    warnings: list[list[str]] = []
+    for result, command in ((served, "serve"), (ui, "ui")):
+        assert "Traceback" not in result.stderr, result.stderr
+        assert result.returncode == EXIT_CONNECTION, result.stderr  # cannot listen: nobody has the address
+        prefix = f"ecaptureq {command}: warning: "
+        warnings.append(
+            [ln.removeprefix(prefix) for ln in result.stderr.splitlines() if ln.startswith(prefix)]
+        )
+    assert warnings[0] == warnings[1] and any(w.startswith(warning) for w in warnings[0]), warnings
+    assert not db.exists()  # the listen decision and the bind come before the database

@@ -16,6 +16,7 @@ from websockets.http11 import Request
 
 from ecaptureq.access import (
     BadOrigin,
+    HandshakeRequest,
     Origin,
     RateWindow,
     check_handshake,
@@ -31,16 +32,18 @@ from ecaptureq.access import (
 from ecaptureq.client import DEFAULT_ORIGIN, Client, ConnectError
 from ecaptureq.protocol import Event, RunLog, decode
 from ecaptureq.server import CLOSE_FLOOD, CLOSE_TOO_BIG, Server
+from ecaptureq.server.handshake import handshake_request
 
 TOKEN = "s3cret-token_value"
 
 
-def request(path: str = "/", **headers: str | list[str]) -> Request:
+def request(path: str = "/", **headers: str | list[str]) -> HandshakeRequest:
+    """A handshake as ``websockets`` parses it, turned into what the policy reads by the server's hook."""
     h = Headers()
     for name, value in headers.items():
         for v in value if isinstance(value, list) else [value]:
             h[name.replace("_", "-")] = v
-    return Request(path, h)
+    return handshake_request(Request(path, h))
 
 
 async def ws(url: str, **kwargs: object) -> ClientConnection:

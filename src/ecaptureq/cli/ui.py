@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import sys
@@ -15,17 +14,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ecaptureq.access import (
-    BadOrigin,
-    check_token,
-    generate_token,
-    is_loopback_host,
-    parse_allowed_origin,
-)
 from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
 from ecaptureq.cli.fleet import fleet_error
 from ecaptureq.cli.render import plural
-from ecaptureq.cli.security import TOKEN_ENV
+from ecaptureq.cli.security import TOKEN_ENV, decide_listen, token_option
 from ecaptureq.cli.serve import cannot_listen
 from ecaptureq.cli.watch import connect_exit_code
 from ecaptureq.client import (
@@ -154,16 +146,6 @@ def parse_listen(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-def _token(value: str | None, name: str) -> str | None:
-    token = value if value is not None else os.environ.get(TOKEN_ENV) or None
-    if token is None:
-        return None
-    try:
-        return check_token(token)
-    except ValueError as exc:
-        raise CliError(f"{name if value is not None else TOKEN_ENV}: {exc}") from None
-
-
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -213,17 +195,8 @@ async def serve_ui(args: argparse.Namespace) -> int:
     from ecaptureq.web.queries import check_capture_database
 
     host, port = parse_listen(args.listen)
-    token = _token(args.token, "--token")
-    try:
-        allowed = [parse_allowed_origin(o) for o in args.allow_origin]
-    except BadOrigin as exc:
-        raise CliError(f"--allow-origin {exc}") from None
-    loopback = is_loopback_host(host)
-    if not loopback and token is None and not args.insecure:
-        raise CliError(
-            f"refusing to listen on {host} without a token: anyone who can reach it would read the captured "
-            f"plaintext. Set one, e.g. {TOKEN_ENV}={generate_token()}, or pass --insecure"
-        )
+    listen = decide_listen(args, host, tls=False, command="ui")  # the page is served over plain HTTP
+    token = listen.token
     if args.flush_interval <= 0:
         raise CliError("--flush-interval must be positive")
 
@@ -251,7 +224,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
         db = args.db
     else:
         db = args.db or Path(f"ecaptureq-ui-{time.strftime('%Y%m%d-%H%M%S')}.db")
-        source_token = _token(args.source_token, "--source-token")
+        source_token = token_option(args.source_token, "--source-token")
         headers = {"Authorization": f"Bearer {source_token}"} if source_token else None
         try:
             normalize_url(args.source)  # before the database is created: a bad URL leaves no file
@@ -307,8 +280,8 @@ async def serve_ui(args: argparse.Namespace) -> int:
         bound_port = sock.getsockname()[1]
         live = collector if collector is not None else recorder
         state = UiState(db=db, recorder=live, poll=min(args.flush_interval, 0.5))
-        app = Guard(create_app(state), token=token, allowed_origins=allowed, loopback_only=loopback,
-                    port=bound_port)  # fmt: skip
+        app = Guard(create_app(state), token=token, allowed_origins=listen.allowed_origins,
+                    loopback_only=listen.loopback, port=bound_port)  # fmt: skip
         config = uvicorn.Config(
             app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2, access_log=False
         )
@@ -318,8 +291,6 @@ async def serve_ui(args: argparse.Namespace) -> int:
         url = f"http://{shown_host}:{bound_port}/" + (f"?token={token}" if token else "")
         mode = "live" if live is not None else f"browsing {db} (read-only)"
         print(f"ecaptureq ui: {mode}; open {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-        if not loopback and token is None:
-            print(f"ecaptureq ui: warning: serving on {host} without a token (--insecure)", file=sys.stderr)
 
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         tasks.append(serving)
