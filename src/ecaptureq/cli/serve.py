@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ecaptureq import __version__
 from ecaptureq.cli.errors import EXIT_CONNECTION, EXIT_OK, CliError
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.security import add_server_security_options, server_security_kwargs
 from ecaptureq.protocol import run_log_line
+from ecaptureq.protocol.banner import startup_banner
 from ecaptureq.server import SHUTDOWN_GRACE, Server, ServerStats, ShutdownReport
 from ecaptureq.sources.base import Sink
 from ecaptureq.sources.demo import DemoSource
@@ -213,17 +213,6 @@ async def report_stats(server: Server, interval: float) -> None:
         before = now
 
 
-def banner(server: Server, source: str) -> list[str]:
-    """The server's own startup lines, in eCapture's style."""
-    return [
-        run_log_line('AppName="ecaptureq"'),
-        run_log_line("HomePage=https://pypi.org/project/ecaptureq/"),
-        run_log_line(f"Version=ecaptureq:v{__version__}"),
-        run_log_line(f"Source={source}"),
-        run_log_line(f"Listen for eCaptureQ={server.url}"),
-    ]
-
-
 async def serve_until_stopped(
     server: Server,
     source_name: str,
@@ -242,7 +231,7 @@ async def serve_until_stopped(
         raise cannot_listen(exc, server.host, server.requested_port, "--listen", "ws") from None
     for line in first_logs or []:
         server.publish_log(line)
-    for line in banner(server, source_name):
+    for line in startup_banner(source_name, listen_url=server.url):
         server.publish_log(line)
     print(f"ecaptureq: serving {source_name} on {server.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     if server.requires_token:
