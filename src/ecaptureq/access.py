@@ -247,7 +247,7 @@ def check_origins(origins: Sequence[str], allowed_origins: Iterable[Origin | str
         f"Origin {shown} not allowed",
         summary="Origin not allowed",
         body=f"Forbidden: Origin {shown} is not allowed by this server "
-        "(pages from loopback are; the server's allow-list may add more).\n",
+        "(pages from loopback are; its operator can allow more origins).\n",
     )
 
 

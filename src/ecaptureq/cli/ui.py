@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ecaptureq.access import TOKEN_QUERY_PARAMETER
 from ecaptureq.cli.errors import EXIT_OK, EXIT_STORAGE, EXIT_USAGE, CliError
 from ecaptureq.cli.fleet import fleet_error
 from ecaptureq.cli.render import plural
@@ -288,7 +289,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
         server = uvicorn.Server(config)
         server.capture_signals = _no_signals  # type: ignore[method-assign]  # our handlers stop it
         shown_host = f"[{host}]" if ":" in host else host
-        url = f"http://{shown_host}:{bound_port}/" + (f"?token={token}" if token else "")
+        url = f"http://{shown_host}:{bound_port}/" + (f"?{TOKEN_QUERY_PARAMETER}={token}" if token else "")
         mode = "live" if live is not None else f"browsing {db} (read-only)"
         print(f"ecaptureq ui: {mode}; open {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
 
