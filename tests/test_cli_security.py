@@ -12,8 +12,9 @@ import pytest
 from certs import make_cert
 from conftest import CLI, ENV, Served, start_serve, stop_serve
 
+from ecaptureq.cli import ui as ui_command
 from ecaptureq.cli.errors import EXIT_AUTH, EXIT_CONNECTION, EXIT_FORBIDDEN, EXIT_USAGE, CliError
-from ecaptureq.cli.security import server_security_kwargs
+from ecaptureq.cli.security import decide_listen, server_security_kwargs
 from ecaptureq.cli.serve import register
 
 TOKEN = "cli-test-token-0123456789"
@@ -268,3 +269,35 @@ def test_ui_and_serve_make_one_listen_decision(
         )
     assert warnings[0] == warnings[1] and any(w.startswith(warning) for w in warnings[0]), warnings
     assert not db.exists()  # the listen decision and the bind come before the database
+
+
+def ui_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    ui_command.register(parser.add_subparsers())
+    return parser.parse_args(["ui", "--db", "x.db", *argv])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [(), ("--insecure",), ("--token", TOKEN), ("--token", TOKEN, "--allow-origin", "*")],
+    ids=["nothing", "insecure", "token", "any-origin"],
+)
+def test_the_listen_decision_reads_ui_and_serve_options_alike(
+    options: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Made without listening: the same decision, refusal and warnings from either command's options.
+    monkeypatch.delenv("ECAPTUREQ_TOKEN", raising=False)
+    outcomes = []
+    for args in (serve_args(*options), ui_args(*options)):
+        try:
+            decision = decide_listen(args, "10.1.2.3", tls=False, command="cmd")
+        except CliError as exc:
+            outcomes.append((exc.exit_code, "refusing to listen on 10.1.2.3 without a token" in str(exc)))
+        else:
+            outcomes.append((decision.token, decision.loopback, decision.allowed_origins))
+        outcomes.append(capsys.readouterr().err)
+    assert outcomes[:2] == outcomes[2:]
+    if not options:
+        assert outcomes[0] == (EXIT_USAGE, True)
+    else:
+        assert "ecaptureq cmd: warning: serving on 10.1.2.3 without" in outcomes[1]
