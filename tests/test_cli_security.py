@@ -235,6 +235,7 @@ UNASSIGNED = "192.0.2.1"
 """A non-loopback address no host has (RFC 5737 TEST-NET-1): binding it fails after the listen decision."""
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("options", "warning"),
     [

@@ -78,6 +78,7 @@ def watched(recording: Path, *options: str) -> str:
     return result.stdout
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("options", [(), ("--no-decode",)], ids=["decoded", "raw"])
 def test_watch_shows_text_and_hex_as_looks_binary_says(recording: Path, options: tuple[str, ...]) -> None:
     out = watched(recording, *options)
@@ -86,6 +87,7 @@ def test_watch_shows_text_and_hex_as_looks_binary_says(recording: Path, options:
     assert "xxxxx\\e" in out  # the text one, its escapes made visible
 
 
+@pytest.mark.e2e
 def test_store_and_web_ui_agree_with_watch(recording: Path, tmp_path: Path) -> None:
     served = start_serve("--replay", str(recording), "--speed", "0")
     db = tmp_path / "boundary.db"
