@@ -282,7 +282,7 @@ async def serve_ui(args: argparse.Namespace) -> int:
         live = collector if collector is not None else recorder
         state = UiState(db=db, recorder=live, poll=min(args.flush_interval, 0.5))
         app = Guard(create_app(state), token=token, allowed_origins=listen.allowed_origins,
-                    loopback_only=listen.loopback, port=bound_port)  # fmt: skip
+                    loopback_only=listen.loopback)  # fmt: skip
         config = uvicorn.Config(
             app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2, access_log=False
         )

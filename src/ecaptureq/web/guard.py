@@ -69,7 +69,6 @@ class Guard:
         token: the token, or ``None`` for none (then only Host and Origin are checked).
         allowed_origins: extra allowed origins (from :func:`~ecaptureq.access.parse_allowed_origin`).
         loopback_only: the UI listens on loopback, so the ``Host`` header must be loopback too.
-        port: the listening port (names the cookie).
     """
 
     def __init__(
@@ -79,13 +78,11 @@ class Guard:
         token: str | None,
         allowed_origins: Iterable[Origin | str] = (),
         loopback_only: bool = True,
-        port: int = 0,
     ) -> None:
         self.app = app
         self.token = token
         self.allowed = tuple(allowed_origins)
         self.loopback_only = loopback_only
-        self.port = port
         self.refusals = 0
         self._tickets: dict[str, float] = {}
 
