@@ -22,6 +22,7 @@ import h11
 
 from ecaptureq.decode import Decoder, classify_payload
 from ecaptureq.protocol import Event, decode, encode_event
+from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE, format_uuid
 
 BASE_NS = 1_760_495_631_000_000_000
 JSON_BODY = json.dumps({"items": [{"id": i, "name": f"item {i}", "ok": True} for i in range(40)]}).encode()
@@ -92,7 +93,9 @@ def to_frames(chunks: list[tuple[int, bool, bytes]]) -> list[bytes]:
     for i, (conn, is_write, payload) in enumerate(chunks):
         ev = Event(
             timestamp=BASE_NS + i * 1000,
-            uuid=f"{1000 + conn}_{1000 + conn}_curl_5_{0 if is_write else 1}",
+            uuid=format_uuid(
+                1000 + conn, 1000 + conn, "curl", 5, DATA_TYPE_WRITE if is_write else DATA_TYPE_READ
+            ),
             src_ip="10.0.0.5",
             src_port=40000 + conn % 20000,
             dst_ip="93.184.216.34",

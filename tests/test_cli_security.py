@@ -12,8 +12,9 @@ import pytest
 from certs import make_cert
 from conftest import CLI, ENV, Served, start_serve, stop_serve
 
+from ecaptureq.cli import ui as ui_command
 from ecaptureq.cli.errors import CliError, ExitCode
-from ecaptureq.cli.security import server_security_kwargs
+from ecaptureq.cli.security import decide_listen, server_security_kwargs
 from ecaptureq.cli.serve import register
 
 TOKEN = "cli-test-token-0123456789"
@@ -239,3 +240,76 @@ def test_record_takes_the_token_and_maps_401_to_9(served_with_token: Served, tmp
     result = cli("query", "--db", db, "SELECT count(*) AS n FROM packets", "--csv")
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.split()[-1]) > 0, "the authenticated recording got events"
+
+
+UNASSIGNED = "192.0.2.1"
+"""A non-loopback address no host has (RFC 5737 TEST-NET-1): binding it fails after the listen decision."""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("options", "warning"),
+    [
+        (("--token", TOKEN), f"serving on {UNASSIGNED} without TLS: the token and the data cross"),
+        (("--insecure",), f"serving on {UNASSIGNED} without a token (--insecure)"),
+        (("--token", TOKEN, "--allow-origin", "*"), "--allow-origin '*': any web page"),
+    ],
+)
+def test_ui_and_serve_make_one_listen_decision(
+    tmp_path: Path, options: tuple[str, ...], warning: str
+) -> None:
+    # ui serves its page over plain HTTP: beyond loopback it warns exactly as serve does without TLS.
+    served = cli("serve", "--demo", "--listen", f"ws://{UNASSIGNED}:0/", *options)
+    db = tmp_path / "ui.db"
+    ui = cli(
+        "ui",
+        "--source",
+        "ws://127.0.0.1:1/",
+        "--db",
+        str(db),
+        "--listen",
+        f"http://{UNASSIGNED}:0/",
+        *options,
+    )
+    warnings: list[list[str]] = []
+    for result, command in ((served, "serve"), (ui, "ui")):
+        assert "Traceback" not in result.stderr, result.stderr
+        assert result.returncode == ExitCode.CONNECTION, result.stderr  # cannot listen: no host has it
+        prefix = f"ecaptureq {command}: warning: "
+        warnings.append(
+            [ln.removeprefix(prefix) for ln in result.stderr.splitlines() if ln.startswith(prefix)]
+        )
+    assert warnings[0] == warnings[1] and any(w.startswith(warning) for w in warnings[0]), warnings
+    assert not db.exists()  # the listen decision and the bind come before the database
+
+
+def ui_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    ui_command.register(parser.add_subparsers())
+    return parser.parse_args(["ui", "--db", "x.db", *argv])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [(), ("--insecure",), ("--token", TOKEN), ("--token", TOKEN, "--allow-origin", "*")],
+    ids=["nothing", "insecure", "token", "any-origin"],
+)
+def test_the_listen_decision_reads_ui_and_serve_options_alike(
+    options: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Made without listening: the same decision, refusal and warnings from either command's options.
+    monkeypatch.delenv("ECAPTUREQ_TOKEN", raising=False)
+    outcomes = []
+    for args in (serve_args(*options), ui_args(*options)):
+        try:
+            decision = decide_listen(args, "10.1.2.3", tls=False, command="cmd")
+        except CliError as exc:
+            outcomes.append((exc.exit_code, "refusing to listen on 10.1.2.3 without a token" in str(exc)))
+        else:
+            outcomes.append((decision.token, decision.loopback, decision.allowed_origins))
+        outcomes.append(capsys.readouterr().err)
+    assert outcomes[:2] == outcomes[2:]
+    if not options:
+        assert outcomes[0] == (ExitCode.USAGE, True)
+    else:
+        assert "ecaptureq cmd: warning: serving on 10.1.2.3 without" in outcomes[1]

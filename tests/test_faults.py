@@ -22,6 +22,7 @@ from test_server import raw_connect, recv, recv_events
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from ecaptureq.client import DEFAULT_ORIGIN
 from ecaptureq.protocol import Event, Heartbeat, decode
 from ecaptureq.server import Server
 
@@ -32,7 +33,7 @@ def handshake_bytes(port: int, path: str = "/") -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
     return (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://localhost/\r\n\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {DEFAULT_ORIGIN}\r\n\r\n"
     ).encode()
 
 

@@ -29,6 +29,7 @@ from ecaptureq.access import check_handshake, origin_allowed, parse_origin, pres
 from ecaptureq.client import Client
 from ecaptureq.protocol import Event
 from ecaptureq.server import Server
+from ecaptureq.server.handshake import handshake_request
 
 TOKEN = "fuzz-token-123"
 KEY = base64.b64encode(b"0123456789abcdef").decode()
@@ -277,7 +278,7 @@ def test_the_policy_never_raises(
         for value in values:
             with contextlib.suppress(InvalidHeaderValue):  # what websockets' parser refuses never gets here
                 headers[name] = value
-    request = Request(path, headers)
+    request = handshake_request(Request(path, headers))
     refusal = check_handshake(request, allowed_origins=allowed, token=token, max_connections=10)
     if refusal is not None:
         assert refusal.status in (401, 403, 503)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,15 @@ def test_a_leak_is_caught(tmp_path: Path) -> None:
     )
     assert _imports(bad) == {"client", "web"}
     assert _imports(bad) - ALLOWED["store"] == {"client", "web"}
+
+
+def test_the_access_policy_needs_no_web_framework() -> None:
+    """The hub's handshake hook and the web UI's guard share :mod:`ecaptureq.access`: stdlib only."""
+    tree = ast.parse((PACKAGE / "access.py").read_text(encoding="utf-8"))
+    modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    roots = {name.split(".")[0] for name in modules}
+    assert roots - {"__future__"} <= set(sys.stdlib_module_names), sorted(roots)
 
 
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")

@@ -16,6 +16,7 @@ from websockets.http11 import Request
 
 from ecaptureq.access import (
     BadOrigin,
+    HandshakeRequest,
     Origin,
     RateWindow,
     check_handshake,
@@ -29,19 +30,21 @@ from ecaptureq.access import (
     token_matches,
 )
 from ecaptureq.cli.explain import connect_message
-from ecaptureq.client import CertificateNotTrusted, Client, ConnectError
+from ecaptureq.client import DEFAULT_ORIGIN, CertificateNotTrusted, Client, ConnectError
 from ecaptureq.protocol import Event, RunLog, decode
 from ecaptureq.server import CLOSE_FLOOD, CLOSE_TOO_BIG, Server
+from ecaptureq.server.handshake import handshake_request
 
 TOKEN = "s3cret-token_value"
 
 
-def request(path: str = "/", **headers: str | list[str]) -> Request:
+def request(path: str = "/", **headers: str | list[str]) -> HandshakeRequest:
+    """A handshake as ``websockets`` parses it, turned into what the policy reads by the server's hook."""
     h = Headers()
     for name, value in headers.items():
         for v in value if isinstance(value, list) else [value]:
             h[name.replace("_", "-")] = v
-    return Request(path, h)
+    return handshake_request(Request(path, h))
 
 
 async def ws(url: str, **kwargs: object) -> ClientConnection:
@@ -198,7 +201,7 @@ async def test_foreign_origin_gets_403_a_counter_and_a_run_log_line() -> None:
         line = await next_run_log(watcher, "refused a handshake")
         assert "WRN" in line and "HTTP 403" in line and "https://evil.example" in line
         assert server.stats().refused_origin == 1
-        for origin in ("http://localhost/", "http://127.0.0.1:5173", None):
+        for origin in (DEFAULT_ORIGIN, "http://127.0.0.1:5173", None):
             conn = await ws(server.url, origin=origin)
             await conn.close()
         assert server.stats().refused_origin == 1

@@ -11,6 +11,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from ecaptureq.client import DEFAULT_ORIGIN
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog, decode
 from ecaptureq.server import CLOSE_QUEUE_OVERFLOW, CLOSE_SHUTDOWN, LOG_CACHE_SIZE, Server
 
@@ -205,7 +206,7 @@ async def test_graceful_stop_sends_what_is_queued_then_1001() -> None:
 async def test_handshake_on_any_path_with_or_without_origin(path: str) -> None:
     async with Server(port=0) as server:
         base = server.url.rstrip("/")
-        for origin in (None, "http://localhost/", "http://127.0.0.1:8080"):
+        for origin in (None, DEFAULT_ORIGIN, "http://127.0.0.1:8080"):
             conn = await raw_connect(base + path, origin=origin)
             assert isinstance(await recv(conn), Heartbeat)
             await conn.close()

@@ -3,8 +3,10 @@
 Captured TLS plaintext holds passwords, cookies and tokens. The reference server accepts any browser
 Origin, so any web page open on the same machine can read everything; this module is the one policy the
 hub and the web UI use to refuse that, and to require a token when asked. Everything here is a pure
-function or a small class fed explicit times; :mod:`ecaptureq.server.handshake` turns it into the
-handshake hook ``websockets`` calls.
+function or a small class fed explicit times, with no web framework: :mod:`ecaptureq.server.handshake`
+turns it into the handshake hook ``websockets`` calls, and :mod:`ecaptureq.web.guard` into the web UI's ASGI
+middleware. Both hand it the same :class:`HandshakeRequest` (the Origin and Authorization header values and
+the request target).
 
 The checks on each handshake, in order:
 
@@ -24,15 +26,10 @@ import hmac
 import ipaddress
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
-
-from websockets.http11 import Request
-
-LOCAL_ORIGIN: Final = "http://localhost/"
-"""The Origin the reference clients send; it is a loopback origin, so it always passes."""
 
 ALLOW_ANY_ORIGIN: Final = "*"
 """The allow-list entry that lets every Origin through (for a server behind another gatekeeper)."""
@@ -150,15 +147,35 @@ def origin_allowed(header: str | None, allowed: Iterable[Origin | str] = ()) -> 
     return is_loopback_origin(origin) or origin in entries
 
 
-def presented_tokens(request: Request) -> list[str]:
-    """The tokens a handshake presents: each ``Authorization: Bearer`` value and each ``?token=``."""
+@dataclass(frozen=True)
+class HandshakeRequest:
+    """What the policy reads from a request, whichever framework received it.
+
+    ``target`` is the request target (path and query, as sent); ``origins`` and ``authorization`` hold
+    every value of the ``Origin`` and ``Authorization`` headers, in order (a repeated header is a fact the
+    policy judges, so it is not merged).
+    """
+
+    target: str = "/"
+    origins: Sequence[str] = ()
+    authorization: Sequence[str] = ()
+
+
+def bearer_tokens(authorization: Iterable[str]) -> list[str]:
+    """The tokens in ``Authorization: Bearer TOKEN`` header values (other schemes are ignored)."""
     found: list[str] = []
-    for value in request.headers.get_all("Authorization"):
+    for value in authorization:
         scheme, _, credentials = value.strip().partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             found.append(credentials.strip())
+    return found
+
+
+def presented_tokens(request: HandshakeRequest) -> list[str]:
+    """The tokens a handshake presents: each ``Authorization: Bearer`` value and each ``?token=``."""
+    found = bearer_tokens(request.authorization)
     # not urlsplit: a request target such as "//[" makes it raise, and this runs on untrusted input
-    query = request.path.partition("?")[2].partition("#")[0]
+    query = request.target.partition("?")[2].partition("#")[0]
     if query:
         found.extend(v for k, v in parse_qsl(query, keep_blank_values=True) if k == TOKEN_QUERY_PARAMETER)
     return found
@@ -169,12 +186,17 @@ def token_matches(presented: str, token: str) -> bool:
     return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), token.encode("utf-8"))
 
 
-def request_authenticated(request: Request, token: str) -> bool:
-    """Whether the handshake presents ``token`` (every presented value is compared, none short-circuits)."""
+def any_token_matches(presented: Iterable[str], token: str) -> bool:
+    """Whether one of the presented tokens is ``token`` (every one is compared, none short-circuits)."""
     ok = False
-    for presented in presented_tokens(request):
-        ok |= token_matches(presented, token)
+    for value in presented:
+        ok |= token_matches(value, token)
     return ok
+
+
+def request_authenticated(request: HandshakeRequest, token: str) -> bool:
+    """Whether the handshake presents ``token``, in a header or in the URL."""
+    return any_token_matches(presented_tokens(request), token)
 
 
 def generate_token() -> str:
@@ -209,8 +231,28 @@ class Refusal:
     summary: str = ""
 
 
+def check_origins(origins: Sequence[str], allowed_origins: Iterable[Origin | str] = ()) -> Refusal | None:
+    """The Origin check (403) on a request's ``Origin`` header values; ``None`` means it passes.
+
+    No header passes (a non-browser tool); more than one is refused, whatever they say.
+    """
+    if len(origins) > 1:
+        return Refusal(403, "more than one Origin header", "Forbidden: more than one Origin header.\n")
+    header = origins[0] if origins else None
+    if origin_allowed(header, allowed_origins):
+        return None
+    shown = _printable(header or "")
+    return Refusal(
+        403,
+        f"Origin {shown} not allowed",
+        summary="Origin not allowed",
+        body=f"Forbidden: Origin {shown} is not allowed by this server "
+        "(pages from loopback are; its operator can allow more origins).\n",
+    )
+
+
 def check_handshake(
-    request: Request,
+    request: HandshakeRequest,
     *,
     allowed_origins: Iterable[Origin | str] = (),
     token: str | None = None,
@@ -222,19 +264,9 @@ def check_handshake(
     Order: Origin (403), then token (401), then capacity (503), so that a foreign page learns nothing
     about the token and an unauthenticated client nothing about the load.
     """
-    origins = request.headers.get_all("Origin")
-    if len(origins) > 1:
-        return Refusal(403, "more than one Origin header", "Forbidden: more than one Origin header.\n")
-    header = origins[0] if origins else None
-    if not origin_allowed(header, allowed_origins):
-        shown = _printable(header or "")
-        return Refusal(
-            403,
-            f"Origin {shown} not allowed",
-            summary="Origin not allowed",
-            body=f"Forbidden: Origin {shown} is not allowed by this server "
-            "(pages from loopback are; its operator can allow more origins).\n",
-        )
+    refusal = check_origins(request.origins, allowed_origins)
+    if refusal is not None:
+        return refusal
     if token is not None and not request_authenticated(request, token):
         what = "wrong token" if presented_tokens(request) else "no token"
         return Refusal(

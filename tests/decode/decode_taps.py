@@ -23,7 +23,7 @@ import h2.events
 from ecaptureq.decode import Decoded, Decoder
 from ecaptureq.decode.classify import classify_payload
 from ecaptureq.protocol import Event
-from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE
+from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE, format_uuid
 
 C2S = "c2s"
 S2C = "s2c"
@@ -109,7 +109,7 @@ def events_from_chunks(
         events.append(
             Event(
                 timestamp=base_ns + i * step_ns,
-                uuid=f"{pid}_{pid}_{comm}_{fd}_{DATA_TYPE_WRITE if is_write else DATA_TYPE_READ}",
+                uuid=format_uuid(pid, pid, comm, fd, DATA_TYPE_WRITE if is_write else DATA_TYPE_READ),
                 src_ip=src[0],
                 src_port=src[1],
                 dst_ip=dst[0],

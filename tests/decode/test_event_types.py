@@ -22,7 +22,7 @@ from decode_taps import C2S, S2C, TapProxy, events_from_chunks, nginx
 from ecaptureq.decode import EventTyper
 from ecaptureq.decode.classify import classify_payload
 from ecaptureq.protocol import Event, EventType
-from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE
+from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE, format_uuid
 from ecaptureq.server import Server
 
 CLI = [sys.executable, "-m", "ecaptureq"]
@@ -80,8 +80,9 @@ def server_view(chunks: list[tuple[str, bytes]], pid: int = 900, fd: int = 7) ->
     events = []
     for i, (name, data) in enumerate(chunks):
         is_write = name == S2C
+        data_type = DATA_TYPE_WRITE if is_write else DATA_TYPE_READ
         events.append(Event(timestamp=1_760_495_631_000_000_000 + i, pid=pid, pname="nginx",
-                            uuid=f"{pid}_{pid}_nginx_{fd}_{DATA_TYPE_WRITE if is_write else DATA_TYPE_READ}",
+                            uuid=format_uuid(pid, pid, "nginx", fd, data_type),
                             src_ip="127.0.0.1", src_port=443, dst_ip="127.0.0.1", dst_port=40000,
                             type=classify_payload(data, is_write), payload=data))  # fmt: skip
     return events

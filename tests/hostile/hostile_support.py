@@ -14,6 +14,7 @@ import hpack
 
 from ecaptureq.protocol import Event, RunLog
 from ecaptureq.protocol.jsonl import to_json
+from ecaptureq.protocol.uuid import format_uuid
 
 BASE_NS = 1_760_495_631_000_000_000
 
@@ -27,7 +28,7 @@ def event(pname: str, fd: int, data_type: int, payload: bytes, n: int, *, pid: i
     """One captured chunk of connection ``fd`` of process ``pname``."""
     return Event(
         timestamp=BASE_NS + n * 1_000_000,
-        uuid=f"{pid}_{pid}_{pname}_{fd}_{data_type}",
+        uuid=format_uuid(pid, pid, pname, fd, data_type),
         src_ip="10.0.0.5",
         src_port=40000 + fd,
         dst_ip="93.184.216.34",

@@ -22,6 +22,7 @@ from conftest import CLI, ENV, run_cli, start_serve, stop_serve
 from haralyzer import HarEntry
 
 from ecaptureq.protocol import Event
+from ecaptureq.protocol.uuid import DATA_TYPE_READ, format_uuid
 from ecaptureq.server import Server
 from ecaptureq.sources.demo import DemoSource
 from ecaptureq.store import CaptureStore
@@ -191,8 +192,9 @@ def gui_db(tmp_path: Path) -> Path:
         ("nginx", 900, "10.0.0.9", 443, b"HTTP/1.1 404 Not Found\r\n\r\n", 3),
     ]
     for i, (pname, pid, src, dport, payload, etype) in enumerate(specs):
-        store.add(Event(timestamp=1760495631914807673 + i, uuid=f"{pid}_{pid}_{pname}_5_0", src_ip=src,
-                        src_port=40000 + i, dst_ip="93.184.216.34", dst_port=dport, pid=pid, pname=pname,
+        uuid = format_uuid(pid, pid, pname, 5, DATA_TYPE_READ)
+        store.add(Event(timestamp=1760495631914807673 + i, uuid=uuid, src_ip=src, src_port=40000 + i,
+                        dst_ip="93.184.216.34", dst_port=dport, pid=pid, pname=pname,
                         type=etype, length=len(payload), payload=payload))  # fmt: skip
     store.close()
     return db

@@ -29,6 +29,7 @@ import zstandard
 
 from ecaptureq.protocol import Event
 from ecaptureq.protocol.jsonl import to_json
+from ecaptureq.protocol.uuid import format_uuid
 
 DECODED: Final = 16 * 1024 * 1024
 """What each bomb expands to: 16 MiB, the decoder's default per-body cap."""
@@ -42,7 +43,7 @@ _BASE_NS: Final = 1_760_495_631_000_000_000
 def _event(fd: int, data_type: int, payload: bytes, n: int) -> Event:
     return Event(
         timestamp=_BASE_NS + n * 1_000_000,
-        uuid=f"4242_4242_victim_{fd}_{data_type}",
+        uuid=format_uuid(4242, 4242, "victim", fd, data_type),
         src_ip="10.0.0.5",
         src_port=40000 + fd,
         dst_ip="93.184.216.34",

@@ -39,6 +39,7 @@ from ecaptureq.bench.workloads import workload_events, workload_frames
 from ecaptureq.decode import Decoder
 from ecaptureq.decode.decoder import DEFAULT_MAX_BUFFERED, DEFAULT_MAX_CONNECTIONS
 from ecaptureq.protocol import Event
+from ecaptureq.protocol.uuid import format_uuid, parse_uuid
 
 CONSUMERS: dict[str, list[str]] = {
     "watch --json --no-decode": ["watch", "--json", "--no-decode"],
@@ -354,11 +355,11 @@ def decoder_memory(workload: str, connections: int = 1000) -> dict[str, Any]:
         pid = 100_000 + c
         for i, ev in enumerate(template):
             payload = ev.payload if i < per_conn else ev.payload[: len(ev.payload) // 2]
-            direction = ev.uuid.rsplit("_", 1)[1]
+            data_type = parse_uuid(ev.uuid).data_type
             events.append(
                 Event(
                     timestamp=ev.timestamp,
-                    uuid=f"{pid}_{pid}_client_7_{direction}",
+                    uuid=format_uuid(pid, pid, "client", 7, data_type),
                     src_ip=ev.src_ip,
                     src_port=10_000 + c % 50_000,
                     dst_ip=ev.dst_ip,

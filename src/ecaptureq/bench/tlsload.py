@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from ecaptureq.protocol.gap import CaptureGap
+from ecaptureq.protocol.uuid import DATA_TYPE_READ, parse_uuid
 
 BODY_SIZES: Final = {"1k": 1024, "100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
 """The bodies a :class:`Site` serves, by name (``GET /<name>``)."""
@@ -94,10 +95,6 @@ s.sendall(data)
 assert s.recv(1) == b"k"
 print(time.perf_counter() - start, hashlib.sha256(head + data).hexdigest())  # all it wrote
 """
-
-DIRECTION_READ: Final = "0"
-"""uuid data_type of SSL_read (eCapture numbering)."""
-DIRECTION_WRITE: Final = "1"
 
 
 @dataclass
@@ -194,11 +191,6 @@ class Site:
         self.sink_port = int(self._sink.stdout.readline())
         return self
 
-    @property
-    def server_pids(self) -> list[int]:
-        """The server processes (nginx, the sink)."""
-        return [p.pid for p in (self._nginx, self._sink) if p is not None]
-
     def stop(self) -> None:
         """Stop the servers and remove the directory."""
         for proc in (self._nginx, self._sink):
@@ -274,19 +266,18 @@ class Site:
 class Captured:
     """What a capture published for the processes of interest: streams and the gaps announced."""
 
-    reads: dict[tuple[int, str], bytearray] = field(default_factory=dict)
+    reads: dict[tuple[int, int], bytearray] = field(default_factory=dict)
     """(pid, fd) -> bytes of its SSL_read calls, in order."""
-    writes: dict[tuple[int, str], bytearray] = field(default_factory=dict)
+    writes: dict[tuple[int, int], bytearray] = field(default_factory=dict)
     gaps: list[CaptureGap] = field(default_factory=list)
 
     def add_event(self, pid: int, uuid: str, payload: bytes) -> None:
         """Append one event's payload to its stream."""
-        parts = uuid.rsplit("_", 2)
-        if len(parts) != 3:
+        info = parse_uuid(uuid)
+        if info.fd is None or info.data_type is None:
             return
-        _, fd, direction = parts
-        streams = self.reads if direction == DIRECTION_READ else self.writes
-        streams.setdefault((pid, fd), bytearray()).extend(payload)
+        streams = self.reads if info.data_type == DATA_TYPE_READ else self.writes
+        streams.setdefault((pid, info.fd), bytearray()).extend(payload)
 
     def add_gap(self, gap: CaptureGap) -> None:
         """Remember an announced gap."""
@@ -344,7 +335,7 @@ def verify(captured: Captured, expectations: Iterable[Expectation]) -> Verdict:
             got = [body for s in streams for body in parse(s)]
         hashes = [hashlib.sha256(b).hexdigest() for b in got]
         exact = sum(1 for i, h in enumerate(exp.hashes) if i < len(hashes) and hashes[i] == h)
-        gaps = [g for g in captured.gaps if g.uuid.startswith(f"{exp.pid}_")]
+        gaps = [g for g in captured.gaps if parse_uuid(g.uuid).pid == exp.pid]
         verdict.exact += exact
         verdict.total += len(exp.hashes)
         verdict.gaps += len(gaps)

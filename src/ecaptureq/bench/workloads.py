@@ -21,6 +21,7 @@ import h11
 
 from ecaptureq.decode import classify_payload
 from ecaptureq.protocol import Event, encode_event
+from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE, format_uuid
 
 BASE_NS = 1_760_495_631_000_000_000
 HTTP1_PER_CONNECTION = 50
@@ -154,7 +155,7 @@ def workload_events(name: str, n: int) -> list[Event]:
         events.append(
             Event(
                 timestamp=BASE_NS + i * 1000,
-                uuid=f"{pid}_{pid}_client_7_{1 if is_write else 0}",
+                uuid=format_uuid(pid, pid, "client", 7, DATA_TYPE_WRITE if is_write else DATA_TYPE_READ),
                 src_ip="10.0.0.5",
                 src_port=30000 + conn % 30000,
                 dst_ip="93.184.216.34",

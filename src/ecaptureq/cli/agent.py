@@ -23,7 +23,7 @@ from ecaptureq.cli.runtime import Lifecycle
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.tls import add_capture_options
 from ecaptureq.cli.watch import status_printer, warn
-from ecaptureq.client import BadURL, Client, ConnectError
+from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Client, ConnectError
 from ecaptureq.fleet import Agent, BadNodeName, FleetError, Spool, SpoolError, check_node, default_node
 from ecaptureq.fleet.agent import DEFAULT_HEARTBEAT_INTERVAL
 from ecaptureq.fleet.spool import DEFAULT_SPOOL_BYTES
@@ -121,7 +121,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="X",
         help="--replay: 1 recorded pace, 0 as fast as possible",
     )
-    source.add_argument("--origin", default="http://localhost/", help="--source: Origin header to send")
+    source.add_argument(
+        "--origin", default=DEFAULT_ORIGIN, help="--source: Origin header to send (default %(default)s)"
+    )
     add_client_security_options(parser)  # --token, --ca, --insecure of the --source server
     spool = parser.add_argument_group("spool")
     spool.add_argument(

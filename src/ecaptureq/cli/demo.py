@@ -8,9 +8,9 @@ import sys
 
 from ecaptureq.cli.errors import CliError, ExitCode
 from ecaptureq.cli.render_http import HttpView, add_decode_options
-from ecaptureq.cli.serve import banner
 from ecaptureq.cli.watch import add_watch_options, consume, printer_from_args, warn
 from ecaptureq.client import Client, Connected, ConnectError, ConnectionLost, Status
+from ecaptureq.protocol.banner import startup_banner
 from ecaptureq.server import Server
 from ecaptureq.sources.demo import DemoSource
 
@@ -44,7 +44,7 @@ async def demo(args: argparse.Namespace) -> ExitCode:
     """Run the demo: server, source and watcher on one event loop."""
     view = HttpView.from_args(args)  # a bad --grep ends here
     async with Server("127.0.0.1", 0) as server:
-        for line in banner(server, "demo"):
+        for line in startup_banner("demo", listen_url=server.url):
             server.publish_log(line)
         source = DemoSource(interval=args.interval)
         feed: list[asyncio.Task[None]] = []

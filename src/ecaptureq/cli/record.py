@@ -14,7 +14,7 @@ from ecaptureq.cli.render import plural
 from ecaptureq.cli.runtime import run_until_signal, watching
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.watch import add_fleet_read_options, warn
-from ecaptureq.client import BadURL, Connected, ConnectError, Status
+from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Connected, ConnectError, Status
 from ecaptureq.fleet import Collector, FleetReader, is_nats_url
 from ecaptureq.pipeline.recorder import LiveRecorder
 from ecaptureq.store import CaptureStore, FilterError, PacketFilter, StoreError
@@ -71,7 +71,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="commit at least this often; a crash loses at most this much (default 1)",
     )
     parser.add_argument("--no-decode", action="store_true", help="do not decode HTTP exchanges")
-    parser.add_argument("--origin", default="http://localhost/", help="Origin header to send")
+    parser.add_argument(
+        "--origin", default=DEFAULT_ORIGIN, help="Origin header to send (default %(default)s)"
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     add_client_security_options(parser)
     add_fleet_read_options(parser)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import string
 from typing import Any
 
 from ecaptureq.cli.terminal import json_line, visible
-from ecaptureq.decode.bodies import hexdump
+from ecaptureq.decode.bodies import hexdump, looks_binary
 from ecaptureq.decode.meta import EventMeta, event_meta
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog, event_type_name
 from ecaptureq.protocol.jsonl import to_json
 from ecaptureq.protocol.timestamps import detect_timestamp
-
-_PRINTABLE = frozenset(string.printable)
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
@@ -32,20 +29,10 @@ def endpoint(ip: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-def as_text(data: bytes) -> str | None:
-    """``data`` as text when it is UTF-8 and printable (tabs and newlines allowed), else ``None``."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    unprintable = sum(1 for ch in text if ch not in _PRINTABLE and not ch.isprintable())
-    return text if unprintable <= len(text) // 100 else None
-
-
 def payload_text(data: bytes) -> str:
-    """The payload as text when printable, else as a hex dump."""
-    text = as_text(data)
-    return text if text is not None else hexdump(data)
+    """The payload as text (control characters are made visible later), or as a hex dump when it is binary
+    (:func:`~ecaptureq.decode.bodies.looks_binary`, as the store and the web UI judge it)."""
+    return hexdump(data) if looks_binary(data) else data.decode("utf-8", "replace")
 
 
 def event_header(event: Event, meta: EventMeta | None = None, etype: int | None = None) -> list[str]:

@@ -1,8 +1,10 @@
 """Command-line options for the lock-down: tokens, Origin allow-list, TLS and limits (server and client).
 
 ``serve`` (and every command that serves) takes :func:`add_server_security_options` and turns them into
-:class:`~ecaptureq.server.Server` keyword arguments with :func:`server_security_kwargs`, which also refuses
-to listen beyond loopback without a token. ``watch`` takes :func:`add_client_security_options` and
+:class:`~ecaptureq.server.Server` keyword arguments with :func:`server_security_kwargs`. ``ui`` serves its
+page over plain HTTP with its own options. Both make the same :func:`decide_listen`: refuse to listen beyond
+loopback without a token (unless ``--insecure``), warn when serving beyond loopback without a token or
+without TLS, and when any origin is allowed. ``watch`` takes :func:`add_client_security_options` and
 :func:`client_security_kwargs`.
 """
 
@@ -12,10 +14,13 @@ import argparse
 import os
 import ssl
 import sys
+from dataclasses import dataclass
 from typing import Any, Final
 
 from ecaptureq.access import (
+    ALLOW_ANY_ORIGIN,
     BadOrigin,
+    Origin,
     check_token,
     generate_token,
     is_loopback_host,
@@ -31,15 +36,74 @@ def _warn(command: str, text: str) -> None:
     print(f"ecaptureq {command}: warning: {text}", file=sys.stderr, flush=True)
 
 
-def _token_from(args: argparse.Namespace) -> str | None:
-    token: str | None = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
+def token_option(value: str | None, option: str = "--token") -> str | None:
+    """The token given as ``option`` (its ``value``), else ``$ECAPTUREQ_TOKEN``, else ``None``.
+
+    Raises:
+        CliError: the token is unusable (exit 2); the message names where it came from.
+    """
+    token = value if value is not None else os.environ.get(TOKEN_ENV) or None
     if token is None:
         return None
-    source = "--token" if args.token is not None else TOKEN_ENV
+    source = option if value is not None else TOKEN_ENV
     try:
         return check_token(token)
     except ValueError as exc:
         raise CliError(f"{source}: {exc}", ExitCode.USAGE) from None
+
+
+def _token_from(args: argparse.Namespace) -> str | None:
+    return token_option(args.token)
+
+
+# -- listening -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListenDecision:
+    """What :func:`decide_listen` decided: the token, whether the address is loopback, the allow-list."""
+
+    token: str | None
+    loopback: bool
+    allowed_origins: tuple[Origin | str, ...]
+
+
+def decide_listen(args: argparse.Namespace, host: str, *, tls: bool, command: str) -> ListenDecision:
+    """The one decision of every command that listens (``serve``, ``tls``, ``demo``, ``ui``).
+
+    Reads ``--token`` (or ``$ECAPTUREQ_TOKEN``), ``--insecure`` and ``--allow-origin`` from ``args``.
+    Listening on a non-loopback ``host`` without a token is refused (exit 2) unless ``--insecure``; the
+    message offers a freshly generated token, the way Jupyter does. Beyond loopback, serving without a
+    token or without TLS (``tls`` false) is warned about on stderr, and so is ``--allow-origin '*'``.
+
+    Raises:
+        CliError: the refusal above, a bad token or a bad ``--allow-origin`` (exit 2).
+    """
+    token = _token_from(args)
+    try:
+        allowed = tuple(parse_allowed_origin(origin) for origin in args.allow_origin)
+    except BadOrigin as exc:
+        raise CliError(f"--allow-origin {exc}", ExitCode.USAGE) from None
+    loopback = is_loopback_host(host)
+    if not loopback:
+        if token is None and not args.insecure:
+            raise CliError(
+                f"refusing to listen on {host} without a token: anyone who can reach it would read the "
+                f"captured plaintext. Set one, e.g. {TOKEN_ENV}={generate_token()} (clients then use "
+                "watch --token or ?token=), or pass --insecure to serve without one",
+                ExitCode.USAGE,
+            )
+        if token is None:
+            _warn(
+                command, f"serving on {host} without a token (--insecure): anyone who can reach it reads all"
+            )
+        elif not tls:
+            _warn(
+                command, f"serving on {host} without TLS: the token and the data cross the network in clear"
+            )
+    if ALLOW_ANY_ORIGIN in allowed:
+        _warn(command, "--allow-origin '*': any web page open in a browser here can read the stream")
+    return ListenDecision(token=token, loopback=loopback, allowed_origins=allowed)
 
 
 # -- server ----------------------------------------------------------------------------------------
@@ -132,10 +196,8 @@ def server_security_kwargs(
 ) -> dict[str, Any]:
     """Check the security options and return them as :class:`~ecaptureq.server.Server` keyword arguments.
 
-    Listening on a non-loopback ``host`` without a token is refused (exit 2) unless ``--insecure``; the
-    message offers a freshly generated token, the way Jupyter does.
+    Where it may listen is :func:`decide_listen`'s decision.
     """
-    token = _token_from(args)
     ctx = server_tls_context(args.tls_cert, args.tls_key)
     if scheme == "wss" and ctx is None:
         raise CliError("a wss:// address needs --tls-cert FILE and --tls-key FILE", ExitCode.USAGE)
@@ -147,31 +209,9 @@ def server_security_kwargs(
     ):
         if value <= 0:
             raise CliError(f"{name} must be positive", ExitCode.USAGE)
-    if not is_loopback_host(host):
-        if token is None and not args.insecure:
-            raise CliError(
-                f"refusing to listen on {host} without a token: anyone who can reach it would read the "
-                f"captured plaintext. Set one, e.g. {TOKEN_ENV}={generate_token()} (clients then use "
-                "watch --token or ?token=), or pass --insecure to serve without one",
-                ExitCode.USAGE,
-            )
-        if token is None:
-            _warn(
-                command, f"serving on {host} without a token (--insecure): anyone who can reach it reads all"
-            )
-        elif ctx is None:
-            _warn(
-                command, f"serving on {host} without TLS: the token and the data cross the network in clear"
-            )
-    if "*" in args.allow_origin:
-        _warn(command, "--allow-origin '*': any web page open in a browser here can read the stream")
-    try:
-        for origin in args.allow_origin:
-            parse_allowed_origin(origin)
-    except BadOrigin as exc:
-        raise CliError(f"--allow-origin {exc}", ExitCode.USAGE) from None
+    decision = decide_listen(args, host, tls=ctx is not None, command=command)
     return {
-        "token": token,
+        "token": decision.token,
         "allowed_origins": tuple(args.allow_origin),
         "ssl": ctx,
         "open_timeout": args.handshake_timeout,

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ecaptureq import __version__
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.explain import replay_error
 from ecaptureq.cli.render import plural
@@ -19,6 +18,7 @@ from ecaptureq.cli.runtime import Lifecycle
 from ecaptureq.cli.security import add_server_security_options, server_security_kwargs
 from ecaptureq.cli.stats import StatsReporter, format_stats
 from ecaptureq.protocol import run_log_line
+from ecaptureq.protocol.banner import startup_banner
 from ecaptureq.server import SHUTDOWN_GRACE, Server, ServerStats, ShutdownReport
 from ecaptureq.sources.base import Sink
 from ecaptureq.sources.demo import DemoSource
@@ -195,17 +195,6 @@ def server_from_args(
     )
 
 
-def banner(server: Server, source: str) -> list[str]:
-    """The server's own startup lines, in eCapture's style."""
-    return [
-        run_log_line('AppName="ecaptureq"'),
-        run_log_line("HomePage=https://pypi.org/project/ecaptureq/"),
-        run_log_line(f"Version=ecaptureq:v{__version__}"),
-        run_log_line(f"Source={source}"),
-        run_log_line(f"Listen for eCaptureQ={server.url}"),
-    ]
-
-
 async def serve_until_stopped(
     server: Server,
     source_name: str,
@@ -224,7 +213,7 @@ async def serve_until_stopped(
         raise cannot_listen(exc, server.host, server.requested_port, "--listen", "ws") from None
     for line in first_logs or []:
         server.publish_log(line)
-    for line in banner(server, source_name):
+    for line in startup_banner(source_name, listen_url=server.url):
         server.publish_log(line)
     print(f"ecaptureq: serving {source_name} on {server.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     if server.requires_token:

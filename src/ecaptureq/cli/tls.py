@@ -18,7 +18,7 @@ from ecaptureq.cli.render import plural
 from ecaptureq.cli.runtime import Lifecycle, stop_on_signals
 from ecaptureq.cli.stats import StatsReporter, format_capture_stats, format_stats
 from ecaptureq.cli.terminal import json_line
-from ecaptureq.protocol import Event
+from ecaptureq.protocol import Event, run_log_line
 from ecaptureq.protocol.jsonl import to_json
 from ecaptureq.protocol.messages import RunLog
 from ecaptureq.sources.base import Sink
@@ -32,7 +32,6 @@ from ecaptureq.sources.tls import (
     TlsCapture,
     banner,
     find_libssl,
-    log_line,
 )
 from ecaptureq.sources.tls.discover import NotTlsError, discover, format_listing
 from ecaptureq.sources.tls.hooks import ProcessInfo
@@ -388,13 +387,13 @@ def _start_keylog(keys: _Keys | None, sink: Sink, args: argparse.Namespace) -> N
         except OSError as exc:
             where = f" on {args.interface}" if args.interface else ""
             raise CliError(f"cannot capture packets{where}: {exc.strerror or exc}", ExitCode.NO_BPF) from None
-        sink.publish_log(log_line("INF", f"pcapng={args.pcapng} interface={args.interface or 'all'}"))
+        sink.publish_log(run_log_line(f"pcapng={args.pcapng} interface={args.interface or 'all'}"))
     try:
         keys.capture.start()
     except CaptureError as exc:
         raise capture_error(exc) from None
     if args.keylog:
-        sink.publish_log(log_line("INF", f"keylog={args.keylog} OpenSSL {keys.capture.version}"))
+        sink.publish_log(run_log_line(f"keylog={args.keylog} OpenSSL {keys.capture.version}"))
 
 
 def _stop_keylog(keys: _Keys | None) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import socket
 import sys
 import time
@@ -13,21 +12,23 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ecaptureq.access import (
-    BadOrigin,
-    check_token,
-    generate_token,
-    is_loopback_host,
-    parse_allowed_origin,
-)
+from ecaptureq.access import TOKEN_QUERY_PARAMETER
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.explain import connect_error
 from ecaptureq.cli.fleet import fleet_error
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.runtime import Lifecycle
-from ecaptureq.cli.security import TOKEN_ENV
+from ecaptureq.cli.security import TOKEN_ENV, decide_listen, token_option
 from ecaptureq.cli.serve import cannot_listen
-from ecaptureq.client import BadURL, Connected, ConnectError, Disconnected, Status, normalize_url
+from ecaptureq.client import (
+    DEFAULT_ORIGIN,
+    BadURL,
+    Connected,
+    ConnectError,
+    Disconnected,
+    Status,
+    normalize_url,
+)
 from ecaptureq.fleet import Collector, FleetError
 from ecaptureq.store import CaptureStore, NotCaptureDatabase, SqlError, StoreError
 
@@ -120,7 +121,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--source-token", metavar="TOKEN", help=f"the source server's token (default: ${TOKEN_ENV})"
     )
-    parser.add_argument("--origin", default="http://localhost/", help="Origin header sent to the source")
+    parser.add_argument(
+        "--origin", default=DEFAULT_ORIGIN, help="Origin header sent to the source (default %(default)s)"
+    )
     parser.add_argument(
         "--flush-interval",
         type=float,
@@ -147,16 +150,6 @@ def parse_listen(url: str) -> tuple[str, int]:
     if not parts.hostname:
         raise CliError(f"--listen {url!r}: no host; use 127.0.0.1 (this machine only)")
     return parts.hostname, port
-
-
-def _token(value: str | None, name: str) -> str | None:
-    token = value if value is not None else os.environ.get(TOKEN_ENV) or None
-    if token is None:
-        return None
-    try:
-        return check_token(token)
-    except ValueError as exc:
-        raise CliError(f"{name if value is not None else TOKEN_ENV}: {exc}") from None
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -208,17 +201,8 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
     from ecaptureq.web.queries import check_capture_database
 
     host, port = parse_listen(args.listen)
-    token = _token(args.token, "--token")
-    try:
-        allowed = [parse_allowed_origin(o) for o in args.allow_origin]
-    except BadOrigin as exc:
-        raise CliError(f"--allow-origin {exc}") from None
-    loopback = is_loopback_host(host)
-    if not loopback and token is None and not args.insecure:
-        raise CliError(
-            f"refusing to listen on {host} without a token: anyone who can reach it would read the captured "
-            f"plaintext. Set one, e.g. {TOKEN_ENV}={generate_token()}, or pass --insecure"
-        )
+    listen = decide_listen(args, host, tls=False, command="ui")  # the page is served over plain HTTP
+    token = listen.token
     if args.flush_interval <= 0:
         raise CliError("--flush-interval must be positive")
 
@@ -246,7 +230,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
         db = args.db
     else:
         db = args.db or Path(f"ecaptureq-ui-{time.strftime('%Y%m%d-%H%M%S')}.db")
-        source_token = _token(args.source_token, "--source-token")
+        source_token = token_option(args.source_token, "--source-token")
         headers = {"Authorization": f"Bearer {source_token}"} if source_token else None
         try:
             normalize_url(args.source)  # before the database is created: a bad URL leaves no file
@@ -296,19 +280,17 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
         bound_port = sock.getsockname()[1]
         live = collector if collector is not None else recorder
         state = UiState(db=db, recorder=live, poll=min(args.flush_interval, 0.5))
-        app = Guard(create_app(state), token=token, allowed_origins=allowed, loopback_only=loopback,
-                    port=bound_port)  # fmt: skip
+        app = Guard(create_app(state), token=token, allowed_origins=listen.allowed_origins,
+                    loopback_only=listen.loopback)  # fmt: skip
         config = uvicorn.Config(
             app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2, access_log=False
         )
         server = uvicorn.Server(config)
         server.capture_signals = _no_signals  # type: ignore[method-assign]  # our handlers stop it
         shown_host = f"[{host}]" if ":" in host else host
-        url = f"http://{shown_host}:{bound_port}/" + (f"?token={token}" if token else "")
+        url = f"http://{shown_host}:{bound_port}/" + (f"?{TOKEN_QUERY_PARAMETER}={token}" if token else "")
         mode = "live" if live is not None else f"browsing {db} (read-only)"
         print(f"ecaptureq ui: {mode}; open {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-        if not loopback and token is None:
-            print(f"ecaptureq ui: warning: serving on {host} without a token (--insecure)", file=sys.stderr)
 
         serving = life.start(server.serve(sockets=[sock]))
         try:

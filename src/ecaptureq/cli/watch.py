@@ -19,7 +19,7 @@ from ecaptureq.cli.render import event_header, json_record, plural, render_json,
 from ecaptureq.cli.render_http import HttpView, add_decode_options
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.terminal import json_line, visible
-from ecaptureq.client import BadURL, Client, Connected, ConnectError, ConnectionLost, Status
+from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Client, Connected, ConnectError, ConnectionLost, Status
 from ecaptureq.decode.decoder import Decoder
 from ecaptureq.fleet import FleetError, FleetReader, is_nats_url
 from ecaptureq.protocol import DecodeError, Event, Heartbeat, Message
@@ -112,8 +112,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument(
         "--origin",
-        default="http://localhost/",
-        help="Origin header to send (default: http://localhost/, which real eCapture requires)",
+        default=DEFAULT_ORIGIN,
+        help=f"Origin header to send (default: {DEFAULT_ORIGIN}, which real eCapture requires)",
     )
     parser.add_argument(
         "--filter",

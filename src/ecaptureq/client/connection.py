@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -27,7 +27,7 @@ from ecaptureq.protocol import MAX_FRAME_SIZE, DecodeError, Message
 
 logger = logging.getLogger("ecaptureq.client")
 
-DEFAULT_ORIGIN = "http://localhost/"
+DEFAULT_ORIGIN: Final = "http://localhost/"
 """The Origin the reference clients send; real eCapture refuses a handshake without one."""
 
 

@@ -168,9 +168,26 @@ def is_text_type(content_type: str) -> bool:
     return ct.startswith(_TEXT_TYPES) or ct.endswith(("+json", "+xml"))
 
 
+BINARY_SAMPLE: Final = 4096
+"""How many leading bytes :func:`looks_binary` judges."""
+
+CONTROL_SHARE: Final = 20
+"""Text may hold one control character (other than CR, LF, tab, form feed, backspace) in this many, and
+always two: more, and the bytes are binary. Enough for a captured escape sequence in a log line or a
+page, which the terminal shows made visible."""
+
+
 def looks_binary(data: bytes) -> bool:
-    """Whether bytes look binary: a NUL, invalid UTF-8 or many control characters in the first 4 KiB."""
-    sample = data[:4096]
+    """Whether bytes are binary rather than text: the one test the store, ``watch`` and the web UI share.
+
+    Binary means a NUL, invalid UTF-8 (a multi-byte character cut at the end of the sample is not), or
+    more control characters than :data:`CONTROL_SHARE` allows, all within the first :data:`BINARY_SAMPLE`
+    bytes.
+
+    >>> looks_binary(b"GET / HTTP/1.1\\r\\n\\r\\n"), looks_binary(b"\\x00\\x01"), looks_binary(b"\\xff")
+    (False, True, True)
+    """
+    sample = data[:BINARY_SAMPLE]
     if b"\x00" in sample:
         return True
     try:
@@ -181,7 +198,7 @@ def looks_binary(data: bytes) -> bool:
             return True
         text = sample[: exc.start].decode("utf-8", "replace")
     controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\r\n\t\f\b")
-    return controls > max(2, len(text) // 20)
+    return controls > max(2, len(text) // CONTROL_SHARE)
 
 
 def split_grpc(data: bytes) -> tuple[list[bytes], str | None]:

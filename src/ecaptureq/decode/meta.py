@@ -18,7 +18,7 @@ from typing import Any
 
 from ecaptureq.protocol.messages import Event
 from ecaptureq.protocol.timestamps import Timestamp, detect_timestamp
-from ecaptureq.protocol.uuid import DATA_TYPE_WRITE, UuidInfo, parse_uuid
+from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE, UuidInfo, parse_uuid
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +202,7 @@ def event_meta(event: Event, *, write_data_type: int = DATA_TYPE_WRITE) -> Event
     if not dst_ip and h.dst:
         dst_ip, dst_port = h.dst
     direction = h.direction
-    if direction is None and info.data_type in (0, 1):
+    if direction is None and info.data_type in (DATA_TYPE_READ, DATA_TYPE_WRITE):
         direction = "write" if info.data_type == write_data_type else "read"
     src_from = "proto" if event.src_ip else "header" if h.src else None
     dst_from = "proto" if event.dst_ip else "header" if h.dst else None

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ecaptureq.client import Client, Connected, ConnectError, Disconnected, Status
+from ecaptureq.client import DEFAULT_ORIGIN, Client, Connected, ConnectError, Disconnected, Status
 from ecaptureq.protocol import DecodeError, Event
 from ecaptureq.store.sql import PacketFilter
 from ecaptureq.store.writer import CaptureStore
@@ -52,7 +52,7 @@ class LiveRecorder:
         url: str,
         store: CaptureStore,
         *,
-        origin: str | None = "http://localhost/",
+        origin: str | None = DEFAULT_ORIGIN,
         headers: dict[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         flush_interval: float = 0.5,

@@ -8,7 +8,16 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from ecaptureq.access import Origin, Refusal, check_handshake
+from ecaptureq.access import HandshakeRequest, Origin, Refusal, check_handshake
+
+
+def handshake_request(request: Request) -> HandshakeRequest:
+    """The parts of a ``websockets`` handshake request the access policy reads."""
+    return HandshakeRequest(
+        target=request.path,
+        origins=tuple(request.headers.get_all("Origin")),
+        authorization=tuple(request.headers.get_all("Authorization")),
+    )
 
 
 def refusal_response(conn: ServerConnection, refusal: Refusal) -> Response:
@@ -45,7 +54,7 @@ def build_process_request(
 
     def process_request(conn: ServerConnection, request: Request) -> Response | None:
         refusal = check_handshake(
-            request,
+            handshake_request(request),
             allowed_origins=entries,
             token=token,
             open_connections=open_connections(),

@@ -26,8 +26,8 @@ import h2.connection
 import h2.events
 import h11
 
-from ecaptureq import __version__
-from ecaptureq.protocol import Event, EventType, run_log_line
+from ecaptureq.protocol import Event, EventType
+from ecaptureq.protocol.banner import startup_banner
 from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE, format_uuid
 from ecaptureq.sources.base import Sink
 
@@ -35,16 +35,17 @@ WRITE, READ = DATA_TYPE_WRITE, DATA_TYPE_READ  # eCapture's numbers: 0 SSL_read,
 
 
 def demo_banner() -> list[str]:
-    """The demo's startup run log."""
-    return [
-        run_log_line('AppName="ecaptureq demo"'),
-        run_log_line(
+    """The demo source's startup run log (the server it runs in publishes its own banner, and home page)."""
+    return startup_banner(
+        "demo processes=curl,python3,grpc-gateway",
+        app="ecaptureq demo",
+        variant="demo",
+        homepage=False,
+        details=[
             'Description="Synthetic traffic for trying ecaptureq: '
             'nothing here was captured from a real process."'
-        ),
-        run_log_line(f"Version=ecaptureq:v{__version__}:demo"),
-        run_log_line("Source=demo processes=curl,python3,grpc-gateway"),
-    ]
+        ],
+    )
 
 
 @dataclass

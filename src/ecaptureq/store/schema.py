@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Final
 
+from ecaptureq.decode.bodies import looks_binary
 from ecaptureq.protocol import Event
 
 SCHEMA_VERSION: Final = 1
@@ -48,7 +49,7 @@ CREATE TABLE IF NOT EXISTS packets (
     pname          TEXT NOT NULL,
     type           INTEGER NOT NULL,      -- 0 raw, 1/2 HTTP/1, HTTP/2 request, 3/4 response, 5 WebSocket
     length         INTEGER NOT NULL,
-    is_binary      INTEGER NOT NULL,      -- 1 when the payload is not printable UTF-8 text
+    is_binary      INTEGER NOT NULL,      -- 1 when the payload is binary (decode.bodies.looks_binary)
     payload_utf8   TEXT NOT NULL,         -- the payload as UTF-8 (invalid bytes and NUL as U+FFFD)
     payload_binary BLOB NOT NULL,         -- the payload bytes, exactly
     connection_id  INTEGER,               -- connections.id the packet arrived on
@@ -209,19 +210,6 @@ def check_capture_database(
     return False
 
 
-_CONTROL_BYTE: Final = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-
-
-def is_binary(payload: bytes) -> bool:
-    """Whether a payload is binary rather than printable UTF-8 text (tabs and newlines allowed)."""
-    try:
-        payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    # A control character below U+0020 is one byte below 0x20 in UTF-8 (no multi-byte sequence has one).
-    return _CONTROL_BYTE.search(payload) is not None
-
-
 _INVALID_RUN: Final = re.compile("[\ufffd\x00]+")
 
 
@@ -256,7 +244,7 @@ def packet_row(event: Event) -> tuple[Any, ...]:
         event.pname,
         int(event.type),
         event.length,
-        int(is_binary(payload)),
+        int(looks_binary(payload)),
         payload_text(payload),
         payload,
     )

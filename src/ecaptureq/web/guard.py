@@ -32,9 +32,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ecaptureq.access import (
     Origin,
+    any_token_matches,
+    bearer_tokens,
+    check_origins,
     is_loopback_host,
-    origin_allowed,
-    token_matches,
 )
 
 CSP: Final = (
@@ -68,7 +69,6 @@ class Guard:
         token: the token, or ``None`` for none (then only Host and Origin are checked).
         allowed_origins: extra allowed origins (from :func:`~ecaptureq.access.parse_allowed_origin`).
         loopback_only: the UI listens on loopback, so the ``Host`` header must be loopback too.
-        port: the listening port (names the cookie).
     """
 
     def __init__(
@@ -78,13 +78,11 @@ class Guard:
         token: str | None,
         allowed_origins: Iterable[Origin | str] = (),
         loopback_only: bool = True,
-        port: int = 0,
     ) -> None:
         self.app = app
         self.token = token
         self.allowed = tuple(allowed_origins)
         self.loopback_only = loopback_only
-        self.port = port
         self.refusals = 0
         self._tickets: dict[str, float] = {}
 
@@ -155,20 +153,17 @@ class Guard:
         if self.loopback_only and not is_loopback_host(_host_name(host)):
             return 403, "Forbidden: this UI listens on loopback; open it as 127.0.0.1 or localhost.\n"
         origins = headers.getlist("origin")
-        if len(origins) > 1 or (origins and not origin_allowed(origins[0], self.allowed)):
-            return 403, "Forbidden: requests from pages of another origin are refused (unless allowed).\n"
+        refusal = check_origins(origins, self.allowed)
+        if refusal is not None:
+            return refusal.status, refusal.body
         if headers.get("sec-fetch-site", "").lower() == "cross-site" and not origins:
             return 403, "Forbidden: cross-site requests are refused.\n"
         return None
 
     def _authenticated(self, headers: Headers) -> bool:
+        # the header only: a token in an API URL does not count (only the page takes it, once)
         assert self.token is not None
-        ok = False
-        for value in headers.getlist("authorization"):
-            scheme, _, credentials = value.strip().partition(" ")
-            if scheme.lower() == "bearer" and credentials.strip():
-                ok |= token_matches(credentials.strip(), self.token)
-        return ok
+        return any_token_matches(bearer_tokens(headers.getlist("authorization")), self.token)
 
     async def _ticket(self, send: Send) -> None:
         body = json.dumps({"ticket": self._issue_ticket(), "seconds": TICKET_SECONDS}).encode()

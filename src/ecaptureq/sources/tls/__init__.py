@@ -10,7 +10,6 @@ from ecaptureq.sources.tls.capture import (
     TlsCapture,
     banner,
     bpf_object_path,
-    log_line,
 )
 from ecaptureq.sources.tls.errors import (
     BpfUnsupportedError,
@@ -38,5 +37,4 @@ __all__ = [
     "banner",
     "bpf_object_path",
     "find_libssl",
-    "log_line",
 ]

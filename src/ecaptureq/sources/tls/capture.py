@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Final
 
-from ecaptureq import __version__
 from ecaptureq.decode.classify import classify_payload
 from ecaptureq.protocol import Event, run_log_line
+from ecaptureq.protocol.banner import startup_banner
 from ecaptureq.protocol.gap import CaptureGap
 from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE, format_uuid
 from ecaptureq.sources.base import Sink
@@ -122,11 +122,6 @@ def bpf_object_path() -> str:
 BPF_DIRECTION_WRITE = 0
 """The BPF record's ``direction`` for ``SSL_write`` (1 is ``SSL_read``). The uuid carries eCapture's
 numbering instead (:data:`~ecaptureq.decode.meta.DATA_TYPE_WRITE` = 1, ``DATA_TYPE_READ`` = 0)."""
-
-
-def log_line(level: str, message: str) -> str:
-    """A run-log line in eCapture's zerolog console style: ``2025-08-02T14:16:10Z INF message``."""
-    return run_log_line(message, level)
 
 
 def boot_offset_ns() -> int:
@@ -484,7 +479,7 @@ class TlsCapture:
             libbpf.load_library()
         except libbpf.LibbpfError as exc:
             raise BpfUnsupportedError(str(exc)) from None
-        self.sink.publish_log(log_line("INF", f"libbpf version={libbpf.version()}"))
+        self.sink.publish_log(run_log_line(f"libbpf version={libbpf.version()}"))
         try:
             self._obj = libbpf.BpfObject(self.object_path)
             self._obj.set_max_entries("events", self.buffer_size)
@@ -514,7 +509,9 @@ class TlsCapture:
                 self._links.append(obj.attach(program))
             except libbpf.LibbpfError as exc:
                 self.sink.publish_log(
-                    log_line("WRN", f"{program} not attached (fd/4-tuple may be missing): {exc}")
+                    run_log_line(
+                        level="WRN", message=f"{program} not attached (fd/4-tuple may be missing): {exc}"
+                    )
                 )
         libbpf.take_messages()
         try:
@@ -523,14 +520,14 @@ class TlsCapture:
             raise BpfUnsupportedError(f"cannot map the ring buffer: {exc}") from None
         self.hooker.start_watcher()
         if self.pid is not None:
-            self.sink.publish_log(log_line("INF", f"target PID={self.pid}"))
+            self.sink.publish_log(run_log_line(f"target PID={self.pid}"))
         if self.uid is not None:
-            self.sink.publish_log(log_line("INF", f"target UID={self.uid}"))
+            self.sink.publish_log(run_log_line(f"target UID={self.uid}"))
         if self.comm is not None:
-            self.sink.publish_log(log_line("INF", f"target comm={self.comm}"))
+            self.sink.publish_log(run_log_line(f"target comm={self.comm}"))
         if self.port is not None:
-            self.sink.publish_log(log_line("INF", f"target port={self.port}"))
-        self.sink.publish_log(log_line("INF", f"ring buffer={self.buffer_size >> 20} MiB"))
+            self.sink.publish_log(run_log_line(f"target port={self.port}"))
+        self.sink.publish_log(run_log_line(f"ring buffer={self.buffer_size >> 20} MiB"))
 
     def _bpf_error(self, what: str, exc: libbpf.LibbpfError) -> Exception:
         detail = [m for m in libbpf.take_messages() if m.strip()]
@@ -660,7 +657,9 @@ class TlsCapture:
                 self._publish(self._agg.flush_idle(now))
             if self._errors:
                 errors, self._errors = self._errors, []
-                self.sink.publish_log(log_line("WRN", f"{len(errors)} bad records, first: {errors[0]}"))
+                self.sink.publish_log(
+                    run_log_line(level="WRN", message=f"{len(errors)} bad records, first: {errors[0]}")
+                )
             if now >= next_report:
                 next_report = now + 2.0
                 self._report(final=False)
@@ -694,31 +693,33 @@ class TlsCapture:
         last = self._reported
         if now.drop_chunks > last.drop_chunks:
             self.sink.publish_log(
-                log_line(
-                    "WRN",
-                    f"ring buffer full: lost {now.drop_chunks - last.drop_chunks} records "
+                run_log_line(
+                    level="WRN",
+                    message=f"ring buffer full: lost {now.drop_chunks - last.drop_chunks} records "
                     f"({now.drop_bytes - last.drop_bytes} bytes); total lost {now.drop_chunks} "
                     "(each connection's hole is named by a 'capture lost' line; try a larger --buffer-size)",
                 )
             )
         if now.oversized > last.oversized:
             self.sink.publish_log(
-                log_line(
-                    "WRN",
-                    f"{now.oversized - last.oversized} SSL calls over 64 MiB: "
+                run_log_line(
+                    level="WRN",
+                    message=f"{now.oversized - last.oversized} SSL calls over 64 MiB: "
                     f"{now.oversized_bytes - last.oversized_bytes} bytes beyond 64 MiB not captured "
                     "(each connection's hole is named by a 'capture lost' line)",
                 )
             )
         if now.read_errors > last.read_errors:
             self.sink.publish_log(
-                log_line("WRN", f"{now.read_errors - last.read_errors} records with unreadable user memory")
+                run_log_line(
+                    level="WRN",
+                    message=f"{now.read_errors - last.read_errors} records with unreadable user memory",
+                )
             )
         self._reported = now
         if final:
             self.sink.publish_log(
-                log_line(
-                    "INF",
+                run_log_line(
                     f"capture stopped: events={now.events} records={now.chunks} bytes={now.bytes} "
                     f"lost_records={now.drop_chunks} lost_bytes={now.drop_bytes} "
                     f"oversized_calls={now.oversized} read_errors={now.read_errors} "
@@ -728,15 +729,8 @@ class TlsCapture:
 
 
 def banner(listen_url: str | None = None) -> list[str]:
-    """eCapture-style startup lines: AppName, Version, kernel, and the listen URL when serving."""
+    """The startup banner of a capture (:func:`~ecaptureq.protocol.banner.startup_banner`) with eCapture's
+    kernel and pid lines, and the listen URL when serving."""
     uname = platform.uname()
-    lines = [
-        log_line("INF", 'AppName="ecaptureq"'),
-        log_line("INF", "HomePage=https://github.com/gojue/ecapture (Python eCaptureQ implementation)"),
-        log_line("INF", f"Version=linux_{uname.machine}:ecaptureq-{__version__}"),
-        log_line("INF", f"Kernel Info={uname.release}"),
-        log_line("INF", f"Pid Info={os.getpid()}"),
-    ]
-    if listen_url:
-        lines.append(log_line("INF", f"Listen for eCaptureQ={listen_url}"))
-    return lines
+    details = [f"Kernel Info={uname.release} {uname.machine}", f"Pid Info={os.getpid()}"]
+    return startup_banner("tls", listen_url=listen_url, details=details)
