@@ -45,10 +45,14 @@ class Served:
     url: str
 
 
-def start_serve(*args: str) -> Served:
-    """Start ``ecaptureq serve ARGS --listen ws://127.0.0.1:0/`` and wait for its ``serving`` line."""
+def start_serve(*args: str, listen: str = "ws://127.0.0.1:0/") -> Served:
+    """Start ``ecaptureq serve --listen LISTEN ARGS`` and wait for its ``serving`` line.
+
+    This is the one way tests start a ``serve`` process; an in-process server for a test whose other side
+    is a thread or a process is ``server_support.ServerThread``.
+    """
     proc = subprocess.Popen(
-        [*CLI, "serve", "--listen", "ws://127.0.0.1:0/", *args],
+        [*CLI, "serve", "--listen", listen, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
