@@ -266,6 +266,13 @@ def test_shutdown_sends_the_totals_then_close_and_reports_the_stalled() -> None:
     missed = core.give_up(stalled)
     assert (missed.remote, missed.undelivered) == ("127.0.0.1:2", 7)  # heartbeat, 5 events, the totals line
     assert core.pop(stalled) is None
+    # A client whose handshake finished while stopping gets the startup log, then the close at once.
+    late = core.add_client("127.0.0.1:3", T0 + 2, UNIX + 2)
+    assert late.actions == [Deliver(late.client)]
+    got = drain(core, late.client)
+    assert got[-1] == Close(CLOSE_SHUTDOWN, "server shutting down")
+    assert not any(isinstance(m, Heartbeat) for m in got)
+    assert core.stats(clients=False).clients == [] and core.stats(clients=False).connections == 3
 
 
 def test_a_client_that_leaves_while_stopping_keeps_what_its_writer_still_sends() -> None:

@@ -255,7 +255,12 @@ class Fanout:
         actions: list[Action] = []
         for frame in self._log_cache:
             self._enqueue(cid, client, frame, actions)
-        if not self.closing:
+        if self.closing:  # joined while the server stops: the replay, then the close
+            if not client.dead:
+                if not client.queue:
+                    actions.append(Deliver(cid))
+                client.queue.append(Close(CLOSE_SHUTDOWN, SHUTDOWN_REASON))
+        else:
             self._beat(cid, client, now, unix, actions)
         return Joined(cid, len(self._log_cache), actions)
 
@@ -492,9 +497,12 @@ class Fanout:
 
     # -- introspection ---------------------------------------------------------------------------
 
-    def stats(self) -> ServerStats:
-        """A snapshot of the counters, with one :class:`ClientStats` per connected client."""
+    def stats(self, clients: bool = True) -> ServerStats:
+        """A snapshot of the counters, with one :class:`ClientStats` per connected client (none when
+        ``clients`` is False: the server's counters alone, cheap enough to read on every change)."""
         snap = ServerStats(**{name: getattr(self._stats, name) for name in _COUNTERS})
+        if not clients:
+            return snap
         for cid in sorted(self._connected):
             client = self._clients[cid]
             client.stats.queued = len(client.queue)

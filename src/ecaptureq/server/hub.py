@@ -513,12 +513,12 @@ class Server:
     async def wait_disconnects(self, n: int, timeout: float | None = None) -> None:
         """Return once the server has seen ``n`` connections end since it started (see
         :attr:`ServerStats.disconnections`). Raises :class:`TimeoutError` after ``timeout`` seconds."""
-        await self._wait_until(lambda: self._core.stats().disconnections >= n, timeout)
+        await self._wait_until(lambda: self._core.stats(clients=False).disconnections >= n, timeout)
 
     async def wait_for_client(self) -> None:
         """Return once at least one client has connected since the server started (at once if one has,
         even if it has left since)."""
-        await self._wait_until(lambda: self._core.stats().connections >= 1, None)
+        await self._wait_until(lambda: self._core.stats(clients=False).connections >= 1, None)
 
     # -- introspection -----------------------------------------------------------------------------
 
