@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CLI, ENV, Served, run_cli, start_serve, stop_serve
+from conftest import CLI, ENV, Served, read_until, run_cli, start_serve, stop_serve
 
 
 def no_traceback(text: str) -> None:
@@ -110,10 +110,11 @@ def test_watch_connection_lost_exits_3() -> None:
     watcher = subprocess.Popen(
         [*CLI, "watch", served.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
     )
-    time.sleep(1.0)
+    seen = read_until(watcher, "--- event")
     code, _ = stop_serve(served)
     assert code == 0
-    out, err = watcher.communicate(timeout=20)
+    rest, err = watcher.communicate(timeout=20)
+    out = seen + rest
     assert watcher.returncode == 3
     assert "1001" in err and "shutting down" in err
     assert "--- event" in out
@@ -140,7 +141,7 @@ def test_watch_ctrl_c_is_quiet(serve_demo: Served) -> None:
     watcher = subprocess.Popen(
         [*CLI, "watch", serve_demo.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
     )
-    time.sleep(1.5)
+    read_until(watcher, "--- event")  # connected, and past start-up
     watcher.send_signal(signal.SIGINT)
     _out, err = watcher.communicate(timeout=20)
     assert watcher.returncode == 130
