@@ -242,9 +242,11 @@ def test_serve_stats_and_shutdown_totals() -> None:
     watcher = subprocess.Popen(
         [*CLI, "watch", served.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
     )
-    time.sleep(2.0)
+    seen = read_until(watcher, "--- event")  # connected
+    time.sleep(1.1)  # two --stats intervals with the watcher connected (the stats lines are timed)
     code, err = stop_serve(served)
-    out, _ = watcher.communicate(timeout=20)
+    rest, _ = watcher.communicate(timeout=20)
+    out = seen + rest
     assert code == 0
     stats = [line for line in err.splitlines() if "stats:" in line]
     assert len(stats) >= 2, err
