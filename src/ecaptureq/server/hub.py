@@ -8,6 +8,11 @@ that says so, instead of losing messages silently.
 
 The hub knows nothing about where events come from: sources call :meth:`Server.publish_log` and
 :meth:`Server.publish_event`, from the event loop or from any other thread.
+
+The decisions (replay, queues and their bounds, heartbeats, floods, shutdown, counters) are made by
+:class:`~ecaptureq.server.fanout.Fanout`, which does no I/O; :class:`Server` is its asyncio adapter: it
+accepts connections, runs one writer task per client and one heartbeat task, and carries out the actions
+the core returns.
 """
 
 from __future__ import annotations
