@@ -405,7 +405,6 @@ class Server:
                     conn.writer_task.cancel()
                 asyncio.get_running_loop().create_task(self._close(conn, action.code, action.reason))
             elif isinstance(action, Flood):
-                logger.warning("closing client %s: too many messages", conn.remote)
                 asyncio.get_running_loop().create_task(self._close_flooder(conn, action))
             else:
                 conn.wake.set()
@@ -417,6 +416,7 @@ class Server:
 
     @staticmethod
     async def _close_flooder(conn: _Conn, flood: Flood) -> None:
+        logger.warning("closing client %s: too many messages", conn.remote)
         # A flooding client rarely answers the close frame: wait a little, then drop it (not websockets'
         # 10 s close timeout, during which it keeps sending).
         try:
