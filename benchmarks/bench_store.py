@@ -70,8 +70,7 @@ async def record_end_to_end(path: Path, events: list[Event]) -> float:
              "--flush-interval", "0.2"],
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        while server.client_count < 1:
-            await asyncio.sleep(0.01)
+        await server.wait_clients(1, timeout=60)
         t0 = time.perf_counter()
         for ev in events:
             server.publish_event(ev)

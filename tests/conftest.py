@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import subprocess
 import sys
 import time
@@ -45,10 +46,14 @@ class Served:
     url: str
 
 
-def start_serve(*args: str) -> Served:
-    """Start ``ecaptureq serve ARGS --listen ws://127.0.0.1:0/`` and wait for its ``serving`` line."""
+def start_serve(*args: str, listen: str = "ws://127.0.0.1:0/") -> Served:
+    """Start ``ecaptureq serve --listen LISTEN ARGS`` and wait for its ``serving`` line.
+
+    This is the one way tests start a ``serve`` process; an in-process server for a test whose other side
+    is a thread or a process is ``server_support.ServerThread``.
+    """
     proc = subprocess.Popen(
-        [*CLI, "serve", "--listen", "ws://127.0.0.1:0/", *args],
+        [*CLI, "serve", "--listen", listen, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -65,6 +70,27 @@ def start_serve(*args: str) -> Served:
             return Served(proc, match.group(1))
     proc.kill()
     raise AssertionError(f"serve did not start: {proc.stderr.read()}")
+
+
+def read_until(proc: subprocess.Popen[str], needle: str, timeout: float = 30) -> str:
+    """Read ``proc``'s stdout until ``needle`` appears (bounded by ``timeout``); return what was read.
+
+    Reads the pipe itself (not through its text buffer), so ``proc.communicate()`` afterwards returns the
+    rest. A process printing ``needle`` is the wait on the thing itself: it connected and was served.
+    """
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    got = b""
+    deadline = time.monotonic() + timeout
+    while needle.encode() not in got:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"{needle!r} not printed within {timeout} s: {got[-500:]!r}"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"stdout closed before {needle!r} was printed: {got[-500:]!r}"
+            got += chunk
+    return got.decode(errors="replace")
 
 
 def stop_serve(served: Served) -> tuple[int, str]:

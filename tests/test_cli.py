@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CLI, ENV, Served, run_cli, start_serve, stop_serve
+from conftest import CLI, ENV, Served, read_until, run_cli, start_serve, stop_serve
 
 pytestmark = pytest.mark.e2e
 
@@ -112,10 +112,11 @@ def test_watch_connection_lost_exits_3() -> None:
     watcher = subprocess.Popen(
         [*CLI, "watch", served.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
     )
-    time.sleep(1.0)
+    seen = read_until(watcher, "--- event")
     code, _ = stop_serve(served)
     assert code == 0
-    out, err = watcher.communicate(timeout=20)
+    rest, err = watcher.communicate(timeout=20)
+    out = seen + rest
     assert watcher.returncode == 3
     assert "1001" in err and "shutting down" in err
     assert "--- event" in out
@@ -142,7 +143,7 @@ def test_watch_ctrl_c_is_quiet(serve_demo: Served) -> None:
     watcher = subprocess.Popen(
         [*CLI, "watch", serve_demo.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
     )
-    time.sleep(1.5)
+    read_until(watcher, "--- event")  # connected, and past start-up
     watcher.send_signal(signal.SIGINT)
     _out, err = watcher.communicate(timeout=20)
     assert watcher.returncode == 130
@@ -243,9 +244,11 @@ def test_serve_stats_and_shutdown_totals() -> None:
     watcher = subprocess.Popen(
         [*CLI, "watch", served.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
     )
-    time.sleep(2.0)
+    seen = read_until(watcher, "--- event")  # connected
+    time.sleep(1.1)  # two --stats intervals with the watcher connected (the stats lines are timed)
     code, err = stop_serve(served)
-    out, _ = watcher.communicate(timeout=20)
+    rest, _ = watcher.communicate(timeout=20)
+    out = seen + rest
     assert code == 0
     stats = [line for line in err.splitlines() if "stats:" in line]
     assert len(stats) >= 2, err

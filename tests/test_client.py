@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+from server_support import server_thread
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -189,10 +190,9 @@ async def test_reconnect_hides_the_replayed_startup_log_and_reports_the_gap() ->
             got.append(msg)
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.2)
+    await server.wait_clients(1, timeout=10)
     server.publish_event(Event(uuid="before"))
-    await asyncio.sleep(0.2)
-    await server.stop()
+    await server.stop()  # what is queued (the event, the last words) is sent before the close
     await asyncio.sleep(0.3)
     # Restarted on the same port, with the same banner (new timestamps, as a real restart has).
     again = Server(port=port, heartbeat_interval=30)
@@ -200,7 +200,7 @@ async def test_reconnect_hides_the_replayed_startup_log_and_reports_the_gap() ->
         again.publish_log(line.replace("2025-08-02T14:16:10Z", "2025-08-02T15:00:00Z"))
     again.publish_log("2025-08-02T15:00:00Z INF a line the first run did not have")
     await again.start()
-    await asyncio.sleep(0.5)
+    await again.wait_clients(1, timeout=10)  # the client's backoff came round
     again.publish_event(Event(uuid="after"))
     for _ in range(100):
         if any(isinstance(m, Event) and m.uuid == "after" for m in got):
@@ -235,38 +235,16 @@ async def test_without_reconnect_a_server_shutdown_is_connection_lost() -> None:
 
 
 def test_sync_client_iterates_over_a_real_server() -> None:
-    import threading
-
-    ready = threading.Event()
-    url_box: list[str] = []
-    stop_box: list[Callable[[], None]] = []
-
-    def run_server() -> None:
-        async def main() -> None:
-            async with Server(port=0) as server:
-                server.publish_log("sync hello")
-                url_box.append(server.url)
-                stopped = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                stop_box.append(lambda: loop.call_soon_threadsafe(stopped.set))
-                ready.set()
-                await asyncio.sleep(0.3)
-                for i in range(5):
-                    server.publish_event(Event(timestamp=i))
-                await stopped.wait()
-
-        asyncio.run(main())
-
-    thread = threading.Thread(target=run_server, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    got = []
-    with SyncClient(url_box[0]) as client:
-        for msg in client:
-            got.append(msg)
-            if sum(isinstance(m, Event) for m in got) == 5:
-                break
-    stop_box[0]()
-    thread.join(10)
+    got: list[object] = []
+    with server_thread(heartbeat_interval=15) as running:
+        running.publish_log("sync hello")
+        with SyncClient(running.url) as client:
+            for msg in client:
+                got.append(msg)
+                if len(got) == 1:  # the replayed startup log: the client is registered
+                    for i in range(5):
+                        running.publish_event(Event(timestamp=i))
+                if sum(isinstance(m, Event) for m in got) == 5:
+                    break
     assert isinstance(got[0], RunLog) and got[0].line == "sync hello\n"
     assert [m.timestamp for m in got if isinstance(m, Event)] == list(range(5))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import CLI, ENV, Served, stop_serve
+from conftest import CLI, ENV, Served, start_serve, stop_serve
 from test_server import raw_connect, recv, recv_events
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -56,14 +56,15 @@ async def test_client_that_disconnects_mid_message() -> None:
         await w1.drain()
         w1.transport.abort()
         r2, w2 = await raw_ws(server.port)
-        await asyncio.sleep(0.05)
+        await server.wait_disconnects(1, timeout=5)  # the first one is gone
+        await server.wait_clients(2, timeout=5)  # the witness and the second one are registered
         for i in range(200):
             server.publish_event(Event(timestamp=i, payload=b"b" * 16384))
         await r2.read(5000)  # part of a frame
         w2.transport.abort()
         got = await recv_events(witness, 200)
         assert [e.timestamp for e in got] == list(range(200))
-        await asyncio.sleep(0.1)
+        await server.wait_disconnects(2, timeout=10)
         assert server.client_count == 1
         server.publish_event(Event(uuid="after"))
         (after,) = await recv_events(witness, 1)
@@ -135,10 +136,7 @@ async def test_hundreds_of_connections() -> None:
         results = await asyncio.gather(*(recv_events(c, 20) for c in conns))
         assert all([e.timestamp for e in got] == list(range(20)) for got in results)
         await asyncio.gather(*(c.close() for c in conns))
-        for _ in range(100):
-            if server.client_count == 0:
-                break
-            await asyncio.sleep(0.05)
+        await server.wait_disconnects(len(conns), timeout=10)
         assert server.client_count == 0
         assert server.stats().connections == len(conns)
         again = await raw_connect(server.url)  # and the server still takes new clients
@@ -151,7 +149,7 @@ async def test_hundreds_of_connections() -> None:
 async def test_publisher_bursting_while_clients_come_and_go() -> None:
     async with Server(port=0) as server:
         steady = await raw_connect(server.url)
-        await asyncio.sleep(0.05)
+        await server.wait_clients(1, timeout=5)
         total = 20_000
         done = threading.Event()
 
@@ -231,14 +229,4 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 def _serve_on(port: int) -> Served:
     """``serve --demo`` on a given port (a restart must come back where it was)."""
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--demo", "--listen", f"ws://127.0.0.1:{port}/", "--interval", "0.05"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    assert "serving" in line, line
-    return Served(proc, f"ws://127.0.0.1:{port}/")
+    return start_serve("--demo", "--interval", "0.05", listen=f"ws://127.0.0.1:{port}/")

@@ -265,10 +265,7 @@ async def test_connections_over_the_limit_get_503() -> None:
         assert refused.response.status_code == 503
         assert server.stats().refused_capacity == 1
         await first.close()
-        for _ in range(200):  # the server sees the close a moment later
-            if server.client_count < 2:
-                break
-            await asyncio.sleep(0.02)
+        await server.wait_disconnects(1, timeout=5)  # the server sees the close a moment later
         third = await ws(server.url)
         await second.close()
         await third.close()

@@ -81,7 +81,7 @@ async def test_lines_published_before_start_are_cached() -> None:
 async def test_live_log_lines_reach_connected_clients_including_the_first_128() -> None:
     async with Server(port=0) as server:
         conn = await raw_connect(server.url)
-        await asyncio.sleep(0.05)
+        await server.wait_clients(1, timeout=5)
         server.publish_log("first line, written while a client is connected")
         for i in range(150):
             server.publish_log(f"live {i}")
@@ -120,7 +120,7 @@ async def test_heartbeats_per_connection() -> None:
 async def test_ten_thousand_events_reach_three_clients_in_order() -> None:
     async with Server(port=0) as server:
         conns = [await raw_connect(server.url) for _ in range(3)]
-        await asyncio.sleep(0.05)
+        await server.wait_clients(3, timeout=5)
         n = 10_000
         for i in range(n):
             server.publish_event(Event(timestamp=i, uuid=f"1_1_curl_5_{i % 2}", payload=b"p" * 512))
@@ -137,7 +137,7 @@ async def test_ten_thousand_events_reach_three_clients_in_order() -> None:
 async def test_publish_from_other_threads_keeps_each_threads_order() -> None:
     async with Server(port=0) as server:
         conn = await raw_connect(server.url)
-        await asyncio.sleep(0.05)
+        await server.wait_clients(1, timeout=5)
         per_thread = 2000
 
         def worker(tag: int) -> None:
@@ -161,7 +161,7 @@ async def test_slow_client_is_closed_with_its_code_while_others_get_everything()
         fast = [await raw_connect(server.url) for _ in range(2)]
         # The slow client buffers at most one message and then stops reading from its socket.
         slow = await raw_connect(server.url, max_queue=1)
-        await asyncio.sleep(0.05)
+        await server.wait_clients(3, timeout=5)
         n = 3000
         payload = b"s" * 16384
         fast_tasks = [asyncio.create_task(recv_events(c, n, timeout=60)) for c in fast]
@@ -187,7 +187,7 @@ async def test_graceful_stop_sends_what_is_queued_then_1001() -> None:
     server = Server(port=0)
     await server.start()
     conn = await raw_connect(server.url)
-    await asyncio.sleep(0.05)
+    await server.wait_clients(1, timeout=5)
     for i in range(500):
         server.publish_event(Event(timestamp=i))
     await server.stop()
@@ -222,7 +222,10 @@ async def test_client_messages_are_read_and_discarded() -> None:
         server.publish_event(Event(uuid="still here"))
         (ev,) = await recv_events(conn, 1)
         assert ev.uuid == "still here"
-        await asyncio.sleep(0.05)
+        for _ in range(500):  # the server reads what clients send as it comes: bounded wait for the 11th
+            if server.stats().inbound_messages >= 11:
+                break
+            await asyncio.sleep(0.01)
         assert server.stats().inbound_messages == 11
         await conn.close()
 

@@ -25,6 +25,7 @@ from capture_support import (  # the fixtures cert and tls_server are registered
     requires_bpf,
     tls_server,
 )
+from conftest import read_until
 
 pytestmark = pytest.mark.e2e
 
@@ -195,7 +196,7 @@ def test_serves_to_watch(tls_server: TlsServer, cert: Cert) -> None:
             text=True,
             env=ENV,
         )
-        time.sleep(1.0)  # let watch connect; the startup log is replayed anyway
+        seen = read_until(watch, "Listen for eCaptureQ=")  # connected: the startup log was replayed
         subprocess.run(
             [
                 "curl",
@@ -209,7 +210,8 @@ def test_serves_to_watch(tls_server: TlsServer, cert: Cert) -> None:
             timeout=30,
             check=True,
         )
-        out, err = watch.communicate(timeout=30)
+        rest, err = watch.communicate(timeout=30)
+        out = seen + rest
         assert watch.returncode == 0, err
     finally:
         proc.send_signal(signal.SIGINT)

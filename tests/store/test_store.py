@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -10,59 +9,21 @@ import re
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 
 import pytest
 from conftest import CLI, ENV, run_cli, start_serve, stop_serve
 from haralyzer import HarEntry
+from server_support import server_thread
 
 from ecaptureq.protocol import Event
 from ecaptureq.protocol.uuid import DATA_TYPE_READ, format_uuid
-from ecaptureq.server import Server
 from ecaptureq.sources.demo import DemoSource
 from ecaptureq.store import CaptureStore
 
 pytestmark = pytest.mark.e2e
-
-
-class BackgroundServer:
-    """An in-process Server on its own thread and loop, so a test can publish while processes record."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = Server(port=0, heartbeat_interval=0.5)
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def wait_for_clients(self, n: int = 1, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while self.server.client_count < n:
-            assert time.monotonic() < deadline, "the recorder did not connect"
-            time.sleep(0.02)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(20)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-
-@contextmanager
-def background_server() -> Iterator[BackgroundServer]:
-    bg = BackgroundServer()
-    try:
-        yield bg
-    finally:
-        bg.close()
 
 
 def start_record(url: str, db: Path, *extra: str) -> subprocess.Popen[str]:
@@ -87,13 +48,13 @@ def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
 def test_record_from_a_real_server_keeps_everything(tmp_path: Path) -> None:
     db = tmp_path / "capture.db"
     events = demo_events(120)
-    with background_server() as bg:
-        bg.server.publish_log('2026-01-02T10:00:00Z INF AppName="eCapture(旁观者)"')
+    with server_thread() as bg:
+        bg.publish_log('2026-01-02T10:00:00Z INF AppName="eCapture(旁观者)"')
         url = bg.url
         rec = start_record(url, db, "--flush-interval", "0.2")
-        bg.wait_for_clients()
+        bg.wait_clients()
         for ev in events:
-            bg.server.publish_event(ev)
+            bg.publish_event(ev)
         time.sleep(1.5)
         rec.send_signal(signal.SIGTERM)
         _out, err = rec.communicate(timeout=20)
@@ -138,14 +99,12 @@ def test_record_from_a_real_server_keeps_everything(tmp_path: Path) -> None:
 def test_kill_9_loses_at_most_the_last_batch(tmp_path: Path) -> None:
     db = tmp_path / "crash.db"
     flush = 0.3
-    with background_server() as bg:
+    with server_thread() as bg:
         rec = start_record(bg.url, db, "--flush-interval", str(flush), "--no-decode")
-        bg.wait_for_clients()
+        bg.wait_clients()
         published_at: list[float] = []
         for i in range(600):  # about 3 s at 200 events/s
-            bg.server.publish_event(
-                Event(timestamp=time.time_ns(), pid=i, uuid="1_1_x_3_0", payload=b"k" * 64)
-            )
+            bg.publish_event(Event(timestamp=time.time_ns(), pid=i, uuid="1_1_x_3_0", payload=b"k" * 64))
             published_at.append(time.monotonic())
             time.sleep(0.005)
             if i == 400:
@@ -285,11 +244,11 @@ def test_record_bad_filter_and_unreachable_server(tmp_path: Path) -> None:
 def test_record_filter_keeps_only_matching_events(tmp_path: Path) -> None:
     db = tmp_path / "filtered.db"
     events = demo_events(90)
-    with background_server() as bg:
+    with server_thread() as bg:
         rec = start_record(bg.url, db, "--filter", "pname = 'curl' AND type = 1", "--flush-interval", "0.2")
-        bg.wait_for_clients()
+        bg.wait_clients()
         for ev in events:
-            bg.server.publish_event(ev)
+            bg.publish_event(ev)
         time.sleep(1.0)
         rec.send_signal(signal.SIGINT)
         rec.communicate(timeout=20)
@@ -382,11 +341,11 @@ def test_full_disk_stops_with_a_clear_message_and_keeps_what_was_written(tmp_pat
         pytest.skip("cannot mount tmpfs here")
     try:
         db = mnt / "full.db"
-        with background_server() as bg:
+        with server_thread() as bg:
             rec = start_record(bg.url, db, "--flush-interval", "0.1", "--no-decode")
-            bg.wait_for_clients()
+            bg.wait_clients()
             for i in range(800):  # about 7 KiB stored per event: far more than the 1 MiB disk holds
-                bg.server.publish_event(Event(timestamp=time.time_ns(), pid=i, payload=os.urandom(2048)))
+                bg.publish_event(Event(timestamp=time.time_ns(), pid=i, payload=os.urandom(2048)))
                 time.sleep(0.01)
                 if rec.poll() is not None:
                     break

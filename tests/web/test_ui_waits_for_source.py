@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from server_support import ServerThread
 from ui_support import start_ui, stop_ui
 
 from ecaptureq.protocol import Event
-from ecaptureq.server import Server
 
 pytestmark = pytest.mark.e2e
 
@@ -30,25 +28,6 @@ def refusing_port() -> Iterator[tuple[int, Callable[[], None]]]:
     sock.bind(("127.0.0.1", 0))
     yield sock.getsockname()[1], sock.close
     sock.close()
-
-
-class ServerThread:
-    """An in-process Server on its own loop and thread, on a given port."""
-
-    def __init__(self, port: int) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = Server(port=port, heartbeat_interval=0.5)
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
-
-    def publish(self, event: Event) -> None:
-        self.loop.call_soon_threadsafe(self.server.publish_event, event)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(20)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 def wait_status(base: str, check: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
@@ -73,11 +52,12 @@ def test_ui_waits_for_a_source_that_is_not_up_yet(tmp_path: Path) -> None:
             )
             assert ui.proc.poll() is None  # still running: it did not give up
             release()
-            server = ServerThread(port)
+            server = ServerThread(port=port)
             try:
                 up = wait_status(ui.base, lambda live: live["connected"], timeout=60)  # backoff ≤ 30 s
                 assert up["waiting"] is False and up["status"] == f"connected to ws://127.0.0.1:{port}/"
-                server.publish(Event(timestamp=1, uuid="1_1_curl_5_1", payload=b"GET / HTTP/1.1\r\n\r\n"))
+                request = Event(timestamp=1, uuid="1_1_curl_5_1", payload=b"GET / HTTP/1.1\r\n\r\n")
+                server.publish_event(request)
                 wait_status(ui.base, lambda live: live["events"] >= 1)
             finally:
                 server.close()

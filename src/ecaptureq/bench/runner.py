@@ -166,8 +166,7 @@ async def _run_ours(
     async with Server(port=0, queue_size=bound, queue_bytes=4 * 1024**3) as server:
         peer = _Peer(server.url, clients, events, stalled=stalled, hold=hold)
         await peer.ready()
-        while server.client_count < clients:
-            await asyncio.sleep(0.01)
+        await server.wait_clients(clients, timeout=60)
         _reset_peak_rss()
         start_ns = await publish(server, payload)
         result = await peer.result(timeout=300)

@@ -99,10 +99,11 @@ Message = Heartbeat | RunLog | Event
 """Any decoded eCaptureQ message."""
 
 
-def run_log_line(message: str, level: str = "INF") -> str:
+def run_log_line(message: str, level: str = "INF", at: float | None = None) -> str:
     """Format a run-log line as eCapture's zerolog console writer does: ``2025-08-02T14:16:10Z INF msg``
-    and a newline."""
-    return with_newline(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {level} {message}")
+    and a newline. ``at`` is the line's time in Unix seconds (now when not given)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    return with_newline(f"{stamp} {level} {message}")
 
 
 def with_newline(line: str) -> str:

@@ -1,18 +1,20 @@
-"""The eCaptureQ server (the hub): clients, the startup-log cache, heartbeats and backpressure."""
+"""The eCaptureQ server (the hub): clients, the startup-log cache, heartbeats and backpressure.
 
-from ecaptureq.server.hub import (
+:mod:`ecaptureq.server.fanout` is the policy with no I/O; :mod:`ecaptureq.server.hub` its asyncio adapter.
+"""
+
+from ecaptureq.server.fanout import (
     CLOSE_FLOOD,
     CLOSE_QUEUE_OVERFLOW,
     CLOSE_SHUTDOWN,
     CLOSE_TOO_BIG,
     LOG_CACHE_SIZE,
-    SHUTDOWN_GRACE,
     ClientStats,
-    Server,
+    Fanout,
     ServerStats,
-    ShutdownReport,
     StalledClient,
 )
+from ecaptureq.server.hub import SHUTDOWN_GRACE, Server, ShutdownReport
 
 __all__ = [
     "CLOSE_FLOOD",
@@ -22,6 +24,7 @@ __all__ = [
     "LOG_CACHE_SIZE",
     "SHUTDOWN_GRACE",
     "ClientStats",
+    "Fanout",
     "Server",
     "ServerStats",
     "ShutdownReport",

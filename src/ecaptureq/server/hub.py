@@ -8,6 +8,11 @@ that says so, instead of losing messages silently.
 
 The hub knows nothing about where events come from: sources call :meth:`Server.publish_log` and
 :meth:`Server.publish_event`, from the event loop or from any other thread.
+
+The decisions (replay, queues and their bounds, heartbeats, floods, shutdown, counters) are made by
+:class:`~ecaptureq.server.fanout.Fanout`, which does no I/O; :class:`Server` is its asyncio adapter: it
+accepts connections, runs one writer task per client and one heartbeat task, and carries out the actions
+the core returns.
 """
 
 from __future__ import annotations
@@ -19,86 +24,63 @@ import logging
 import ssl as _ssl
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 from websockets.asyncio.server import Server as _WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from ecaptureq.access import RateWindow, Refusal, check_token, parse_allowed_origin
-from ecaptureq.protocol import (
-    MAX_FRAME_SIZE,
-    Event,
-    decode,
-    encode_event,
-    encode_heartbeat,
-    encode_run_log,
-    run_log_line,
-)
+from ecaptureq.access import Refusal, check_token, parse_allowed_origin
+from ecaptureq.protocol import MAX_FRAME_SIZE, Event, encode_event, encode_run_log
 from ecaptureq.protocol.messages import with_newline
+from ecaptureq.server.fanout import (
+    CLOSE_FLOOD,
+    CLOSE_QUEUE_OVERFLOW,
+    CLOSE_SHUTDOWN,
+    CLOSE_TOO_BIG,
+    LOG_CACHE_SIZE,
+    Action,
+    ClientStats,
+    Close,
+    Fanout,
+    Flood,
+    Overflow,
+    ServerStats,
+    StalledClient,
+)
 from ecaptureq.server.handshake import build_process_request
 
 logger = logging.getLogger(__name__)
 
-LOG_CACHE_SIZE: Final = 128
+__all__ = [
+    "CLOSE_FLOOD",
+    "CLOSE_QUEUE_OVERFLOW",
+    "CLOSE_SHUTDOWN",
+    "CLOSE_TOO_BIG",
+    "LOG_CACHE_SIZE",
+    "SHUTDOWN_GRACE",
+    "ClientStats",
+    "ProcessRequest",
+    "Server",
+    "ServerStats",
+    "ShutdownReport",
+    "StalledClient",
+]
+
 FLOOD_CLOSE_SECONDS: Final = 1.0
 """How long a flooding client gets to answer its close frame before the connection is dropped."""
 SPLIT_PAYLOAD: Final = MAX_FRAME_SIZE - 1024 * 1024
 """Payload bytes per event when a larger one is split (the rest of a frame is room for its metadata)."""
-REFUSALS_CACHED: Final = 8
-"""Most refused-handshake lines kept in the startup cache (so refusals cannot crowd out the real log)."""
-"""How many run-log lines the server keeps and replays to each new client (the reference's number)."""
-
-CLOSE_QUEUE_OVERFLOW: Final = int(CloseCode.TRY_AGAIN_LATER)
-"""Close code (1013) for a client whose send queue overflowed because it did not read fast enough."""
-
-CLOSE_SHUTDOWN: Final = int(CloseCode.GOING_AWAY)
-"""Close code (1001) sent to every client on graceful shutdown."""
-
-CLOSE_FLOOD: Final = int(CloseCode.POLICY_VIOLATION)
-"""Close code (1008) for a client that sends more messages per second than allowed."""
-
-CLOSE_TOO_BIG: Final = int(CloseCode.MESSAGE_TOO_BIG)
-"""Close code (1009) for a client that sends a message larger than allowed."""
 
 SHUTDOWN_GRACE: Final = 5.0
 """Seconds a client may go without reading while the server stops before it is given up on."""
 
-REFUSAL_LOG_LINES_PER_MINUTE: Final = 20
-"""Most refused-handshake lines written to the run log per minute (the rest are counted and summed up)."""
-
-_SHUTDOWN = object()  # queue sentinel: send what is queued, then close with 1001
-
 ProcessRequest = Callable[[ServerConnection, Request], Response | None]
 """A hook run on each handshake; returning a :class:`Response` refuses the connection with it."""
-
-
-@dataclass
-class ClientStats:
-    """Counters of one connected client."""
-
-    id: int
-    remote: str
-    connected_at: float
-    sent: int = 0
-    queued: int = 0
-    queued_bytes: int = 0
-    heartbeats: int = 0
-
-
-@dataclass(frozen=True)
-class StalledClient:
-    """A client that did not read for the shutdown grace period: closed before it got everything."""
-
-    remote: str
-    undelivered: int
-    """Messages that were queued for it and not delivered."""
 
 
 @dataclass(frozen=True)
@@ -110,43 +92,25 @@ class ShutdownReport:
     stalled: list[StalledClient] = field(default_factory=list)
 
 
-@dataclass
-class ServerStats:
-    """Counters of the whole server since it started."""
+class _Conn:
+    """One connection as the adapter sees it: the socket, its writer task and what wakes the writer."""
 
-    events_published: int = 0
-    logs_published: int = 0
-    bytes_published: int = 0
-    connections: int = 0
-    disconnections: int = 0
-    overflow_closes: int = 0
-    inbound_messages: int = 0
-    refused_origin: int = 0
-    refused_token: int = 0
-    refused_capacity: int = 0
-    flood_closes: int = 0
-    oversize_closes: int = 0
-    clients: list[ClientStats] = field(default_factory=list)
+    __slots__ = ("conn", "id", "remote", "wake", "writer_task")
 
-
-class _Client:
-    """One connection: its queue of frames and the task that writes them."""
-
-    __slots__ = ("conn", "dead", "heartbeat_task", "queue", "queued_bytes", "stats", "wake", "writer_task")
-
-    def __init__(self, conn: ServerConnection, stats: ClientStats) -> None:
+    def __init__(self, conn: ServerConnection, cid: int, remote: str) -> None:
         self.conn = conn
-        self.stats = stats
-        self.queue: deque[Any] = deque()
-        self.queued_bytes = 0
+        self.id = cid
+        self.remote = remote
         self.wake = asyncio.Event()
-        self.dead = False
         self.writer_task: asyncio.Task[None] | None = None
-        self.heartbeat_task: asyncio.Task[None] | None = None
 
 
 class Server:
-    """An eCaptureQ WebSocket server.
+    """An eCaptureQ WebSocket server: the asyncio adapter around :class:`~ecaptureq.server.fanout.Fanout`.
+
+    The policy (who gets which frame, overflow, heartbeats, counters) is the :class:`Fanout`'s; this class
+    owns the listening socket, one writer task per client and one heartbeat task, and carries out the
+    actions the core returns.
 
     >>> async def main():                                   # doctest: +SKIP
     ...     async with Server(port=0) as server:
@@ -193,48 +157,60 @@ class Server:
         max_inbound_rate: float = 50.0,
         shutdown_grace: float = SHUTDOWN_GRACE,
     ) -> None:
-        if heartbeat_interval <= 0:
-            raise ValueError("heartbeat_interval must be positive")
         if shutdown_grace <= 0:
             raise ValueError("shutdown_grace must be positive")
-        self.shutdown_grace = shutdown_grace
-        if queue_size < 1 or queue_bytes < 1:
-            raise ValueError("queue bounds must be positive")
         if max_message_size < 1 or open_timeout <= 0 or max_connections < 1 or max_inbound_rate <= 0:
             raise ValueError(
                 "max_message_size, open_timeout, max_connections, max_inbound_rate must be positive"
             )
+        self._core = Fanout(
+            queue_size=queue_size,
+            queue_bytes=queue_bytes,
+            heartbeat_interval=heartbeat_interval,
+            max_inbound_rate=max_inbound_rate,
+        )
+        self.shutdown_grace = shutdown_grace
         self._token = None if token is None else check_token(token)
         self.allowed_origins = tuple(parse_allowed_origin(o) for o in allowed_origins)
         self.open_timeout = open_timeout
         self.max_connections = max_connections
-        self.max_inbound_rate = max_inbound_rate
-        self._refusal_log = RateWindow(REFUSAL_LOG_LINES_PER_MINUTE, 60.0)
-        self._refusals_unlogged = 0
-        self._refusals_cached = 0
         self.host = host
         self._requested_port = port
-        self.heartbeat_interval = heartbeat_interval
-        self.queue_size = queue_size
-        self.queue_bytes = queue_bytes
         self._ssl = ssl
         self._process_request = process_request
         self._max_message_size = max_message_size
-        self._log_cache: list[bytes] = []
-        self._clients: set[_Client] = set()
-        self._next_client_id = 1
-        self._stats = ServerStats()
+        self._conns: dict[int, _Conn] = {}
         self._ws: _WsServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._closing = False
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._schedule_changed = asyncio.Event()
         # Frames published from other threads wait here until the loop fans them out, in order.
-        self._pending: deque[tuple[bytes, bool]] = deque()
+        self._pending: list[tuple[bytes, bool]] = []
         self._pending_lock = threading.Lock()
         self._drain_scheduled = False
-        # client id -> (frames sent, when that count last changed), for wait_room's stall detection
-        self._progress: dict[int, tuple[int, float]] = {}
-        self._first_client = asyncio.Event()
+        # Waiters on the clients: (condition, future), resolved when a client is added or removed.
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Seconds between heartbeats on each connection."""
+        return self._core.heartbeat_interval
+
+    @property
+    def queue_size(self) -> int:
+        """Most frames waiting for one client before it is closed with 1013."""
+        return self._core.queue_size
+
+    @property
+    def queue_bytes(self) -> int:
+        """Most bytes waiting for one client before it is closed with 1013."""
+        return self._core.queue_bytes
+
+    @property
+    def max_inbound_rate(self) -> float:
+        """Most messages a client may send per second before it is closed with 1008."""
+        return self._core.max_inbound_rate
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -262,6 +238,7 @@ class Server:
             max_size=self._max_message_size,
             open_timeout=self.open_timeout,
         )
+        self._heartbeat_task = asyncio.create_task(self._heartbeats())
 
     @property
     def requires_token(self) -> bool:
@@ -272,35 +249,10 @@ class Server:
         return len(self._ws.connections) if self._ws is not None else 0
 
     def _refused(self, conn: ServerConnection, refusal: Refusal) -> None:
-        stats = self._stats
-        if refusal.status == 403:
-            stats.refused_origin += 1
-        elif refusal.status == 401:
-            stats.refused_token += 1
-        else:
-            stats.refused_capacity += 1
-        head = f"refused a handshake from {_remote(conn)} with HTTP {refusal.status}: "
-        line = head + refusal.reason
-        logger.warning("%s", line)
-        if self._refusal_log.hit():
-            self._refusals_unlogged += 1  # a flood of bad handshakes must not flood every client's log
-            return
-        more = ""
-        if self._refusals_unlogged:
-            more = f" ({self._refusals_unlogged} more refusals not logged)"
-            self._refusals_unlogged = 0
-        # Connected clients get the reason; the startup cache, replayed to every later client, gets it
-        # without what the refused client sent, and holds at most REFUSALS_CACHED such lines.
-        live = encode_run_log(run_log_line(line + more, "WRN"))
-        cached = encode_run_log(run_log_line(head + (refusal.summary or refusal.reason) + more, "WRN"))
-        self._stats.logs_published += 1
-        self._stats.bytes_published += len(live)
-        if len(self._log_cache) < LOG_CACHE_SIZE and self._refusals_cached < REFUSALS_CACHED:
-            self._log_cache.append(cached)
-            self._refusals_cached += 1
-        if not self._closing:
-            for client in self._clients:
-                self._enqueue(client, live)
+        loop = asyncio.get_running_loop()
+        refused = self._core.refuse(_remote(conn), refusal, loop.time(), time.time())
+        logger.warning("%s", refused.line)
+        self._apply(refused.actions)
 
     @property
     def requested_port(self) -> int:
@@ -332,53 +284,38 @@ class Server:
         in the returned :class:`ShutdownReport` with the number of messages it did not get.
         """
         grace = self.shutdown_grace if grace is None else grace
-        if self._ws is None or self._closing:
+        if self._ws is None or self._core.closing:
             return ShutdownReport(0, grace)
         self._drain_pending()
-        st = self._stats
-        self.publish_log(
-            run_log_line(
-                f"Shutting down: {st.events_published} events published, {st.connections} connections, "
-                f"{st.overflow_closes} closed as too slow"
-            )
-        )
-        self._closing = True
-        self._ws.close(close_connections=False)
-        clients = list(self._clients)
-        for client in clients:
-            if not client.dead:
-                client.queue.append(_SHUTDOWN)
-                client.wake.set()
-        report = ShutdownReport(len(clients), grace)
         loop = asyncio.get_running_loop()
-        progress = {id(c): (c.stats.sent, loop.time()) for c in clients}
-        running = {
-            c.writer_task: c for c in clients if c.writer_task is not None and not c.writer_task.done()
-        }
+        core = self._core
+        actions = core.shutdown(loop.time(), time.time())
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+        self._ws.close(close_connections=False)
+        conns = list(self._conns.values())
+        self._apply(actions)
+        report = ShutdownReport(len(conns), grace)
+        running = {c.id: c for c in conns if c.writer_task is not None and not c.writer_task.done()}
         while running:
-            await asyncio.wait(running, timeout=min(0.25, grace / 4))
-            now = loop.time()
-            for task, client in list(running.items()):
-                if task.done():
-                    del running[task]
-                    continue
-                sent, since = progress[id(client)]
-                if client.stats.sent != sent:
-                    progress[id(client)] = (client.stats.sent, now)
-                elif now - since >= grace:
-                    del running[task]
-                    undelivered = sum(1 for frame in client.queue if frame is not _SHUTDOWN)
-                    client.dead = True
-                    client.queue.clear()
-                    task.cancel()
-                    if undelivered:
-                        report.stalled.append(StalledClient(client.stats.remote, undelivered))
-                        reason = f"server shutting down: {undelivered} queued messages not delivered"
-                        with contextlib.suppress(asyncio.TimeoutError):
-                            await asyncio.wait_for(self._close(client, CLOSE_SHUTDOWN, reason[:120]), 0.5)
-        for client in clients:
-            if client.conn.transport is not None and not client.conn.transport.is_closing():
-                client.conn.transport.abort()
+            tasks = {c.writer_task for c in running.values() if c.writer_task is not None}
+            await asyncio.wait(tasks, timeout=min(0.25, grace / 4))
+            for cid in [cid for cid, c in running.items() if c.writer_task is None or c.writer_task.done()]:
+                del running[cid]
+            for cid in core.stalled(running, loop.time(), grace):
+                conn = running.pop(cid)
+                missed = core.give_up(cid)
+                if conn.writer_task is not None:
+                    conn.writer_task.cancel()
+                if missed.undelivered:
+                    report.stalled.append(missed)
+                    reason = f"server shutting down: {missed.undelivered} queued messages not delivered"
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._close(conn, CLOSE_SHUTDOWN, reason[:120]), 0.5)
+        for conn in conns:
+            transport = conn.conn.transport
+            if transport is not None and not transport.is_closing():
+                transport.abort()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._ws.wait_closed(), grace)
         return report
@@ -422,23 +359,6 @@ class Server:
             event = dataclasses.replace(event, length=len(payload))
         self._publish(encode_event(event), False)
 
-    def publish_frames(self, frames: Iterable[bytes]) -> None:
-        """Publish already-encoded event frames (each a serialized ``LogEntry``). Thread-safe.
-
-        A frame larger than clients accept is decoded and published as :meth:`publish_event` does.
-        """
-        for frame in frames:
-            if len(frame) > MAX_FRAME_SIZE:
-                message = decode(frame)
-                if isinstance(message, Event):
-                    self.publish_event(message)
-                continue  # anything else that large is not ours to send
-            self._publish(frame, False)
-
-    async def wait_for_client(self) -> None:
-        """Return once at least one client has connected (at once if one already has)."""
-        await self._first_client.wait()
-
     async def wait_room(self, stall: float = 0.5) -> None:
         """Wait until no client that is still reading has its queue more than half full.
 
@@ -446,27 +366,14 @@ class Server:
         clients read. A client that has sent nothing for ``stall`` seconds is stalled and not waited for,
         so it cannot hold the others back; its queue overflows and it is closed as usual.
         """
-        half = self.queue_size // 2
+        loop = asyncio.get_running_loop()
         await asyncio.sleep(0)
-        while True:
-            now = time.monotonic()
-            waiting = False
-            for client in self._clients:
-                if client.dead or len(client.queue) <= half:
-                    continue
-                sent, since = self._progress.get(client.stats.id, (-1, now))
-                if client.stats.sent != sent:
-                    sent, since = client.stats.sent, now
-                self._progress[client.stats.id] = (sent, since)
-                if now - since < stall:
-                    waiting = True
-            if not waiting:
-                return
+        while self._core.needs_room(loop.time(), stall):
             await asyncio.sleep(0.002)
 
     def _publish(self, frame: bytes, is_log: bool) -> None:
         if self._loop is None or threading.get_ident() == self._loop_thread:
-            self._fanout(frame, is_log)
+            self._apply(self._core.publish(frame, log=is_log))
             return
         with self._pending_lock:
             self._pending.append((frame, is_log))
@@ -482,144 +389,157 @@ class Server:
                 if not self._pending:
                     self._drain_scheduled = False
                     return
-                batch = list(self._pending)
-                self._pending.clear()
+                batch, self._pending = self._pending, []
             for frame, is_log in batch:
-                self._fanout(frame, is_log)
+                self._apply(self._core.publish(frame, log=is_log))
 
-    def _fanout(self, frame: bytes, is_log: bool) -> None:
-        stats = self._stats
-        if is_log:
-            stats.logs_published += 1
-            if len(self._log_cache) < LOG_CACHE_SIZE:
-                self._log_cache.append(frame)
-        else:
-            stats.events_published += 1
-        stats.bytes_published += len(frame)
-        if self._closing:
-            return
-        for client in self._clients:
-            self._enqueue(client, frame)
-
-    def _enqueue(self, client: _Client, frame: bytes) -> None:
-        if client.dead:
-            return
-        if len(client.queue) >= self.queue_size or client.queued_bytes + len(frame) > self.queue_bytes:
-            self._overflow(client)
-            return
-        client.queue.append(frame)
-        client.queued_bytes += len(frame)
-        client.wake.set()
-
-    def _overflow(self, client: _Client) -> None:
-        client.dead = True
-        pending = len(client.queue)
-        client.queue.clear()
-        client.queued_bytes = 0
-        self._stats.overflow_closes += 1
-        reason = f"too slow: send queue overflowed ({pending} messages waiting)"
-        logger.warning("closing client %s: %s", client.stats.remote, reason)
-        if client.writer_task is not None:
-            client.writer_task.cancel()
-        asyncio.get_running_loop().create_task(self._close(client, CLOSE_QUEUE_OVERFLOW, reason))
+    def _apply(self, actions: list[Action]) -> None:
+        """Carry out what the core decided: wake writers, close clients that overflowed or flooded."""
+        for action in actions:
+            conn = self._conns.get(action.client)
+            if conn is None:
+                continue
+            if isinstance(action, Overflow):
+                logger.warning("closing client %s: %s", conn.remote, action.reason)
+                if conn.writer_task is not None:
+                    conn.writer_task.cancel()
+                asyncio.get_running_loop().create_task(self._close(conn, action.code, action.reason))
+            elif isinstance(action, Flood):
+                asyncio.get_running_loop().create_task(self._close_flooder(conn, action))
+            else:
+                conn.wake.set()
 
     @staticmethod
-    async def _close(client: _Client, code: int, reason: str) -> None:
+    async def _close(conn: _Conn, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
-            await client.conn.close(code, reason)
+            await conn.conn.close(code, reason)
+
+    @staticmethod
+    async def _close_flooder(conn: _Conn, flood: Flood) -> None:
+        logger.warning("closing client %s: too many messages", conn.remote)
+        # A flooding client rarely answers the close frame: wait a little, then drop it (not websockets'
+        # 10 s close timeout, during which it keeps sending).
+        try:
+            await asyncio.wait_for(conn.conn.close(flood.code, flood.reason), FLOOD_CLOSE_SECONDS)
+        except TimeoutError:
+            conn.conn.transport.abort()
 
     # -- connections -------------------------------------------------------------------------------
 
-    async def _handle(self, conn: ServerConnection) -> None:
-        stats = ClientStats(id=self._next_client_id, remote=_remote(conn), connected_at=time.time())
-        self._next_client_id += 1
-        client = _Client(conn, stats)
-        self._stats.connections += 1
-        # Registration and the startup replay happen with no await between them, so every run-log
-        # line reaches this client exactly once: from the cache or live.
-        self._clients.add(client)
-        self._first_client.set()
-        for frame in self._log_cache:
-            self._enqueue(client, frame)
-        client.writer_task = asyncio.create_task(self._writer(client))
-        client.heartbeat_task = asyncio.create_task(self._heartbeats(client))
-        inbound = RateWindow(self.max_inbound_rate)
+    async def _handle(self, ws: ServerConnection) -> None:
+        loop = asyncio.get_running_loop()
+        core = self._core
+        joined = core.add_client(_remote(ws), loop.time(), time.time())
+        conn = _Conn(ws, joined.client, _remote(ws))
+        self._conns[conn.id] = conn
+        conn.writer_task = asyncio.create_task(self._writer(conn))
+        self._apply(joined.actions)
+        self._schedule_changed.set()
+        self._clients_changed()
         try:
-            async for _message in conn:
-                self._stats.inbound_messages += 1  # clients have nothing to say: read and discard
-                if inbound.hit():
-                    self._stats.flood_closes += 1
-                    client.dead = True
-                    logger.warning("closing client %s: too many messages", stats.remote)
-                    reason = f"too many messages (over {self.max_inbound_rate:g}/s)"
-                    try:
-                        # A flooding client rarely answers the close frame: wait a little, then drop it
-                        # (not websockets' 10 s close timeout, during which it keeps sending).
-                        await asyncio.wait_for(conn.close(CLOSE_FLOOD, reason), FLOOD_CLOSE_SECONDS)
-                    except TimeoutError:
-                        conn.transport.abort()
+            async for _message in ws:
+                flood = core.received(conn.id, loop.time())
+                if flood is not None:
+                    await self._close_flooder(conn, flood)
                     break
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == CLOSE_TOO_BIG:
-                self._stats.oversize_closes += 1
-                logger.warning(
-                    "closed client %s: message over %d bytes", stats.remote, self._max_message_size
-                )
+                core.oversize()
+                logger.warning("closed client %s: message over %d bytes", conn.remote, self._max_message_size)
         finally:
-            self._clients.discard(client)
-            self._progress.pop(stats.id, None)
-            self._stats.disconnections += 1
-            client.heartbeat_task.cancel()
-            if not self._closing:
-                client.writer_task.cancel()
-            client.dead = True
+            core.remove_client(conn.id)
+            if not core.closing:
+                conn.writer_task.cancel()
+                del self._conns[conn.id]
+            self._clients_changed()
 
-    async def _writer(self, client: _Client) -> None:
-        conn = client.conn
-        queue = client.queue
+    async def _writer(self, conn: _Conn) -> None:
+        core = self._core
+        ws = conn.conn
+        cid = conn.id
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                while queue:
-                    frame = queue.popleft()
-                    if frame is _SHUTDOWN:
-                        await conn.close(CLOSE_SHUTDOWN, "server shutting down")
-                        return
-                    client.queued_bytes -= len(frame)
-                    await conn.send(frame)
-                    client.stats.sent += 1
-                client.wake.clear()
-                await client.wake.wait()
+                item = core.pop(cid)
+                if item is None:
+                    conn.wake.clear()
+                    await conn.wake.wait()
+                elif isinstance(item, Close):
+                    await ws.close(item.code, item.reason)
+                    return
+                else:
+                    await ws.send(item)
+                    core.sent(cid, loop.time())
         except ConnectionClosed:
-            client.dead = True
+            core.lost(cid)
 
-    async def _heartbeats(self, client: _Client) -> None:
-        count = 0
-        while not client.dead:
-            self._enqueue(client, encode_heartbeat(int(time.time()), count, f"heartbeat:{count}"))
-            client.stats.heartbeats = count + 1
-            count += 1
-            await asyncio.sleep(self.heartbeat_interval)
+    async def _heartbeats(self) -> None:
+        """The one heartbeat task: queue what the core says is due, then sleep until the next is due
+        (or until a client joins and the schedule changes)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            plan = self._core.heartbeats(loop.time(), time.time())
+            self._apply(plan.actions)
+            self._schedule_changed.clear()
+            timeout = None if plan.next_at is None else max(0.0, plan.next_at - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._schedule_changed.wait(), timeout)
+
+    # -- waiting on clients ------------------------------------------------------------------------
+
+    def _clients_changed(self) -> None:
+        for waiter in list(self._waiters):
+            condition, future = waiter
+            if future.done() or condition():
+                self._waiters.remove(waiter)
+                if not future.done():
+                    future.set_result(None)
+
+    async def _wait_until(self, condition: Callable[[], bool], timeout: float | None) -> None:
+        if condition():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (condition, future)
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(future, timeout)
+        finally:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+
+    async def wait_clients(self, n: int = 1, timeout: float | None = None) -> None:
+        """Return once at least ``n`` clients are registered (at once if they already are).
+
+        A registered client has had the startup log and its first heartbeat queued: whatever is
+        published from then on reaches it. Raises :class:`TimeoutError` after ``timeout`` seconds.
+        """
+        await self._wait_until(lambda: self._core.client_count >= n, timeout)
+
+    async def wait_disconnects(self, n: int, timeout: float | None = None) -> None:
+        """Return once the server has seen ``n`` connections end since it started (see
+        :attr:`ServerStats.disconnections`). Raises :class:`TimeoutError` after ``timeout`` seconds."""
+        await self._wait_until(lambda: self._core.stats(clients=False).disconnections >= n, timeout)
+
+    async def wait_for_client(self) -> None:
+        """Return once at least one client has connected since the server started (at once if one has,
+        even if it has left since)."""
+        await self._wait_until(lambda: self._core.stats(clients=False).connections >= 1, None)
 
     # -- introspection -----------------------------------------------------------------------------
 
     @property
     def client_count(self) -> int:
         """How many clients are connected now."""
-        return len(self._clients)
+        return self._core.client_count
 
     def stats(self) -> ServerStats:
         """A snapshot of the server's counters, with one :class:`ClientStats` per connected client."""
-        snap = ServerStats(**{k: v for k, v in vars(self._stats).items() if k != "clients"})
-        for client in self._clients:
-            client.stats.queued = len(client.queue)
-            client.stats.queued_bytes = client.queued_bytes
-            snap.clients.append(ClientStats(**vars(client.stats)))
-        return snap
+        return self._core.stats()
 
     @property
     def startup_log(self) -> list[bytes]:
         """The cached frames of the first run-log lines (at most :data:`LOG_CACHE_SIZE`)."""
-        return list(self._log_cache)
+        return self._core.startup_log
 
 
 def _remote(conn: ServerConnection) -> str:
