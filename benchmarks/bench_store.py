@@ -7,6 +7,8 @@ Rows:
   beside a bare ``executemany`` of the same rows in one transaction per 5,000 (the baseline).
 - ``record`` end to end: a server bursts N demo events to an ``ecaptureq record`` process; events/s
   from the first publish until every row is committed.
+- database size with HTTP decode beside the same events stored without decoding (the baseline), and the
+  ``exchanges`` table's share: the ``detail`` JSON and the body columns, in bytes per exchange.
 - ``LIKE`` over 1,000,000 packets: ``ecaptureq query``'s path (``payload_utf8 LIKE '%password%'``) beside
   the same SQL on a plain sqlite3 connection.
 """
@@ -94,6 +96,18 @@ async def record_end_to_end(path: Path, events: list[Event]) -> float:
     return len(events) / (done_at - t0)
 
 
+def exchange_bytes(path: Path) -> tuple[int, float, float]:
+    """Exchanges stored, and the mean bytes per exchange of its ``detail`` JSON and of its body columns."""
+    with sqlite3.connect(path) as db:
+        count, detail, bodies = db.execute(
+            "SELECT count(*), coalesce(sum(length(CAST(detail AS BLOB))), 0),"
+            " coalesce(sum(coalesce(length(request_body), 0) + coalesce(length(response_body), 0)"
+            " + coalesce(length(CAST(request_body_text AS BLOB)), 0)"
+            " + coalesce(length(CAST(response_body_text AS BLOB)), 0)), 0) FROM exchanges"
+        ).fetchone()
+    return count, detail / max(count, 1), bodies / max(count, 1)
+
+
 def like_query(path: Path, n: int) -> tuple[float, float, int]:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -150,6 +164,25 @@ def main() -> int:
         rows.append(
             ("store.add + HTTP decode", f"{decoded:,.0f} ev/s", f"{base:,.0f} ev/s", f"{decoded / base:.2f}")
         )
+        plain_size = (d / "plain.db").stat().st_size
+        decoded_size = (d / "decoded.db").stat().st_size
+        rows.append(
+            (
+                "database size, HTTP decode",
+                f"{decoded_size / 2**20:,.1f} MiB",
+                f"{plain_size / 2**20:,.1f} MiB",
+                f"{decoded_size / plain_size:.2f}",
+            )
+        )
+        count, detail_bytes, body_bytes = exchange_bytes(d / "decoded.db")
+        rows.append(
+            (
+                f"detail JSON per exchange ({count:,})",
+                f"{detail_bytes:,.0f} B",
+                f"{body_bytes:,.0f} B",
+                f"{detail_bytes / max(body_bytes, 1):.2f}",
+            )
+        )
         e2e = asyncio.run(record_end_to_end(d / "e2e.db", events))
         rows.append(
             ("record process, end to end", f"{e2e:,.0f} ev/s", f"{base:,.0f} ev/s", f"{e2e / base:.2f}")
@@ -169,7 +202,8 @@ def main() -> int:
     for r in [header, tuple("-" * w for w in widths), *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
     print(
-        "baseline: bare sqlite3 executemany of the same rows (insert rows); plain sqlite3 SELECT (LIKE row)"
+        "baseline: bare sqlite3 executemany of the same rows (insert rows); the database without decoding"
+        " (size row); the body columns of the same exchanges (detail row); plain sqlite3 SELECT (LIKE row)"
     )
     return 0
 
