@@ -2,14 +2,20 @@
 
 Like mitmproxy's flow, an :class:`Exchange` is one request and its response on one connection. The
 terminal view, JSON Lines, the SQLite store, HAR export and the web UI all read these plain dataclasses,
-and each has a :meth:`to_dict` form that :func:`json.dumps` accepts.
+and each has a :meth:`to_dict` form that :func:`json.dumps` accepts. An exchange round-trips:
+``Exchange.from_dict(x.to_dict()) == x``. Its dict carries :data:`FLOW_FORMAT` (key ``format_version``);
+one without it is format 1 (written before the key existed) and still loads. A malformed dict, or one of
+a format this version does not know, raises :class:`FlowFormatError` saying which field and what value.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal, cast, get_args
+from urllib.parse import SplitResult, urlsplit
 
 from ecaptureq.decode.bodies import decode_body, pretty_json
 from ecaptureq.decode.meta import EventMeta
@@ -18,8 +24,173 @@ Protocol = Literal["http/1.1", "http/1.0", "h2"]
 """The HTTP version an exchange was carried by."""
 
 
+FLOW_FORMAT: Final = 2
+"""The format of :meth:`Exchange.to_dict` (its ``format_version``). Format 1 had no such key, kept a
+message's ``body`` only when it had no text, and no ``raw_body``; format 2 keeps everything an exchange
+holds (each byte string once: ``body_b64`` only when the body is not its text's UTF-8, ``raw_body_b64``
+only when the body as carried differs from the decoded one)."""
+
+FLOW_FORMATS: Final = (1, FLOW_FORMAT)
+"""The formats :meth:`Exchange.from_dict` reads."""
+
+Clock = Literal["epoch", "boot", "unset"]
+"""What an exchange's times count from: the Unix epoch, the boot of the captured host, or unknown."""
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+class FlowFormatError(ValueError):
+    """A dict that :meth:`Exchange.from_dict` or :meth:`HttpMessage.from_dict` cannot read.
+
+    ``field`` is where (``request.headers[2]``), ``value`` what was found there (``None`` when the field
+    is missing) and ``expected`` what it should have been.
+    """
+
+    def __init__(self, field: str, value: object, expected: str) -> None:
+        self.field = field
+        self.value = value
+        self.expected = expected
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"{field}: expected {expected}, found {shown}")
+
+
+class UnknownFlowFormat(FlowFormatError):
+    """The dict's ``format_version`` is not one this version reads (:data:`FLOW_FORMATS`): it was
+    written by a newer ecaptureq. ``version`` is the value found."""
+
+    def __init__(self, version: object) -> None:
+        self.version = version
+        super().__init__("format_version", version, f"one of {', '.join(map(str, FLOW_FORMATS))}")
+
+
+class _Reader:
+    """Typed reads of one JSON object's fields, each failure a :class:`FlowFormatError` naming the field."""
+
+    def __init__(self, data: object, where: str, what: str) -> None:
+        if not isinstance(data, Mapping):
+            raise FlowFormatError(where or what, data, "an object")
+        self.data = data
+        self.where = where
+
+    def name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def value(self, key: str, check: Callable[[object], bool], expected: str) -> object:
+        """The field's value, ``None`` when it is missing or ``null``; raise when ``check`` refuses it."""
+        value = self.data.get(key)
+        if value is not None and not check(value):
+            raise FlowFormatError(self.name(key), value, expected)
+        return value
+
+    def required(self, key: str, check: Callable[[object], bool], expected: str) -> object:
+        value = self.data.get(key)
+        if value is None or not check(value):
+            raise FlowFormatError(self.name(key), value, expected)
+        return value
+
+    def text(self, key: str) -> str:
+        return self.opt_text(key) or ""
+
+    def opt_text(self, key: str) -> str | None:
+        value = self.value(key, _is_str, "text")
+        return value if isinstance(value, str) else None
+
+    def opt_int(self, key: str) -> int | None:
+        value = self.value(key, _is_int, "an integer")
+        return value if isinstance(value, int) else None
+
+    def integer(self, key: str, default: int) -> int:
+        value = self.opt_int(key)
+        return default if value is None else value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.value(key, _is_bool, "true or false")
+        return value if isinstance(value, bool) else default
+
+    def choice(self, key: str, allowed: tuple[str, ...], default: str) -> str:
+        value = self.value(key, lambda v: v in allowed, f"one of {', '.join(allowed)}")
+        return value if isinstance(value, str) else default
+
+    def data_bytes(self, key: str) -> bytes | None:
+        encoded = self.opt_text(key)
+        return None if encoded is None else _unb64(encoded, self.name(key))
+
+    def items(self, key: str, expected: str) -> list[object] | None:
+        value = self.value(key, _is_list, expected)
+        return list(value) if isinstance(value, list | tuple) else None
+
+    def texts(self, key: str) -> list[str]:
+        out: list[str] = []
+        for i, item in enumerate(self.items(key, "a list of text") or []):
+            if not isinstance(item, str):
+                raise FlowFormatError(f"{self.name(key)}[{i}]", item, "text")
+            out.append(item)
+        return out
+
+    def pairs(self, key: str) -> list[tuple[str, str]] | None:
+        items = self.items(key, "a list of [name, value] pairs")
+        if items is None:
+            return None
+        out: list[tuple[str, str]] = []
+        for i, item in enumerate(items):
+            if not (isinstance(item, list | tuple) and len(item) == 2):
+                raise FlowFormatError(f"{self.name(key)}[{i}]", item, "a [name, value] pair of text")
+            name, value = item
+            if not (isinstance(name, str) and isinstance(value, str)):
+                raise FlowFormatError(f"{self.name(key)}[{i}]", item, "a [name, value] pair of text")
+            out.append((name, value))
+        return out
+
+    def blobs(self, key: str) -> list[bytes] | None:
+        items = self.items(key, "a list of base64 text")
+        if items is None:
+            return None
+        out: list[bytes] = []
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                raise FlowFormatError(f"{self.name(key)}[{i}]", item, "base64 text")
+            out.append(_unb64(item, f"{self.name(key)}[{i}]"))
+        return out
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_bool(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_list(value: object) -> bool:
+    return isinstance(value, list | tuple)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _unb64(text: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise FlowFormatError(where, text, "base64 text") from None
+
+
+def split_url(url: str) -> SplitResult | None:
+    """``url`` split into its parts, or ``None`` when it cannot be (a captured authority such as ``[``, an
+    unclosed IPv6 bracket, makes :func:`urllib.parse.urlsplit` raise): such a URL is carried as text."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
 
 
 @dataclass(slots=True)
@@ -105,22 +276,31 @@ class HttpMessage:
         return self.body_text
 
     @property
-    def host(self) -> str:
-        """The host the request went to (``:authority`` or ``Host``, without a port)."""
-        authority = self.authority or self.header("host")
-        if authority.startswith("["):
-            return authority[1:].split("]", 1)[0]
-        return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+    def netloc(self) -> str:
+        """Where the request went as sent: ``:authority``, else the ``Host`` header (with any port)."""
+        return self.authority or self.header("host")
 
     @property
-    def first_line(self) -> str:
-        """``METHOD URL`` for a request, ``STATUS REASON`` for a response."""
-        if self.kind == "request":
-            return f"{self.method} {self.url or self.path}".strip()
-        return f"{self.status if self.status is not None else '???'} {self.reason}".strip()
+    def host(self) -> str:
+        """The host the request went to (:attr:`netloc` without a port or IPv6 brackets)."""
+        netloc = self.netloc
+        if netloc.startswith("["):
+            return netloc[1:].split("]", 1)[0]
+        return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+
+    @property
+    def target(self) -> str:
+        """The request's URL as decoded, else its path (``""`` when a late join lost both)."""
+        return self.url or self.path
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able form: bytes become base64 (``body_b64``), ``body_text`` stays text."""
+        """A JSON-able form that :meth:`from_dict` reads back equal (format :data:`FLOW_FORMAT`).
+
+        Bytes become base64, each once: ``body_b64`` only when ``body`` is not ``body_text`` in UTF-8
+        (binary, or another charset), ``raw_body_b64`` only when ``raw_body`` differs from ``body``
+        (content-encoded or cut), ``raw_b64`` when there are undecodable bytes.
+        """
+        text_bytes = self.body_text.encode("utf-8", "surrogatepass") if self.body_text is not None else b""
         return {
             "kind": self.kind,
             "protocol": self.protocol,
@@ -138,7 +318,8 @@ class HttpMessage:
             "charset": self.charset,
             "body_size": self.body_size,
             "body_text": self.body_text,
-            "body_b64": _b64(self.body) if self.body_text is None and self.body else None,
+            "body_b64": _b64(self.body) if self.body != text_bytes else None,
+            "raw_body_b64": _b64(self.raw_body) if self.raw_body != self.body else None,
             "is_json": self.is_json,
             "form": [[k, v] for k, v in self.form] if self.form is not None else None,
             "grpc_messages": [_b64(m) for m in self.grpc_messages]
@@ -149,9 +330,57 @@ class HttpMessage:
             "complete": self.complete,
             "errors": list(self.errors),
             "notes": list(self.notes),
-            "raw_b64": _b64(self.raw) if self.errors and self.raw else None,
+            "raw_b64": _b64(self.raw) if self.raw else None,
             "time_ns": self.time_ns,
         }
+
+    @classmethod
+    def from_dict(cls, data: object, version: int = FLOW_FORMAT, where: str = "") -> HttpMessage:
+        """The message :meth:`to_dict` made ``data`` from (format ``version``; see :data:`FLOW_FORMAT`).
+
+        A missing or ``null`` field takes its default (stored messages leave out what has its own column).
+        ``where`` names the message in errors (``request``).
+
+        Raises:
+            FlowFormatError: a field has the wrong type or is not valid base64; ``kind`` is missing.
+        """
+        r = _Reader(data, where, "message")
+        kind = r.required("kind", lambda v: v in ("request", "response"), "request or response")
+        body_text = r.opt_text("body_text")
+        body = r.data_bytes("body_b64")
+        if body is None:  # format 1 kept no body beside its text; format 2 leaves out the text's UTF-8
+            body = body_text.encode("utf-8", "surrogatepass") if body_text is not None else b""
+        raw_body = r.data_bytes("raw_body_b64") if version >= 2 else None
+        return cls(
+            kind=cast(Literal["request", "response"], kind),
+            protocol=cast(Protocol, r.choice("protocol", get_args(Protocol), "http/1.1")),
+            method=r.text("method"),
+            url=r.text("url"),
+            path=r.text("path"),
+            scheme=r.text("scheme"),
+            authority=r.text("authority"),
+            status=r.opt_int("status"),
+            reason=r.text("reason"),
+            headers=r.pairs("headers") or [],
+            trailers=r.pairs("trailers") or [],
+            raw_body=body if raw_body is None else raw_body,
+            body=body,
+            body_text=body_text,
+            body_size=r.integer("body_size", 0),
+            content_type=r.text("content_type"),
+            content_encoding=r.text("content_encoding"),
+            charset=r.opt_text("charset"),
+            is_json=r.flag("is_json", False),
+            form=r.pairs("form"),
+            grpc_messages=r.blobs("grpc_messages"),
+            stream_id=r.opt_int("stream_id"),
+            truncated=r.flag("truncated", False),
+            complete=r.flag("complete", True),
+            errors=r.texts("errors"),
+            notes=r.texts("notes"),
+            raw=r.data_bytes("raw_b64") or b"",
+            time_ns=r.opt_int("time_ns"),
+        )
 
 
 @dataclass(slots=True)
@@ -178,7 +407,7 @@ class Exchange:
     src_port: int = 0
     dst_ip: str = ""
     dst_port: int = 0
-    clock: Literal["epoch", "boot", "unset"] = "unset"
+    clock: Clock = "unset"
     started_ns: int | None = None
     ended_ns: int | None = None
     latency: float | None = None
@@ -188,9 +417,31 @@ class Exchange:
         """Whether both the request and the response were seen."""
         return self.request is not None and self.response is not None
 
+    @property
+    def url(self) -> str:
+        """The request's absolute URL: as decoded when it has a scheme, else made from its scheme
+        (``https`` when unknown), :attr:`HttpMessage.netloc` (the destination address when there is none)
+        and path. ``""`` when there is no request or its URL and path are unknown: never made up from the
+        address alone."""
+        req = self.request
+        if req is None:
+            return ""
+        parts = split_url(req.url)
+        if parts is not None and parts.scheme:
+            return req.url
+        if not req.target:
+            return ""
+        netloc = req.netloc
+        if not netloc:
+            netloc = f"{self.dst_ip}:{self.dst_port}" if self.dst_ip else "unknown.invalid"
+        path = req.path or req.url or "/"
+        return f"{req.scheme or 'https'}://{netloc}{path if path.startswith('/') else '/' + path}"
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able form, messages nested with :meth:`HttpMessage.to_dict`."""
+        """A JSON-able form (format :data:`FLOW_FORMAT`), messages nested with :meth:`HttpMessage.to_dict`;
+        :meth:`from_dict` reads it back equal."""
         return {
+            "format_version": FLOW_FORMAT,
             "id": self.id,
             "connection": self.connection,
             "protocol": self.protocol,
@@ -210,6 +461,43 @@ class Exchange:
             "request": self.request.to_dict() if self.request else None,
             "response": self.response.to_dict() if self.response else None,
         }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Exchange:
+        """The exchange :meth:`to_dict` made ``data`` from, of any format in :data:`FLOW_FORMATS` (no
+        ``format_version`` is format 1). A missing or ``null`` field takes its default, but for ``id`` and
+        ``connection``.
+
+        Raises:
+            UnknownFlowFormat: ``format_version`` is not one this version reads.
+            FlowFormatError: ``data`` is not an object, or a field has the wrong type or value.
+        """
+        r = _Reader(data, "", "exchange")
+        version = r.data.get("format_version", 1)
+        if not _is_int(version) or version not in FLOW_FORMATS:
+            raise UnknownFlowFormat(version)
+        request, response = r.data.get("request"), r.data.get("response")
+        latency = r.value("latency", _is_number, "a number")
+        return cls(
+            id=cast(int, r.required("id", _is_int, "an integer")),
+            connection=cast(str, r.required("connection", _is_str, "text")),
+            protocol=cast(Protocol, r.choice("protocol", get_args(Protocol), "http/1.1")),
+            stream_id=r.opt_int("stream_id"),
+            request=None if request is None else HttpMessage.from_dict(request, version, "request"),
+            response=None if response is None else HttpMessage.from_dict(response, version, "response"),
+            pid=r.opt_int("pid"),
+            pname=r.text("pname"),
+            tid=r.opt_int("tid"),
+            fd=r.opt_int("fd"),
+            src_ip=r.text("src_ip"),
+            src_port=r.integer("src_port", 0),
+            dst_ip=r.text("dst_ip"),
+            dst_port=r.integer("dst_port", 0),
+            clock=cast(Clock, r.choice("clock", get_args(Clock), "unset")),
+            started_ns=r.opt_int("started_ns"),
+            ended_ns=r.opt_int("ended_ns"),
+            latency=float(latency) if isinstance(latency, int | float) else None,
+        )
 
 
 @dataclass(slots=True)

@@ -110,11 +110,12 @@ def _cut(items: list[str]) -> list[str]:
 
 def _stored_message(msg: HttpMessage | None) -> dict[str, Any] | None:
     # The detail JSON of a message without what has its own column (headers, bodies) or is derived from
-    # them on reading (form fields, gRPC messages): each fact stored once.
+    # them on reading (form fields; gRPC messages are not kept), nor the body as carried (the packets
+    # have it): each fact stored once. load_exchange puts the columns back.
     if msg is None:
         return None
     d = msg.to_dict()
-    for key in ("headers", "body_text", "body_b64", "form", "grpc_messages"):
+    for key in ("headers", "body_text", "body_b64", "raw_body_b64", "form", "grpc_messages"):
         d.pop(key, None)
     for key in ("method", "url", "path", "scheme", "authority", "reason", "content_type", "content_encoding"):
         if isinstance(d.get(key), str):
@@ -126,8 +127,8 @@ def _stored_message(msg: HttpMessage | None) -> dict[str, Any] | None:
     if decoded > BODY_STORED:
         notes = [*notes, f"stored: the first {BODY_STORED} of {decoded} decoded bytes"]
     d["notes"] = _cut(notes)
-    if d.get("raw_b64"):
-        d["raw_b64"] = base64.b64encode(msg.raw[:BODY_STORED]).decode("ascii")
+    # the undecodable bytes, capped, and only beside the errors that say why they are there
+    d["raw_b64"] = base64.b64encode(msg.raw[:BODY_STORED]).decode("ascii") if msg.raw and msg.errors else None
     return d
 
 
@@ -163,7 +164,7 @@ def exchange_row(row_id: int, ex: Exchange, node: str | None = None) -> tuple[An
         ex.ended_ns,
         ex.latency,
         (req.method[:NOTE_CHARS] or None) if req else None,  # NULL, not "", when a late join lost it
-        ((req.url or req.path)[:HEADERS_STORED] or None) if req else None,
+        (req.target[:HEADERS_STORED] or None) if req else None,
         req.host[:NOTE_CHARS] if req else None,
         (req.path[:HEADERS_STORED] or None) if req else None,
         resp.status if resp else None,
