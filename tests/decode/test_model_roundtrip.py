@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flow_support import FORMAT_1
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -163,90 +164,6 @@ def test_exchange_round_trips_through_the_store(ex: Exchange, tmp_path: Path) ->
     loaded = load_exchange(stored)
     want = dataclasses.replace(ex, request=_as_stored(ex.request), response=_as_stored(ex.response))
     assert loaded == want
-
-
-# Written by the code before the format had a version (format 1): a request with a form body, and a
-# gzip-encoded binary response with a decoding error. Such rows are in users' databases.
-FORMAT_1: dict[str, Any] = {
-    "id": 7,
-    "connection": "1234_5678",
-    "protocol": "http/1.1",
-    "stream_id": None,
-    "pid": 42,
-    "pname": "curl",
-    "tid": 43,
-    "fd": 5,
-    "src_ip": "10.0.0.2",
-    "src_port": 50000,
-    "dst_ip": "93.184.216.34",
-    "dst_port": 443,
-    "clock": "epoch",
-    "started_ns": 1700000000000000000,
-    "ended_ns": 1700000000050000000,
-    "latency": 0.05,
-    "request": {
-        "kind": "request",
-        "protocol": "http/1.1",
-        "method": "POST",
-        "url": "https://api.example.com/v1/login?next=/a",
-        "path": "/v1/login?next=/a",
-        "scheme": "https",
-        "authority": "api.example.com",
-        "status": None,
-        "reason": None,
-        "headers": [
-            ["Host", "api.example.com"],
-            ["Content-Type", "application/x-www-form-urlencoded"],
-            ["X-Odd", "caf\u00e9 \u0001"],
-        ],
-        "trailers": [],
-        "content_type": "application/x-www-form-urlencoded",
-        "content_encoding": None,
-        "charset": None,
-        "body_size": 26,
-        "body_text": "user=o%27neil&pass=hunter2",
-        "body_b64": None,
-        "is_json": False,
-        "form": [["user", "o'neil"], ["pass", "hunter2"]],
-        "grpc_messages": None,
-        "stream_id": None,
-        "truncated": False,
-        "complete": True,
-        "errors": [],
-        "notes": [],
-        "raw_b64": None,
-        "time_ns": 1700000000000000000,
-    },
-    "response": {
-        "kind": "response",
-        "protocol": "http/1.1",
-        "method": None,
-        "url": None,
-        "path": None,
-        "scheme": None,
-        "authority": None,
-        "status": 200,
-        "reason": "OK",
-        "headers": [["Content-Type", "application/octet-stream"], ["Content-Encoding", "gzip"]],
-        "trailers": [],
-        "content_type": "application/octet-stream",
-        "content_encoding": "gzip",
-        "charset": None,
-        "body_size": 30,
-        "body_text": None,
-        "body_b64": "AAECYmluYXJ5/w==",
-        "is_json": False,
-        "form": None,
-        "grpc_messages": None,
-        "stream_id": None,
-        "truncated": False,
-        "complete": True,
-        "errors": ["HTTP/1.x: example error"],
-        "notes": [],
-        "raw_b64": "3q0=",
-        "time_ns": 1700000000050000000,
-    },
-}
 
 
 def test_format_1_loads() -> None:
