@@ -284,3 +284,38 @@ def test_base64_fields_are_validated_not_guessed() -> None:
     with pytest.raises(FlowFormatError) as raised:
         Exchange.from_dict(d)
     assert raised.value.field == "response.raw_b64"
+
+
+@pytest.mark.parametrize(
+    ("request_", "want"),
+    [
+        (
+            HttpMessage("request", url="http://a.example:8080/x?q=1", path="/x?q=1"),
+            "http://a.example:8080/x?q=1",
+        ),
+        (HttpMessage("request", path="/x", headers=[("Host", "a.example")]), "https://a.example/x"),
+        (HttpMessage("request", path="/x", scheme="http", authority="b.example:81"), "http://b.example:81/x"),
+        (HttpMessage("request", path="/x"), "https://10.0.0.1:8443/x"),  # no Host: the address it went to
+        (HttpMessage("request", url="x", path=""), "https://10.0.0.1:8443/x"),
+        (HttpMessage("request", path="/p", headers=[("Host", "[")]), "https://[/p"),  # carried as text
+        (HttpMessage("request", method="GET"), ""),  # a late join lost the path: not made up
+        (None, ""),
+    ],
+)
+def test_url_is_derived_once_on_the_model(request_: HttpMessage | None, want: str) -> None:
+    assert Exchange(1, "c", request=request_, dst_ip="10.0.0.1", dst_port=8443).url == want
+
+
+@pytest.mark.parametrize(
+    ("headers", "authority", "host", "netloc"),
+    [
+        ([("HOST", "a.example:443")], "", "a.example", "a.example:443"),
+        ([("Host", "ignored")], "b.example", "b.example", "b.example"),
+        ([("Host", "[::1]:8080")], "", "::1", "[::1]:8080"),
+        ([("Host", "::1")], "", "::1", "::1"),
+        ([], "", "", ""),
+    ],
+)
+def test_host_and_netloc(headers: list[tuple[str, str]], authority: str, host: str, netloc: str) -> None:
+    msg = HttpMessage("request", headers=headers, authority=authority)
+    assert (msg.host, msg.netloc) == (host, netloc)
