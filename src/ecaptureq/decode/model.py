@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, cast, get_args
+from typing import Any, Final, Literal, get_args
 from urllib.parse import SplitResult, urlsplit
 
 from ecaptureq.decode.bodies import decode_body, pretty_json
@@ -35,6 +35,9 @@ FLOW_FORMATS: Final = (1, FLOW_FORMAT)
 
 Clock = Literal["epoch", "boot", "unset"]
 """What an exchange's times count from: the Unix epoch, the boot of the captured host, or unknown."""
+
+_PROTOCOLS: Final = get_args(Protocol)
+_CLOCKS: Final = get_args(Clock)
 
 
 def _b64(data: bytes) -> str:
@@ -67,114 +70,106 @@ class UnknownFlowFormat(FlowFormatError):
         super().__init__("format_version", version, f"one of {', '.join(map(str, FLOW_FORMATS))}")
 
 
-class _Reader:
-    """Typed reads of one JSON object's fields, each failure a :class:`FlowFormatError` naming the field."""
+_TEXT: Final = ((str,), "text")
+_INT: Final = ((int,), "an integer")  # type(v) is int: a bool is not one
+_BOOL: Final = ((bool,), "true or false")
+_PAIRS: Final = ((list, tuple), "a list of [name, value] pairs")
+_TEXTS: Final = ((list, tuple), "a list of text")
+_BLOBS: Final = ((list, tuple), "a list of base64 text")
+_NUMBER: Final = ((int, float), "a number")
 
-    def __init__(self, data: object, where: str, what: str) -> None:
-        if not isinstance(data, Mapping):
-            raise FlowFormatError(where or what, data, "an object")
-        self.data = data
-        self.where = where
+_MESSAGE_FIELDS: Final[dict[str, tuple[tuple[type, ...], str]]] = {
+    **dict.fromkeys(
+        ("method", "url", "path", "scheme", "authority", "reason", "content_type", "content_encoding"), _TEXT
+    ),
+    **dict.fromkeys(("body_text", "charset", "body_b64", "raw_body_b64", "raw_b64"), _TEXT),
+    **dict.fromkeys(("status", "body_size", "stream_id", "time_ns"), _INT),
+    **dict.fromkeys(("is_json", "truncated", "complete"), _BOOL),
+    **dict.fromkeys(("headers", "trailers", "form"), _PAIRS),
+    **dict.fromkeys(("errors", "notes"), _TEXTS),
+    "grpc_messages": _BLOBS,
+}
+"""The type of each field of :meth:`HttpMessage.to_dict` (any may be missing or ``null``)."""
 
-    def name(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def value(self, key: str, check: Callable[[object], bool], expected: str) -> object:
-        """The field's value, ``None`` when it is missing or ``null``; raise when ``check`` refuses it."""
-        value = self.data.get(key)
-        if value is not None and not check(value):
-            raise FlowFormatError(self.name(key), value, expected)
-        return value
-
-    def required(self, key: str, check: Callable[[object], bool], expected: str) -> object:
-        value = self.data.get(key)
-        if value is None or not check(value):
-            raise FlowFormatError(self.name(key), value, expected)
-        return value
-
-    def text(self, key: str) -> str:
-        return self.opt_text(key) or ""
-
-    def opt_text(self, key: str) -> str | None:
-        value = self.value(key, _is_str, "text")
-        return value if isinstance(value, str) else None
-
-    def opt_int(self, key: str) -> int | None:
-        value = self.value(key, _is_int, "an integer")
-        return value if isinstance(value, int) else None
-
-    def integer(self, key: str, default: int) -> int:
-        value = self.opt_int(key)
-        return default if value is None else value
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.value(key, _is_bool, "true or false")
-        return value if isinstance(value, bool) else default
-
-    def choice(self, key: str, allowed: tuple[str, ...], default: str) -> str:
-        value = self.value(key, lambda v: v in allowed, f"one of {', '.join(allowed)}")
-        return value if isinstance(value, str) else default
-
-    def data_bytes(self, key: str) -> bytes | None:
-        encoded = self.opt_text(key)
-        return None if encoded is None else _unb64(encoded, self.name(key))
-
-    def items(self, key: str, expected: str) -> list[object] | None:
-        value = self.value(key, _is_list, expected)
-        return list(value) if isinstance(value, list | tuple) else None
-
-    def texts(self, key: str) -> list[str]:
-        out: list[str] = []
-        for i, item in enumerate(self.items(key, "a list of text") or []):
-            if not isinstance(item, str):
-                raise FlowFormatError(f"{self.name(key)}[{i}]", item, "text")
-            out.append(item)
-        return out
-
-    def pairs(self, key: str) -> list[tuple[str, str]] | None:
-        items = self.items(key, "a list of [name, value] pairs")
-        if items is None:
-            return None
-        out: list[tuple[str, str]] = []
-        for i, item in enumerate(items):
-            if not (isinstance(item, list | tuple) and len(item) == 2):
-                raise FlowFormatError(f"{self.name(key)}[{i}]", item, "a [name, value] pair of text")
-            name, value = item
-            if not (isinstance(name, str) and isinstance(value, str)):
-                raise FlowFormatError(f"{self.name(key)}[{i}]", item, "a [name, value] pair of text")
-            out.append((name, value))
-        return out
-
-    def blobs(self, key: str) -> list[bytes] | None:
-        items = self.items(key, "a list of base64 text")
-        if items is None:
-            return None
-        out: list[bytes] = []
-        for i, item in enumerate(items):
-            if not isinstance(item, str):
-                raise FlowFormatError(f"{self.name(key)}[{i}]", item, "base64 text")
-            out.append(_unb64(item, f"{self.name(key)}[{i}]"))
-        return out
+_EXCHANGE_FIELDS: Final[dict[str, tuple[tuple[type, ...], str]]] = {
+    **dict.fromkeys(("pname", "src_ip", "dst_ip"), _TEXT),
+    **dict.fromkeys(
+        ("stream_id", "pid", "tid", "fd", "src_port", "dst_port", "started_ns", "ended_ns"), _INT
+    ),
+    "latency": _NUMBER,
+}
+"""The type of each scalar field of :meth:`Exchange.to_dict` (any may be missing or ``null``)."""
 
 
-def _is_str(value: object) -> bool:
-    return isinstance(value, str)
+def _fields(
+    data: object, schema: dict[str, tuple[tuple[type, ...], str]], where: str, what: str
+) -> Mapping[str, Any]:
+    """``data`` as a mapping whose fields in ``schema`` have their types (or are missing or ``null``)."""
+    if not isinstance(data, Mapping):
+        raise FlowFormatError(where or what, data, "an object")
+    get = data.get
+    for key, (types, expected) in schema.items():
+        value = get(key)
+        if value is not None and type(value) not in types:
+            raise FlowFormatError(_name(where, key), value, expected)
+    return data
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _name(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
 
 
-def _is_bool(value: object) -> bool:
-    return isinstance(value, bool)
+def _choice(
+    data: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: str | None, where: str
+) -> Any:
+    """The field's value when it is one of ``allowed``; ``default`` when missing (required when ``None``)."""
+    value = data.get(key)
+    if value is None and default is not None:
+        return default
+    if value not in allowed:
+        raise FlowFormatError(_name(where, key), value, f"one of {', '.join(allowed)}")
+    return value
 
 
-def _is_list(value: object) -> bool:
-    return isinstance(value, list | tuple)
+def _required(data: Mapping[str, Any], key: str, kind: tuple[tuple[type, ...], str], where: str) -> Any:
+    value = data.get(key)
+    if type(value) not in kind[0]:
+        raise FlowFormatError(_name(where, key), value, kind[1])
+    return value
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _pairs(items: Any, where: str, key: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for i, item in enumerate(items or ()):
+        if (
+            type(item) not in (list, tuple)
+            or len(item) != 2
+            or type(item[0]) is not str
+            or type(item[1]) is not str
+        ):
+            raise FlowFormatError(f"{_name(where, key)}[{i}]", item, "a [name, value] pair of text")
+        out.append((item[0], item[1]))
+    return out
+
+
+def _texts(items: Any, where: str, key: str) -> list[str]:
+    for i, item in enumerate(items or ()):
+        if type(item) is not str:
+            raise FlowFormatError(f"{_name(where, key)}[{i}]", item, "text")
+    return list(items or ())
+
+
+def _blobs(items: Any, where: str, key: str) -> list[bytes]:
+    out: list[bytes] = []
+    for i, item in enumerate(items):
+        if type(item) is not str:
+            raise FlowFormatError(f"{_name(where, key)}[{i}]", item, "base64 text")
+        out.append(_unb64(item, f"{_name(where, key)}[{i}]"))
+    return out
+
+
+def _bytes(text: str | None, where: str, key: str) -> bytes | None:
+    return None if text is None else _unb64(text, _name(where, key))
 
 
 def _unb64(text: str, where: str) -> bytes:
@@ -344,42 +339,44 @@ class HttpMessage:
         Raises:
             FlowFormatError: a field has the wrong type or is not valid base64; ``kind`` is missing.
         """
-        r = _Reader(data, where, "message")
-        kind = r.required("kind", lambda v: v in ("request", "response"), "request or response")
-        body_text = r.opt_text("body_text")
-        body = r.data_bytes("body_b64")
+        d = _fields(data, _MESSAGE_FIELDS, where, "message")
+        kind = _choice(d, "kind", ("request", "response"), None, where)
+        body_text = d.get("body_text")
+        body = _bytes(d.get("body_b64"), where, "body_b64")
         if body is None:  # format 1 kept no body beside its text; format 2 leaves out the text's UTF-8
             body = body_text.encode("utf-8", "surrogatepass") if body_text is not None else b""
-        raw_body = r.data_bytes("raw_body_b64") if version >= 2 else None
+        raw_body = _bytes(d.get("raw_body_b64"), where, "raw_body_b64") if version >= 2 else None
+        complete = d.get("complete")
+        form, grpc = d.get("form"), d.get("grpc_messages")
         return cls(
-            kind=cast(Literal["request", "response"], kind),
-            protocol=cast(Protocol, r.choice("protocol", get_args(Protocol), "http/1.1")),
-            method=r.text("method"),
-            url=r.text("url"),
-            path=r.text("path"),
-            scheme=r.text("scheme"),
-            authority=r.text("authority"),
-            status=r.opt_int("status"),
-            reason=r.text("reason"),
-            headers=r.pairs("headers") or [],
-            trailers=r.pairs("trailers") or [],
+            kind=kind,
+            protocol=_choice(d, "protocol", _PROTOCOLS, "http/1.1", where),
+            method=d.get("method") or "",
+            url=d.get("url") or "",
+            path=d.get("path") or "",
+            scheme=d.get("scheme") or "",
+            authority=d.get("authority") or "",
+            status=d.get("status"),
+            reason=d.get("reason") or "",
+            headers=_pairs(d.get("headers"), where, "headers"),
+            trailers=_pairs(d.get("trailers"), where, "trailers"),
             raw_body=body if raw_body is None else raw_body,
             body=body,
             body_text=body_text,
-            body_size=r.integer("body_size", 0),
-            content_type=r.text("content_type"),
-            content_encoding=r.text("content_encoding"),
-            charset=r.opt_text("charset"),
-            is_json=r.flag("is_json", False),
-            form=r.pairs("form"),
-            grpc_messages=r.blobs("grpc_messages"),
-            stream_id=r.opt_int("stream_id"),
-            truncated=r.flag("truncated", False),
-            complete=r.flag("complete", True),
-            errors=r.texts("errors"),
-            notes=r.texts("notes"),
-            raw=r.data_bytes("raw_b64") or b"",
-            time_ns=r.opt_int("time_ns"),
+            body_size=d.get("body_size") or 0,
+            content_type=d.get("content_type") or "",
+            content_encoding=d.get("content_encoding") or "",
+            charset=d.get("charset"),
+            is_json=d.get("is_json") or False,
+            form=None if form is None else _pairs(form, where, "form"),
+            grpc_messages=None if grpc is None else _blobs(grpc, where, "grpc_messages"),
+            stream_id=d.get("stream_id"),
+            truncated=d.get("truncated") or False,
+            complete=True if complete is None else complete,
+            errors=_texts(d.get("errors"), where, "errors"),
+            notes=_texts(d.get("notes"), where, "notes"),
+            raw=_bytes(d.get("raw_b64"), where, "raw_b64") or b"",
+            time_ns=d.get("time_ns"),
         )
 
 
@@ -472,31 +469,30 @@ class Exchange:
             UnknownFlowFormat: ``format_version`` is not one this version reads.
             FlowFormatError: ``data`` is not an object, or a field has the wrong type or value.
         """
-        r = _Reader(data, "", "exchange")
-        version = r.data.get("format_version", 1)
-        if not _is_int(version) or version not in FLOW_FORMATS:
+        d = _fields(data, _EXCHANGE_FIELDS, "", "exchange")
+        version = d.get("format_version", 1)
+        if type(version) is not int or version not in FLOW_FORMATS:
             raise UnknownFlowFormat(version)
-        request, response = r.data.get("request"), r.data.get("response")
-        latency = r.value("latency", _is_number, "a number")
+        request, response, latency = d.get("request"), d.get("response"), d.get("latency")
         return cls(
-            id=cast(int, r.required("id", _is_int, "an integer")),
-            connection=cast(str, r.required("connection", _is_str, "text")),
-            protocol=cast(Protocol, r.choice("protocol", get_args(Protocol), "http/1.1")),
-            stream_id=r.opt_int("stream_id"),
+            id=_required(d, "id", _INT, ""),
+            connection=_required(d, "connection", _TEXT, ""),
+            protocol=_choice(d, "protocol", _PROTOCOLS, "http/1.1", ""),
+            stream_id=d.get("stream_id"),
             request=None if request is None else HttpMessage.from_dict(request, version, "request"),
             response=None if response is None else HttpMessage.from_dict(response, version, "response"),
-            pid=r.opt_int("pid"),
-            pname=r.text("pname"),
-            tid=r.opt_int("tid"),
-            fd=r.opt_int("fd"),
-            src_ip=r.text("src_ip"),
-            src_port=r.integer("src_port", 0),
-            dst_ip=r.text("dst_ip"),
-            dst_port=r.integer("dst_port", 0),
-            clock=cast(Clock, r.choice("clock", get_args(Clock), "unset")),
-            started_ns=r.opt_int("started_ns"),
-            ended_ns=r.opt_int("ended_ns"),
-            latency=float(latency) if isinstance(latency, int | float) else None,
+            pid=d.get("pid"),
+            pname=d.get("pname") or "",
+            tid=d.get("tid"),
+            fd=d.get("fd"),
+            src_ip=d.get("src_ip") or "",
+            src_port=d.get("src_port") or 0,
+            dst_ip=d.get("dst_ip") or "",
+            dst_port=d.get("dst_port") or 0,
+            clock=_choice(d, "clock", _CLOCKS, "unset", ""),
+            started_ns=d.get("started_ns"),
+            ended_ns=d.get("ended_ns"),
+            latency=None if latency is None else float(latency),
         )
 
 
