@@ -36,6 +36,17 @@ FLOW_FORMATS: Final = (1, FLOW_FORMAT)
 Clock = Literal["epoch", "boot", "unset"]
 """What an exchange's times count from: the Unix epoch, the boot of the captured host, or unknown."""
 
+CONTENT_KEYS: Final = (
+    "headers",
+    "body_text",
+    "body_b64",
+    "raw_body_b64",
+    "form",
+    "grpc_messages",
+    "raw_b64",
+)
+"""The keys of :meth:`HttpMessage.to_dict` that ``with_content=False`` leaves out."""
+
 _PROTOCOLS: Final = get_args(Protocol)
 _CLOCKS: Final = get_args(Clock)
 
@@ -288,15 +299,16 @@ class HttpMessage:
         """The request's URL as decoded, else its path (``""`` when a late join lost both)."""
         return self.url or self.path
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, with_content: bool = True) -> dict[str, Any]:
         """A JSON-able form that :meth:`from_dict` reads back equal (format :data:`FLOW_FORMAT`).
 
         Bytes become base64, each once: ``body_b64`` only when ``body`` is not ``body_text`` in UTF-8
         (binary, or another charset), ``raw_body_b64`` only when ``raw_body`` differs from ``body``
-        (content-encoded or cut), ``raw_b64`` when there are undecodable bytes.
+        (content-encoded or cut), ``raw_b64`` when there are undecodable bytes. ``with_content=False``
+        leaves out :data:`CONTENT_KEYS` (headers, bodies, what is derived from them, undecodable bytes):
+        for a store that keeps those in columns of their own.
         """
-        text_bytes = self.body_text.encode("utf-8", "surrogatepass") if self.body_text is not None else b""
-        return {
+        d = {
             "kind": self.kind,
             "protocol": self.protocol,
             "method": self.method or None,
@@ -306,28 +318,33 @@ class HttpMessage:
             "authority": self.authority or None,
             "status": self.status,
             "reason": self.reason or None,
-            "headers": [[k, v] for k, v in self.headers],
             "trailers": [[k, v] for k, v in self.trailers],
             "content_type": self.content_type or None,
             "content_encoding": self.content_encoding or None,
             "charset": self.charset,
             "body_size": self.body_size,
-            "body_text": self.body_text,
-            "body_b64": _b64(self.body) if self.body != text_bytes else None,
-            "raw_body_b64": _b64(self.raw_body) if self.raw_body != self.body else None,
             "is_json": self.is_json,
-            "form": [[k, v] for k, v in self.form] if self.form is not None else None,
-            "grpc_messages": [_b64(m) for m in self.grpc_messages]
-            if self.grpc_messages is not None
-            else None,
             "stream_id": self.stream_id,
             "truncated": self.truncated,
             "complete": self.complete,
             "errors": list(self.errors),
             "notes": list(self.notes),
-            "raw_b64": _b64(self.raw) if self.raw else None,
             "time_ns": self.time_ns,
         }
+        if with_content:
+            text_bytes = (
+                self.body_text.encode("utf-8", "surrogatepass") if self.body_text is not None else b""
+            )
+            d["headers"] = [[k, v] for k, v in self.headers]
+            d["body_text"] = self.body_text
+            d["body_b64"] = _b64(self.body) if self.body != text_bytes else None
+            d["raw_body_b64"] = _b64(self.raw_body) if self.raw_body != self.body else None
+            d["form"] = [[k, v] for k, v in self.form] if self.form is not None else None
+            d["grpc_messages"] = (
+                [_b64(m) for m in self.grpc_messages] if self.grpc_messages is not None else None
+            )
+            d["raw_b64"] = _b64(self.raw) if self.raw else None
+        return d
 
     @classmethod
     def from_dict(cls, data: object, version: int = FLOW_FORMAT, where: str = "") -> HttpMessage:
@@ -434,9 +451,9 @@ class Exchange:
         path = req.path or req.url or "/"
         return f"{req.scheme or 'https'}://{netloc}{path if path.startswith('/') else '/' + path}"
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able form (format :data:`FLOW_FORMAT`), messages nested with :meth:`HttpMessage.to_dict`;
-        :meth:`from_dict` reads it back equal."""
+    def to_dict(self, *, with_content: bool = True) -> dict[str, Any]:
+        """A JSON-able form (format :data:`FLOW_FORMAT`), messages nested with :meth:`HttpMessage.to_dict`
+        (``with_content`` is passed on); :meth:`from_dict` reads it back equal."""
         return {
             "format_version": FLOW_FORMAT,
             "id": self.id,
@@ -455,8 +472,8 @@ class Exchange:
             "started_ns": self.started_ns,
             "ended_ns": self.ended_ns,
             "latency": self.latency,
-            "request": self.request.to_dict() if self.request else None,
-            "response": self.response.to_dict() if self.response else None,
+            "request": self.request.to_dict(with_content=with_content) if self.request else None,
+            "response": self.response.to_dict(with_content=with_content) if self.response else None,
         }
 
     @classmethod

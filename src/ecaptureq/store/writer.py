@@ -108,15 +108,13 @@ def _cut(items: list[str]) -> list[str]:
     return [i[:NOTE_CHARS] for i in items[:NOTES_STORED]]
 
 
-def _stored_message(msg: HttpMessage | None) -> dict[str, Any] | None:
-    # The detail JSON of a message without what has its own column (headers, bodies) or is derived from
-    # them on reading (form fields; gRPC messages are not kept), nor the body as carried (the packets
-    # have it): each fact stored once. load_exchange puts the columns back.
-    if msg is None:
+def _stored_message(d: dict[str, Any] | None, msg: HttpMessage | None) -> dict[str, Any] | None:
+    # The detail JSON of a message (to_dict without content): what has its own column (headers, bodies)
+    # or is derived from them on reading (form fields; gRPC messages are not kept), and the body as
+    # carried (the packets have it) are not in it: each fact stored once. load_exchange puts the columns
+    # back. The rest is capped.
+    if d is None or msg is None:
         return None
-    d = msg.to_dict()
-    for key in ("headers", "body_text", "body_b64", "raw_body_b64", "form", "grpc_messages"):
-        d.pop(key, None)
     for key in ("method", "url", "path", "scheme", "authority", "reason", "content_type", "content_encoding"):
         if isinstance(d.get(key), str):
             d[key] = d[key][:FIELD_CHARS]
@@ -146,9 +144,9 @@ def exchange_row(row_id: int, ex: Exchange, node: str | None = None) -> tuple[An
     is the fleet node."""
     req, resp = ex.request, ex.response
     errors = _cut([*(req.errors if req else []), *(resp.errors if resp else [])])
-    detail = ex.to_dict()
-    detail["request"] = _stored_message(req)
-    detail["response"] = _stored_message(resp)
+    detail = ex.to_dict(with_content=False)
+    detail["request"] = _stored_message(detail["request"], req)
+    detail["response"] = _stored_message(detail["response"], resp)
     return (
         row_id,
         ex.connection,
