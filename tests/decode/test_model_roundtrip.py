@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_support import FORMAT_1
+from flow_support import FORMAT_1, FORMAT_1_ROW
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -205,6 +205,24 @@ def test_format_1_row_in_a_database_loads(tmp_path: Path) -> None:
         row = conn.execute(f"{STORED_SELECT} WHERE id = 7").fetchone()
     conn.close()
     assert load_exchange(row) == Exchange.from_dict(FORMAT_1)
+
+
+def test_format_1_row_as_the_store_wrote_it_loads(tmp_path: Path) -> None:
+    # headers and bodies in their columns, the rest in detail: the body as carried was never stored
+    db = tmp_path / "old.db"
+    CaptureStore(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"INSERT INTO exchanges VALUES ({', '.join('?' * len(FORMAT_1_ROW))})", FORMAT_1_ROW)
+        row = conn.execute(f"{STORED_SELECT} WHERE id = 7").fetchone()
+    conn.close()
+    ex = Exchange.from_dict(FORMAT_1)
+    assert ex.request is not None and ex.response is not None
+    want = dataclasses.replace(
+        ex,
+        request=dataclasses.replace(ex.request, raw_body=b""),
+        response=dataclasses.replace(ex.response, raw_body=b""),
+    )
+    assert load_exchange(row) == want
 
 
 def _with(path: tuple[str | int, ...], value: object) -> dict[str, Any]:

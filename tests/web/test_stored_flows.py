@@ -1,9 +1,10 @@
 """Rows of every age and state in one capture database, read by every sink that reads exchanges:
 ``ecaptureq export --format har`` and ``ecaptureq ui``'s detail and HAR download (real processes).
 
-An exchange written today, one written before the flow format had a version (format 1, everything in
-``detail``), one whose ``detail`` is damaged and one written by a newer ecaptureq: the readable ones are
-exported and shown, the others are named with what is wrong with them, and nothing fails.
+An exchange written today, two written before the flow format had a version (format 1: one with
+everything in ``detail``, one as the store of that time wrote it, headers and bodies in columns), one
+whose ``detail`` is damaged and one written by a newer ecaptureq: the readable ones are exported and
+shown, the others are named with what is wrong with them, and nothing fails.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import run_cli
-from flow_support import FORMAT_1
+from flow_support import FORMAT_1, FORMAT_1_ROW
 from haralyzer import HarParser
 from ui_support import Ui, sample_exchange, start_ui, stop_ui
 
@@ -27,6 +28,7 @@ from ecaptureq.store.writer import exchange_row
 DAMAGED = 2
 NEWER = 3
 OLD = FORMAT_1["id"]
+OLD_STORED = 8
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,9 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     damaged[-2] = json.dumps(detail)
     newer = list(exchange_row(NEWER, sample_exchange(NEWER)))
     newer[-2] = json.dumps({**json.loads(newer[-2]), "format_version": FLOW_FORMAT + 1})
+    old_stored = list(FORMAT_1_ROW)  # as the store wrote it before the format had a version, renumbered
+    old_stored[0] = OLD_STORED
+    old_stored[-2] = json.dumps({**json.loads(old_stored[-2]), "id": OLD_STORED})
     with conn:
         conn.execute(f"INSERT INTO exchanges VALUES ({marks})", exchange_row(1, sample_exchange(1)))
         conn.execute(f"INSERT INTO exchanges VALUES ({marks})", damaged)
@@ -50,6 +55,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
             " VALUES (?, ?, 'http/1.1', 1, ?, ?)",
             (OLD, FORMAT_1["connection"], FORMAT_1["started_ns"], json.dumps(FORMAT_1)),
         )
+        conn.execute(f"INSERT INTO exchanges VALUES ({marks})", old_stored)
     conn.close()
     return path
 
@@ -65,19 +71,19 @@ def ui(db: Path) -> Iterator[Ui]:
 def _check_har(doc: dict) -> None:  # type: ignore[type-arg]
     HarParser(doc)  # an independent HAR reader takes it
     entries = doc["log"]["entries"]
-    assert sorted(e["_ecaptureq"]["exchange_id"] for e in entries) == [1, OLD]
-    old = next(e for e in entries if e["_ecaptureq"]["exchange_id"] == OLD)
-    assert old["request"]["url"] == "https://api.example.com/v1/login?next=/a"
-    assert old["request"]["postData"]["params"] == [
-        {"name": "user", "value": "o'neil"},
-        {"name": "pass", "value": "hunter2"},
-    ]
-    assert old["response"]["content"] == {
-        "size": 30,
-        "mimeType": "application/octet-stream",
-        "text": "AAECYmluYXJ5/w==",
-        "encoding": "base64",
-    }
+    assert sorted(e["_ecaptureq"]["exchange_id"] for e in entries) == [1, OLD, OLD_STORED]
+    for old in (e for e in entries if e["_ecaptureq"]["exchange_id"] in (OLD, OLD_STORED)):
+        assert old["request"]["url"] == "https://api.example.com/v1/login?next=/a"
+        assert old["request"]["postData"]["params"] == [
+            {"name": "user", "value": "o'neil"},
+            {"name": "pass", "value": "hunter2"},
+        ]
+        assert old["response"]["content"] == {
+            "size": 30,
+            "mimeType": "application/octet-stream",
+            "text": "AAECYmluYXJ5/w==",
+            "encoding": "base64",
+        }
     comment = doc["log"]["comment"]
     assert comment.startswith("2 exchanges left out")
     assert f"exchange {DAMAGED}: request.trailers: expected a list of [name, value] pairs" in comment
@@ -97,14 +103,16 @@ def test_export_har_keeps_what_it_can_read_and_names_the_rest(db: Path, tmp_path
 def test_ui_shows_old_rows_and_says_what_is_wrong_with_the_others(ui: Ui) -> None:
     _check_har(httpx.get(f"{ui.base}/api/har", timeout=30).json())
     rows = httpx.get(f"{ui.base}/api/exchanges", timeout=30).json()["rows"]
-    assert [row[0] for row in rows] == [1, DAMAGED, NEWER, OLD]  # the table lists every row
-    old = httpx.get(f"{ui.base}/api/exchange/{OLD}", timeout=30)
-    assert old.status_code == 200, old.text
-    detail = old.json()
-    assert detail["url"] == "https://api.example.com/v1/login?next=/a"
-    assert detail["request"]["first_line"] == "POST https://api.example.com/v1/login?next=/a"
-    assert detail["response"]["body"]["kind"] == "hex"
-    assert "--data-raw 'user=o%27neil&pass=hunter2'" in detail["curl"]
+    assert [row[0] for row in rows] == [1, DAMAGED, NEWER, OLD, OLD_STORED]  # the table lists every row
+    for ex_id in (OLD, OLD_STORED):
+        old = httpx.get(f"{ui.base}/api/exchange/{ex_id}", timeout=30)
+        assert old.status_code == 200, old.text
+        detail = old.json()
+        assert detail["url"] == "https://api.example.com/v1/login?next=/a"
+        assert detail["request"]["first_line"] == "POST https://api.example.com/v1/login?next=/a"
+        assert detail["request"]["headers"][2] == ["X-Odd", "caf\u00e9 \u0001"]
+        assert detail["response"]["body"]["kind"] == "hex"
+        assert "--data-raw 'user=o%27neil&pass=hunter2'" in detail["curl"]
     for ex_id, field in ((DAMAGED, "request.trailers"), (NEWER, "format_version")):
         answer = httpx.get(f"{ui.base}/api/exchange/{ex_id}", timeout=30)
         assert answer.status_code == 422, answer.text
