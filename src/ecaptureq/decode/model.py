@@ -36,17 +36,6 @@ FLOW_FORMATS: Final = (1, FLOW_FORMAT)
 Clock = Literal["epoch", "boot", "unset"]
 """What an exchange's times count from: the Unix epoch, the boot of the captured host, or unknown."""
 
-CONTENT_KEYS: Final = (
-    "headers",
-    "body_text",
-    "body_b64",
-    "raw_body_b64",
-    "form",
-    "grpc_messages",
-    "raw_b64",
-)
-"""The keys of :meth:`HttpMessage.to_dict` that ``with_content=False`` leaves out."""
-
 _PROTOCOLS: Final = get_args(Protocol)
 _CLOCKS: Final = get_args(Clock)
 
@@ -305,8 +294,8 @@ class HttpMessage:
         Bytes become base64, each once: ``body_b64`` only when ``body`` is not ``body_text`` in UTF-8
         (binary, or another charset), ``raw_body_b64`` only when ``raw_body`` differs from ``body``
         (content-encoded or cut), ``raw_b64`` when there are undecodable bytes. ``with_content=False``
-        leaves out :data:`CONTENT_KEYS` (headers, bodies, what is derived from them, undecodable bytes):
-        for a store that keeps those in columns of their own.
+        leaves out the headers, the bodies, what is derived from them (form fields, gRPC messages) and the
+        undecodable bytes: for a store that keeps those in columns of their own.
         """
         d = {
             "kind": self.kind,
