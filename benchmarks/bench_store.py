@@ -7,6 +7,11 @@ Rows:
   beside a bare ``executemany`` of the same rows in one transaction per 5,000 (the baseline).
 - ``record`` end to end: a server bursts N demo events to an ``ecaptureq record`` process; events/s
   from the first publish until every row is committed.
+- database size with HTTP decode beside the same events stored without decoding (the baseline), and the
+  ``exchanges`` table's share: the ``detail`` JSON and the body columns, in bytes per exchange.
+- HAR export of the decoded exchanges (``write_har``: each row read into the typed
+  :class:`~ecaptureq.decode.model.Exchange`, then its HAR entry) beside reading the same rows and parsing
+  their ``detail`` JSON (the baseline: what any reader of the rows pays).
 - ``LIKE`` over 1,000,000 packets: ``ecaptureq query``'s path (``payload_utf8 LIKE '%password%'``) beside
   the same SQL on a plain sqlite3 connection.
 """
@@ -15,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
+import json
 import os
 import sqlite3
 import subprocess
@@ -28,6 +35,7 @@ from ecaptureq.protocol import Event
 from ecaptureq.server import Server
 from ecaptureq.sources.demo import DemoSource
 from ecaptureq.store import CaptureStore, open_readonly, run_query
+from ecaptureq.store.export import STORED_SELECT, write_har
 from ecaptureq.store.schema import DDL, packet_row
 
 INSERT = (
@@ -93,6 +101,36 @@ async def record_end_to_end(path: Path, events: list[Event]) -> float:
     return len(events) / (done_at - t0)
 
 
+def exchange_bytes(path: Path) -> tuple[int, float, float]:
+    """Exchanges stored, and the mean bytes per exchange of its ``detail`` JSON and of its body columns."""
+    with sqlite3.connect(path) as db:
+        count, detail, bodies = db.execute(
+            "SELECT count(*), coalesce(sum(length(CAST(detail AS BLOB))), 0),"
+            " coalesce(sum(coalesce(length(request_body), 0) + coalesce(length(response_body), 0)"
+            " + coalesce(length(CAST(request_body_text AS BLOB)), 0)"
+            " + coalesce(length(CAST(response_body_text AS BLOB)), 0)), 0) FROM exchanges"
+        ).fetchone()
+    return count, detail / max(count, 1), bodies / max(count, 1)
+
+
+def har_export(path: Path) -> tuple[float, float, int]:
+    """Seconds to write the HAR of every exchange, seconds to read and parse the same rows, and the count."""
+    conn = open_readonly(path)
+    try:
+        t0 = time.perf_counter()
+        count = write_har(conn, io.StringIO())
+        ours = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for row in conn.execute(f"{STORED_SELECT} ORDER BY started_ns, id"):
+            json.loads(row[0])
+            json.loads(row[1] or "null")
+            json.loads(row[2] or "null")
+        base = time.perf_counter() - t0
+    finally:
+        conn.close()
+    return ours, base, count
+
+
 def like_query(path: Path, n: int) -> tuple[float, float, int]:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -149,6 +187,34 @@ def main() -> int:
         rows.append(
             ("store.add + HTTP decode", f"{decoded:,.0f} ev/s", f"{base:,.0f} ev/s", f"{decoded / base:.2f}")
         )
+        plain_size = (d / "plain.db").stat().st_size
+        decoded_size = (d / "decoded.db").stat().st_size
+        rows.append(
+            (
+                "database size, HTTP decode",
+                f"{decoded_size / 2**20:,.1f} MiB",
+                f"{plain_size / 2**20:,.1f} MiB",
+                f"{decoded_size / plain_size:.2f}",
+            )
+        )
+        count, detail_bytes, body_bytes = exchange_bytes(d / "decoded.db")
+        rows.append(
+            (
+                f"detail JSON per exchange ({count:,})",
+                f"{detail_bytes:,.0f} B",
+                f"{body_bytes:,.0f} B",
+                f"{detail_bytes / max(body_bytes, 1):.2f}",
+            )
+        )
+        har_s, read_s, exported = har_export(d / "decoded.db")
+        rows.append(
+            (
+                f"HAR export of {exported:,} exchanges",
+                f"{har_s:.3f} s",
+                f"{read_s:.3f} s",
+                f"{har_s / read_s:.2f}",
+            )
+        )
         e2e = asyncio.run(record_end_to_end(d / "e2e.db", events))
         rows.append(
             ("record process, end to end", f"{e2e:,.0f} ev/s", f"{base:,.0f} ev/s", f"{e2e / base:.2f}")
@@ -168,7 +234,9 @@ def main() -> int:
     for r in [header, tuple("-" * w for w in widths), *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
     print(
-        "baseline: bare sqlite3 executemany of the same rows (insert rows); plain sqlite3 SELECT (LIKE row)"
+        "baseline: bare sqlite3 executemany of the same rows (insert rows); the database without decoding"
+        " (size row); the body columns of the same exchanges (detail row); reading the same rows and parsing"
+        " their JSON (HAR row); plain sqlite3 SELECT (LIKE row)"
     )
     return 0
 

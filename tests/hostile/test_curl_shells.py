@@ -6,7 +6,6 @@ that writes the argv it received (and its stdin) to files.
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ecaptureq.decode.model import Exchange, HttpMessage
 from ecaptureq.web.curl import Shell, curl_argv, curl_command
 
 pytestmark = pytest.mark.e2e
@@ -70,16 +70,16 @@ def paste(shell: str, command: str, tmp: Path) -> tuple[list[bytes] | None, byte
     return (tmp / "argv").read_bytes().split(b"\0"), (tmp / "stdin").read_bytes()
 
 
-def detail(headers: list[tuple[str, str]], body: bytes | None = None, text: str | None = None) -> dict:  # type: ignore[type-arg]
-    req = {"method": "POST" if body or text else "GET", "headers": [[k, v] for k, v in headers]}
+def detail(headers: list[tuple[str, str]], body: bytes | None = None, text: str | None = None) -> Exchange:
+    req = HttpMessage("request", method="POST" if body or text else "GET", headers=list(headers))
     if text is not None:
-        req["body_text"] = text
+        req.body_text = text
     elif body is not None:
-        req["body_b64"] = base64.b64encode(body).decode()
-    return {"protocol": "http/1.1", "request": req}
+        req.body = body
+    return Exchange(id=1, connection="c", protocol="http/1.1", request=req)
 
 
-def check(shell: str, dialect: Shell, d: dict, url: str, tmp: Path) -> None:  # type: ignore[type-arg]
+def check(shell: str, dialect: Shell, d: Exchange, url: str, tmp: Path) -> None:
     command = curl_command(d, url, dialect)
     assert command is not None
     made = curl_argv(d, url)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from conftest import run_cli, start_serve, stop_serve
 from ui_support import Ui, make_database, make_demo_database, start_ui, stop_ui
 
 from ecaptureq.decode.bodies import hexdump
+from ecaptureq.decode.model import Exchange, HttpMessage
 from ecaptureq.protocol.timestamps import detect_timestamp
 from ecaptureq.store.export import har_entry
 from ecaptureq.web.curl import curl_command
@@ -292,40 +292,48 @@ def test_cli_errors(tmp_path: Path) -> None:
 
 
 def test_curl_command_text_and_binary() -> None:
-    detail = {
-        "protocol": "http/1.1",
-        "dst_ip": "10.0.0.1",
-        "dst_port": 443,
-        "request": {
-            "method": "POST",
-            "url": "/login?next=/a b",
-            "headers": [["Host", "a.example"], ["Content-Length", "9"], ["X-Q", "it's"]],
-            "body_text": "user=o'neil",
-        },
-    }
+    detail = Exchange(
+        id=1,
+        connection="c",
+        protocol="http/1.1",
+        dst_ip="10.0.0.1",
+        dst_port=443,
+        request=HttpMessage(
+            kind="request",
+            method="POST",
+            url="/login?next=/a b",
+            headers=[("Host", "a.example"), ("Content-Length", "9"), ("X-Q", "it's")],
+            body_text="user=o'neil",
+        ),
+    )
     url = har_entry(detail)["request"]["url"]
     assert curl_command(detail, url) == (
         "curl \\\n  -X POST \\\n  --url 'https://a.example/login?next=/a b' \\\n  -H 'Host: a.example' \\\n"
         "  -H 'X-Q: it'\"'\"'s' \\\n  --data-raw 'user=o'\"'\"'neil'"
     )
-    detail["protocol"] = "h2"
-    detail["request"] = {
-        "method": "PUT",
-        "url": "https://b.example/blob",
-        "headers": [[":method", "PUT"], ["content-encoding", "gzip"]],
-        "content_encoding": "gzip",
-        "body_b64": base64.b64encode(b"\x00\xff'").decode(),
-    }
+    detail.protocol = "h2"
+    detail.request = HttpMessage(
+        kind="request",
+        method="PUT",
+        url="https://b.example/blob",
+        headers=[(":method", "PUT"), ("content-encoding", "gzip")],
+        content_encoding="gzip",
+        body=b"\x00\xff'",
+    )
     assert curl_command(detail, "https://b.example/blob") == (
         "printf '\\000\\377\\047' | curl \\\n  --http2 \\\n  -X PUT \\\n  --url https://b.example/blob \\\n"
         "  --data-binary @-"
     )
-    assert curl_command({"request": None}, "") is None
+    assert curl_command(Exchange(id=2, connection="c", request=None), "") is None
 
 
 def test_body_view() -> None:
     assert body_view(None)["kind"] == "empty"
-    assert body_view({"body_text": "not json", "is_json": True, "body_size": 8})["kind"] == "text"
-    assert body_view({"body_text": '{"a":[1]}', "is_json": True})["text"] == '{\n  "a": [\n    1\n  ]\n}'
-    view = body_view({"body_b64": base64.b64encode(b"\x01" * 20).decode(), "body_size": 20})
+    assert (
+        body_view(HttpMessage("response", body_text="not json", is_json=True, body_size=8))["kind"] == "text"
+    )
+    assert body_view(HttpMessage("response", body_text='{"a":[1]}', is_json=True))["text"] == (
+        '{\n  "a": [\n    1\n  ]\n}'
+    )
+    view = body_view(HttpMessage("response", body=b"\x01" * 20, body_size=20))
     assert view["kind"] == "hex" and view["text"].count("\n") == 1

@@ -82,7 +82,7 @@ def _all_body_lines(msg: HttpMessage, body_limit: int) -> list[str]:
 def request_target(msg: HttpMessage) -> str:
     """``METHOD URL``, with ``(method unknown)`` or ``(path unknown)`` for what a late join could not
     decode, or ``(request line not decoded)`` when neither is known."""
-    where = msg.url or msg.path
+    where = msg.target
     if not msg.method and not where:
         return "(request line not decoded)"
     return f"{msg.method or '(method unknown)'} {where or '(path unknown)'}"

@@ -67,7 +67,7 @@ def _line(item: Decoded, palette: Palette, status: int | None, size: int | None)
     meta = item.meta
     who = f"{meta.pname or '?'}[{meta.pid or '?'}]"
     method = req.method if req is not None and req.method else "?"
-    url = (req.url or req.path) if req is not None else ""
+    url = req.target if req is not None else ""
     latency = ex.latency if ex is not None else None
     # Padded before colouring, so columns line up whether coloured or not.
     cells = [

@@ -280,6 +280,18 @@ def _orjson_same(value: object, depth: int = 0) -> bool:
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
+def media_type(content_type: str) -> str:
+    """The media type of a ``Content-Type`` value, lower-case, without parameters (``text/html``)."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def form_fields(content_type: str, text: str | None) -> list[tuple[str, str]] | None:
+    """The fields of a form body (``application/x-www-form-urlencoded`` text), else ``None``."""
+    if text is None or media_type(content_type) != "application/x-www-form-urlencoded":
+        return None
+    return parse_form(text)[0]
+
+
 def decode_body(
     body: bytes,
     content_type: str = "",
@@ -323,7 +335,7 @@ def _decode_into(
         data = data[:limit]
         result.truncated = True
     result.data = data
-    ct = content_type.split(";", 1)[0].strip().lower()
+    ct = media_type(content_type)
     charset = content_charset(content_type)
     result.charset = charset
     if ct.startswith("application/grpc"):

@@ -11,12 +11,12 @@ import base64
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
-from urllib.parse import SplitResult, urlsplit
 
 from ecaptureq import __version__
-from ecaptureq.decode.bodies import parse_form
+from ecaptureq.decode.bodies import form_fields, parse_form
+from ecaptureq.decode.model import Exchange, FlowFormatError, HttpMessage, split_url
 from ecaptureq.protocol import Event, RunLog
 from ecaptureq.protocol.jsonl import to_json
 from ecaptureq.store.sql import FilterError, SqlError, quote_index
@@ -41,13 +41,13 @@ def _http_version(protocol: str) -> str:
     return {"h2": "h2", "http/1.0": "HTTP/1.0"}.get(protocol, "HTTP/1.1")
 
 
-def _headers(pairs: list[list[str]] | None) -> list[dict[str, str]]:
-    return [{"name": k, "value": v} for k, v in (pairs or [])]
+def _name_values(pairs: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"name": k, "value": v} for k, v in pairs]
 
 
-def _cookies(headers: list[list[str]] | None, name: str) -> list[dict[str, str]]:
+def _cookies(msg: HttpMessage | None, name: str) -> list[dict[str, str]]:
     cookies = []
-    for key, value in headers or []:
+    for key, value in msg.headers if msg is not None else []:
         if key.lower() != name:
             continue
         for part in value.split(";") if name == "cookie" else [value.split(";", 1)[0]]:
@@ -57,37 +57,28 @@ def _cookies(headers: list[list[str]] | None, name: str) -> list[dict[str, str]]
     return cookies
 
 
-def _content(msg: dict[str, Any] | None) -> dict[str, Any]:
+def _body_text(msg: HttpMessage) -> str:
+    # HAR carries text as text and anything else as base64 (with "encoding": "base64").
+    if msg.body_text is not None:
+        return msg.body_text
+    return b64(msg.body) if msg.body else ""
+
+
+def _content(msg: HttpMessage | None) -> dict[str, Any]:
     if msg is None:
         return {"size": 0, "mimeType": "x-unknown", "text": ""}
-    content: dict[str, Any] = {
-        "size": msg.get("body_size") or 0,
-        "mimeType": msg.get("content_type") or "x-unknown",
-    }
-    if msg.get("body_text") is not None:
-        content["text"] = msg["body_text"]
-    elif msg.get("body_b64"):
-        content["text"] = msg["body_b64"]
+    content: dict[str, Any] = {"size": msg.body_size, "mimeType": msg.content_type or "x-unknown"}
+    content["text"] = _body_text(msg)
+    if msg.body_text is None and msg.body:
         content["encoding"] = "base64"
-    else:
-        content["text"] = ""
     return content
 
 
-def _split(url: str) -> SplitResult | None:
-    # urlsplit raises on a captured authority such as "[" (an unclosed IPv6 bracket): carried as text.
-    try:
-        return urlsplit(url)
-    except ValueError:
-        return None
-
-
 def _query(url: str) -> list[dict[str, str]]:
-    parts = _split(url)
+    parts = split_url(url)
     if parts is None:
         return []
-    pairs, _cut = parse_form(parts.query)
-    return [{"name": k, "value": v} for k, v in pairs]
+    return _name_values(parse_form(parts.query)[0])
 
 
 UNKNOWN_NOTE: Final = (
@@ -97,79 +88,69 @@ UNKNOWN_NOTE: Final = (
 """The HAR comment beside an unknown method, URL or status (exported as ``""`` or ``0``, never guessed)."""
 
 
-def unknown_fields(detail: dict[str, Any]) -> list[str]:
-    """Which of ``method``, ``url`` and ``status`` an exchange's stored detail does not know."""
-    req = detail.get("request")
-    resp = detail.get("response")
+def unknown_fields(ex: Exchange) -> list[str]:
+    """Which of ``method``, ``url`` and ``status`` an exchange does not know."""
+    req, resp = ex.request, ex.response
     missing = []
-    if not isinstance(req, dict) or not req.get("method"):
+    if req is None or not req.method:
         missing.append("method")
-    if not isinstance(req, dict) or not (req.get("url") or req.get("path")):
+    if req is None or not req.target:
         missing.append("url")
-    if isinstance(resp, dict) and resp.get("status") is None:
+    if resp is not None and resp.status is None:
         missing.append("status")
     return missing
 
 
-def _absolute_url(req: dict[str, Any], dst_ip: str, dst_port: int) -> str:
-    url = req.get("url") or ""
-    parts = _split(url)
-    if parts is not None and parts.scheme:
-        return url
-    if not url and not req.get("path"):
-        return ""  # unknown: not made up from the address
-    host = req.get("authority") or next((v for k, v in req.get("headers") or [] if k.lower() == "host"), "")
-    if not host:
-        host = f"{dst_ip}:{dst_port}" if dst_ip else "unknown.invalid"
-    scheme = req.get("scheme") or "https"
-    path = req.get("path") or url or "/"
-    return f"{scheme}://{host}{path if path.startswith('/') else '/' + path}"
-
-
-def har_entry(detail: dict[str, Any]) -> dict[str, Any]:
-    """One HAR entry from an exchange's stored detail (:meth:`Exchange.to_dict`)."""
-    req = detail.get("request") or {"headers": []}
-    resp = detail.get("response")
-    unknown = unknown_fields(detail)
-    url = _absolute_url(req, detail.get("dst_ip") or "", detail.get("dst_port") or 0)
-    latency_ms = round((detail.get("latency") or 0) * 1000, 3)
-    version = _http_version(detail.get("protocol") or "http/1.1")
+def _request(ex: Exchange, version: str) -> dict[str, Any]:
+    req = ex.request
+    url = ex.url
     request: dict[str, Any] = {
-        "method": req.get("method") or "",
+        "method": req.method if req is not None else "",
         "url": url,
         "httpVersion": version,
-        "cookies": _cookies(req.get("headers"), "cookie"),
-        "headers": _headers(req.get("headers")),
+        "cookies": _cookies(req, "cookie"),
+        "headers": _name_values(req.headers if req is not None else []),
         "queryString": _query(url),
         "headersSize": -1,
-        "bodySize": req.get("body_size") or 0,
+        "bodySize": req.body_size if req is not None else 0,
     }
-    if req.get("body_size"):
-        post: dict[str, Any] = {"mimeType": req.get("content_type") or "application/octet-stream"}
-        post["text"] = (
-            req.get("body_text") if req.get("body_text") is not None else (req.get("body_b64") or "")
-        )
-        if req.get("form"):
-            post["params"] = [{"name": k, "value": v} for k, v in req["form"]]
+    if req is not None and req.body_size:
+        post: dict[str, Any] = {"mimeType": req.content_type or "application/octet-stream"}
+        post["text"] = _body_text(req)
+        if req.form:
+            post["params"] = _name_values(req.form)
         request["postData"] = post
-    response: dict[str, Any] = {
-        "status": (resp or {}).get("status") or 0,
-        "statusText": (resp or {}).get("reason") or "",
+    return request
+
+
+def _response(resp: HttpMessage | None, version: str) -> dict[str, Any]:
+    return {
+        "status": (resp.status if resp is not None else None) or 0,
+        "statusText": resp.reason if resp is not None else "",
         "httpVersion": version,
-        "cookies": _cookies((resp or {}).get("headers"), "set-cookie"),
-        "headers": _headers((resp or {}).get("headers")),
+        "cookies": _cookies(resp, "set-cookie"),
+        "headers": _name_values(resp.headers if resp is not None else []),
         "content": _content(resp),
-        "redirectURL": next((v for k, v in (resp or {}).get("headers") or [] if k.lower() == "location"), ""),
+        "redirectURL": resp.header("location") if resp is not None else "",
         "headersSize": -1,
-        "bodySize": (resp or {}).get("body_size") or (0 if resp else -1),
+        "bodySize": resp.body_size if resp is not None else -1,
     }
+
+
+def har_entry(ex: Exchange) -> dict[str, Any]:
+    """One HAR entry of an exchange."""
+    unknown = unknown_fields(ex)
+    latency_ms = round((ex.latency or 0) * 1000, 3)
+    version = _http_version(ex.protocol)
+    request = _request(ex, version)
+    response = _response(ex.response, version)
     lost = [f for f in unknown if f != "status"]
     if lost:
         request["comment"] = f"{' and '.join(lost)} unknown, exported as empty: {UNKNOWN_NOTE}"
     if "status" in unknown:
         response["comment"] = f"status unknown, exported as 0: {UNKNOWN_NOTE}"
     return {
-        "startedDateTime": _iso(detail.get("started_ns")),
+        "startedDateTime": _iso(ex.started_ns),
         "time": latency_ms,
         "request": request,
         "response": response,
@@ -183,15 +164,11 @@ def har_entry(detail: dict[str, Any]) -> dict[str, Any]:
             "wait": latency_ms,
             "receive": 0,
         },
-        "serverIPAddress": detail.get("dst_ip") or "",
-        "connection": str(detail.get("connection") or ""),
-        "_pid": detail.get("pid"),
-        "_pname": detail.get("pname"),
-        "_ecaptureq": {
-            "exchange_id": detail.get("id"),
-            "complete": resp is not None and detail.get("request") is not None,
-            "unknown": unknown,
-        },
+        "serverIPAddress": ex.dst_ip,
+        "connection": ex.connection,
+        "_pid": ex.pid,
+        "_pname": ex.pname,
+        "_ecaptureq": {"exchange_id": ex.id, "complete": ex.complete, "unknown": unknown},
     }
 
 
@@ -211,68 +188,117 @@ def _json_value(text: Any) -> Any:
         return None
 
 
-def _merge(msg: Any, headers: Any, body: Any, text: Any) -> None:
-    # Databases written before bodies had their own columns only keep them in detail: leave those.
-    if not isinstance(msg, dict) or "headers" in msg:
-        return
+def _with_columns(msg: HttpMessage, headers: Any, body: Any, text: Any) -> None:
+    # A stored message's headers and bodies are in their own columns (capped), not in detail; its form
+    # fields are derived from its text again. The body as carried is not stored (the packets have it).
     pairs = _json_value(headers)
-    msg["headers"] = (
-        [p for p in pairs if isinstance(p, list) and len(p) == 2] if isinstance(pairs, list) else []
-    )
-    msg["body_text"] = text if isinstance(text, str) else None
-    data = body if isinstance(body, bytes) else b""
-    msg["body_b64"] = b64(data) if msg["body_text"] is None and data else None
-    ctype = str(msg.get("content_type") or "").split(";", 1)[0].strip().lower()
-    if ctype == "application/x-www-form-urlencoded" and msg["body_text"] is not None:
-        msg["form"] = parse_form(msg["body_text"])[0]
+    msg.headers = [
+        (p[0], p[1])
+        for p in (pairs if isinstance(pairs, list) else [])
+        if isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], str)
+    ]
+    msg.body_text = text if isinstance(text, str) else None
+    msg.body = body if isinstance(body, bytes) else b""
+    msg.raw_body = b""
+    msg.form = form_fields(msg.content_type, msg.body_text)
 
 
-def load_exchange(row: Sequence[Any]) -> dict[str, Any] | None:
-    """An exchange as :meth:`Exchange.to_dict` has it, from the columns of :data:`STORED_SELECT` (bodies
-    as stored: capped), or ``None`` when ``detail`` is not an exchange (a ``UNION`` in a filter can put
-    anything in a column)."""
+def load_exchange(row: Sequence[Any]) -> Exchange | None:
+    """The exchange of a row of :data:`STORED_SELECT` (bodies as stored: capped), or ``None`` when
+    ``detail`` is not a JSON object (a ``UNION`` in a filter can put anything in a column).
+
+    Raises:
+        FlowFormatError: ``detail`` is an object but not an exchange (damaged, or of a newer format:
+            :class:`~ecaptureq.decode.model.UnknownFlowFormat`).
+    """
     detail = _json_value(row[0]) if row else None
     if not isinstance(detail, dict):
         return None
+    ex = Exchange.from_dict(detail)
     if len(row) >= 7:
-        _merge(detail.get("request"), row[1], row[3], row[5])
-        _merge(detail.get("response"), row[2], row[4], row[6])
-    return detail
+        stored = (
+            (ex.request, "request", row[1], row[3], row[5]),
+            (ex.response, "response", row[2], row[4], row[6]),
+        )
+        for msg, key, headers, body, text in stored:
+            # Databases written before bodies had their own columns keep them in detail: those stay.
+            if msg is not None and "headers" not in detail[key]:
+                _with_columns(msg, headers, body, text)
+    return ex
 
 
-def har_entries(db: sqlite3.Connection, condition: str | None = None) -> Iterator[dict[str, Any]]:
+SKIPPED_SHOWN: Final = 10
+"""Rows a HAR document names in its comment when their ``detail`` could not be read (the count is whole)."""
+
+
+class HarRows:
+    """The HAR entries of the exchanges a query selects, read one at a time (memory does not grow with
+    their number). A row whose ``detail`` is damaged or of a newer format is left out and kept in
+    :attr:`skipped` (its id and the :class:`FlowFormatError`), so what is exported says what is not.
+
+    Raises (while iterating):
+        SqlError: the query failed on the way.
+    """
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+        self.count = 0
+        """Entries yielded so far."""
+        self.skipped: list[tuple[object, FlowFormatError]] = []
+        """The rows left out: their id and why."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            for row in self._cursor:
+                try:
+                    ex = load_exchange(row[1:])
+                except FlowFormatError as exc:
+                    self.skipped.append((row[0], exc))
+                    continue
+                if ex is not None:
+                    self.count += 1
+                    yield har_entry(ex)
+        except sqlite3.Error as exc:
+            raise SqlError(f"export failed: {exc}") from None
+
+    def comment(self) -> str | None:
+        """What the document says of the rows left out, or ``None`` when none was."""
+        if not self.skipped:
+            return None
+        shown = "; ".join(f"exchange {i}: {exc}" for i, exc in self.skipped[:SKIPPED_SHOWN])
+        more = len(self.skipped) - SKIPPED_SHOWN
+        return f"{len(self.skipped)} exchanges left out, their stored detail unreadable ({shown}" + (
+            f"; {more} more)" if more > 0 else ")"
+        )
+
+
+def har_entries(db: sqlite3.Connection, condition: str | None = None) -> HarRows:
     """The HAR entries of the exchanges matching ``condition`` (a condition on ``exchanges``), one at a
-    time: memory does not grow with the number of exchanges.
+    time: memory does not grow with the number of exchanges (see :class:`HarRows`).
 
     Raises:
         SqlError: the condition is not valid SQL for the ``exchanges`` table (raised before the first
             entry), or the query failed on the way.
     """
-    sql = f"{STORED_SELECT}{_where(condition)} ORDER BY started_ns, id"
+    sql = f"SELECT id, {STORED_SELECT.removeprefix('SELECT ')}{_where(condition)} ORDER BY started_ns, id"
     try:
         cursor = db.execute(sql)
     except sqlite3.Error as exc:
         raise FilterError(condition or "", str(exc), "exchanges") from None
-
-    def entries() -> Iterator[dict[str, Any]]:
-        try:
-            for row in cursor:
-                detail = load_exchange(row)
-                if detail is not None:
-                    yield har_entry(detail)
-        except sqlite3.Error as exc:
-            raise SqlError(f"export failed: {exc}") from None
-
-    return entries()
+    return HarRows(cursor)
 
 
-def har_chunks(entries: Iterator[dict[str, Any]]) -> Iterator[str]:
-    """A HAR 1.2 document as text, written entry by entry (for a file or an HTTP response)."""
+def har_chunks(entries: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """A HAR 1.2 document as text, written entry by entry (for a file or an HTTP response). When
+    ``entries`` is :class:`HarRows` and rows were left out, the log's ``comment`` (after the entries)
+    says which."""
     creator = json.dumps({"name": "ecaptureq", "version": __version__})
     yield f'{{"log": {{"version": "1.2", "creator": {creator}, "pages": [], "entries": ['
     for i, entry in enumerate(entries):
         yield ("\n" if i == 0 else ",\n") + json.dumps(entry, ensure_ascii=False)
-    yield "\n]}}\n"
+    comment = entries.comment() if isinstance(entries, HarRows) else None
+    yield "\n]" + (f", {json.dumps('comment')}: {json.dumps(comment, ensure_ascii=False)}" if comment else "")
+    yield "}}\n"
 
 
 def har_document(db: sqlite3.Connection, condition: str | None = None) -> dict[str, Any]:
@@ -281,30 +307,26 @@ def har_document(db: sqlite3.Connection, condition: str | None = None) -> dict[s
     Raises:
         SqlError: the condition is not valid SQL for the ``exchanges`` table.
     """
-    return {
-        "log": {
-            "version": "1.2",
-            "creator": {"name": "ecaptureq", "version": __version__},
-            "pages": [],
-            "entries": list(har_entries(db, condition)),
-        }
+    rows = har_entries(db, condition)
+    log: dict[str, Any] = {
+        "version": "1.2",
+        "creator": {"name": "ecaptureq", "version": __version__},
+        "pages": [],
+        "entries": list(rows),
     }
+    comment = rows.comment()
+    if comment:
+        log["comment"] = comment
+    return {"log": log}
 
 
 def write_har(db: sqlite3.Connection, out: TextIO, condition: str | None = None) -> int:
     """Write the HAR document of the exchanges matching ``condition`` to ``out`` as it is read; return
     how many exchanges it holds."""
-    count = 0
-
-    def counted() -> Iterator[dict[str, Any]]:
-        nonlocal count
-        for entry in har_entries(db, condition):
-            count += 1
-            yield entry
-
-    for chunk in har_chunks(counted()):
+    rows = har_entries(db, condition)
+    for chunk in har_chunks(rows):
         out.write(chunk)
-    return count
+    return rows.count
 
 
 def stored_events(db: sqlite3.Connection, condition: str | None = None) -> Iterator[Event]:

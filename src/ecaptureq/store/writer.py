@@ -108,14 +108,13 @@ def _cut(items: list[str]) -> list[str]:
     return [i[:NOTE_CHARS] for i in items[:NOTES_STORED]]
 
 
-def _stored_message(msg: HttpMessage | None) -> dict[str, Any] | None:
-    # The detail JSON of a message without what has its own column (headers, bodies) or is derived from
-    # them on reading (form fields, gRPC messages): each fact stored once.
-    if msg is None:
+def _stored_message(d: dict[str, Any] | None, msg: HttpMessage | None) -> dict[str, Any] | None:
+    # The detail JSON of a message (to_dict without content): what has its own column (headers, bodies)
+    # or is derived from them on reading (form fields; gRPC messages are not kept), and the body as
+    # carried (the packets have it) are not in it: each fact stored once. load_exchange puts the columns
+    # back. The rest is capped.
+    if d is None or msg is None:
         return None
-    d = msg.to_dict()
-    for key in ("headers", "body_text", "body_b64", "form", "grpc_messages"):
-        d.pop(key, None)
     for key in ("method", "url", "path", "scheme", "authority", "reason", "content_type", "content_encoding"):
         if isinstance(d.get(key), str):
             d[key] = d[key][:FIELD_CHARS]
@@ -126,8 +125,8 @@ def _stored_message(msg: HttpMessage | None) -> dict[str, Any] | None:
     if decoded > BODY_STORED:
         notes = [*notes, f"stored: the first {BODY_STORED} of {decoded} decoded bytes"]
     d["notes"] = _cut(notes)
-    if d.get("raw_b64"):
-        d["raw_b64"] = base64.b64encode(msg.raw[:BODY_STORED]).decode("ascii")
+    # the undecodable bytes, capped, and only beside the errors that say why they are there
+    d["raw_b64"] = base64.b64encode(msg.raw[:BODY_STORED]).decode("ascii") if msg.raw and msg.errors else None
     return d
 
 
@@ -145,9 +144,9 @@ def exchange_row(row_id: int, ex: Exchange, node: str | None = None) -> tuple[An
     is the fleet node."""
     req, resp = ex.request, ex.response
     errors = _cut([*(req.errors if req else []), *(resp.errors if resp else [])])
-    detail = ex.to_dict()
-    detail["request"] = _stored_message(req)
-    detail["response"] = _stored_message(resp)
+    detail = ex.to_dict(with_content=False)
+    detail["request"] = _stored_message(detail["request"], req)
+    detail["response"] = _stored_message(detail["response"], resp)
     return (
         row_id,
         ex.connection,
@@ -163,7 +162,7 @@ def exchange_row(row_id: int, ex: Exchange, node: str | None = None) -> tuple[An
         ex.ended_ns,
         ex.latency,
         (req.method[:NOTE_CHARS] or None) if req else None,  # NULL, not "", when a late join lost it
-        ((req.url or req.path)[:HEADERS_STORED] or None) if req else None,
+        (req.target[:HEADERS_STORED] or None) if req else None,
         req.host[:NOTE_CHARS] if req else None,
         (req.path[:HEADERS_STORED] or None) if req else None,
         resp.status if resp else None,

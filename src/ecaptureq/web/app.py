@@ -13,7 +13,9 @@ Endpoints (all reads go through read-only connections, one per request, in a wor
 * ``GET /api/har?filter=COND``: a HAR 1.2 download of the exchanges matching the condition.
 * ``GET /api/status``: mode, source, database, connection and counters.
 
-Invalid SQL is answered with 400 and ``{"error": "invalid SQL: <SQLite's message> (in: ...)"}``.
+Invalid SQL is answered with 400 and ``{"error": "invalid SQL: <SQLite's message> (in: ...)"}``; an
+exchange whose stored detail cannot be read (damaged, or written by a newer ecaptureq) with 422 and what
+is wrong with it (a HAR download leaves it out and says so in the log's ``comment``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ecaptureq import __version__
+from ecaptureq.decode.model import FlowFormatError
 from ecaptureq.store import QUERY_SECONDS, Deadline, SqlError
 from ecaptureq.store.export import har_chunks, har_entries
 from ecaptureq.web import queries
@@ -184,6 +187,8 @@ def create_app(state: UiState) -> Starlette:
             detail = await direct(lambda c: queries.exchange_detail(c, ex_id)) if ex_id >= 0 else None
         except SqlError as exc:
             return _error(400, str(exc))
+        except FlowFormatError as exc:
+            return _error(422, f"exchange {ex_id} cannot be shown, its stored detail is unreadable: {exc}")
         if detail is None:
             return _error(404, f"no exchange {request.path_params['id'][:40]}")
         return _json(detail)

@@ -16,10 +16,10 @@ The URL goes after ``--url`` (a captured ``:scheme`` such as ``-o/tmp/x`` is nev
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
-from typing import Any, Final, Literal
+from typing import Final, Literal
+
+from ecaptureq.decode.model import Exchange
 
 Shell = Literal["posix", "fish"]
 """The quoting dialects: ``posix`` (bash, zsh, dash) and ``fish``."""
@@ -70,44 +70,42 @@ def quote(text: str, shell: Shell) -> str:
     return "".join(out) or "''"
 
 
-def curl_argv(detail: dict[str, Any], url: str) -> tuple[list[str], bytes | None] | None:
-    """The argv curl should receive for the request of ``detail`` (an :meth:`Exchange.to_dict`), and the
-    binary body to pipe into it, or ``None`` without a request or when its method or ``url`` (the request's
-    absolute URL) is unknown."""
-    req = detail.get("request")
-    if not isinstance(req, dict) or not req.get("method") or not url:
+def curl_argv(ex: Exchange, url: str | None = None) -> tuple[list[str], bytes | None] | None:
+    """The argv curl should receive for the request of ``ex``, and the binary body to pipe into it, or
+    ``None`` without a request or when its method or URL is unknown. ``url`` is the URL to give curl
+    (by default :attr:`Exchange.url`, the request's absolute URL)."""
+    req = ex.request
+    url = ex.url if url is None else url
+    if req is None or not req.method or not url:
         return None  # no request, or a method or URL a late join lost: nothing to copy but a guess
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in ("http", "https"):
         url = "https://" + (rest if sep else url).lstrip("/")
     argv = ["curl"]
-    if detail.get("protocol") == "h2":
+    if ex.protocol == "h2":
         argv.append("--http2")
-    method = str(req["method"])
-    if method != "GET":
-        argv += ["-X", method]
+    if req.method != "GET":
+        argv += ["-X", req.method]
     argv += ["--url", url]
-    decoded = bool(req.get("content_encoding"))
-    for name, value in req.get("headers") or []:
-        lower = str(name).lower()
+    decoded = bool(req.content_encoding)
+    for name, value in req.headers:
+        lower = name.lower()
         if lower.startswith(":") or lower in _SKIPPED or (decoded and lower == "content-encoding"):
             continue
         argv += ["-H", f"{name}: {value}"]
     body: bytes | None = None
-    if req.get("body_text"):
-        argv += ["--data-raw", str(req["body_text"])]
-    elif req.get("body_b64"):
-        try:
-            body = base64.b64decode(req["body_b64"])
-        except (binascii.Error, ValueError):
-            body = b""
+    if req.body_text:
+        argv += ["--data-raw", req.body_text]
+    elif req.body_text is None and req.body:
+        body = req.body
         argv += ["--data-binary", "@-"]
     return argv, body
 
 
-def curl_command(detail: dict[str, Any], url: str, shell: Shell = "posix") -> str | None:
-    """The request as a command line for ``shell``, one option per line, or ``None`` without a request."""
-    made = curl_argv(detail, url)
+def curl_command(ex: Exchange, url: str | None = None, shell: Shell = "posix") -> str | None:
+    """The request of ``ex`` as a command line for ``shell``, one option per line, or ``None`` without a
+    request (see :func:`curl_argv` for ``url``)."""
+    made = curl_argv(ex, url)
     if made is None:
         return None
     argv, body = made

@@ -8,8 +8,6 @@ modes (a condition on ``packets``, or a full ``SELECT``) for the packets view.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import sqlite3
@@ -18,9 +16,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from ecaptureq.decode.bodies import JSON_PARSE_LIMIT, hexdump
+from ecaptureq.decode.model import HttpMessage
 from ecaptureq.protocol.timestamps import detect_timestamp
 from ecaptureq.store import QUERY_SECONDS, SqlError, open_readonly, quote_index, run_query
-from ecaptureq.store.export import STORED_SELECT, har_entry, load_exchange
+from ecaptureq.store.export import STORED_SELECT, load_exchange
 from ecaptureq.store.sql import sql_error
 from ecaptureq.web.curl import curl_command
 
@@ -239,15 +238,15 @@ def _packet_answer(columns: list[str], rows: list[list[Any]], *, truncated: bool
     return {"columns": columns, "rows": rows, "truncated": truncated, "times": times}
 
 
-def body_view(message: dict[str, Any] | None) -> dict[str, Any]:
+def body_view(message: HttpMessage | None) -> dict[str, Any]:
     """How a decoded body is shown: ``kind`` is ``empty``, ``json`` (pretty-printed), ``text`` or ``hex``."""
     if message is None:
         return {"kind": "empty", "text": "", "size": 0, "truncated": False}
-    size = int(message.get("body_size") or 0)
-    text = message.get("body_text")
+    size = message.body_size
+    text = message.body_text
     if text is not None:
         kind = "text"
-        if message.get("is_json") and len(text) <= JSON_PARSE_LIMIT:
+        if message.is_json and len(text) <= JSON_PARSE_LIMIT:
             try:
                 text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
                 kind = "json"
@@ -255,64 +254,65 @@ def body_view(message: dict[str, Any] | None) -> dict[str, Any]:
                 pass
         cut = len(text) > BODY_SHOWN
         return {"kind": kind if text else "empty", "text": text[:BODY_SHOWN], "size": size, "truncated": cut}
-    encoded = message.get("body_b64")
-    if encoded:
-        try:
-            data = base64.b64decode(encoded)
-        except (binascii.Error, ValueError):
-            data = b""
+    data = message.body
+    if data:
         cut = len(data) > BODY_SHOWN
         return {"kind": "hex", "text": hexdump(data[:BODY_SHOWN]), "size": size, "truncated": cut}
     return {"kind": "empty", "text": "", "size": size, "truncated": False}
 
 
-def _message_view(message: dict[str, Any] | None) -> dict[str, Any] | None:
+def _message_view(message: HttpMessage | None) -> dict[str, Any] | None:
     if message is None:
         return None
-    if message.get("kind") == "request":
-        first = f"{message.get('method') or ''} {message.get('url') or message.get('path') or ''}".strip()
+    if message.kind == "request":
+        first = f"{message.method} {message.target}".strip()
     else:
-        first = f"{message.get('status') or ''} {message.get('reason') or ''}".strip()
+        first = f"{message.status or ''} {message.reason}".strip()
     return {
         "first_line": first,
-        "headers": message.get("headers") or [],
-        "trailers": message.get("trailers") or [],
-        "content_type": message.get("content_type"),
-        "content_encoding": message.get("content_encoding"),
+        "headers": [[k, v] for k, v in message.headers],
+        "trailers": [[k, v] for k, v in message.trailers],
+        "content_type": message.content_type or None,
+        "content_encoding": message.content_encoding or None,
         "body": body_view(message),
-        "complete": message.get("complete", True),
-        "errors": message.get("errors") or [],
-        "notes": message.get("notes") or [],
+        "complete": message.complete,
+        "errors": list(message.errors),
+        "notes": list(message.notes),
     }
 
 
 def exchange_detail(conn: sqlite3.Connection, exchange_id: int) -> dict[str, Any] | None:
-    """Everything the detail pane shows about one exchange, or ``None`` when there is no such id."""
+    """Everything the detail pane shows about one exchange, or ``None`` when there is no such id.
+
+    Raises:
+        SqlError: the query failed or took too long.
+        FlowFormatError: the row's stored detail is damaged, or of a newer format.
+    """
     try:
         row = conn.execute(f"{STORED_SELECT} WHERE id = ?", (exchange_id,)).fetchone()
     except sqlite3.Error as exc:
         raise _sql_error(exc, f"exchange {exchange_id}") from None
-    detail = load_exchange(row) if row is not None else None
-    if detail is None:
+    ex = load_exchange(row) if row is not None else None
+    if ex is None:
         return None
-    url = har_entry(detail)["request"]["url"] if isinstance(detail.get("request"), dict) else None
+    url = ex.url if ex.request is not None else None
     return {
         "id": exchange_id,
-        "protocol": detail.get("protocol"),
-        "stream_id": detail.get("stream_id"),
-        "pid": detail.get("pid"),
-        "pname": detail.get("pname"),
-        "src": f"{detail.get('src_ip') or ''}:{detail.get('src_port') or 0}",
-        "dst": f"{detail.get('dst_ip') or ''}:{detail.get('dst_port') or 0}",
-        "started_ns": detail.get("started_ns"),
-        "time": time_text(detail.get("started_ns")),
-        "latency": detail.get("latency"),
+        "protocol": ex.protocol,
+        "stream_id": ex.stream_id,
+        "pid": ex.pid,
+        "pname": ex.pname,
+        "src": f"{ex.src_ip}:{ex.src_port}",
+        "dst": f"{ex.dst_ip}:{ex.dst_port}",
+        "started_ns": ex.started_ns,
+        "time": time_text(ex.started_ns),
+        "latency": ex.latency,
         "url": url,
-        "request": _message_view(detail.get("request")),
-        "response": _message_view(detail.get("response")),
-        "curl": curl_command(detail, url or "", "posix"),
-        "curl_fish": curl_command(detail, url or "", "fish"),
-        **_process_labels(conn, detail.get("pid")),
+        "request": _message_view(ex.request),
+        "response": _message_view(ex.response),
+        "curl": curl_command(ex, url or "", "posix"),
+        "curl_fish": curl_command(ex, url or "", "fish"),
+        **_process_labels(conn, ex.pid),
     }
 
 
