@@ -25,6 +25,8 @@ from ecaptureq.decode.model import FLOW_FORMAT
 from ecaptureq.store import CaptureStore
 from ecaptureq.store.writer import exchange_row
 
+pytestmark = pytest.mark.e2e
+
 DAMAGED = 2
 NEWER = 3
 OLD = FORMAT_1["id"]
