@@ -52,7 +52,7 @@ class ServerThread:
         """The server's counters, read on its loop."""
 
         async def read() -> ServerStats:
-            return self.server.stats()
+            return self.server.stats
 
         return asyncio.run_coroutine_threadsafe(read(), self.loop).result(10)
 

@@ -127,7 +127,7 @@ async def test_a_foreign_page_is_refused_and_a_loopback_page_connects(tmp_path: 
             )
             assert not outcome.startswith("message"), "a foreign page read the stream"
             assert outcome in ("error", "close:1006"), outcome
-            stats = server.stats()
+            stats = server.stats
             assert stats.refused_origin == 1, "the browser's handshake must reach the server and get 403"
             assert stats.connections == 0
 
@@ -135,8 +135,8 @@ async def test_a_foreign_page_is_refused_and_a_loopback_page_connects(tmp_path: 
                 f"http://localhost:{site.port}/", tmp_path / "local", site.results
             )
             assert outcome.startswith("message:"), outcome
-            assert server.stats().connections == 1
-            assert server.stats().refused_origin == 1
+            assert server.stats.connections == 1
+            assert server.stats.refused_origin == 1
 
 
 async def test_an_allowed_origin_connects_from_the_browser(tmp_path: Path) -> None:
@@ -148,10 +148,10 @@ async def test_an_allowed_origin_connects_from_the_browser(tmp_path: Path) -> No
             # allow-listing another port of the same host does not allow this page
             outcome = await open_in_chromium(page_origin + "/", tmp_path / "a", site.results)
             assert outcome in ("error", "close:1006"), outcome
-            assert server.stats().refused_origin == 1
+            assert server.stats.refused_origin == 1
         async with Server(port=0, allowed_origins=[page_origin]) as server:
             site.ws_port = server.port
             server.publish_log("hello")
             outcome = await open_in_chromium(page_origin + "/", tmp_path / "b", site.results)
             assert outcome.startswith("message:"), outcome
-            assert server.stats().connections == 1 and server.stats().refused_origin == 0
+            assert server.stats.connections == 1 and server.stats.refused_origin == 0

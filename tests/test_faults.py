@@ -98,7 +98,7 @@ async def test_client_that_floods_the_server_does_not_hurt_the_others() -> None:
         got = await recv_events(witness, 2000)
         assert [e.timestamp for e in got] == list(range(2000))
         assert await flood_task > 0
-        assert server.stats().inbound_messages > 0
+        assert server.stats.inbound_messages > 0
         await witness.close()
 
 
@@ -138,7 +138,7 @@ async def test_hundreds_of_connections() -> None:
         await asyncio.gather(*(c.close() for c in conns))
         await server.wait_disconnects(len(conns), timeout=10)
         assert server.client_count == 0
-        assert server.stats().connections == len(conns)
+        assert server.stats.connections == len(conns)
         again = await raw_connect(server.url)  # and the server still takes new clients
         server.publish_event(Event(uuid="again"))
         (ev,) = await recv_events(again, 1)
@@ -175,7 +175,7 @@ async def test_publisher_bursting_while_clients_come_and_go() -> None:
         thread.join(10)
         assert [e.timestamp for e in got] == list(range(total))
         assert churned > 0
-        assert server.stats().overflow_closes == 0
+        assert server.stats.overflow_closes == 0
         await steady.close()
 
 

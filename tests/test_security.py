@@ -200,11 +200,11 @@ async def test_foreign_origin_gets_403_a_counter_and_a_run_log_line() -> None:
         assert b"not allowed" in refused.response.body
         line = await next_run_log(watcher, "refused a handshake")
         assert "WRN" in line and "HTTP 403" in line and "https://evil.example" in line
-        assert server.stats().refused_origin == 1
+        assert server.stats.refused_origin == 1
         for origin in (DEFAULT_ORIGIN, "http://127.0.0.1:5173", None):
             conn = await ws(server.url, origin=origin)
             await conn.close()
-        assert server.stats().refused_origin == 1
+        assert server.stats.refused_origin == 1
         await watcher.close()
 
 
@@ -247,7 +247,7 @@ async def test_token_via_header_or_query_and_401_otherwise() -> None:
                     assert msg.uuid == "after-auth"
                     break
             await conn.close()
-        assert server.stats().refused_token == 3
+        assert server.stats.refused_token == 3
 
 
 @pytest.mark.e2e
@@ -263,7 +263,7 @@ async def test_connections_over_the_limit_get_503() -> None:
         first, second = await ws(server.url), await ws(server.url)
         refused = await refused_status(server.url)
         assert refused.response.status_code == 503
-        assert server.stats().refused_capacity == 1
+        assert server.stats.refused_capacity == 1
         await first.close()
         await server.wait_disconnects(1, timeout=5)  # the server sees the close a moment later
         third = await ws(server.url)
@@ -296,7 +296,7 @@ async def test_inbound_flood_is_closed_with_1008() -> None:
                 await asyncio.wait_for(flood.recv(), 10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == CLOSE_FLOOD
         assert "too many messages" in closed.value.rcvd.reason
-        assert server.stats().flood_closes == 1
+        assert server.stats.flood_closes == 1
         server.publish_event(Event(uuid="still-served"))
         while not isinstance(msg := decode(await asyncio.wait_for(quiet.recv(), 10)), Event):
             pass
@@ -314,7 +314,7 @@ async def test_oversize_inbound_message_is_closed_with_1009() -> None:
             while True:
                 await asyncio.wait_for(conn.recv(), 10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == CLOSE_TOO_BIG
-        assert server.stats().oversize_closes == 1
+        assert server.stats.oversize_closes == 1
 
 
 @pytest.mark.e2e

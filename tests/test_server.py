@@ -128,7 +128,7 @@ async def test_ten_thousand_events_reach_three_clients_in_order() -> None:
         for got in results:
             assert [e.timestamp for e in got] == list(range(n))
             assert all(e.length == 512 for e in got)
-        assert server.stats().overflow_closes == 0
+        assert server.stats.overflow_closes == 0
         for c in conns:
             await c.close()
 
@@ -171,7 +171,7 @@ async def test_slow_client_is_closed_with_its_code_while_others_get_everything()
                 await server.wait_room()  # a source that goes no faster than readers that keep up
         for got in await asyncio.gather(*fast_tasks):
             assert [e.timestamp for e in got] == list(range(n))
-        assert server.stats().overflow_closes == 1
+        assert server.stats.overflow_closes == 1
         with pytest.raises(ConnectionClosed) as closed:
             while True:
                 await asyncio.wait_for(slow.recv(), 15)
@@ -223,10 +223,10 @@ async def test_client_messages_are_read_and_discarded() -> None:
         (ev,) = await recv_events(conn, 1)
         assert ev.uuid == "still here"
         for _ in range(500):  # the server reads what clients send as it comes: bounded wait for the 11th
-            if server.stats().inbound_messages >= 11:
+            if server.stats.inbound_messages >= 11:
                 break
             await asyncio.sleep(0.01)
-        assert server.stats().inbound_messages == 11
+        assert server.stats.inbound_messages == 11
         await conn.close()
 
 

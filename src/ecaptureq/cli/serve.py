@@ -224,7 +224,9 @@ async def serve_until_stopped(
         async with Lifecycle() as life:
             task = life.start(feed(server)) if feed is not None else None
             if stats_interval:
-                life.start(StatsReporter().add(server.stats, format_stats).every(stats_interval, life.stop))
+                life.start(
+                    StatsReporter().add(lambda: server.stats, format_stats).every(stats_interval, life.stop)
+                )
             # a failing source ends the server (raised here), after the graceful stop below
             if task is not None and await life.wait(task):
                 server.publish_log(run_log_line(f"Source {source_name} finished; still serving"))
@@ -232,7 +234,7 @@ async def serve_until_stopped(
     finally:
         shutdown = await server.stop()
         report_shutdown(shutdown)
-        print(summary(server.stats(), shutdown, loop.time() - started), file=sys.stderr, flush=True)
+        print(summary(server.stats, shutdown, loop.time() - started), file=sys.stderr, flush=True)
     return ExitCode.OK
 
 

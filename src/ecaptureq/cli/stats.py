@@ -1,4 +1,4 @@
-"""The ``--stats`` lines of ``serve`` and ``tls``: each component's typed stats (``server.stats()``,
+"""The ``--stats`` lines of ``serve`` and ``tls``: each component's typed stats (``server.stats``,
 ``capture.stats``), worded with their rates since the previous line by one :class:`StatsReporter`."""
 
 from __future__ import annotations

@@ -487,7 +487,7 @@ async def _run_server(args: argparse.Namespace) -> ExitCode:
             if args.stats is None:
                 await life.wait()
             else:
-                reporter = _capture_reporter(capture).add(server.stats, format_stats)
+                reporter = _capture_reporter(capture).add(lambda: server.stats, format_stats)
                 await reporter.every(args.stats, life.stop)
     finally:
         await asyncio.to_thread(_stop_keylog, keylog)

@@ -532,8 +532,10 @@ class Server:
         """How many clients are connected now."""
         return self._core.client_count
 
+    @property
     def stats(self) -> ServerStats:
-        """A snapshot of the server's counters, with one :class:`ClientStats` per connected client."""
+        """A snapshot of the server's counters, with one :class:`ClientStats` per connected client (each
+        component's counters are its ``.stats``: the capture's, the store's, the recorder's, the client's)."""
         return self._core.stats()
 
     @property
