@@ -100,10 +100,6 @@ OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 MAY_NAME_OPTIONS = {"bench", "web/curl.py"}
 """Outside cli, only these may name options: bench runs the CLI as a subprocess, web/curl.py writes curl's."""
 
-STREAM_ADVICE = {("sources/tls/capture.py", "--buffer-size")}
-"""Options named in run-log lines the capture publishes into the stream, for whoever reads it: the
-ring-buffer-full line says to try a larger ``--buffer-size`` (test_capture_load.py asserts it)."""
-
 
 def _option_names(source: str) -> list[tuple[int, str]]:
     """``(line, option)`` for each option named in a string literal of ``source``; docstrings (a string
@@ -137,11 +133,7 @@ def test_nothing_below_cli_names_a_command_line_option(path: Path) -> None:
     """Library errors carry data and cli words them: a library message naming ``--token`` is CLI wording in
     the wrong layer (and, sent to a remote client, names options of a program the reader may not run)."""
     rel = path.relative_to(PACKAGE).as_posix()
-    named = [
-        f"{rel}:{line}: {option}"
-        for line, option in _option_names(path.read_text(encoding="utf-8"))
-        if (rel, option) not in STREAM_ADVICE
-    ]
+    named = [f"{rel}:{line}: {option}" for line, option in _option_names(path.read_text(encoding="utf-8"))]
     assert not named, "word these in ecaptureq.cli (e.g. cli/explain.py): " + ", ".join(named)
 
 

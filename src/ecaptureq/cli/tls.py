@@ -302,7 +302,12 @@ def make_capture(args: argparse.Namespace, sink: Sink) -> TlsCapture:
         comm=args.comm,
         port=args.port,
         buffer_size=args.buffer_size << 20,
+        ring_full_advice=RING_FULL_ADVICE,
     )
+
+
+RING_FULL_ADVICE: Final = "try a larger --buffer-size"
+"""How the ring-buffer-full line published into the stream ends: what the reader of the stream can do."""
 
 
 def describe_capture(capture: TlsCapture) -> str:

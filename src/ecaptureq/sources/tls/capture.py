@@ -409,6 +409,8 @@ class TlsCapture:
     is always excluded. ``buffer_size`` is the ring buffer's size in bytes (a power of two).
     ``on_batch`` is called (on the polling thread) after each round of publishing (a drained batch, idle
     flushes, reports), e.g. to flush a buffered sink once per round rather than once per event.
+    ``ring_full_advice`` ends the run-log line that reports records lost to a full ring buffer (the
+    command line names its own option there).
     :meth:`start` raises a :class:`~ecaptureq.sources.tls.errors.CaptureError`
     subclass when it cannot start, after undoing whatever it had set up.
     """
@@ -426,6 +428,7 @@ class TlsCapture:
         object_path: str | None = None,
         idle_flush: float = DEFAULT_IDLE_FLUSH,
         on_batch: Callable[[], None] | None = None,
+        ring_full_advice: str = "try a larger ring buffer",
     ) -> None:
         if buffer_size < 4096 or buffer_size & (buffer_size - 1):
             raise ValueError(f"buffer_size must be a power of two of at least 4096 bytes, not {buffer_size}")
@@ -443,6 +446,7 @@ class TlsCapture:
         self.port = port
         self.buffer_size = buffer_size
         self.on_batch = on_batch
+        self.ring_full_advice = ring_full_advice
         self.object_path = object_path or bpf_object_path()
         self.idle_flush = idle_flush
         self.hooked: list[str] = []
@@ -697,7 +701,7 @@ class TlsCapture:
                     level="WRN",
                     message=f"ring buffer full: lost {now.drop_chunks - last.drop_chunks} records "
                     f"({now.drop_bytes - last.drop_bytes} bytes); total lost {now.drop_chunks} "
-                    "(each connection's hole is named by a 'capture lost' line; try a larger --buffer-size)",
+                    f"(each connection's hole is named by a 'capture lost' line; {self.ring_full_advice})",
                 )
             )
         if now.oversized > last.oversized:
