@@ -38,13 +38,9 @@ from ecaptureq.access import Refusal, check_token, parse_allowed_origin
 from ecaptureq.protocol import MAX_FRAME_SIZE, Event, encode_event, encode_run_log
 from ecaptureq.protocol.messages import with_newline
 from ecaptureq.server.fanout import (
-    CLOSE_FLOOD,
-    CLOSE_QUEUE_OVERFLOW,
     CLOSE_SHUTDOWN,
     CLOSE_TOO_BIG,
-    LOG_CACHE_SIZE,
     Action,
-    ClientStats,
     Close,
     Fanout,
     Flood,
@@ -56,20 +52,7 @@ from ecaptureq.server.handshake import build_process_request
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "CLOSE_FLOOD",
-    "CLOSE_QUEUE_OVERFLOW",
-    "CLOSE_SHUTDOWN",
-    "CLOSE_TOO_BIG",
-    "LOG_CACHE_SIZE",
-    "SHUTDOWN_GRACE",
-    "ClientStats",
-    "ProcessRequest",
-    "Server",
-    "ServerStats",
-    "ShutdownReport",
-    "StalledClient",
-]
+__all__ = ["SHUTDOWN_GRACE", "ProcessRequest", "Server", "ShutdownReport"]
 
 FLOOD_CLOSE_SECONDS: Final = 1.0
 """How long a flooding client gets to answer its close frame before the connection is dropped."""
