@@ -105,7 +105,7 @@ async def test_the_stats_reporter_prints_each_component_with_rates_since_the_las
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     async with Server(heartbeat_interval=60) as server:
-        reporter = StatsReporter().add(server.stats, format_stats)
+        reporter = StatsReporter().add(lambda: server.stats, format_stats)
         for n in range(3):
             server.publish_event(Event(timestamp=n + 1, uuid=f"1_1_curl_{n}_0", payload=b"x"))
         reporter.tick()
