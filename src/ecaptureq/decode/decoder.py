@@ -208,7 +208,8 @@ class Decoder:
         except Exception as exc:  # defensive: metadata recovery is itself defensive
             # Not parsed again: the bytes are reported whole, with what failed.
             error = f"metadata: {type(exc).__name__}: {exc}"
-            return [Undecoded(unparsed_meta(event), bytes(event.payload), (error,))]
+            meta = unparsed_meta(event)
+            return [Undecoded(meta, meta.body, (error,))]
         self.last_meta = meta
         out: list[Decoded] = []
         try:
@@ -231,9 +232,15 @@ class Decoder:
         progress, marked incomplete with that note, and start it afresh. Never raises."""
         try:
             return self._lost(gap)
-        except Exception:  # a bug in this module must not end a capture
-            self._drop(gap.uuid.rsplit("_", 1)[0])
-            return []
+        except Exception as exc:  # a bug in this module must not end a capture
+            # As in :meth:`feed`: the connection's state is dropped and the failure reported once.
+            key = gap.uuid.rpartition("_")[0] if isinstance(gap.uuid, str) else ""
+            conn = self._conns.get(key)
+            self._drop(key)
+            if conn is None or conn.meta is None:
+                return []
+            meta = dataclasses.replace(conn.meta, body=b"")
+            return [Undecoded(meta, b"", (f"decoder: {type(exc).__name__}: {exc}",))]
 
     def _lost(self, gap: CaptureGap) -> list[Decoded]:
         out: list[Decoded] = []

@@ -197,8 +197,10 @@ _UNKNOWN_SOURCES: Final = (
 
 def unparsed_meta(event: Event) -> EventMeta:
     """Metadata that parses nothing (no header split, no uuid, no timestamp): the whole payload is the
-    body. What a decoder reports bytes with when :func:`event_meta` itself failed on them."""
-    payload = bytes(event.payload)
+    body (empty when the payload is not bytes at all). What a decoder reports an event with when
+:func:`event_meta` itself failed on it."""
+    raw = event.payload
+    payload = bytes(raw) if isinstance(raw, bytes | bytearray | memoryview) else b""
     return EventMeta(
         timestamp=Timestamp(0, TimeUnit.ZERO, None),
         uuid=UuidInfo(raw=""),
