@@ -198,7 +198,7 @@ _UNKNOWN_SOURCES: Final = (
 def unparsed_meta(event: Event) -> EventMeta:
     """Metadata that parses nothing (no header split, no uuid, no timestamp): the whole payload is the
     body (empty when the payload is not bytes at all). What a decoder reports an event with when
-:func:`event_meta` itself failed on it."""
+    :func:`event_meta` itself failed on it."""
     raw = event.payload
     payload = bytes(raw) if isinstance(raw, bytes | bytearray | memoryview) else b""
     return EventMeta(
