@@ -14,6 +14,7 @@ from pathlib import Path
 import h2.config
 import h2.connection
 import h2.events
+import hyperframe.frame
 import pytest
 from decode_taps import (
     C2S,
@@ -127,10 +128,8 @@ def test_late_join_decodes_what_it_can_and_marks_the_rest(site: tuple[int, int, 
     frames = []
     pos = 24
     while pos + 9 <= len(c2s):
-        length = int.from_bytes(c2s[pos : pos + 3], "big")
-        frames.append(
-            (c2s[pos + 3], int.from_bytes(c2s[pos + 5 : pos + 9], "big"), c2s[pos : pos + 9 + length])
-        )
+        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(c2s[pos : pos + 9]))
+        frames.append((frame.type, frame.stream_id, c2s[pos : pos + 9 + length]))
         pos += 9 + length
     second = next(raw for ftype, sid, raw in frames if ftype == 1 and sid == 3)
     result = d.feed("client", second)
@@ -267,8 +266,9 @@ def frame_types(data: bytes) -> list[int]:
     """The types of the whole frames in ``data``."""
     types, pos = [], 0
     while pos + 9 <= len(data):
-        types.append(data[pos + 3])
-        pos += 9 + int.from_bytes(data[pos : pos + 3], "big")
+        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[pos : pos + 9]))
+        types.append(frame.type)
+        pos += 9 + length
     return types
 
 
