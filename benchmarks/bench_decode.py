@@ -86,8 +86,10 @@ def h2_connection(streams: int, gzip_body: bool) -> list[tuple[bool, bytes]]:
     return out
 
 
-def to_frames(chunks: list[tuple[int, bool, bytes]]) -> list[bytes]:
-    """(connection number, is_write, payload) -> encoded LogEntry frames, as our eBPF source sends them."""
+def to_frames(chunks: list[tuple[int, bool, bytes]], typed: bool = True) -> list[bytes]:
+    """(connection number, is_write, payload) -> encoded LogEntry frames, as our eBPF source sends them
+    (``typed``), or with ``type`` 0 as a source that does not classify sends them (the decoder then
+    classifies each chunk itself: the frame-header parsers on the hot path)."""
     frames = []
     for i, (conn, is_write, payload) in enumerate(chunks):
         ev = Event(
@@ -99,7 +101,7 @@ def to_frames(chunks: list[tuple[int, bool, bytes]]) -> list[bytes]:
             dst_port=443,
             pid=1000 + conn,
             pname="curl",
-            type=classify_payload(payload, is_write),
+            type=classify_payload(payload, is_write) if typed else 0,
             length=len(payload),
             payload=payload,
         )
@@ -107,19 +109,19 @@ def to_frames(chunks: list[tuple[int, bool, bytes]]) -> list[bytes]:
     return frames
 
 
-def workload_http1(n: int, gzip_body: bool) -> list[bytes]:
+def workload_http1(n: int, gzip_body: bool, typed: bool = True) -> list[bytes]:
     req, resp = http1_pair(gzip_body)
-    return to_frames([(i // 2, i % 2 == 0, req if i % 2 == 0 else resp) for i in range(n)])
+    return to_frames([(i // 2, i % 2 == 0, req if i % 2 == 0 else resp) for i in range(n)], typed)
 
 
-def workload_h2(n: int, gzip_body: bool) -> list[bytes]:
+def workload_h2(n: int, gzip_body: bool, typed: bool = True) -> list[bytes]:
     per_conn = h2_connection(8, gzip_body)
     chunks: list[tuple[int, bool, bytes]] = []
     conn = 0
     while len(chunks) < n:
         chunks += [(conn, w, p) for w, p in per_conn]
         conn += 1
-    return to_frames(chunks[:n])
+    return to_frames(chunks[:n], typed)
 
 
 def best_of(repeat: int, fn: Callable[[], None]) -> float:
@@ -164,6 +166,8 @@ def main() -> None:
         ("HTTP/1.1 GET + gzip JSON response", workload_http1(n, True)),
         ("HTTP/2 8 streams/conn, JSON", workload_h2(n, False)),
         ("HTTP/2 8 streams/conn, gzip JSON", workload_h2(n, True)),
+        ("HTTP/1.1 JSON, untyped events", workload_http1(n, False, typed=False)),
+        ("HTTP/2 8 streams/conn, untyped", workload_h2(n, False, typed=False)),
     ]
     head = (
         f"{'workload':<36} {'events':>7} {'avg B':>6} {'protobuf ev/s':>14} {'+HTTP ev/s':>12} "
