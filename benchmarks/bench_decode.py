@@ -124,6 +124,18 @@ def workload_h2(n: int, gzip_body: bool, typed: bool = True) -> list[bytes]:
     return to_frames(chunks[:n], typed)
 
 
+def workloads(n: int) -> list[tuple[str, list[bytes]]]:
+    """Every workload of ``n`` events: its name and its encoded frames (``bench_decode_ab.py`` uses them)."""
+    return [
+        ("HTTP/1.1 GET + JSON response", workload_http1(n, False)),
+        ("HTTP/1.1 GET + gzip JSON response", workload_http1(n, True)),
+        ("HTTP/2 8 streams/conn, JSON", workload_h2(n, False)),
+        ("HTTP/2 8 streams/conn, gzip JSON", workload_h2(n, True)),
+        ("HTTP/1.1 JSON, untyped events", workload_http1(n, False, typed=False)),
+        ("HTTP/2 8 streams/conn, untyped", workload_h2(n, False, typed=False)),
+    ]
+
+
 def best_of(repeat: int, fn: Callable[[], None]) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -161,21 +173,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds per timing, best kept (default 3)")
     args = parser.parse_args()
     n = max(2, args.events)
-    workloads = [
-        ("HTTP/1.1 GET + JSON response", workload_http1(n, False)),
-        ("HTTP/1.1 GET + gzip JSON response", workload_http1(n, True)),
-        ("HTTP/2 8 streams/conn, JSON", workload_h2(n, False)),
-        ("HTTP/2 8 streams/conn, gzip JSON", workload_h2(n, True)),
-        ("HTTP/1.1 JSON, untyped events", workload_http1(n, False, typed=False)),
-        ("HTTP/2 8 streams/conn, untyped", workload_h2(n, False, typed=False)),
-    ]
     head = (
         f"{'workload':<36} {'events':>7} {'avg B':>6} {'protobuf ev/s':>14} {'+HTTP ev/s':>12} "
         f"{'ratio':>7} {'items':>7}"
     )
     print(head)
     print("-" * len(head))
-    for name, frames in workloads:
+    for name, frames in workloads(n):
         bare, full, items = measure(frames, args.repeat)
         avg = sum(len(f) for f in frames) // len(frames)
         row = f"{name:<36} {len(frames):>7} {avg:>6} {bare:>14,.0f} {full:>12,.0f} {full / bare:>7.3f}"

@@ -339,6 +339,8 @@ class Decoder:
             self._account(conn, out)
             return
         conn.saw(_LANE_SEEN[lane])
+        if conn.mode is ConnectionMode.HTTP2 and conn.h2 is None:
+            conn.h2 = H2Connection(body_limit=self.body_limit, scheme=self._scheme(meta))
         if lane != "h2" and lane != "ws":
             direction.lane = lane
         self.last_type = _LANE_TYPES.get(lane)
@@ -386,7 +388,6 @@ class Decoder:
         if etype == EventType.HTTP1_RESPONSE:
             return "h1-response"
         if etype in (EventType.HTTP2_REQUEST, EventType.HTTP2_RESPONSE):
-            conn.h2 = H2Connection(body_limit=self.body_limit, scheme=self._scheme(meta))
             return "h2"
         if etype == EventType.WEBSOCKET:
             return "ws"
