@@ -146,6 +146,7 @@ class _Conn:
         return found
 
     def saw(self, seen: Seen) -> None:
+        """Move to the mode :data:`MODE_TRANSITIONS` gives for what a chunk showed."""
         self.mode = MODE_TRANSITIONS[(self.mode, seen)]
 
 
@@ -323,9 +324,10 @@ class Decoder:
         if not body:
             return
         conn = self._conn(meta, out)
-        direction = conn.direction(meta.stream)
-        held, direction.held = direction.held, b""
+        direction = conn.directions.get(meta.stream) or conn.direction(meta.stream)
+        held = direction.held
         if held:
+            direction.held = b""
             body = held + body
             meta = dataclasses.replace(meta, body=body, type=0)  # re-classify the joined bytes
         lane = self._lane(conn, direction, meta)
@@ -338,7 +340,7 @@ class Decoder:
             out.append(Undecoded(meta, body))
             self._account(conn, out)
             return
-        conn.saw(_LANE_SEEN[lane])
+        conn.mode = MODE_TRANSITIONS[conn.mode, _LANE_SEEN[lane]]
         if conn.mode is ConnectionMode.HTTP2 and conn.h2 is None:
             conn.h2 = H2Connection(body_limit=self.body_limit, scheme=self._scheme(meta))
         if lane != "h2" and lane != "ws":
