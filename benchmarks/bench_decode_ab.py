@@ -14,6 +14,7 @@ process (best of ``--repeat`` passes). The table keeps each tree's best round an
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -27,8 +28,11 @@ THIS_TREE = HERE.parent / "src"
 
 def child(events: int, repeat: int) -> None:
     """In the child: time ``Decoder.feed`` on every workload; print ``{name: events per CPU second}``."""
-    sys.path.insert(0, str(HERE))
-    import bench_decode  # the workloads, built with this tree's own classifier
+    # The workloads of bench_decode.py (loaded from its file), built with the child tree's classifier.
+    spec = importlib.util.spec_from_file_location("bench_decode", HERE / "bench_decode.py")
+    assert spec is not None and spec.loader is not None
+    bench_decode = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_decode)
 
     from ecaptureq.decode import Decoder
     from ecaptureq.protocol import Event, decode
