@@ -63,6 +63,10 @@ class ConnectionMode(enum.Enum):
     HTTP2 = "h2"
     """HTTP/2 frames, for the rest of the connection."""
 
+    # Members are singletons compared by identity: hash them so too (Enum's own hash is a Python call,
+    # and the decoder looks a mode up in MODE_TRANSITIONS for every event).
+    __hash__ = object.__hash__
+
 
 class Seen(enum.Enum):
     """What a chunk of a connection showed, as far as its mode is concerned."""
@@ -71,6 +75,8 @@ class Seen(enum.Enum):
     WEBSOCKET_UPGRADE = "a 101 Switching Protocols to websocket"
     WEBSOCKET_FRAMES = "WebSocket frames"
     H2_FRAMES = "HTTP/2 frames"
+
+    __hash__ = object.__hash__  # as ConnectionMode's
 
 
 _M, _S = ConnectionMode, Seen
@@ -107,6 +113,14 @@ _LANE_SEEN: Final[dict[str, Seen]] = {
     "h2": Seen.H2_FRAMES,
     "ws": Seen.WEBSOCKET_FRAMES,
 }
+_LANE_STEP: Final[dict[tuple[ConnectionMode, str], ConnectionMode]] = {
+    (mode, lane): MODE_TRANSITIONS[(mode, seen)]
+    for mode in ConnectionMode
+    for lane, seen in _LANE_SEEN.items()
+}
+"""MODE_TRANSITIONS by lane (what the chunk was decoded as), looked up once per event."""
+_HTTP2: Final = ConnectionMode.HTTP2
+_WEBSOCKET: Final = ConnectionMode.WEBSOCKET
 _LANE_TYPES: Final[dict[str, int]] = {
     "h1-request": EventType.HTTP1_REQUEST,
     "h1-response": EventType.HTTP1_RESPONSE,
@@ -340,8 +354,8 @@ class Decoder:
             out.append(Undecoded(meta, body))
             self._account(conn, out)
             return
-        conn.mode = MODE_TRANSITIONS[conn.mode, _LANE_SEEN[lane]]
-        if conn.mode is ConnectionMode.HTTP2 and conn.h2 is None:
+        conn.mode = _LANE_STEP[conn.mode, lane]
+        if conn.mode is _HTTP2 and conn.h2 is None:
             conn.h2 = H2Connection(body_limit=self.body_limit, scheme=self._scheme(meta))
         if lane != "h2" and lane != "ws":
             direction.lane = lane
@@ -372,7 +386,7 @@ class Decoder:
         """Which decoder the chunk goes to, from the connection's mode, the message its direction has in
         progress, and what the chunk looks like (:func:`classify_payload`)."""
         body = meta.body
-        if conn.mode is ConnectionMode.HTTP2:
+        if conn.mode is _HTTP2:
             return "h2"
         current = direction.lane
         if current is not None:
@@ -383,7 +397,7 @@ class Decoder:
         if etype not in (1, 2, 3, 4, 5):
             hint = None if meta.direction is None else meta.direction == "write"
             etype = classify_payload(body, hint)
-        if conn.mode is ConnectionMode.WEBSOCKET and etype in (EventType.UNKNOWN, EventType.WEBSOCKET):
+        if conn.mode is _WEBSOCKET and etype in (EventType.UNKNOWN, EventType.WEBSOCKET):
             return "ws"
         if etype == EventType.HTTP1_REQUEST:
             return "h1-request"
