@@ -87,8 +87,10 @@ def h2_connection(streams: int, gzip_body: bool) -> list[tuple[bool, bytes]]:
     return out
 
 
-def to_frames(chunks: list[tuple[int, bool, bytes]]) -> list[bytes]:
-    """(connection number, is_write, payload) -> encoded LogEntry frames, as our eBPF source sends them."""
+def to_frames(chunks: list[tuple[int, bool, bytes]], typed: bool = True) -> list[bytes]:
+    """(connection number, is_write, payload) -> encoded LogEntry frames, as our eBPF source sends them
+    (``typed``), or with ``type`` 0 as a source that does not classify sends them (the decoder then
+    classifies each chunk itself: the frame-header parsers on the hot path)."""
     frames = []
     for i, (conn, is_write, payload) in enumerate(chunks):
         ev = Event(
@@ -102,7 +104,7 @@ def to_frames(chunks: list[tuple[int, bool, bytes]]) -> list[bytes]:
             dst_port=443,
             pid=1000 + conn,
             pname="curl",
-            type=classify_payload(payload, is_write),
+            type=classify_payload(payload, is_write) if typed else 0,
             length=len(payload),
             payload=payload,
         )
@@ -110,19 +112,31 @@ def to_frames(chunks: list[tuple[int, bool, bytes]]) -> list[bytes]:
     return frames
 
 
-def workload_http1(n: int, gzip_body: bool) -> list[bytes]:
+def workload_http1(n: int, gzip_body: bool, typed: bool = True) -> list[bytes]:
     req, resp = http1_pair(gzip_body)
-    return to_frames([(i // 2, i % 2 == 0, req if i % 2 == 0 else resp) for i in range(n)])
+    return to_frames([(i // 2, i % 2 == 0, req if i % 2 == 0 else resp) for i in range(n)], typed)
 
 
-def workload_h2(n: int, gzip_body: bool) -> list[bytes]:
+def workload_h2(n: int, gzip_body: bool, typed: bool = True) -> list[bytes]:
     per_conn = h2_connection(8, gzip_body)
     chunks: list[tuple[int, bool, bytes]] = []
     conn = 0
     while len(chunks) < n:
         chunks += [(conn, w, p) for w, p in per_conn]
         conn += 1
-    return to_frames(chunks[:n])
+    return to_frames(chunks[:n], typed)
+
+
+def workloads(n: int) -> list[tuple[str, list[bytes]]]:
+    """Every workload of ``n`` events: its name and its encoded frames (``bench_decode_ab.py`` uses them)."""
+    return [
+        ("HTTP/1.1 GET + JSON response", workload_http1(n, False)),
+        ("HTTP/1.1 GET + gzip JSON response", workload_http1(n, True)),
+        ("HTTP/2 8 streams/conn, JSON", workload_h2(n, False)),
+        ("HTTP/2 8 streams/conn, gzip JSON", workload_h2(n, True)),
+        ("HTTP/1.1 JSON, untyped events", workload_http1(n, False, typed=False)),
+        ("HTTP/2 8 streams/conn, untyped", workload_h2(n, False, typed=False)),
+    ]
 
 
 def best_of(repeat: int, fn: Callable[[], None]) -> float:
@@ -162,19 +176,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds per timing, best kept (default 3)")
     args = parser.parse_args()
     n = max(2, args.events)
-    workloads = [
-        ("HTTP/1.1 GET + JSON response", workload_http1(n, False)),
-        ("HTTP/1.1 GET + gzip JSON response", workload_http1(n, True)),
-        ("HTTP/2 8 streams/conn, JSON", workload_h2(n, False)),
-        ("HTTP/2 8 streams/conn, gzip JSON", workload_h2(n, True)),
-    ]
     head = (
         f"{'workload':<36} {'events':>7} {'avg B':>6} {'protobuf ev/s':>14} {'+HTTP ev/s':>12} "
         f"{'ratio':>7} {'items':>7}"
     )
     print(head)
     print("-" * len(head))
-    for name, frames in workloads:
+    for name, frames in workloads(n):
         bare, full, items = measure(frames, args.repeat)
         avg = sum(len(f) for f in frames) // len(frames)
         row = f"{name:<36} {len(frames):>7} {avg:>6} {bare:>14,.0f} {full:>12,.0f} {full / bare:>7.3f}"

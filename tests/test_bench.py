@@ -13,7 +13,7 @@ from conftest import run_cli
 from ecaptureq.bench.consumers import bench_consumers, decoder_memory, summary
 from ecaptureq.bench.runner import bench_burst, bench_client, bench_stalled, format_table
 from ecaptureq.bench.workloads import workload_events
-from ecaptureq.decode import Decoder
+from ecaptureq.decode import Decoder, ResponseDone
 
 
 @pytest.mark.e2e
@@ -53,7 +53,7 @@ def test_workloads_decode_to_complete_exchanges() -> None:
     for name, method in (("http1", "POST"), ("http2", "POST")):
         decoder = Decoder()
         items = [item for ev in workload_events(name, 600) for item in decoder.feed(ev)]
-        done = [i.exchange for i in items if i.kind == "response" and i.exchange is not None]
+        done = [i.exchange for i in items if isinstance(i, ResponseDone) and i.exchange is not None]
         assert len(done) >= 200, name
         assert all(ex.complete and ex.request is not None and ex.request.method == method for ex in done)
 

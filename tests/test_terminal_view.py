@@ -20,7 +20,7 @@ from conftest import CLI, ENV, Served, run_cli, start_serve, stop_serve
 from haralyzer import HarEntry, HarParser
 
 from ecaptureq.cli.colour import Palette
-from ecaptureq.decode import Decoder
+from ecaptureq.decode import Decoder, RequestDone, ResponseDone
 from ecaptureq.protocol import Event, EventType
 from ecaptureq.protocol.jsonl import to_json
 from ecaptureq.sources.demo import DemoSource
@@ -53,7 +53,7 @@ def exchanges(events: list[Event]) -> list[tuple[str, str, int | None]]:
     out = []
     for ev in events:
         for item in dec.feed(ev):
-            if item.kind == "response" and item.exchange is not None and item.exchange.request is not None:
+            if isinstance(item, ResponseDone) and item.exchange.request is not None:
                 req = item.exchange.request
                 out.append((req.method, req.url or req.path, item.message.status if item.message else None))
     return out
@@ -225,8 +225,8 @@ def _started(events: list[Event]) -> list[tuple[int, str, str]]:
     out = []
     for ev in events:
         for item in dec.feed(ev):
-            ex, msg = item.exchange, item.message
-            if item.kind == "request" and ex is not None and msg is not None and ex.started_ns:
+            if isinstance(item, RequestDone) and item.exchange.started_ns:
+                ex, msg = item.exchange, item.message
                 out.append((ex.started_ns, msg.method, msg.url or msg.path))
     return out
 

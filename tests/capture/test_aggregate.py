@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ecaptureq.decode import MessageDone
 from ecaptureq.protocol.gap import CaptureGap, parse_gap
 from ecaptureq.protocol.messages import EventType
 from ecaptureq.sources.tls import Aggregator, Chunk
@@ -144,7 +145,7 @@ def test_decoder_marks_the_exchange_a_gap_damaged() -> None:
         else:
             done += decoder.lost(parse_gap(item.log_line()) or item)
     done += decoder.flush()
-    exchanges = [d.exchange for d in done if d.exchange is not None and d.exchange.response is not None]
+    exchanges = [d.exchange for d in done if isinstance(d, MessageDone) and d.exchange.response is not None]
     assert exchanges, done
     response = exchanges[0].response
     assert response is not None and not response.complete

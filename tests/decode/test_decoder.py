@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ecaptureq.decode import Decoder
+from ecaptureq.decode import Decoder, MessageDone, RequestDone, ResponseDone
 from ecaptureq.protocol import Event
 
 REQ = b"GET /x HTTP/1.1\r\nHost: h.test\r\n\r\n"
@@ -16,7 +16,7 @@ def test_header_only_events_are_paired() -> None:
     resp = Event(payload=b"PID:2746, Comm:curl, Src:93.184.216.34:443, Dest:10.0.0.5:40522,\n" + RESP)
     (a,) = d.feed(req)
     (b,) = d.feed(resp)
-    assert a.kind == "request" and b.kind == "response"
+    assert isinstance(a, RequestDone) and isinstance(b, ResponseDone)
     assert b.exchange is a.exchange and b.exchange is not None
     assert b.exchange.pid == 2746 and b.exchange.pname == "curl" and b.exchange.dst_port == 443
     assert b.message is not None and b.message.body == b"ok"
@@ -59,7 +59,7 @@ def test_buffered_bytes_are_bounded() -> None:
 
 def test_unmatched_response_is_an_exchange_without_request() -> None:
     (item,) = Decoder().feed(Event(uuid="1_1_c_3_1", payload=RESP))
-    assert item.kind == "response" and item.exchange is not None and item.exchange.request is None
+    assert isinstance(item, ResponseDone) and item.exchange is not None and item.exchange.request is None
     assert item.exchange.latency is None
 
 
@@ -73,7 +73,7 @@ def test_lost_bytes_inside_a_body_do_not_swallow_the_next_message() -> None:
     assert first == []
     # The rest of the first body was lost; the next response arrives.
     items = d.feed(Event(uuid="1_1_c_3_1", payload=RESP))
-    assert [i.message.status for i in items if i.message] == [200, 200]
-    cut, whole = (i.message for i in items if i.message)
+    assert [i.message.status for i in items if isinstance(i, MessageDone)] == [200, 200]
+    cut, whole = (i.message for i in items if isinstance(i, MessageDone))
     assert not cut.complete and cut.body == b"only 20 of 100 bytes" and any("lost" in n for n in cut.notes)
     assert whole.complete and whole.body == b"ok"

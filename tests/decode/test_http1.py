@@ -18,7 +18,7 @@ import pytest
 import zstandard
 from decode_taps import C2S, S2C, TapProxy, decode_all, events_from_chunks, rechunk
 
-from ecaptureq.decode import Decoded, Decoder
+from ecaptureq.decode import Decoded, Decoder, RequestDone, ResponseDone, Undecoded
 
 pytestmark = pytest.mark.e2e
 
@@ -121,7 +121,7 @@ def capture(port: int, requests: list[tuple[str, str, bytes | None, dict[str, st
 
 
 def responses(items: list[Decoded]) -> list[Decoded]:
-    return [i for i in items if i.kind == "response"]
+    return [i for i in items if isinstance(i, ResponseDone)]
 
 
 def test_keepalive_exchanges_are_paired_in_order(server: int) -> None:
@@ -129,7 +129,7 @@ def test_keepalive_exchanges_are_paired_in_order(server: int) -> None:
         server, [("GET", "/json", None, {}), ("HEAD", "/json", None, {}), ("GET", "/latin1", None, {})]
     )
     items = decode_all(events_from_chunks(tap.chunks))
-    reqs = [i for i in items if i.kind == "request"]
+    reqs = [i for i in items if isinstance(i, RequestDone)]
     resps = responses(items)
     assert [r.message.method for r in reqs if r.message] == ["GET", "HEAD", "GET"]
     assert next(r.message.url for r in reqs if r.message) == f"https://127.0.0.1:{tap.port}/json"
@@ -149,7 +149,7 @@ def test_keepalive_exchanges_are_paired_in_order(server: int) -> None:
     for r in resps:
         assert r.exchange is not None and r.exchange.latency is not None and r.exchange.latency >= 0
         assert r.exchange.pid == 4242 and r.exchange.pname == "curl"
-    assert not [i for i in items if i.kind == "raw"]
+    assert not [i for i in items if isinstance(i, Undecoded)]
 
 
 @pytest.mark.parametrize("coding", sorted(ENCODERS))
@@ -179,7 +179,7 @@ def test_split_into_small_captures(server: int) -> None:
     assert resps[0].exchange.request.body_text == '{"k": "v"}'
     assert resps[0].exchange.request.pretty_text == '{\n  "k": "v"\n}'
     assert resps[1].message is not None and resps[1].message.body == TEXT
-    assert not [i for i in items if i.kind == "raw"]
+    assert not [i for i in items if isinstance(i, Undecoded)]
 
 
 def test_several_messages_in_one_payload(server: int) -> None:
@@ -188,7 +188,7 @@ def test_several_messages_in_one_payload(server: int) -> None:
     )
     joined = [(C2S, tap.direction(C2S)), (S2C, tap.direction(S2C))]
     items = decode_all(events_from_chunks(joined))
-    assert [i.message.method for i in items if i.kind == "request" and i.message] == ["GET"] * 3
+    assert [i.message.method for i in items if isinstance(i, RequestDone) and i.message] == ["GET"] * 3
     resps = responses(items)
     assert [r.message.status for r in resps if r.message] == [200, 200, 200]
     assert resps[1].message is not None and resps[1].message.body_text is None
@@ -218,7 +218,7 @@ def test_form_body(server: int) -> None:
     tap = capture(
         server, [("POST", "/login", form.encode(), {"Content-Type": "application/x-www-form-urlencoded"})]
     )
-    req = next(i for i in decode_all(events_from_chunks(tap.chunks)) if i.kind == "request")
+    req = next(i for i in decode_all(events_from_chunks(tap.chunks)) if isinstance(i, RequestDone))
     assert req.message is not None and req.message.form == [("user", "alice"), ("pass", "s3cr&t")]
 
 
@@ -253,7 +253,7 @@ def test_garbage_then_a_message_resynchronises(server: int) -> None:
     tap = capture(server, [("GET", "/json", None, {})])
     chunks = [(S2C, b"\x00\x01garbage that is no status line\r\n"), *tap.chunks]
     items = decode_all(events_from_chunks(chunks))
-    raws = [i for i in items if i.kind == "raw"]
+    raws = [i for i in items if isinstance(i, Undecoded)]
     assert raws and raws[0].raw.startswith(b"\x00\x01garbage")
     assert [r.message.status for r in responses(items) if r.message] == [200]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import h2.config
 import h2.connection
 import h2.events
+import hyperframe.frame
 import pytest
 from decode_taps import (
     C2S,
@@ -27,7 +28,7 @@ from decode_taps import (
 )
 
 from ecaptureq.cli.http_text import format_http_text
-from ecaptureq.decode import Decoded, event_meta
+from ecaptureq.decode import Exchange, H2Control, RequestDone, ResponseDone, Undecoded, event_meta
 from ecaptureq.decode.http2 import H2Connection
 from ecaptureq.protocol import Event
 
@@ -52,16 +53,16 @@ def test_curl_h2_to_nginx(site: tuple[int, int, Path]) -> None:
     _, p2, _root = site
     tap = curl(p2, ["/data.json"], "--http2-prior-knowledge", "--compressed")
     items = decode_all(events_from_chunks(tap.chunks))
-    (req,) = [i.message for i in items if i.kind == "request" and i.message]
-    (resp,) = [i for i in items if i.kind == "response" and i.message]
+    (req,) = [i.message for i in items if isinstance(i, RequestDone) and i.message]
+    (resp,) = [i for i in items if isinstance(i, ResponseDone) and i.message]
     assert req.method == "GET" and req.url == f"http://127.0.0.1:{tap.port}/data.json" and req.stream_id == 1
     assert req.header("user-agent").startswith("curl/")
     assert resp.message is not None and resp.message.status == 200 and resp.message.content_encoding == "gzip"
     assert json.loads(resp.message.body_text or "") == DOC
     assert resp.exchange is not None and resp.exchange.request is req and resp.exchange.protocol == "h2"
-    controls = [f.type for i in items if i.kind == "h2-control" for f in i.h2_frames]
+    controls = [f.type for i in items if isinstance(i, H2Control) for f in i.frames]
     assert "PREFACE" in controls and "SETTINGS" in controls
-    assert not [i for i in items if i.kind == "raw"]
+    assert not [i for i in items if isinstance(i, Undecoded)]
 
 
 def test_h2_streams_to_nginx_paired_by_stream_id(site: tuple[int, int, Path]) -> None:
@@ -69,8 +70,8 @@ def test_h2_streams_to_nginx_paired_by_stream_id(site: tuple[int, int, Path]) ->
     paths = ["/data.json", "/blob.bin", "/page.txt", "/missing"]
     tap = h2_client_get(p2, paths)
     items = decode_all(events_from_chunks(tap.chunks))
-    reqs = [i for i in items if i.kind == "request"]
-    resps = [i for i in items if i.kind == "response"]
+    reqs = [i for i in items if isinstance(i, RequestDone)]
+    resps = [i for i in items if isinstance(i, ResponseDone)]
     assert [r.message.path for r in reqs if r.message] == paths
     assert [r.message.stream_id for r in reqs if r.message] == [1, 3, 5, 7]
     by_path = {r.exchange.request.path: r for r in resps if r.exchange and r.exchange.request}
@@ -90,14 +91,14 @@ def test_h2_streams_to_nginx_paired_by_stream_id(site: tuple[int, int, Path]) ->
         assert r.message is not None and not r.message.errors
     # Requests 2-4 reuse HPACK dynamic-table entries request 1 created: decoded statefully.
     assert all(r.message.header("user-agent") == "h2-test" for r in reqs if r.message)
-    assert not [i for i in items if i.kind == "raw"]
+    assert not [i for i in items if isinstance(i, Undecoded)]
 
 
 def test_h2_split_into_tiny_captures(site: tuple[int, int, Path]) -> None:
     _, p2, _root = site
     tap = h2_client_get(p2, ["/data.json", "/page.txt"])
     items = decode_all(events_from_chunks(rechunk(tap.chunks, 5)))
-    resps = [i for i in items if i.kind == "response" and i.message]
+    resps = [i for i in items if isinstance(i, ResponseDone) and i.message]
     bodies = {
         r.exchange.request.path: r.message.body_text
         for r in resps
@@ -105,7 +106,7 @@ def test_h2_split_into_tiny_captures(site: tuple[int, int, Path]) -> None:
     }
     assert bodies["/page.txt"] == "plain text page\n" * 50
     assert json.loads(bodies["/data.json"] or "") == DOC
-    assert len(resps) == 2 and not [i for i in items if i.kind == "raw"]
+    assert len(resps) == 2 and not [i for i in items if isinstance(i, Undecoded)]
 
 
 def test_curl_http11_gzip_chunked_from_nginx(site: tuple[int, int, Path]) -> None:
@@ -114,7 +115,7 @@ def test_curl_http11_gzip_chunked_from_nginx(site: tuple[int, int, Path]) -> Non
     resp_bytes = tap.direction(S2C)
     assert b"Transfer-Encoding: chunked" in resp_bytes and b"Content-Encoding: gzip" in resp_bytes
     items = decode_all(events_from_chunks(tap.chunks))
-    resps = [i.message for i in items if i.kind == "response" and i.message]
+    resps = [i.message for i in items if isinstance(i, ResponseDone) and i.message]
     assert [m.status for m in resps] == [200, 200]
     assert json.loads(resps[0].body_text or "") == DOC
     assert resps[1].body_text == "plain text page\n" * 50
@@ -129,10 +130,8 @@ def test_late_join_decodes_what_it_can_and_marks_the_rest(site: tuple[int, int, 
     frames = []
     pos = 24
     while pos + 9 <= len(c2s):
-        length = int.from_bytes(c2s[pos : pos + 3], "big")
-        frames.append(
-            (c2s[pos + 3], int.from_bytes(c2s[pos + 5 : pos + 9], "big"), c2s[pos : pos + 9 + length])
-        )
+        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(c2s[pos : pos + 9]))
+        frames.append((frame.type, frame.stream_id, c2s[pos : pos + 9 + length]))
         pos += 9 + length
     second = next(raw for ftype, sid, raw in frames if ftype == 1 and sid == 3)
     result = d.feed("client", second)
@@ -140,7 +139,7 @@ def test_late_join_decodes_what_it_can_and_marks_the_rest(site: tuple[int, int, 
     assert late.method == "GET" and late.scheme == "http"  # both from the static table
     assert not late.path and not late.url and not late.errors  # its :path was an entry never seen
     assert any("sent before the capture began" in n for n in late.notes)
-    text = format_http_text(Decoded("request", event_meta(Event()), late))
+    text = format_http_text(RequestDone(event_meta(Event()), late, Exchange(id=1, connection="")))
     assert "> GET (path unknown)" in text
     first = next(raw for ftype, sid, raw in frames if ftype == 1 and sid == 1)
     ok = H2Connection().feed("client", first)
@@ -269,8 +268,9 @@ def frame_types(data: bytes) -> list[int]:
     """The types of the whole frames in ``data``."""
     types, pos = [], 0
     while pos + 9 <= len(data):
-        types.append(data[pos + 3])
-        pos += 9 + int.from_bytes(data[pos : pos + 3], "big")
+        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(data[pos : pos + 9]))
+        types.append(frame.type)
+        pos += 9 + length
     return types
 
 
@@ -280,8 +280,8 @@ def test_h2_pair_grpc_continuation_padding_reset_goaway() -> None:
     assert 9 in frame_types(c2s[24:])  # the big header block really was split into CONTINUATION frames
     for chunks in (log, rechunk(log, 11)):
         items = decode_all(events_from_chunks(chunks))
-        reqs = {i.message.stream_id: i.message for i in items if i.kind == "request" and i.message}
-        resps = {i.message.stream_id: i for i in items if i.kind == "response" and i.message}
+        reqs = {i.message.stream_id: i.message for i in items if isinstance(i, RequestDone) and i.message}
+        resps = {i.message.stream_id: i for i in items if isinstance(i, ResponseDone) and i.message}
         assert reqs[1].grpc_messages == [b"abc"]
         assert reqs[3].header("x-big-119") == "v" * 200  # reassembled from CONTINUATION
         g = resps[1].message
@@ -290,11 +290,11 @@ def test_h2_pair_grpc_continuation_padding_reset_goaway() -> None:
         j = resps[3].message
         assert j is not None and j.is_json and json.loads(j.body_text or "")["big"] == "x" * 30000
         assert not j.errors
-        frames = [f for i in items if i.kind == "h2-control" for f in i.h2_frames]
+        frames = [f for i in items if isinstance(i, H2Control) for f in i.frames]
         types = {f.type for f in frames}
         assert {"PREFACE", "SETTINGS", "PING", "RST_STREAM", "GOAWAY"} <= types
         assert any(f.type == "RST_STREAM" and f.stream_id == 5 and f.summary == "CANCEL" for f in frames)
-        assert not [i for i in items if i.kind == "raw"]
+        assert not [i for i in items if isinstance(i, Undecoded)]
 
 
 def test_h2_truncated_frame_is_flushed_incomplete() -> None:
@@ -303,7 +303,7 @@ def test_h2_truncated_frame_is_flushed_incomplete() -> None:
     c2s = b"".join(d for n, d in log if n == C2S)
     cut = s2c.find(b"reply") + 2
     items = decode_all(events_from_chunks([(C2S, c2s), (S2C, s2c[:cut])]))
-    partial = [i.message for i in items if i.kind == "response" and i.message]
+    partial = [i.message for i in items if isinstance(i, ResponseDone) and i.message]
     assert partial and not partial[0].complete and partial[0].status == 200
 
 
@@ -311,7 +311,7 @@ def test_garbage_on_an_h2_connection_is_reported_raw() -> None:
     log = h2_pair_capture()
     c2s = b"".join(d for n, d in log if n == C2S)
     items = decode_all(events_from_chunks([(C2S, c2s[:24]), (C2S, b"\xff" * 40)]))
-    raws = [i for i in items if i.kind == "raw"]
+    raws = [i for i in items if isinstance(i, Undecoded)]
     assert raws and raws[0].errors and raws[0].raw == b"\xff" * 40
 
 
@@ -321,6 +321,6 @@ def test_server_settings_split_and_first_are_held_until_recognised() -> None:
     rest = [(n, d) for n, d in log if d is not server_first]
     chunks = [(S2C, server_first[i : i + 5]) for i in range(0, len(server_first), 5)] + rest
     items = decode_all(events_from_chunks(chunks))
-    assert not [i for i in items if i.kind == "raw"]
+    assert not [i for i in items if isinstance(i, Undecoded)]
     # Streams 1 and 3 are answered; stream 5 is reset before any response headers.
-    assert sorted(i.message.stream_id or 0 for i in items if i.kind == "response" and i.message) == [1, 3]
+    assert sorted(i.message.stream_id or 0 for i in items if isinstance(i, ResponseDone)) == [1, 3]

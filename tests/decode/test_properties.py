@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecaptureq.cli.http_text import EventFilter, format_http_text, http_json
-from ecaptureq.decode import Decoder, decode_body, event_meta, split_text_header
+from ecaptureq.decode import Decoder, MessageDone, RequestDone, decode_body, event_meta, split_text_header
 from ecaptureq.decode.http1 import Http1Parser
 from ecaptureq.decode.http2 import H2Connection
 from ecaptureq.decode.websocket import parse_websocket
@@ -94,10 +94,38 @@ def test_decoder_never_raises_and_outputs_are_json_able(evs: list[Event]) -> Non
             obj = http_json(item)
             if obj is not None:
                 json.dumps(obj)
-            if item.exchange is not None:
+            if isinstance(item, MessageDone):
                 json.dumps(item.exchange.to_dict())
     for item in d.flush():
         json.dumps(item.to_dict())
+    assert d.connections == 0
+
+
+odd = st.one_of(st.none(), st.text(max_size=8), st.integers(min_value=-(2**70), max_value=2**70), st.floats())
+ill_typed_events = st.builds(
+    Event,
+    timestamp=st.one_of(st.integers(min_value=0, max_value=2**64), odd),
+    uuid=st.one_of(st.just("1_1_c_3_0"), st.just("1_1_c_3_1"), odd),
+    src_ip=st.one_of(st.just("10.0.0.1"), odd),
+    src_port=st.one_of(st.just(443), odd),
+    pid=st.one_of(st.integers(min_value=0, max_value=2**31), odd),
+    pname=st.one_of(st.just("curl"), odd),
+    type=st.one_of(st.integers(min_value=0, max_value=9), odd),
+    payload=st.one_of(payloads, odd, st.builds(bytearray, payloads)),
+)
+
+
+@FAST
+@given(st.lists(st.one_of(events, ill_typed_events), max_size=8))
+def test_decoder_never_raises_on_ill_typed_events(evs: list[Event]) -> None:
+    """Fields of the wrong type (a caller's bug, not the wire's) never make ``feed`` or ``flush`` raise,
+    and the decoder goes on. (What such a field then looks like in ``to_dict`` is not promised: a float
+    timestamp has no ISO form.)"""
+    d = Decoder(max_connections=3, body_limit=4096, max_buffered=2048)
+    for ev in [*evs, Event(uuid="9_9_c_3_1", payload=b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")]:
+        items = d.feed(ev)
+    assert isinstance(items[-1], RequestDone), items
+    d.flush()
     assert d.connections == 0
 
 

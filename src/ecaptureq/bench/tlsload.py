@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
+from ecaptureq.decode.http2 import FRAME_HEADER_SIZE, frame_header
 from ecaptureq.protocol.gap import CaptureGap
 from ecaptureq.protocol.uuid import DATA_TYPE_READ, parse_uuid
 
@@ -308,18 +309,16 @@ def h2_bodies(stream: bytes) -> list[bytes]:
     """The DATA of each server stream of an HTTP/2 connection as its client read it, by stream id."""
     data: dict[int, bytearray] = {}
     at = 0
-    while at + 9 <= len(stream):
-        length = int.from_bytes(stream[at : at + 3], "big")
-        ftype, flags = stream[at + 3], stream[at + 4]
-        ident = int.from_bytes(stream[at + 5 : at + 9], "big") & 0x7FFFFFFF
-        payload = stream[at + 9 : at + 9 + length]
+    while at + FRAME_HEADER_SIZE <= len(stream):
+        length, ftype, flags, ident, _reserved = frame_header(stream, at)
+        payload = stream[at + FRAME_HEADER_SIZE : at + FRAME_HEADER_SIZE + length]
         if len(payload) < length:
             break
         if ftype == 0 and ident:
             if flags & 0x8 and payload:
                 payload = payload[1 : len(payload) - payload[0]]
             data.setdefault(ident, bytearray()).extend(payload)
-        at += 9 + length
+        at += FRAME_HEADER_SIZE + length
     return [bytes(data[k]) for k in sorted(data)]
 
 

@@ -19,7 +19,15 @@ from typing import Any
 from ecaptureq.decode.bodies import hexdump, looks_binary
 from ecaptureq.decode.classify import classify_payload
 from ecaptureq.decode.meta import EventMeta, event_meta
-from ecaptureq.decode.model import Decoded, HttpMessage
+from ecaptureq.decode.model import HttpMessage
+from ecaptureq.decode.results import (
+    Decoded,
+    H2Control,
+    MessageDone,
+    RequestDone,
+    ResponseDone,
+    WebSocketFrames,
+)
 from ecaptureq.protocol.messages import Event, EventType
 
 DEFAULT_BODY_LIMIT_SHOWN = 4096
@@ -88,9 +96,8 @@ def request_target(msg: HttpMessage) -> str:
     return f"{msg.method or '(method unknown)'} {where or '(path unknown)'}"
 
 
-def _message_text(
-    item: Decoded, msg: HttpMessage, body_limit: int, fold_lines: int | None = None
-) -> list[str]:
+def _message_text(item: MessageDone, body_limit: int, fold_lines: int | None = None) -> list[str]:
+    msg = item.message
     proto = {"h2": "HTTP/2", "http/1.0": "HTTP/1.0"}.get(msg.protocol, "HTTP/1.1")
     where = f"pid {item.meta.pid or '?'} {item.meta.pname or '?'}"
     stream = f" stream {msg.stream_id}" if msg.stream_id is not None else ""
@@ -101,9 +108,9 @@ def _message_text(
     else:
         status = f"{msg.status} {msg.reason}".rstrip() if msg.status is not None else "(status not decoded)"
         head = f"< {proto} {status}{stream}  [{where}]"
-        if ex is not None and ex.request is not None and msg.status is not None and msg.status >= 200:
+        if ex.request is not None and msg.status is not None and msg.status >= 200:
             head += f"  for {request_target(ex.request)}"
-        if ex is not None and ex.latency is not None:
+        if ex.latency is not None:
             head += f"  ({ex.latency * 1000:.1f} ms)"
     lines = [head]
     lines.extend(f"  {k}: {v}" for k, v in msg.headers)
@@ -135,11 +142,11 @@ def format_http_text(
     ``fold_lines``, a message body longer than that many lines is folded to them (:data:`FOLD_MARK`). The
     result has no trailing newline.
     """
-    if item.message is not None:
-        return "\n".join(_message_text(item, item.message, body_limit, fold_lines))
+    if isinstance(item, RequestDone | ResponseDone):
+        return "\n".join(_message_text(item, body_limit, fold_lines))
     lines: list[str] = []
-    if item.kind == "websocket":
-        for f in item.ws_frames:
+    if isinstance(item, WebSocketFrames):
+        for f in item.frames:
             flags = (
                 ("FIN " if f.fin else "")
                 + ("masked " if f.masked else "")
@@ -157,8 +164,9 @@ def format_http_text(
                 lines.append(hexdump(f.data[:body_limit]))
                 if len(f.data) > body_limit:
                     lines.append(_truncation_mark(len(f.data) - body_limit))
-    elif item.kind == "h2-control":
-        lines.extend(f"h2 {f.type} stream {f.stream_id}: {f.summary}" for f in item.h2_frames)
+    elif isinstance(item, H2Control):
+        lines.extend(f"h2 {f.type} stream {f.stream_id}: {f.summary}" for f in item.frames)
+        return "\n".join(lines)
     else:
         lines.append(f"raw {len(item.raw)} bytes" + (" (not decoded)" if not item.errors else ""))
         shown = item.raw[:body_limit]
@@ -186,9 +194,9 @@ def http_json(item: Decoded) -> dict[str, Any] | None:
     ``complete``, ``errors``, ``notes``, ``stream_id``, ``exchange_id`` and ``latency`` (seconds). A body
     is cut at :data:`JSON_BODY_LIMIT`.
     """
-    msg = item.message
-    if msg is None:
+    if not isinstance(item, RequestDone | ResponseDone):
         return None
+    msg = item.message
     text, data = msg.body_text, msg.body
     notes = list(msg.notes)
     cut = len(text) > JSON_BODY_LIMIT if text is not None else len(data) > JSON_BODY_LIMIT
@@ -218,8 +226,8 @@ def http_json(item: Decoded) -> dict[str, Any] | None:
         "errors": list(msg.errors),
         "notes": notes,
         "stream_id": msg.stream_id,
-        "exchange_id": item.exchange.id if item.exchange else None,
-        "latency": item.exchange.latency if item.exchange else None,
+        "exchange_id": item.exchange.id,
+        "latency": item.exchange.latency,
     }
 
 
@@ -277,7 +285,7 @@ class EventFilter:
         looks at the event's own ``type`` field and what its bytes look like.
         """
         items: Sequence[Decoded] = (
-            [] if decoded is None else [decoded] if isinstance(decoded, Decoded) else decoded
+            [] if decoded is None else decoded if isinstance(decoded, Sequence) else [decoded]
         )
         if meta is None:
             meta = items[0].meta if items else event_meta(event)
@@ -299,18 +307,19 @@ class EventFilter:
         want = self.host.lower().strip("[]")
         hosts = {src_ip.lower(), dst_ip.lower()}
         for item in items:
-            for msg in (item.message, item.exchange.request if item.exchange else None):
-                if msg is not None:
-                    hosts.add(msg.host.lower())
+            if isinstance(item, RequestDone | ResponseDone):
+                for msg in (item.message, item.exchange.request):
+                    if msg is not None:
+                        hosts.add(msg.host.lower())
         return want in hosts
 
     @staticmethod
     def _types(event: Event, body: bytes, items: Sequence[Decoded]) -> set[int]:
         found = {event.type if event.type else classify_payload(body)}
         for item in items:
-            if item.message is not None:
+            if isinstance(item, RequestDone | ResponseDone):
                 found.add(_KIND_TYPES[(item.message.kind, item.message.protocol == "h2")])
-            elif item.kind == "websocket":
+            elif isinstance(item, WebSocketFrames):
                 found.add(EventType.WEBSOCKET)
         return found
 
@@ -319,14 +328,15 @@ class EventFilter:
         assert isinstance(pattern, re.Pattern)
         texts: list[str] = []
         for item in items:
-            msg = item.message
-            if msg is not None:
+            if isinstance(item, RequestDone | ResponseDone):
+                msg = item.message
                 if msg.body_text is not None:
                     texts.append(msg.body_text)
                 elif msg.body:
                     texts.append(msg.body.decode("iso-8859-1"))
-            for f in item.ws_frames:
-                texts.append(f.text if f.text is not None else f.data.decode("iso-8859-1"))
+            elif isinstance(item, WebSocketFrames):
+                for f in item.frames:
+                    texts.append(f.text if f.text is not None else f.data.decode("iso-8859-1"))
         if not texts:
             texts.append(body.decode("utf-8", "replace"))
         return any(pattern.search(t) for t in texts)

@@ -13,7 +13,7 @@ import datetime as dt
 
 from ecaptureq.cli.colour import METHOD_STYLES, Palette
 from ecaptureq.cli.terminal import visible
-from ecaptureq.decode.model import Decoded
+from ecaptureq.decode.results import Decoded, MessageDone, RequestDone, ResponseDone
 from ecaptureq.protocol.timestamps import detect_timestamp
 
 WHO_WIDTH = 20
@@ -46,29 +46,27 @@ def clock(raw_ns: int | None) -> str:
 
 def exchange_line(item: Decoded, palette: Palette) -> str | None:
     """The line of the exchange a response completed (``None`` for any other item)."""
-    ex = item.exchange
-    resp = item.message
-    if item.kind != "response" or resp is None or ex is None:
+    if not isinstance(item, ResponseDone):
         return None
-    return _line(item, palette, resp.status, resp.body_size)
+    return _line(item, palette, item.message.status, item.message.body_size)
 
 
 def pending_line(item: Decoded, palette: Palette) -> str | None:
     """At the end: the line of a request still waiting for its response."""
-    if item.kind != "request" or item.message is None:
+    if not isinstance(item, RequestDone):
         return None
     return _line(item, palette, None, None) + palette.paint("dim", "  (no response)")
 
 
-def _line(item: Decoded, palette: Palette, status: int | None, size: int | None) -> str:
+def _line(item: MessageDone, palette: Palette, status: int | None, size: int | None) -> str:
     ex = item.exchange
-    req = ex.request if ex is not None else (item.message if item.kind == "request" else None)
-    when = (ex.started_ns if ex is not None else None) or (req.time_ns if req is not None else None)
+    req = ex.request
+    when = ex.started_ns or (req.time_ns if req is not None else None)
     meta = item.meta
     who = f"{meta.pname or '?'}[{meta.pid or '?'}]"
     method = req.method if req is not None and req.method else "?"
     url = req.target if req is not None else ""
-    latency = ex.latency if ex is not None else None
+    latency = ex.latency
     # Padded before colouring, so columns line up whether coloured or not.
     cells = [
         palette.paint("dim", clock(when)),

@@ -25,7 +25,10 @@ from ecaptureq.decode import (
     Decoded,
     Decoder,
     EventMeta,
+    H2Control,
     TypeSource,
+    Undecoded,
+    WebSocketFrames,
     event_meta,
     event_type,
 )
@@ -206,9 +209,9 @@ class HttpView:
             return None
         blocks = []
         for item in shown.items:
-            if item.kind == "h2-control" and not self.verbose:
+            if isinstance(item, H2Control) and not self.verbose:
                 # Connection housekeeping: one line unless --verbose.
-                names = ", ".join(dict.fromkeys(f.type for f in item.h2_frames))
+                names = ", ".join(dict.fromkeys(f.type for f in item.frames))
                 blocks.append(f"h2 {names}\n")
             else:
                 blocks.append(format_http_text(item, self.body_limit, self.fold_lines) + "\n")
@@ -240,10 +243,12 @@ class HttpView:
             if len(https) > 1:
                 last["more"] = https[:-1]
             return last
-        frames = [f.to_dict() for item in shown.items for f in item.ws_frames]
+        frames = [
+            f.to_dict() for item in shown.items if isinstance(item, WebSocketFrames) for f in item.frames
+        ]
         if frames:
             return {"kind": "websocket", "frames": frames}
-        errors = [e for item in shown.items if item.kind == "raw" for e in item.errors]
+        errors = [e for item in shown.items if isinstance(item, Undecoded) for e in item.errors]
         if errors:
             return {"kind": "raw", "errors": errors}
         return None

@@ -21,6 +21,7 @@ from ecaptureq.cli.security import add_client_security_options, client_security_
 from ecaptureq.cli.terminal import json_line, visible
 from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Client, Connected, ConnectError, ConnectionLost, Status
 from ecaptureq.decode.decoder import Decoder
+from ecaptureq.decode.results import RequestDone, ResponseDone
 from ecaptureq.fleet import FleetError, FleetReader, is_nats_url
 from ecaptureq.protocol import DecodeError, Event, Heartbeat, Message
 from ecaptureq.store.sql import FilterError, PacketFilter
@@ -308,7 +309,7 @@ class Printer:
             return
         items = [*self.view.flush(), *(i for d in self._node_decoders.values() for i in d.flush())]
         for item in items:
-            if item.message is None:
+            if not isinstance(item, RequestDone | ResponseDone):
                 continue
             if self.oneline:
                 line = exchange_line(item, self.palette) or pending_line(item, self.palette)

@@ -10,10 +10,17 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from ecaptureq.decode.http2 import (
+    FRAME_HEADER_SIZE,
+    H2_PREFACE,
+    KNOWN_FRAME_TYPES,
+    frame_header,
+    frame_plausible,
+)
+from ecaptureq.decode.websocket import OPCODE_NAMES, ws_frame_header
 from ecaptureq.protocol.messages import EventType
 
-H2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-"""The HTTP/2 client connection preface (RFC 9113 section 3.4)."""
+__all__ = ["H2_PREFACE", "classify_payload", "h2_direction", "h2_frame_start"]
 
 # A request line: a method token, one space, a target without spaces or control bytes, one space and
 # HTTP/1.0 or HTTP/1.1. A capture is at most 16 KiB and may end inside the line, so a well-known
@@ -45,19 +52,11 @@ _KNOWN_METHODS: Final = frozenset(
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] [1-9][0-9]{2}(?:[ \r\n]|$)")
 _PRI_PREFIX = b"PRI * HTTP/2"
 
-# HTTP/2 frame types defined by RFC 9113 (0-9) plus ALTSVC (10), ORIGIN (12) and PRIORITY_UPDATE (16).
-_H2_FRAME_TYPES: Final = frozenset({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 16})
 _H2_HEADERS = 0x1
 _H2_PUSH_PROMISE = 0x5
-_H2_CONTINUATION = 0x9
-_H2_SETTINGS = 0x4
-_H2_PING = 0x6
-_H2_GOAWAY = 0x7
-_H2_MAX_FRAME = 1 << 24
 
 _CAPTURE_LIMIT: Final = 4096
 """A chunk at least this long may end inside a WebSocket frame (eCapture cuts captures at 16 KiB)."""
-_WS_OPCODES: Final = frozenset({0x0, 0x1, 0x2, 0x8, 0x9, 0xA})
 
 
 def classify_payload(payload: bytes, is_write: bool | None = None) -> int:
@@ -92,7 +91,7 @@ def _classify(data: bytes, is_write: bool | None) -> int:
         return EventType.HTTP1_RESPONSE
     if _looks_like_request(data):
         return EventType.HTTP1_REQUEST
-    h2 = _h2_direction(data)
+    h2 = h2_direction(data)
     if h2 is not None:
         if h2 == "request":
             return EventType.HTTP2_REQUEST
@@ -120,7 +119,7 @@ def _looks_like_request(data: bytes) -> bool:
     return False
 
 
-def _h2_direction(data: bytes) -> str | None:
+def h2_direction(data: bytes) -> str | None:
     """Whether ``data`` is a run of HTTP/2 frames, and which way: request, response or unknown.
 
     Returns ``None`` when the bytes are not HTTP/2 frames. The run must start at a frame header and
@@ -131,23 +130,18 @@ def _h2_direction(data: bytes) -> str | None:
     n = len(data)
     frames = 0
     direction = "unknown"
-    while pos + 9 <= n:
-        length = int.from_bytes(data[pos : pos + 3], "big")
-        ftype = data[pos + 3]
-        flags = data[pos + 4]
-        stream = int.from_bytes(data[pos + 5 : pos + 9], "big")
-        if stream & 0x80000000 or ftype not in _H2_FRAME_TYPES or length >= _H2_MAX_FRAME:
+    while pos + FRAME_HEADER_SIZE <= n:
+        length, ftype, flags, stream, reserved = frame_header(data, pos)
+        if reserved or ftype not in KNOWN_FRAME_TYPES or not frame_plausible(ftype, flags, stream, length):
             return None
-        if not _h2_frame_plausible(ftype, flags, stream, length):
-            return None
-        body = data[pos + 9 : pos + 9 + length]
+        body = data[pos + FRAME_HEADER_SIZE : pos + FRAME_HEADER_SIZE + length]
         if direction == "unknown":
             if ftype == _H2_PUSH_PROMISE:
                 direction = "response"
             elif ftype == _H2_HEADERS:
                 direction = _hpack_direction(_headers_block(body, flags))
         frames += 1
-        pos += 9 + length
+        pos += FRAME_HEADER_SIZE + length
     complete = frames - 1 if pos > n else frames
     if complete == 0 and n < _CAPTURE_LIMIT:
         # A lone frame cut short in a short chunk (or just a stub): the capture limit does not explain
@@ -163,36 +157,12 @@ def h2_frame_start(data: bytes) -> bool:
     :func:`classify_payload` does not call such a chunk HTTP/2 (too little evidence); a stateful decoder
     can hold it and classify it together with what follows.
     """
-    if len(data) < 9:
-        return (
-            len(data) >= 3
-            and int.from_bytes(data[:3], "big") < _H2_MAX_FRAME
-            and (len(data) < 4 or data[3] in _H2_FRAME_TYPES)
-        )
-    length = int.from_bytes(data[:3], "big")
-    ftype, flags = data[3], data[4]
-    stream = int.from_bytes(data[5:9], "big")
-    if stream & 0x80000000 or ftype not in _H2_FRAME_TYPES:
+    if len(data) < FRAME_HEADER_SIZE:
+        return len(data) >= 3 and (len(data) < 4 or data[3] in KNOWN_FRAME_TYPES)
+    length, ftype, flags, stream, reserved = frame_header(data)
+    if reserved or ftype not in KNOWN_FRAME_TYPES:
         return False
-    return len(data) < 9 + length and _h2_frame_plausible(ftype, flags, stream, length)
-
-
-def _h2_frame_plausible(ftype: int, flags: int, stream: int, length: int) -> bool:
-    if ftype == _H2_SETTINGS:
-        return stream == 0 and length % 6 == 0 and flags & ~0x1 == 0 and not (flags & 1 and length)
-    if ftype == _H2_PING:
-        return stream == 0 and length == 8 and flags & ~0x1 == 0
-    if ftype == _H2_GOAWAY:
-        return stream == 0 and length >= 8
-    if ftype == 0x8:  # WINDOW_UPDATE
-        return length == 4 and flags == 0
-    if ftype == 0x3:  # RST_STREAM
-        return stream != 0 and length == 4 and flags == 0
-    if ftype == 0x2:  # PRIORITY
-        return stream != 0 and length == 5 and flags == 0
-    if ftype in (0x0, _H2_HEADERS, _H2_CONTINUATION, _H2_PUSH_PROMISE):
-        return stream != 0
-    return True
+    return len(data) < FRAME_HEADER_SIZE + length and frame_plausible(ftype, flags, stream, length)
 
 
 def _headers_block(body: bytes, flags: int) -> bytes:
@@ -239,41 +209,27 @@ def _looks_like_websocket(data: bytes) -> bool:
     n = len(data)
     frames = 0
     while pos < n:
-        if pos + 2 > n:
+        header = ws_frame_header(data, pos)
+        if header is None:
             return False
-        b0, b1 = data[pos], data[pos + 1]
-        opcode = b0 & 0x0F
-        if opcode not in _WS_OPCODES or b0 & 0x30:  # RSV2/RSV3 are never set without an extension
+        fin, rsv, opcode, masked, length, size = header
+        if opcode not in OPCODE_NAMES or rsv & 0x3:  # RSV2/RSV3 are never set without an extension
             return False
-        if b0 == 0 and b1 & 0x7F == 0:
+        if not fin and not rsv and opcode == 0 and length == 0:
             # An empty, non-final continuation frame says nothing; 00 00 is how a small HTTP/2 frame starts.
             return False
-        masked = b1 & 0x80
-        length = b1 & 0x7F
-        hdr = 2
-        if length == 126:
-            if pos + 4 > n:
-                return False
-            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-            hdr = 4
-            if length < 126:
-                return False
-        elif length == 127:
-            if pos + 10 > n:
-                return False
-            length = int.from_bytes(data[pos + 2 : pos + 10], "big")
-            hdr = 10
-            if length < 65536 or length >> 63:
-                return False
-        if opcode >= 0x8 and (length > 125 or not b0 & 0x80):
+        if pos + size > n:
+            return False  # the capture ended inside the header
+        extended = size - 4 * masked - 2
+        if (extended == 2 and length < 126) or (extended == 8 and (length < 65536 or length >> 63)):
+            return False  # not the shortest length encoding: a real sender never writes that
+        if opcode >= 0x8 and (length > 125 or not fin):
             return False
-        if masked:
-            hdr += 4
-        end = pos + hdr + length
+        end = pos + size + length
         frames += 1
         if end > n:
             # Only the last frame may be cut short, by the capture limit, after whole frames or when
             # the chunk is as long as a capture can be.
-            return pos + hdr <= n and (frames > 1 or n >= _CAPTURE_LIMIT)
+            return frames > 1 or n >= _CAPTURE_LIMIT
         pos = end
     return frames > 0

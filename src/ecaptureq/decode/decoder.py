@@ -1,6 +1,11 @@
-"""The stateful :class:`Decoder`: feed it :class:`~ecaptureq.protocol.Event` values, get :class:`Decoded`
-items (completed requests and responses paired into :class:`Exchange` values, WebSocket frames, HTTP/2
-control frames, raw bytes).
+"""The stateful :class:`Decoder`: feed it :class:`~ecaptureq.protocol.Event` values, get
+:data:`~ecaptureq.decode.results.Decoded` results (:class:`RequestDone` and :class:`ResponseDone` paired
+into :class:`Exchange` values, :class:`WebSocketFrames`, :class:`H2Control`, :class:`Undecoded`).
+
+Each connection is in one :class:`ConnectionMode`; every change of mode is in one table,
+:data:`MODE_TRANSITIONS` (as h11 keeps its states): a connection starts ``UNKNOWN``, becomes ``HTTP1`` at
+its first HTTP/1.x message, ``WEBSOCKET`` after a ``101 Switching Protocols`` to ``websocket``, and
+``HTTP2`` at its first HTTP/2 frames (for good: from then on every chunk is read as HTTP/2).
 
 State is kept per connection, keyed by the uuid without its data_type suffix (so the write and read
 directions of one TLS connection meet), and within a connection per direction. HTTP/1.x responses are
@@ -13,16 +18,25 @@ raises.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
-from ecaptureq.decode.classify import H2_PREFACE, _h2_direction, classify_payload, h2_frame_start
+from ecaptureq.decode.classify import classify_payload, h2_direction, h2_frame_start
 from ecaptureq.decode.http1 import Http1Parser, starts_message
-from ecaptureq.decode.http2 import H2Connection, H2Result, Side
-from ecaptureq.decode.meta import EventMeta, event_meta
-from ecaptureq.decode.model import Decoded, Exchange, HttpMessage, Protocol
+from ecaptureq.decode.http2 import H2_PREFACE, H2Connection, H2Result, Side
+from ecaptureq.decode.meta import EventMeta, event_meta, unparsed_meta
+from ecaptureq.decode.model import Exchange, HttpMessage, Protocol
+from ecaptureq.decode.results import (
+    Decoded,
+    H2Control,
+    RequestDone,
+    ResponseDone,
+    Undecoded,
+    WebSocketFrames,
+)
 from ecaptureq.decode.websocket import parse_websocket
 from ecaptureq.protocol.gap import CaptureGap
 from ecaptureq.protocol.messages import Event, EventType
@@ -36,7 +50,77 @@ DEFAULT_MAX_BUFFERED: Final = 256 * 1024 * 1024
 _MAX_PENDING: Final = 128
 _MAX_HOLD: Final = 64 * 1024
 
+
+class ConnectionMode(enum.Enum):
+    """What a connection is speaking, as decoded so far."""
+
+    UNKNOWN = "unknown"
+    """Nothing decoded yet (or only WebSocket frames without the upgrade that starts them)."""
+    HTTP1 = "http/1"
+    """HTTP/1.x messages."""
+    WEBSOCKET = "websocket"
+    """After a ``101 Switching Protocols`` to ``websocket``: chunks that are not HTTP/1.x are frames."""
+    HTTP2 = "h2"
+    """HTTP/2 frames, for the rest of the connection."""
+
+    # Members are singletons compared by identity: hash them so too (Enum's own hash is a Python call,
+    # and the decoder looks a mode up in MODE_TRANSITIONS for every event).
+    __hash__ = object.__hash__
+
+
+class Seen(enum.Enum):
+    """What a chunk of a connection showed, as far as its mode is concerned."""
+
+    H1_MESSAGE = "an HTTP/1.x message"
+    WEBSOCKET_UPGRADE = "a 101 Switching Protocols to websocket"
+    WEBSOCKET_FRAMES = "WebSocket frames"
+    H2_FRAMES = "HTTP/2 frames"
+
+    __hash__ = object.__hash__  # as ConnectionMode's
+
+
+_M, _S = ConnectionMode, Seen
+MODE_TRANSITIONS: Final[dict[tuple[ConnectionMode, Seen], ConnectionMode]] = {
+    (_M.UNKNOWN, _S.H1_MESSAGE): _M.HTTP1,
+    (_M.UNKNOWN, _S.WEBSOCKET_UPGRADE): _M.WEBSOCKET,
+    # Frames without their upgrade are decoded, but do not make later undecodable chunks frames.
+    (_M.UNKNOWN, _S.WEBSOCKET_FRAMES): _M.UNKNOWN,
+    (_M.UNKNOWN, _S.H2_FRAMES): _M.HTTP2,
+    (_M.HTTP1, _S.H1_MESSAGE): _M.HTTP1,
+    (_M.HTTP1, _S.WEBSOCKET_UPGRADE): _M.WEBSOCKET,
+    (_M.HTTP1, _S.WEBSOCKET_FRAMES): _M.HTTP1,
+    (_M.HTTP1, _S.H2_FRAMES): _M.HTTP2,  # h2c upgrade, or a reused descriptor
+    # An HTTP/1.x message on an upgraded connection is still decoded as one (the capture may have
+    # missed the close); the connection stays upgraded.
+    (_M.WEBSOCKET, _S.H1_MESSAGE): _M.WEBSOCKET,
+    (_M.WEBSOCKET, _S.WEBSOCKET_UPGRADE): _M.WEBSOCKET,
+    (_M.WEBSOCKET, _S.WEBSOCKET_FRAMES): _M.WEBSOCKET,
+    (_M.WEBSOCKET, _S.H2_FRAMES): _M.HTTP2,
+    # HTTP/2 is for good: every chunk goes to the HTTP/2 decoder, which reports what is not a frame.
+    (_M.HTTP2, _S.H1_MESSAGE): _M.HTTP2,
+    (_M.HTTP2, _S.WEBSOCKET_UPGRADE): _M.HTTP2,
+    (_M.HTTP2, _S.WEBSOCKET_FRAMES): _M.HTTP2,
+    (_M.HTTP2, _S.H2_FRAMES): _M.HTTP2,
+}
+"""Every change of a connection's mode: (mode, what a chunk showed) -> the next mode."""
+del _M, _S
+
 _Lane = Literal["h1-request", "h1-response", "h2", "ws"]
+"""Which decoder a chunk goes to."""
+_LANE_SEEN: Final[dict[str, Seen]] = {
+    "h1-request": Seen.H1_MESSAGE,
+    "h1-response": Seen.H1_MESSAGE,
+    "h2": Seen.H2_FRAMES,
+    "ws": Seen.WEBSOCKET_FRAMES,
+}
+_LANE_STEP: Final[dict[tuple[ConnectionMode, str], ConnectionMode]] = {
+    (mode, lane): MODE_TRANSITIONS[(mode, seen)]
+    for mode in ConnectionMode
+    for lane, seen in _LANE_SEEN.items()
+}
+"""MODE_TRANSITIONS by lane (what the chunk was decoded as), looked up once per event."""
+_HTTP2: Final = ConnectionMode.HTTP2
+_WEBSOCKET: Final = ConnectionMode.WEBSOCKET
 _LANE_TYPES: Final[dict[str, int]] = {
     "h1-request": EventType.HTTP1_REQUEST,
     "h1-response": EventType.HTTP1_RESPONSE,
@@ -45,19 +129,39 @@ _LANE_TYPES: Final[dict[str, int]] = {
 
 
 @dataclass(slots=True)
+class _Direction:
+    """One direction of a connection: the lane its unfinished HTTP/1.x message is in, which side sends
+    it (HTTP/2), and the start of a frame held until the rest arrives."""
+
+    lane: _Lane | None = None
+    side: Side | None = None
+    held: bytes = b""
+
+
+@dataclass(slots=True)
 class _Conn:
+    """One connection: its mode, its decoders, the exchanges waiting for a response, its directions."""
+
     key: str
+    mode: ConnectionMode = ConnectionMode.UNKNOWN
     h1: dict[str, Http1Parser] = field(default_factory=dict)
     h2: H2Connection | None = None
     pending: deque[Exchange] = field(default_factory=deque)
     h2_pending: OrderedDict[int, Exchange] = field(default_factory=OrderedDict)
-    lane_of: dict[str, _Lane] = field(default_factory=dict)
-    side_of: dict[str, Side] = field(default_factory=dict)
+    directions: dict[str, _Direction] = field(default_factory=dict)
     writer_side: Side | None = None
-    held: dict[str, bytes] = field(default_factory=dict)
-    websocket: bool = False
     buffered: int = 0
     meta: EventMeta | None = None
+
+    def direction(self, stream: str) -> _Direction:
+        found = self.directions.get(stream)
+        if found is None:
+            found = self.directions[stream] = _Direction()
+        return found
+
+    def saw(self, seen: Seen) -> None:
+        """Move to the mode :data:`MODE_TRANSITIONS` gives for what a chunk showed."""
+        self.mode = MODE_TRANSITIONS[(self.mode, seen)]
 
 
 def _other(side: Side) -> Side:
@@ -117,15 +221,25 @@ class Decoder:
         try:
             meta = event_meta(event, write_data_type=self.write_data_type)
         except Exception as exc:  # defensive: metadata recovery is itself defensive
-            return [self._raw_error(event, f"metadata: {type(exc).__name__}: {exc}")]
+            # Not parsed again: the bytes are reported whole, with what failed.
+            error = f"metadata: {type(exc).__name__}: {exc}"
+            meta = unparsed_meta(event)
+            return [Undecoded(meta, meta.body, (error,))]
         self.last_meta = meta
         out: list[Decoded] = []
         try:
             self._feed(meta, out)
         except Exception as exc:  # a bug in this module must not end a capture
-            out.append(Decoded("raw", meta, raw=meta.body, errors=[f"decoder: {type(exc).__name__}: {exc}"]))
+            # What the event completed before the failure stays in ``out``; the connection's state is
+            # dropped (it may be what failed) and the event's bytes are reported with the error.
+            out.append(Undecoded(meta, meta.body, (f"decoder: {type(exc).__name__}: {exc}",)))
             self._drop(meta.connection)
         return out
+
+    def mode(self, connection: str) -> ConnectionMode | None:
+        """The mode of ``connection`` (an :attr:`EventMeta.connection` key), ``None`` when not tracked."""
+        conn = self._conns.get(connection)
+        return conn.mode if conn is not None else None
 
     def lost(self, gap: CaptureGap) -> list[Decoded]:
         """The capture lost bytes of one direction of a connection (a ``capture lost N bytes`` run-log
@@ -133,9 +247,15 @@ class Decoder:
         progress, marked incomplete with that note, and start it afresh. Never raises."""
         try:
             return self._lost(gap)
-        except Exception:  # a bug in this module must not end a capture
-            self._drop(gap.uuid.rsplit("_", 1)[0])
-            return []
+        except Exception as exc:  # a bug in this module must not end a capture
+            # As in :meth:`feed`: the connection's state is dropped and the failure reported once.
+            key = gap.uuid.rpartition("_")[0] if isinstance(gap.uuid, str) else ""
+            conn = self._conns.get(key)
+            self._drop(key)
+            if conn is None or conn.meta is None:
+                return []
+            meta = dataclasses.replace(conn.meta, body=b"")
+            return [Undecoded(meta, b"", (f"decoder: {type(exc).__name__}: {exc}",))]
 
     def _lost(self, gap: CaptureGap) -> list[Decoded]:
         out: list[Decoded] = []
@@ -145,12 +265,14 @@ class Decoder:
             return out
         note = f"capture lost {gap.lost} bytes"
         meta = conn.meta
-        conn.held.pop(gap.uuid, None)
+        lane: _Lane | None = None
+        direction = conn.directions.get(gap.uuid)
+        if direction is not None:
+            lane, direction.lane, direction.held = direction.lane, None, b""
         if conn.h2 is not None:
             for msg in conn.h2.flush():
                 msg.notes.append(note)
                 out.append(self._h2_message(conn, meta, msg))
-        lane = conn.lane_of.pop(gap.uuid, None)
         if lane in ("h1-request", "h1-response"):
             parser = conn.h1.pop("request" if lane == "h1-request" else "response", None)
             for msg in parser.flush(note) if parser is not None else []:
@@ -166,10 +288,6 @@ class Decoder:
         return out
 
     # -- internals ---------------------------------------------------------------------------------
-
-    def _raw_error(self, event: Event, error: str) -> Decoded:
-        meta = event_meta(Event(payload=event.payload))
-        return Decoded("raw", meta, raw=event.payload, errors=[error])
 
     def _conn(self, meta: EventMeta, out: list[Decoded]) -> _Conn:
         conn = self._conns.get(meta.connection)
@@ -194,8 +312,9 @@ class Decoder:
             return out
         meta = conn.meta
         if meta is not None:
-            for held in conn.held.values():
-                out.append(Decoded("raw", dataclasses.replace(meta, body=held), raw=held))
+            for direction in conn.directions.values():
+                if direction.held:
+                    out.append(Undecoded(dataclasses.replace(meta, body=direction.held), direction.held))
             for parser in conn.h1.values():
                 for msg in parser.flush():
                     out.append(self._h1_message(conn, meta, msg))
@@ -207,7 +326,7 @@ class Decoder:
 
     def _account(self, conn: _Conn, out: list[Decoded]) -> None:
         now = sum(p.buffered for p in conn.h1.values()) + (conn.h2.buffered if conn.h2 else 0)
-        now += sum(len(b) for b in conn.held.values())
+        now += sum(len(d.held) for d in conn.directions.values())
         self._buffered += now - conn.buffered
         conn.buffered = now
         while self._buffered > self.max_buffered and self._conns:
@@ -219,29 +338,34 @@ class Decoder:
         if not body:
             return
         conn = self._conn(meta, out)
-        held = conn.held.pop(meta.stream, b"")
+        direction = conn.directions.get(meta.stream) or conn.direction(meta.stream)
+        held = direction.held
         if held:
+            direction.held = b""
             body = held + body
             meta = dataclasses.replace(meta, body=body, type=0)  # re-classify the joined bytes
-        lane = self._lane(conn, meta)
+        lane = self._lane(conn, direction, meta)
         if lane is None:
             if len(body) <= _MAX_HOLD and h2_frame_start(body):
                 # The start of an HTTP/2 frame cut short: wait for the rest before deciding.
-                conn.held[meta.stream] = body
+                direction.held = body
                 self._account(conn, out)
                 return
-            out.append(Decoded("raw", meta, raw=body))
+            out.append(Undecoded(meta, body))
             self._account(conn, out)
             return
+        conn.mode = _LANE_STEP[conn.mode, lane]
+        if conn.mode is _HTTP2 and conn.h2 is None:
+            conn.h2 = H2Connection(body_limit=self.body_limit, scheme=self._scheme(meta))
         if lane != "h2" and lane != "ws":
-            conn.lane_of[meta.stream] = lane
+            direction.lane = lane
         self.last_type = _LANE_TYPES.get(lane)
         if lane == "ws":
             frames, errors = parse_websocket(body)
             if frames:
-                out.append(Decoded("websocket", meta, ws_frames=frames, errors=errors))
+                out.append(WebSocketFrames(meta, tuple(frames), tuple(errors)))
             else:
-                out.append(Decoded("raw", meta, raw=body, errors=errors))
+                out.append(Undecoded(meta, body, tuple(errors)))
         elif lane == "h2":
             self._feed_h2(conn, meta, out)
         else:
@@ -258,12 +382,14 @@ class Decoder:
                 out.append(self._h1_message(conn, meta, msg))
         self._account(conn, out)
 
-    def _lane(self, conn: _Conn, meta: EventMeta) -> _Lane | None:
+    def _lane(self, conn: _Conn, direction: _Direction, meta: EventMeta) -> _Lane | None:
+        """Which decoder the chunk goes to, from the connection's mode, the message its direction has in
+        progress, and what the chunk looks like (:func:`classify_payload`)."""
         body = meta.body
-        if conn.h2 is not None:
+        if conn.mode is _HTTP2:
             return "h2"
-        current = conn.lane_of.get(meta.stream)
-        if current in ("h1-request", "h1-response"):
+        current = direction.lane
+        if current is not None:
             parser = conn.h1.get("request" if current == "h1-request" else "response")
             if parser is not None and parser.in_message:
                 return current
@@ -271,14 +397,13 @@ class Decoder:
         if etype not in (1, 2, 3, 4, 5):
             hint = None if meta.direction is None else meta.direction == "write"
             etype = classify_payload(body, hint)
-        if conn.websocket and etype in (EventType.UNKNOWN, EventType.WEBSOCKET):
+        if conn.mode is _WEBSOCKET and etype in (EventType.UNKNOWN, EventType.WEBSOCKET):
             return "ws"
         if etype == EventType.HTTP1_REQUEST:
             return "h1-request"
         if etype == EventType.HTTP1_RESPONSE:
             return "h1-response"
         if etype in (EventType.HTTP2_REQUEST, EventType.HTTP2_RESPONSE):
-            conn.h2 = H2Connection(body_limit=self.body_limit, scheme=self._scheme(meta))
             return "h2"
         if etype == EventType.WEBSOCKET:
             return "ws"
@@ -332,27 +457,28 @@ class Decoder:
     def _h1_message(self, conn: _Conn, meta: EventMeta, msg: HttpMessage) -> Decoded:
         if msg.kind == "request":
             if not msg.method:
-                return Decoded("raw", meta, raw=msg.raw, errors=list(msg.errors))
+                return Undecoded(meta, msg.raw, tuple(msg.errors))
             ex = self._new_exchange(conn, meta, msg.protocol)
             ex.request = msg
             ex.started_ns = msg.time_ns
             conn.pending.append(ex)
             while len(conn.pending) > _MAX_PENDING:
                 conn.pending.popleft()
-            return Decoded("request", meta, message=msg, exchange=ex)
+            return RequestDone(meta, msg, ex)
         if msg.status is None:
-            return Decoded("raw", meta, raw=msg.raw, errors=list(msg.errors))
+            return Undecoded(meta, msg.raw, tuple(msg.errors))
         if 100 <= msg.status < 200:
             if msg.status == 101 and msg.header("upgrade").lower() == "websocket":
-                conn.websocket = True
+                conn.saw(Seen.WEBSOCKET_UPGRADE)
             ex = conn.pending[0] if conn.pending else self._new_exchange(conn, meta, msg.protocol)
-            return Decoded("response", meta, message=msg, exchange=ex)
+            return ResponseDone(meta, msg, ex)
         ex = conn.pending.popleft() if conn.pending else self._new_exchange(conn, meta, msg.protocol)
         self._close(ex, meta, msg)
-        return Decoded("response", meta, message=msg, exchange=ex)
+        return ResponseDone(meta, msg, ex)
 
     def _h2_side(self, conn: _Conn, meta: EventMeta) -> Side:
-        known = conn.side_of.get(meta.stream)
+        direction = conn.direction(meta.stream)
+        known = direction.side
         if known is not None:
             return known
         body = meta.body
@@ -360,13 +486,13 @@ class Decoder:
         if body.startswith(H2_PREFACE[:16]):
             strong = "client"
         else:
-            guess = _h2_direction(body)
+            guess = h2_direction(body)
             strong = "client" if guess == "request" else "server" if guess == "response" else None
         side: Side
         if strong is not None:
             side = strong
             if meta.stream != meta.connection:
-                conn.side_of[meta.stream] = strong
+                direction.side = strong
             if meta.direction is not None and conn.writer_side is None:
                 conn.writer_side = strong if meta.direction == "write" else _other(strong)
         elif meta.direction is not None and conn.writer_side is not None:
@@ -390,9 +516,9 @@ class Decoder:
         for msg in result.messages:
             out.append(self._h2_message(conn, meta, msg))
         if result.frames:
-            out.append(Decoded("h2-control", meta, h2_frames=result.frames))
+            out.append(H2Control(meta, tuple(result.frames)))
         if result.errors:
-            out.append(Decoded("raw", meta, raw=result.raw, errors=result.errors))
+            out.append(Undecoded(meta, result.raw, tuple(result.errors)))
 
     def _h2_message(self, conn: _Conn, meta: EventMeta, msg: HttpMessage) -> Decoded:
         sid = msg.stream_id if msg.stream_id is not None else 0
@@ -404,11 +530,11 @@ class Decoder:
             conn.h2_pending[sid] = ex
             while len(conn.h2_pending) > _MAX_PENDING:
                 conn.h2_pending.popitem(last=False)
-            return Decoded("request", meta, message=msg, exchange=ex)
+            return RequestDone(meta, msg, ex)
         ex = conn.h2_pending.pop(sid) if sid in conn.h2_pending else self._new_exchange(conn, meta, "h2")
         ex.stream_id = sid
         self._close(ex, meta, msg)
-        return Decoded("response", meta, message=msg, exchange=ex)
+        return ResponseDone(meta, msg, ex)
 
 
 TypeSource = Literal["decoder", "proto", "payload"]

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from ecaptureq.protocol.messages import Event
-from ecaptureq.protocol.timestamps import Timestamp, detect_timestamp
+from ecaptureq.protocol.timestamps import Timestamp, TimeUnit, detect_timestamp
 from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE, UuidInfo, parse_uuid
 
 
@@ -180,6 +180,46 @@ class EventMeta:
             "connection": self.connection,
             "header": self.header.text if self.header else None,
         }
+
+
+_UNKNOWN_SOURCES: Final = (
+    "pid",
+    "tid",
+    "pname",
+    "fd",
+    "src_ip",
+    "src_port",
+    "dst_ip",
+    "dst_port",
+    "direction",
+)
+
+
+def unparsed_meta(event: Event) -> EventMeta:
+    """Metadata that parses nothing (no header split, no uuid, no timestamp): the whole payload is the
+    body (empty when the payload is not bytes at all). What a decoder reports an event with when
+    :func:`event_meta` itself failed on it."""
+    raw = event.payload
+    payload = bytes(raw) if isinstance(raw, bytes | bytearray | memoryview) else b""
+    return EventMeta(
+        timestamp=Timestamp(0, TimeUnit.ZERO, None),
+        uuid=UuidInfo(raw=""),
+        pid=None,
+        tid=None,
+        pname="",
+        fd=None,
+        direction=None,
+        src_ip="",
+        src_port=0,
+        dst_ip="",
+        dst_port=0,
+        type=0,
+        body=payload,
+        header=None,
+        connection="",
+        stream="",
+        sources=dict.fromkeys(_UNKNOWN_SOURCES),
+    )
 
 
 def event_meta(event: Event, *, write_data_type: int = DATA_TYPE_WRITE) -> EventMeta:

@@ -1,4 +1,5 @@
-"""The one exchange model every sink uses: :class:`HttpMessage`, :class:`Exchange` and :class:`Decoded`.
+"""The one exchange model every sink uses: :class:`HttpMessage` and :class:`Exchange` (what the decoder
+returns is in :mod:`ecaptureq.decode.results`).
 
 Like mitmproxy's flow, an :class:`Exchange` is one request and its response on one connection. The
 terminal view, JSON Lines, the SQLite store, HAR export and the web UI all read these plain dataclasses,
@@ -18,7 +19,6 @@ from typing import Any, Final, Literal, get_args
 from urllib.parse import SplitResult, urlsplit
 
 from ecaptureq.decode.bodies import decode_body, pretty_json
-from ecaptureq.decode.meta import EventMeta
 
 Protocol = Literal["http/1.1", "http/1.0", "h2"]
 """The HTTP version an exchange was carried by."""
@@ -550,41 +550,3 @@ class H2Frame:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form."""
         return {"type": self.type, "stream_id": self.stream_id, "flags": self.flags, "summary": self.summary}
-
-
-DecodedKind = Literal["request", "response", "websocket", "h2-control", "raw"]
-"""What a :class:`Decoded` item carries."""
-
-
-@dataclass(slots=True)
-class Decoded:
-    """One thing the decoder learned from an event.
-
-    ``kind`` is ``"request"`` or ``"response"`` when an HTTP message completed (``message`` is it and
-    ``exchange`` the exchange it belongs to, its response set once paired), ``"websocket"`` for
-    WebSocket frames (``ws_frames``), ``"h2-control"`` for HTTP/2 frames outside messages
-    (``h2_frames``), ``"raw"`` for bytes that could not be decoded (``raw``, with ``errors``).
-    """
-
-    kind: DecodedKind
-    meta: EventMeta
-    message: HttpMessage | None = None
-    exchange: Exchange | None = None
-    ws_frames: list[WebSocketFrame] = field(default_factory=list)
-    h2_frames: list[H2Frame] = field(default_factory=list)
-    raw: bytes = b""
-    errors: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able form."""
-        return {
-            "kind": self.kind,
-            "meta": self.meta.to_dict(),
-            "message": self.message.to_dict() if self.message else None,
-            "exchange_id": self.exchange.id if self.exchange else None,
-            "latency": self.exchange.latency if self.exchange else None,
-            "websocket": [f.to_dict() for f in self.ws_frames],
-            "h2_frames": [f.to_dict() for f in self.h2_frames],
-            "raw_b64": _b64(self.raw) if self.raw else None,
-            "errors": list(self.errors),
-        }

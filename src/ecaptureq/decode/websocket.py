@@ -5,7 +5,7 @@ no I/O, never raises.
 from __future__ import annotations
 
 import zlib
-from typing import Final
+from typing import Final, NamedTuple
 
 from ecaptureq.decode.model import WebSocketFrame
 
@@ -18,6 +18,46 @@ OPCODE_NAMES: Final[dict[int, str]] = {
     0xA: "pong",
 }
 """WebSocket opcode names."""
+
+
+class WsFrameHeader(NamedTuple):
+    """An RFC 6455 frame header: FIN, the three RSV bits (RSV1 is 4), opcode, MASK, the payload length and
+    the header's size in bytes (2, plus 2 or 8 for an extended length, plus 4 for a masking key, which is
+    the header's last 4 bytes)."""
+
+    fin: bool
+    rsv: int
+    opcode: int
+    masked: bool
+    length: int
+    size: int
+
+
+def ws_frame_header(data: bytes, pos: int = 0) -> WsFrameHeader | None:
+    """The WebSocket frame header at ``data[pos:]``, or ``None`` when fewer than its first 2 bytes are
+    there. When ``data`` ends inside the rest of the header (``pos + size > len(data)``), the length may
+    be read from fewer bytes than it has: check that before using it. The one parser of WebSocket frame
+    headers, for :func:`parse_websocket` and the classifier.
+
+    >>> ws_frame_header(bytes([0x81, 0x85, 1, 2, 3, 4]))
+    WsFrameHeader(fin=True, rsv=0, opcode=1, masked=True, length=5, size=6)
+    """
+    n = len(data)
+    if pos + 2 > n:
+        return None
+    b0, b1 = data[pos], data[pos + 1]
+    masked = b1 > 0x7F
+    length = b1 & 0x7F
+    size = 2
+    if length == 126:
+        size = 4
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+    elif length == 127:
+        size = 10
+        length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+    if masked:
+        size += 4
+    return WsFrameHeader(b0 > 0x7F, (b0 >> 4) & 0x7, b0 & 0x0F, masked, length, size)
 
 
 def _unmask(data: bytes, key: bytes) -> bytes:
@@ -55,30 +95,19 @@ def parse_websocket(data: bytes, max_frames: int = 1024) -> tuple[list[WebSocket
     n = len(data)
     try:
         while pos < n and len(frames) < max_frames:
-            if pos + 2 > n:
+            header = ws_frame_header(data, pos)
+            if header is None:
                 errors.append(f"WebSocket: {n - pos} stray byte(s) at the end")
                 break
-            b0, b1 = data[pos], data[pos + 1]
-            opcode = b0 & 0x0F
+            fin, rsv, opcode, masked, length, size = header
             if opcode not in OPCODE_NAMES:
                 errors.append(f"WebSocket: reserved opcode 0x{opcode:x} at byte {pos}")
                 break
-            masked = bool(b1 & 0x80)
-            length = b1 & 0x7F
-            hdr = pos + 2
-            if length == 126:
-                length = int.from_bytes(data[hdr : hdr + 2], "big")
-                hdr += 2
-            elif length == 127:
-                length = int.from_bytes(data[hdr : hdr + 8], "big")
-                hdr += 8
-            key = b""
-            if masked:
-                key = data[hdr : hdr + 4]
-                hdr += 4
+            hdr = pos + size
             if hdr > n:
                 errors.append("WebSocket: frame header cut short")
                 break
+            key = data[hdr - 4 : hdr] if masked else b""
             payload = data[hdr : hdr + length]
             truncated = len(payload) < length
             if masked and len(key) == 4:
@@ -86,7 +115,7 @@ def parse_websocket(data: bytes, max_frames: int = 1024) -> tuple[list[WebSocket
             frame = WebSocketFrame(
                 opcode=opcode,
                 opcode_name=OPCODE_NAMES[opcode],
-                fin=bool(b0 & 0x80),
+                fin=fin,
                 masked=masked,
                 data=payload,
                 length=length,
@@ -97,7 +126,7 @@ def parse_websocket(data: bytes, max_frames: int = 1024) -> tuple[list[WebSocket
             elif opcode == 0x8 and len(payload) >= 2:
                 frame.close_code = int.from_bytes(payload[:2], "big")
                 frame.text = payload[2:].decode("utf-8", "replace")
-            if b0 & 0x40 and opcode in (0x1, 0x2) and not truncated:
+            if rsv & 0x4 and opcode in (0x1, 0x2) and not truncated:  # RSV1: permessage-deflate
                 _inflate(frame)
             frames.append(frame)
             pos = hdr + length

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from ecaptureq.decode.decoder import Decoder
 from ecaptureq.decode.model import Exchange, HttpMessage
+from ecaptureq.decode.results import RequestDone, ResponseDone
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
 from ecaptureq.protocol.gap import parse_gap
 from ecaptureq.protocol.process import parse_process
@@ -319,7 +320,7 @@ class CaptureStore:
             decoder = self._decoder if node is None else self._node_decoder(node)
             if decoder is not None:
                 for item in decoder.feed(message):
-                    if item.exchange is not None:
+                    if isinstance(item, RequestDone | ResponseDone):
                         self._queue_exchange(item.exchange, node)
         elif isinstance(message, RunLog):
             self._logs.append((self._connection_id, now, message.line, node))
@@ -332,7 +333,7 @@ class CaptureStore:
             gap = parse_gap(message.line) if decoder is not None else None
             if gap is not None and decoder is not None:  # the exchange it damaged is incomplete
                 for item in decoder.lost(gap):
-                    if item.exchange is not None:
+                    if isinstance(item, RequestDone | ResponseDone):
                         self._queue_exchange(item.exchange, node)
         elif isinstance(message, Heartbeat):
             self._heartbeats.append(
@@ -482,11 +483,11 @@ class CaptureStore:
         try:
             if self._decoder is not None:
                 for item in self._decoder.flush():
-                    if item.exchange is not None:
+                    if isinstance(item, RequestDone | ResponseDone):
                         self._queue_exchange(item.exchange)
             for node, decoder in self._node_decoders.items():
                 for item in decoder.flush():
-                    if item.exchange is not None:
+                    if isinstance(item, RequestDone | ResponseDone):
                         self._queue_exchange(item.exchange, node)
             self.flush()
             if self._writer is not None:
