@@ -17,7 +17,7 @@ from ecaptureq.cli.explain import filter_error
 from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
 from ecaptureq.sinks.tcp import MSS, PLAINTEXT_PORT
 from ecaptureq.store import FilterError, NotCaptureDatabase, SqlError, open_readonly
-from ecaptureq.store.export import write_har, write_jsonl, write_pcapng
+from ecaptureq.store.export import har_chunks, har_entries, write_jsonl, write_pcapng
 
 EXAMPLES = f"""\
 examples:
@@ -75,7 +75,14 @@ def _export(args: argparse.Namespace, db: sqlite3.Connection, handle: BinaryIO) 
     text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
     try:
         if args.format == "har":
-            return f"{write_har(db, text, args.filter)} exchanges"
+            rows = har_entries(db, args.filter)
+            text.writelines(har_chunks(rows))
+            if rows.skipped:
+                return (
+                    f"{rows.count} exchanges ({len(rows.skipped)} left out, their stored detail unreadable: "
+                    "the HAR's log comment names them)"
+                )
+            return f"{rows.count} exchanges"
         return f"{write_jsonl(db, text, args.filter)} events"
     finally:
         text.flush()
