@@ -16,10 +16,9 @@ import json
 import time
 from collections.abc import Callable
 
-import h2.config
-import h2.connection
 import h11
 
+from ecaptureq.bench.workloads import h2_pair
 from ecaptureq.decode import Decoder, classify_payload
 from ecaptureq.protocol import Event, decode, encode_event
 from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE, format_uuid
@@ -56,14 +55,7 @@ def http1_pair(gzip_body: bool) -> tuple[bytes, bytes]:
 
 def h2_connection(streams: int, gzip_body: bool) -> list[tuple[bool, bytes]]:
     """One HTTP/2 connection with ``streams`` GETs and responses, as h2 writes them: (is_write, bytes)."""
-    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
-    client.initiate_connection()
-    server.initiate_connection()
-    out: list[tuple[bool, bytes]] = [(True, client.data_to_send())]
-    server.receive_data(out[0][1])
-    out.append((False, server.data_to_send()))
-    client.receive_data(out[-1][1])
+    client, server, out = h2_pair()
     body = gzip.compress(JSON_BODY) if gzip_body else JSON_BODY
     for n in range(streams):
         sid = 1 + 2 * n

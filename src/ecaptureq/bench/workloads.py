@@ -87,7 +87,9 @@ def _grpc_message(n: int) -> bytes:
     return b"\x00" + struct.pack(">I", len(msg)) + msg
 
 
-def _h2_connection() -> list[tuple[bool, bytes]]:
+def h2_pair() -> tuple[h2.connection.H2Connection, h2.connection.H2Connection, list[tuple[bool, bytes]]]:
+    """An h2 client and server that have exchanged their prefaces, and those bytes as ``(is_write, bytes)``
+    (the client writes): the start of every HTTP/2 workload."""
     client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
     client.initiate_connection()
@@ -96,6 +98,11 @@ def _h2_connection() -> list[tuple[bool, bytes]]:
     server.receive_data(out[0][1])
     out.append((False, server.data_to_send()))
     client.receive_data(out[-1][1])
+    return client, server, out
+
+
+def _h2_connection() -> list[tuple[bool, bytes]]:
+    client, server, out = h2_pair()
     acks = client.data_to_send()
     if acks:
         out.append((True, acks))
