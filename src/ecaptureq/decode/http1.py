@@ -17,7 +17,7 @@ import h11
 from h11._abnf import header_field, request_line, status_line  # h11 0.14-0.16; pinned in pyproject
 
 from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
-from ecaptureq.decode.model import HttpMessage, Protocol
+from ecaptureq.decode.model import HttpMessage, Protocol, absolute_url
 
 _MAX_HEADER_BLOCK: Final = 64 * 1024
 _RAW_KEEP: Final = 64 * 1024
@@ -323,7 +323,7 @@ class Http1Parser:
             elif url_target.startswith("/"):
                 msg.path = url_target
                 msg.scheme = self.scheme
-                msg.url = f"{self.scheme}://{host}{url_target}" if host else url_target
+                msg.url = absolute_url(self.scheme, host, url_target) if host else url_target
             else:  # authority-form (CONNECT) or asterisk-form (OPTIONS *)
                 msg.path = url_target
                 msg.url = url_target

@@ -17,7 +17,7 @@ from typing import Any, Final, Literal
 
 from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
 from ecaptureq.decode.hpack_tolerant import TolerantDecoder
-from ecaptureq.decode.model import H2Frame, HttpMessage
+from ecaptureq.decode.model import H2Frame, HttpMessage, absolute_url
 
 H2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 """The HTTP/2 client connection preface (RFC 9113 section 3.4)."""
@@ -447,7 +447,7 @@ class H2Connection:
         msg.authority = pseudo.get(":authority", "") or msg.header("host")
         if kind == "request":
             if msg.authority and msg.path.startswith("/"):
-                msg.url = f"{msg.scheme}://{msg.authority}{msg.path}"
+                msg.url = absolute_url(msg.scheme, msg.authority, msg.path)
             elif msg.path or msg.method == "CONNECT":
                 msg.url = msg.path or msg.authority
             # else the :path is unknown (a late join): no URL rather than a made-up one

@@ -179,6 +179,12 @@ def _unb64(text: str, where: str) -> bytes:
         raise FlowFormatError(where, text, "base64 text") from None
 
 
+def absolute_url(scheme: str, netloc: str, path: str) -> str:
+    """``scheme://netloc/path``: the one way a request's absolute URL is made from its parts (a path that
+    does not start with ``/`` gets one)."""
+    return f"{scheme}://{netloc}{path if path.startswith('/') else '/' + path}"
+
+
 def split_url(url: str) -> SplitResult | None:
     """``url`` split into its parts, or ``None`` when it cannot be (a captured authority such as ``[``, an
     unclosed IPv6 bracket, makes :func:`urllib.parse.urlsplit` raise): such a URL is carried as text."""
@@ -438,7 +444,7 @@ class Exchange:
         if not netloc:
             netloc = f"{self.dst_ip}:{self.dst_port}" if self.dst_ip else "unknown.invalid"
         path = req.path or req.url or "/"
-        return f"{req.scheme or 'https'}://{netloc}{path if path.startswith('/') else '/' + path}"
+        return absolute_url(req.scheme or "https", netloc, path)
 
     def to_dict(self, *, with_content: bool = True) -> dict[str, Any]:
         """A JSON-able form (format :data:`FLOW_FORMAT`), messages nested with :meth:`HttpMessage.to_dict`
