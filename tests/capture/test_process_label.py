@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
 from ecaptureq.protocol import Event, RunLog
 from ecaptureq.protocol.process import ProcessLabel, parse_process
+from ecaptureq.sources.tls.hooks import Processes, ProcessInfo
 from ecaptureq.store import CaptureStore
 from ecaptureq.web.queries import exchange_detail
 
@@ -70,3 +72,24 @@ def test_ui_exchange_detail_names_the_container(tmp_path: Path) -> None:
         detail = exchange_detail(db, exchange_id)
     assert detail is not None and detail["pid"] == 4321
     assert detail["container_id"] == CONTAINER and detail["cgroup"] == label.cgroup
+
+
+def test_an_exec_still_in_the_ring_is_read_before_labelling_the_new_program(tmp_path: Path) -> None:
+    """``sh -c 'echo $$ > .../cgroup.procs && exec curl'``: the pid is sh's, its cgroup at sh's exec is the
+    parent's, and curl's exec record (with the container's cgroup) may still wait in the watcher's ring
+    when curl's first event is labelled; the comm differing from the one the pid exec'd as reads it first."""
+    scope = tmp_path / f"docker-{CONTAINER}.scope"
+    scope.mkdir()
+    processes = Processes(root=str(tmp_path))
+    processes.saw_exec(4242, os.stat(tmp_path).st_ino, "sh")
+    waiting = [(4242, os.stat(scope).st_ino, "curl")]  # what the watcher's drain would read next
+
+    def drain() -> None:
+        while waiting:
+            processes.saw_exec(*waiting.pop())
+
+    processes.before_lookup = drain
+    assert processes.get(4242, "sh") == ProcessInfo("/", "")  # known: no drain
+    assert waiting
+    assert processes.get(4242, "curl") == ProcessInfo(f"/{scope.name}", CONTAINER)
+    assert processes.get(4242, "curl") == ProcessInfo(f"/{scope.name}", CONTAINER)

@@ -40,6 +40,7 @@ from ecaptureq.sources.tls.hooks import (
     LabellingSink,
     ProcessInfo,
     attach_everything,
+    comm_text,
 )
 from ecaptureq.sources.tls.locate import SocketResolver
 from ecaptureq.sources.tls.ringbuf import RingReader
@@ -170,7 +171,7 @@ class Chunk:
         data = bytes(record[_HEADER.size : _HEADER.size + length])
         name = _COMM_CACHE.get(comm)
         if name is None:
-            name = comm.split(b"\0", 1)[0].decode("utf-8", "replace")
+            name = comm_text(comm)
             if len(_COMM_CACHE) > 4096:
                 _COMM_CACHE.clear()
             _COMM_CACHE[comm] = name

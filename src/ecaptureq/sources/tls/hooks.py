@@ -116,6 +116,11 @@ def cgroup2_root() -> str | None:
     return None
 
 
+def comm_text(raw: bytes) -> str:
+    """A kernel ``comm`` (``TASK_COMM_LEN`` bytes, NUL-padded) as text."""
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
 class Processes:
     """pid -> :class:`ProcessInfo`.
 
@@ -123,22 +128,28 @@ class Processes:
     process that has already exited still gets its cgroup; the id is turned into a path by looking the
     directory with that inode up in the cgroup v2 hierarchy (cached; walked again on a miss). A process
     the watcher has not seen (it was running before the capture) is read from ``/proc/PID/cgroup``.
-    ``before_lookup`` (the watcher's drain) runs first, so a just-started process is not missed.
+    ``before_lookup`` (the watcher's drain) runs first, so a just-started process is not missed; it also
+    runs when an event's comm is not the one the pid was last known by, since an exec (``sh -c 'exec
+    curl'`` after joining a container's cgroup) keeps the pid and its record may still wait in the ring.
     """
 
     def __init__(self, limit: int = 65536, root: str | None = None) -> None:
         self._paths: dict[int, str] = {}
         self._info: dict[int, ProcessInfo] = {}
+        self._comms: dict[int, str] = {}
         self._lock = threading.Lock()
         self._limit = limit
         self._root = root or cgroup2_root()
         self.before_lookup: Callable[[], None] | None = None
 
-    def saw_exec(self, pid: int, cgroup_id: int) -> None:
-        """Record the cgroup ``pid`` had at its exec (resolved now: a container's cgroup goes with it)."""
+    def saw_exec(self, pid: int, cgroup_id: int, comm: str = "") -> None:
+        """Record the cgroup ``pid`` had at its exec (resolved now: a container's cgroup goes with it) and
+        the comm it took."""
         with self._lock:
             if len(self._info) >= self._limit:
                 self._info.clear()
+                self._comms.clear()
+            self._comms[pid] = comm
             path = self._path_of(cgroup_id)
             if path is not None:
                 self._info[pid] = ProcessInfo(path, container_id(path))
@@ -155,20 +166,22 @@ class Processes:
             path = self._paths.get(cgroup_id)
         return None if path is None else ("/" if path == "/." else path)
 
-    def get(self, pid: int) -> ProcessInfo:
-        """The cgroup path and container id of ``pid`` (empty when unknown). Called for every event."""
-        info = self._info.get(pid)  # the common case, lock-free (one dict lookup under the GIL)
-        if info is not None:
+    def get(self, pid: int, comm: str | None = None) -> ProcessInfo:
+        """The cgroup path and container id of ``pid`` (empty when unknown), as the process named ``comm``
+        (when given) if it exec'd under that name. Called for every event."""
+        info = self._info.get(pid)  # the common case, lock-free (dict lookups under the GIL)
+        if info is not None and (comm is None or self._comms.get(pid) == comm):
             return info
         if self.before_lookup is not None:
             self.before_lookup()
         with self._lock:
             info = self._info.get(pid)
-            if info is not None:
-                return info
-            path = _proc_cgroup(pid)
-            info = ProcessInfo(path, container_id(path))
-            self._info[pid] = info
+            if info is None:
+                path = _proc_cgroup(pid)
+                info = ProcessInfo(path, container_id(path))
+                self._info[pid] = info
+            if comm is not None:
+                self._comms[pid] = comm  # a renamed thread or a missed exec: drain once, not per event
             return info
 
 
@@ -199,7 +212,7 @@ class LabellingSink:
 
     def publish_event(self, event: Event) -> None:
         """Label the event's process if not done yet, then forward the event."""
-        info = self.processes.get(event.pid)
+        info = self.processes.get(event.pid, event.pname)
         if self._told.get(event.pid) != info:
             if len(self._told) >= self._limit:
                 self._told.clear()
@@ -376,9 +389,9 @@ class Hooker:
 
     def handle(self, record: bytes) -> None:
         """Handle one ``lib_event``: remember the process, examine and hook what it maps that is new."""
-        ts, ino, cgroup, pid, dev, uid, kind, _comm = _LIB_EVENT.unpack_from(record)
+        ts, ino, cgroup, pid, dev, uid, kind, comm = _LIB_EVENT.unpack_from(record)
         if kind == _EXEC:
-            self.processes.saw_exec(pid, cgroup)
+            self.processes.saw_exec(pid, cgroup, comm_text(comm))
         if (self.pid is not None and pid != self.pid) or (self.uid is not None and uid != self.uid):
             return
         fid = FileId(dev >> 20, dev & 0xFFFFF, ino)
