@@ -83,8 +83,10 @@ def test_an_exec_still_in_the_ring_is_read_before_labelling_the_new_program(tmp_
     processes = Processes(root=str(tmp_path))
     processes.saw_exec(4242, os.stat(tmp_path).st_ino, "sh")
     waiting = [(4242, os.stat(scope).st_ino, "curl")]  # what the watcher's drain would read next
+    drains = []
 
     def drain() -> None:
+        drains.append(len(waiting))
         while waiting:
             processes.saw_exec(*waiting.pop())
 
@@ -92,4 +94,8 @@ def test_an_exec_still_in_the_ring_is_read_before_labelling_the_new_program(tmp_
     assert processes.get(4242, "sh") == ProcessInfo("/", "")  # known: no drain
     assert waiting
     assert processes.get(4242, "curl") == ProcessInfo(f"/{scope.name}", CONTAINER)
-    assert processes.get(4242, "curl") == ProcessInfo(f"/{scope.name}", CONTAINER)
+    # Threads that name themselves cost one drain per name, not one per event.
+    for _ in range(3):
+        for name in ("curl", "worker-1", "worker-2"):
+            assert processes.get(4242, name) == ProcessInfo(f"/{scope.name}", CONTAINER)
+    assert drains == [1, 0, 0]

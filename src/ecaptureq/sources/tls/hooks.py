@@ -116,6 +116,10 @@ def cgroup2_root() -> str | None:
     return None
 
 
+COMMS_PER_PROCESS: Final = 64
+"""Most thread names remembered per process for :meth:`Processes.get` (the kernel's comm is per thread)."""
+
+
 def comm_text(raw: bytes) -> str:
     """A kernel ``comm`` (``TASK_COMM_LEN`` bytes, NUL-padded) as text."""
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
@@ -136,7 +140,8 @@ class Processes:
     def __init__(self, limit: int = 65536, root: str | None = None) -> None:
         self._paths: dict[int, str] = {}
         self._info: dict[int, ProcessInfo] = {}
-        self._comms: dict[int, str] = {}
+        self._comms: dict[int, set[str]] = {}
+        """pid -> the comms its events have carried since its exec (threads may name themselves)."""
         self._lock = threading.Lock()
         self._limit = limit
         self._root = root or cgroup2_root()
@@ -149,7 +154,7 @@ class Processes:
             if len(self._info) >= self._limit:
                 self._info.clear()
                 self._comms.clear()
-            self._comms[pid] = comm
+            self._comms[pid] = {comm}
             path = self._path_of(cgroup_id)
             if path is not None:
                 self._info[pid] = ProcessInfo(path, container_id(path))
@@ -170,7 +175,7 @@ class Processes:
         """The cgroup path and container id of ``pid`` (empty when unknown), as the process named ``comm``
         (when given) if it exec'd under that name. Called for every event."""
         info = self._info.get(pid)  # the common case, lock-free (dict lookups under the GIL)
-        if info is not None and (comm is None or self._comms.get(pid) == comm):
+        if info is not None and (comm is None or comm in self._comms.get(pid, ())):
             return info
         if self.before_lookup is not None:
             self.before_lookup()
@@ -181,7 +186,12 @@ class Processes:
                 info = ProcessInfo(path, container_id(path))
                 self._info[pid] = info
             if comm is not None:
-                self._comms[pid] = comm  # a renamed thread or a missed exec: drain once, not per event
+                # A thread that named itself, or a missed exec: drain once per name, not per event (a
+                # process that keeps inventing names starts its set again rather than growing it).
+                names = self._comms.setdefault(pid, set())
+                if len(names) >= COMMS_PER_PROCESS:
+                    names.clear()
+                names.add(comm)
             return info
 
 
