@@ -427,6 +427,13 @@ class Exchange:
         return self.request is not None and self.response is not None
 
     @property
+    def whole(self) -> bool:
+        """Whether both messages were seen and each is complete: not cut short, not damaged by bytes the
+        capture lost (the store's ``complete`` column, the UI's unmarked rows)."""
+        req, resp = self.request, self.response
+        return req is not None and resp is not None and req.complete and resp.complete
+
+    @property
     def url(self) -> str:
         """The request's absolute URL: as decoded when it has a scheme, else made from its scheme
         (``https`` when unknown), :attr:`HttpMessage.netloc` (the destination address when there is none)

@@ -177,7 +177,7 @@ def exchange_row(row_id: int, ex: Exchange, node: str | None = None) -> tuple[An
         _text(resp),
         req.body_size if req else None,
         resp.body_size if resp else None,
-        int(ex.complete),
+        int(ex.whole),
         _compact(errors) if errors else None,
         _compact(detail),
         node,
