@@ -27,7 +27,7 @@ from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
 from ecaptureq.decode.classify import classify_payload, h2_direction, h2_frame_start
 from ecaptureq.decode.http1 import Http1Parser, starts_message
 from ecaptureq.decode.http2 import H2_PREFACE, H2Connection, H2Result, Side
-from ecaptureq.decode.meta import EventMeta, event_meta, unparsed_meta
+from ecaptureq.decode.meta import EventMeta, MetaReader, unparsed_meta
 from ecaptureq.decode.model import Exchange, HttpMessage, Protocol
 from ecaptureq.decode.results import (
     Decoded,
@@ -189,6 +189,7 @@ class Decoder:
         self.max_connections = max(1, max_connections)
         self.max_buffered = max_buffered
         self.write_data_type = write_data_type
+        self._meta = MetaReader(write_data_type=write_data_type, size=2 * self.max_connections).read
         self._conns: OrderedDict[str, _Conn] = OrderedDict()
         self._buffered = 0
         self._next_id = 1
@@ -219,7 +220,7 @@ class Decoder:
         self.last_type = None
         self.last_meta = None
         try:
-            meta = event_meta(event, write_data_type=self.write_data_type)
+            meta = self._meta(event)
         except Exception as exc:  # defensive: metadata recovery is itself defensive
             # Not parsed again: the bytes are reported whole, with what failed.
             error = f"metadata: {type(exc).__name__}: {exc}"
