@@ -307,7 +307,7 @@ class MetaReader:
     def read(self, event: Event) -> EventMeta:
         """The metadata of ``event``, as :func:`event_meta` gives it. Raises what it raises."""
         payload = event.payload
-        if type(payload) is not bytes or payload[:1] in _HEADER_FIRST:
+        if type(payload) is not bytes or (payload[:1] in _HEADER_FIRST and _HEADER_START.match(payload)):
             return event_meta(event, write_data_type=self.write_data_type)
         key = (event.uuid, event.pid, event.pname, event.src_ip, event.src_port, event.dst_ip, event.dst_port)
         o = self._origins.get(key)
