@@ -114,10 +114,12 @@ def test_meta_reader_gives_what_event_meta_gives() -> None:
         b"",
         b"PID:7 Comm:curl WRITE (3 bytes):\nabc",
         b"\x00\x01",
+        b"POST /p HTTP/1.1\r\n\r\n",  # begins as a header may, is not one
+        b"[2026-01-02 10:00:00.000] PID:8 TID:9 Comm:wget FD:5 READ (2 bytes):\nhi",
     ]
     events = [
         Event(timestamp=t, type=t % 3, payload=payloads[t % len(payloads)], **origins[t % len(origins)])  # type: ignore[arg-type]
-        for t in range(60)
+        for t in range(90)
     ]
     for write in (0, 1):
         for size in (2, 100):
