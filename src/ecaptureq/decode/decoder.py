@@ -326,10 +326,15 @@ class Decoder:
         return out
 
     def _account(self, conn: _Conn, out: list[Decoded]) -> None:
-        now = sum(p.buffered for p in conn.h1.values()) + (conn.h2.buffered if conn.h2 else 0)
-        now += sum(len(d.held) for d in conn.directions.values())
-        self._buffered += now - conn.buffered
-        conn.buffered = now
+        now = conn.h2.buffered if conn.h2 is not None else 0
+        for parser in conn.h1.values():
+            now += parser.buffered
+        for direction in conn.directions.values():
+            if direction.held:
+                now += len(direction.held)
+        if now != conn.buffered:
+            self._buffered += now - conn.buffered
+            conn.buffered = now
         while self._buffered > self.max_buffered and self._conns:
             self.evicted += 1
             out.extend(self._evict(next(iter(self._conns))))
@@ -338,7 +343,12 @@ class Decoder:
         body = meta.body
         if not body:
             return
-        conn = self._conn(meta, out)
+        conn = self._conns.get(meta.connection)
+        if conn is None:
+            conn = self._conn(meta, out)
+        else:
+            self._conns.move_to_end(meta.connection)
+            conn.meta = meta
         direction = conn.directions.get(meta.stream) or conn.direction(meta.stream)
         held = direction.held
         if held:
