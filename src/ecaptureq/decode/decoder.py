@@ -119,6 +119,14 @@ _LANE_STEP: Final[dict[tuple[ConnectionMode, str], ConnectionMode]] = {
     for lane, seen in _LANE_SEEN.items()
 }
 """MODE_TRANSITIONS by lane (what the chunk was decoded as), looked up once per event."""
+_TYPE_LANES: Final[dict[int, _Lane]] = {
+    EventType.HTTP1_REQUEST: "h1-request",
+    EventType.HTTP1_RESPONSE: "h1-response",
+    EventType.HTTP2_REQUEST: "h2",
+    EventType.HTTP2_RESPONSE: "h2",
+    EventType.WEBSOCKET: "ws",
+}
+"""The lane of a chunk by its event type (that of the event, or of its bytes)."""
 _HTTP2: Final = ConnectionMode.HTTP2
 _WEBSOCKET: Final = ConnectionMode.WEBSOCKET
 _LANE_TYPES: Final[dict[str, int]] = {
@@ -408,17 +416,9 @@ class Decoder:
         if etype not in (1, 2, 3, 4, 5):
             hint = None if meta.direction is None else meta.direction == "write"
             etype = classify_payload(body, hint)
-        if conn.mode is _WEBSOCKET and etype in (EventType.UNKNOWN, EventType.WEBSOCKET):
+        if conn.mode is _WEBSOCKET and (etype == EventType.UNKNOWN or etype == EventType.WEBSOCKET):
             return "ws"
-        if etype == EventType.HTTP1_REQUEST:
-            return "h1-request"
-        if etype == EventType.HTTP1_RESPONSE:
-            return "h1-response"
-        if etype in (EventType.HTTP2_REQUEST, EventType.HTTP2_RESPONSE):
-            return "h2"
-        if etype == EventType.WEBSOCKET:
-            return "ws"
-        return None
+        return _TYPE_LANES.get(etype)
 
     @staticmethod
     def _scheme(meta: EventMeta) -> str:
