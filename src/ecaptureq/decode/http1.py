@@ -109,7 +109,10 @@ class Http1Parser:
         self._done_this_feed = 0
         out: list[HttpMessage] = []
         try:
-            self._feed(bytes(data), time_ns, out)
+            data = bytes(data)
+            # The fast path first when no message is in progress (as _feed would, one call sooner).
+            if self._conn is not None or not data or not self._fast(data, time_ns, out):
+                self._feed_h11(data, time_ns, out)
         except Exception as exc:  # h11 raises typed errors; anything else is a bug we must survive
             out.append(self._fail(f"{type(exc).__name__}: {exc}"))
             self._reset()
@@ -232,6 +235,12 @@ class Http1Parser:
         if not data:
             return
         if self._conn is None and self._fast(data, time_ns, out):
+            return
+        self._feed_h11(data, time_ns, out)
+
+    def _feed_h11(self, data: bytes, time_ns: int | None, out: list[HttpMessage]) -> None:
+        """``data`` through h11 (the fast path declined it, or a message is in progress)."""
+        if not data:
             return
         if self._conn is None:
             self._conn = self._new_conn()
