@@ -297,16 +297,38 @@ DEFAULT_ORIGINS: Final = 8192
 """How many origins a :class:`MetaReader` remembers (two a connection: one a direction)."""
 
 
+_Origin = tuple[
+    UuidInfo,
+    int | None,
+    int | None,
+    str,
+    int | None,
+    str | None,
+    str,
+    int,
+    str,
+    int,
+    str,
+    str,
+    dict[str, str | None],
+]
+"""What an origin's events share: every :class:`EventMeta` field but the timestamp, type, body and header."""
+
+
 class MetaReader:
     """:func:`event_meta` for a stream of events, quicker: what depends only on an event's origin (its
     uuid, pid, comm and address fields) is worked out once per origin and remembered, at most
-    ``size`` origins (all are forgotten when that many are held). An event with a text header is read
-    whole each time. Gives what :func:`event_meta` gives (tests/decode/test_meta.py)."""
+    ``size`` origins (all are forgotten when that many are held; no event's body is kept). An event
+    with a text header is read whole each time. Gives what :func:`event_meta` gives
+    (tests/decode/test_meta.py)."""
 
     def __init__(self, *, write_data_type: int = DATA_TYPE_WRITE, size: int = DEFAULT_ORIGINS) -> None:
         self.write_data_type = write_data_type
         self.size = max(1, size)
-        self._origins: dict[tuple[object, ...], EventMeta] = {}
+        self._origins: dict[tuple[object, ...], _Origin] = {}
+        # The few distinct sources tables, shared by the origins that have the same one (each event
+        # gets its own copy).
+        self._sources: dict[tuple[str | None, ...], dict[str, str | None]] = {}
 
     def read(self, event: Event) -> EventMeta:
         """The metadata of ``event``, as :func:`event_meta` gives it. Raises what it raises."""
@@ -319,24 +341,42 @@ class MetaReader:
             meta = event_meta(event, write_data_type=self.write_data_type)
             if len(self._origins) >= self.size:
                 self._origins.clear()
-            self._origins[key] = meta
+            if len(self._sources) >= self.size:
+                self._sources.clear()
+            sources = self._sources.setdefault(tuple(meta.sources.values()), meta.sources)
+            self._origins[key] = (
+                meta.uuid,
+                meta.pid,
+                meta.tid,
+                meta.pname,
+                meta.fd,
+                meta.direction,
+                meta.src_ip,
+                meta.src_port,
+                meta.dst_ip,
+                meta.dst_port,
+                meta.connection,
+                meta.stream,
+                sources,
+            )
+            meta.sources = sources.copy()  # the remembered table is no event's own
             return meta
         return EventMeta(
             detect_timestamp(event.timestamp),
-            o.uuid,
-            o.pid,
-            o.tid,
-            o.pname,
-            o.fd,
-            o.direction,
-            o.src_ip,
-            o.src_port,
-            o.dst_ip,
-            o.dst_port,
+            o[0],
+            o[1],
+            o[2],
+            o[3],
+            o[4],
+            o[5],
+            o[6],
+            o[7],
+            o[8],
+            o[9],
             event.type,
             payload,
             None,
-            o.connection,
-            o.stream,
-            o.sources.copy(),
+            o[10],
+            o[11],
+            o[12].copy(),
         )
