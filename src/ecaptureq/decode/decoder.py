@@ -425,9 +425,14 @@ class Decoder:
         return "http" if 80 in (meta.dst_port, meta.src_port) else "https"
 
     def _h1_parser(self, conn: _Conn, kind: Literal["request", "response"], meta: EventMeta) -> Http1Parser:
+        # The hint holds the connection's queue, not the connection: a parser that referred back to its
+        # connection would make every connection a reference cycle, freed only by the garbage
+        # collector (on short connections, its passes cost more than decoding did).
+        pending = conn.pending
+
         def method_hint(n: int) -> str | None:
-            if n < len(conn.pending):
-                req = conn.pending[n].request
+            if n < len(pending):
+                req = pending[n].request
                 return req.method if req is not None else None
             return None
 
