@@ -425,6 +425,8 @@ class Decoder:
         return "http" if 80 in (meta.dst_port, meta.src_port) else "https"
 
     def _h1_parser(self, conn: _Conn, kind: Literal["request", "response"], meta: EventMeta) -> Http1Parser:
+        if kind == "request":  # only a response's parser asks which method it answers
+            return Http1Parser(kind, body_limit=self.body_limit, scheme=self._scheme(meta))
         # The hint holds the connection's queue, not the connection: a parser that referred back to its
         # connection would make every connection a reference cycle, freed only by the garbage
         # collector (on short connections, its passes cost more than decoding did).
