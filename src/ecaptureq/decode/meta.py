@@ -36,6 +36,8 @@ class TextHeader:
     length: int | None = None
 
 
+_NO_HEADER: Final = TextHeader(text="")
+"""What an event without a text header has of one: nothing (frozen, so one serves all)."""
 _HEADER_START = re.compile(rb"(?:\[[^\]\n]{1,64}\]\s*)?(?:PID|UUID|Pid)\s*[:=]")
 _HEADER_FIRST: Final = frozenset({b"[", b"P", b"U"})
 """The bytes a text header can begin with (:data:`_HEADER_START`)."""
@@ -236,7 +238,7 @@ def event_meta(event: Event, *, write_data_type: int = DATA_TYPE_WRITE) -> Event
     """
     header, body = split_text_header(event.payload)
     info = parse_uuid(event.uuid)
-    h = header or TextHeader(text="")
+    h = header or _NO_HEADER
     pid = event.pid or h.pid or info.pid
     tid = h.tid if h.tid is not None else info.tid
     fd = h.fd if h.fd is not None else info.fd
