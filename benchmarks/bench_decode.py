@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import h11
 
-from ecaptureq.bench.workloads import h2_pair
+from ecaptureq.bench.workloads import h2_pair, workload_frames
 from ecaptureq.decode import Decoder, classify_payload
 from ecaptureq.protocol import Event, decode, encode_event
 from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE, format_uuid
@@ -128,6 +128,9 @@ def workloads(n: int) -> list[tuple[str, list[bytes]]]:
         ("HTTP/2 8 streams/conn, gzip JSON", workload_h2(n, True)),
         ("HTTP/1.1 JSON, untyped events", workload_http1(n, False, typed=False)),
         ("HTTP/2 8 streams/conn, untyped", workload_h2(n, False, typed=False)),
+        # The consumer benchmark's workloads (ecaptureq bench --consumers): POST + JSON both ways.
+        ("consumers' HTTP/1.1 POST JSON", workload_frames("http1", n)),
+        ("consumers' HTTP/2 POST JSON", workload_frames("http2", n)),
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import zlib
 
 import brotli
@@ -10,7 +11,7 @@ import pytest
 import zstandard
 
 from ecaptureq.decode import decode_body, decompress
-from ecaptureq.decode.bodies import split_grpc
+from ecaptureq.decode.bodies import is_json_text, split_grpc
 
 ZEROS = bytes(64 * 1024 * 1024)
 BOMBS = {
@@ -65,3 +66,35 @@ def test_grpc_framing() -> None:
     msgs, err = split_grpc(b"\x00\x00\x00\x00\x09abc")
     assert msgs == [b"abc"] and err is not None
     assert split_grpc(b"\x07\x00\x00\x00\x00")[1] == "bad gRPC compressed-flag 7"
+
+
+JSON_EDGES = [
+    '{"a": [1, 2.5, "x", null, true]}',
+    "NaN",
+    "-Infinity",
+    "1e400",
+    "123456789012345678901234567890",
+    '"\\ud800"',
+    '"\ud800"',
+    "\ufeff{}",
+    '"a\x01b"',
+    "01",
+    "1.",
+    "[1,]",
+    "\x0c1",
+    "\u00a01",
+    "1 2",
+    "",
+    "[" * 1100 + "]" * 1100,  # deeper than orjson goes
+    "[" * 900 + "]" * 900,
+]
+
+
+@pytest.mark.parametrize("text", JSON_EDGES, ids=range(len(JSON_EDGES)))
+def test_is_json_text_is_what_json_loads_accepts(text: str) -> None:
+    try:
+        json.loads(text)
+        expected = True
+    except (ValueError, RecursionError):
+        expected = False
+    assert is_json_text(text) is expected

@@ -4,6 +4,7 @@ parser of each frame header checked against the libraries that write those frame
 
 from __future__ import annotations
 
+import gc
 import json
 
 import h2.config
@@ -184,3 +185,25 @@ def test_websocket_frame_header_agrees_with_websockets(
     )
     assert header.size == len(wire) - len(data)
     assert ws_frame_header(wire[:1]) is None
+
+
+def test_connections_leave_no_reference_cycles() -> None:
+    """A connection's state is freed by reference counting when it is evicted or flushed: a cycle would
+    leave each short connection to the garbage collector, whose passes cost more than decoding did."""
+    events = []
+    for n in range(60):
+        conn = f"{n}_{n}_curl_5"
+        events += [Event(uuid=f"{conn}_1", payload=GET), Event(uuid=f"{conn}_0", payload=OK)]
+    events.append(
+        Event(uuid="99_99_curl_5_1", payload=b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nab")
+    )
+    gc.collect()
+    gc.disable()
+    try:
+        d = Decoder(max_connections=8)
+        done = [item for e in events for item in d.feed(e)] + d.flush()
+        assert sum(isinstance(item, ResponseDone) for item in done) == 60
+        del d, done
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

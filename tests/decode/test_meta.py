@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ecaptureq.decode import event_meta, split_text_header
+from ecaptureq.decode.meta import MetaReader
 from ecaptureq.protocol import Event
 from ecaptureq.protocol.timestamps import TimeUnit
 from ecaptureq.protocol.uuid import parse_uuid
@@ -87,3 +88,41 @@ def test_connection_from_header_when_uuid_empty() -> None:
     a = event_meta(Event(payload=b"PID:7, Comm:c, Src:10.0.0.1:1000, Dest:10.0.0.2:443,\nx"))
     b = event_meta(Event(payload=b"PID:7, Comm:c, Src:10.0.0.2:443, Dest:10.0.0.1:1000,\ny"))
     assert a.connection == b.connection
+
+
+def test_meta_reader_gives_what_event_meta_gives() -> None:
+    """The reader remembers each origin's facts; every event's metadata must still equal event_meta's,
+    whether its origin is new, remembered, or forgotten (a reader of two origins forgets them all)."""
+    origins = [
+        {"uuid": "2746_2746_curl_5_1"},
+        {"uuid": "2746_2746_curl_5_0"},
+        {"uuid": "9_10_my_app_7", "pid": 9, "pname": "app"},
+        {
+            "uuid": "",
+            "pid": 3,
+            "pname": "x",
+            "src_ip": "10.0.0.5",
+            "src_port": 1,
+            "dst_ip": "::1",
+            "dst_port": 443,
+        },
+        {"uuid": "not a uuid", "src_ip": "10.0.0.5", "src_port": 2},
+        {"uuid": ""},
+    ]
+    payloads = [
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"",
+        b"PID:7 Comm:curl WRITE (3 bytes):\nabc",
+        b"\x00\x01",
+        b"POST /p HTTP/1.1\r\n\r\n",  # begins as a header may, is not one
+        b"[2026-01-02 10:00:00.000] PID:8 TID:9 Comm:wget FD:5 READ (2 bytes):\nhi",
+    ]
+    events = [
+        Event(timestamp=t, type=t % 3, payload=payloads[t % len(payloads)], **origins[t % len(origins)])  # type: ignore[arg-type]
+        for t in range(90)
+    ]
+    for write in (0, 1):
+        for size in (2, 100):
+            reader = MetaReader(write_data_type=write, size=size)
+            for ev in events:
+                assert reader.read(ev) == event_meta(ev, write_data_type=write), ev

@@ -27,7 +27,7 @@ from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
 from ecaptureq.decode.classify import classify_payload, h2_direction, h2_frame_start
 from ecaptureq.decode.http1 import Http1Parser, starts_message
 from ecaptureq.decode.http2 import H2_PREFACE, H2Connection, H2Result, Side
-from ecaptureq.decode.meta import EventMeta, event_meta, unparsed_meta
+from ecaptureq.decode.meta import EventMeta, MetaReader, unparsed_meta
 from ecaptureq.decode.model import Exchange, HttpMessage, Protocol
 from ecaptureq.decode.results import (
     Decoded,
@@ -119,6 +119,14 @@ _LANE_STEP: Final[dict[tuple[ConnectionMode, str], ConnectionMode]] = {
     for lane, seen in _LANE_SEEN.items()
 }
 """MODE_TRANSITIONS by lane (what the chunk was decoded as), looked up once per event."""
+_TYPE_LANES: Final[dict[int, _Lane]] = {
+    EventType.HTTP1_REQUEST: "h1-request",
+    EventType.HTTP1_RESPONSE: "h1-response",
+    EventType.HTTP2_REQUEST: "h2",
+    EventType.HTTP2_RESPONSE: "h2",
+    EventType.WEBSOCKET: "ws",
+}
+"""The lane of a chunk by its event type (that of the event, or of its bytes)."""
 _HTTP2: Final = ConnectionMode.HTTP2
 _WEBSOCKET: Final = ConnectionMode.WEBSOCKET
 _LANE_TYPES: Final[dict[str, int]] = {
@@ -189,6 +197,7 @@ class Decoder:
         self.max_connections = max(1, max_connections)
         self.max_buffered = max_buffered
         self.write_data_type = write_data_type
+        self._meta = MetaReader(write_data_type=write_data_type, size=2 * self.max_connections).read
         self._conns: OrderedDict[str, _Conn] = OrderedDict()
         self._buffered = 0
         self._next_id = 1
@@ -219,7 +228,7 @@ class Decoder:
         self.last_type = None
         self.last_meta = None
         try:
-            meta = event_meta(event, write_data_type=self.write_data_type)
+            meta = self._meta(event)
         except Exception as exc:  # defensive: metadata recovery is itself defensive
             # Not parsed again: the bytes are reported whole, with what failed.
             error = f"metadata: {type(exc).__name__}: {exc}"
@@ -325,10 +334,15 @@ class Decoder:
         return out
 
     def _account(self, conn: _Conn, out: list[Decoded]) -> None:
-        now = sum(p.buffered for p in conn.h1.values()) + (conn.h2.buffered if conn.h2 else 0)
-        now += sum(len(d.held) for d in conn.directions.values())
-        self._buffered += now - conn.buffered
-        conn.buffered = now
+        now = conn.h2.buffered if conn.h2 is not None else 0
+        for parser in conn.h1.values():
+            now += parser.buffered
+        for direction in conn.directions.values():
+            if direction.held:
+                now += len(direction.held)
+        if now != conn.buffered:
+            self._buffered += now - conn.buffered
+            conn.buffered = now
         while self._buffered > self.max_buffered and self._conns:
             self.evicted += 1
             out.extend(self._evict(next(iter(self._conns))))
@@ -337,7 +351,12 @@ class Decoder:
         body = meta.body
         if not body:
             return
-        conn = self._conn(meta, out)
+        conn = self._conns.get(meta.connection)
+        if conn is None:
+            conn = self._conn(meta, out)
+        else:
+            self._conns.move_to_end(meta.connection)
+            conn.meta = meta
         direction = conn.directions.get(meta.stream) or conn.direction(meta.stream)
         held = direction.held
         if held:
@@ -397,26 +416,25 @@ class Decoder:
         if etype not in (1, 2, 3, 4, 5):
             hint = None if meta.direction is None else meta.direction == "write"
             etype = classify_payload(body, hint)
-        if conn.mode is _WEBSOCKET and etype in (EventType.UNKNOWN, EventType.WEBSOCKET):
+        if conn.mode is _WEBSOCKET and (etype == EventType.UNKNOWN or etype == EventType.WEBSOCKET):
             return "ws"
-        if etype == EventType.HTTP1_REQUEST:
-            return "h1-request"
-        if etype == EventType.HTTP1_RESPONSE:
-            return "h1-response"
-        if etype in (EventType.HTTP2_REQUEST, EventType.HTTP2_RESPONSE):
-            return "h2"
-        if etype == EventType.WEBSOCKET:
-            return "ws"
-        return None
+        return _TYPE_LANES.get(etype)
 
     @staticmethod
     def _scheme(meta: EventMeta) -> str:
         return "http" if 80 in (meta.dst_port, meta.src_port) else "https"
 
     def _h1_parser(self, conn: _Conn, kind: Literal["request", "response"], meta: EventMeta) -> Http1Parser:
+        if kind == "request":  # only a response's parser asks which method it answers
+            return Http1Parser(kind, body_limit=self.body_limit, scheme=self._scheme(meta))
+        # The hint holds the connection's queue, not the connection: a parser that referred back to its
+        # connection would make every connection a reference cycle, freed only by the garbage
+        # collector (on short connections, its passes cost more than decoding did).
+        pending = conn.pending
+
         def method_hint(n: int) -> str | None:
-            if n < len(conn.pending):
-                req = conn.pending[n].request
+            if n < len(pending):
+                req = pending[n].request
                 return req.method if req is not None else None
             return None
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Final, Literal
 
 import h11
-from h11._abnf import header_field, request_line, status_line  # h11 0.14-0.16; pinned in pyproject
+from h11._abnf import field_name, request_line, status_line  # h11 0.14-0.16; pinned in pyproject
 
 from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
 from ecaptureq.decode.model import HttpMessage, Protocol, absolute_url
@@ -34,14 +34,22 @@ _STRONG_RESPONSE = re.compile(
 
 
 # h11's own grammar (its _abnf module), so the fast path accepts exactly the heads h11 accepts.
-_REQUEST_LINE: Final = re.compile(request_line.encode("ascii"))
-_STATUS_LINE: Final = re.compile(status_line.encode("ascii"))
-_HEADER_FIELD: Final = re.compile(header_field.encode("ascii"))
-_DIGITS: Final = re.compile(rb"[0-9]{1,20}")
+# What h11's header_field allows after the colon (OWS, a field-value, OWS) is any run of characters that
+# are not NUL, CR, LF, VT or FF; so a whole head is one match, read as ISO-8859-1 text (one character a
+# byte; re.ASCII keeps \s to the bytes regex's six). tests/decode/test_http1_fast.py checks this line
+# grammar against h11's header_field.
+FIELD_LINE: Final = f"{field_name}:[^\\x00\\n\\r\\x0b\\x0c]*"
+"""One header line as h11's grammar accepts it, in a simpler form that matches the same lines."""
+_REQUEST_HEAD: Final = re.compile(f"{request_line}(?:\\r\\n{FIELD_LINE})*", re.ASCII)
+_RESPONSE_HEAD: Final = re.compile(f"{status_line}(?:\\r\\n{FIELD_LINE})*", re.ASCII)
+# Each header line of a head the above matched: its name and its value with the leading OWS dropped
+# (the trailing OWS is stripped after, when a line has any).
+_FIELD_PAIRS: Final = re.compile(r"\r\n([^:]*):[ \t]*([^\r]*)")
 _FAST_HEAD_MAX: Final = 16 * 1024
 _FAST_METHOD_HINTS: Final = frozenset({None, "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # A head naming one of these goes to h11: framing (transfer-encoding), or connection state h11 tracks.
-_FAST_REFUSED: Final = frozenset({b"transfer-encoding", b"upgrade", b"expect", b"connection"})
+_FAST_REFUSED: Final = frozenset({"transfer-encoding", "upgrade", "expect", "connection"})
+_CONTENT_LENGTH_DIGITS: Final = 20
 
 
 def starts_message(data: bytes, kind: Literal["request", "response"]) -> bool:
@@ -101,7 +109,10 @@ class Http1Parser:
         self._done_this_feed = 0
         out: list[HttpMessage] = []
         try:
-            self._feed(bytes(data), time_ns, out)
+            data = bytes(data)
+            # The fast path first when no message is in progress (as _feed would, one call sooner).
+            if self._conn is not None or not data or not self._fast(data, time_ns, out):
+                self._feed_h11(data, time_ns, out)
         except Exception as exc:  # h11 raises typed errors; anything else is a bug we must survive
             out.append(self._fail(f"{type(exc).__name__}: {exc}"))
             self._reset()
@@ -162,61 +173,60 @@ class Http1Parser:
         end = data.find(b"\r\n\r\n", 0, _FAST_HEAD_MAX)
         if end < 0:
             return False
-        lines = data[:end].split(b"\r\n")
+        head = data[:end].decode("iso-8859-1")
         request = self.kind == "request"
         if request:
-            start = _REQUEST_LINE.fullmatch(lines[0])
+            start = _REQUEST_HEAD.fullmatch(head)
         else:
             hint = self.method_hint(self._done_this_feed) if self.method_hint is not None else None
             if hint not in _FAST_METHOD_HINTS:
                 return False
-            start = _STATUS_LINE.fullmatch(lines[0])
-        if start is None or start["http_version"] != b"1.1":
+            start = _RESPONSE_HEAD.fullmatch(head)
+        if start is None or start["http_version"] != "1.1":
             return False
-        headers: list[tuple[bytes, bytes]] = []
-        length: bytes | None = None
-        hosts = 0
-        for line in lines[1:]:
-            m = _HEADER_FIELD.fullmatch(line)
-            if m is None:
+        headers: list[tuple[str, str]] = _FIELD_PAIRS.findall(head)
+        first = head.find("\r\n")  # where the header lines begin (the start line may end in a space)
+        if headers and (head.find(" \r", first) >= 0 or head.find("\t\r", first) >= 0 or head[-1] in " \t"):
+            headers = [(name, value.rstrip(" \t")) for name, value in headers]
+        names = [name.lower() for name, _ in headers]
+        if not _FAST_REFUSED.isdisjoint(names):
+            return False
+        lengths = names.count("content-length")
+        if lengths > 1:
+            return False
+        size = 0
+        if lengths:
+            length = headers[names.index("content-length")][1]
+            if not (length.isascii() and length.isdigit() and len(length) <= _CONTENT_LENGTH_DIGITS):
                 return False
-            name, value = m["field_name"], m["field_value"]
-            lower = name.lower()
-            if lower in _FAST_REFUSED:
-                return False
-            if lower == b"content-length":
-                if length is not None or _DIGITS.fullmatch(value) is None:
-                    return False
-                length = value
-            elif lower == b"host":
-                hosts += 1
-            headers.append((name, value))
+            size = int(length)
         if request:
-            if hosts != 1 or start["method"] == b"CONNECT":
+            method = start["method"]
+            if method == "CONNECT" or names.count("host") != 1:
                 return False
         else:
             status = int(start["status_code"])
-            if status < 200 or status in (204, 304) or length is None:
+            if status < 200 or status in (204, 304) or not lengths:
                 return False
-        size = int(length) if length is not None else 0
         body_start = end + 4
         body_end = body_start + size
         if body_end > len(data):
             return False
         self._time_ns = time_ns
-        self._keep(data)
         if request:
-            msg = self._start_parts(headers, method=start["method"], target=start["target"])
+            msg = self._start_parts(headers, names, "1.1", method=method, target=start["target"])
         else:
-            msg = self._start_parts(headers, status=status, reason=start["reason"] or b"")
-        msg.body_size += size
+            msg = self._start_parts(headers, names, "1.1", status=status, reason=start["reason"] or "")
         room = self.body_limit
-        self._body += data[body_start : body_start + room] if size > room else data[body_start:body_end]
+        raw = data[body_start : body_start + room] if size > room else data[body_start:body_end]
         if size > room:
             msg.truncated = True
-        out.append(self._finish(msg, []))
+        size = size or len(raw)
+        msg.set_body(raw, size, msg.truncated and size > len(raw), room)
+        if msg.errors:
+            msg.raw = data[:_RAW_KEEP]  # what the parser keeps of the bytes that began the message
+        out.append(msg)
         self._done_this_feed += 1
-        self._reset()
         if body_end < len(data):
             self._feed(data[body_end:], time_ns, out)
         return True
@@ -225,6 +235,12 @@ class Http1Parser:
         if not data:
             return
         if self._conn is None and self._fast(data, time_ns, out):
+            return
+        self._feed_h11(data, time_ns, out)
+
+    def _feed_h11(self, data: bytes, time_ns: int | None, out: list[HttpMessage]) -> None:
+        """``data`` through h11 (the fast path declined it, or a message is in progress)."""
+        if not data:
             return
         if self._conn is None:
             self._conn = self._new_conn()
@@ -288,52 +304,68 @@ class Http1Parser:
     def _start(
         self, event: h11.Request | h11.Response | h11.InformationalResponse, time_ns: int | None
     ) -> HttpMessage:
+        headers = [(_text(k), _text(v)) for k, v in event.headers.raw_items()]
+        names = [name.lower() for name, _ in headers]
+        version = _text(event.http_version)
         if isinstance(event, h11.Request):
             return self._start_parts(
-                event.headers.raw_items(), event.http_version, method=event.method, target=event.target
+                headers, names, version, method=_text(event.method), target=_text(event.target)
             )
         return self._start_parts(
-            event.headers.raw_items(), event.http_version, status=event.status_code, reason=event.reason
+            headers, names, version, status=event.status_code, reason=_text(event.reason)
         )
 
     def _start_parts(
         self,
-        raw_headers: list[tuple[bytes, bytes]],
-        http_version: bytes = b"1.1",
+        headers: list[tuple[str, str]],
+        names: list[str],
+        version: str,
         *,
-        method: bytes | None = None,
-        target: bytes = b"",
+        method: str | None = None,
+        target: str = "",
         status: int = 0,
-        reason: bytes = b"",
+        reason: str = "",
     ) -> HttpMessage:
-        version = _text(http_version)
+        """The message a head starts: ``headers`` as text, ``names`` their names in lower case."""
         protocol: Protocol = "http/1.0" if version == "1.0" else "http/1.1"
-        headers = [(_text(k), _text(v)) for k, v in raw_headers]
-        if method is not None:
-            msg = HttpMessage(kind="request", protocol=protocol, headers=headers, time_ns=self._time_ns)
-            msg.method = _text(method)
-            url_target = _text(target)
-            host = msg.header("host")
-            msg.authority = host
-            if url_target.startswith(("http://", "https://")):
-                msg.url = url_target
-                rest = url_target.split("://", 1)[1]
-                msg.scheme = url_target.split("://", 1)[0]
-                msg.path = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
-            elif url_target.startswith("/"):
-                msg.path = url_target
-                msg.scheme = self.scheme
-                msg.url = absolute_url(self.scheme, host, url_target) if host else url_target
-            else:  # authority-form (CONNECT) or asterisk-form (OPTIONS *)
-                msg.path = url_target
-                msg.url = url_target
-        else:
-            msg = HttpMessage(kind="response", protocol=protocol, headers=headers, time_ns=self._time_ns)
-            msg.status = status
-            msg.reason = _text(reason)
-        msg.content_type = msg.header("content-type")
-        msg.content_encoding = msg.header("content-encoding")
-        return msg
+        content_type = headers[names.index("content-type")][1] if "content-type" in names else ""
+        content_encoding = headers[names.index("content-encoding")][1] if "content-encoding" in names else ""
+        if method is None:
+            return HttpMessage(
+                kind="response",
+                protocol=protocol,
+                headers=headers,
+                time_ns=self._time_ns,
+                status=status,
+                reason=reason,
+                content_type=content_type,
+                content_encoding=content_encoding,
+            )
+        host = headers[names.index("host")][1] if "host" in names else ""
+        if target.startswith(("http://", "https://")):
+            scheme, _, rest = target.partition("://")
+            url = target
+            path = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+        elif target.startswith("/"):
+            path = target
+            scheme = self.scheme
+            url = absolute_url(scheme, host, target) if host else target
+        else:  # authority-form (CONNECT) or asterisk-form (OPTIONS *)
+            path = url = target
+            scheme = ""
+        return HttpMessage(
+            kind="request",
+            protocol=protocol,
+            headers=headers,
+            time_ns=self._time_ns,
+            method=method,
+            url=url,
+            path=path,
+            scheme=scheme,
+            authority=host,
+            content_type=content_type,
+            content_encoding=content_encoding,
+        )
 
     def _finish(self, msg: HttpMessage, trailers: list[tuple[str, str]]) -> HttpMessage:
         msg.trailers = trailers

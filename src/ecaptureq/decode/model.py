@@ -257,9 +257,10 @@ class HttpMessage:
         if cut:
             self.notes.append(f"body cut at {limit} bytes of {size}")
             self.notes.extend(f"(after the cut) {e}" for e in decoded.errors)
-        else:
+        elif decoded.errors:
             self.errors.extend(decoded.errors)
-        self.notes.extend(decoded.notes)
+        if decoded.notes:
+            self.notes.extend(decoded.notes)
 
     def header(self, name: str, default: str = "") -> str:
         """The first value of header ``name`` (case-insensitive), or ``default``."""
