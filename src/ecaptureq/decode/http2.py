@@ -152,6 +152,7 @@ class _Stream:
         "notes",
         "raw_headers",
         "size",
+        "summary",
         "time_ns",
         "trailers",
         "truncated",
@@ -168,6 +169,7 @@ class _Stream:
         self.notes: list[str] = []
         self.time_ns = time_ns
         self.raw_headers = b""
+        self.summary = _NO_SUMMARY
 
 
 @dataclass(slots=True)
@@ -195,8 +197,8 @@ class _Direction:
         # Tolerate any table size the encoder announces: we may have missed the SETTINGS that allowed it.
         # Until the connection's start is seen, its header table may hold entries sent before the capture.
         self.decoder = TolerantDecoder(max_table_size=_MAX_FRAME, max_header_list_size=_MAX_HEADER_LIST)
-        # block bytes -> (decoder generation, its fields as text, its note on unknown fields)
-        self.cache: dict[bytes, tuple[int, tuple[tuple[str, str], ...], str]] = {}
+        # block bytes -> (decoder generation, its fields as text, its note on unknown fields, _summary())
+        self.cache: dict[bytes, tuple[int, tuple[tuple[str, str], ...], str, _Summary]] = {}
         self.frames_seen = 0
         self.block: _Block | None = None
         self.streams: dict[int, _Stream] = {}
@@ -242,7 +244,7 @@ class H2Connection:
         result = H2Result()
         d = self._dirs[side]
         try:
-            self._feed(d, bytes(data), time_ns, result)
+            self._feed(d, data if type(data) is bytes else bytes(data), time_ns, result)
         except Exception as exc:  # the parser is defensive; this is a last resort
             result.errors.append(f"HTTP/2: {type(exc).__name__}: {exc}")
             result.raw = bytes(d.buf) or bytes(data)
@@ -360,7 +362,6 @@ class H2Connection:
             self._data(d, flags, sid, body, time_ns, result)
         elif ftype == 1 and flags & _END_HEADERS and not flags & (_PADDED | _PRIORITY):
             # HEADERS in one frame, the usual case: no block to gather
-            self._stream(d, sid, time_ns)
             self._header_block(d, sid, body, bool(flags & _END_STREAM), None, time_ns, result)
         elif ftype in (1, 5):  # HEADERS, PUSH_PROMISE
             fragment, err = _unpad(body, flags)
@@ -476,11 +477,14 @@ class H2Connection:
         result: H2Result,
     ) -> None:
         """A complete header block of stream ``sid`` (or the block of a PUSH_PROMISE on it)."""
+        st = self._stream(d, sid, time_ns) if promised is None else None
         decoder = d.decoder
         hit = d.cache.get(fragment)
+        summary: _Summary | None = None
         if hit is not None and hit[0] == decoder.generation:
             headers = list(hit[1])
             note = hit[2]
+            summary = hit[3]
         else:
             generation = decoder.generation
             decoded = decoder.decode(fragment)
@@ -498,26 +502,29 @@ class H2Connection:
                     f"{UNKNOWN_TABLE_NOTE}: " + "; ".join(unknown)
                 )
             if decoded.errors:
-                if promised is None:
+                if st is not None:
                     # The message carries the errors; its raw bytes are the header block.
-                    st = self._stream(d, sid, time_ns)
                     st.errors.extend(decoded.errors)
                     st.raw_headers += fragment
                 else:
                     result.errors.extend(decoded.errors)
                     result.raw = fragment
-            elif decoder.generation == generation and decoded.size <= _CACHED_BLOCK_SIZE:
+            elif (
+                decoder.generation == generation
+                and decoded.size <= _CACHED_BLOCK_SIZE
+                and len(fragment) <= _CACHED_BLOCK_SIZE
+            ):
                 # The block left the table as it was: it decodes the same until the table changes.
                 if len(d.cache) >= _CACHED_BLOCKS:
                     d.cache.clear()
-                d.cache[fragment] = (generation, tuple(headers), note)
-        if note and promised is None:
-            self._stream(d, sid, time_ns).notes.append(note)
-        if promised is not None:
+                summary = _summary(headers)
+                d.cache[fragment] = (generation, tuple(headers), note, summary)
+        if st is None:
             path = dict(headers).get(":path", "?")
             result.frames.append(H2Frame("PUSH_PROMISE", sid, 0, f"promised stream {promised}: {path}"))
             return
-        st = self._stream(d, sid, time_ns)
+        if note:
+            st.notes.append(note)
         interim = bool(headers) and headers[0][0] == ":status" and headers[0][1].startswith("1")
         if st.have_headers and not interim:
             st.trailers.extend(headers)
@@ -525,6 +532,7 @@ class H2Connection:
             st.notes.append(f"interim response {headers[0][1]}")
         else:
             st.headers = headers
+            st.summary = summary if summary is not None else _summary(headers)
             st.have_headers = True
         if end_stream:
             result.messages.append(self._complete(d, sid))
@@ -535,42 +543,14 @@ class H2Connection:
 
     def _message(self, d: _Direction, sid: int, st: _Stream) -> HttpMessage:
         request = d.side == "client"
-        headers = st.headers
-        # One pass for the pseudo-headers (the last of a name counts, as a dict of them would have it) and
-        # the first host, content-type and content-encoding, matched without case (HttpMessage.header).
-        method = path = authority = status = ""
-        scheme: str | None = None
-        host: str | None = None
-        ctype: str | None = None
-        cenc: str | None = None
-        for k, v in headers:
-            if k[:1] == ":":
-                if k == ":method":
-                    method = v
-                elif k == ":path":
-                    path = v
-                elif k == ":scheme":
-                    scheme = v
-                elif k == ":authority":
-                    authority = v
-                elif k == ":status":
-                    status = v
-            lk = k.lower()
-            if lk == "content-type":
-                if ctype is None:
-                    ctype = v
-            elif lk == "content-encoding":
-                if cenc is None:
-                    cenc = v
-            elif lk == "host" and host is None:
-                host = v
+        method, path, scheme, authority, status, ctype, cenc = st.summary
         if scheme is None:
             scheme = self.scheme if request else ""
         msg = HttpMessage(
             kind="request" if request else "response",
             protocol="h2",
             stream_id=sid,
-            headers=headers,
+            headers=st.headers,
             time_ns=st.time_ns,
             trailers=st.trailers,
             errors=list(st.errors),
@@ -578,15 +558,15 @@ class H2Connection:
             method=method,
             path=path,
             scheme=scheme,
-            authority=authority or host or "",
-            content_type=ctype or "",
-            content_encoding=cenc or "",
+            authority=authority,
+            content_type=ctype,
+            content_encoding=cenc,
         )
         if request:
-            if msg.authority and path.startswith("/"):
-                msg.url = absolute_url(scheme, msg.authority, path)
+            if authority and path.startswith("/"):
+                msg.url = absolute_url(scheme, authority, path)
             elif path or method == "CONNECT":
-                msg.url = path or msg.authority
+                msg.url = path or authority
             # else the :path is unknown (a late join): no URL rather than a made-up one
         msg.status = int(status) if status.isdigit() else None
         if not st.have_headers:
@@ -596,6 +576,46 @@ class H2Connection:
         if msg.errors:
             msg.raw = bytes(st.raw_headers) + msg.raw_body
         return msg
+
+
+_Summary = tuple[str, str, str | None, str, str, str, str]
+"""What a message needs of its header block: ``:method``, ``:path``, ``:scheme`` (``None`` when absent),
+the authority (``:authority``, else the first ``host``), ``:status``, the first ``content-type`` and
+``content-encoding``."""
+_NO_SUMMARY: Final[_Summary] = ("", "", None, "", "", "", "")
+
+
+def _summary(headers: list[tuple[str, str]]) -> _Summary:
+    """The :data:`_Summary` of ``headers``, in one pass: of pseudo-headers the last of a name counts (as a
+    dict of them would have it); of the others the first, matched without case (``HttpMessage.header``)."""
+    method = path = authority = status = ""
+    scheme: str | None = None
+    host: str | None = None
+    ctype: str | None = None
+    cenc: str | None = None
+    for k, v in headers:
+        if k[:1] == ":":
+            if k == ":method":
+                method = v
+            elif k == ":path":
+                path = v
+            elif k == ":scheme":
+                scheme = v
+            elif k == ":authority":
+                authority = v
+            elif k == ":status":
+                status = v
+            continue
+        lk = k.lower()
+        if lk == "content-type":
+            if ctype is None:
+                ctype = v
+        elif lk == "content-encoding":
+            if cenc is None:
+                cenc = v
+        elif lk == "host" and host is None:
+            host = v
+    return method, path, scheme, authority or host or "", status, ctype or "", cenc or ""
 
 
 def _from_start() -> TolerantDecoder:
