@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 from hpack.exceptions import HPACKDecodingError
@@ -80,6 +81,15 @@ class HeaderBlock:
 
 
 _Entry = tuple[bytes | None, bytes | None]
+
+HUFFMAN_CACHED: Final = 1024
+"""Huffman-coded strings whose decoding is remembered (process-wide): every new connection sends its
+user-agent, authority, accept... again as literals, with the same bytes. Strings of at most
+:data:`HUFFMAN_CACHED_LENGTH` bytes, so the cache holds well under a MiB."""
+HUFFMAN_CACHED_LENGTH: Final = 256
+
+_huffman_cached = lru_cache(maxsize=HUFFMAN_CACHED)(decode_huffman)
+"""``decode_huffman``, remembered; an invalid string raises each time (exceptions are not cached)."""
 
 
 class TolerantDecoder:
@@ -172,6 +182,8 @@ class TolerantDecoder:
 
     def decode(self, data: bytes) -> HeaderBlock:
         """Decode one complete header block. Never raises."""
+        if type(data) is not bytes:
+            data = bytes(data)  # its slices are then bytes too, which the Huffman cache needs
         block = HeaderBlock()
         fields = block.fields
         mem = memoryview(data)
@@ -269,7 +281,9 @@ class TolerantDecoder:
         raw = data[pos : pos + length]
         if len(raw) != length:
             raise HPACKDecodingError("Truncated header block")
-        return (decode_huffman(raw) if first & 0x80 else raw), pos + length
+        if first & 0x80:
+            raw = _huffman_cached(raw) if length <= HUFFMAN_CACHED_LENGTH else decode_huffman(raw)
+        return raw, pos + length
 
     def _stop(self, block: HeaderBlock) -> HeaderBlock:
         # The rest of the block may have changed the table: what was learned no longer lines up.

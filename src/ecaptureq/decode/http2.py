@@ -211,10 +211,6 @@ class _Direction:
         self.cache.clear()
 
 
-def _text(b: bytes) -> str:
-    return b.decode("utf-8", "replace")
-
-
 class H2Connection:
     """Both directions of one HTTP/2 connection, fed captured bytes with :meth:`feed`.
 
@@ -492,7 +488,7 @@ class H2Connection:
             unknown = []
             for f in decoded.fields:
                 if type(f) is tuple:
-                    headers.append((_text(f[0]), _text(f[1])))
+                    headers.append((f[0].decode("utf-8", "replace"), f[1].decode("utf-8", "replace")))
                 else:
                     unknown.append(f.describe())  # type: ignore[union-attr]  # an UnknownField
             note = ""
