@@ -180,7 +180,7 @@ class TolerantDecoder:
             self.unseen_tail = False
         self._shrink()
 
-    def decode(self, data: bytes) -> HeaderBlock:
+    def decode(self, data: bytes | bytearray) -> HeaderBlock:
         """Decode one complete header block. Never raises."""
         if type(data) is not bytes:
             data = bytes(data)  # its slices are then bytes too, which the Huffman cache needs
