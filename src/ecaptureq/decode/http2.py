@@ -44,6 +44,9 @@ def frame_header(data: bytes | bytearray, pos: int = 0) -> tuple[int, int, int, 
 def frame_plausible(ftype: int, flags: int, stream_id: int, length: int) -> bool:
     """Whether a frame header's fields agree with RFC 9113 for its type (a SETTINGS frame on stream 0
     with a length that is a multiple of 6, a PING of 8 bytes, a DATA frame on a stream...)."""
+    # DATA and HEADERS first (most frames are), then CONTINUATION and PUSH_PROMISE: all on a stream
+    if ftype <= 0x1 or ftype == 0x9 or ftype == 0x5:
+        return stream_id != 0
     if ftype == 0x4:  # SETTINGS
         return stream_id == 0 and length % 6 == 0 and flags & ~0x1 == 0 and not (flags & 1 and length)
     if ftype == 0x6:  # PING
@@ -56,8 +59,6 @@ def frame_plausible(ftype: int, flags: int, stream_id: int, length: int) -> bool
         return stream_id != 0 and length == 4 and flags == 0
     if ftype == 0x2:  # PRIORITY
         return stream_id != 0 and length == 5 and flags == 0
-    if ftype in (0x0, 0x1, 0x9, 0x5):  # DATA, HEADERS, CONTINUATION, PUSH_PROMISE
-        return stream_id != 0
     return True
 
 
