@@ -182,10 +182,12 @@ class _Block:
     dropped: int = 0  # bytes not kept, once the block grew beyond _MAX_HEADER_BLOCK
 
 
-_CACHED_BLOCKS: Final = 16
+_CACHED_BLOCKS: Final = 8
 """Header blocks remembered per direction with what they decoded to (gRPC repeats a few, all references
-to the header table). Each is at most :data:`_CACHED_BLOCK_SIZE` bytes decoded."""
-_CACHED_BLOCK_SIZE: Final = 4096
+to the header table; a client's request blocks, a server's response headers and trailers). Each is at most
+:data:`_CACHED_BLOCK_SIZE` bytes, sent and decoded (as RFC 7541 counts them), so a direction holds a few
+KiB for them at most, beside the header table's up to 1 MiB."""
+_CACHED_BLOCK_SIZE: Final = 1024
 
 
 class _Direction:
