@@ -545,6 +545,13 @@ class H2Connection:
         method, path, scheme, authority, status, ctype, cenc = st.summary
         if scheme is None:
             scheme = self.scheme if request else ""
+        url = ""
+        if request:
+            if authority and path.startswith("/"):
+                url = absolute_url(scheme, authority, path)
+            elif path or method == "CONNECT":
+                url = path or authority
+            # else the :path is unknown (a late join): no URL rather than a made-up one
         msg = HttpMessage(
             kind="request" if request else "response",
             protocol="h2",
@@ -552,22 +559,18 @@ class H2Connection:
             headers=st.headers,
             time_ns=st.time_ns,
             trailers=st.trailers,
-            errors=list(st.errors),
-            notes=list(st.notes),
+            errors=st.errors,  # the stream is done with: its lists become the message's
+            notes=st.notes,
             method=method,
+            url=url,
             path=path,
             scheme=scheme,
             authority=authority,
+            # ASCII digits only: int() refuses some that str.isdigit() accepts ("²")
+            status=int(status) if status.isascii() and status.isdigit() else None,
             content_type=ctype,
             content_encoding=cenc,
         )
-        if request:
-            if authority and path.startswith("/"):
-                msg.url = absolute_url(scheme, authority, path)
-            elif path or method == "CONNECT":
-                msg.url = path or authority
-            # else the :path is unknown (a late join): no URL rather than a made-up one
-        msg.status = int(status) if status.isdigit() else None
         if not st.have_headers:
             msg.complete = False
             msg.errors.append("HTTP/2: stream data without its HEADERS (capture joined late?)")
