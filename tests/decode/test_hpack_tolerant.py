@@ -113,3 +113,25 @@ def test_a_literal_with_an_unknown_name_is_learned_as_a_placeholder_that_keeps_i
     again = late.decode(third)
     assert again.fields == [UnknownField(63, None, b"b"), (b"x-zone", b"eu")]
     assert "unknown" in again.fields[0].describe() and ": b" in again.fields[0].describe()
+
+
+def test_huffman_strings_decode_alike_each_time_and_a_bad_one_fails_each_time() -> None:
+    enc = hpack.Encoder()
+    block = enc.encode([("user-agent", "grpc-go/1.64.0 (linux; amd64)")], huffman=True)
+    for _ in range(3):  # a fresh table each time: the same literal bytes, from the cache after the first
+        assert TolerantDecoder(from_start=True).decode(block).fields == [
+            (b"user-agent", b"grpc-go/1.64.0 (linux; amd64)")
+        ]
+    # A literal name (0x00), Huffman-coded, of one byte: 0xff alone is not a whole Huffman string.
+    bad = b"\x00\x81\xff\x01v"
+    for _ in range(2):
+        got = TolerantDecoder(from_start=True).decode(bad)
+        assert got.fields == [] and got.errors and "Huffman" in got.errors[0]
+
+
+def test_a_bytearray_block_decodes_as_bytes_do() -> None:
+    block = hpack.Encoder().encode([(":path", "/x"), ("x-k", "vvvvvvvv")], huffman=True)
+    assert TolerantDecoder(from_start=True).decode(bytearray(block)).fields == [
+        (b":path", b"/x"),
+        (b"x-k", b"vvvvvvvv"),
+    ]

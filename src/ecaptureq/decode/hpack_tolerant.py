@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 from hpack.exceptions import HPACKDecodingError
@@ -65,6 +66,8 @@ class HeaderBlock:
 
     fields: list[tuple[bytes, bytes] | UnknownField] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    size: int = 0
+    """The bytes of the decoded fields as RFC 7541 counts them (name, value and 32 each)."""
 
     @property
     def known(self) -> list[tuple[bytes, bytes]]:
@@ -78,6 +81,15 @@ class HeaderBlock:
 
 
 _Entry = tuple[bytes | None, bytes | None]
+
+HUFFMAN_CACHED: Final = 1024
+"""Huffman-coded strings whose decoding is remembered (process-wide): every new connection sends its
+user-agent, authority, accept... again as literals, with the same bytes. Strings of at most
+:data:`HUFFMAN_CACHED_LENGTH` bytes, so the cache holds well under a MiB."""
+HUFFMAN_CACHED_LENGTH: Final = 256
+
+_huffman_cached = lru_cache(maxsize=HUFFMAN_CACHED)(decode_huffman)
+"""``decode_huffman``, remembered; an invalid string raises each time (exceptions are not cached)."""
 
 
 class TolerantDecoder:
@@ -103,6 +115,9 @@ class TolerantDecoder:
         self.unseen_tail = not from_start  # older entries may exist beyond the learned ones
         self.max_table_size = max_table_size
         self.max_header_list_size = max_header_list_size
+        self.generation = 0
+        """Counts the changes to the table (and to what is known of it): a block decoded twice at one
+        generation decodes the same, so a caller may keep the result of a block that left it unchanged."""
 
     @property
     def complete(self) -> bool:
@@ -111,6 +126,7 @@ class TolerantDecoder:
 
     def forget(self) -> None:
         """Lose the table (after a block that could not be decoded to its end: it may have changed it)."""
+        self.generation += 1
         self.entries.clear()
         self.size = 0
         self.exact_sizes = True
@@ -133,6 +149,7 @@ class TolerantDecoder:
         return f"HPACK: header table index {index} beyond the table ({len(self.entries)} entries)"
 
     def _add(self, name: bytes | None, value: bytes | None) -> None:
+        self.generation += 1
         size = table_entry_size(name or b"", value or b"")
         if name is None or value is None:
             self.exact_sizes = False
@@ -154,6 +171,7 @@ class TolerantDecoder:
             self.unseen_tail = True
 
     def _resize(self, new_size: int) -> None:
+        self.generation += 1
         self.table_size = new_size
         if new_size == 0:
             self.entries.clear()
@@ -162,30 +180,45 @@ class TolerantDecoder:
             self.unseen_tail = False
         self._shrink()
 
-    def decode(self, data: bytes) -> HeaderBlock:
+    def decode(self, data: bytes | bytearray) -> HeaderBlock:
         """Decode one complete header block. Never raises."""
+        if type(data) is not bytes:
+            data = bytes(data)  # its slices are then bytes too, which the Huffman cache needs
         block = HeaderBlock()
+        fields = block.fields
         mem = memoryview(data)
+        end = len(data)
+        static = STATIC
+        n_static = len(static)
+        entries = self.entries
         pos = 0
         listed = 0
         try:
-            while pos < len(data):
+            while pos < end:
                 first = data[pos]
                 if first & 0x80:  # indexed field
-                    index, used = decode_integer(mem[pos:], 7)
-                    pos += used
-                    entry = self._lookup(index)
-                    if entry is None or entry[0] is None or entry[1] is None:
-                        err = self._invalid(index) if entry is None else None
-                        if err:
-                            block.errors.append(err)
-                            return self._stop(block)
-                        known = entry or (None, None)  # a placeholder keeps what its literal carried
-                        block.fields.append(UnknownField(index, known[0], known[1]))
-                        continue
-                    name, value = entry[0], entry[1]
+                    index = first & 0x7F
+                    if index < 0x7F:  # the integer fits its prefix (RFC 7541 section 5.1)
+                        pos += 1
+                    else:
+                        index, used = decode_integer(mem[pos:], 7)
+                        pos += used
+                    if 1 <= index <= n_static:
+                        name, value = static[index - 1]
+                    else:
+                        at = index - n_static - 1
+                        entry = entries[at] if 0 <= at < len(entries) else None
+                        if entry is None or entry[0] is None or entry[1] is None:
+                            err = self._invalid(index) if entry is None else None
+                            if err:
+                                block.errors.append(err)
+                                return self._stop(block)
+                            known = entry or (None, None)  # a placeholder keeps what its literal carried
+                            fields.append(UnknownField(index, known[0], known[1]))
+                            continue
+                        name, value = entry[0], entry[1]
                 elif first & 0xE0 == 0x20:  # dynamic table size update
-                    if block.fields:
+                    if fields:
                         block.errors.append("HPACK: table size update after a header field")
                         return self._stop(block)
                     new_size, used = decode_integer(mem[pos:], 5)
@@ -196,9 +229,14 @@ class TolerantDecoder:
                     self._resize(new_size)
                     continue
                 else:
-                    indexing = bool(first & 0x40)
-                    index, used = decode_integer(mem[pos:], 6 if indexing else 4)
-                    pos += used
+                    indexing = first & 0x40
+                    mask = 0x3F if indexing else 0x0F
+                    index = first & mask
+                    if index < mask:
+                        pos += 1
+                    else:
+                        index, used = decode_integer(mem[pos:], 6 if indexing else 4)
+                        pos += used
                     name_known: bytes | None
                     if index:
                         entry = self._lookup(index)
@@ -214,17 +252,18 @@ class TolerantDecoder:
                     if indexing:
                         self._add(name_known, value)
                     if name_known is None:
-                        block.fields.append(UnknownField(index, None, value))
+                        fields.append(UnknownField(index, None, value))
                         continue
                     name = name_known
                 listed += table_entry_size(name, value)
                 if listed > self.max_header_list_size:
                     block.errors.append(f"HPACK: header list larger than {self.max_header_list_size} bytes")
                     return self._stop(block)
-                block.fields.append((name, value))
+                fields.append((name, value))
         except HPACKDecodingError as exc:
             block.errors.append(f"HPACK: {exc}"[:200])
             return self._stop(block)
+        block.size = listed
         if self.table_size is not None and self.table_size > self.max_table_size:
             block.errors.append("HPACK: table size beyond the maximum")
         return block
@@ -232,13 +271,19 @@ class TolerantDecoder:
     def _string(self, data: bytes, mem: memoryview, pos: int) -> tuple[bytes, int]:
         if pos >= len(data):
             raise HPACKDecodingError("Truncated header block")
-        huffman = data[pos] & 0x80
-        length, used = decode_integer(mem[pos:], 7)
-        pos += used
+        first = data[pos]
+        length = first & 0x7F
+        if length < 0x7F:
+            pos += 1
+        else:
+            length, used = decode_integer(mem[pos:], 7)
+            pos += used
         raw = data[pos : pos + length]
         if len(raw) != length:
             raise HPACKDecodingError("Truncated header block")
-        return (decode_huffman(raw) if huffman else raw), pos + length
+        if first & 0x80:
+            raw = _huffman_cached(raw) if length <= HUFFMAN_CACHED_LENGTH else decode_huffman(raw)
+        return raw, pos + length
 
     def _stop(self, block: HeaderBlock) -> HeaderBlock:
         # The rest of the block may have changed the table: what was learned no longer lines up.

@@ -11,9 +11,8 @@ Bad HPACK, frames that do not add up and garbage give errors plus the raw bytes,
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
 from ecaptureq.decode.hpack_tolerant import TolerantDecoder
@@ -45,6 +44,9 @@ def frame_header(data: bytes | bytearray, pos: int = 0) -> tuple[int, int, int, 
 def frame_plausible(ftype: int, flags: int, stream_id: int, length: int) -> bool:
     """Whether a frame header's fields agree with RFC 9113 for its type (a SETTINGS frame on stream 0
     with a length that is a multiple of 6, a PING of 8 bytes, a DATA frame on a stream...)."""
+    # DATA and HEADERS first (most frames are), then CONTINUATION and PUSH_PROMISE: all on a stream
+    if ftype <= 0x1 or ftype == 0x9 or ftype == 0x5:
+        return stream_id != 0
     if ftype == 0x4:  # SETTINGS
         return stream_id == 0 and length % 6 == 0 and flags & ~0x1 == 0 and not (flags & 1 and length)
     if ftype == 0x6:  # PING
@@ -57,8 +59,6 @@ def frame_plausible(ftype: int, flags: int, stream_id: int, length: int) -> bool
         return stream_id != 0 and length == 4 and flags == 0
     if ftype == 0x2:  # PRIORITY
         return stream_id != 0 and length == 5 and flags == 0
-    if ftype in (0x0, 0x1, 0x9, 0x5):  # DATA, HEADERS, CONTINUATION, PUSH_PROMISE
-        return stream_id != 0
     return True
 
 
@@ -142,18 +142,35 @@ class H2Result:
     raw: bytes = b""
 
 
-@dataclass(slots=True)
 class _Stream:
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    trailers: list[tuple[str, str]] = field(default_factory=list)
-    have_headers: bool = False
-    body: bytearray = field(default_factory=bytearray)
-    size: int = 0
-    truncated: bool = False
-    errors: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    time_ns: int | None = None
-    raw_headers: bytearray = field(default_factory=bytearray)
+    """One stream's message in progress (a plain class: one is made per stream, so per message)."""
+
+    __slots__ = (
+        "body",
+        "errors",
+        "have_headers",
+        "headers",
+        "notes",
+        "raw_headers",
+        "size",
+        "summary",
+        "time_ns",
+        "trailers",
+        "truncated",
+    )
+
+    def __init__(self, time_ns: int | None = None) -> None:
+        self.headers: list[tuple[str, str]] = []
+        self.trailers: list[tuple[str, str]] = []
+        self.have_headers = False
+        self.body: bytes | bytearray = b""  # bytes while one DATA frame carried it all, then a bytearray
+        self.size = 0
+        self.truncated = False
+        self.errors: list[str] = []
+        self.notes: list[str] = []
+        self.time_ns = time_ns
+        self.raw_headers = b""
+        self.summary = _NO_SUMMARY
 
 
 @dataclass(slots=True)
@@ -165,29 +182,36 @@ class _Block:
     dropped: int = 0  # bytes not kept, once the block grew beyond _MAX_HEADER_BLOCK
 
 
+_CACHED_BLOCKS: Final = 8
+"""Header blocks remembered per direction with what they decoded to (gRPC repeats a few, all references
+to the header table; a client's request blocks, a server's response headers and trailers). Each is at most
+:data:`_CACHED_BLOCK_SIZE` bytes, sent and decoded (as RFC 7541 counts them), so a direction holds a few
+KiB for them at most, beside the header table's up to 1 MiB."""
+_CACHED_BLOCK_SIZE: Final = 1024
+
+
 class _Direction:
     """One direction of an HTTP/2 connection."""
 
     def __init__(self, side: Side) -> None:
         self.side: Side = side
-        self.buf = bytearray()
+        self.buf = bytearray()  # the start of a frame (or of the preface) not yet whole
+        self.need = 0  # the bytes that frame needs in buf to be whole
         # Tolerate any table size the encoder announces: we may have missed the SETTINGS that allowed it.
         # Until the connection's start is seen, its header table may hold entries sent before the capture.
         self.decoder = TolerantDecoder(max_table_size=_MAX_FRAME, max_header_list_size=_MAX_HEADER_LIST)
+        # block bytes -> (decoder generation, its fields as text, its note on unknown fields, _summary())
+        self.cache: dict[bytes, tuple[int, tuple[tuple[str, str], ...], str, _Summary]] = {}
         self.frames_seen = 0
         self.block: _Block | None = None
         self.streams: dict[int, _Stream] = {}
         self.preface_done = False
         self.max_frame = _MAX_FRAME
 
-
-def _pairs(headers: Iterable[Any]) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for k, v in headers:
-        ks = k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)
-        vs = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-        out.append((ks, vs))
-    return out
+    def restart(self) -> None:
+        """The connection's start is seen: its header table starts empty."""
+        self.decoder = _from_start()
+        self.cache.clear()
 
 
 class H2Connection:
@@ -207,7 +231,9 @@ class H2Connection:
         """Bytes held in frame buffers and unfinished bodies (for the tracker's memory bound)."""
         total = 0
         for d in self._dirs.values():
-            total += len(d.buf) + sum(len(s.body) for s in d.streams.values())
+            total += len(d.buf)
+            if d.streams:
+                total += sum(len(s.body) for s in d.streams.values())
             if d.block is not None:
                 total += len(d.block.fragments)
         return total
@@ -217,11 +243,11 @@ class H2Connection:
         result = H2Result()
         d = self._dirs[side]
         try:
-            self._feed(d, bytes(data), time_ns, result)
+            self._feed(d, data if type(data) is bytes else bytes(data), time_ns, result)
         except Exception as exc:  # the parser is defensive; this is a last resort
             result.errors.append(f"HTTP/2: {type(exc).__name__}: {exc}")
             result.raw = bytes(d.buf) or bytes(data)
-            d.buf.clear()
+            d.buf = bytearray()
         return result
 
     def flush(self) -> list[HttpMessage]:
@@ -240,31 +266,80 @@ class H2Connection:
     # -- internals ---------------------------------------------------------------------------------
 
     def _feed(self, d: _Direction, data: bytes, time_ns: int | None, result: H2Result) -> None:
-        d.buf += data
+        if d.buf:
+            d.buf += data
+            if len(d.buf) < d.need:
+                return  # the frame (or preface) held is still not whole: no copy of it until it is
+            buf = bytes(d.buf)
+            d.buf = bytearray()
+        else:
+            buf = data
         if not d.preface_done:
-            if len(d.buf) < len(H2_PREFACE) and H2_PREFACE.startswith(bytes(d.buf)):
+            if len(buf) < len(H2_PREFACE) and H2_PREFACE.startswith(buf):
+                d.buf = bytearray(buf)
+                d.need = 1
                 return  # wait for the rest of the preface
-            if d.buf.startswith(H2_PREFACE):
-                del d.buf[: len(H2_PREFACE)]
-                d.decoder = _from_start()
+            if buf.startswith(H2_PREFACE):
+                buf = buf[len(H2_PREFACE) :]
+                d.restart()
                 result.frames.append(H2Frame("PREFACE", 0, 0, "client connection preface"))
             d.preface_done = True
-        while len(d.buf) >= 9:
-            length, ftype, flags, sid, reserved = frame_header(d.buf)
-            if reserved or length > d.max_frame or not frame_plausible(ftype, flags, sid, length):
-                result.errors.append(
-                    f"HTTP/2: not a frame boundary (type {ftype}, length {length}, stream {sid}); "
-                    f"{len(d.buf)} bytes skipped"
-                )
-                result.raw = bytes(d.buf)
-                d.buf.clear()
-                d.block = None
-                return
-            if len(d.buf) < 9 + length:
-                return
-            body = bytes(d.buf[9 : 9 + length])
-            del d.buf[: 9 + length]
-            self._frame(d, ftype, flags, sid, body, time_ns, result)
+        end = len(buf)
+        pos = 0
+        need = FRAME_HEADER_SIZE
+        unpack = _FRAME_HEADER.unpack_from
+        try:
+            while end - pos >= FRAME_HEADER_SIZE:
+                # frame_header(), inlined: this loop runs once a frame
+                high, low, ftype, flags, sid = unpack(buf, pos)
+                length = high << 16 | low
+                if sid > 0x7FFFFFFF or length > d.max_frame or not frame_plausible(ftype, flags, sid, length):
+                    sid &= 0x7FFFFFFF
+                    result.errors.append(
+                        f"HTTP/2: not a frame boundary (type {ftype}, length {length}, stream {sid}); "
+                        f"{end - pos} bytes skipped"
+                    )
+                    result.raw = buf[pos:]
+                    pos = end
+                    d.block = None
+                    return
+                start = pos + FRAME_HEADER_SIZE
+                if end < start + length:
+                    need = FRAME_HEADER_SIZE + length
+                    return
+                pos = start + length
+                body = buf[start:pos]
+                d.frames_seen += 1
+                if ftype == 0 and d.block is None:  # DATA, the most frequent frame
+                    self._data(d, flags, sid, body, time_ns, result)
+                else:
+                    self._frame(d, ftype, flags, sid, body, time_ns, result)
+        finally:
+            if pos < end:
+                d.buf = bytearray(buf[pos:])
+                d.need = need
+
+    def _data(
+        self, d: _Direction, flags: int, sid: int, body: bytes, time_ns: int | None, result: H2Result
+    ) -> None:
+        payload, err = _unpad(body, flags) if flags & _PADDED else (body, None)
+        st = d.streams.get(sid) or self._stream(d, sid, time_ns)
+        if err:
+            st.errors.append(err)
+        st.size += len(payload)
+        have = st.body
+        room = self.body_limit - len(have)
+        if room > 0:
+            if not have:
+                st.body = payload[:room] if len(payload) > room else payload
+            else:
+                if type(have) is bytes:
+                    st.body = have = bytearray(have)
+                have += payload[:room]
+        if len(payload) > room:
+            st.truncated = True
+        if flags & _END_STREAM:
+            result.messages.append(self._complete(d, sid))
 
     def _frame(
         self,
@@ -276,26 +351,17 @@ class H2Connection:
         time_ns: int | None,
         result: H2Result,
     ) -> None:
-        name = FRAME_NAMES.get(ftype, f"type {ftype}")
-        d.frames_seen += 1
         if d.frames_seen == 1 and d.side == "server" and ftype == 4 and not flags & _ACK:
-            d.decoder = _from_start()  # the server's connection preface: its first frame
+            d.restart()  # the server's connection preface: its first frame
         if d.block is not None and ftype != 9:
+            name = FRAME_NAMES.get(ftype, f"type {ftype}")
             result.errors.append(f"HTTP/2: {name} frame inside a header block of stream {d.block.stream_id}")
             d.block = None
         if ftype == 0:  # DATA
-            payload, err = _unpad(body, flags)
-            st = self._stream(d, sid, time_ns)
-            if err:
-                st.errors.append(err)
-            st.size += len(payload)
-            room = self.body_limit - len(st.body)
-            if room > 0:
-                st.body += payload[:room]
-            if len(payload) > room:
-                st.truncated = True
-            if flags & _END_STREAM:
-                result.messages.append(self._complete(d, sid))
+            self._data(d, flags, sid, body, time_ns, result)
+        elif ftype == 1 and flags & _END_HEADERS and not flags & (_PADDED | _PRIORITY):
+            # HEADERS in one frame, the usual case: no block to gather
+            self._header_block(d, sid, body, bool(flags & _END_STREAM), None, time_ns, result)
         elif ftype in (1, 5):  # HEADERS, PUSH_PROMISE
             fragment, err = _unpad(body, flags)
             promised: int | None = None
@@ -378,7 +444,7 @@ class H2Connection:
         if st is None:
             if len(d.streams) >= _MAX_STREAMS:
                 d.streams.pop(next(iter(d.streams)))
-            st = d.streams[sid] = _Stream(time_ns=time_ns)
+            st = d.streams[sid] = _Stream(time_ns)
         return st
 
     def _end_block(self, d: _Direction, time_ns: int | None, result: H2Result) -> None:
@@ -395,73 +461,163 @@ class H2Connection:
             if block.end_stream:
                 result.messages.append(self._complete(d, block.stream_id))
             return
-        decoded = d.decoder.decode(bytes(block.fragments))
-        headers = _pairs(decoded.known)
-        unknown = [f.describe() for f in decoded.unknown]
-        if decoded.errors:
-            if block.promised is None:
-                # The message carries the errors; its raw bytes are the header block.
-                st = self._stream(d, block.stream_id, time_ns)
-                st.errors.extend(decoded.errors)
-                st.raw_headers += block.fragments
-            else:
-                result.errors.extend(decoded.errors)
-                result.raw = bytes(block.fragments)
-        if unknown and block.promised is None:
-            st = self._stream(d, block.stream_id, time_ns)
-            st.notes.append(
-                f"{len(unknown)} header field{'s' if len(unknown) != 1 else ''} unknown: "
-                f"{UNKNOWN_TABLE_NOTE}: " + "; ".join(unknown)
-            )
-        if block.promised is not None:
+        self._header_block(
+            d, block.stream_id, bytes(block.fragments), block.end_stream, block.promised, time_ns, result
+        )
+
+    def _header_block(
+        self,
+        d: _Direction,
+        sid: int,
+        fragment: bytes,
+        end_stream: bool,
+        promised: int | None,
+        time_ns: int | None,
+        result: H2Result,
+    ) -> None:
+        """A complete header block of stream ``sid`` (or the block of a PUSH_PROMISE on it)."""
+        st = self._stream(d, sid, time_ns) if promised is None else None
+        decoder = d.decoder
+        hit = d.cache.get(fragment)
+        summary: _Summary | None = None
+        if hit is not None and hit[0] == decoder.generation:
+            headers = list(hit[1])
+            note = hit[2]
+            summary = hit[3]
+        else:
+            generation = decoder.generation
+            decoded = decoder.decode(fragment)
+            headers = []
+            unknown = []
+            for f in decoded.fields:
+                if type(f) is tuple:
+                    headers.append((f[0].decode("utf-8", "replace"), f[1].decode("utf-8", "replace")))
+                else:
+                    unknown.append(f.describe())  # type: ignore[union-attr]  # an UnknownField
+            note = ""
+            if unknown:
+                note = (
+                    f"{len(unknown)} header field{'s' if len(unknown) != 1 else ''} unknown: "
+                    f"{UNKNOWN_TABLE_NOTE}: " + "; ".join(unknown)
+                )
+            if decoded.errors:
+                if st is not None:
+                    # The message carries the errors; its raw bytes are the header block.
+                    st.errors.extend(decoded.errors)
+                    st.raw_headers += fragment
+                else:
+                    result.errors.extend(decoded.errors)
+                    result.raw = fragment
+            elif (
+                decoder.generation == generation
+                and decoded.size <= _CACHED_BLOCK_SIZE
+                and len(fragment) <= _CACHED_BLOCK_SIZE
+            ):
+                # The block left the table as it was: it decodes the same until the table changes.
+                if len(d.cache) >= _CACHED_BLOCKS:
+                    d.cache.clear()
+                summary = _summary(headers)
+                d.cache[fragment] = (generation, tuple(headers), note, summary)
+        if st is None:
             path = dict(headers).get(":path", "?")
-            result.frames.append(
-                H2Frame("PUSH_PROMISE", block.stream_id, 0, f"promised stream {block.promised}: {path}")
-            )
+            result.frames.append(H2Frame("PUSH_PROMISE", sid, 0, f"promised stream {promised}: {path}"))
             return
-        st = self._stream(d, block.stream_id, time_ns)
-        if st.have_headers and not (headers and headers[0][0] == ":status" and headers[0][1].startswith("1")):
+        if note:
+            st.notes.append(note)
+        interim = bool(headers) and headers[0][0] == ":status" and headers[0][1].startswith("1")
+        if st.have_headers and not interim:
             st.trailers.extend(headers)
-        elif headers and headers[0][0] == ":status" and headers[0][1].startswith("1") and not st.have_headers:
+        elif interim and not st.have_headers:
             st.notes.append(f"interim response {headers[0][1]}")
         else:
             st.headers = headers
+            st.summary = summary if summary is not None else _summary(headers)
             st.have_headers = True
-        if block.end_stream:
-            result.messages.append(self._complete(d, block.stream_id))
+        if end_stream:
+            result.messages.append(self._complete(d, sid))
 
     def _complete(self, d: _Direction, sid: int) -> HttpMessage:
         st = d.streams.pop(sid, None) or _Stream()
         return self._message(d, sid, st)
 
     def _message(self, d: _Direction, sid: int, st: _Stream) -> HttpMessage:
-        kind: Literal["request", "response"] = "request" if d.side == "client" else "response"
-        msg = HttpMessage(kind=kind, protocol="h2", stream_id=sid, headers=st.headers, time_ns=st.time_ns)
-        msg.trailers = st.trailers
-        msg.errors.extend(st.errors)
-        msg.notes.extend(st.notes)
-        pseudo = {k: v for k, v in st.headers if k.startswith(":")}
-        msg.method = pseudo.get(":method", "")
-        msg.path = pseudo.get(":path", "")
-        msg.scheme = pseudo.get(":scheme", self.scheme if kind == "request" else "")
-        msg.authority = pseudo.get(":authority", "") or msg.header("host")
-        if kind == "request":
-            if msg.authority and msg.path.startswith("/"):
-                msg.url = absolute_url(msg.scheme, msg.authority, msg.path)
-            elif msg.path or msg.method == "CONNECT":
-                msg.url = msg.path or msg.authority
+        request = d.side == "client"
+        method, path, scheme, authority, status, ctype, cenc = st.summary
+        if scheme is None:
+            scheme = self.scheme if request else ""
+        url = ""
+        if request:
+            if authority and path.startswith("/"):
+                url = absolute_url(scheme, authority, path)
+            elif path or method == "CONNECT":
+                url = path or authority
             # else the :path is unknown (a late join): no URL rather than a made-up one
-        status = pseudo.get(":status", "")
-        msg.status = int(status) if status.isdigit() else None
+        msg = HttpMessage(
+            kind="request" if request else "response",
+            protocol="h2",
+            stream_id=sid,
+            headers=st.headers,
+            time_ns=st.time_ns,
+            trailers=st.trailers,
+            errors=st.errors,  # the stream is done with: its lists become the message's
+            notes=st.notes,
+            method=method,
+            url=url,
+            path=path,
+            scheme=scheme,
+            authority=authority,
+            # ASCII digits only: int() refuses some that str.isdigit() accepts ("²")
+            status=int(status) if status.isascii() and status.isdigit() else None,
+            content_type=ctype,
+            content_encoding=cenc,
+        )
         if not st.have_headers:
             msg.complete = False
             msg.errors.append("HTTP/2: stream data without its HEADERS (capture joined late?)")
-        msg.content_type = msg.header("content-type")
-        msg.content_encoding = msg.header("content-encoding")
         msg.set_body(bytes(st.body), st.size, st.truncated, self.body_limit)
         if msg.errors:
             msg.raw = bytes(st.raw_headers) + msg.raw_body
         return msg
+
+
+_Summary = tuple[str, str, str | None, str, str, str, str]
+"""What a message needs of its header block: ``:method``, ``:path``, ``:scheme`` (``None`` when absent),
+the authority (``:authority``, else the first ``host``), ``:status``, the first ``content-type`` and
+``content-encoding``."""
+_NO_SUMMARY: Final[_Summary] = ("", "", None, "", "", "", "")
+
+
+def _summary(headers: list[tuple[str, str]]) -> _Summary:
+    """The :data:`_Summary` of ``headers``, in one pass: of pseudo-headers the last of a name counts (as a
+    dict of them would have it); of the others the first, matched without case (``HttpMessage.header``)."""
+    method = path = authority = status = ""
+    scheme: str | None = None
+    host: str | None = None
+    ctype: str | None = None
+    cenc: str | None = None
+    for k, v in headers:
+        if k[:1] == ":":
+            if k == ":method":
+                method = v
+            elif k == ":path":
+                path = v
+            elif k == ":scheme":
+                scheme = v
+            elif k == ":authority":
+                authority = v
+            elif k == ":status":
+                status = v
+            continue
+        lk = k.lower()
+        if lk == "content-type":
+            if ctype is None:
+                ctype = v
+        elif lk == "content-encoding":
+            if cenc is None:
+                cenc = v
+        elif lk == "host" and host is None:
+            host = v
+    return method, path, scheme, authority or host or "", status, ctype or "", cenc or ""
 
 
 def _from_start() -> TolerantDecoder:
