@@ -13,6 +13,8 @@ import json
 import re
 from typing import Any, Final
 
+import orjson
+
 _SEPARATORS_AND_BIDI: Final = "\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069"
 _CONTROL: Final = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_SEPARATORS_AND_BIDI}]")
 """C0 controls but tab and newline, DEL, C1 controls, and the Unicode line separators and bidi overrides
@@ -42,11 +44,49 @@ def visible(text: str, *, newlines: bool = True) -> str:
     return (_CONTROL if newlines else _CONTROL_ALL).sub(_escape, text)
 
 
-def json_line(obj: Any) -> str:
+def plain_float(value: float) -> bool:
+    """Whether orjson writes ``value`` as ``json.dumps`` does: zero, or a finite magnitude Python prints
+    without an exponent (``1e-4 <= |value| < 1e16``); outside that Python writes ``1e-05`` and orjson
+    ``0.00001``, and orjson writes NaN and infinities as ``null``."""
+    return value == 0.0 or 1e-4 <= abs(value) < 1e16
+
+
+def _plain_floats(obj: Any) -> bool:
+    """Whether every float in ``obj`` (walked through dicts, lists and tuples) is :func:`plain_float`."""
+    kind = type(obj)
+    if kind is float:
+        return plain_float(obj)
+    if kind is dict:
+        return all(_plain_floats(v) for v in obj.values() if type(v) not in _SCALARS)
+    if kind is list or kind is tuple:
+        return all(_plain_floats(v) for v in obj if type(v) not in _SCALARS)
+    return True
+
+
+_SCALARS: Final = frozenset({str, int, bool, type(None)})
+
+
+def json_line(obj: Any, *, floats_checked: bool = False) -> str:
     """One compact JSON line, non-ASCII kept as UTF-8 but safe on a terminal.
+
+    The text is exactly ``json.dumps(obj, ensure_ascii=False, separators=(",", ":"))``'s, written by
+    orjson (about 10 times faster) where orjson's is the same: always, but for floats outside
+    :func:`plain_float`, integers beyond 64 bits, lone surrogates and non-string keys, which go to
+    ``json.dumps``. Finding the floats walks ``obj``; ``floats_checked=True`` says the caller has
+    checked every float in it with :func:`plain_float` (``watch --json`` knows where its records hold
+    one), and skips the walk.
 
     ``json.dumps`` escapes C0 controls; DEL, C1 controls and the line separators and bidi controls
     are escaped here too (as ``\\u00XX``, which any JSON reader decodes back to the same text).
     """
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    text: str | None = None
+    if floats_checked or _plain_floats(obj):
+        try:
+            text = orjson.dumps(obj).decode("utf-8")
+        except (orjson.JSONEncodeError, TypeError):
+            text = None
+    if text is None:
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    if text.isascii() and "\x7f" not in text:
+        return text
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)

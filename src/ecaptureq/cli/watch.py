@@ -7,12 +7,12 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from ecaptureq.cli.colour import Palette, add_color_option, use_color
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.explain import connect_error, connect_message, filter_error
-from ecaptureq.cli.http_text import format_http_text, http_json
+from ecaptureq.cli.http_text import format_http_text, http_json, http_json_plain_floats
 from ecaptureq.cli.oneline import exchange_line, pending_line
 from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
 from ecaptureq.cli.render import event_header, json_record, plural, render_json, render_text
@@ -246,11 +246,7 @@ class Printer:
             lines = [exchange_line(item, self.palette) for item in shown.items]
             out.writelines(_with_node(line, node) + "\n" for line in lines if line is not None)
         elif self.json_lines:
-            record = json_record(event)
-            record.update(view.json_fields(shown))
-            if node is not None:
-                record["node"] = node
-            out.write(json_line(record) + "\n")
+            self._write_json(event, view.json_fields(shown), out, node)
         else:
             decoded = view.text(shown)
             if decoded is None and not view.decode:
@@ -261,6 +257,14 @@ class Printer:
                 text = "\n".join([*header, decoded.rstrip("\n") if decoded else note, ""])
             out.write(_with_node(self.palette.block(text), node) + "\n")
         self._flush()
+
+    def _write_json(self, event: Event, fields: dict[str, Any], out: TextIO, node: str | None) -> None:
+        record = json_record(event)
+        record.update(fields)
+        if node is not None:
+            record["node"] = node
+        # The record's only floats are the latencies of its http object.
+        out.write(json_line(record, floats_checked=http_json_plain_floats(fields["http"])) + "\n")
 
     def write(self, message: Message, node: str | None = None) -> None:
         """Write one message (heartbeats only when verbose or in JSON; events that pass the filters).
@@ -283,7 +287,12 @@ class Printer:
             self.events += isinstance(message, Event)
             return
         if isinstance(message, Event) and self.view is not None:
-            self._write_decoded(message, self.view, out, node)
+            if self.json_lines and self.view.raw:
+                self.events += 1
+                self._write_json(message, self.view.raw_json_fields(message), out, node)
+                self._flush()
+            else:
+                self._write_decoded(message, self.view, out, node)
             return
         if isinstance(message, Event):
             self.events += 1
