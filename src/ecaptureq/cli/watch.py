@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from ecaptureq.cli.colour import Palette, add_color_option, use_color
@@ -21,9 +21,10 @@ from ecaptureq.cli.security import add_client_security_options, client_security_
 from ecaptureq.cli.terminal import json_line, visible
 from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Client, Connected, ConnectError, ConnectionLost, Status
 from ecaptureq.decode.decoder import Decoder
-from ecaptureq.decode.results import RequestDone, ResponseDone
+from ecaptureq.decode.results import Decoded, RequestDone, ResponseDone
 from ecaptureq.fleet import FleetError, FleetReader, is_nats_url
-from ecaptureq.protocol import DecodeError, Event, Heartbeat, Message
+from ecaptureq.protocol import DecodeError, Event, Heartbeat, Message, RunLog
+from ecaptureq.protocol.gap import parse_gap
 from ecaptureq.store.sql import FilterError, PacketFilter
 
 if TYPE_CHECKING:
@@ -308,7 +309,17 @@ class Printer:
             if text is None:
                 return
             out.write(_with_node(self.palette.block(text), node) + "\n")
+        if isinstance(message, RunLog) and self.view is not None and self.view.decode:
+            self._gap(message.line, self.view, out, node)
         self._flush()
+
+    def _gap(self, line: str, view: HttpView, out: TextIO, node: str | None) -> None:
+        """A ``capture lost N bytes`` run-log line: the exchange it damaged, marked incomplete with that
+        note (as ``record`` stores it), shown now rather than never (its end will not come)."""
+        gap = parse_gap(line)
+        if gap is not None:
+            items = self._node_view(view, node).decoder.lost(gap)
+            self._write_unfinished(items, out, "cut short by a capture gap", node)
 
     def finish(self) -> None:
         """At the end: write the decoded messages still in progress (for instance an HTTP/1.x response
@@ -317,20 +328,29 @@ class Printer:
         if out is None or self.view is None or not self.view.decode:
             return
         items = [*self.view.flush(), *(i for d in self._node_decoders.values() for i in d.flush())]
+        self._write_unfinished(items, out, "still in progress at exit")
+        out.flush()
+
+    def _write_unfinished(
+        self, items: Sequence[Decoded], out: TextIO, why: str, node: str | None = None
+    ) -> None:
+        """Requests and responses that will not complete (``why``): one line each with ``--oneline``,
+        an ``incomplete`` record in JSON, a text block headed ``--- WHY`` otherwise."""
         for item in items:
             if not isinstance(item, RequestDone | ResponseDone):
                 continue
             if self.oneline:
                 line = exchange_line(item, self.palette) or pending_line(item, self.palette)
                 if line is not None:
-                    out.write(line + "\n")
+                    out.write(_with_node(line, node) + "\n")
             elif self.json_lines:
-                record = {"kind": "incomplete", "http": http_json(item)}
+                record: dict[str, Any] = {"kind": "incomplete", "http": http_json(item)}
+                if node is not None:
+                    record["node"] = node
                 out.write(json_line(record) + "\n")
             else:
                 text = self.palette.block(format_http_text(item).rstrip())
-                out.write(f"--- still in progress at exit\n{text}\n\n")
-        out.flush()
+                out.write(_with_node(f"--- {why}\n{text}\n\n", node))
 
 
 def _with_node(text: str, node: str | None) -> str:
