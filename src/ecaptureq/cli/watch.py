@@ -212,20 +212,16 @@ class Printer:
         self.events = 0
         self.received = 0
         self._node_decoders: dict[str, Decoder] = {}
-        self.defer_flush: Callable[[Callable[[], None]], object] | None = None
-        """When set (``loop.call_soon``), output is flushed once the loop goes back to waiting for
-        input instead of after every message: :func:`consume` sets it."""
-        self._flush_due = False
+        self.batched = False
+        """While set (by :func:`consume_batches`), output is not flushed after each message: the caller
+        flushes it with :meth:`flush` after each list of messages that arrived together."""
 
     def _flush(self) -> None:
-        if self.defer_flush is None:
-            self._flush_now()
-        elif not self._flush_due:
-            self._flush_due = True
-            self.defer_flush(self._flush_now)
+        if not self.batched and self.out is not None:
+            self.out.flush()
 
-    def _flush_now(self) -> None:
-        self._flush_due = False
+    def flush(self) -> None:
+        """Flush the output (what was written is on its way to the terminal or pipe)."""
         if self.out is not None:
             self.out.flush()
 
@@ -379,6 +375,10 @@ def printer_from_args(
     )
 
 
+Item = Message | tuple[str, Message]
+"""What :func:`consume` prints: a message, or a fleet node's ``(node, message)``."""
+
+
 async def consume(
     messages: AsyncIterator[Message] | AsyncIterator[tuple[str, Message]],
     printer: Printer,
@@ -392,49 +392,80 @@ async def consume(
     run-log line: heartbeats are printed (with ``--verbose``) but do not count as activity, so a server that
     sends them more often than ``timeout`` still times out.
     """
-    it = aiter(messages)
+    return await consume_batches(_one_each(messages), printer, count, timeout, command)
+
+
+async def _one_each(
+    items: AsyncIterator[Message] | AsyncIterator[tuple[str, Message]],
+) -> AsyncIterator[list[Item]]:
+    async for item in items:
+        yield [item]
+
+
+async def consume_batches(
+    batches: AsyncIterator[Sequence[Message]] | AsyncIterator[Sequence[Item]],
+    printer: Printer,
+    count: int | None,
+    timeout: float | None,
+    command: str = "watch",
+) -> ExitCode:
+    """:func:`consume` for lists of items that arrived together (:meth:`Client.batches`): each list is
+    printed in one go and the output flushed once after it, so ``watch`` stays live and a slow stdout
+    still slows the reading down (the next list is read only after this one is written)."""
+    it = aiter(batches)
     loop = asyncio.get_running_loop()
-    last_activity = loop.time()
-    printer.defer_flush = loop.call_soon  # one flush per burst of messages, not one per message
     try:
-        return await _consume(it, printer, count, timeout, command, loop, last_activity)
+        return await _consume(it, printer, count, timeout, command, loop)
     finally:
-        printer.defer_flush = None
-        printer._flush_now()
+        printer.flush()
 
 
 async def _consume(
-    it: AsyncIterator[Message | tuple[str, Message]],
+    it: AsyncIterator[Sequence[Item]],
     printer: Printer,
     count: int | None,
     timeout: float | None,
     command: str,
     loop: asyncio.AbstractEventLoop,
-    last_activity: float,
 ) -> ExitCode:
-    while count is None or printer.events < count:
-        try:
-            left = None if timeout is None else last_activity + timeout - loop.time()
-            if left is not None and left <= 0:
-                raise TimeoutError
-            if left is None:
-                item = await anext(it)
-            else:
-                async with asyncio.timeout(left):  # no task per message, unlike wait_for
-                    item = await anext(it)
-        except StopAsyncIteration:
-            break
-        except TimeoutError:
-            idle = f"ecaptureq {command}: no event or log for {timeout:g} s"
-            if count is not None:
-                print(f"{idle}; got {printer.events} of {count} events", file=sys.stderr)
-                return ExitCode.INCOMPLETE
-            print(f"{idle}; stopping", file=sys.stderr)
-            return ExitCode.OK
-        node, message = item if isinstance(item, tuple) else (None, item)
-        printer.write(message, node)
-        if not isinstance(message, Heartbeat):
-            last_activity = loop.time()
+    last_activity = loop.time()
+    printer.batched = True  # one flush per list (below), not one per message
+    try:
+        while count is None or printer.events < count:
+            try:
+                left = None if timeout is None else last_activity + timeout - loop.time()
+                if left is not None and left <= 0:
+                    raise TimeoutError
+                if left is None:
+                    batch = await anext(it)
+                else:
+                    async with asyncio.timeout(left):  # no task per message, unlike wait_for
+                        batch = await anext(it)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                idle = f"ecaptureq {command}: no event or log for {timeout:g} s"
+                if count is not None:
+                    print(f"{idle}; got {printer.events} of {count} events", file=sys.stderr)
+                    return ExitCode.INCOMPLETE
+                print(f"{idle}; stopping", file=sys.stderr)
+                return ExitCode.OK
+            write = printer.write
+            active = False
+            for item in batch:
+                if isinstance(item, tuple):
+                    write(item[1], item[0])
+                    active = active or not isinstance(item[1], Heartbeat)
+                else:
+                    write(item)
+                    active = active or not isinstance(item, Heartbeat)
+                if count is not None and printer.events >= count:
+                    break
+            printer.flush()
+            if active:
+                last_activity = loop.time()
+    finally:
+        printer.batched = False
     return ExitCode.OK
 
 
@@ -456,8 +487,9 @@ def status_printer(command: str) -> Callable[[Status], None]:
     return on_status
 
 
-async def _fleet_messages(reader: FleetReader) -> AsyncIterator[tuple[str, Message]]:
+async def _fleet_batches(reader: FleetReader) -> AsyncIterator[list[Item]]:
     async for batch in reader.batches():
+        items: list[Item] = []
         for fm, msg in batch:
             with contextlib.suppress(Exception):
                 await msg.ack()
@@ -466,7 +498,9 @@ async def _fleet_messages(reader: FleetReader) -> AsyncIterator[tuple[str, Messa
             if isinstance(fm.message, DecodeError):
                 warn("watch", f"skipped a message from {fm.node}: {fm.message}")
                 continue
-            yield fm.node, fm.message
+            items.append((fm.node, fm.message))
+        if items:
+            yield items
 
 
 async def watch_fleet(args: argparse.Namespace, out: TextIO, printer: Printer) -> ExitCode:
@@ -482,7 +516,7 @@ async def watch_fleet(args: argparse.Namespace, out: TextIO, printer: Printer) -
     reader = FleetReader(options, node_glob=args.node, since=since_from_args(args.since), create_stream=False)
     try:
         await reader.open()
-        code = await consume(_fleet_messages(reader), printer, args.count, args.timeout)
+        code = await consume_batches(_fleet_batches(reader), printer, args.count, args.timeout)
         if args.count is None or printer.events < args.count:
             printer.finish()
     except FleetError as exc:
@@ -566,7 +600,7 @@ async def watch(args: argparse.Namespace, out: TextIO) -> ExitCode:
     shown_to = None if args.pcapng == "-" else out
     printer = printer_from_args(args, shown_to, view, packet_filter, pcapng)
     try:
-        code = await consume(aiter(client), printer, args.count, args.timeout)
+        code = await consume_batches(client.batches(), printer, args.count, args.timeout)
         if args.count is None or printer.events < args.count:
             printer.finish()  # the stream went quiet: show what it left unfinished (not after --count N)
     except ConnectError as exc:
