@@ -9,8 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecaptureq.cli.http_text import http_json_plain_floats
-from ecaptureq.cli.terminal import json_line, plain_float
+from ecaptureq.cli.terminal import JsonFloat, json_float, json_line, plain_float
 
 _UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -50,15 +49,19 @@ def test_plain_float_is_where_orjson_and_json_agree(value: float) -> None:
         assert json_line(value, floats_checked=True) == json.dumps(value)
 
 
-def test_watch_records_latency_decides_the_encoder() -> None:
-    """An odd latency (5e-05 s: json writes ``5e-05``, orjson ``0.00005``) is seen in the nested ``more``."""
-    fast = {"kind": "response", "latency": 0.25, "more": [{"kind": "request", "latency": None}]}
-    odd = {"kind": "response", "latency": 0.25, "more": [{"kind": "response", "latency": 5e-05}]}
-    assert http_json_plain_floats(fast) and http_json_plain_floats(None)
-    assert not http_json_plain_floats(odd)
-    record = {"http": odd}
-    assert json_line(record, floats_checked=http_json_plain_floats(odd)) == stdlib_line(record)
-    assert '"latency":5e-05' in json_line(record)
+def test_odd_floats_wrapped_take_the_fast_path_with_json_dumps_text() -> None:
+    """A latency of 5e-05 s (json writes ``5e-05``, orjson ``0.00005``) wrapped by json_float: written as
+    json.dumps writes it, with or without the walk; a plain one stays a plain float."""
+    odd = {"kind": "response", "latency": json_float(5e-05), "more": [{"latency": json_float(float("nan"))}]}
+    assert type(odd["latency"]) is JsonFloat and type(json_float(0.25)) is float and json_float(None) is None
+    assert json_line(odd, floats_checked=True) == json_line(odd) == stdlib_line(odd)
+    assert '"latency":5e-05' in json_line(odd) and '"latency":NaN' in json_line(odd)
+
+
+@given(SCALARS)
+def test_json_float_any_value(value: Any) -> None:
+    if isinstance(value, float):
+        assert json_line([json_float(value)], floats_checked=True) == stdlib_line([value])
 
 
 def test_raw_json_fields_match_the_uncached_path() -> None:

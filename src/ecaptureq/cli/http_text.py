@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ecaptureq.cli.terminal import plain_float
+from ecaptureq.cli.terminal import json_float
 from ecaptureq.decode.bodies import hexdump, looks_binary
 from ecaptureq.decode.classify import classify_payload
 from ecaptureq.decode.meta import EventMeta, event_meta
@@ -228,20 +228,8 @@ def http_json(item: Decoded) -> dict[str, Any] | None:
         "notes": notes,
         "stream_id": msg.stream_id,
         "exchange_id": item.exchange.id,
-        "latency": item.exchange.latency,
+        "latency": json_float(item.exchange.latency),  # json_line's fast path writes it as json.dumps
     }
-
-
-def http_json_plain_floats(obj: dict[str, Any] | None) -> bool:
-    """Whether the floats of an :func:`http_json` object (its ``latency``, and those of the objects under
-    ``more``) are all :func:`~ecaptureq.cli.terminal.plain_float`: then :func:`json_line` need not look
-    for them (``floats_checked``)."""
-    if obj is None:
-        return True
-    latency = obj.get("latency")
-    if latency is not None and not plain_float(latency):
-        return False
-    return all(http_json_plain_floats(o) for o in obj.get("more", ()))
 
 
 _KIND_TYPES: dict[tuple[str, bool], int] = {

@@ -51,6 +51,24 @@ def plain_float(value: float) -> bool:
     return value == 0.0 or 1e-4 <= abs(value) < 1e16
 
 
+class JsonFloat(float):
+    """A float that :func:`json_line` writes as ``json.dumps`` does even where orjson would not (``5e-05``,
+    ``NaN``), without the slow path: wrap such floats with :func:`json_float`."""
+
+
+def json_float(value: float | None) -> float | None:
+    """``value`` itself when :func:`plain_float` (or ``None``), else as a :class:`JsonFloat`."""
+    if value is None or plain_float(value):
+        return value
+    return JsonFloat(value)
+
+
+def _orjson_default(obj: Any) -> Any:
+    if isinstance(obj, JsonFloat):  # orjson hands float subclasses here; json.dumps writes them itself
+        return orjson.Fragment(json.dumps(float(obj)).encode("ascii"))
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
 def _plain_floats(obj: Any) -> bool:
     """Whether every float in ``obj`` (walked through dicts, lists and tuples) is :func:`plain_float`."""
     kind = type(obj)
@@ -72,9 +90,9 @@ def json_line(obj: Any, *, floats_checked: bool = False) -> str:
     The text is exactly ``json.dumps(obj, ensure_ascii=False, separators=(",", ":"))``'s, written by
     orjson (about 10 times faster) where orjson's is the same: always, but for floats outside
     :func:`plain_float`, integers beyond 64 bits, lone surrogates and non-string keys, which go to
-    ``json.dumps``. Finding the floats walks ``obj``; ``floats_checked=True`` says the caller has
-    checked every float in it with :func:`plain_float` (``watch --json`` knows where its records hold
-    one), and skips the walk.
+    ``json.dumps``. Finding the floats walks ``obj``; ``floats_checked=True`` says the caller made
+    every float in it plain or a :class:`JsonFloat` (:func:`json_float`; ``watch --json`` knows where
+    its records hold one), and skips the walk.
 
     ``json.dumps`` escapes C0 controls; DEL, C1 controls and the line separators and bidi controls
     are escaped here too (as ``\\u00XX``, which any JSON reader decodes back to the same text).
@@ -82,7 +100,7 @@ def json_line(obj: Any, *, floats_checked: bool = False) -> str:
     text: str | None = None
     if floats_checked or _plain_floats(obj):
         try:
-            text = orjson.dumps(obj).decode("utf-8")
+            text = orjson.dumps(obj, default=_orjson_default).decode("utf-8")
         except (orjson.JSONEncodeError, TypeError):
             text = None
     if text is None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 from ecaptureq.cli.colour import Palette, add_color_option, use_color
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.explain import connect_error, connect_message, filter_error
-from ecaptureq.cli.http_text import format_http_text, http_json, http_json_plain_floats
+from ecaptureq.cli.http_text import format_http_text, http_json
 from ecaptureq.cli.oneline import exchange_line, pending_line
 from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
 from ecaptureq.cli.render import event_header, json_record, plural, render_json, render_text
@@ -260,8 +260,8 @@ class Printer:
         record.update(fields)
         if node is not None:
             record["node"] = node
-        # The record's only floats are the latencies of its http object.
-        out.write(json_line(record, floats_checked=http_json_plain_floats(fields["http"])) + "\n")
+        # The record's only floats are the latencies of its http object, made by http_json with json_float.
+        out.write(json_line(record, floats_checked=True) + "\n")
 
     def write(self, message: Message, node: str | None = None) -> None:
         """Write one message (heartbeats only when verbose or in JSON; events that pass the filters).
