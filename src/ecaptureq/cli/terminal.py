@@ -10,6 +10,7 @@ terminals. :func:`visible` is the one function every terminal path (``watch``, `
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Final
 
@@ -65,7 +66,9 @@ def json_float(value: float | None) -> float | None:
 
 def _orjson_default(obj: Any) -> Any:
     if isinstance(obj, JsonFloat):  # orjson hands float subclasses here; json.dumps writes them itself
-        return orjson.Fragment(json.dumps(float(obj)).encode("ascii"))
+        # json.dumps writes a finite float as float.__repr__ does, and NaN and infinities by name.
+        text = float.__repr__(obj) if math.isfinite(obj) else json.dumps(float(obj))
+        return orjson.Fragment(text.encode("ascii"))
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
