@@ -390,9 +390,14 @@ async def consume(
 
     ``messages`` yields messages, or ``(node, message)`` pairs from a fleet. Idle means no event and no
     run-log line: heartbeats are printed (with ``--verbose``) but do not count as activity, so a server that
-    sends them more often than ``timeout`` still times out.
+    sends them more often than ``timeout`` still times out. Output is flushed when the loop goes back to
+    waiting for input (once per burst of messages), not after each one.
     """
-    return await consume_batches(_one_each(messages), printer, count, timeout, command)
+    loop = asyncio.get_running_loop()
+    try:
+        return await _consume(_one_each(messages), printer, count, timeout, command, loop, per_burst=True)
+    finally:
+        printer.flush()
 
 
 async def _one_each(
@@ -427,8 +432,17 @@ async def _consume(
     timeout: float | None,
     command: str,
     loop: asyncio.AbstractEventLoop,
+    *,
+    per_burst: bool = False,
 ) -> ExitCode:
     last_activity = loop.time()
+    flush_due = False
+
+    def flush() -> None:
+        nonlocal flush_due
+        flush_due = False
+        printer.flush()
+
     printer.batched = True  # one flush per list (below), not one per message
     try:
         while count is None or printer.events < count:
@@ -461,7 +475,11 @@ async def _consume(
                     active = active or not isinstance(item, Heartbeat)
                 if count is not None and printer.events >= count:
                     break
-            printer.flush()
+            if not per_burst:
+                printer.flush()
+            elif not flush_due:
+                flush_due = True
+                loop.call_soon(flush)
             if active:
                 last_activity = loop.time()
     finally:
