@@ -212,6 +212,7 @@ class Printer:
         self.events = 0
         self.received = 0
         self._node_decoders: dict[str, Decoder] = {}
+        self._raw_json = json_lines and view is not None and view.raw  # see HttpView.raw_json_fields
         self.batched = False
         """While set (by :func:`consume_batches`), output is not flushed after each message: the caller
         flushes it with :meth:`flush` after each list of messages that arrived together."""
@@ -284,7 +285,7 @@ class Printer:
             self.events += isinstance(message, Event)
             return
         if isinstance(message, Event) and self.view is not None:
-            if self.json_lines and self.view.raw:
+            if self._raw_json:
                 self.events += 1
                 self._write_json(message, self.view.raw_json_fields(message), out, node)
                 self._flush()
