@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ecaptureq.cli.terminal import json_float
 from ecaptureq.decode.bodies import hexdump, looks_binary
 from ecaptureq.decode.classify import classify_payload
 from ecaptureq.decode.meta import EventMeta, event_meta
@@ -227,7 +228,7 @@ def http_json(item: Decoded) -> dict[str, Any] | None:
         "notes": notes,
         "stream_id": msg.stream_id,
         "exchange_id": item.exchange.id,
-        "latency": item.exchange.latency,
+        "latency": json_float(item.exchange.latency),  # json_line's fast path writes it as json.dumps
     }
 
 

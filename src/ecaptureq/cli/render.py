@@ -43,7 +43,9 @@ def event_header(event: Event, meta: EventMeta | None = None, etype: int | None 
     they differ.
     """
     meta = meta or event_meta(event)
-    ts = detect_timestamp(event.timestamp)
+    ts = meta.timestamp  # detect_timestamp(event.timestamp), made once by event_meta
+    if ts.raw != event.timestamp:  # metadata that could not be parsed (decode.meta.unparsed_meta)
+        ts = detect_timestamp(event.timestamp)
     unit = "" if ts.unit.value in ("ns", "unset") else f" ({ts.unit.value})"
     shown_type = event.type if etype is None else etype
     sent = f"  (sent as type {event.type})" if shown_type != event.type and event.type else ""

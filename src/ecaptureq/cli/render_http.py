@@ -31,6 +31,7 @@ from ecaptureq.decode import (
     WebSocketFrames,
     event_meta,
     event_type,
+    split_text_header,
 )
 from ecaptureq.protocol import EVENT_TYPE_NAMES, Event, event_type_name
 
@@ -49,6 +50,9 @@ TYPE_ALIASES: dict[str, int] = {
     "ws": 5,
 }
 """Names ``--type`` accepts beside the numbers 0-5."""
+
+RAW_META_CACHE = 4096
+"""Most connections whose ``--json --no-decode`` ``meta`` object :class:`HttpView` keeps."""
 
 DEFAULT_SHOWN = 4096
 """Default ``--body-limit``: body bytes (or characters) shown per message."""
@@ -159,6 +163,13 @@ class HttpView:
         self.decode = decode
         self.decoder = Decoder(body_limit=max_body)
         self.fold_lines: int | None = None  # fold bodies longer than this many lines (on a terminal)
+        self._raw_meta: dict[tuple[object, ...], dict[str, Any]] = {}
+
+    @property
+    def raw(self) -> bool:
+        """Whether events are neither decoded nor filtered (``--no-decode`` without filters): then
+        :meth:`raw_json_fields` gives an event's ``--json`` fields without building its :class:`Shown`."""
+        return not self.decode and not self.filter.active
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> HttpView:
@@ -234,6 +245,27 @@ class HttpView:
         meta["type_name"] = event_type_name(shown.type)
         meta["sources"] = {**sources, "type": shown.type_source}
         return {"meta": meta, "http": self._http_json(shown)}
+
+    def raw_json_fields(self, event: Event) -> dict[str, Any]:
+        """``json_fields(feed(event))`` for a :attr:`raw` view, computed once per connection.
+
+        Without a text header in its payload, an event's ``meta`` depends only on its uuid, pid, pname,
+        endpoints and type, which all events of one connection and direction share; it is kept (at most
+        :data:`RAW_META_CACHE` of them) and the same dict returned for each.
+        """
+        key: tuple[object, ...] = (event.uuid, event.pid, event.pname, event.src_ip, event.src_port)
+        key += (event.dst_ip, event.dst_port, event.type)
+        cached = self._raw_meta.get(key)
+        if cached is not None and split_text_header(event.payload)[0] is None:
+            return {"meta": cached, "http": None}
+        shown = self.feed(event)
+        assert shown is not None  # a raw view filters nothing
+        fields = self.json_fields(shown)
+        if shown.meta.header is None:
+            if len(self._raw_meta) >= RAW_META_CACHE:
+                self._raw_meta.clear()
+            self._raw_meta[key] = fields["meta"]
+        return fields
 
     @staticmethod
     def _http_json(shown: Shown) -> dict[str, Any] | None:

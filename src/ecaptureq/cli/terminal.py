@@ -10,8 +10,11 @@ terminals. :func:`visible` is the one function every terminal path (``watch``, `
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Final
+
+import orjson
 
 _SEPARATORS_AND_BIDI: Final = "\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069"
 _CONTROL: Final = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_SEPARATORS_AND_BIDI}]")
@@ -42,11 +45,69 @@ def visible(text: str, *, newlines: bool = True) -> str:
     return (_CONTROL if newlines else _CONTROL_ALL).sub(_escape, text)
 
 
-def json_line(obj: Any) -> str:
+def plain_float(value: float) -> bool:
+    """Whether orjson writes ``value`` as ``json.dumps`` does: zero, or a finite magnitude Python prints
+    without an exponent (``1e-4 <= |value| < 1e16``); outside that Python writes ``1e-05`` and orjson
+    ``0.00001``, and orjson writes NaN and infinities as ``null``."""
+    return value == 0.0 or 1e-4 <= abs(value) < 1e16
+
+
+class JsonFloat(float):
+    """A float that :func:`json_line` writes as ``json.dumps`` does even where orjson would not (``5e-05``,
+    ``NaN``), without the slow path: wrap such floats with :func:`json_float`."""
+
+
+def json_float(value: float | None) -> float | None:
+    """``value`` itself when :func:`plain_float` (or ``None``), else as a :class:`JsonFloat`."""
+    if value is None or plain_float(value):
+        return value
+    return JsonFloat(value)
+
+
+def _orjson_default(obj: Any) -> Any:
+    if isinstance(obj, JsonFloat):  # orjson hands float subclasses here; json.dumps writes them itself
+        # json.dumps writes a finite float as float.__repr__ does, and NaN and infinities by name.
+        text = float.__repr__(obj) if math.isfinite(obj) else json.dumps(float(obj))
+        return orjson.Fragment(text.encode("ascii"))
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def _plain_floats(obj: Any) -> bool:
+    """Whether every float in ``obj`` (walked through dicts, lists and tuples) is :func:`plain_float`."""
+    kind = type(obj)
+    if kind is float:
+        return plain_float(obj)
+    if kind is dict:
+        return all(_plain_floats(v) for v in obj.values() if type(v) not in _SCALARS)
+    if kind is list or kind is tuple:
+        return all(_plain_floats(v) for v in obj if type(v) not in _SCALARS)
+    return True
+
+
+_SCALARS: Final = frozenset({str, int, bool, type(None)})
+
+
+def json_line(obj: Any, *, floats_checked: bool = False) -> str:
     """One compact JSON line, non-ASCII kept as UTF-8 but safe on a terminal.
+
+    The text is exactly ``json.dumps(obj, ensure_ascii=False, separators=(",", ":"))``'s, written by
+    orjson (about 10 times faster) where orjson's is the same: always, but for floats outside
+    :func:`plain_float`, integers beyond 64 bits, lone surrogates and non-string keys, which go to
+    ``json.dumps``. Finding the floats walks ``obj``; ``floats_checked=True`` says the caller made
+    every float in it plain or a :class:`JsonFloat` (:func:`json_float`; ``watch --json`` knows where
+    its records hold one), and skips the walk.
 
     ``json.dumps`` escapes C0 controls; DEL, C1 controls and the line separators and bidi controls
     are escaped here too (as ``\\u00XX``, which any JSON reader decodes back to the same text).
     """
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    text: str | None = None
+    if floats_checked or _plain_floats(obj):
+        try:
+            text = orjson.dumps(obj, default=_orjson_default).decode("utf-8")
+        except (orjson.JSONEncodeError, TypeError):
+            text = None
+    if text is None:
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    if text.isascii() and "\x7f" not in text:
+        return text
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)

@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, BinaryIO, TextIO
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from ecaptureq.cli.colour import Palette, add_color_option, use_color
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
@@ -21,9 +21,10 @@ from ecaptureq.cli.security import add_client_security_options, client_security_
 from ecaptureq.cli.terminal import json_line, visible
 from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Client, Connected, ConnectError, ConnectionLost, Status
 from ecaptureq.decode.decoder import Decoder
-from ecaptureq.decode.results import RequestDone, ResponseDone
+from ecaptureq.decode.results import Decoded, RequestDone, ResponseDone
 from ecaptureq.fleet import FleetError, FleetReader, is_nats_url
-from ecaptureq.protocol import DecodeError, Event, Heartbeat, Message
+from ecaptureq.protocol import DecodeError, Event, Heartbeat, Message, RunLog
+from ecaptureq.protocol.gap import parse_gap
 from ecaptureq.store.sql import FilterError, PacketFilter
 
 if TYPE_CHECKING:
@@ -211,20 +212,17 @@ class Printer:
         self.events = 0
         self.received = 0
         self._node_decoders: dict[str, Decoder] = {}
-        self.defer_flush: Callable[[Callable[[], None]], object] | None = None
-        """When set (``loop.call_soon``), output is flushed once the loop goes back to waiting for
-        input instead of after every message: :func:`consume` sets it."""
-        self._flush_due = False
+        self._raw_json = json_lines and view is not None and view.raw  # see HttpView.raw_json_fields
+        self.batched = False
+        """While set (by :func:`consume_batches`), output is not flushed after each message: the caller
+        flushes it with :meth:`flush` after each list of messages that arrived together."""
 
     def _flush(self) -> None:
-        if self.defer_flush is None:
-            self._flush_now()
-        elif not self._flush_due:
-            self._flush_due = True
-            self.defer_flush(self._flush_now)
+        if not self.batched and self.out is not None:
+            self.out.flush()
 
-    def _flush_now(self) -> None:
-        self._flush_due = False
+    def flush(self) -> None:
+        """Flush the output (what was written is on its way to the terminal or pipe)."""
         if self.out is not None:
             self.out.flush()
 
@@ -246,11 +244,7 @@ class Printer:
             lines = [exchange_line(item, self.palette) for item in shown.items]
             out.writelines(_with_node(line, node) + "\n" for line in lines if line is not None)
         elif self.json_lines:
-            record = json_record(event)
-            record.update(view.json_fields(shown))
-            if node is not None:
-                record["node"] = node
-            out.write(json_line(record) + "\n")
+            self._write_json(event, view.json_fields(shown), out, node)
         else:
             decoded = view.text(shown)
             if decoded is None and not view.decode:
@@ -261,6 +255,14 @@ class Printer:
                 text = "\n".join([*header, decoded.rstrip("\n") if decoded else note, ""])
             out.write(_with_node(self.palette.block(text), node) + "\n")
         self._flush()
+
+    def _write_json(self, event: Event, fields: dict[str, Any], out: TextIO, node: str | None) -> None:
+        record = json_record(event)
+        record.update(fields)
+        if node is not None:
+            record["node"] = node
+        # The record's only floats are the latencies of its http object, made by http_json with json_float.
+        out.write(json_line(record, floats_checked=True) + "\n")
 
     def write(self, message: Message, node: str | None = None) -> None:
         """Write one message (heartbeats only when verbose or in JSON; events that pass the filters).
@@ -283,7 +285,12 @@ class Printer:
             self.events += isinstance(message, Event)
             return
         if isinstance(message, Event) and self.view is not None:
-            self._write_decoded(message, self.view, out, node)
+            if self._raw_json:
+                self.events += 1
+                self._write_json(message, self.view.raw_json_fields(message), out, node)
+                self._flush()
+            else:
+                self._write_decoded(message, self.view, out, node)
             return
         if isinstance(message, Event):
             self.events += 1
@@ -299,7 +306,17 @@ class Printer:
             if text is None:
                 return
             out.write(_with_node(self.palette.block(text), node) + "\n")
+        if isinstance(message, RunLog) and self.view is not None and self.view.decode:
+            self._gap(message.line, self.view, out, node)
         self._flush()
+
+    def _gap(self, line: str, view: HttpView, out: TextIO, node: str | None) -> None:
+        """A ``capture lost N bytes`` run-log line: the exchange it damaged, marked incomplete with that
+        note (as ``record`` stores it), shown now rather than never (its end will not come)."""
+        gap = parse_gap(line)
+        if gap is not None:
+            items = self._node_view(view, node).decoder.lost(gap)
+            self._write_unfinished(items, out, "cut short by a capture gap", node)
 
     def finish(self) -> None:
         """At the end: write the decoded messages still in progress (for instance an HTTP/1.x response
@@ -308,20 +325,29 @@ class Printer:
         if out is None or self.view is None or not self.view.decode:
             return
         items = [*self.view.flush(), *(i for d in self._node_decoders.values() for i in d.flush())]
+        self._write_unfinished(items, out, "still in progress at exit")
+        out.flush()
+
+    def _write_unfinished(
+        self, items: Sequence[Decoded], out: TextIO, why: str, node: str | None = None
+    ) -> None:
+        """Requests and responses that will not complete (``why``): one line each with ``--oneline``,
+        an ``incomplete`` record in JSON, a text block headed ``--- WHY`` otherwise."""
         for item in items:
             if not isinstance(item, RequestDone | ResponseDone):
                 continue
             if self.oneline:
                 line = exchange_line(item, self.palette) or pending_line(item, self.palette)
                 if line is not None:
-                    out.write(line + "\n")
+                    out.write(_with_node(line, node) + "\n")
             elif self.json_lines:
-                record = {"kind": "incomplete", "http": http_json(item)}
+                record: dict[str, Any] = {"kind": "incomplete", "http": http_json(item)}
+                if node is not None:
+                    record["node"] = node
                 out.write(json_line(record) + "\n")
             else:
                 text = self.palette.block(format_http_text(item).rstrip())
-                out.write(f"--- still in progress at exit\n{text}\n\n")
-        out.flush()
+                out.write(_with_node(f"--- {why}\n{text}\n\n", node))
 
 
 def _with_node(text: str, node: str | None) -> str:
@@ -350,6 +376,10 @@ def printer_from_args(
     )
 
 
+Item = Message | tuple[str, Message]
+"""What :func:`consume` prints: a message, or a fleet node's ``(node, message)``."""
+
+
 async def consume(
     messages: AsyncIterator[Message] | AsyncIterator[tuple[str, Message]],
     printer: Printer,
@@ -361,51 +391,100 @@ async def consume(
 
     ``messages`` yields messages, or ``(node, message)`` pairs from a fleet. Idle means no event and no
     run-log line: heartbeats are printed (with ``--verbose``) but do not count as activity, so a server that
-    sends them more often than ``timeout`` still times out.
+    sends them more often than ``timeout`` still times out. Output is flushed when the loop goes back to
+    waiting for input (once per burst of messages), not after each one.
     """
-    it = aiter(messages)
     loop = asyncio.get_running_loop()
-    last_activity = loop.time()
-    printer.defer_flush = loop.call_soon  # one flush per burst of messages, not one per message
     try:
-        return await _consume(it, printer, count, timeout, command, loop, last_activity)
+        return await _consume(_one_each(messages), printer, count, timeout, command, loop, per_burst=True)
     finally:
-        printer.defer_flush = None
-        printer._flush_now()
+        printer.flush()
+
+
+async def _one_each(
+    items: AsyncIterator[Message] | AsyncIterator[tuple[str, Message]],
+) -> AsyncIterator[list[Item]]:
+    async for item in items:
+        yield [item]
+
+
+async def consume_batches(
+    batches: AsyncIterator[Sequence[Message]] | AsyncIterator[Sequence[Item]],
+    printer: Printer,
+    count: int | None,
+    timeout: float | None,
+    command: str = "watch",
+) -> ExitCode:
+    """:func:`consume` for lists of items that arrived together (:meth:`Client.batches`): each list is
+    printed in one go and the output flushed once after it, so ``watch`` stays live and a slow stdout
+    still slows the reading down (the next list is read only after this one is written)."""
+    it = aiter(batches)
+    loop = asyncio.get_running_loop()
+    try:
+        return await _consume(it, printer, count, timeout, command, loop)
+    finally:
+        printer.flush()
 
 
 async def _consume(
-    it: AsyncIterator[Message | tuple[str, Message]],
+    it: AsyncIterator[Sequence[Item]],
     printer: Printer,
     count: int | None,
     timeout: float | None,
     command: str,
     loop: asyncio.AbstractEventLoop,
-    last_activity: float,
+    *,
+    per_burst: bool = False,
 ) -> ExitCode:
-    while count is None or printer.events < count:
-        try:
-            left = None if timeout is None else last_activity + timeout - loop.time()
-            if left is not None and left <= 0:
-                raise TimeoutError
-            if left is None:
-                item = await anext(it)
-            else:
-                async with asyncio.timeout(left):  # no task per message, unlike wait_for
-                    item = await anext(it)
-        except StopAsyncIteration:
-            break
-        except TimeoutError:
-            idle = f"ecaptureq {command}: no event or log for {timeout:g} s"
-            if count is not None:
-                print(f"{idle}; got {printer.events} of {count} events", file=sys.stderr)
-                return ExitCode.INCOMPLETE
-            print(f"{idle}; stopping", file=sys.stderr)
-            return ExitCode.OK
-        node, message = item if isinstance(item, tuple) else (None, item)
-        printer.write(message, node)
-        if not isinstance(message, Heartbeat):
-            last_activity = loop.time()
+    last_activity = loop.time()
+    flush_due = False
+
+    def flush() -> None:
+        nonlocal flush_due
+        flush_due = False
+        printer.flush()
+
+    printer.batched = True  # one flush per list (below), not one per message
+    try:
+        while count is None or printer.events < count:
+            try:
+                left = None if timeout is None else last_activity + timeout - loop.time()
+                if left is not None and left <= 0:
+                    raise TimeoutError
+                if left is None:
+                    batch = await anext(it)
+                else:
+                    async with asyncio.timeout(left):  # no task per message, unlike wait_for
+                        batch = await anext(it)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                idle = f"ecaptureq {command}: no event or log for {timeout:g} s"
+                if count is not None:
+                    print(f"{idle}; got {printer.events} of {count} events", file=sys.stderr)
+                    return ExitCode.INCOMPLETE
+                print(f"{idle}; stopping", file=sys.stderr)
+                return ExitCode.OK
+            write = printer.write
+            active = False
+            for item in batch:
+                if isinstance(item, tuple):
+                    write(item[1], item[0])
+                    active = active or not isinstance(item[1], Heartbeat)
+                else:
+                    write(item)
+                    active = active or not isinstance(item, Heartbeat)
+                if count is not None and printer.events >= count:
+                    break
+            if not per_burst:
+                printer.flush()
+            elif not flush_due:
+                flush_due = True
+                loop.call_soon(flush)
+            if active:
+                last_activity = loop.time()
+    finally:
+        printer.batched = False
     return ExitCode.OK
 
 
@@ -427,8 +506,9 @@ def status_printer(command: str) -> Callable[[Status], None]:
     return on_status
 
 
-async def _fleet_messages(reader: FleetReader) -> AsyncIterator[tuple[str, Message]]:
+async def _fleet_batches(reader: FleetReader) -> AsyncIterator[list[Item]]:
     async for batch in reader.batches():
+        items: list[Item] = []
         for fm, msg in batch:
             with contextlib.suppress(Exception):
                 await msg.ack()
@@ -437,7 +517,9 @@ async def _fleet_messages(reader: FleetReader) -> AsyncIterator[tuple[str, Messa
             if isinstance(fm.message, DecodeError):
                 warn("watch", f"skipped a message from {fm.node}: {fm.message}")
                 continue
-            yield fm.node, fm.message
+            items.append((fm.node, fm.message))
+        if items:
+            yield items
 
 
 async def watch_fleet(args: argparse.Namespace, out: TextIO, printer: Printer) -> ExitCode:
@@ -453,7 +535,7 @@ async def watch_fleet(args: argparse.Namespace, out: TextIO, printer: Printer) -
     reader = FleetReader(options, node_glob=args.node, since=since_from_args(args.since), create_stream=False)
     try:
         await reader.open()
-        code = await consume(_fleet_messages(reader), printer, args.count, args.timeout)
+        code = await consume_batches(_fleet_batches(reader), printer, args.count, args.timeout)
         if args.count is None or printer.events < args.count:
             printer.finish()
     except FleetError as exc:
@@ -537,7 +619,7 @@ async def watch(args: argparse.Namespace, out: TextIO) -> ExitCode:
     shown_to = None if args.pcapng == "-" else out
     printer = printer_from_args(args, shown_to, view, packet_filter, pcapng)
     try:
-        code = await consume(aiter(client), printer, args.count, args.timeout)
+        code = await consume_batches(client.batches(), printer, args.count, args.timeout)
         if args.count is None or printer.events < args.count:
             printer.finish()  # the stream went quiet: show what it left unfinished (not after --count N)
     except ConnectError as exc:

@@ -7,19 +7,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import re
 import ssl as _ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import Event as ProtocolEvent
 
 from ecaptureq.client.session import Session, SessionStats
 from ecaptureq.client.url import normalize_url, redact_url
@@ -128,6 +131,102 @@ Status = Connected | Disconnected
 """Connection status changes reported to ``on_status``."""
 
 
+RECEIVE_HIGH_FRAMES: Final = 4096
+"""Frames received and not yet taken by the reader at which the client stops reading the socket."""
+RECEIVE_HIGH_BYTES: Final = 4 * 1024 * 1024
+"""The same limit in bytes: a slow reader slows the server down (TCP flow control), memory stays bounded."""
+
+
+class _BatchConnection(ClientConnection):
+    """A websockets client connection that hands its reader every message received so far at once.
+
+    websockets parses the frames (its sans-I/O protocol: limits, pings, close handshake, UTF-8); the
+    messages go to a list that :meth:`recv_batch` takes whole, instead of one ``await recv()`` each
+    through websockets' message assembler. Reading pauses while :data:`RECEIVE_HIGH_FRAMES` frames or
+    :data:`RECEIVE_HIGH_BYTES` bytes wait, and resumes when the reader takes them.
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._ready: list[bytes | str] = []
+        self._ready_bytes = 0
+        self._fragments: list[Frame] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self._failed = False
+
+    def process_event(self, event: ProtocolEvent) -> None:
+        if self.response is None or not isinstance(event, Frame):
+            super().process_event(event)  # the handshake response
+            return
+        opcode = event.opcode
+        if opcode is not Opcode.BINARY and opcode is not Opcode.TEXT and opcode is not Opcode.CONT:
+            super().process_event(event)  # ping, pong, close
+            return
+        if self._failed:
+            return  # after a message that failed the connection, nothing more is delivered
+        if not event.fin or self._fragments:
+            self._fragments.append(event)
+            if not event.fin:
+                return
+            frames, self._fragments = self._fragments, []
+            opcode = frames[0].opcode
+            data = b"".join(frame.data for frame in frames)
+        else:
+            data = bytes(event.data)
+        message: bytes | str = data
+        if opcode is Opcode.TEXT:
+            try:
+                message = data.decode()
+            except UnicodeDecodeError as exc:  # as websockets' own recv() does
+                self._failed = True
+                self.set_connection_exc(exc)
+                self.protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+                self.send_data()
+                return
+        self._ready.append(message)
+        self._ready_bytes += len(data)
+        if not self._paused and (
+            len(self._ready) >= RECEIVE_HIGH_FRAMES or self._ready_bytes >= RECEIVE_HIGH_BYTES
+        ):
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    @property
+    def pending(self) -> int:
+        """Messages received and not yet taken by :meth:`recv_batch`."""
+        return len(self._ready)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._wake()
+
+    async def recv_batch(self) -> list[bytes | str]:
+        """Every message received and not yet taken (at least one: waits for it), in order.
+
+        Raises:
+            ConnectionClosed: the connection ended and every message before the end was taken.
+        """
+        while not self._ready:
+            if self.connection_lost_waiter.done():
+                raise self.protocol.close_exc
+            self._waiter = self.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        batch, self._ready, self._ready_bytes = self._ready, [], 0
+        if self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+        return batch
+
+
 def _default_malformed(error: DecodeError) -> None:
     logger.warning("skipped %s", error)
 
@@ -175,7 +274,7 @@ class Client:
         self.session = Session()
         self._on_malformed = on_malformed or _default_malformed
         self._on_status = on_status
-        self._conn: ClientConnection | None = None
+        self._conn: _BatchConnection | None = None
         self._closed = False
 
     @property
@@ -183,11 +282,17 @@ class Client:
         """Counters over all connections: frames, messages, malformed, suppressed logs, connections."""
         return self.session.stats
 
+    @property
+    def pending(self) -> int:
+        """Messages received from the server and not yet handed to the reader (0 between connections):
+        at most about :data:`RECEIVE_HIGH_FRAMES` or :data:`RECEIVE_HIGH_BYTES`, as reading pauses there."""
+        return 0 if self._conn is None else self._conn.pending
+
     def _status(self, status: Status) -> None:
         if self._on_status is not None:
             self._on_status(status)
 
-    async def _open(self) -> ClientConnection:
+    async def _open(self) -> _BatchConnection:
         kwargs: dict[str, Any] = {
             "origin": self.origin,
             "additional_headers": self.headers,
@@ -195,11 +300,12 @@ class Client:
             "compression": None,
             "max_size": MAX_FRAME_SIZE,
             "user_agent_header": "ecaptureq",
+            "create_connection": _BatchConnection,
         }
         if self.url.startswith("wss://"):
             kwargs["ssl"] = self.ssl or _ssl.create_default_context()
         try:
-            return await connect(self.url, **kwargs)
+            return cast(_BatchConnection, await connect(self.url, **kwargs))
         except InvalidStatus as exc:
             raise HandshakeRefused(
                 self.display_url,
@@ -227,9 +333,19 @@ class Client:
 
     async def __aiter__(self) -> AsyncIterator[Message]:
         """Yield messages until the connection ends (or forever, reconnecting, with ``reconnect``)."""
+        async with contextlib.aclosing(self.batches()) as batches:
+            async for batch in batches:
+                for message in batch:
+                    yield message
+
+    async def batches(self) -> AsyncGenerator[list[Message], None]:
+        """Like iterating over the client, but yield at once every message that arrived together (one
+        read of the socket; never an empty list): a reader that handles them in one go, and flushes
+        its output once for them, spends less per message than one ``await`` each."""
         attempt = 0
         delay = self.initial_backoff
         lost_at: float | None = None
+        session = self.session
         while not self._closed:
             attempt += 1
             try:
@@ -242,20 +358,24 @@ class Client:
                 delay = min(delay * 2, self.max_backoff)
                 continue
             self._conn = conn
-            self.session.connection_opened()
+            session.connection_opened()
             gap = None if lost_at is None else time.monotonic() - lost_at
             self._status(Connected(self.display_url, attempt, gap))
             received = 0
             try:
-                async for frame in conn:
-                    msg = self.session.receive(frame)
-                    if msg is None:
-                        continue
-                    if isinstance(msg, DecodeError):
-                        self._on_malformed(msg)
-                        continue
-                    received += 1
-                    yield msg
+                while True:
+                    batch: list[Message] = []
+                    for frame in await conn.recv_batch():
+                        msg = session.receive(frame)
+                        if msg is None:
+                            continue
+                        if isinstance(msg, DecodeError):
+                            self._on_malformed(msg)
+                            continue
+                        batch.append(msg)
+                    if batch:
+                        received += len(batch)
+                        yield batch
             except ConnectionClosed:
                 pass
             finally:

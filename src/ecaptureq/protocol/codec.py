@@ -24,6 +24,8 @@ _ONEOF_FOR_TYPE = {
     LogType.PROCESS_LOG: "run_log",
     LogType.EVENT: "event_payload",
 }
+_ONEOF_FOR_LOG_TYPE: dict[int, str] = {int(t): name for t, name in _ONEOF_FOR_TYPE.items()}
+"""The same, keyed by the raw ``log_type`` (no enum made per frame)."""
 _KNOWN_EVENT_FIELDS = tuple(f.name for f in pb.Event.DESCRIPTOR.fields)
 
 
@@ -65,9 +67,8 @@ def decode(data: bytes) -> Message | DecodeError:
     log_type = entry.log_type
     if which is None:
         return DecodeError(ErrorKind.EMPTY_PAYLOAD, f"log_type {log_type} with no payload set", bytes(data))
-    try:
-        expected = _ONEOF_FOR_TYPE[LogType(log_type)]
-    except ValueError:
+    expected = _ONEOF_FOR_LOG_TYPE.get(log_type)
+    if expected is None:
         return DecodeError(ErrorKind.UNKNOWN_LOG_TYPE, f"log_type {log_type} (payload {which})", bytes(data))
     if which != expected:
         return DecodeError(
@@ -83,7 +84,7 @@ def decode(data: bytes) -> Message | DecodeError:
 
 def _event_from_pb(ev: pb.Event) -> Event:
     unknown = b""
-    if len(UnknownFieldSet(ev)):
+    if UnknownFieldSet(ev):
         rest = pb.Event()
         rest.CopyFrom(ev)
         for name in _KNOWN_EVENT_FIELDS:

@@ -35,7 +35,7 @@ def to_json(message: Message) -> dict[str, Any]:
             "type": message.type,
             "type_name": event_type_name(message.type),
             "length": message.length,
-            "payload": base64.b64encode(message.payload).decode("ascii"),
+            "payload": binascii.b2a_base64(message.payload, newline=False).decode("ascii"),
         }
         if message.unknown_fields:
             obj["unknown_fields"] = base64.b64encode(message.unknown_fields).decode("ascii")

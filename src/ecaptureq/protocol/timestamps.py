@@ -54,11 +54,26 @@ class Timestamp:
         """Render for humans: UTC ISO 8601 with microseconds, ``+12.345678s since boot``, or ``-``."""
         if self.epoch_ns is not None:
             secs, ns = divmod(self.epoch_ns, 10**9)
-            dt = _dt.datetime.fromtimestamp(secs, tz=_dt.UTC)
-            return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns // 1000:06d}Z"
+            return f"{_utc_second(secs)}.{ns // 1000:06d}Z"
         if self.boot_ns is not None:
             return f"+{self.boot_ns / 1e9:.6f}s since boot"
         return "-"
+
+
+_SECONDS_KEPT = 1024
+_second_text: dict[int, str] = {}
+
+
+def _utc_second(secs: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of Unix second ``secs`` in UTC, remembered (up to :data:`_SECONDS_KEPT`
+    seconds, then forgotten all at once): a capture's events come many to a second, and strftime is slow."""
+    text = _second_text.get(secs)
+    if text is None:
+        if len(_second_text) >= _SECONDS_KEPT:
+            _second_text.clear()
+        text = _dt.datetime.fromtimestamp(secs, tz=_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_text[secs] = text
+    return text
 
 
 def detect_timestamp(raw: int) -> Timestamp:
