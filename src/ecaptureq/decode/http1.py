@@ -72,6 +72,22 @@ class Http1Parser:
     body. ``body_limit`` caps each body, before and after decompression.
     """
 
+    # One parser a direction of every tracked connection: slots keep each small.
+    __slots__ = (
+        "_body",
+        "_conn",
+        "_done_this_feed",
+        "_msg",
+        "_pending",
+        "_pending_overflow",
+        "_time_ns",
+        "body_limit",
+        "buffered",
+        "kind",
+        "method_hint",
+        "scheme",
+    )
+
     def __init__(
         self,
         kind: Literal["request", "response"],
