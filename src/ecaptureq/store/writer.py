@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
+
 from ecaptureq.decode.decoder import Decoder
 from ecaptureq.decode.model import Exchange, HttpMessage
 from ecaptureq.decode.results import RequestDone, ResponseDone
@@ -87,12 +89,27 @@ STORE_DECODE_LIMIT: Final = 1024 * 1024
 
 
 def _compact(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    # orjson (C) writes the same compact JSON as json.dumps(ensure_ascii=False) bar the spelling of some
+    # floats, which read back equal; what it refuses (a lone surrogate, an integer beyond 64 bits) goes
+    # through json.
+    try:
+        return orjson.dumps(obj).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
 def _headers_json(msg: HttpMessage | None) -> str | None:
     if msg is None:
         return None
+    try:
+        whole = orjson.dumps(msg.headers)
+    except orjson.JSONEncodeError:  # a lone surrogate: json writes it, below
+        pass
+    else:
+        # The JSON of all the headers is at least as long as the size counted below, less one: when it is
+        # shorter than the cap, that count keeps every header, and this is the text it would make.
+        if len(whole) < HEADERS_STORED:
+            return whole.decode("utf-8")
     kept: list[list[str]] = []
     size = 2
     for k, v in msg.headers:
@@ -106,7 +123,19 @@ def _headers_json(msg: HttpMessage | None) -> str | None:
 
 
 def _cut(items: list[str]) -> list[str]:
-    return [i[:NOTE_CHARS] for i in items[:NOTES_STORED]]
+    return [i[:NOTE_CHARS] for i in items[:NOTES_STORED]] if items else items
+
+
+_CAPPED_FIELDS: Final = (
+    "method",
+    "url",
+    "path",
+    "scheme",
+    "authority",
+    "reason",
+    "content_type",
+    "content_encoding",
+)
 
 
 def _stored_message(d: dict[str, Any] | None, msg: HttpMessage | None) -> dict[str, Any] | None:
@@ -116,9 +145,10 @@ def _stored_message(d: dict[str, Any] | None, msg: HttpMessage | None) -> dict[s
     # back. The rest is capped.
     if d is None or msg is None:
         return None
-    for key in ("method", "url", "path", "scheme", "authority", "reason", "content_type", "content_encoding"):
-        if isinstance(d.get(key), str):
-            d[key] = d[key][:FIELD_CHARS]
+    for key in _CAPPED_FIELDS:
+        value = d.get(key)
+        if isinstance(value, str) and len(value) > FIELD_CHARS:
+            d[key] = value[:FIELD_CHARS]
     d["trailers"] = d["trailers"][:NOTES_STORED]
     d["errors"] = _cut(d["errors"])
     notes = d["notes"]
