@@ -131,6 +131,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="S",
         help="commit (and so show) new rows at least this often (default 0.5)",
     )
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=None,
+        metavar="S",
+        help="re-read the database for new rows this often when no commit is announced: a --source's "
+        "commits are pushed to the page at once, this catches another process writing the database "
+        "(default: the flush interval, at most 0.5)",
+    )
     from ecaptureq.cli.fleet import add_nats_options
 
     add_nats_options(parser, url=False)
@@ -196,7 +205,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
     import uvicorn  # imported here: the other commands do not need the web stack
 
     from ecaptureq.pipeline.recorder import LiveRecorder
-    from ecaptureq.web.app import UiState, create_app
+    from ecaptureq.web.app import CommitSignal, UiState, create_app
     from ecaptureq.web.guard import Guard
     from ecaptureq.web.queries import check_capture_database
 
@@ -205,6 +214,10 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
     token = listen.token
     if args.flush_interval <= 0:
         raise CliError("--flush-interval must be positive")
+    poll = min(args.flush_interval, 0.5) if args.poll is None else args.poll
+    if not poll > 0:
+        raise CliError("--poll must be positive")
+    commits = CommitSignal()
 
     store: CaptureStore | None = None
     recorder: LiveRecorder | None = None
@@ -254,6 +267,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
             headers=headers,
             flush_interval=args.flush_interval,
             on_status=_waiting_printer(),
+            on_commit=commits.notify,
         )
 
     life = Lifecycle().open()
@@ -279,7 +293,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
 
         bound_port = sock.getsockname()[1]
         live = collector if collector is not None else recorder
-        state = UiState(db=db, recorder=live, poll=min(args.flush_interval, 0.5))
+        state = UiState(db=db, recorder=live, poll=poll, commits=commits)
         app = Guard(create_app(state), token=token, allowed_origins=listen.allowed_origins,
                     loopback_only=listen.loopback)  # fmt: skip
         config = uvicorn.Config(
@@ -296,7 +310,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
         try:
             await life.wait()  # a stop, or the end of a task (its error raised once the UI is told)
         finally:
-            state.stopping.set()
+            state.stop()
             state.interrupt_all()
             server.should_exit = True
         with contextlib.suppress(asyncio.TimeoutError):

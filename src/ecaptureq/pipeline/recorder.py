@@ -43,7 +43,8 @@ class LiveRecorder:
 
     Call :meth:`wait_first_connection` before relying on it: it raises :class:`ConnectError` when the
     first attempt fails. ``event_filter`` keeps only the events it matches (``index`` counts every
-    event received); ``on_status`` sees each status change, ``on_flush`` runs after each timed commit.
+    event received); ``on_status`` sees each status change, ``on_flush`` runs after each timed commit, and
+    ``on_commit`` (on the event loop) after each batch the writer thread committed, as soon as it did.
     :meth:`run` raises :class:`~ecaptureq.store.StoreError` when the database cannot be written.
     """
 
@@ -59,12 +60,14 @@ class LiveRecorder:
         event_filter: PacketFilter | None = None,
         on_status: Callable[[Status], None] | None = None,
         on_flush: Callable[[], None] | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.flush_interval = flush_interval
         self.event_filter = event_filter
         self._on_status_hook = on_status
         self._on_flush_hook = on_flush
+        self._on_commit_hook = on_commit
         self.stats = LiveStats()
         self._first: asyncio.Future[None] | None = None
         self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=8)
@@ -153,6 +156,12 @@ class LiveRecorder:
         future = self.store.flush_in_background()
         if future is not None:
             self._inflight = asyncio.wrap_future(future)
+            if self._on_commit_hook is not None:
+                self._inflight.add_done_callback(self._committed)
+
+    def _committed(self, done: asyncio.Future[None]) -> None:
+        if not done.cancelled() and done.exception() is None and self._on_commit_hook is not None:
+            self._on_commit_hook()
 
     async def _settle(self) -> None:
         """Wait for the commit in progress, if any (its StoreError is raised here)."""
