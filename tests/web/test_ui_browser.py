@@ -286,6 +286,12 @@ def test_100k_rows_stay_virtualised(tmp_path: Path, page: Any) -> None:
             "() => [...document.querySelectorAll('#exchanges .vrow:not([hidden]) > div:first-child')]"
             ".some(d => d.textContent === '100000')"
         )
+        # the id column is as wide as the ids: six digits shown whole, not cut to "999…"
+        clipped = page.evaluate(
+            "() => [...document.querySelectorAll('#exchanges .vrow:not([hidden]) > div:first-child')]"
+            ".filter(d => d.scrollWidth > d.clientWidth).map(d => d.textContent)"
+        )
+        assert clipped == []
         page.evaluate(
             "(() => { const t = document.getElementById('exchanges'); t.scrollTop = 50000 * 24; })()"
         )
