@@ -174,11 +174,67 @@ def main() -> int:
                 p50, worst = _times(ours)
                 b50, _ = _times(base)
                 print(f"{label:<44} {p50:>8.1f} {worst:>8.1f} {b50:>14.1f} {p50 / max(b50, 0.01):>6.1f}x")
+            _browser_rows(f"http://127.0.0.1:{port}/", n)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
             plain.close()
     return 0
+
+
+def _browser_rows(url: str, n: int) -> None:
+    """The page in headless Chromium (when Playwright and Debian's chromium are here): time to the first
+    rows, to all ``n`` rows, the script heap then, and a scroll to the end; beside fetching the same rows
+    as JSON from /api/exchanges in this process (the baseline: the transfer alone)."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        chromium = None
+    if chromium is None:
+        print("(browser rows skipped: no chromium or playwright)")
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from conftest import CHROMIUM_FLAGS
+
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    t0 = time.perf_counter()
+    after = 0
+    while True:
+        conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        conn.request("GET", f"/api/exchanges?limit=20000&after_id={after}")
+        got = json.loads(conn.getresponse().read())["rows"]
+        conn.close()
+        if not got:
+            break
+        after = got[-1][0]
+    fetch_all = time.perf_counter() - t0
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 900})
+        t0 = time.perf_counter()
+        page.goto(url)
+        page.wait_for_function("() => state.rows.length > 0", timeout=120_000)
+        first = time.perf_counter() - t0
+        page.wait_for_function("n => state.rows.length >= n", arg=n, timeout=600_000, polling=200)
+        loaded = time.perf_counter() - t0
+        heap = page.evaluate("() => performance.memory ? performance.memory.usedJSHeapSize : 0") / 2**20
+        t0 = time.perf_counter()
+        page.evaluate(
+            "() => { const t = document.getElementById('exchanges'); t.scrollTop = t.scrollHeight; }"
+        )
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        scrolled = (time.perf_counter() - t0) * 1000
+        browser.close()
+    print()
+    print(f"{'page in headless Chromium':<44} {'value':>12} {'baseline':>14}")
+    print("-" * 72)
+    print(f"{'first rows shown':<44} {first:>10.2f} s")
+    print(f"{f'all {n:,} rows loaded':<44} {loaded:>10.1f} s {fetch_all:>12.1f} s  (fetching them as JSON)")
+    print(f"{'script heap with every row':<44} {heap:>8.0f} MiB")
+    print(f"{'scroll to the last row, two frames':<44} {scrolled:>9.0f} ms")
 
 
 if __name__ == "__main__":
