@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from ecaptureq.client import DEFAULT_ORIGIN, Client, Connected, ConnectError, Disconnected, Status
 from ecaptureq.protocol import DecodeError, Event
@@ -22,6 +23,18 @@ from ecaptureq.store.writer import CaptureStore
 
 YIELD_EVERY = 16
 """Messages recorded between two turns given to the event loop's other tasks."""
+
+GC_THRESHOLD: Final = (50_000, 20, 20)
+"""The cyclic garbage collector's thresholds in a recording process (Python's default: 700, 10, 10).
+
+Recording allocates several container objects per event (the decoded messages, their headers, the rows
+waiting for the next commit), almost none of them in a cycle: at the default, the collector ran every few
+events and took about a tenth of the CPU. Reference counting frees them either way."""
+
+
+def tune_gc_for_recording() -> None:
+    """Set :data:`GC_THRESHOLD` for this process (``record`` and ``ui`` call it at start)."""
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 @dataclass
