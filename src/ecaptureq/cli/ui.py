@@ -229,7 +229,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
     db: Path
     if args.nats is not None:
         db = args.db or Path(f"ecaptureq-ui-{time.strftime('%Y%m%d-%H%M%S')}.db")
-        collector = _fleet_collector(args, db)
+        collector = _fleet_collector(args, db, commits.notify)
         store = collector.store
     elif args.source is None:
         if args.db is None:
@@ -339,7 +339,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
     return code
 
 
-def _fleet_collector(args: argparse.Namespace, db: Path) -> Collector:
+def _fleet_collector(args: argparse.Namespace, db: Path, on_commit: Callable[[], None]) -> Collector:
     from ecaptureq.cli.fleet import nats_options_from_args, since_from_args
     from ecaptureq.fleet import FleetReader
     from ecaptureq.fleet.subjects import BadNodeName, filter_subject
@@ -354,7 +354,7 @@ def _fleet_collector(args: argparse.Namespace, db: Path) -> Collector:
         store = CaptureStore(db)
     except StoreError as exc:
         raise CliError(str(exc), ExitCode.STORAGE) from None
-    return Collector(reader, store, flush_interval=args.flush_interval)
+    return Collector(reader, store, flush_interval=args.flush_interval, on_commit=on_commit)
 
 
 def run(args: argparse.Namespace) -> ExitCode:
