@@ -24,6 +24,11 @@ from ecaptureq.store.writer import CaptureStore
 YIELD_EVERY = 16
 """Messages recorded between two turns given to the event loop's other tasks."""
 
+RENDER_STEP: Final = 128
+"""Exchanges rendered into rows between two turns given to the event loop's other tasks, when a batch is
+taken for commit (a 5,000-event batch's exchanges take about 25 ms to render: the UI's requests would wait
+for all of it)."""
+
 GC_THRESHOLD: Final = (50_000, 20, 20)
 """The cyclic garbage collector's thresholds in a recording process (Python's default: 700, 10, 10).
 
@@ -85,6 +90,7 @@ class LiveRecorder:
         self._first: asyncio.Future[None] | None = None
         self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=8)
         self._inflight: asyncio.Future[None] | None = None
+        self._committing = asyncio.Lock()  # batches are taken and handed over one at a time, in order
         self.client = Client(
             url,
             origin=origin,
@@ -165,9 +171,18 @@ class LiveRecorder:
     async def _commit(self) -> None:
         """Hand what is buffered to the store's writer thread, after the previous batch is committed: the
         event loop goes on receiving (and the UI answering) while SQLite writes."""
-        await self._settle()
-        future = self.store.flush_in_background()
-        if future is not None:
+        async with self._committing:
+            await self._settle()
+            batch = self.store.take()
+            if batch is None:
+                return
+            try:
+                while not batch.render(RENDER_STEP):
+                    await asyncio.sleep(0)
+            except BaseException:  # cancelled at shutdown: the store's close() commits it
+                self.store.put_back(batch)
+                raise
+            future = self.store.commit_in_background(batch)
             self._inflight = asyncio.wrap_future(future)
             if self._on_commit_hook is not None:
                 self._inflight.add_done_callback(self._committed)
