@@ -33,6 +33,10 @@ from ecaptureq.fleet import Collector, FleetError
 from ecaptureq.store import CaptureStore, NotCaptureDatabase, SqlError, StoreError
 
 DEFAULT_LISTEN = "http://127.0.0.1:8080/"
+LIVE_POLL = 5.0
+"""Seconds between two reads of the database by the page's stream when commits are announced (a live
+source): only what no announcement covered waits for it."""
+
 UI_SWITCH_INTERVAL = 0.0005
 """Seconds a thread holds the GIL before another may take it, while ui records (Python's default: 0.005)."""
 
@@ -136,9 +140,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=None,
         metavar="S",
-        help="re-read the database for new rows this often when no commit is announced: a --source's "
-        "commits are pushed to the page at once, this catches another process writing the database "
-        "(default: the flush interval, at most 0.5)",
+        help="re-read the database for new rows this often besides the commits announced: a --source's "
+        "or --nats's commits are pushed to the page at once, so the default is then "
+        f"{LIVE_POLL:g}; browsing --db alone (another process may be writing it), the flush interval, "
+        "at most 0.5",
     )
     from ecaptureq.cli.fleet import add_nats_options
 
@@ -214,7 +219,8 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
     token = listen.token
     if args.flush_interval <= 0:
         raise CliError("--flush-interval must be positive")
-    poll = min(args.flush_interval, 0.5) if args.poll is None else args.poll
+    live_source = args.source is not None or args.nats is not None
+    poll = args.poll if args.poll is not None else LIVE_POLL if live_source else min(args.flush_interval, 0.5)
     if not poll > 0:
         raise CliError("--poll must be positive")
     commits = CommitSignal()

@@ -62,7 +62,8 @@ class LiveRecorder:
     Call :meth:`wait_first_connection` before relying on it: it raises :class:`ConnectError` when the
     first attempt fails. ``event_filter`` keeps only the events it matches (``index`` counts every
     event received); ``on_status`` sees each status change, ``on_flush`` runs after each timed commit, and
-    ``on_commit`` (on the event loop) after each batch the writer thread committed, as soon as it did.
+    ``on_commit`` (on the event loop) after each batch the writer thread committed, as soon as it did, and
+    after the commits a connection's opening and closing make.
     :meth:`run` raises :class:`~ecaptureq.store.StoreError` when the database cannot be written.
     """
 
@@ -116,7 +117,9 @@ class LiveRecorder:
             c.status = f"connected to {status.url}"
             if status.gap is not None:
                 c.reconnects += 1
-            self.store.connection_opened(status.url)
+            self.store.connection_opened(status.url)  # commits what was buffered: announced below
+            if self._on_commit_hook is not None:
+                self._on_commit_hook()
             if self._first is not None and not self._first.done():
                 self._first.set_result(None)
         elif isinstance(status, Disconnected):
@@ -130,6 +133,8 @@ class LiveRecorder:
             else:
                 c.status = f"disconnected: {status.reason}{retry}"
             self.store.connection_closed(status.reason)
+            if self._on_commit_hook is not None:
+                self._on_commit_hook()
             if self._first is not None and not self._first.done():
                 self._first.set_exception(ConnectError(status.reason))
 
