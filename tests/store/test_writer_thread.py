@@ -63,3 +63,38 @@ def test_background_commits_write_what_synchronous_flushes_write(tmp_path: Path)
     assert a[2] == b[2]
     strip = [tuple(v for j, v in enumerate(row) if j not in (10, 11)) for row in a[1]]  # started/ended ns
     assert strip == [tuple(v for j, v in enumerate(row) if j not in (10, 11)) for row in b[1]]
+
+
+def test_a_batch_rendered_in_steps_or_put_back_writes_the_same(tmp_path: Path) -> None:
+    # What record and ui do: take a batch, render its exchanges a few at a time while the decoder goes on
+    # (or put it back, when cancelled at shutdown), then commit it.
+    events = workload_events("http1", 1200) + workload_events("http2", 800)
+    plain, stepped = tmp_path / "plain.db", tmp_path / "stepped.db"
+    store = CaptureStore(plain, batch_size=10**9)
+    store.connection_opened("ws://127.0.0.1:1/")
+    for i, ev in enumerate(events):
+        store.buffer(ev)
+        if i % 300 == 299:
+            store.flush()
+    store.close()
+
+    store = CaptureStore(stepped, batch_size=10**9)
+    store.connection_opened("ws://127.0.0.1:1/")
+    batch = None
+    for i, ev in enumerate(events):
+        store.buffer(ev)
+        if batch is not None and not batch.render(7):
+            continue  # rendering goes on between events, as between the event loop's turns
+        if batch is not None:
+            store.commit_in_background(batch)
+            batch = None
+        if i % 300 == 299:
+            batch = store.take()
+            assert batch is not None and batch.unrendered
+            if i % 900 == 899:
+                store.put_back(batch)  # not committed: the next batch taken starts with it
+                batch = None
+    if batch is not None:
+        store.commit_in_background(batch)
+    store.close()
+    assert _rows(plain) == _rows(stepped)

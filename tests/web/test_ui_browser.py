@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import socket
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -165,6 +166,25 @@ def test_pause_stops_updates_and_resume_catches_up(live_ui: Ui, page: Any) -> No
     assert ids == sorted(set(ids))  # caught up with nothing repeated
 
 
+def test_committed_rows_are_pushed_without_the_poll(demo: Served, tmp_path: Path, page: Any) -> None:
+    # The database is re-read only once an hour unless the recorder announces a commit: rows arriving
+    # after the page opened can only come by the push.
+    ui = start_ui("--source", demo.url, "--db", str(tmp_path / "push.db"), "--poll", "3600")
+    try:
+        page.goto(ui.url)
+        wait_rows(page, 1)
+        opened = row_count(page)
+        wait_rows(page, opened + 10)
+        ids = page.evaluate("() => state.rows.map(r => r[0])")
+        assert ids == sorted(set(ids))  # nothing repeated or out of order
+        with sqlite3.connect(tmp_path / "push.db") as conn:
+            committed = {i for (i,) in conn.execute("SELECT id FROM exchanges WHERE id <= ?", (max(ids),))}
+        assert set(ids) == committed  # nothing skipped either
+    finally:
+        code, err = stop_ui(ui)
+    assert code == 0, err
+
+
 def test_packets_view_and_bad_sql(live_ui: Ui, page: Any) -> None:
     page.goto(live_ui.url)
     wait_rows(page, 3)
@@ -266,6 +286,12 @@ def test_100k_rows_stay_virtualised(tmp_path: Path, page: Any) -> None:
             "() => [...document.querySelectorAll('#exchanges .vrow:not([hidden]) > div:first-child')]"
             ".some(d => d.textContent === '100000')"
         )
+        # the id column is as wide as the ids: six digits shown whole, not cut to "999…"
+        clipped = page.evaluate(
+            "() => [...document.querySelectorAll('#exchanges .vrow:not([hidden]) > div:first-child')]"
+            ".filter(d => d.scrollWidth > d.clientWidth).map(d => d.textContent)"
+        )
+        assert clipped == []
         page.evaluate(
             "(() => { const t = document.getElementById('exchanges'); t.scrollTop = 50000 * 24; })()"
         )

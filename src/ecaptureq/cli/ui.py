@@ -33,6 +33,10 @@ from ecaptureq.fleet import Collector, FleetError
 from ecaptureq.store import CaptureStore, NotCaptureDatabase, SqlError, StoreError
 
 DEFAULT_LISTEN = "http://127.0.0.1:8080/"
+LIVE_POLL = 5.0
+"""Seconds between two reads of the database by the page's stream when commits are announced (a live
+source): only what no announcement covered waits for it."""
+
 UI_SWITCH_INTERVAL = 0.0005
 """Seconds a thread holds the GIL before another may take it, while ui records (Python's default: 0.005)."""
 
@@ -131,6 +135,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="S",
         help="commit (and so show) new rows at least this often (default 0.5)",
     )
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=None,
+        metavar="S",
+        help="re-read the database for new rows this often besides the commits announced: a --source's "
+        "or --nats's commits are pushed to the page at once, so the default is then "
+        f"{LIVE_POLL:g}; browsing --db alone (another process may be writing it), the flush interval, "
+        "at most 0.5",
+    )
     from ecaptureq.cli.fleet import add_nats_options
 
     add_nats_options(parser, url=False)
@@ -196,7 +210,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
     import uvicorn  # imported here: the other commands do not need the web stack
 
     from ecaptureq.pipeline.recorder import LiveRecorder
-    from ecaptureq.web.app import UiState, create_app
+    from ecaptureq.web.app import CommitSignal, UiState, create_app
     from ecaptureq.web.guard import Guard
     from ecaptureq.web.queries import check_capture_database
 
@@ -205,6 +219,11 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
     token = listen.token
     if args.flush_interval <= 0:
         raise CliError("--flush-interval must be positive")
+    live_source = args.source is not None or args.nats is not None
+    poll = args.poll if args.poll is not None else LIVE_POLL if live_source else min(args.flush_interval, 0.5)
+    if not poll > 0:
+        raise CliError("--poll must be positive")
+    commits = CommitSignal()
 
     store: CaptureStore | None = None
     recorder: LiveRecorder | None = None
@@ -216,7 +235,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
     db: Path
     if args.nats is not None:
         db = args.db or Path(f"ecaptureq-ui-{time.strftime('%Y%m%d-%H%M%S')}.db")
-        collector = _fleet_collector(args, db)
+        collector = _fleet_collector(args, db, commits.notify)
         store = collector.store
     elif args.source is None:
         if args.db is None:
@@ -254,6 +273,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
             headers=headers,
             flush_interval=args.flush_interval,
             on_status=_waiting_printer(),
+            on_commit=commits.notify,
         )
 
     life = Lifecycle().open()
@@ -279,7 +299,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
 
         bound_port = sock.getsockname()[1]
         live = collector if collector is not None else recorder
-        state = UiState(db=db, recorder=live, poll=min(args.flush_interval, 0.5))
+        state = UiState(db=db, recorder=live, poll=poll, commits=commits)
         app = Guard(create_app(state), token=token, allowed_origins=listen.allowed_origins,
                     loopback_only=listen.loopback)  # fmt: skip
         config = uvicorn.Config(
@@ -296,7 +316,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
         try:
             await life.wait()  # a stop, or the end of a task (its error raised once the UI is told)
         finally:
-            state.stopping.set()
+            state.stop()
             state.interrupt_all()
             server.should_exit = True
         with contextlib.suppress(asyncio.TimeoutError):
@@ -325,7 +345,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
     return code
 
 
-def _fleet_collector(args: argparse.Namespace, db: Path) -> Collector:
+def _fleet_collector(args: argparse.Namespace, db: Path, on_commit: Callable[[], None]) -> Collector:
     from ecaptureq.cli.fleet import nats_options_from_args, since_from_args
     from ecaptureq.fleet import FleetReader
     from ecaptureq.fleet.subjects import BadNodeName, filter_subject
@@ -340,11 +360,14 @@ def _fleet_collector(args: argparse.Namespace, db: Path) -> Collector:
         store = CaptureStore(db)
     except StoreError as exc:
         raise CliError(str(exc), ExitCode.STORAGE) from None
-    return Collector(reader, store, flush_interval=args.flush_interval)
+    return Collector(reader, store, flush_interval=args.flush_interval, on_commit=on_commit)
 
 
 def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq ui``."""
     if (args.source or args.nats) is not None and args.db is not None and not args.db.parent.exists():
         raise CliError(f"--db {args.db}: the directory {args.db.parent} does not exist", ExitCode.USAGE)
+    from ecaptureq.pipeline.recorder import tune_gc_for_recording
+
+    tune_gc_for_recording()
     return asyncio.run(serve_ui(args))

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from ecaptureq.client import DEFAULT_ORIGIN, Client, Connected, ConnectError, Disconnected, Status
 from ecaptureq.protocol import DecodeError, Event
@@ -22,6 +23,23 @@ from ecaptureq.store.writer import CaptureStore
 
 YIELD_EVERY = 16
 """Messages recorded between two turns given to the event loop's other tasks."""
+
+RENDER_STEP: Final = 128
+"""Exchanges rendered into rows between two turns given to the event loop's other tasks, when a batch is
+taken for commit (a 5,000-event batch's exchanges take about 25 ms to render: the UI's requests would wait
+for all of it)."""
+
+GC_THRESHOLD: Final = (50_000, 20, 20)
+"""The cyclic garbage collector's thresholds in a recording process (Python's default: 700, 10, 10).
+
+Recording allocates several container objects per event (the decoded messages, their headers, the rows
+waiting for the next commit), almost none of them in a cycle: at the default, the collector ran every few
+events and took about a tenth of the CPU. Reference counting frees them either way."""
+
+
+def tune_gc_for_recording() -> None:
+    """Set :data:`GC_THRESHOLD` for this process (``record`` and ``ui`` call it at start)."""
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 @dataclass
@@ -43,7 +61,9 @@ class LiveRecorder:
 
     Call :meth:`wait_first_connection` before relying on it: it raises :class:`ConnectError` when the
     first attempt fails. ``event_filter`` keeps only the events it matches (``index`` counts every
-    event received); ``on_status`` sees each status change, ``on_flush`` runs after each timed commit.
+    event received); ``on_status`` sees each status change, ``on_flush`` runs after each timed commit, and
+    ``on_commit`` (on the event loop) after each batch the writer thread committed, as soon as it did, and
+    after the commits a connection's opening and closing make.
     :meth:`run` raises :class:`~ecaptureq.store.StoreError` when the database cannot be written.
     """
 
@@ -59,16 +79,19 @@ class LiveRecorder:
         event_filter: PacketFilter | None = None,
         on_status: Callable[[Status], None] | None = None,
         on_flush: Callable[[], None] | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.flush_interval = flush_interval
         self.event_filter = event_filter
         self._on_status_hook = on_status
         self._on_flush_hook = on_flush
+        self._on_commit_hook = on_commit
         self.stats = LiveStats()
         self._first: asyncio.Future[None] | None = None
         self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=8)
         self._inflight: asyncio.Future[None] | None = None
+        self._committing = asyncio.Lock()  # batches are taken and handed over one at a time, in order
         self.client = Client(
             url,
             origin=origin,
@@ -94,7 +117,9 @@ class LiveRecorder:
             c.status = f"connected to {status.url}"
             if status.gap is not None:
                 c.reconnects += 1
-            self.store.connection_opened(status.url)
+            self.store.connection_opened(status.url)  # commits what was buffered: announced below
+            if self._on_commit_hook is not None:
+                self._on_commit_hook()
             if self._first is not None and not self._first.done():
                 self._first.set_result(None)
         elif isinstance(status, Disconnected):
@@ -108,6 +133,8 @@ class LiveRecorder:
             else:
                 c.status = f"disconnected: {status.reason}{retry}"
             self.store.connection_closed(status.reason)
+            if self._on_commit_hook is not None:
+                self._on_commit_hook()
             if self._first is not None and not self._first.done():
                 self._first.set_exception(ConnectError(status.reason))
 
@@ -149,10 +176,25 @@ class LiveRecorder:
     async def _commit(self) -> None:
         """Hand what is buffered to the store's writer thread, after the previous batch is committed: the
         event loop goes on receiving (and the UI answering) while SQLite writes."""
-        await self._settle()
-        future = self.store.flush_in_background()
-        if future is not None:
+        async with self._committing:
+            await self._settle()
+            batch = self.store.take()
+            if batch is None:
+                return
+            try:
+                while not batch.render(RENDER_STEP):
+                    await asyncio.sleep(0)
+            except BaseException:  # cancelled at shutdown: the store's close() commits it
+                self.store.put_back(batch)
+                raise
+            future = self.store.commit_in_background(batch)
             self._inflight = asyncio.wrap_future(future)
+            if self._on_commit_hook is not None:
+                self._inflight.add_done_callback(self._committed)
+
+    def _committed(self, done: asyncio.Future[None]) -> None:
+        if not done.cancelled() and done.exception() is None and self._on_commit_hook is not None:
+            self._on_commit_hook()
 
     async def _settle(self) -> None:
         """Wait for the commit in progress, if any (its StoreError is raised here)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -85,11 +85,16 @@ def sql_error(exc: sqlite3.Error, text: str, seconds: float | None = None) -> Sq
     return SqlError(f"invalid SQL: {message} (in: {text.strip()})")
 
 
+PROGRESS_STEPS: Final = 1000
+"""SQLite virtual-machine steps between two looks at a :class:`Deadline`'s clock (microseconds apart)."""
+
+
 class Deadline:
     """Bound what the queries of ``conn`` may cost: each value at most :data:`VALUE_BYTES`, and every query
-    interrupted once ``seconds`` have passed since :meth:`start` (a timer thread calls
-    :meth:`sqlite3.Connection.interrupt`, which SQLite checks between steps; one step is bounded by the
-    value limit). Use as a context manager around the query and the reading of its rows.
+    interrupted once ``seconds`` have passed since :meth:`start` (SQLite calls a progress handler every
+    :data:`PROGRESS_STEPS` steps of its virtual machine, which stops the query once the time is up; one
+    step is bounded by the value limit). Use as a context manager around the query and the reading of its
+    rows. No thread is started: a UI request pays a clock read per thousand steps, not a timer thread.
     """
 
     def __init__(self, conn: sqlite3.Connection, seconds: float | None) -> None:
@@ -97,25 +102,26 @@ class Deadline:
         self.seconds = seconds
         self.expired = False
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, VALUE_BYTES)
-        self._timer: threading.Timer | None = None
+        self._ends: float | None = None
 
-    def _expire(self) -> None:
-        self.expired = True
-        self.conn.interrupt()
+    def _progress(self) -> int:
+        if self._ends is not None and time.monotonic() >= self._ends:
+            self.expired = True
+            return 1  # SQLite interrupts the statement
+        return 0
 
     def start(self) -> Deadline:
         """Start the clock."""
-        if self.seconds is not None and self._timer is None:
-            self._timer = threading.Timer(self.seconds, self._expire)
-            self._timer.daemon = True
-            self._timer.start()
+        if self.seconds is not None and self._ends is None:
+            self._ends = time.monotonic() + self.seconds
+            self.conn.set_progress_handler(self._progress, PROGRESS_STEPS)
         return self
 
     def cancel(self) -> None:
         """Stop the clock (the queries are done)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._ends is not None:
+            self._ends = None
+            self.conn.set_progress_handler(None, 0)
 
     def __enter__(self) -> Deadline:
         return self.start()

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
+
 from ecaptureq.decode.decoder import Decoder
 from ecaptureq.decode.model import Exchange, HttpMessage
 from ecaptureq.decode.results import RequestDone, ResponseDone
@@ -40,8 +42,12 @@ _INSERT_EXCHANGE = f"INSERT OR REPLACE INTO exchanges ({_EXCHANGE_COLUMNS}) VALU
 
 
 @dataclass
-class _Batch:
-    """Rows taken from the buffers for one transaction (exchange rows already rendered)."""
+class Batch:
+    """Rows taken from the buffers for one transaction (see :meth:`CaptureStore.take`).
+
+    Its exchanges are rendered into rows by :meth:`render`, in the thread that feeds the decoder (which
+    changes them), before the batch is committed; a caller on an event loop renders a few at a time.
+    """
 
     packets: list[tuple[Any, ...]] = field(default_factory=list)
     logs: list[tuple[Any, ...]] = field(default_factory=list)
@@ -49,10 +55,23 @@ class _Batch:
     exchanges: list[tuple[Any, ...]] = field(default_factory=list)
     delivered: list[tuple[int]] = field(default_factory=list)
     processes: list[tuple[Any, ...]] = field(default_factory=list)
+    unrendered: list[tuple[int, Exchange, str | None]] = field(default_factory=list)
+    """Exchanges still to render: (row id, exchange, node)."""
+
+    def render(self, count: int | None = None) -> bool:
+        """Render ``count`` more exchanges (all when ``None``) into rows; whether none is left."""
+        todo = self.unrendered
+        if count is None or count >= len(todo):
+            part, self.unrendered = todo, []
+        else:
+            part = todo[-count:]
+            del todo[-count:]
+        self.exchanges += [exchange_row(i, ex, node) for i, ex, node in part]
+        return not self.unrendered
 
     def __len__(self) -> int:
         parts = (self.packets, self.logs, self.heartbeats, self.exchanges, self.delivered, self.processes)
-        return sum(len(part) for part in parts)
+        return sum(len(part) for part in parts) + len(self.unrendered)
 
 
 @dataclass
@@ -87,12 +106,27 @@ STORE_DECODE_LIMIT: Final = 1024 * 1024
 
 
 def _compact(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    # orjson (C) writes the same compact JSON as json.dumps(ensure_ascii=False) bar the spelling of some
+    # floats, which read back equal; what it refuses (a lone surrogate, an integer beyond 64 bits) goes
+    # through json.
+    try:
+        return orjson.dumps(obj).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
 def _headers_json(msg: HttpMessage | None) -> str | None:
     if msg is None:
         return None
+    try:
+        whole = orjson.dumps(msg.headers)
+    except orjson.JSONEncodeError:  # a lone surrogate: json writes it, below
+        pass
+    else:
+        # The JSON of all the headers is at least as long as the size counted below, less one: when it is
+        # shorter than the cap, that count keeps every header, and this is the text it would make.
+        if len(whole) < HEADERS_STORED:
+            return whole.decode("utf-8")
     kept: list[list[str]] = []
     size = 2
     for k, v in msg.headers:
@@ -106,7 +140,19 @@ def _headers_json(msg: HttpMessage | None) -> str | None:
 
 
 def _cut(items: list[str]) -> list[str]:
-    return [i[:NOTE_CHARS] for i in items[:NOTES_STORED]]
+    return [i[:NOTE_CHARS] for i in items[:NOTES_STORED]] if items else items
+
+
+_CAPPED_FIELDS: Final = (
+    "method",
+    "url",
+    "path",
+    "scheme",
+    "authority",
+    "reason",
+    "content_type",
+    "content_encoding",
+)
 
 
 def _stored_message(d: dict[str, Any] | None, msg: HttpMessage | None) -> dict[str, Any] | None:
@@ -116,9 +162,10 @@ def _stored_message(d: dict[str, Any] | None, msg: HttpMessage | None) -> dict[s
     # back. The rest is capped.
     if d is None or msg is None:
         return None
-    for key in ("method", "url", "path", "scheme", "authority", "reason", "content_type", "content_encoding"):
-        if isinstance(d.get(key), str):
-            d[key] = d[key][:FIELD_CHARS]
+    for key in _CAPPED_FIELDS:
+        value = d.get(key)
+        if isinstance(value, str) and len(value) > FIELD_CHARS:
+            d[key] = value[:FIELD_CHARS]
     d["trailers"] = d["trailers"][:NOTES_STORED]
     d["errors"] = _cut(d["errors"])
     notes = d["notes"]
@@ -250,7 +297,7 @@ class CaptureStore:
         self._closed = False
         # With flush_in_background(), every write goes through this one thread, in order.
         self._writer: ThreadPoolExecutor | None = None
-        self._failed: list[_Batch] = []  # batches the writer thread could not commit, to retry first
+        self._failed: list[Batch] = []  # batches the writer thread could not commit, to retry first
         self._failed_lock = threading.Lock()
 
     @property
@@ -383,23 +430,27 @@ class CaptureStore:
         self._node_exchange_high += 1
         return self._node_exchange_high
 
-    def _take(self) -> _Batch:
-        """Move what is buffered into a batch (in the caller's thread: the exchanges are rendered now,
-        before the decoder changes them again); a batch that failed before comes first."""
+    def take(self) -> Batch | None:
+        """Move what is buffered into a batch (a batch that failed, or was put back, comes first); ``None``
+        when nothing waits. Render its exchanges (:meth:`Batch.render`) in this thread, then
+        :meth:`commit_in_background`; or :meth:`put_back` it."""
+        if not self.pending and not self._failed:
+            return None
         with self._failed_lock:
             failed, self._failed = self._failed, []
-        batch = _Batch()
+        batch = Batch()
         for old in failed:
             batch.packets += old.packets
             batch.logs += old.logs
             batch.heartbeats += old.heartbeats
             batch.exchanges += old.exchanges
+            batch.unrendered += old.unrendered
             batch.delivered += old.delivered
             batch.processes += old.processes
         batch.packets += self._packets
         batch.logs += self._logs
         batch.heartbeats += self._heartbeats
-        batch.exchanges += [exchange_row(i, ex, node) for i, (ex, node) in self._exchanges.items()]
+        batch.unrendered += [(i, ex, node) for i, (ex, node) in self._exchanges.items()]
         batch.delivered += self._delivered
         batch.processes += self._processes
         self._packets = []
@@ -410,7 +461,12 @@ class CaptureStore:
         self._processes = []
         return batch
 
-    def _commit(self, batch: _Batch) -> None:
+    def put_back(self, batch: Batch) -> None:
+        """Return a batch taken and not committed: the next one taken starts with it."""
+        with self._failed_lock:
+            self._failed.insert(0, batch)
+
+    def _commit(self, batch: Batch) -> None:
         """Write one batch in one transaction; on failure keep it to be retried first, and raise."""
         db = self._db
         try:
@@ -456,9 +512,10 @@ class CaptureStore:
             StoreError: the write failed (disk full, read-only); the rows stay buffered, what was
                 committed before stays in the file.
         """
-        if not self.pending and not self._failed:
+        batch = self.take()
+        if batch is None:
             return
-        batch = self._take()
+        batch.render()
         if self._writer is not None:
             self._writer.submit(self._commit, batch).result()
         else:
@@ -469,11 +526,16 @@ class CaptureStore:
         (``None`` when nothing waits). The caller keeps buffering meanwhile. Commits, and every other write
         from then on, run in that one thread in the order they were asked for. A failed commit raises
         :class:`StoreError` from the future, and its rows stay buffered for the next flush."""
-        if not self.pending and not self._failed:
-            return None
+        batch = self.take()
+        return None if batch is None else self.commit_in_background(batch)
+
+    def commit_in_background(self, batch: Batch) -> Future[None]:
+        """Commit a batch from :meth:`take` in the writer thread (its exchanges not rendered yet are rendered
+        first, in this thread); as :meth:`flush_in_background`."""
+        batch.render()
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecaptureq-store")
-        return self._writer.submit(self._commit, self._take())
+        return self._writer.submit(self._commit, batch)
 
     def close(self) -> None:
         """Store what the decoder still holds (requests without responses), flush, and close."""

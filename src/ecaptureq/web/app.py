@@ -5,8 +5,9 @@ Endpoints (all reads go through read-only connections, one per request, in a wor
 * ``GET /``: the page; ``/static/...``: its script and style (committed, no build step).
 * ``GET /api/exchanges?filter=COND&after_id=N&limit=N``: exchange rows with ``id > after_id`` matching a
   condition on ``exchanges``, as ``{"columns": [...], "rows": [[...]]}``.
-* ``GET /api/stream?filter=COND&after_id=N``: Server-Sent Events: ``rows`` (new exchanges), ``update``
-  (exchanges that were waiting for their response), ``status`` (the counters), every ``poll`` seconds.
+* ``GET /api/stream?filter=COND&after_id=N``: Server-Sent Events: ``rows`` (new exchanges) and ``update``
+  (exchanges that were waiting for their response) as soon as the live source commits a batch (or every
+  ``poll`` seconds, for a source that does not announce its commits), ``status`` (the counters) every second.
 * ``GET /api/exchange/{id}``: the detail pane: headers, decoded bodies (JSON pretty-printed, hex for
   binary), ``curl``.
 * ``GET /api/packets?sql=TEXT&limit=N``: the GUI's two SQL modes on ``packets``; ``GET /api/packet/{index}``.
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import math
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -66,6 +68,37 @@ PENDING_TRACKED = 2_000
 """How many incomplete exchanges one stream keeps re-reading for their responses."""
 
 
+STATUS_SECONDS = 1.0
+"""How often a stream sends the counters (``status``)."""
+
+
+class CommitSignal:
+    """Announces each batch the live source commits, so streams read the new rows at once.
+
+    :attr:`generation` counts the commits announced; :meth:`wait` returns as soon as it differs from the
+    one the caller saw before reading (a commit during the read is not missed), or after ``timeout``.
+    """
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        """A batch was committed (call it on the event loop's thread)."""
+        self.generation += 1
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, seen: int, timeout: float) -> bool:
+        """Wait for a commit after generation ``seen``, at most ``timeout`` seconds; whether one came."""
+        if self.generation != seen:
+            return True
+        event = self._event
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+        return self.generation != seen
+
+
 class LiveSource(Protocol):
     """What the UI shows of a live source: a ``LiveRecorder``, or a fleet ``Collector``."""
 
@@ -84,10 +117,19 @@ class UiState:
     db: Path
     recorder: LiveSource | None = None
     poll: float = 0.5
+    """Seconds between two reads of the database by a stream when no commit is announced: the fallback for
+    a source that does not announce its commits (or another process writing the database)."""
+    commits: CommitSignal = field(default_factory=CommitSignal)
+    """Announced by the live source after each commit: streams read the new rows then, not at the poll."""
     started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     active: set[sqlite3.Connection] = field(default_factory=set)
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(QUERY_SLOTS))
+
+    def stop(self) -> None:
+        """End the streams (at shutdown); then :meth:`interrupt_all`."""
+        self.stopping.set()
+        self.commits.notify()
 
     def interrupt_all(self) -> None:
         """Interrupt every query still running (at shutdown)."""
@@ -282,42 +324,52 @@ def create_app(state: UiState) -> Starlette:
     async def _events(cond: str | None, after: int) -> AsyncIterator[str]:
         last = after
         pending: dict[int, None] = {}  # incomplete exchange ids sent, oldest first
-        ticks = 0
+        loop = asyncio.get_running_loop()
+        read_at = status_at = -math.inf
+        announced = True  # read at once
         while not state.stopping.is_set():
+            seen = state.commits.generation
+            new: list[list[Any]] = []
+            if announced or loop.time() - read_at >= state.poll:
 
-            def tick(
-                c: sqlite3.Connection, since: int = last, waiting: tuple[int, ...] = tuple(pending)
-            ) -> tuple[list[list[Any]], list[list[Any]]]:
-                new = queries.exchange_rows(c, cond, since, STREAM_BATCH)
-                return new, queries.exchange_rows_by_id(c, waiting, cond)
+                def tick(
+                    c: sqlite3.Connection, since: int = last, waiting: tuple[int, ...] = tuple(pending)
+                ) -> tuple[list[list[Any]], list[list[Any]]]:
+                    new = queries.exchange_rows(c, cond, since, STREAM_BATCH)
+                    return new, queries.exchange_rows_by_id(c, waiting, cond)
 
-            try:
-                new, updated = await in_thread(tick)
-            except SqlError as exc:
-                yield f"event: failure\ndata: {json.dumps({'error': str(exc)})}\n\n"
-                return
-            except Busy:
-                new, updated = [], []  # the next tick tries again
-            complete_col = queries.EXCHANGE_COLUMNS.index("complete")
-            for row in updated:
-                if row[complete_col]:
-                    pending.pop(row[0], None)
-            if updated:
-                yield f"event: update\ndata: {json.dumps({'rows': updated})}\n\n"
-            if new:
-                last = new[-1][0]
-                for row in new:
-                    if not row[complete_col]:
-                        pending[row[0]] = None
-                while len(pending) > PENDING_TRACKED:
-                    pending.pop(next(iter(pending)))
-                yield f"event: rows\ndata: {json.dumps({'rows': new})}\n\n"
-            if ticks % 2 == 0:
+                read_at = loop.time()
+                try:
+                    new, updated = await in_thread(tick)
+                except SqlError as exc:
+                    yield f"event: failure\ndata: {json.dumps({'error': str(exc)})}\n\n"
+                    return
+                except Busy:
+                    new, updated = [], []  # the next tick tries again
+                complete_col = queries.EXCHANGE_COLUMNS.index("complete")
+                for row in updated:
+                    if row[complete_col]:
+                        pending.pop(row[0], None)
+                if updated:
+                    yield f"event: update\ndata: {json.dumps({'rows': updated})}\n\n"
+                if new:
+                    last = new[-1][0]
+                    for row in new:
+                        if not row[complete_col]:
+                            pending[row[0]] = None
+                    while len(pending) > PENDING_TRACKED:
+                        pending.pop(next(iter(pending)))
+                    yield f"event: rows\ndata: {json.dumps({'rows': new})}\n\n"
+            if loop.time() - status_at >= STATUS_SECONDS:
+                status_at = loop.time()
                 yield f"event: status\ndata: {json.dumps(await status_body())}\n\n"
-            ticks += 1
-            if len(new) < STREAM_BATCH:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(state.stopping.wait(), state.poll)
+            if len(new) == STREAM_BATCH:
+                announced = True  # more rows wait: read on at once
+                continue
+            # Until the next commit is announced, the next poll, or the next status, whichever is first.
+            now = loop.time()
+            timeout = max(0.0, min(read_at + state.poll, status_at + STATUS_SECONDS) - now)
+            announced = await state.commits.wait(seen, timeout)
 
     async def no_icon(request: Request) -> Response:
         return Response(status_code=204)

@@ -359,10 +359,17 @@ def packet_detail(conn: sqlite3.Connection, index: int) -> dict[str, Any] | None
 
 
 def totals(conn: sqlite3.Connection) -> dict[str, Any]:
-    """Counts of the database: packets, exchanges, run-log lines, connections (fast: max ids)."""
+    """Counts of the database: packets, exchanges, run-log lines, connections.
+
+    Packets and exchanges are estimated by their highest id (one index lookup, where ``count(*)`` reads a
+    whole index: 25 ms a status at 1,000,000 exchanges). The store numbers both 1, 2, 3... in the order
+    it writes them (the decoder numbers an exchange when it first hands it over), so it is their count
+    unless rows were deleted; the same order makes paging by ``after_id`` skip nothing.
+    """
     one = conn.execute(
-        'SELECT (SELECT coalesce(max("index"), 0) FROM packets), (SELECT count(*) FROM exchanges),'
-        " (SELECT count(*) FROM run_logs), (SELECT count(*) FROM connections)"
+        'SELECT (SELECT coalesce(max("index"), 0) FROM packets),'
+        " (SELECT coalesce(max(id), 0) FROM exchanges), (SELECT count(*) FROM run_logs),"
+        " (SELECT count(*) FROM connections)"
     ).fetchone()
     return {
         "packets": one[0],

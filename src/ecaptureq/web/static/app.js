@@ -126,7 +126,7 @@ class VirtualTable {
 
   layout() {
     // Fixed columns keep their width; growing ones share what is left, never below their minimum.
-    const least = (c) => this.widths.get(c.title) || c.min || 80;
+    const least = (c) => this.widths.get(c.title) || Math.max(c.min || 80, c.fit ? c.fit() : 0);
     const room = this.container.clientWidth || window.innerWidth;
     this.shown = this.columns.map(() => true);
     let total = this.columns.reduce((sum, c) => sum + least(c), 0);
@@ -142,7 +142,7 @@ class VirtualTable {
       if (!this.shown[i]) return;
       const dragged = this.widths.get(c.title);
       if (dragged) parts.push(`${dragged}px`);
-      else parts.push(c.grow ? `minmax(${c.min || 80}px, ${c.grow}fr)` : `${c.min || 80}px`);
+      else parts.push(c.grow ? `minmax(${least(c)}px, ${c.grow}fr)` : `${least(c)}px`);
     });
     this.template = parts.join(" ");
     for (const node of [this.head, this.body]) node.style.minWidth = `${total}px`;
@@ -348,11 +348,23 @@ class DetailPane {
 const X = { id: 0, time: 1, pname: 2, pid: 3, src: 4, dst: 5, method: 6, host: 7, path: 8, status: 9,
             size: 10, latency: 11, protocol: 12, complete: 13, node: 14 };
 
-// Fixed columns are as wide as their longest usual value; the growing ones share the rest in proportion
+// Fixed columns are as wide as their longest usual value (the id as wide as the last one needs, `fit`:
+// a database of millions has 7 digits); the growing ones share the rest in proportion
 // to their grow (CSS grid fr: of the whole rest, not of what is left above the minimums), never below
 // their minimum, so at 1024 px every column fits and at 1440 px the names and paths have room.
+let digitPx = 0;
+function idColumnWidth() {
+  // The last id in the table's font, plus the cell's padding (6 px a side) and a pixel of rounding.
+  if (!digitPx) {
+    const ctx = document.createElement("canvas").getContext("2d");
+    ctx.font = getComputedStyle(document.body).font;
+    digitPx = ctx.measureText("0123456789").width / 10;
+  }
+  return Math.ceil(13 + digitPx * String(state.lastId).length);
+}
+
 const EXCHANGE_COLUMNS = [
-  { title: "#", min: 56, num: true, get: (r) => String(r[X.id]) },
+  { title: "#", min: 56, fit: idColumnWidth, num: true, get: (r) => String(r[X.id]) },
   { title: "time", min: 104, get: (r) => shortTime(r[X.time]), full: (r) => r[X.time] || "" },
   { title: "process", min: 110, grow: 1.4, get: (r) => r[X.pname] || "" },
   { title: "pid", min: 60, num: true, drop: 3, get: (r) => (r[X.pid] === null ? "" : String(r[X.pid])) },
@@ -374,6 +386,7 @@ const state = {
   nodes: false,
   filter: "",
   lastId: 0,
+  idDigits: 1,       // digits of lastId the table's id column is laid out for
   byId: new Map(),   // exchange id -> position in rows
   rows: [],
   paused: false,
@@ -425,7 +438,11 @@ function addRows(rows) {
     added += 1;
   }
   updateCount();
-  table.render();
+  const digits = String(state.lastId).length;
+  if (digits !== state.idDigits) {
+    state.idDigits = digits;  // the id column widens with the ids (no "99…" at a million rows)
+    table.layout();
+  } else table.render();
   if (!added) return;
   if (stick) table.toBottom();
   else if (table.follow && !backlog) setUnseen(state.unseen + added);
