@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -248,43 +249,42 @@ def parse_form(text: str, limit: int = FORM_FIELDS) -> tuple[list[tuple[str, str
 def pretty_json(text: str) -> str:
     """``text`` pretty-printed (2-space indent) when it is JSON, else unchanged. Never raises.
 
-    Kept out of :func:`decode_body` because Python's indenting JSON encoder is slow: renderers call
-    it for what they show.
+    The text is exactly ``json.dumps(json.loads(text), indent=2, ensure_ascii=False)``'s, written by
+    orjson's C encoder (Python's indenting encoder is pure Python, about 20 times slower): numbers
+    with a fraction or exponent, and NaN and the infinities, are parsed as :class:`_JsonFloat` and
+    written as ``json.dumps`` writes them; what orjson refuses (integers beyond 64 bits, lone
+    surrogates, nesting deeper than it goes) is written by ``json.dumps``. Kept out of
+    :func:`decode_body`: renderers call it for what they show.
     """
     if len(text) > JSON_PARSE_LIMIT:
         return text
     try:
-        value = json.loads(text)
-        if _orjson_same(value):
-            return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode("utf-8")
+        value = json.loads(text, parse_float=_JsonFloat, parse_constant=_JsonFloat)
+    except (ValueError, RecursionError, TypeError):
+        return text
+    try:
+        return orjson.dumps(value, default=_json_float_text, option=orjson.OPT_INDENT_2).decode("utf-8")
+    except orjson.JSONEncodeError:
+        pass
+    try:
         return json.dumps(value, indent=2, ensure_ascii=False)
     except (ValueError, RecursionError, TypeError):
         return text
 
 
-_ORJSON_INT: Final = range(-(2**63), 2**64)
+class _JsonFloat(float):
+    """A float read from a JSON body by :func:`pretty_json`, written back as ``json.dumps`` writes it."""
+
+    __slots__ = ()
 
 
-def _orjson_same(value: object, depth: int = 0) -> bool:
-    """Whether orjson's indented output of ``value`` is exactly ``json.dumps(indent=2)``'s: no floats
-    (whose text may differ), integers within 64 bits, no lone surrogates, not too deep for orjson.
-    Python's indenting encoder is pure Python (about 20 times slower); orjson is the C one."""
-    if depth > 200:
-        return False
-    if isinstance(value, str):
-        return not _SURROGATE.search(value)
-    if value is None or isinstance(value, bool):
-        return True
-    if isinstance(value, int):
-        return value in _ORJSON_INT
-    if isinstance(value, list):
-        return all(_orjson_same(v, depth + 1) for v in value)
-    if isinstance(value, dict):
-        return all(not _SURROGATE.search(k) and _orjson_same(v, depth + 1) for k, v in value.items())
-    return False
-
-
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+def _json_float_text(obj: object) -> orjson.Fragment:
+    """orjson's ``default`` for :class:`_JsonFloat` (a float subclass, which orjson does not write)."""
+    if isinstance(obj, _JsonFloat):
+        # json.dumps writes a finite float as float.__repr__ does, NaN and the infinities by name.
+        text = float.__repr__(obj) if math.isfinite(obj) else json.dumps(float(obj))
+        return orjson.Fragment(text)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
 def media_type(content_type: str) -> str:
