@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import gc
 import ssl
 import time
@@ -159,19 +160,22 @@ class LiveRecorder:
         received = 0
         flt = self.event_filter
         store = self.store
-        async for message in self.client:
-            if isinstance(message, Event):
-                index += 1
-                if flt is not None and not flt.matches(message, index):
-                    continue
-            store.buffer(message)
-            received += 1
-            if store.pending >= store.batch_size:
-                await self._commit()
-            elif received % YIELD_EVERY == 0:
-                # Frames already received are handed over without a pause; let the other tasks of the
-                # loop (the UI's requests) in between, or they wait for a whole socket read's worth.
-                await asyncio.sleep(0)
+        # Every message one socket read brought comes at once (no await per message).
+        async with contextlib.aclosing(self.client.batches()) as batches:
+            async for batch in batches:
+                for message in batch:
+                    if isinstance(message, Event):
+                        index += 1
+                        if flt is not None and not flt.matches(message, index):
+                            continue
+                    store.buffer(message)
+                    received += 1
+                    if store.pending >= store.batch_size:
+                        await self._commit()
+                    elif received % YIELD_EVERY == 0:
+                        # Let the other tasks of the loop (the UI's requests) in between, or they wait
+                        # for a whole socket read's worth.
+                        await asyncio.sleep(0)
 
     async def _commit(self) -> None:
         """Hand what is buffered to the store's writer thread, after the previous batch is committed: the
