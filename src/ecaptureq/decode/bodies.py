@@ -439,12 +439,17 @@ def _to_text(data: bytes, charset: str | None, result: DecodedBody) -> str | Non
     return data.decode("iso-8859-1")
 
 
+_ASCII_COLUMN: Final = bytes(b if 32 <= b < 127 else 0x2E for b in range(256))
+"""bytes.translate table of a hex dump's ASCII column: printable ASCII as itself, anything else a dot."""
+
+
 def hexdump(data: bytes, width: int = 16) -> str:
     """A hex dump: offset, hex bytes and the printable ASCII beside them."""
+    data = bytes(data)
+    shown = data.translate(_ASCII_COLUMN).decode("ascii")
+    pad = width * 3 - 1
     lines = []
     for off in range(0, len(data), width):
-        chunk = data[off : off + width]
-        hexpart = " ".join(f"{b:02x}" for b in chunk)
-        asc = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{off:08x}  {hexpart:<{width * 3 - 1}}  |{asc}|")
+        end = off + width
+        lines.append(f"{off:08x}  {data[off:end].hex(' '):<{pad}}  |{shown[off:end]}|")
     return "\n".join(lines)
