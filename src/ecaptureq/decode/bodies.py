@@ -259,7 +259,7 @@ def pretty_json(text: str) -> str:
     if len(text) > JSON_PARSE_LIMIT:
         return text
     try:
-        value = json.loads(text, parse_float=_JsonFloat, parse_constant=_JsonFloat)
+        value = _FLOATS_KEPT.decode(text)
     except (ValueError, RecursionError, TypeError):
         return text
     try:
@@ -276,6 +276,10 @@ class _JsonFloat(float):
     """A float read from a JSON body by :func:`pretty_json`, written back as ``json.dumps`` writes it."""
 
     __slots__ = ()
+
+
+_FLOATS_KEPT: Final = json.JSONDecoder(parse_float=_JsonFloat, parse_constant=_JsonFloat)
+"""json.loads with those options, made once (json.loads makes a decoder per call when given options)."""
 
 
 def _json_float_text(obj: object) -> orjson.Fragment:
