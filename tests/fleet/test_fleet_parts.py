@@ -26,6 +26,7 @@ from ecaptureq.fleet.subjects import (
     subject,
 )
 from ecaptureq.protocol import Event, RunLog
+from ecaptureq.protocol.process import ProcessLabel
 from ecaptureq.store import CaptureStore
 from ecaptureq.store.schema import NODE_TABLES
 
@@ -109,10 +110,17 @@ def test_node_column_is_added_to_an_existing_database(tmp_path: Path) -> None:
     store.add(
         Event(timestamp=2, uuid="1_1_curl_3_1", pid=1, pname="curl", type=0, payload=b"x"), node="web-1"
     )
+    # an agent relaying ecaptureq tls: its process labels carry the node (pids of two nodes may collide)
+    store.add(RunLog(ProcessLabel(7, "curl", "/system.slice/a.scope", "").log_line()), node="web-1")
+    store.add(RunLog(ProcessLabel(7, "wget", "/system.slice/b.scope", "").log_line()), node="web-2")
     store.close()
     rows = db_rows(db, 'SELECT "index", pname, node FROM packets ORDER BY "index"')
     assert rows == [(1, "curl", None), (2, "curl", "web-1")]
-    assert db_rows(db, "SELECT line, node FROM run_logs") == [("old line", None)]
+    assert db_rows(db, "SELECT line, node FROM run_logs WHERE node IS NULL") == [("old line", None)]
+    assert db_rows(db, "SELECT pid, comm, cgroup, node FROM processes ORDER BY node") == [
+        (7, "curl", "/system.slice/a.scope", "web-1"),
+        (7, "wget", "/system.slice/b.scope", "web-2"),
+    ]
     for table in NODE_TABLES:
         assert "node" in {r[1] for r in db_rows(db, f"PRAGMA table_info({table})")}
 
