@@ -1,21 +1,27 @@
 """Benchmark fleet collection: agents x events/s into the collector's database, beside bare nats-py.
 
-    python benchmarks/bench_fleet.py [--quick]
+    python benchmarks/bench_fleet.py [--quick] [--rounds N]
 
 For 1 and 3 agents, each with N demo events (the same events, encoded once), in one run:
 
 - ``collect``: ``ecaptureq agent --replay FILE --speed 0`` processes (spool, headers, acks) publish to a
   real ``nats-server -js`` (deploy/nats-server.conf) and one ``ecaptureq collect`` process writes them into
-  a capture database (decoding HTTP exchanges, acknowledging after each commit). Time: from starting the
-  processes until the database holds every event.
+  a capture database (decoding HTTP exchanges, acknowledging each message after its commit).
 - ``--no-decode``: the same with ``collect --no-decode`` (packets only: the work the baseline compares to).
 - ``bare nats-py`` (the baseline): the same number of processes, each a bare nats-py loop publishing the
-  same LogEntry bytes with ``js.publish_async`` to the same server, and one bare consumer process (a push
-  consumer's callback) that acknowledges them (no database). Time: from starting the processes until the
-  consumer has every message.
+  same LogEntry bytes with the same headers (``Nats-Msg-Id`` and the others, so the same message sizes and
+  the same de-duplication work on the server) with ``js.publish_async``, 1,000 acks awaited at a time as
+  the agent does; and one bare consumer process: a push consumer on the same durable configuration
+  (explicit acks, the same ``max_ack_pending``) whose callback acknowledges each message (no database).
 
-Every row starts a fresh server. Both sides pay the same process start-up; the ratio is ecaptureq's rate
-over the baseline's (goal: at least 0.5).
+Every run starts a fresh server and its consumer (the collector, or the bare consumer), which creates the
+stream and binds its durable consumer; the clock starts once it is ready, then the publishers start (both
+sides pay the same publisher start-up), and stops when the database (or the bare consumer) holds every
+event. Each round runs bare, collect, --no-decode, bare again; a round's ratio is ecaptureq's rate over the
+mean of the two bare runs around it. The table gives the median over the rounds (and the ratios' range),
+and CPU microseconds per event of the consumer process (from the clock's start to the last event) and of
+the publisher processes (all of their life): on a shared machine the CPU figures are the steadier ones.
+The goal: a ratio of at least 0.5.
 """
 
 from __future__ import annotations
@@ -33,13 +39,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "deploy" / "nats-server.conf"
 USERS = ("node-1", "node-2", "node-3", "collector", "reader")
 CLI = [sys.executable, "-m", "ecaptureq"]
+# Every process loads compiled modules, as an installed ecaptureq does: with PYTHONDONTWRITEBYTECODE set
+# each start would compile the whole package again (0.4 s, where the bare loop compiles far less).
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 class Nats:
@@ -95,63 +106,120 @@ def db_count(db: Path) -> int:
         return 0
 
 
-def run_ecaptureq(root: Path, agents: int, per_agent: int, decode: bool) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a running process (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reap(proc: subprocess.Popen[Any], timeout: float) -> float:
+    """Wait for ``proc`` (SIGTERM after ``timeout`` s) and return the CPU seconds it used in all."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            proc.send_signal(signal.SIGTERM)
+            pid, status, usage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.01)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Run:
+    """One measured run: events/s, and CPU µs per event of the consumer and of the publishers."""
+
+    rate: float
+    consumer_us: float
+    publisher_us: float
+
+
+def wait_line(path: Path, text: str, proc: subprocess.Popen[Any], timeout: float) -> None:
+    """Wait until ``path`` (a process's stderr) holds ``text``."""
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"not ready: {path.read_text(errors='replace')}")
+        time.sleep(0.01)
+
+
+def run_ecaptureq(root: Path, agents: int, per_agent: int, decode: bool) -> Run:
     nats = Nats(root)
     db = root / "fleet.db"
-    procs = []
-    collect = [*CLI, "collect", "--nats", nats.url("collector"), "--db", str(db), "--quiet"]
+    err = root / "collect.err"
+    collect = [*CLI, "collect", "--nats", nats.url("collector"), "--db", str(db)]
+    collector = subprocess.Popen(
+        collect + ([] if decode else ["--no-decode"]), stderr=err.open("wb"), env=CHILD_ENV
+    )
+    publishers: list[subprocess.Popen[Any]] = []
     try:
+        wait_line(err, "ecaptureq collect:", collector, 60)  # its durable consumer is bound
+        cpu0 = cpu_seconds(collector.pid)
         t0 = time.perf_counter()
-        procs.append(subprocess.Popen(collect + ([] if decode else ["--no-decode"]),
-                                      stderr=(root / "collect.err").open("wb")))  # fmt: skip
         for i in range(agents):
             node = f"node-{i + 1}"
-            procs.append(subprocess.Popen(
+            publishers.append(subprocess.Popen(
                 [*CLI, "agent", "--nats", nats.url(node), "--node", node, "--spool", str(root / f"{node}.db"),
                  "--replay", str(root / f"rec-{i}.jsonl"), "--speed", "0", "--quiet"],
-                stderr=(root / f"{node}.err").open("wb")))  # fmt: skip
+                stderr=(root / f"{node}.err").open("wb"), env=CHILD_ENV))  # fmt: skip
         total = agents * per_agent
         deadline = time.monotonic() + 600
         while db_count(db) < total:
             if time.monotonic() > deadline:
                 raise SystemExit(f"ecaptureq: timed out at {db_count(db)} of {total}")
             time.sleep(0.02)
-        return total / (time.perf_counter() - t0)
+        rate = total / (time.perf_counter() - t0)
+        consumer = cpu_seconds(collector.pid) - cpu0
+        published = sum(reap(p, 60) for p in publishers)  # replay agents exit once all is acknowledged
+        return Run(rate, consumer / total * 1e6, published / total * 1e6)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            p.wait(60)
+        for p in [*publishers, collector]:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        collector.wait(60)
         nats.stop()
 
 
 async def bare_publish(url: str, path: str) -> None:
-    """The baseline publisher: the recording's LogEntry bytes with js.publish_async, acks awaited."""
+    """The baseline publisher: the recording's LogEntry bytes, with the agent's headers, js.publish_async,
+    1,000 acks awaited at a time."""
     import nats
 
+    from ecaptureq.fleet.subjects import message_headers
     from ecaptureq.protocol import encode
     from ecaptureq.sources.replay import load_recording
 
     bodies = [encode(e) for e in load_recording(Path(path)).events]
     node = url.split("//")[1].split(":")[0]
+    agent = secrets.token_hex(8)
     nc = await nats.connect(url, inbox_prefix=f"_INBOX_{node}")
     js = nc.jetstream()
     subject = f"ecaptureq.{node}.event"
     for start in range(0, len(bodies), 1000):
-        futures = [await js.publish_async(subject, b) for b in bodies[start : start + 1000]]
+        futures = [
+            await js.publish_async(subject, b, headers=message_headers(node, "bare", agent, start + i + 1))
+            for i, b in enumerate(bodies[start : start + 1000])
+        ]
         await asyncio.gather(*futures)
     await nc.close()
 
 
 async def bare_consume(url: str, total: int) -> None:
-    """The baseline consumer: nats-py's fastest way, a push consumer's callback acknowledging each message."""
+    """The baseline consumer: a push consumer configured as the collector's, its callback acknowledging
+    each message."""
     import nats
     from nats.js import api
+
+    from ecaptureq.fleet.reader import MAX_ACK_PENDING
+    from ecaptureq.fleet.subjects import STREAM, SUBJECT_ROOT
 
     nc = await nats.connect(url)
     js = nc.jetstream()
     with contextlib.suppress(Exception):
-        await js.add_stream(name="ECAPTUREQ", subjects=["ecaptureq.>"])
+        await js.add_stream(name=STREAM, subjects=[f"{SUBJECT_ROOT}.>"])
     done = asyncio.Event()
     got = 0
 
@@ -162,44 +230,42 @@ async def bare_consume(url: str, total: int) -> None:
         if got >= total:
             done.set()
 
-    await js.subscribe("ecaptureq.>", durable="bare", stream="ECAPTUREQ", cb=on_message, manual_ack=True,
-                       config=api.ConsumerConfig(max_ack_pending=4000))  # fmt: skip
+    config = api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, max_ack_pending=MAX_ACK_PENDING)
+    await js.subscribe(f"{SUBJECT_ROOT}.>", durable="bare", stream=STREAM, cb=on_message, manual_ack=True,
+                       config=config)  # fmt: skip
     print("ready", flush=True)
     await done.wait()
     print("done", flush=True)
     await nc.close()
 
 
-def run_bare(root: Path, agents: int, per_agent: int) -> float:
+def run_bare(root: Path, agents: int, per_agent: int) -> Run:
     nats = Nats(root)
     total = agents * per_agent
-    procs = []
+    publishers: list[subprocess.Popen[Any]] = []
+    consume = [sys.executable, __file__, "--bare-consume", nats.url("collector"), str(total)]
+    consumer = subprocess.Popen(consume, stdout=subprocess.PIPE, text=True, env=CHILD_ENV)
+    assert consumer.stdout is not None
     try:
+        if consumer.stdout.readline().strip() != "ready":
+            raise SystemExit("bare consumer did not start")
+        cpu0 = cpu_seconds(consumer.pid)
         t0 = time.perf_counter()
-        consume = [sys.executable, __file__, "--bare-consume", nats.url("collector"), str(total)]
-        consumer = subprocess.Popen(consume, stdout=subprocess.PIPE, text=True)
-        assert consumer.stdout is not None
         for i in range(agents):
-            publish = [
-                sys.executable,
-                __file__,
-                "--bare-publish",
-                nats.url(f"node-{i + 1}"),
-                str(root / f"rec-{i}.jsonl"),
-            ]
-            procs.append(subprocess.Popen(publish))
-        lines = [consumer.stdout.readline().strip() for _ in range(2)]
-        if lines != ["ready", "done"]:
-            raise SystemExit(f"bare consumer: {lines}")
+            publish = [sys.executable, __file__, "--bare-publish", nats.url(f"node-{i + 1}"),
+                       str(root / f"rec-{i}.jsonl")]  # fmt: skip
+            publishers.append(subprocess.Popen(publish, env=CHILD_ENV))
+        if consumer.stdout.readline().strip() != "done":
+            raise SystemExit("bare consumer failed")
         rate = total / (time.perf_counter() - t0)
-        consumer.wait(30)
-        for p in procs:
-            p.wait(30)
-        return rate
+        used = cpu_seconds(consumer.pid) - cpu0
+        published = sum(reap(p, 60) for p in publishers)
+        return Run(rate, used / total * 1e6, published / total * 1e6)
     finally:
-        for p in procs:
+        for p in [*publishers, consumer]:
             if p.poll() is None:
                 p.kill()
+        consumer.wait(30)
         nats.stop()
 
 
@@ -208,6 +274,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="5,000 events per agent instead of 20,000")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per agent count (default 3)")
     parser.add_argument("--bare-publish", nargs=2, metavar=("URL", "FILE"), help=argparse.SUPPRESS)
     parser.add_argument("--bare-consume", nargs=2, metavar=("URL", "TOTAL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -220,27 +287,43 @@ def main() -> None:
     if shutil.which("nats-server") is None:
         raise SystemExit("nats-server is not installed (scripts/setup-test)")
     per_agent = 5_000 if args.quick else 20_000
-    print(f"fleet: events/s delivered, {per_agent:,} demo events per agent, {os.cpu_count()} CPUs")
-    print(f"{'agents':>6}  {'events':>8}  {'collect':>9}  {'--no-decode':>11}  {'bare nats-py':>12}  "
-          f"{'ratio':>5}  {'ratio --no-decode':>17}   (events/s)")  # fmt: skip
+    print(
+        f"fleet: events/s delivered, {per_agent:,} demo events per agent, {os.cpu_count()} CPUs, median of "
+        f"{args.rounds} rounds (ratio: to the mean of the bare runs before and after, in each round)"
+    )
+    print(f"{'agents':>6}  {'consumer':<13}  {'events/s':>8}  {'ratio':>5}  {'(min-max)':>11}  "
+          f"{'consumer µs/ev':>14}  {'publishers µs/ev':>16}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         root = Path(tmp)
         for i in range(3):
             make_recording(root / f"rec-{i}.jsonl", per_agent, seed=i)
         for agents in (1, 3):
-            rates = []
-            for name in ("collect", "no-decode", "bare"):
-                run_root = root / f"{name}-{agents}"
-                run_root.mkdir()
-                for i in range(agents):
-                    (run_root / f"rec-{i}.jsonl").symlink_to(root / f"rec-{i}.jsonl")
-                if name == "bare":
-                    rates.append(run_bare(run_root, agents, per_agent))
-                else:
-                    rates.append(run_ecaptureq(run_root, agents, per_agent, decode=name == "collect"))
-            ours, raw, bare = rates
-            print(f"{agents:>6}  {agents * per_agent:>8,}  {ours:>9,.0f}  {raw:>11,.0f}  {bare:>12,.0f}  "
-                  f"{ours / bare:>5.2f}  {raw / bare:>17.2f}", flush=True)  # fmt: skip
+            runs: dict[str, list[Run]] = {"bare nats-py": [], "collect": [], "--no-decode": []}
+            ratios: dict[str, list[float]] = {"collect": [], "--no-decode": []}
+            for rnd in range(args.rounds):
+                got: dict[str, Run] = {}
+                for name in ("bare-before", "collect", "--no-decode", "bare-after"):
+                    run_root = root / f"{agents}-{rnd}-{name.strip('-')}"
+                    run_root.mkdir()
+                    for i in range(agents):
+                        (run_root / f"rec-{i}.jsonl").symlink_to(root / f"rec-{i}.jsonl")
+                    if name.startswith("bare"):
+                        got[name] = run_bare(run_root, agents, per_agent)
+                        runs["bare nats-py"].append(got[name])
+                    else:
+                        got[name] = run_ecaptureq(run_root, agents, per_agent, decode=name == "collect")
+                        runs[name].append(got[name])
+                bare = (got["bare-before"].rate + got["bare-after"].rate) / 2
+                for name in ratios:
+                    ratios[name].append(got[name].rate / bare)
+            for name, measured in runs.items():
+                r = ratios.get(name, [1.0])
+                spread = f"({min(r):.2f}-{max(r):.2f})" if name in ratios else ""
+                rate = median(m.rate for m in measured)
+                consumer = median(m.consumer_us for m in measured)
+                publishers = median(m.publisher_us for m in measured)
+                print(f"{agents:>6}  {name:<13}  {rate:>8,.0f}  {median(r):>5.2f}  {spread:>11}  "
+                      f"{consumer:>14.1f}  {publishers:>16.1f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

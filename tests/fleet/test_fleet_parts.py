@@ -26,6 +26,7 @@ from ecaptureq.fleet.subjects import (
     subject,
 )
 from ecaptureq.protocol import Event, RunLog
+from ecaptureq.protocol.process import ProcessLabel
 from ecaptureq.store import CaptureStore
 from ecaptureq.store.schema import NODE_TABLES
 
@@ -109,10 +110,17 @@ def test_node_column_is_added_to_an_existing_database(tmp_path: Path) -> None:
     store.add(
         Event(timestamp=2, uuid="1_1_curl_3_1", pid=1, pname="curl", type=0, payload=b"x"), node="web-1"
     )
+    # an agent relaying ecaptureq tls: its process labels carry the node (pids of two nodes may collide)
+    store.add(RunLog(ProcessLabel(7, "curl", "/system.slice/a.scope", "").log_line()), node="web-1")
+    store.add(RunLog(ProcessLabel(7, "wget", "/system.slice/b.scope", "").log_line()), node="web-2")
     store.close()
     rows = db_rows(db, 'SELECT "index", pname, node FROM packets ORDER BY "index"')
     assert rows == [(1, "curl", None), (2, "curl", "web-1")]
-    assert db_rows(db, "SELECT line, node FROM run_logs") == [("old line", None)]
+    assert db_rows(db, "SELECT line, node FROM run_logs WHERE node IS NULL") == [("old line", None)]
+    assert db_rows(db, "SELECT pid, comm, cgroup, node FROM processes ORDER BY node") == [
+        (7, "curl", "/system.slice/a.scope", "web-1"),
+        (7, "wget", "/system.slice/b.scope", "web-2"),
+    ]
     for table in NODE_TABLES:
         assert "node" in {r[1] for r in db_rows(db, f"PRAGMA table_info({table})")}
 
@@ -262,3 +270,39 @@ def test_collector_skips_hostile_messages(nats_server: NatsServer, tmp_path: Pat
     assert collector.terminate() == 0
     assert "3 malformed and 1 foreign messages skipped" in collector.text(), collector.text()
     assert "Traceback" not in collector.text()
+
+
+def test_reader_reads_the_ack_subject_as_nats_py_does() -> None:
+    """The reader reads a delivered message's stream sequence, delivery count and stream time from its
+    reply subject itself (nats-py's Msg.metadata is slow); both forms agree with nats-py's reading."""
+    from nats.aio.msg import Msg
+
+    from ecaptureq.fleet import FleetReader, NatsOptions
+    from ecaptureq.protocol import encode_event
+
+    reader = FleetReader(NatsOptions(servers=["nats://127.0.0.1:1"]), node_glob="web-*")
+    body = encode_event(Event(timestamp=1, uuid="1_1_curl_3_1", pid=1, pname="curl", type=0, payload=b"x"))
+    stored_ns = 1_770_000_000_123_456_789
+    replies = (
+        f"$JS.ACK.ECAPTUREQ.collect.3.4711.120.{stored_ns}.9",  # no domain
+        f"$JS.ACK.hub.ACCHASH.ECAPTUREQ.collect.1.4712.121.{stored_ns}.9.r4nd",  # a JetStream domain
+    )
+
+    def delivered(subject: str, reply: str, headers: dict[str, str] | None = None) -> Msg:
+        return Msg(None, subject=subject, reply=reply, data=body, headers=headers)  # type: ignore[arg-type]
+
+    for reply in replies:
+        msg = delivered("ecaptureq.web-1.event", reply, {"Ecaptureq-Source": "tls"})
+        fm = reader._message(msg)
+        assert fm is not None and isinstance(fm.message, Event) and fm.message.pname == "curl"
+        meta = msg.metadata
+        assert (fm.node, fm.source) == ("web-1", "tls")
+        assert (fm.stream_seq, fm.redelivered) == (meta.sequence.stream, meta.num_delivered > 1)
+        assert abs(fm.stored_at.timestamp() - meta.timestamp.timestamp()) < 1e-6
+    no_headers = reader._message(delivered("ecaptureq.web-1.log", replies[0]))
+    assert no_headers is not None and no_headers.source is None
+    # other nodes and foreign subjects are counted, every time (their parse is remembered)
+    for _ in range(2):
+        assert reader._message(delivered("ecaptureq.db-1.event", replies[0])) is None
+        assert reader._message(delivered("other.web-1.event", replies[0])) is None
+    assert (reader.stats.skipped_nodes, reader.stats.foreign, reader.stats.received) == (2, 2, 3)

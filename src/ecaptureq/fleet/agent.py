@@ -23,15 +23,7 @@ import nats.js.errors
 from ecaptureq.fleet.connection import Connection, FleetError, NatsAuthError, NatsOptions, connect
 from ecaptureq.fleet.spool import Spool, Spooled
 from ecaptureq.fleet.stream import Retention, ensure_stream
-from ecaptureq.fleet.subjects import (
-    HEADER_AGENT,
-    HEADER_MSG_ID,
-    HEADER_NODE,
-    HEADER_SEQ,
-    HEADER_SOURCE,
-    check_node,
-    subject,
-)
+from ecaptureq.fleet.subjects import HEADER_NODE, HEADER_SOURCE, check_node, message_headers, subject
 from ecaptureq.protocol import Event, encode_event, encode_heartbeat, encode_run_log, run_log_line
 
 DEFAULT_HEARTBEAT_INTERVAL = 15.0
@@ -128,14 +120,7 @@ class Agent:
     # -- the publishing side -------------------------------------------------------------------------
 
     def _headers(self, message: Spooled) -> dict[str, str]:
-        agent = self.spool.agent_id
-        return {
-            HEADER_MSG_ID: f"{agent}-{message.seq}",
-            HEADER_NODE: self.node,
-            HEADER_SOURCE: self.source,
-            HEADER_AGENT: agent,
-            HEADER_SEQ: str(message.seq),
-        }
+        return message_headers(self.node, self.source, self.spool.agent_id, message.seq)
 
     def _on_disconnected(self) -> None:
         if self.stats.connected and not self._closing:

@@ -9,9 +9,11 @@ committed with them tell it that they are stored already, so nothing is lost and
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,10 @@ from ecaptureq.fleet.reader import MAX_ACK_PENDING, FleetMessage, FleetReader
 from ecaptureq.protocol import DecodeError, Event, Heartbeat
 from ecaptureq.store.sql import PacketFilter
 from ecaptureq.store.writer import CaptureStore
+
+COMMITS_IN_FLIGHT = 2
+"""Commits the writer thread may have waiting while the collector reads on (each up to a third of the
+messages the server lets wait for their acknowledgement)."""
 
 DELIVERED_MARGIN = 1_000_000
 """Keys of acknowledged messages kept below the consumer's ack floor (about 16 MB): a server that lost
@@ -74,6 +80,7 @@ class Collector:
         self._exactly_once = reader.durable is not None
         self._high = store.delivered_high() if self._exactly_once else 0
         self._started = time.monotonic()
+        self._acks: collections.deque[tuple[asyncio.Task[None], Future[None] | None]] = collections.deque()
 
     @property
     def url(self) -> str:
@@ -102,25 +109,53 @@ class Collector:
                 self.stats.duplicates += 1
                 return
             self._high = max(self._high, key)
-        self.store.add(message, node=fm.node, key=key)
+        self.store.buffer(message, node=fm.node, key=key)  # committed by run(), in the writer thread
         self.stats.stored += 1
         if isinstance(message, Event):
             status.events += 1
         else:
             status.logs += 1
 
-    async def _commit(self, to_ack: list[Msg]) -> None:
-        self.store.flush()
-        self.stats.commits += 1
+    async def _acknowledge(self, commit: Future[None] | None, to_ack: list[Msg]) -> None:
+        """Once ``commit`` (and so every commit asked for before it) is done, acknowledge ``to_ack``."""
+        if commit is not None:
+            await asyncio.wrap_future(commit)  # StoreError: nothing of it is acknowledged
+            self.stats.commits += 1
         for msg in to_ack:
             with contextlib.suppress(Exception):  # an ack lost is a redelivery, recognised later
                 await msg.ack()
-        to_ack.clear()
         if self._on_commit is not None:
             self._on_commit()
 
+    def _commit(self, to_ack: list[Msg]) -> asyncio.Task[None]:
+        """Commit what is buffered in the store's writer thread, then acknowledge ``to_ack``.
+
+        Messages not stored (duplicates, other nodes) may be acknowledged only once whatever they were
+        recognised against is committed: after the last commit asked for, which the writer thread
+        finishes after every earlier one."""
+        commit = self.store.flush_in_background()
+        if commit is None and self._acks:
+            commit = self._acks[-1][1]
+        task = asyncio.ensure_future(self._acknowledge(commit, to_ack))
+        self._acks.append((task, commit))
+        return task
+
+    async def _settle(self, keep: int) -> None:
+        """Wait until at most ``keep`` commits are in flight (raising a failed one's StoreError)."""
+        acks = self._acks
+        while acks and (len(acks) > keep or acks[0][0].done()):
+            task, _ = acks.popleft()
+            await task
+
     async def run(self) -> None:
         """Fetch, store, commit, acknowledge, until cancelled.
+
+        The commits run in the store's writer thread while the next messages are read; each batch is
+        acknowledged (explicitly, message by message) once its commit is done. One acknowledgement of
+        the batch's last message (``AckPolicy.ALL``) would be cheaper but not safe: a restarted
+        collector, or one whose connection dropped messages on the way, is sent new messages before the
+        server sends again what it had sent before, and acknowledging a new one would acknowledge those
+        too, never stored.
 
         Raises:
             StoreError: the database cannot be written (nothing uncommitted was acknowledged).
@@ -135,12 +170,14 @@ class Collector:
                     if fm is not None:
                         self._keep(fm)
                     to_ack.append(msg)
+                await self._settle(keep=COMMITS_IN_FLIGHT)
                 now = time.monotonic()
                 # commit on time, when the stream goes quiet, and before the server's bound on messages in
                 # flight (they are acknowledged only after the commit) holds delivery back
-                full = len(to_ack) >= MAX_ACK_PENDING // 2
+                full = len(to_ack) >= MAX_ACK_PENDING // (COMMITS_IN_FLIGHT + 1)
                 if to_ack and (full or now - last_commit >= self.flush_interval or not batch):
-                    await self._commit(to_ack)
+                    self._commit(to_ack)
+                    to_ack = []
                     last_commit = now
                 if self._exactly_once and now - last_prune >= 30:
                     last_prune = now
@@ -149,8 +186,12 @@ class Collector:
                         self.store.forget_delivered(floor - DELIVERED_MARGIN)
         finally:
             if to_ack:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self._commit(to_ack))
+                self._commit(to_ack)
+            tasks = [task for task, _ in self._acks]
+            self._acks.clear()
+            # every one awaited (a failed commit's error is the one run() raised, or comes again on close)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
 
     def snapshot(self) -> dict[str, Any]:
         """The counters as JSON (the web UI's ``/api/status``)."""

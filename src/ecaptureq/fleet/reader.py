@@ -31,6 +31,13 @@ from ecaptureq.fleet.subjects import (
 )
 from ecaptureq.protocol import DecodeError, Message, decode
 
+_ACK_V1_TOKENS = 9
+"""``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>``: the reply
+subject of a message a JetStream consumer delivers, from a server without domains (ADR-15)."""
+
+_SUBJECTS_CACHED = 4096
+"""Subjects whose parse a reader remembers (a fleet has a few per node); forgotten all at once beyond."""
+
 MAX_ACK_PENDING = 4000
 """Messages delivered and not yet acknowledged, at most (at 16 KiB each, 64 MiB in flight)."""
 
@@ -48,7 +55,7 @@ class FleetMessage:
         stream_seq: its sequence number in the stream (unique, the collector's de-duplication key).
         redelivered: whether the server delivered it before (to this consumer).
         source: the agent's ``Ecaptureq-Source`` header.
-        stored_at: when the stream stored it.
+        stored_ns: when the stream stored it (Unix nanoseconds).
     """
 
     node: str
@@ -56,7 +63,16 @@ class FleetMessage:
     stream_seq: int
     redelivered: bool
     source: str | None
-    stored_at: datetime.datetime | None
+    stored_ns: int
+
+    @property
+    def stored_at(self) -> datetime.datetime:
+        """When the stream stored it, as an aware UTC datetime."""
+        return datetime.datetime.fromtimestamp(self.stored_ns / 1e9, datetime.UTC)
+
+
+_FOREIGN = "<foreign>"  # not a node name: check_node refuses "<"
+_OTHER_NODE = "<other node>"
 
 
 @dataclass
@@ -109,6 +125,7 @@ class FleetReader:
         self.conn: Connection | None = None
         self._sub: nats.js.JetStreamContext.PushSubscription | None = None
         self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._nodes: dict[str, str] = {}  # subject -> node, _FOREIGN or _OTHER_NODE
 
     def _config(self) -> api.ConsumerConfig:
         if self.since is not None:
@@ -168,26 +185,53 @@ class FleetReader:
         except (nats.js.errors.APIError, nats.js.errors.Error) as exc:
             raise ConsumerRefused(STREAM, self.durable, str(exc.description or exc)) from None
 
-    def _message(self, msg: Msg) -> FleetMessage | None:
-        parsed = parse_subject(msg.subject)
-        if parsed is None:
+    def _node(self, subject: str) -> str | None:
+        """The node of a subject to keep; ``None`` (counted) for a foreign subject or another node.
+
+        Every message of a node has one of its three subjects: their parse is remembered."""
+        node = self._nodes.get(subject, "")
+        if node == "":
+            parsed = parse_subject(subject)
+            if parsed is None:
+                node = _FOREIGN
+            elif not node_matches(parsed.node, self.node_glob):
+                node = _OTHER_NODE
+            else:
+                node = parsed.node
+            if len(self._nodes) >= _SUBJECTS_CACHED:
+                self._nodes.clear()
+            self._nodes[subject] = node
+        if node is _FOREIGN:
             self.stats.foreign += 1
             return None
-        if not node_matches(parsed.node, self.node_glob):
+        if node is _OTHER_NODE:
             self.stats.skipped_nodes += 1
             return None
-        meta = msg.metadata
+        return node
+
+    def _message(self, msg: Msg) -> FleetMessage | None:
+        node = self._node(msg.subject)
+        if node is None:
+            return None
+        tokens = msg.reply.split(".")
+        if len(tokens) == _ACK_V1_TOKENS:  # read here: Msg.metadata costs as much as the rest of this
+            stream_seq, delivered, stored_ns = int(tokens[5]), int(tokens[4]), int(tokens[7])
+        else:  # a server with a JetStream domain: its longer form, read by nats-py
+            meta = msg.metadata
+            stream_seq, delivered = meta.sequence.stream, meta.num_delivered
+            stored_ns = int(meta.timestamp.timestamp() * 1e9)
         decoded = decode(msg.data)
         if isinstance(decoded, DecodeError):
             self.stats.malformed += 1
         self.stats.received += 1
+        headers = msg.headers
         return FleetMessage(
-            node=parsed.node,
-            message=decoded,
-            stream_seq=meta.sequence.stream,
-            redelivered=meta.num_delivered > 1,
-            source=(msg.headers or {}).get(HEADER_SOURCE),
-            stored_at=meta.timestamp,
+            node,
+            decoded,
+            stream_seq,
+            delivered > 1,
+            headers.get(HEADER_SOURCE) if headers else None,
+            stored_ns,
         )
 
     async def batches(self, idle: float = 0.5) -> AsyncIterator[list[tuple[FleetMessage | None, Msg]]]:

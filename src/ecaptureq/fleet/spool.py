@@ -2,7 +2,7 @@
 
 Everything an agent captures goes through the spool: :meth:`Spool.put` (thread-safe, from any capture
 thread) queues it in memory, :meth:`Spool.commit` writes the queued messages in one transaction, and the
-publisher reads them in order and :meth:`Spool.remove_through` deletes them once JetStream acknowledged
+publisher reads them in order and :meth:`Spool.remove` deletes them once JetStream acknowledged
 them. So nothing is lost while NATS is down or slow, and a restarted agent publishes what the previous
 run left. The spool holds at most ``max_bytes`` of message bodies; what would exceed it is refused and
 counted (:attr:`SpoolStats.overflowed`), never dropped silently.
@@ -10,6 +10,7 @@ counted (:attr:`SpoolStats.overflowed`), never dropped silently.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import sqlite3
 import threading
@@ -153,7 +154,11 @@ class Spool:
             return
         try:
             self._db.execute("BEGIN")
-            self._db.executemany("DELETE FROM queue WHERE seq = ?", [(m.seq,) for m in messages])
+            seqs = [m.seq for m in messages]
+            if all(b == a + 1 for a, b in itertools.pairwise(seqs)):  # a run, as read gave it
+                self._db.execute("DELETE FROM queue WHERE seq BETWEEN ? AND ?", (seqs[0], seqs[-1]))
+            else:
+                self._db.executemany("DELETE FROM queue WHERE seq = ?", [(m.seq,) for m in messages])
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._db.in_transaction:

@@ -42,6 +42,18 @@ DEFAULT_MAX_BYTES: Final = 10 * 1024**3
 DEFAULT_DUPLICATE_WINDOW: Final = 600.0
 """How long JetStream remembers a ``Nats-Msg-Id``, in seconds: re-publishes within it are dropped."""
 
+
+def message_headers(node: str, source: str, agent: str, seq: int) -> dict[str, str]:
+    """The headers of the message an agent (spool id ``agent``) publishes as its ``seq``-th."""
+    return {
+        HEADER_MSG_ID: f"{agent}-{seq}",
+        HEADER_NODE: node,
+        HEADER_SOURCE: source,
+        HEADER_AGENT: agent,
+        HEADER_SEQ: str(seq),
+    }
+
+
 _NODE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 

@@ -125,7 +125,7 @@ CREATE TABLE IF NOT EXISTS delivered (
 );
 """
 
-NODE_TABLES: Final = ("packets", "exchanges", "run_logs")
+NODE_TABLES: Final = ("packets", "exchanges", "run_logs", "processes")
 """Tables with a ``node`` column: the fleet node (agent) a row came from, NULL for a direct source.
 
 Added to existing databases by :func:`initialise` (an additive change: the schema version stays)."""

@@ -375,7 +375,7 @@ class CaptureStore:
             label = parse_process(message.line)
             if label is not None:  # ecaptureq tls names each process's cgroup and container
                 row = (label.pid, label.comm, label.cgroup, label.container_id, self._connection_id, now)
-                self._processes.append(row)
+                self._processes.append((*row, node))
             decoder = self._decoder if node is None else self._node_decoder(node)
             gap = parse_gap(message.line) if decoder is not None else None
             if gap is not None and decoder is not None:  # the exchange it damaged is incomplete
@@ -480,8 +480,8 @@ class CaptureStore:
                 )
             if batch.processes:
                 db.executemany(
-                    "INSERT INTO processes (pid, comm, cgroup, container_id, connection_id, received_ns)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO processes (pid, comm, cgroup, container_id, connection_id, received_ns,"
+                    " node) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     batch.processes,
                 )
             if batch.heartbeats:
