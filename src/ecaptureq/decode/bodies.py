@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import struct
 import zlib
 from dataclasses import dataclass, field
 from typing import Final
@@ -201,12 +202,20 @@ def looks_binary(data: bytes) -> bool:
     return controls > max(2, len(text) // CONTROL_SHARE)
 
 
+_GRPC_PREFIX: Final = struct.Struct(">BI")
+"""A gRPC message's prefix: its compressed-flag byte and its length."""
+
+
 def split_grpc(data: bytes) -> tuple[list[bytes], str | None]:
     """Split a gRPC body into its length-prefixed messages (1 flag byte, 4-byte big-endian length).
 
     Returns the messages and an error when the framing does not add up (a cut message is returned as far
     as it goes). A compressed message (flag 1) is returned as sent.
     """
+    if len(data) >= 5:  # one whole message, the usual case
+        flag, size = _GRPC_PREFIX.unpack_from(data)
+        if flag <= 1 and size + 5 == len(data):
+            return [data[5:]], None
     msgs: list[bytes] = []
     pos = 0
     while pos < len(data):

@@ -155,7 +155,8 @@ class _Conn:
     h1: dict[str, Http1Parser] = field(default_factory=dict)
     h2: H2Connection | None = None
     pending: deque[Exchange] = field(default_factory=deque)
-    h2_pending: OrderedDict[int, Exchange] = field(default_factory=OrderedDict)
+    h2_pending: dict[int, Exchange] | None = None
+    """HTTP/2 exchanges by stream id, oldest first (made at the first HTTP/2 request)."""
     directions: dict[str, _Direction] = field(default_factory=dict)
     writer_side: Side | None = None
     buffered: int = 0
@@ -359,6 +360,12 @@ class Decoder:
             conn.meta = meta
         direction = conn.directions.get(meta.stream) or conn.direction(meta.stream)
         held = direction.held
+        if conn.mode is _HTTP2 and not held:
+            # An HTTP/2 connection's chunk, the common case: every chunk goes to its HTTP/2 decoder
+            # (what _lane and the mode table say for it, without asking them).
+            self._feed_h2(conn, direction, meta, out)
+            self._account(conn, out)
+            return
         if held:
             direction.held = b""
             body = held + body
@@ -386,7 +393,7 @@ class Decoder:
             else:
                 out.append(Undecoded(meta, body, tuple(errors)))
         elif lane == "h2":
-            self._feed_h2(conn, meta, out)
+            self._feed_h2(conn, direction, meta, out)
         else:
             kind: Literal["request", "response"] = "request" if lane == "h1-request" else "response"
             parser = conn.h1.get(kind)
@@ -494,8 +501,8 @@ class Decoder:
         self._close(ex, meta, msg)
         return ResponseDone(meta, msg, ex)
 
-    def _h2_side(self, conn: _Conn, meta: EventMeta) -> Side:
-        direction = conn.direction(meta.stream)
+    def _h2_side(self, conn: _Conn, direction: _Direction, meta: EventMeta) -> Side:
+        """Which side sent the chunk of HTTP/2 bytes ``meta`` carries (``direction`` is its stream's)."""
         known = direction.side
         if known is not None:
             return known
@@ -526,9 +533,9 @@ class Decoder:
             )
         return side
 
-    def _feed_h2(self, conn: _Conn, meta: EventMeta, out: list[Decoded]) -> None:
+    def _feed_h2(self, conn: _Conn, direction: _Direction, meta: EventMeta, out: list[Decoded]) -> None:
         assert conn.h2 is not None
-        side = self._h2_side(conn, meta)
+        side = self._h2_side(conn, direction, meta)
         self.last_type = EventType.HTTP2_REQUEST if side == "client" else EventType.HTTP2_RESPONSE
         result: H2Result = conn.h2.feed(side, meta.body, meta.time_ns)
         for msg in result.messages:
@@ -540,16 +547,19 @@ class Decoder:
 
     def _h2_message(self, conn: _Conn, meta: EventMeta, msg: HttpMessage) -> Decoded:
         sid = msg.stream_id if msg.stream_id is not None else 0
+        pending = conn.h2_pending
+        if pending is None:
+            pending = conn.h2_pending = {}
         if msg.kind == "request":
             ex = self._new_exchange(conn, meta, "h2")
             ex.stream_id = sid
             ex.request = msg
             ex.started_ns = msg.time_ns
-            conn.h2_pending[sid] = ex
-            while len(conn.h2_pending) > _MAX_PENDING:
-                conn.h2_pending.popitem(last=False)
+            pending[sid] = ex
+            while len(pending) > _MAX_PENDING:
+                del pending[next(iter(pending))]
             return RequestDone(meta, msg, ex)
-        ex = conn.h2_pending.pop(sid) if sid in conn.h2_pending else self._new_exchange(conn, meta, "h2")
+        ex = pending.pop(sid, None) or self._new_exchange(conn, meta, "h2")
         ex.stream_id = sid
         self._close(ex, meta, msg)
         return ResponseDone(meta, msg, ex)
