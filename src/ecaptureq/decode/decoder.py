@@ -559,7 +559,8 @@ class Decoder:
             while len(pending) > _MAX_PENDING:
                 del pending[next(iter(pending))]
             return RequestDone(meta, msg, ex)
-        ex = pending.pop(sid, None) or self._new_exchange(conn, meta, "h2")
+        found = pending.pop(sid, None)
+        ex = found if found is not None else self._new_exchange(conn, meta, "h2")
         ex.stream_id = sid
         self._close(ex, meta, msg)
         return ResponseDone(meta, msg, ex)
