@@ -535,7 +535,7 @@ class Decoder:
 
     def _feed_h2(self, conn: _Conn, direction: _Direction, meta: EventMeta, out: list[Decoded]) -> None:
         assert conn.h2 is not None
-        side = self._h2_side(conn, direction, meta)
+        side = direction.side or self._h2_side(conn, direction, meta)
         self.last_type = EventType.HTTP2_REQUEST if side == "client" else EventType.HTTP2_RESPONSE
         result: H2Result = conn.h2.feed(side, meta.body, meta.time_ns)
         for msg in result.messages:
