@@ -165,3 +165,16 @@ def test_remembered_header_lines_stay_bounded_and_decode_as_h11() -> None:
     long_lines = "\nX-Big: " + "v" * http1._KNOWN_FIELDS_KEY_MAX
     _check("request", _req(f"GET / HTTP/1.1\nHost: a{long_lines}\n"), rng)
     assert all(len(k) <= http1._KNOWN_FIELDS_KEY_MAX for k in http1._KNOWN_FIELDS)
+
+
+def test_remembered_status_lines_stay_bounded_and_decode_as_h11() -> None:
+    """Status lines are remembered too (a server answers with a few): a hit, a refused line and a line
+    of another version decode as h11 decodes them, and the memory stays within its bounds."""
+    rng = random.Random(9)
+    for n in range(3 * http1._KNOWN_STATUS_MAX):
+        _check("response", _req(f"HTTP/1.1 200 R{n}\nContent-Length: 2\n", b"{}"), rng)
+        assert len(http1._KNOWN_STATUS) <= http1._KNOWN_STATUS_MAX
+    for line in ("HTTP/1.1 200 ", "HTTP/1.0 200 OK", "HTTP/1.1 2000 No", "HTTP/1.1 200 " + "r" * 300):
+        for _ in range(2):
+            _check("response", _req(f"{line}\nContent-Length: 2\n", b"{}"), rng)
+    assert all(len(k) <= http1._KNOWN_STATUS_KEY_MAX for k in http1._KNOWN_STATUS)

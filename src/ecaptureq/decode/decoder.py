@@ -128,6 +128,8 @@ _TYPE_LANES: Final[dict[int, _Lane]] = {
 }
 """The lane of a chunk by its event type (that of the event, or of its bytes)."""
 _HTTP2: Final = ConnectionMode.HTTP2
+_UNIT_ZERO: Final = TimeUnit.ZERO
+_UNIT_BOOT: Final = TimeUnit.BOOT_NANOSECONDS
 _WEBSOCKET: Final = ConnectionMode.WEBSOCKET
 _LANE_TYPES: Final[dict[str, int]] = {
     "h1-request": EventType.HTTP1_REQUEST,
@@ -449,11 +451,22 @@ class Decoder:
             kind, body_limit=self.body_limit, scheme=self._scheme(meta), method_hint=method_hint
         )
 
-    def _new_exchange(self, conn: _Conn, meta: EventMeta, protocol: Protocol) -> Exchange:
+    def _new_exchange(
+        self,
+        conn: _Conn,
+        meta: EventMeta,
+        protocol: Protocol,
+        request: HttpMessage | None = None,
+        stream_id: int | None = None,
+    ) -> Exchange:
+        """A new exchange on ``conn``, opened by ``request`` when there is one (it starts at its time)."""
+        unit = meta.timestamp.unit
         ex = Exchange(
             id=self._next_id,
             connection=conn.key,
             protocol=protocol,
+            stream_id=stream_id,
+            request=request,
             pid=meta.pid,
             pname=meta.pname,
             tid=meta.tid,
@@ -462,10 +475,8 @@ class Decoder:
             src_port=meta.src_port,
             dst_ip=meta.dst_ip,
             dst_port=meta.dst_port,
-        )
-        unit = meta.timestamp.unit
-        ex.clock = (
-            "unset" if unit == TimeUnit.ZERO else "boot" if unit == TimeUnit.BOOT_NANOSECONDS else "epoch"
+            clock="unset" if unit is _UNIT_ZERO else "boot" if unit is _UNIT_BOOT else "epoch",
+            started_ns=request.time_ns if request is not None else None,
         )
         self._next_id += 1
         return ex
@@ -483,9 +494,7 @@ class Decoder:
         if msg.kind == "request":
             if not msg.method:
                 return Undecoded(meta, msg.raw, tuple(msg.errors))
-            ex = self._new_exchange(conn, meta, msg.protocol)
-            ex.request = msg
-            ex.started_ns = msg.time_ns
+            ex = self._new_exchange(conn, meta, msg.protocol, msg)
             conn.pending.append(ex)
             while len(conn.pending) > _MAX_PENDING:
                 conn.pending.popleft()
@@ -551,10 +560,7 @@ class Decoder:
         if pending is None:
             pending = conn.h2_pending = {}
         if msg.kind == "request":
-            ex = self._new_exchange(conn, meta, "h2")
-            ex.stream_id = sid
-            ex.request = msg
-            ex.started_ns = msg.time_ns
+            ex = self._new_exchange(conn, meta, "h2", msg, sid)
             pending[sid] = ex
             while len(pending) > _MAX_PENDING:
                 del pending[next(iter(pending))]

@@ -118,6 +118,29 @@ def _fields_of(lines: str) -> _Fields | None:
     return fields
 
 
+_KNOWN_STATUS: dict[str, tuple[int, str] | None] = {}
+"""HTTP/1.1 status lines -> their status and reason (``None``: not one by h11's grammar, or another
+version); bounded, for the whole process: a server answers with a few."""
+_KNOWN_STATUS_MAX: Final = 64
+_KNOWN_STATUS_KEY_MAX: Final = 256
+
+
+def _status_of(line: str) -> tuple[int, str] | None:
+    try:
+        return _KNOWN_STATUS[line]
+    except KeyError:
+        pass
+    m = _STATUS_LINE.fullmatch(line)
+    found = None
+    if m is not None and m["http_version"] == "1.1":
+        found = (int(m["status_code"]), m["reason"] or "")
+    if len(line) <= _KNOWN_STATUS_KEY_MAX:
+        if len(_KNOWN_STATUS) >= _KNOWN_STATUS_MAX:  # bounded whatever a capture sends
+            _KNOWN_STATUS.clear()
+        _KNOWN_STATUS[line] = found
+    return found
+
+
 def starts_message(data: bytes, kind: Literal["request", "response"]) -> bool:
     """Whether ``data`` plainly begins an HTTP/1.x request (or response): a whole start line followed by a
     header line or the blank line. Used to notice that captured bytes were lost inside a body."""
@@ -264,25 +287,28 @@ class Http1Parser:
         request = self.kind == "request"
         if request:
             start = _REQUEST_LINE.fullmatch(head, 0, first)
+            if start is None:
+                return False
+            method, target, version = start.group("method", "target", "http_version")
+            if version != "1.1":
+                return False
         else:
             hint = self.method_hint(self._done_this_feed) if self.method_hint is not None else None
             if hint not in _FAST_METHOD_HINTS:
                 return False
-            start = _STATUS_LINE.fullmatch(head, 0, first)
-        if start is None or start["http_version"] != "1.1":
-            return False
+            line = _status_of(head[:first])
+            if line is None:
+                return False
+            status, reason = line
         fields = _fields_of(head[first:])
         if fields is None:
             return False
         size = fields.size
         if request:
-            method = start["method"]
             if method == "CONNECT" or fields.hosts != 1:
                 return False
-        else:
-            status = int(start["status_code"])
-            if status < 200 or status in (204, 304) or size < 0:
-                return False
+        elif status < 200 or status in (204, 304) or size < 0:
+            return False
         if size < 0:
             size = 0
         body_start = end + 4
@@ -291,7 +317,7 @@ class Http1Parser:
             return False
         self._time_ns = time_ns
         if request:
-            msg = self._request(list(fields.headers), "http/1.1", method, start["target"], fields.host)
+            msg = self._request(list(fields.headers), "http/1.1", method, target, fields.host)
         else:
             msg = HttpMessage(
                 kind="response",
@@ -299,7 +325,7 @@ class Http1Parser:
                 headers=list(fields.headers),
                 time_ns=time_ns,
                 status=status,
-                reason=start["reason"] or "",
+                reason=reason,
             )
         msg.content_type = fields.content_type
         msg.content_encoding = fields.content_encoding
