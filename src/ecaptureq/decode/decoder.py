@@ -337,14 +337,17 @@ class Decoder:
         return out
 
     def _account(self, conn: _Conn, out: list[Decoded]) -> None:
-        now = conn.h2.buffered if conn.h2 is not None else 0
-        for parser in conn.h1.values():
-            now += parser.buffered
+        h2 = conn.h2
+        now = h2.buffered if h2 is not None else 0
+        if conn.h1:
+            for parser in conn.h1.values():
+                now += parser.buffered
         for direction in conn.directions.values():
             if direction.held:
                 now += len(direction.held)
-        if now != conn.buffered:
-            self._buffered += now - conn.buffered
+        was = conn.buffered
+        if now != was:
+            self._buffered += now - was
             conn.buffered = now
         while self._buffered > self.max_buffered and self._conns:
             self.evicted += 1
@@ -484,11 +487,12 @@ class Decoder:
     @staticmethod
     def _close(ex: Exchange, meta: EventMeta, response: HttpMessage) -> None:
         ex.response = response
-        ex.ended_ns = meta.time_ns
-        if ex.started_ns is None:
-            ex.started_ns = response.time_ns
-        if ex.started_ns is not None and ex.ended_ns is not None and ex.request is not None:
-            ex.latency = max(0, ex.ended_ns - ex.started_ns) / 1e9
+        ex.ended_ns = ended = meta.time_ns
+        started = ex.started_ns
+        if started is None:
+            ex.started_ns = started = response.time_ns
+        if started is not None and ended is not None and ex.request is not None:
+            ex.latency = max(0, ended - started) / 1e9
 
     def _h1_message(self, conn: _Conn, meta: EventMeta, msg: HttpMessage) -> Decoded:
         if msg.kind == "request":
@@ -562,8 +566,8 @@ class Decoder:
         if msg.kind == "request":
             ex = self._new_exchange(conn, meta, "h2", msg, sid)
             pending[sid] = ex
-            while len(pending) > _MAX_PENDING:
-                del pending[next(iter(pending))]
+            if len(pending) > _MAX_PENDING:
+                del pending[next(iter(pending))]  # one added, so one at most too many
             return RequestDone(meta, msg, ex)
         found = pending.pop(sid, None)
         ex = found if found is not None else self._new_exchange(conn, meta, "h2")

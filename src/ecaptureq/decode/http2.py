@@ -232,7 +232,8 @@ class H2Connection:
         """Bytes held in frame buffers and unfinished bodies (for the tracker's memory bound)."""
         total = 0
         for d in self._dirs.values():
-            total += len(d.buf)
+            if d.buf:
+                total += len(d.buf)
             if d.streams:
                 total += sum(len(s.body) for s in d.streams.values())
             if d.block is not None:
