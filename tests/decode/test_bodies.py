@@ -9,9 +9,12 @@ import zlib
 import brotli
 import pytest
 import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ecaptureq.decode import decode_body, decompress
 from ecaptureq.decode.bodies import is_json_text, split_grpc
+from ecaptureq.decode.model import HttpMessage
 
 ZEROS = bytes(64 * 1024 * 1024)
 BOMBS = {
@@ -98,3 +101,61 @@ def test_is_json_text_is_what_json_loads_accepts(text: str) -> None:
     except (ValueError, RecursionError):
         expected = False
     assert is_json_text(text) is expected
+
+
+_TYPES = [
+    "",
+    "application/json",
+    "application/json; charset=utf-8",
+    "text/plain",
+    "text/html; charset=iso-8859-1",
+    "application/grpc",
+    "application/grpc+proto",
+    "application/octet-stream",
+    "application/x-www-form-urlencoded",
+    "image/png",
+    "application/vnd.api+json",
+    "x/unknown",
+]
+_BODIES = [
+    b'{"a": [1, 2, {"b": null}]}',
+    b"[1, 2",
+    b"NaN",
+    b'{"n": 1e999}',
+    b"hello world\r\n",
+    b"caf\xc3\xa9",
+    b"caf\xe9",
+    b"\x00\x01\x02binary",
+    b"a=1&b=2&c",
+    b"\x00\x00\x00\x00\x03abc\x00\x00\x00\x00\x01z",
+    b"\x00\x00\x00\x00\x09abc",
+    b"\x02\x00\x00\x00\x00",
+    b"\x1b[31mred\x1b[0m\x07\x07\x07",
+    b"  [true]",
+]
+
+
+@given(
+    st.sampled_from(_BODIES) | st.binary(min_size=1, max_size=64),
+    st.sampled_from(_TYPES),
+    st.sampled_from(["", "identity"]),
+    st.sampled_from([8, 1024]),
+)
+def test_set_body_fast_path_decodes_as_decode_body(body: bytes, ctype: str, coding: str, limit: int) -> None:
+    """HttpMessage.set_body takes plain_body's short cut for unencoded bodies; what it stores is what
+    decode_body gives, field by field (identity coding and over-limit bodies go the long way)."""
+    msg = HttpMessage(kind="response", content_type=ctype, content_encoding=coding)
+    msg.set_body(body, len(body), False, limit)
+    decoded = decode_body(body, ctype, coding, limit)
+    got = (msg.body, msg.body_text, msg.charset, msg.is_json, msg.form, msg.grpc_messages, msg.truncated)
+    want = (
+        decoded.data,
+        decoded.text,
+        decoded.charset,
+        decoded.is_json,
+        decoded.form,
+        decoded.grpc_messages,
+        decoded.truncated,
+    )
+    assert got == want
+    assert (msg.errors, msg.notes) == (decoded.errors, decoded.notes)

@@ -11,6 +11,7 @@ from typing import Literal
 from h11._abnf import header_field
 
 from ecaptureq.bench.workloads import workload_events
+from ecaptureq.decode import http1
 from ecaptureq.decode.http1 import FIELD_LINE, Http1Parser
 from ecaptureq.decode.model import HttpMessage
 
@@ -147,3 +148,33 @@ def test_fast_path_line_grammar_is_h11s() -> None:
     lines += [b"N:" + line for line in lines[-3000:]]
     for line in lines:
         assert (ours.fullmatch(line) is None) == (h11_line.fullmatch(line) is None), line
+
+
+def test_remembered_header_lines_stay_bounded_and_decode_as_h11() -> None:
+    """The fast path remembers what it read of each distinct text of header lines: the same lines under
+    other start lines (a cache hit) decode as h11 decodes them, a refused set of lines stays refused on a
+    hit, and however many distinct heads come, the memory stays within its bounds."""
+    rng = random.Random(5)
+    for n in range(3 * http1._KNOWN_FIELDS_MAX):
+        data = _req(f"POST /o/{n} HTTP/1.1\nHost: h{n % 300}\nContent-Length: 2\n", b"{}")
+        _check("request", data, rng)
+        assert len(http1._KNOWN_FIELDS) <= http1._KNOWN_FIELDS_MAX
+    refused = "Host: a\nContent-Length: 2\nTransfer-Encoding: chunked\n"
+    for target in ("/a", "/b"):
+        _check("request", _req(f"POST {target} HTTP/1.1\n{refused}", b"2\r\nhi\r\n0\r\n\r\n"), rng)
+    long_lines = "\nX-Big: " + "v" * http1._KNOWN_FIELDS_KEY_MAX
+    _check("request", _req(f"GET / HTTP/1.1\nHost: a{long_lines}\n"), rng)
+    assert all(len(k) <= http1._KNOWN_FIELDS_KEY_MAX for k in http1._KNOWN_FIELDS)
+
+
+def test_remembered_status_lines_stay_bounded_and_decode_as_h11() -> None:
+    """Status lines are remembered too (a server answers with a few): a hit, a refused line and a line
+    of another version decode as h11 decodes them, and the memory stays within its bounds."""
+    rng = random.Random(9)
+    for n in range(3 * http1._KNOWN_STATUS_MAX):
+        _check("response", _req(f"HTTP/1.1 200 R{n}\nContent-Length: 2\n", b"{}"), rng)
+        assert len(http1._KNOWN_STATUS) <= http1._KNOWN_STATUS_MAX
+    for line in ("HTTP/1.1 200 ", "HTTP/1.0 200 OK", "HTTP/1.1 2000 No", "HTTP/1.1 200 " + "r" * 300):
+        for _ in range(2):
+            _check("response", _req(f"{line}\nContent-Length: 2\n", b"{}"), rng)
+    assert all(len(k) <= http1._KNOWN_STATUS_KEY_MAX for k in http1._KNOWN_STATUS)

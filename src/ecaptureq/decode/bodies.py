@@ -11,6 +11,7 @@ import io
 import json
 import math
 import re
+import struct
 import zlib
 from dataclasses import dataclass, field
 from typing import Final
@@ -208,6 +209,9 @@ def looks_binary(data: bytes) -> bool:
 _CONTROL_BYTES: Final = bytes(b for b in range(32) if chr(b) not in "\r\n\t\f\b")
 """The control characters :func:`looks_binary` counts against text."""
 
+_GRPC_PREFIX: Final = struct.Struct(">BI")
+"""A gRPC message's prefix: its compressed-flag byte and its length."""
+
 
 def split_grpc(data: bytes) -> tuple[list[bytes], str | None]:
     """Split a gRPC body into its length-prefixed messages (1 flag byte, 4-byte big-endian length).
@@ -215,6 +219,10 @@ def split_grpc(data: bytes) -> tuple[list[bytes], str | None]:
     Returns the messages and an error when the framing does not add up (a cut message is returned as far
     as it goes). A compressed message (flag 1) is returned as sent.
     """
+    if len(data) >= 5:  # one whole message, the usual case
+        flag, size = _GRPC_PREFIX.unpack_from(data)
+        if flag <= 1 and size + 5 == len(data):
+            return [data[5:]], None
     msgs: list[bytes] = []
     pos = 0
     while pos < len(data):
@@ -417,12 +425,47 @@ def _decode_into(
         result.form, cut = parse_form(text)
         if cut:
             result.notes.append(f"form: only the first {FORM_FIELDS} fields are listed")
-    if ct.endswith("json") or (not ct and text.lstrip()[:1] in ("{", "[")):
-        if len(text) > JSON_PARSE_LIMIT:
-            result.is_json = ct.endswith("json")
-        else:
-            result.is_json = is_json_text(text)
+    result.is_json = _json_by_type(ct, text)
     result.text = text
+
+
+def _json_by_type(media: str, text: str) -> bool:
+    """Whether a body's ``text`` of media type ``media`` is JSON: the one rule :func:`decode_body` and
+    :func:`plain_body` share (a JSON type, or no type and text that begins like JSON, that parses)."""
+    if media.endswith("json") or (not media and text.lstrip()[:1] in ("{", "[")):
+        if len(text) > JSON_PARSE_LIMIT:
+            return media.endswith("json")
+        return is_json_text(text)
+    return False
+
+
+PlainBody = tuple[str | None, str | None, bool, list[bytes] | None]
+"""What :func:`plain_body` gives: ``(text, charset, is_json, grpc_messages)``."""
+
+
+def plain_body(body: bytes, content_type: str) -> PlainBody | None:
+    """The common case of :func:`decode_body`, without building a :class:`DecodedBody`: a body with no
+    Content-Encoding, within the limit, that decodes without an error or a note (UTF-8 text, JSON or
+    not, binary, or well-framed gRPC). ``None`` for anything else: :func:`decode_body` then decodes it,
+    to the same result (its ``data`` is ``body``, nothing truncated, no errors, notes or form)."""
+    facts = _type_facts(content_type)
+    ct = facts.media
+    charset = facts.charset
+    if ct.startswith("application/grpc"):
+        msgs, err = split_grpc(body)
+        return None if err else (None, charset, False, msgs)
+    if charset is not None or ct == "application/x-www-form-urlencoded":
+        return None
+    textual = facts.textual
+    if textual is None:
+        textual = not looks_binary(body)
+    if not textual:
+        return (None, None, False, None)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return (text, None, _json_by_type(ct, text), None)
 
 
 def _to_text(data: bytes, charset: str | None, result: DecodedBody) -> str | None:

@@ -128,6 +128,8 @@ _TYPE_LANES: Final[dict[int, _Lane]] = {
 }
 """The lane of a chunk by its event type (that of the event, or of its bytes)."""
 _HTTP2: Final = ConnectionMode.HTTP2
+_UNIT_ZERO: Final = TimeUnit.ZERO
+_UNIT_BOOT: Final = TimeUnit.BOOT_NANOSECONDS
 _WEBSOCKET: Final = ConnectionMode.WEBSOCKET
 _LANE_TYPES: Final[dict[str, int]] = {
     "h1-request": EventType.HTTP1_REQUEST,
@@ -155,7 +157,8 @@ class _Conn:
     h1: dict[str, Http1Parser] = field(default_factory=dict)
     h2: H2Connection | None = None
     pending: deque[Exchange] = field(default_factory=deque)
-    h2_pending: OrderedDict[int, Exchange] = field(default_factory=OrderedDict)
+    h2_pending: dict[int, Exchange] | None = None
+    """HTTP/2 exchanges by stream id, oldest first (made at the first HTTP/2 request)."""
     directions: dict[str, _Direction] = field(default_factory=dict)
     writer_side: Side | None = None
     buffered: int = 0
@@ -334,14 +337,17 @@ class Decoder:
         return out
 
     def _account(self, conn: _Conn, out: list[Decoded]) -> None:
-        now = conn.h2.buffered if conn.h2 is not None else 0
-        for parser in conn.h1.values():
-            now += parser.buffered
+        h2 = conn.h2
+        now = h2.buffered if h2 is not None else 0
+        if conn.h1:
+            for parser in conn.h1.values():
+                now += parser.buffered
         for direction in conn.directions.values():
             if direction.held:
                 now += len(direction.held)
-        if now != conn.buffered:
-            self._buffered += now - conn.buffered
+        was = conn.buffered
+        if now != was:
+            self._buffered += now - was
             conn.buffered = now
         while self._buffered > self.max_buffered and self._conns:
             self.evicted += 1
@@ -359,6 +365,12 @@ class Decoder:
             conn.meta = meta
         direction = conn.directions.get(meta.stream) or conn.direction(meta.stream)
         held = direction.held
+        if conn.mode is _HTTP2 and not held:
+            # An HTTP/2 connection's chunk, the common case: every chunk goes to its HTTP/2 decoder
+            # (what _lane and the mode table say for it, without asking them).
+            self._feed_h2(conn, direction, meta, out)
+            self._account(conn, out)
+            return
         if held:
             direction.held = b""
             body = held + body
@@ -386,7 +398,7 @@ class Decoder:
             else:
                 out.append(Undecoded(meta, body, tuple(errors)))
         elif lane == "h2":
-            self._feed_h2(conn, meta, out)
+            self._feed_h2(conn, direction, meta, out)
         else:
             kind: Literal["request", "response"] = "request" if lane == "h1-request" else "response"
             parser = conn.h1.get(kind)
@@ -442,11 +454,22 @@ class Decoder:
             kind, body_limit=self.body_limit, scheme=self._scheme(meta), method_hint=method_hint
         )
 
-    def _new_exchange(self, conn: _Conn, meta: EventMeta, protocol: Protocol) -> Exchange:
+    def _new_exchange(
+        self,
+        conn: _Conn,
+        meta: EventMeta,
+        protocol: Protocol,
+        request: HttpMessage | None = None,
+        stream_id: int | None = None,
+    ) -> Exchange:
+        """A new exchange on ``conn``, opened by ``request`` when there is one (it starts at its time)."""
+        unit = meta.timestamp.unit
         ex = Exchange(
             id=self._next_id,
             connection=conn.key,
             protocol=protocol,
+            stream_id=stream_id,
+            request=request,
             pid=meta.pid,
             pname=meta.pname,
             tid=meta.tid,
@@ -455,10 +478,8 @@ class Decoder:
             src_port=meta.src_port,
             dst_ip=meta.dst_ip,
             dst_port=meta.dst_port,
-        )
-        unit = meta.timestamp.unit
-        ex.clock = (
-            "unset" if unit == TimeUnit.ZERO else "boot" if unit == TimeUnit.BOOT_NANOSECONDS else "epoch"
+            clock="unset" if unit is _UNIT_ZERO else "boot" if unit is _UNIT_BOOT else "epoch",
+            started_ns=request.time_ns if request is not None else None,
         )
         self._next_id += 1
         return ex
@@ -466,19 +487,18 @@ class Decoder:
     @staticmethod
     def _close(ex: Exchange, meta: EventMeta, response: HttpMessage) -> None:
         ex.response = response
-        ex.ended_ns = meta.time_ns
-        if ex.started_ns is None:
-            ex.started_ns = response.time_ns
-        if ex.started_ns is not None and ex.ended_ns is not None and ex.request is not None:
-            ex.latency = max(0, ex.ended_ns - ex.started_ns) / 1e9
+        ex.ended_ns = ended = meta.time_ns
+        started = ex.started_ns
+        if started is None:
+            ex.started_ns = started = response.time_ns
+        if started is not None and ended is not None and ex.request is not None:
+            ex.latency = max(0, ended - started) / 1e9
 
     def _h1_message(self, conn: _Conn, meta: EventMeta, msg: HttpMessage) -> Decoded:
         if msg.kind == "request":
             if not msg.method:
                 return Undecoded(meta, msg.raw, tuple(msg.errors))
-            ex = self._new_exchange(conn, meta, msg.protocol)
-            ex.request = msg
-            ex.started_ns = msg.time_ns
+            ex = self._new_exchange(conn, meta, msg.protocol, msg)
             conn.pending.append(ex)
             while len(conn.pending) > _MAX_PENDING:
                 conn.pending.popleft()
@@ -494,8 +514,8 @@ class Decoder:
         self._close(ex, meta, msg)
         return ResponseDone(meta, msg, ex)
 
-    def _h2_side(self, conn: _Conn, meta: EventMeta) -> Side:
-        direction = conn.direction(meta.stream)
+    def _h2_side(self, conn: _Conn, direction: _Direction, meta: EventMeta) -> Side:
+        """Which side sent the chunk of HTTP/2 bytes ``meta`` carries (``direction`` is its stream's)."""
         known = direction.side
         if known is not None:
             return known
@@ -526,9 +546,9 @@ class Decoder:
             )
         return side
 
-    def _feed_h2(self, conn: _Conn, meta: EventMeta, out: list[Decoded]) -> None:
+    def _feed_h2(self, conn: _Conn, direction: _Direction, meta: EventMeta, out: list[Decoded]) -> None:
         assert conn.h2 is not None
-        side = self._h2_side(conn, meta)
+        side = direction.side or self._h2_side(conn, direction, meta)
         self.last_type = EventType.HTTP2_REQUEST if side == "client" else EventType.HTTP2_RESPONSE
         result: H2Result = conn.h2.feed(side, meta.body, meta.time_ns)
         for msg in result.messages:
@@ -540,16 +560,17 @@ class Decoder:
 
     def _h2_message(self, conn: _Conn, meta: EventMeta, msg: HttpMessage) -> Decoded:
         sid = msg.stream_id if msg.stream_id is not None else 0
+        pending = conn.h2_pending
+        if pending is None:
+            pending = conn.h2_pending = {}
         if msg.kind == "request":
-            ex = self._new_exchange(conn, meta, "h2")
-            ex.stream_id = sid
-            ex.request = msg
-            ex.started_ns = msg.time_ns
-            conn.h2_pending[sid] = ex
-            while len(conn.h2_pending) > _MAX_PENDING:
-                conn.h2_pending.popitem(last=False)
+            ex = self._new_exchange(conn, meta, "h2", msg, sid)
+            pending[sid] = ex
+            if len(pending) > _MAX_PENDING:
+                del pending[next(iter(pending))]  # one added, so one at most too many
             return RequestDone(meta, msg, ex)
-        ex = conn.h2_pending.pop(sid) if sid in conn.h2_pending else self._new_exchange(conn, meta, "h2")
+        found = pending.pop(sid, None)
+        ex = found if found is not None else self._new_exchange(conn, meta, "h2")
         ex.stream_id = sid
         self._close(ex, meta, msg)
         return ResponseDone(meta, msg, ex)

@@ -35,21 +35,110 @@ _STRONG_RESPONSE = re.compile(
 
 # h11's own grammar (its _abnf module), so the fast path accepts exactly the heads h11 accepts.
 # What h11's header_field allows after the colon (OWS, a field-value, OWS) is any run of characters that
-# are not NUL, CR, LF, VT or FF; so a whole head is one match, read as ISO-8859-1 text (one character a
-# byte; re.ASCII keeps \s to the bytes regex's six). tests/decode/test_http1_fast.py checks this line
+# are not NUL, CR, LF, VT or FF; so a head's header lines are one match, read as ISO-8859-1 text (one
+# character a byte; re.ASCII keeps \s to the bytes regex's six), and its start line another (h11's start
+# lines hold no CR or LF, so the first CRLF ends one). tests/decode/test_http1_fast.py checks this line
 # grammar against h11's header_field.
 FIELD_LINE: Final = f"{field_name}:[^\\x00\\n\\r\\x0b\\x0c]*"
 """One header line as h11's grammar accepts it, in a simpler form that matches the same lines."""
-_REQUEST_HEAD: Final = re.compile(f"{request_line}(?:\\r\\n{FIELD_LINE})*", re.ASCII)
-_RESPONSE_HEAD: Final = re.compile(f"{status_line}(?:\\r\\n{FIELD_LINE})*", re.ASCII)
-# Each header line of a head the above matched: its name and its value with the leading OWS dropped
+# Each header line of header lines _FIELD_LINES matched: its name and its value with the leading OWS dropped
 # (the trailing OWS is stripped after, when a line has any).
 _FIELD_PAIRS: Final = re.compile(r"\r\n([^:]*):[ \t]*([^\r]*)")
+_FIELD_LINES: Final = re.compile(f"(?:\\r\\n{FIELD_LINE})*", re.ASCII)
+_REQUEST_LINE: Final = re.compile(request_line, re.ASCII)
+_STATUS_LINE: Final = re.compile(status_line, re.ASCII)
 _FAST_HEAD_MAX: Final = 16 * 1024
 _FAST_METHOD_HINTS: Final = frozenset({None, "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # A head naming one of these goes to h11: framing (transfer-encoding), or connection state h11 tracks.
 _FAST_REFUSED: Final = frozenset({"transfer-encoding", "upgrade", "expect", "connection"})
 _CONTENT_LENGTH_DIGITS: Final = 20
+
+
+class _Fields:
+    """What the fast path needs of a head's header lines, worked out once per distinct text of them
+    (a client repeats its header lines on every request of a connection; only the start line changes)."""
+
+    __slots__ = ("content_encoding", "content_type", "headers", "host", "hosts", "names", "size")
+
+    def __init__(self, headers: list[tuple[str, str]], names: list[str], size: int) -> None:
+        self.headers = tuple(headers)
+        self.names = tuple(names)
+        self.size = size
+        """The Content-Length, or -1 when there is none."""
+        self.hosts = names.count("host")
+        self.host = headers[names.index("host")][1] if self.hosts else ""
+        self.content_type = headers[names.index("content-type")][1] if "content-type" in names else ""
+        self.content_encoding = (
+            headers[names.index("content-encoding")][1] if "content-encoding" in names else ""
+        )
+
+
+def _read_fields(lines: str) -> _Fields | None:
+    """The :class:`_Fields` of a head's header lines (``lines``: each ``\\r\\n`` and a line, as in the
+    head), or ``None`` when the fast path must leave the head to h11: a line h11's grammar refuses, a
+    header of :data:`_FAST_REFUSED`, several Content-Lengths or one that is not plain digits."""
+    if _FIELD_LINES.fullmatch(lines) is None:
+        return None
+    headers: list[tuple[str, str]] = _FIELD_PAIRS.findall(lines)
+    if headers and (lines.find(" \r") >= 0 or lines.find("\t\r") >= 0 or lines[-1] in " \t"):
+        headers = [(name, value.rstrip(" \t")) for name, value in headers]
+    names = [name.lower() for name, _ in headers]
+    if not _FAST_REFUSED.isdisjoint(names):
+        return None
+    lengths = names.count("content-length")
+    if lengths > 1:
+        return None
+    size = -1
+    if lengths:
+        length = headers[names.index("content-length")][1]
+        if not (length.isascii() and length.isdigit() and len(length) <= _CONTENT_LENGTH_DIGITS):
+            return None
+        size = int(length)
+    return _Fields(headers, names, size)
+
+
+_KNOWN_FIELDS: dict[str, _Fields | None] = {}
+"""Header lines (as text) -> their :func:`_read_fields`; bounded, for the whole process."""
+_KNOWN_FIELDS_MAX: Final = 128
+_KNOWN_FIELDS_KEY_MAX: Final = 2048
+"""Header lines longer than this are read each time, not remembered (so the cache holds at most
+:data:`_KNOWN_FIELDS_MAX` times this much text)."""
+
+
+def _fields_of(lines: str) -> _Fields | None:
+    try:
+        return _KNOWN_FIELDS[lines]
+    except KeyError:
+        pass
+    fields = _read_fields(lines)
+    if len(lines) <= _KNOWN_FIELDS_KEY_MAX:
+        if len(_KNOWN_FIELDS) >= _KNOWN_FIELDS_MAX:  # bounded whatever a capture sends
+            _KNOWN_FIELDS.clear()
+        _KNOWN_FIELDS[lines] = fields
+    return fields
+
+
+_KNOWN_STATUS: dict[str, tuple[int, str] | None] = {}
+"""HTTP/1.1 status lines -> their status and reason (``None``: not one by h11's grammar, or another
+version); bounded, for the whole process: a server answers with a few."""
+_KNOWN_STATUS_MAX: Final = 64
+_KNOWN_STATUS_KEY_MAX: Final = 256
+
+
+def _status_of(line: str) -> tuple[int, str] | None:
+    try:
+        return _KNOWN_STATUS[line]
+    except KeyError:
+        pass
+    m = _STATUS_LINE.fullmatch(line)
+    found = None
+    if m is not None and m["http_version"] == "1.1":
+        found = (int(m["status_code"]), m["reason"] or "")
+    if len(line) <= _KNOWN_STATUS_KEY_MAX:
+        if len(_KNOWN_STATUS) >= _KNOWN_STATUS_MAX:  # bounded whatever a capture sends
+            _KNOWN_STATUS.clear()
+        _KNOWN_STATUS[line] = found
+    return found
 
 
 def starts_message(data: bytes, kind: Literal["request", "response"]) -> bool:
@@ -190,49 +279,56 @@ class Http1Parser:
         if end < 0:
             return False
         head = data[:end].decode("iso-8859-1")
+        # The start line ends at the first CRLF (h11's start lines hold neither CR nor LF); the header
+        # lines after it are read once per distinct text (_fields_of).
+        first = head.find("\r\n")
+        if first < 0:
+            first = len(head)
         request = self.kind == "request"
         if request:
-            start = _REQUEST_HEAD.fullmatch(head)
+            start = _REQUEST_LINE.fullmatch(head, 0, first)
+            if start is None:
+                return False
+            method, target, version = start.group("method", "target", "http_version")
+            if version != "1.1":
+                return False
         else:
             hint = self.method_hint(self._done_this_feed) if self.method_hint is not None else None
             if hint not in _FAST_METHOD_HINTS:
                 return False
-            start = _RESPONSE_HEAD.fullmatch(head)
-        if start is None or start["http_version"] != "1.1":
-            return False
-        headers: list[tuple[str, str]] = _FIELD_PAIRS.findall(head)
-        first = head.find("\r\n")  # where the header lines begin (the start line may end in a space)
-        if headers and (head.find(" \r", first) >= 0 or head.find("\t\r", first) >= 0 or head[-1] in " \t"):
-            headers = [(name, value.rstrip(" \t")) for name, value in headers]
-        names = [name.lower() for name, _ in headers]
-        if not _FAST_REFUSED.isdisjoint(names):
-            return False
-        lengths = names.count("content-length")
-        if lengths > 1:
-            return False
-        size = 0
-        if lengths:
-            length = headers[names.index("content-length")][1]
-            if not (length.isascii() and length.isdigit() and len(length) <= _CONTENT_LENGTH_DIGITS):
+            line = _status_of(head[:first])
+            if line is None:
                 return False
-            size = int(length)
+            status, reason = line
+        fields = _fields_of(head[first:])
+        if fields is None:
+            return False
+        size = fields.size
         if request:
-            method = start["method"]
-            if method == "CONNECT" or names.count("host") != 1:
+            if method == "CONNECT" or fields.hosts != 1:
                 return False
-        else:
-            status = int(start["status_code"])
-            if status < 200 or status in (204, 304) or not lengths:
-                return False
+        elif status < 200 or status in (204, 304) or size < 0:
+            return False
+        if size < 0:
+            size = 0
         body_start = end + 4
         body_end = body_start + size
         if body_end > len(data):
             return False
         self._time_ns = time_ns
         if request:
-            msg = self._start_parts(headers, names, "1.1", method=method, target=start["target"])
+            msg = self._request(list(fields.headers), "http/1.1", method, target, fields.host)
         else:
-            msg = self._start_parts(headers, names, "1.1", status=status, reason=start["reason"] or "")
+            msg = HttpMessage(
+                kind="response",
+                protocol="http/1.1",
+                headers=list(fields.headers),
+                time_ns=time_ns,
+                status=status,
+                reason=reason,
+            )
+        msg.content_type = fields.content_type
+        msg.content_encoding = fields.content_encoding
         room = self.body_limit
         raw = data[body_start : body_start + room] if size > room else data[body_start:body_end]
         if size > room:
@@ -358,6 +454,15 @@ class Http1Parser:
                 content_encoding=content_encoding,
             )
         host = headers[names.index("host")][1] if "host" in names else ""
+        msg = self._request(headers, protocol, method, target, host)
+        msg.content_type = content_type
+        msg.content_encoding = content_encoding
+        return msg
+
+    def _request(
+        self, headers: list[tuple[str, str]], protocol: Protocol, method: str, target: str, host: str
+    ) -> HttpMessage:
+        """A request message of these parts (its URL made from the target, the scheme and ``host``)."""
         if target.startswith(("http://", "https://")):
             scheme, _, rest = target.partition("://")
             url = target
@@ -379,8 +484,6 @@ class Http1Parser:
             path=path,
             scheme=scheme,
             authority=host,
-            content_type=content_type,
-            content_encoding=content_encoding,
         )
 
     def _finish(self, msg: HttpMessage, trailers: list[tuple[str, str]]) -> HttpMessage:

@@ -116,6 +116,7 @@ _ACK = 0x1
 _END_HEADERS = 0x4
 _PADDED = 0x8
 _PRIORITY = 0x20
+_ONE_FRAME_BLOCK = _END_HEADERS | _PADDED | _PRIORITY
 _MAX_FRAME: Final = (1 << 24) - 1
 KNOWN_FRAME_TYPES: Final = frozenset(FRAME_NAMES)
 """The frame types of RFC 9113 (0-9) plus ALTSVC (10), ORIGIN (12) and PRIORITY_UPDATE (16)."""
@@ -231,7 +232,8 @@ class H2Connection:
         """Bytes held in frame buffers and unfinished bodies (for the tracker's memory bound)."""
         total = 0
         for d in self._dirs.values():
-            total += len(d.buf)
+            if d.buf:
+                total += len(d.buf)
             if d.streams:
                 total += sum(len(s.body) for s in d.streams.values())
             if d.block is not None:
@@ -293,7 +295,12 @@ class H2Connection:
                 # frame_header(), inlined: this loop runs once a frame
                 high, low, ftype, flags, sid = unpack(buf, pos)
                 length = high << 16 | low
-                if sid > 0x7FFFFFFF or length > d.max_frame or not frame_plausible(ftype, flags, sid, length):
+                if (
+                    sid > 0x7FFFFFFF
+                    or length > d.max_frame
+                    # DATA and HEADERS on a stream are plausible (frame_plausible says so, uncalled)
+                    or not ((ftype <= 1 and sid) or frame_plausible(ftype, flags, sid, length))
+                ):
                     sid &= 0x7FFFFFFF
                     result.errors.append(
                         f"HTTP/2: not a frame boundary (type {ftype}, length {length}, stream {sid}); "
@@ -312,6 +319,9 @@ class H2Connection:
                 d.frames_seen += 1
                 if ftype == 0 and d.block is None:  # DATA, the most frequent frame
                     self._data(d, flags, sid, body, time_ns, result)
+                elif ftype == 1 and d.block is None and flags & _ONE_FRAME_BLOCK == _END_HEADERS:
+                    # HEADERS in one frame, unpadded, without priority: as _frame would take it
+                    self._header_block(d, sid, body, bool(flags & _END_STREAM), None, time_ns, result)
                 else:
                     self._frame(d, ftype, flags, sid, body, time_ns, result)
         finally:

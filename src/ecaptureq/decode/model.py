@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
 from urllib.parse import SplitResult, urlsplit
 
-from ecaptureq.decode.bodies import decode_body, pretty_json
+from ecaptureq.decode.bodies import decode_body, plain_body, pretty_json
 
 Protocol = Literal["http/1.1", "http/1.0", "h2"]
 """The HTTP version an exchange was carried by."""
@@ -246,6 +246,14 @@ class HttpMessage:
         self.truncated = self.truncated or cut
         if not raw:
             return
+        if not self.content_encoding and len(raw) <= limit:
+            plain = plain_body(raw, self.content_type)
+            if plain is not None:  # the common case, decoded as decode_body would
+                self.body = raw
+                self.body_text, self.charset, self.is_json, self.grpc_messages = plain
+                if cut:
+                    self.notes.append(f"body cut at {limit} bytes of {size}")
+                return
         decoded = decode_body(raw, self.content_type, self.content_encoding, limit)
         self.body = decoded.data
         self.body_text = decoded.text
