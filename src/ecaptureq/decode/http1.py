@@ -166,6 +166,7 @@ class Http1Parser:
         "_body",
         "_conn",
         "_done_this_feed",
+        "_fast_left",
         "_msg",
         "_pending",
         "_pending_overflow",
@@ -194,6 +195,7 @@ class Http1Parser:
         self._pending_overflow = False
         self._msg: HttpMessage | None = None
         self._body = bytearray()
+        self._fast_left = -1  # body bytes a message the fast path began still expects (-1: none)
         self._done_this_feed = 0
         self._time_ns: int | None = None
         self.buffered = 0
@@ -215,8 +217,10 @@ class Http1Parser:
         out: list[HttpMessage] = []
         try:
             data = bytes(data)
+            if self._fast_left >= 0:  # the body of a message the fast path began
+                self._fast_body(data, time_ns, out)
             # The fast path first when no message is in progress (as _feed would, one call sooner).
-            if self._conn is not None or not data or not self._fast(data, time_ns, out):
+            elif self._conn is not None or not data or not self._fast(data, time_ns, out):
                 self._feed_h11(data, time_ns, out)
         except Exception as exc:  # h11 raises typed errors; anything else is a bug we must survive
             out.append(self._fail(f"{type(exc).__name__}: {exc}"))
@@ -241,6 +245,7 @@ class Http1Parser:
 
     def _reset(self) -> None:
         self._conn = None
+        self._fast_left = -1
         self._pending = bytearray()
         self._pending_overflow = False
         self._msg = None
@@ -271,10 +276,11 @@ class Http1Parser:
             self._pending_overflow = True
 
     def _fast(self, data: bytes, time_ns: int | None, out: list[HttpMessage]) -> bool:
-        """The common case without h11's state machine: ``data`` begins with a whole HTTP/1.1 message
-        framed by Content-Length (or a request without a body), its head valid by h11's grammar and free
-        of what h11 treats specially. Returns ``False``, having done nothing, for anything else: h11
-        then parses it, so the result is the same either way (tests/decode/test_http1_fast.py)."""
+        """The common case without h11's state machine: ``data`` begins with the whole head of an HTTP/1.1
+        message framed by Content-Length (or a request without a body), valid by h11's grammar and free
+        of what h11 treats specially; a body that goes on in later chunks is taken by :meth:`_fast_body`.
+        Returns ``False``, having done nothing, for anything else: h11 then parses it, so the result is
+        the same either way (tests/decode/test_http1_fast.py)."""
         end = data.find(b"\r\n\r\n", 0, _FAST_HEAD_MAX)
         if end < 0:
             return False
@@ -313,8 +319,6 @@ class Http1Parser:
             size = 0
         body_start = end + 4
         body_end = body_start + size
-        if body_end > len(data):
-            return False
         self._time_ns = time_ns
         if request:
             msg = self._request(list(fields.headers), "http/1.1", method, target, fields.host)
@@ -329,6 +333,14 @@ class Http1Parser:
             )
         msg.content_type = fields.content_type
         msg.content_encoding = fields.content_encoding
+        if body_end > len(data):
+            # The body goes on in the next chunks (a large one comes in several reads): keep what came,
+            # as h11 would, and let _fast_body take the rest.
+            self._msg = msg
+            self._keep(data)
+            self._fast_left = size
+            self._fast_body(data[body_start:], time_ns, out, kept=True)
+            return True
         room = self.body_limit
         raw = data[body_start : body_start + room] if size > room else data[body_start:body_end]
         if size > room:
@@ -342,6 +354,34 @@ class Http1Parser:
         if body_end < len(data):
             self._feed(data[body_end:], time_ns, out)
         return True
+
+    def _fast_body(
+        self, data: bytes, time_ns: int | None, out: list[HttpMessage], *, kept: bool = False
+    ) -> None:
+        """The next bytes of a body the fast path's message expects (:attr:`_fast_left` of them): what
+        h11 does with its Data events and EndOfMessage, without h11 (the same fields, ``buffered`` and
+        raw bytes kept). ``kept``: ``data`` is already in the raw bytes kept."""
+        msg = self._msg
+        assert msg is not None
+        if not kept:
+            self._keep(data)
+        part = data[: self._fast_left]
+        room = self.body_limit - len(self._body)
+        if room > 0:
+            self._body += part[:room]
+        if len(part) > room:
+            msg.truncated = True
+        msg.body_size += len(part)
+        self._fast_left -= len(part)
+        if self._fast_left > 0:
+            self.buffered = len(self._pending) + len(self._body)
+            return
+        out.append(self._finish(msg, []))
+        self._done_this_feed += 1
+        rest = data[len(part) :]
+        self._reset()
+        if rest:
+            self._feed(rest, time_ns, out)
 
     def _feed(self, data: bytes, time_ns: int | None, out: list[HttpMessage]) -> None:
         if not data:
