@@ -337,9 +337,9 @@ class Http1Parser:
             # The body goes on in the next chunks (a large one comes in several reads): keep what came,
             # as h11 would, and let _fast_body take the rest.
             self._msg = msg
-            self._keep(data)
+            self._keep(data[:body_start])
             self._fast_left = size
-            self._fast_body(data[body_start:], time_ns, out, kept=True)
+            self._fast_body(data[body_start:], time_ns, out)
             return True
         room = self.body_limit
         raw = data[body_start : body_start + room] if size > room else data[body_start:body_end]
@@ -355,16 +355,13 @@ class Http1Parser:
             self._feed(data[body_end:], time_ns, out)
         return True
 
-    def _fast_body(
-        self, data: bytes, time_ns: int | None, out: list[HttpMessage], *, kept: bool = False
-    ) -> None:
+    def _fast_body(self, data: bytes, time_ns: int | None, out: list[HttpMessage]) -> None:
         """The next bytes of a body the fast path's message expects (:attr:`_fast_left` of them): what
         h11 does with its Data events and EndOfMessage, without h11 (the same fields, ``buffered`` and
-        raw bytes kept). ``kept``: ``data`` is already in the raw bytes kept."""
+        raw bytes kept)."""
         msg = self._msg
         assert msg is not None
-        if not kept:
-            self._keep(data)
+        self._keep(data)
         part = data[: self._fast_left]
         room = self.body_limit - len(self._body)
         if room > 0:
@@ -480,8 +477,8 @@ class Http1Parser:
     ) -> HttpMessage:
         """The message a head starts: ``headers`` as text, ``names`` their names in lower case."""
         protocol: Protocol = "http/1.0" if version == "1.0" else "http/1.1"
-        content_type = headers[names.index("content-type")][1] if "content-type" in names else ""
-        content_encoding = headers[names.index("content-encoding")][1] if "content-encoding" in names else ""
+        fields = _Fields(headers, names, -1)  # the same reading of Host and the content headers
+        content_type, content_encoding = fields.content_type, fields.content_encoding
         if method is None:
             return HttpMessage(
                 kind="response",
@@ -493,8 +490,7 @@ class Http1Parser:
                 content_type=content_type,
                 content_encoding=content_encoding,
             )
-        host = headers[names.index("host")][1] if "host" in names else ""
-        msg = self._request(headers, protocol, method, target, host)
+        msg = self._request(headers, protocol, method, target, fields.host)
         msg.content_type = content_type
         msg.content_encoding = content_encoding
         return msg
