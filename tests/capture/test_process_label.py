@@ -44,34 +44,60 @@ def test_store_keeps_processes(tmp_path: Path) -> None:
     assert rows == [(4321, "curl", f"/docker-{CONTAINER}.scope", CONTAINER)]
 
 
-def test_ui_exchange_detail_names_the_container(tmp_path: Path) -> None:
-    label = ProcessLabel(4321, "curl", f"/docker-{CONTAINER}.scope", CONTAINER)
-    store = CaptureStore(tmp_path / "capture.db")
-    store.add(RunLog(label.log_line()))
+def _add_exchange(store: CaptureStore, pid: int, node: str | None = None) -> None:
     request = b"GET /x HTTP/1.1\r\nHost: example.test\r\n\r\n"
     response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
     for n, (payload, data_type) in enumerate(((request, 1), (response, 0))):
         store.add(
             Event(
                 timestamp=1_700_000_000_000_000_000 + n,
-                uuid=f"4321_4321_curl_5_{data_type}",
+                uuid=f"{pid}_{pid}_curl_5_{data_type}",
                 src_ip="127.0.0.1",
                 src_port=40000,
                 dst_ip="127.0.0.1",
                 dst_port=443,
-                pid=4321,
+                pid=pid,
                 pname="curl",
                 type=1 if data_type else 3,
                 length=len(payload),
                 payload=payload,
-            )
+            ),
+            node,
         )
+
+
+def test_ui_exchange_detail_names_the_container(tmp_path: Path) -> None:
+    label = ProcessLabel(4321, "curl", f"/docker-{CONTAINER}.scope", CONTAINER)
+    store = CaptureStore(tmp_path / "capture.db")
+    store.add(RunLog(label.log_line()))
+    _add_exchange(store, 4321)
     store.close()
     with sqlite3.connect(tmp_path / "capture.db") as db:
         (exchange_id,) = db.execute("SELECT id FROM exchanges").fetchone()
         detail = exchange_detail(db, exchange_id)
     assert detail is not None and detail["pid"] == 4321
     assert detail["container_id"] == CONTAINER and detail["cgroup"] == label.cgroup
+
+
+def test_ui_exchange_detail_names_the_container_of_its_own_node(tmp_path: Path) -> None:
+    """The same pid on two fleet nodes is two processes: each exchange is labelled from its node's line,
+    not from whichever node's line came last."""
+    other = "9a8b" * 16
+    labels = {
+        "node-a": ProcessLabel(4321, "curl", f"/docker-{CONTAINER}.scope", CONTAINER),
+        "node-b": ProcessLabel(4321, "curl", f"/docker-{other}.scope", other),
+    }
+    store = CaptureStore(tmp_path / "capture.db")
+    for node, label in labels.items():
+        store.add(RunLog(label.log_line()), node)
+        _add_exchange(store, 4321, node)
+    store.close()
+    with sqlite3.connect(tmp_path / "capture.db") as db:
+        for node, label in labels.items():
+            (exchange_id,) = db.execute("SELECT id FROM exchanges WHERE node = ?", (node,)).fetchone()
+            detail = exchange_detail(db, exchange_id)
+            assert detail is not None
+            assert (detail["container_id"], detail["cgroup"]) == (label.container_id, label.cgroup), node
 
 
 def test_an_exec_still_in_the_ring_is_read_before_labelling_the_new_program(tmp_path: Path) -> None:

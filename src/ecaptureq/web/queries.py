@@ -312,18 +312,26 @@ def exchange_detail(conn: sqlite3.Connection, exchange_id: int) -> dict[str, Any
         "response": _message_view(ex.response),
         "curl": curl_command(ex, url or "", "posix"),
         "curl_fish": curl_command(ex, url or "", "fish"),
-        **_process_labels(conn, ex.pid),
+        **_process_labels(conn, ex.pid, exchange_id),
     }
 
 
-def _process_labels(conn: sqlite3.Connection, pid: object) -> dict[str, str]:
-    """The cgroup and container id ``ecaptureq tls`` named for ``pid`` (the latest), if any."""
+def _process_labels(conn: sqlite3.Connection, pid: object, exchange_id: int) -> dict[str, str]:
+    """The cgroup and container id ``ecaptureq tls`` named for ``pid`` (the latest), if any: on the
+    exchange's own fleet node, where the database has nodes (the same pid on two hosts is two processes)."""
     try:
-        row = conn.execute(
-            "SELECT cgroup, container_id FROM processes WHERE pid = ? ORDER BY received_ns DESC LIMIT 1",
-            (pid,),
-        ).fetchone()
-    except sqlite3.OperationalError:  # a database written before the processes table existed
+        if _has_node(conn):
+            row = conn.execute(
+                "SELECT cgroup, container_id FROM processes WHERE pid = ?"
+                " AND node IS (SELECT node FROM exchanges WHERE id = ?) ORDER BY received_ns DESC LIMIT 1",
+                (pid, exchange_id),
+            ).fetchone()
+        else:
+            row = conn.execute(
+                "SELECT cgroup, container_id FROM processes WHERE pid = ? ORDER BY received_ns DESC LIMIT 1",
+                (pid,),
+            ).fetchone()
+    except sqlite3.OperationalError:  # a database written before the processes table (or its node) existed
         return {}
     return {"cgroup": row[0], "container_id": row[1]} if row else {}
 
