@@ -12,6 +12,8 @@ import base64
 import binascii
 from typing import Any
 
+import pybase64
+
 from ecaptureq.protocol.messages import Event, Heartbeat, Message, RunLog, event_type_name
 
 
@@ -19,8 +21,11 @@ class JsonlError(ValueError):
     """A JSON Lines record that is not a message; the text says which field is wrong."""
 
 
-def to_json(message: Message) -> dict[str, Any]:
-    """Return the JSON-able dict of a message (see the module docstring for the format)."""
+def to_json(message: Message, *, payload: bool = True) -> dict[str, Any]:
+    """Return the JSON-able dict of a message (see the module docstring for the format).
+
+    ``payload=False`` leaves an event's ``payload`` out, for a writer that appends its base64 itself
+    (as bytes, without JSON scanning it)."""
     if isinstance(message, Event):
         obj: dict[str, Any] = {
             "kind": "event",
@@ -35,8 +40,9 @@ def to_json(message: Message) -> dict[str, Any]:
             "type": message.type,
             "type_name": event_type_name(message.type),
             "length": message.length,
-            "payload": binascii.b2a_base64(message.payload, newline=False).decode("ascii"),
         }
+        if payload:
+            obj["payload"] = pybase64.b64encode(message.payload).decode("ascii")
         if message.unknown_fields:
             obj["unknown_fields"] = base64.b64encode(message.unknown_fields).decode("ascii")
         return obj

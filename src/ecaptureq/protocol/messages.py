@@ -44,7 +44,8 @@ EVENT_TYPE_NAMES: Final[dict[int, str]] = {
 
 def event_type_name(value: int) -> str:
     """Return the human name of an ``Event.type`` value, or ``"type N"`` for an undefined one."""
-    return EVENT_TYPE_NAMES.get(value, f"type {value}")
+    name = EVENT_TYPE_NAMES.get(value)
+    return name if name is not None else f"type {value}"
 
 
 @dataclass(frozen=True, slots=True)

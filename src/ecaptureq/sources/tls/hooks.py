@@ -223,7 +223,8 @@ class LabellingSink:
     def publish_event(self, event: Event) -> None:
         """Label the event's process if not done yet, then forward the event."""
         info = self.processes.get(event.pid, event.pname)
-        if self._told.get(event.pid) != info:
+        told = self._told.get(event.pid)
+        if told is not info and told != info:
             if len(self._told) >= self._limit:
                 self._told.clear()
             self._told[event.pid] = info
