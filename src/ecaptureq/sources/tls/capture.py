@@ -11,13 +11,14 @@ bytes around it.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import ipaddress
 import os
 import platform
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from ecaptureq.protocol.banner import startup_banner
 from ecaptureq.protocol.gap import CaptureGap
 from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE, format_uuid
 from ecaptureq.sources.base import Sink
-from ecaptureq.sources.tls import libbpf
+from ecaptureq.sources.tls import governor, libbpf
 from ecaptureq.sources.tls.discover import OPENSSL_FUNCTIONS
 from ecaptureq.sources.tls.errors import BpfUnsupportedError, NoPrivilegeError
 from ecaptureq.sources.tls.hooks import (
@@ -62,26 +63,9 @@ DEFAULT_BUFFER_MIB: Final = 256
 Large enough to hold a 64 MiB call (the most one call copies) several times over, and a few seconds of
 loopback-speed traffic while the consumer catches up; the memory is only used while capturing."""
 
-DRAIN_NICE_CALM: Final = 0
-"""Nice value of the thread draining the ring buffer while the buffer stays nearly empty: an ordinary
-share of the CPU, so the capture's work does not preempt the applications it watches."""
-
-DRAIN_NICE_BUSY: Final = -19
-"""Nice value once the ring buffer fills (root may raise a thread's priority). Under CPU contention a
-consumer at an ordinary priority gets one fair share among every busy process (one among fifty curls),
-the buffer fills and records are lost; at -19 it runs whenever records wait, still below real-time."""
-
-BUSY_FILL: Final = 1 / 64
-"""Ring-buffer fill at which the drain thread switches to :data:`DRAIN_NICE_BUSY`."""
-
-CALM_FILL: Final = 1 / 256
-"""Fill under which it may go back to :data:`DRAIN_NICE_CALM`..."""
-
-CALM_AFTER: Final = 2.0
-"""... once it has stayed there this many seconds (a burst often comes back)."""
-
 POLL_INTERVAL: Final = 0.02
 """Seconds between drains when no wake-up came (the kernel wakes the consumer only for >= 256 KiB)."""
+
 
 # struct ssl_event in bpf/sslsniff.h, up to data[].
 _HEADER: Final = struct.Struct("<QQQIIIIiHHBBBB16s16s16s")
@@ -457,6 +441,10 @@ class TlsCapture:
         self._stats_fd = -1
         self._conns_fd = -1
         self._thread: threading.Thread | None = None
+        self._governor: subprocess.Popen[bytes] | None = None
+        self._governor_pipe = -1
+        self._drain_tid = 0
+        self._drain_started = threading.Event()
         self._stop = threading.Event()
         self._events = 0
         self._reported = CaptureStats()
@@ -478,6 +466,27 @@ class TlsCapture:
             raise
         self._thread = threading.Thread(target=self._run, name="ecaptureq-tls-poll", daemon=True)
         self._thread.start()
+        self._start_governor()
+
+    def _start_governor(self) -> None:
+        """Start the process that sets the drain thread's priority (:mod:`.governor`); without it (it
+        could not start) the thread keeps an ordinary priority."""
+        assert self._obj is not None
+        self._drain_started.wait(10)
+        map_fd = self._obj.map_fd("events")
+        until_r, self._governor_pipe = os.pipe()
+        try:
+            self._governor = subprocess.Popen(
+                [sys.executable, "-I", "-S", governor.__file__,
+                 str(map_fd), str(self.buffer_size), str(self._drain_tid), str(until_r)],
+                pass_fds=(map_fd, until_r), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+        except OSError as exc:
+            self.sink.publish_log(
+                run_log_line(level="WRN", message=f"drain priority governor not started: {exc}")
+            )
+        finally:
+            os.close(until_r)
 
     def _load_and_attach(self) -> None:
         try:
@@ -548,6 +557,16 @@ class TlsCapture:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        if self._governor_pipe >= 0:
+            os.close(self._governor_pipe)  # the governor's signal to end
+            self._governor_pipe = -1
+        if self._governor is not None:
+            try:
+                self._governor.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._governor.kill()
+                self._governor.wait()
+            self._governor = None
         for link in self._links:  # no producer left: what the ring holds is all there will be
             link.destroy()
         self._links.clear()
@@ -638,22 +657,12 @@ class TlsCapture:
     def _run(self) -> None:
         ring = self._ring
         assert ring is not None
-        tid = threading.get_native_id()
-        busy = True
-        fill = 0.0
-        calm_since = 0.0
+        self._drain_tid = threading.get_native_id()
+        self._drain_started.set()
         next_report = time.monotonic() + 2.0
         next_idle = 0.0
         while not self._stop.is_set():
             # Records below the kernel's wake-up threshold raise no epoll event: the timeout finds them.
-            fill = ring.pending() / ring.size
-            if fill >= CALM_FILL:
-                calm_since = time.monotonic()
-            wanted = fill >= BUSY_FILL or (busy and time.monotonic() - calm_since < CALM_AFTER)
-            if wanted != busy:
-                busy = wanted
-                with contextlib.suppress(OSError):  # Linux: the nice value of one thread, by its tid
-                    os.setpriority(os.PRIO_PROCESS, tid, DRAIN_NICE_BUSY if busy else DRAIN_NICE_CALM)
             if not ring.drain(self._on_record):
                 ring.wait(POLL_INTERVAL)
             now = time.monotonic()
