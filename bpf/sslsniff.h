@@ -49,6 +49,7 @@ enum { BPF_RB_AVAIL_DATA = 0 };
 
 #define MAX_CHUNK 16384      /* plaintext bytes per ring-buffer record */
 #define MAX_CHUNKS 4096      /* records per call: 64 MiB; beyond that the call counts as oversized */
+#define OUTPUT_RETRIES 8     /* more tries of a record the ring buffer refused */
 #define TASK_COMM_LEN 16
 
 enum stat_index {
