@@ -191,6 +191,9 @@ class JsonLinesSink:
         self.closed = False
         """The reader closed the output."""
 
+    def _stream(self) -> BinaryIO | TextIO:
+        return self._binary if self._binary is not None else self._out
+
     def _write(self, obj: dict[str, object]) -> None:
         self._write_line(json_line(obj).encode() + b"\n")
 
@@ -200,14 +203,12 @@ class JsonLinesSink:
             if self.closed:
                 return
             try:
-                out: BinaryIO | TextIO = self._out
                 if self._binary is not None:
-                    out = self._binary
-                    out.write(line)
+                    self._binary.write(line)
                 else:
                     self._out.write(line.decode())
                 if not self.batched:
-                    out.flush()
+                    self._stream().flush()
             except (BrokenPipeError, ValueError) as exc:
                 self._closed_by_reader(exc)
             except OSError as exc:
@@ -221,7 +222,7 @@ class JsonLinesSink:
             if self.closed:
                 return
             try:
-                (self._out if self._binary is None else self._binary).flush()
+                self._stream().flush()
             except (BrokenPipeError, ValueError) as exc:
                 self._closed_by_reader(exc)
             except OSError as exc:

@@ -66,7 +66,6 @@ loopback-speed traffic while the consumer catches up; the memory is only used wh
 POLL_INTERVAL: Final = 0.02
 """Seconds between drains when no wake-up came (the kernel wakes the consumer only for >= 256 KiB)."""
 
-
 # struct ssl_event in bpf/sslsniff.h, up to data[].
 _HEADER: Final = struct.Struct("<QQQIIIIiHHBBBB16s16s16s")
 # struct conn_state in bpf/sslsniff.bpf.c: the socket (48 bytes), then seq[2].
@@ -472,7 +471,8 @@ class TlsCapture:
         """Start the process that sets the drain thread's priority (:mod:`.governor`); without it (it
         could not start) the thread keeps an ordinary priority."""
         assert self._obj is not None
-        self._drain_started.wait(10)
+        if not self._drain_started.wait(10):
+            return  # no drain thread to govern (its tid is not known)
         map_fd = self._obj.map_fd("events")
         until_r, self._governor_pipe = os.pipe()
         try:
