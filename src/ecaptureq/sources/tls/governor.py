@@ -37,8 +37,9 @@ itself runs at this value."""
 
 BUSY_FILL: Final = 1 / 4
 """Ring-buffer fill at which the drain thread switches to :data:`DRAIN_NICE_BUSY`. Up to there a burst
-waits in the buffer while the applications run first: one curl fetching 10 x 10 MB took 3.83-4.19x the
-time without capture at 1/4, 4.19-4.42x at 1/64 (50 x 20 x 1 MB stayed lossless)."""
+waits in the buffer while the applications run first. At 1/4 rather than 1/64, one curl fetching 10 x 10
+MB read 3.83x and 4.19x the time without capture (HTTP/1.1, HTTP/2) where the run before read 4.19x and
+4.42x. Runs vary by about that much (a later one read 4.54x and 4.14x), and 50 x 20 x 1 MB stayed exact."""
 
 CALM_FILL: Final = 1 / 256
 """Fill under which it may go back to :data:`DRAIN_NICE_CALM`..."""
