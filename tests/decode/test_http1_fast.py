@@ -74,6 +74,33 @@ RESPONSES = [
     _req("HTTP/1.1 20 Short\nContent-Length: 1\n", b"x"),
     _req("HTTP/1.1 200 OK\nContent-Length: 5\n", b"ab"),
     _req("HTTP/1.1 200 OK\nContent-Type: application/json; charset=utf-8\nContent-Length: 9\n", b'{"k":"v"}'),
+    # Chunked: the fast path takes a whole body without trailers; everything else is h11's.
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"2\r\nhi\r\n0\r\n\r\n"),
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"5\r\nhello\r\nA\r\n0123456789\r\n0\r\n\r\n"),
+    _req(
+        "HTTP/1.1 200 OK\nTransfer-Encoding: Chunked\n",
+        b"a\r\n0123456789\r\n0\r\n\r\nHTTP/1.1 204 No\r\n\r\n",
+    ),
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"0\r\n\r\n"),
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"2;ext=1\r\nhi\r\n0\r\n\r\n"),
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"2 \r\nhi\r\n0\r\n\r\n"),
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"2\r\nhiX\r\n0\r\n\r\n"),
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"2\r\nhiXY0\r\n\r\n"),  # no CRLF after a chunk
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"2\r\nhi\r\n0\r\n"),
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"g\r\nhi\r\n0\r\n\r\n"),
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"12345678901234567\r\nhi\r\n0\r\n\r\n"),
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\nContent-Length: 2\n", b"2\r\nhi\r\n0\r\n\r\n"),
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\nTransfer-Encoding: chunked\n", b"0\r\n\r\n"),
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: gzip, chunked\n", b"0\r\n\r\n"),
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\nContent-Encoding: gzip\n", b"4\r\nnope\r\n0\r\n\r\n"),
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"1\r\nx\r\n" * 12 + b"0\r\n\r\n"),
+]
+REQUESTS += [
+    _req(
+        "POST /c HTTP/1.1\nHost: a\nTransfer-Encoding: chunked\n",
+        b"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    ),
+    _req("POST /c HTTP/1.1\nHost: a\nTransfer-Encoding: chunked\n", b"9\r\n123456789\r\n0\r\nX-T: 1\r\n\r\n"),
 ]
 
 

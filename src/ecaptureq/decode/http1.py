@@ -50,7 +50,9 @@ _STATUS_LINE: Final = re.compile(status_line, re.ASCII)
 _FAST_HEAD_MAX: Final = 16 * 1024
 _FAST_METHOD_HINTS: Final = frozenset({None, "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # A head naming one of these goes to h11: framing (transfer-encoding), or connection state h11 tracks.
-_FAST_REFUSED: Final = frozenset({"transfer-encoding", "upgrade", "expect", "connection"})
+_FAST_REFUSED: Final = frozenset({"upgrade", "expect", "connection"})
+_CHUNK_HEADER: Final = re.compile(rb"([0-9A-Fa-f]{1,16})\r\n")
+"""A chunk-size line the fast path takes: no extension, no whitespace (h11 takes more; those go to it)."""
 _CONTENT_LENGTH_DIGITS: Final = 20
 
 
@@ -58,13 +60,17 @@ class _Fields:
     """What the fast path needs of a head's header lines, worked out once per distinct text of them
     (a client repeats its header lines on every request of a connection; only the start line changes)."""
 
-    __slots__ = ("content_encoding", "content_type", "headers", "host", "hosts", "names", "size")
+    __slots__ = ("chunked", "content_encoding", "content_type", "headers", "host", "hosts", "names", "size")
 
-    def __init__(self, headers: list[tuple[str, str]], names: list[str], size: int) -> None:
+    def __init__(
+        self, headers: list[tuple[str, str]], names: list[str], size: int, chunked: bool = False
+    ) -> None:
         self.headers = tuple(headers)
         self.names = tuple(names)
         self.size = size
         """The Content-Length, or -1 when there is none."""
+        self.chunked = chunked
+        """The body is chunked (``Transfer-Encoding: chunked``, and no Content-Length)."""
         self.hosts = names.count("host")
         self.host = headers[names.index("host")][1] if self.hosts else ""
         self.content_type = headers[names.index("content-type")][1] if "content-type" in names else ""
@@ -76,7 +82,8 @@ class _Fields:
 def _read_fields(lines: str) -> _Fields | None:
     """The :class:`_Fields` of a head's header lines (``lines``: each ``\\r\\n`` and a line, as in the
     head), or ``None`` when the fast path must leave the head to h11: a line h11's grammar refuses, a
-    header of :data:`_FAST_REFUSED`, several Content-Lengths or one that is not plain digits."""
+    header of :data:`_FAST_REFUSED`, several Content-Lengths or one that is not plain digits, a
+    Transfer-Encoding other than one ``chunked`` alone."""
     if _FIELD_LINES.fullmatch(lines) is None:
         return None
     headers: list[tuple[str, str]] = _FIELD_PAIRS.findall(lines)
@@ -88,6 +95,12 @@ def _read_fields(lines: str) -> _Fields | None:
     lengths = names.count("content-length")
     if lengths > 1:
         return None
+    if "transfer-encoding" in names:
+        if lengths or names.count("transfer-encoding") > 1:
+            return None
+        if headers[names.index("transfer-encoding")][1] != "chunked":
+            return None  # h11 writes other spellings of chunked in lower case: its to read
+        return _Fields(headers, names, -1, chunked=True)
     size = -1
     if lengths:
         length = headers[names.index("content-length")][1]
@@ -139,6 +152,25 @@ def _status_of(line: str) -> tuple[int, str] | None:
             _KNOWN_STATUS.clear()
         _KNOWN_STATUS[line] = found
     return found
+
+
+def _chunked_body(data: bytes, at: int) -> tuple[list[bytes], int] | None:
+    """The chunks of a chunked body that starts at ``at`` and ends, with its last chunk and no trailer, in
+    ``data``, and where it ends; ``None`` for anything else (h11 then reads it)."""
+    chunks: list[bytes] = []
+    while True:
+        line = _CHUNK_HEADER.match(data, at)
+        if line is None:
+            return None
+        size = int(line[1], 16)
+        at = line.end()
+        if size == 0:
+            return (chunks, at + 2) if data.startswith(b"\r\n", at) else None
+        end = at + size
+        if not data.startswith(b"\r\n", end):
+            return None
+        chunks.append(data[at:end])
+        at = end + 2
 
 
 def starts_message(data: bytes, kind: Literal["request", "response"]) -> bool:
@@ -277,8 +309,9 @@ class Http1Parser:
 
     def _fast(self, data: bytes, time_ns: int | None, out: list[HttpMessage]) -> bool:
         """The common case without h11's state machine: ``data`` begins with the whole head of an HTTP/1.1
-        message framed by Content-Length (or a request without a body), valid by h11's grammar and free
-        of what h11 treats specially; a body that goes on in later chunks is taken by :meth:`_fast_body`.
+        message framed by Content-Length (or a request without a body), or a whole chunked one without
+        trailers, valid by h11's grammar and free of what h11 treats specially; a Content-Length body that
+        goes on in later chunks is taken by :meth:`_fast_body`.
         Returns ``False``, having done nothing, for anything else: h11 then parses it, so the result is
         the same either way (tests/decode/test_http1_fast.py)."""
         end = data.find(b"\r\n\r\n", 0, _FAST_HEAD_MAX)
@@ -313,12 +346,18 @@ class Http1Parser:
         if request:
             if method == "CONNECT" or fields.hosts != 1:
                 return False
-        elif status < 200 or status in (204, 304) or size < 0:
+        elif status < 200 or status in (204, 304) or (size < 0 and not fields.chunked):
             return False
-        if size < 0:
-            size = 0
         body_start = end + 4
-        body_end = body_start + size
+        chunks: list[bytes] | None = None
+        if fields.chunked:
+            found = _chunked_body(data, body_start)
+            if found is None:
+                return False
+            chunks, body_end = found
+        else:
+            size = max(size, 0)
+            body_end = body_start + size
         self._time_ns = time_ns
         if request:
             msg = self._request(list(fields.headers), "http/1.1", method, target, fields.host)
@@ -333,7 +372,12 @@ class Http1Parser:
             )
         msg.content_type = fields.content_type
         msg.content_encoding = fields.content_encoding
-        if body_end > len(data):
+        room = self.body_limit
+        if chunks is not None:
+            body = b"".join(chunks)
+            size = len(body)
+            raw = body[:room]
+        elif body_end > len(data):
             # The body goes on in the next chunks (a large one comes in several reads): keep what came,
             # as h11 would, and let _fast_body take the rest.
             self._msg = msg
@@ -341,8 +385,8 @@ class Http1Parser:
             self._fast_left = size
             self._fast_body(data[body_start:], time_ns, out)
             return True
-        room = self.body_limit
-        raw = data[body_start : body_start + room] if size > room else data[body_start:body_end]
+        else:
+            raw = data[body_start : body_start + room] if size > room else data[body_start:body_end]
         if size > room:
             msg.truncated = True
         size = size or len(raw)
