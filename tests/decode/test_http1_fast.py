@@ -205,3 +205,43 @@ def test_remembered_status_lines_stay_bounded_and_decode_as_h11() -> None:
         for _ in range(2):
             _check("response", _req(f"{line}\nContent-Length: 2\n", b"{}"), rng)
     assert all(len(k) <= http1._KNOWN_STATUS_KEY_MAX for k in http1._KNOWN_STATUS)
+
+
+CHUNKED = [
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"5\r\nhello\r\nA\r\n0123456789\r\n0\r\n\r\n"),
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n"),  # trailer
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"3\r\nabcXY0\r\n\r\n"),  # no CRLF after a chunk
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"3;x=y\r\nabc\r\n0\r\n\r\n"),  # an extension
+    _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", b"3\r\nabc\r\n0\r\n\r\n")
+    + _req("HTTP/1.1 404 Not Found\nContent-Length: 1\n", b"x"),
+]
+
+
+def test_chunked_fast_path_matches_h11_in_every_split() -> None:
+    """A chunked body is read across reads (each chunk's data as it comes, a chunk-size line or CRLF cut
+    anywhere): every cut into two reads, and random cuts into up to six, decode as h11 decodes them, the
+    read times and the held bytes included; what the fast path does not take mid-body goes to h11."""
+    rng = random.Random(13)
+    for data in CHUNKED:
+        for hint in (None, "GET"):
+            for cut in range(1, len(data)):
+                chunks = [data[:cut], data[cut:]]
+                assert _decode(Http1Parser, "response", chunks, hint) == _decode(
+                    H11Only, "response", chunks, hint
+                ), (hint, chunks)
+            for _ in range(40):
+                cuts = sorted(rng.sample(range(1, len(data)), rng.randint(2, 5)))
+                chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+                assert _decode(Http1Parser, "response", chunks, hint) == _decode(
+                    H11Only, "response", chunks, hint
+                ), (hint, chunks)
+
+
+def test_chunked_body_beyond_the_raw_bytes_kept_goes_to_h11_whole() -> None:
+    """A chunked message that outgrows the raw bytes the parser keeps (64 KiB) is handed to h11 with all
+    of it while that is still possible: a bad ending after 100 KB reads as h11 reads it."""
+    chunk = b"4000\r\n" + b"z" * 0x4000 + b"\r\n"
+    for ending in (b"0\r\n\r\n", b"0\r\nX-T: 1\r\n\r\n", b"4\r\nabcdXY0\r\n\r\n"):
+        data = _req("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n", chunk * 6 + ending)
+        reads = [data[i : i + 7000] for i in range(0, len(data), 7000)]
+        assert _decode(Http1Parser, "response", reads, "GET") == _decode(H11Only, "response", reads, "GET")

@@ -53,6 +53,11 @@ _FAST_METHOD_HINTS: Final = frozenset({None, "GET", "POST", "PUT", "PATCH", "DEL
 _FAST_REFUSED: Final = frozenset({"upgrade", "expect", "connection"})
 _CHUNK_HEADER: Final = re.compile(rb"([0-9A-Fa-f]{1,16})\r\n")
 """A chunk-size line the fast path takes: no extension, no whitespace (h11 takes more; those go to it)."""
+_CHUNK_HEADER_START: Final = re.compile(rb"[0-9A-Fa-f]{0,16}\r?")
+"""What of such a line may have come so far, when the rest is in a later read."""
+_CHUNK_DATA, _CHUNK_CRLF, _CHUNK_SIZE, _CHUNK_LAST = 0, 1, 2, 3
+"""Where the fast path is in a chunked body: in a chunk's data, at the CRLF after it, at a chunk-size
+line, at the blank line after the last chunk."""
 _CONTENT_LENGTH_DIGITS: Final = 20
 
 
@@ -154,25 +159,6 @@ def _status_of(line: str) -> tuple[int, str] | None:
     return found
 
 
-def _chunked_body(data: bytes, at: int) -> tuple[list[bytes], int] | None:
-    """The chunks of a chunked body that starts at ``at`` and ends, with its last chunk and no trailer, in
-    ``data``, and where it ends; ``None`` for anything else (h11 then reads it)."""
-    chunks: list[bytes] = []
-    while True:
-        line = _CHUNK_HEADER.match(data, at)
-        if line is None:
-            return None
-        size = int(line[1], 16)
-        at = line.end()
-        if size == 0:
-            return (chunks, at + 2) if data.startswith(b"\r\n", at) else None
-        end = at + size
-        if not data.startswith(b"\r\n", end):
-            return None
-        chunks.append(data[at:end])
-        at = end + 2
-
-
 def starts_message(data: bytes, kind: Literal["request", "response"]) -> bool:
     """Whether ``data`` plainly begins an HTTP/1.x request (or response): a whole start line followed by a
     header line or the blank line. Used to notice that captured bytes were lost inside a body."""
@@ -196,6 +182,9 @@ class Http1Parser:
     # One parser a direction of every tracked connection: slots keep each small.
     __slots__ = (
         "_body",
+        "_chunk",
+        "_chunk_left",
+        "_chunk_tail",
         "_conn",
         "_done_this_feed",
         "_fast_left",
@@ -228,6 +217,9 @@ class Http1Parser:
         self._msg: HttpMessage | None = None
         self._body = bytearray()
         self._fast_left = -1  # body bytes a message the fast path began still expects (-1: none)
+        self._chunk = -1  # where the fast path is in a chunked body (_CHUNK_*; -1: in none)
+        self._chunk_left = 0  # bytes of the current chunk still expected
+        self._chunk_tail = b""  # the start of a chunk-size line or CRLF whose rest is still expected
         self._done_this_feed = 0
         self._time_ns: int | None = None
         self.buffered = 0
@@ -251,6 +243,8 @@ class Http1Parser:
             data = bytes(data)
             if self._fast_left >= 0:  # the body of a message the fast path began
                 self._fast_body(data, time_ns, out)
+            elif self._chunk >= 0:
+                self._fast_chunked(data, time_ns, out)
             # The fast path first when no message is in progress (as _feed would, one call sooner).
             elif self._conn is not None or not data or not self._fast(data, time_ns, out):
                 self._feed_h11(data, time_ns, out)
@@ -278,6 +272,8 @@ class Http1Parser:
     def _reset(self) -> None:
         self._conn = None
         self._fast_left = -1
+        self._chunk = -1
+        self._chunk_tail = b""
         self._pending = bytearray()
         self._pending_overflow = False
         self._msg = None
@@ -309,9 +305,9 @@ class Http1Parser:
 
     def _fast(self, data: bytes, time_ns: int | None, out: list[HttpMessage]) -> bool:
         """The common case without h11's state machine: ``data`` begins with the whole head of an HTTP/1.1
-        message framed by Content-Length (or a request without a body), or a whole chunked one without
-        trailers, valid by h11's grammar and free of what h11 treats specially; a Content-Length body that
-        goes on in later chunks is taken by :meth:`_fast_body`.
+        message framed by Content-Length (or a request without a body) or chunked, valid by h11's grammar
+        and free of what h11 treats specially; the body is taken by :meth:`_fast_body` when it goes on in
+        later reads, by :meth:`_fast_chunked` when chunked.
         Returns ``False``, having done nothing, for anything else: h11 then parses it, so the result is
         the same either way (tests/decode/test_http1_fast.py)."""
         end = data.find(b"\r\n\r\n", 0, _FAST_HEAD_MAX)
@@ -349,15 +345,8 @@ class Http1Parser:
         elif status < 200 or status in (204, 304) or (size < 0 and not fields.chunked):
             return False
         body_start = end + 4
-        chunks: list[bytes] | None = None
-        if fields.chunked:
-            found = _chunked_body(data, body_start)
-            if found is None:
-                return False
-            chunks, body_end = found
-        else:
-            size = max(size, 0)
-            body_end = body_start + size
+        size = max(size, 0)
+        body_end = body_start + size
         self._time_ns = time_ns
         if request:
             msg = self._request(list(fields.headers), "http/1.1", method, target, fields.host)
@@ -372,12 +361,14 @@ class Http1Parser:
             )
         msg.content_type = fields.content_type
         msg.content_encoding = fields.content_encoding
+        if fields.chunked:
+            self._msg = msg
+            self._keep(data[:body_start])
+            self._chunk, self._chunk_tail = _CHUNK_SIZE, b""
+            self._fast_chunked(data[body_start:], time_ns, out)
+            return True
         room = self.body_limit
-        if chunks is not None:
-            body = b"".join(chunks)
-            size = len(body)
-            raw = body[:room]
-        elif body_end > len(data):
+        if body_end > len(data):
             # The body goes on in the next chunks (a large one comes in several reads): keep what came,
             # as h11 would, and let _fast_body take the rest.
             self._msg = msg
@@ -385,8 +376,7 @@ class Http1Parser:
             self._fast_left = size
             self._fast_body(data[body_start:], time_ns, out)
             return True
-        else:
-            raw = data[body_start : body_start + room] if size > room else data[body_start:body_end]
+        raw = data[body_start : body_start + room] if size > room else data[body_start:body_end]
         if size > room:
             msg.truncated = True
         size = size or len(raw)
@@ -407,12 +397,7 @@ class Http1Parser:
         assert msg is not None
         self._keep(data)
         part = data[: self._fast_left]
-        room = self.body_limit - len(self._body)
-        if room > 0:
-            self._body += part[:room]
-        if len(part) > room:
-            msg.truncated = True
-        msg.body_size += len(part)
+        self._add_body(part)
         self._fast_left -= len(part)
         if self._fast_left > 0:
             self.buffered = len(self._pending) + len(self._body)
@@ -423,6 +408,87 @@ class Http1Parser:
         self._reset()
         if rest:
             self._feed(rest, time_ns, out)
+
+    def _add_body(self, part: bytes) -> None:
+        """Body bytes of the message in progress, kept up to the body limit (as h11's Data events are)."""
+        msg = self._msg
+        assert msg is not None
+        room = self.body_limit - len(self._body)
+        if room > 0:
+            self._body += part[:room]
+        if len(part) > room:
+            msg.truncated = True
+        msg.body_size += len(part)
+
+    def _fast_chunked(self, data: bytes, time_ns: int | None, out: list[HttpMessage]) -> None:
+        """The next bytes of a chunked body the fast path's message expects: what h11's chunked reader
+        does (each chunk's data taken as it comes), for plain chunk-size lines and a last chunk without
+        trailers. Anything else, or a message that outgrows the raw bytes kept (:data:`_RAW_KEEP`), goes
+        to h11 with every byte of the message so far (:meth:`_chunked_to_h11`): h11 then reads it as if
+        it had had it from the start."""
+        before = len(self._pending)
+        if before + len(data) > _RAW_KEEP:
+            self._chunked_to_h11(data, time_ns, out)
+            return
+        self._keep(data)
+        buf = self._chunk_tail + data if self._chunk_tail else data
+        self._chunk_tail = b""
+        at, end, state = 0, len(buf), self._chunk
+        while True:
+            if state == _CHUNK_DATA:
+                take = min(self._chunk_left, end - at)
+                self._add_body(buf[at : at + take])
+                at += take
+                self._chunk_left -= take
+                if self._chunk_left:
+                    break
+                state = _CHUNK_CRLF
+            if state == _CHUNK_SIZE:
+                line = _CHUNK_HEADER.match(buf, at)
+                if line is None:
+                    if _CHUNK_HEADER_START.fullmatch(buf, at):
+                        self._chunk_tail = buf[at:]
+                        break
+                    del self._pending[before:]
+                    self._chunked_to_h11(data, time_ns, out)
+                    return
+                at = line.end()
+                self._chunk_left = int(line[1], 16)
+                state = _CHUNK_DATA if self._chunk_left else _CHUNK_LAST
+                continue
+            # _CHUNK_CRLF or _CHUNK_LAST: a CRLF, perhaps split across reads
+            crlf = buf[at : at + 2]
+            if not b"\r\n".startswith(crlf):
+                del self._pending[before:]
+                self._chunked_to_h11(data, time_ns, out)
+                return
+            if len(crlf) < 2:
+                self._chunk_tail = crlf
+                break
+            at += 2
+            if state == _CHUNK_CRLF:
+                state = _CHUNK_SIZE
+                continue
+            msg = self._msg
+            assert msg is not None
+            out.append(self._finish(msg, []))
+            self._done_this_feed += 1
+            self._reset()
+            if at < end:
+                self._feed(buf[at:], time_ns, out)
+            return
+        self._chunk = state
+        self.buffered = len(self._pending) + len(self._body)
+
+    def _chunked_to_h11(self, data: bytes, time_ns: int | None, out: list[HttpMessage]) -> None:
+        """Give the chunked message in progress to h11: every byte of it before ``data`` (with the time
+        of the read that began it), then ``data`` (with its own)."""
+        msg = self._msg
+        assert msg is not None
+        so_far = bytes(self._pending)
+        self._reset()
+        self._feed_h11(so_far, msg.time_ns, out)
+        self._feed(data, time_ns, out)
 
     def _feed(self, data: bytes, time_ns: int | None, out: list[HttpMessage]) -> None:
         if not data:
@@ -462,12 +528,7 @@ class Http1Parser:
                     self._msg = msg
             elif isinstance(event, h11.Data):
                 if self._msg is not None:
-                    self._msg.body_size += len(event.data)
-                    room = self.body_limit - len(self._body)
-                    if room > 0:
-                        self._body += event.data[:room]
-                    if len(event.data) > room:
-                        self._msg.truncated = True
+                    self._add_body(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 if self._msg is not None:
                     trailers = [(_text(k), _text(v)) for k, v in event.headers.raw_items()]
