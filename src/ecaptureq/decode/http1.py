@@ -49,7 +49,7 @@ _REQUEST_LINE: Final = re.compile(request_line, re.ASCII)
 _STATUS_LINE: Final = re.compile(status_line, re.ASCII)
 _FAST_HEAD_MAX: Final = 16 * 1024
 _FAST_METHOD_HINTS: Final = frozenset({None, "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# A head naming one of these goes to h11: framing (transfer-encoding), or connection state h11 tracks.
+# A head naming one of these goes to h11: connection state h11 tracks. (Transfer-Encoding: see _read_fields.)
 _FAST_REFUSED: Final = frozenset({"upgrade", "expect", "connection"})
 _CHUNK_HEADER: Final = re.compile(rb"([0-9A-Fa-f]{1,16})\r\n")
 """A chunk-size line the fast path takes: no extension, no whitespace (h11 takes more; those go to it)."""
@@ -104,7 +104,7 @@ def _read_fields(lines: str) -> _Fields | None:
         if lengths or names.count("transfer-encoding") > 1:
             return None
         if headers[names.index("transfer-encoding")][1] != "chunked":
-            return None  # h11 writes other spellings of chunked in lower case: its to read
+            return None  # h11 writes another spelling of chunked in lower case: left to h11
         return _Fields(headers, names, -1, chunked=True)
     size = -1
     if lengths:
