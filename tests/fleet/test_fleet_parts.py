@@ -272,6 +272,36 @@ def test_collector_skips_hostile_messages(nats_server: NatsServer, tmp_path: Pat
     assert "Traceback" not in collector.text()
 
 
+@pytest.mark.e2e
+def test_collector_commits_a_burst_as_the_stream_goes_quiet(nats_server: NatsServer, tmp_path: Path) -> None:
+    """The end of a burst is in the database a moment after it, not a whole --flush-interval later."""
+    import asyncio
+
+    import nats
+
+    from ecaptureq.protocol import encode
+
+    db = tmp_path / "fleet.db"
+    collector = start_cli(tmp_path, "collect", "collect", "--nats", nats_server.url("collector"),
+                          "--db", str(db), "--flush-interval", "600")  # fmt: skip
+    wait_for("the collector to start", lambda: "durable" in collector.text(), 20, on_fail=collector.text)
+
+    async def publish() -> None:
+        nc = await nats.connect(nats_server.url("node-1"), inbox_prefix="_INBOX_node-1")
+        js = nc.jetstream()
+        for i in range(25):
+            event = Event(timestamp=i + 1, uuid=f"1_1_curl_3_{i % 2}", pid=1, pname="curl", type=1,
+                          payload=b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")  # fmt: skip
+            await js.publish("ecaptureq.node-1.event", encode(event), headers={"Nats-Msg-Id": f"burst-{i}"})
+        await nc.close()
+
+    asyncio.run(publish())
+    # well within the flush interval: committed because nothing more came
+    wait_for("the burst", lambda: db_rows(db, "SELECT count(*) FROM packets") == [(25,)], 30,
+             on_fail=collector.text)  # fmt: skip
+    assert collector.terminate() == 0
+
+
 def test_reader_reads_the_ack_subject_as_nats_py_does() -> None:
     """The reader reads a delivered message's stream sequence, delivery count and stream time from its
     reply subject itself (nats-py's Msg.metadata is slow); both forms agree with nats-py's reading."""

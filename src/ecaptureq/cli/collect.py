@@ -18,6 +18,7 @@ from ecaptureq.cli.fleet import (
     since_from_args,
 )
 from ecaptureq.fleet import Collector, FleetReader
+from ecaptureq.fleet.collector import QUIET
 from ecaptureq.fleet.reader import DEFAULT_ACK_WAIT
 from ecaptureq.fleet.subjects import BadNodeName, filter_subject
 from ecaptureq.store import CaptureStore, StoreError
@@ -94,7 +95,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=0.5,
         metavar="S",
-        help="commit at least this often (default 0.5)",
+        help=f"commit at least this often (default 0.5), and after {QUIET * 1000:g} ms without a message",
     )
     parser.add_argument("--no-decode", action="store_true", help="do not decode HTTP exchanges")
     add_retention_options(parser)

@@ -28,6 +28,11 @@ COMMITS_IN_FLIGHT = 2
 """Commits the writer thread may have waiting while the collector reads on (each up to a third of the
 messages the server lets wait for their acknowledgement)."""
 
+QUIET = 0.02
+"""Seconds without a new message after which what was received is committed: once a burst ends (or the
+collector catches up), its last rows are in the database that much later, not ``flush_interval`` later,
+while a steady stream still commits in large batches."""
+
 DELIVERED_MARGIN = 1_000_000
 """Keys of acknowledged messages kept below the consumer's ack floor (about 16 MB): a server that lost
 some of its consumer state in a crash may deliver again what was acknowledged just before."""
@@ -54,7 +59,8 @@ class CollectorStats:
 
 
 class Collector:
-    """Consume ``reader`` into ``store`` until cancelled; commit at least every ``flush_interval`` s.
+    """Consume ``reader`` into ``store`` until cancelled; commit at least every ``flush_interval`` s, and
+    whenever the stream goes quiet for :data:`QUIET` s.
 
     With a durable reader each message's stream sequence is kept (``delivered``) in the transaction that
     stores it, and acknowledged after the commit. ``event_filter`` keeps only the events it matches
@@ -165,7 +171,7 @@ class Collector:
         last_commit = time.monotonic()
         last_prune = time.monotonic()
         try:
-            async for batch in self.reader.batches(idle=self.flush_interval):
+            async for batch in self.reader.batches(idle=min(QUIET, self.flush_interval)):
                 for fm, msg in batch:
                     if fm is not None:
                         self._keep(fm)
