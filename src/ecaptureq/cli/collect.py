@@ -21,6 +21,7 @@ from ecaptureq.fleet import Collector, FleetReader
 from ecaptureq.fleet.collector import QUIET
 from ecaptureq.fleet.reader import DEFAULT_ACK_WAIT
 from ecaptureq.fleet.subjects import BadNodeName, filter_subject
+from ecaptureq.pipeline.recorder import tune_gc_for_recording
 from ecaptureq.store import CaptureStore, StoreError
 
 DEFAULT_DURABLE = "ecaptureq-collect"
@@ -146,4 +147,5 @@ async def collect(args: argparse.Namespace) -> ExitCode:
 
 def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq collect``."""
+    tune_gc_for_recording()
     return asyncio.run(collect(args))
