@@ -96,6 +96,25 @@ def test_record_from_a_real_server_keeps_everything(tmp_path: Path) -> None:
     assert rows(db, "PRAGMA user_version")[0][0] == 1
 
 
+def test_record_commits_a_burst_as_the_stream_goes_quiet(tmp_path: Path) -> None:
+    """The end of a burst is in the database a moment after it, not a whole --flush-interval later."""
+    db = tmp_path / "burst.db"
+    with server_thread() as bg:
+        rec = start_record(bg.url, db, "--flush-interval", "600", "--quiet")
+        bg.wait_clients()
+        for ev in demo_events(40):
+            bg.publish_event(ev)
+        deadline = time.monotonic() + 30
+        count = 0
+        while count < 40 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            count = len(rows(db, "SELECT 1 FROM packets")) if db.exists() else 0
+        rec.send_signal(signal.SIGTERM)
+        _out, err = rec.communicate(timeout=20)
+    assert count == 40, f"{count} of 40 events committed 30 s after the burst: {err}"
+    assert rec.returncode == 0, err
+
+
 def test_kill_9_loses_at_most_the_last_batch(tmp_path: Path) -> None:
     db = tmp_path / "crash.db"
     flush = 0.3

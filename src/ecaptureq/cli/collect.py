@@ -18,11 +18,11 @@ from ecaptureq.cli.fleet import (
     since_from_args,
 )
 from ecaptureq.fleet import Collector, FleetReader
-from ecaptureq.fleet.collector import QUIET
 from ecaptureq.fleet.reader import DEFAULT_ACK_WAIT
 from ecaptureq.fleet.subjects import BadNodeName, filter_subject
 from ecaptureq.pipeline.recorder import tune_gc_for_recording
 from ecaptureq.store import CaptureStore, StoreError
+from ecaptureq.store.writer import QUIET_COMMIT
 
 DEFAULT_DURABLE = "ecaptureq-collect"
 
@@ -96,7 +96,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=0.5,
         metavar="S",
-        help=f"commit at least this often (default 0.5), and after {QUIET * 1000:g} ms without a message",
+        help=f"commit at least this often (default 0.5), and {QUIET_COMMIT * 1000:g} ms after the last "
+        "message",
     )
     parser.add_argument("--no-decode", action="store_true", help="do not decode HTTP exchanges")
     add_retention_options(parser)

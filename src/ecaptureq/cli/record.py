@@ -18,6 +18,7 @@ from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Connected, ConnectError, St
 from ecaptureq.fleet import Collector, FleetReader, is_nats_url
 from ecaptureq.pipeline.recorder import LiveRecorder, tune_gc_for_recording
 from ecaptureq.store import CaptureStore, FilterError, PacketFilter, StoreError
+from ecaptureq.store.writer import QUIET_COMMIT
 
 EXAMPLES = """\
 examples:
@@ -68,7 +69,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=1.0,
         metavar="S",
-        help="commit at least this often; a crash loses at most this much (default 1)",
+        help=f"commit at least this often, and {QUIET_COMMIT * 1000:g} ms after the last message; a crash "
+        "loses at most this much (default 1)",
     )
     parser.add_argument("--no-decode", action="store_true", help="do not decode HTTP exchanges")
     parser.add_argument(

@@ -31,6 +31,7 @@ from ecaptureq.client import (
 )
 from ecaptureq.fleet import Collector, FleetError
 from ecaptureq.store import CaptureStore, NotCaptureDatabase, SqlError, StoreError
+from ecaptureq.store.writer import QUIET_COMMIT
 
 DEFAULT_LISTEN = "http://127.0.0.1:8080/"
 LIVE_POLL = 5.0
@@ -133,7 +134,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=0.5,
         metavar="S",
-        help="commit (and so show) new rows at least this often (default 0.5)",
+        help=f"commit (and so show) new rows at least this often, and {QUIET_COMMIT * 1000:g} ms after the "
+        "last message (default 0.5)",
     )
     parser.add_argument(
         "--poll",

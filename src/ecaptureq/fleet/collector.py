@@ -22,16 +22,11 @@ from nats.aio.msg import Msg
 from ecaptureq.fleet.reader import MAX_ACK_PENDING, FleetMessage, FleetReader
 from ecaptureq.protocol import DecodeError, Event, Heartbeat
 from ecaptureq.store.sql import PacketFilter
-from ecaptureq.store.writer import CaptureStore
+from ecaptureq.store.writer import QUIET_COMMIT, CaptureStore
 
 COMMITS_IN_FLIGHT = 2
 """Commits the writer thread may have waiting while the collector reads on (each up to a third of the
 messages the server lets wait for their acknowledgement)."""
-
-QUIET = 0.02
-"""Seconds without a new message after which what was received is committed: once a burst ends (or the
-collector catches up), its last rows are in the database that much later, not ``flush_interval`` later,
-while a steady stream still commits in large batches."""
 
 DELIVERED_MARGIN = 1_000_000
 """Keys of acknowledged messages kept below the consumer's ack floor (about 16 MB): a server that lost
@@ -60,7 +55,7 @@ class CollectorStats:
 
 class Collector:
     """Consume ``reader`` into ``store`` until cancelled; commit at least every ``flush_interval`` s, and
-    whenever the stream goes quiet for :data:`QUIET` s.
+    whenever the stream goes quiet for :data:`~ecaptureq.store.writer.QUIET_COMMIT` s.
 
     With a durable reader each message's stream sequence is kept (``delivered``) in the transaction that
     stores it, and acknowledged after the commit. ``event_filter`` keeps only the events it matches
@@ -171,7 +166,7 @@ class Collector:
         last_commit = time.monotonic()
         last_prune = time.monotonic()
         try:
-            async for batch in self.reader.batches(idle=min(QUIET, self.flush_interval)):
+            async for batch in self.reader.batches(idle=min(QUIET_COMMIT, self.flush_interval)):
                 for fm, msg in batch:
                     if fm is not None:
                         self._keep(fm)

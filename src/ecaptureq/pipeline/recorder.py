@@ -2,7 +2,8 @@
 
 :class:`LiveRecorder` is a reconnecting :class:`~ecaptureq.client.Client` feeding a
 :class:`~ecaptureq.store.CaptureStore`, committed every ``flush_interval`` seconds (so a crash loses at
-most that much, and read-only readers see new rows within it), with the counters a status line shows.
+most that much, and read-only readers see new rows within it) and as soon as the stream goes quiet, with the
+counters a status line shows.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Final
 from ecaptureq.client import DEFAULT_ORIGIN, Client, Connected, ConnectError, Disconnected, Status
 from ecaptureq.protocol import DecodeError, Event
 from ecaptureq.store.sql import PacketFilter
-from ecaptureq.store.writer import CaptureStore
+from ecaptureq.store.writer import QUIET_COMMIT, CaptureStore
 
 YIELD_EVERY = 16
 """Messages recorded between two turns given to the event loop's other tasks."""
@@ -93,6 +94,7 @@ class LiveRecorder:
         self._samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=8)
         self._inflight: asyncio.Future[None] | None = None
         self._committing = asyncio.Lock()  # batches are taken and handed over one at a time, in order
+        self._received = 0  # messages buffered so far (the flush task sees when they stop coming)
         self.client = Client(
             url,
             origin=origin,
@@ -170,6 +172,7 @@ class LiveRecorder:
                             continue
                     store.buffer(message)
                     received += 1
+                    self._received = received
                     if store.pending >= store.batch_size:
                         await self._commit()
                     elif received % YIELD_EVERY == 0:
@@ -207,13 +210,23 @@ class LiveRecorder:
             await inflight
 
     async def _flush(self) -> None:
+        """Commit every ``flush_interval`` (then ``on_flush``), and as soon as the stream has been quiet
+        for :data:`~ecaptureq.store.writer.QUIET_COMMIT` with something buffered."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.flush_interval
+        seen = self._received
         while True:
-            await asyncio.sleep(self.flush_interval)
-            await self._commit()
-            await self._settle()
-            self._sample()
-            if self._on_flush_hook is not None:
-                self._on_flush_hook()
+            await asyncio.sleep(min(QUIET_COMMIT, self.flush_interval))
+            if loop.time() >= due:
+                due = loop.time() + self.flush_interval
+                await self._commit()
+                await self._settle()
+                self._sample()
+                if self._on_flush_hook is not None:
+                    self._on_flush_hook()
+            elif self._received == seen and self.store.pending:
+                await self._commit()  # nothing came since the last look: the burst is over
+            seen = self._received
 
     async def run(self) -> None:
         """Receive and commit until cancelled (or until the store fails, which is raised).

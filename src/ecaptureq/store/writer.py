@@ -101,6 +101,11 @@ NOTES_STORED: Final = 16
 """Errors and notes kept per message (each cut at :data:`NOTE_CHARS` characters)."""
 NOTE_CHARS: Final = 300
 
+QUIET_COMMIT: Final = 0.02
+"""Seconds without a new message after which a recording (``record``, ``ui``, ``collect``) commits what it
+has, whatever its flush interval: once a burst ends (or the recorder catches up), its last rows are in the
+database that much later, while a steady stream still commits in large batches."""
+
 STORE_DECODE_LIMIT: Final = 1024 * 1024
 """What the store's decoder expands per body (enough to recognise JSON and forms; far above what is kept)."""
 
