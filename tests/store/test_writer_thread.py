@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ecaptureq.bench.workloads import workload_events
 from ecaptureq.store import CaptureStore
+from ecaptureq.store.writer import CHECKPOINT_WAL_BYTES, CHECKPOINT_WAL_LIMIT
 
 
 def _rows(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[tuple[object, ...]]]:
@@ -98,3 +99,39 @@ def test_a_batch_rendered_in_steps_or_put_back_writes_the_same(tmp_path: Path) -
         store.commit_in_background(batch)
     store.close()
     assert _rows(plain) == _rows(stepped)
+
+
+def test_the_wal_is_copied_into_the_database_while_recording(tmp_path: Path) -> None:
+    """SQLite's automatic checkpoint is off on the store's connection: the store's own, in a thread of its
+    own, copies the WAL into the database file while the recording goes on, and the WAL stays bounded."""
+    path = tmp_path / "long.db"
+    wal = Path(f"{path}-wal")
+    store = CaptureStore(path, batch_size=10**9)
+    events = workload_events("http1", 4000)
+    largest_wal = 0
+    for round_ in range(10):  # about 3 MiB of WAL per round: 30 MiB in all
+        for ev in events:
+            store.buffer(ev)
+        future = store.flush_in_background()
+        assert future is not None
+        future.result()
+        largest_wal = max(largest_wal, wal.stat().st_size)
+        if round_ == 2:
+            # The WAL passed CHECKPOINT_WAL_BYTES a round ago, far below CHECKPOINT_WAL_LIMIT: the thread
+            # beside the commits copies it (wait for it, bounded).
+            assert "ecaptureq-checkpoint" in {t.name for t in threading.enumerate()}
+            for _ in range(200):
+                if path.stat().st_size > CHECKPOINT_WAL_BYTES:
+                    break
+                threading.Event().wait(0.05)
+            assert path.stat().st_size > CHECKPOINT_WAL_BYTES
+    store.close()
+    assert "ecaptureq-checkpoint" not in {t.name for t in threading.enumerate()}
+    assert not wal.exists() or wal.stat().st_size == 0  # close() empties it, as before
+    assert largest_wal < CHECKPOINT_WAL_LIMIT + 4 * 1024 * 1024  # at most one round beyond the bound
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT count(*) FROM packets").fetchone() == (10 * 4000,)
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        db.close()

@@ -8,6 +8,7 @@ last batch. In WAL mode, readers (``ecaptureq query``) see every committed batch
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import sqlite3
 import threading
@@ -236,6 +237,61 @@ def exchange_row(row_id: int, ex: Exchange, node: str | None = None) -> tuple[An
     )
 
 
+CHECKPOINT_WAL_BYTES: Final = 4 * 1024 * 1024
+"""WAL size from which the store copies the WAL into the database file, beside the commits (SQLite's
+automatic checkpoint, off on the store's connection, runs at 1,000 pages: 4 MiB of its 4 KiB pages)."""
+
+CHECKPOINT_WAL_LIMIT: Final = 4 * CHECKPOINT_WAL_BYTES
+"""WAL size from which the committing thread copies it itself, after its commit, as the automatic
+checkpoint did: the bound of the WAL should the checkpoints beside the commits fall behind."""
+
+
+class _Checkpointer:
+    """Copies the WAL into the database file when asked, in a thread and on a connection of its own.
+
+    SQLite's automatic checkpoint ran inside the commit that crossed its threshold, in the thread that holds
+    the GIL between statements: recording an HTTP/1 workload, a commit then took 9.1 µs per event, 1.6 µs
+    without it. A checkpoint is one statement, run by SQLite without the GIL: here it goes on beside the
+    decoding. It is ``PASSIVE`` (it never waits for readers or the writer), as the automatic one is, and its
+    failures are silent as that one's are: the commits and the final checkpoint at :meth:`CaptureStore.close`
+    report the file's errors.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="ecaptureq-checkpoint", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        """Ask for a checkpoint (requests made while one runs are served by one more)."""
+        self._wanted.set()
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None)
+        except sqlite3.Error:
+            return
+        try:
+            conn.execute("PRAGMA synchronous=NORMAL")  # the store's own durability for what it copies
+            while True:
+                self._wanted.wait()
+                self._wanted.clear()
+                if self._stopping:
+                    return
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        """Stop the thread (after the checkpoint it may be running)."""
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join()
+
+
 def _check_before_writing(path: Path) -> None:
     """Refuse an existing file that is not a capture database, through a read-only connection, before
     the read-write one changes anything (even ``journal_mode=WAL`` rewrites the file's header)."""
@@ -273,6 +329,9 @@ class CaptureStore:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA wal_autocheckpoint=0")  # _Checkpointer does it, beside the commits
+            # the WAL file is cut back whenever it starts over: its size is what it holds
+            self._db.execute("PRAGMA journal_size_limit=0")
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: {describe(exc)}") from None
         try:
@@ -304,6 +363,8 @@ class CaptureStore:
         self._writer: ThreadPoolExecutor | None = None
         self._failed: list[Batch] = []  # batches the writer thread could not commit, to retry first
         self._failed_lock = threading.Lock()
+        self._wal = Path(f"{path}-wal")
+        self._checkpointer: _Checkpointer | None = None
 
     @property
     def pending(self) -> int:
@@ -509,6 +570,22 @@ class CaptureStore:
         # committed: delivered() finds these keys in the database from now on
         self._delivered_pending.difference_update(key for (key,) in batch.delivered)
         self.stats.flushes += 1
+        self._checkpoint_if_due()
+
+    def _checkpoint_if_due(self) -> None:
+        """After a commit: have the WAL copied into the database once it holds enough (its file's size: with
+        ``journal_size_limit=0`` SQLite empties it whenever it starts over)."""
+        try:
+            size = self._wal.stat().st_size
+        except OSError:
+            return
+        if size >= CHECKPOINT_WAL_LIMIT:
+            with contextlib.suppress(sqlite3.Error):  # silent, as the automatic checkpoint is
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        elif size >= CHECKPOINT_WAL_BYTES:
+            if self._checkpointer is None:
+                self._checkpointer = _Checkpointer(self.path)
+            self._checkpointer.request()
 
     def flush(self) -> None:
         """Write everything buffered in one transaction (after any background flush still running).
@@ -560,10 +637,15 @@ class CaptureStore:
             if self._writer is not None:
                 self._writer.shutdown(wait=True)
                 self._writer = None
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {describe(exc)}") from None
         finally:
             if self._writer is not None:
                 self._writer.shutdown(wait=True)
+            if self._checkpointer is not None:
+                self._checkpointer.close()
             self._db.close()
