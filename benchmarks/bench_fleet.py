@@ -107,9 +107,11 @@ def db_count(db: Path) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds of a running process (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User and system CPU seconds of a running process and its descendants (the collector's committing
+    process). Imported here, not at the top: the bare processes run this file too, and start light."""
+    from ecaptureq.bench.consumers import tree_cpu_seconds
+
+    return tree_cpu_seconds(pid)
 
 
 def reap(proc: subprocess.Popen[Any], timeout: float) -> float:

@@ -142,10 +142,19 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000, 1)
 
 
-def _cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a live process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a live process and its descendants have used so far: those still running
+    (``record``'s and ``ui``'s committing process) and those it has waited for."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # ended meanwhile: its time is in its parent's
+        return 0.0
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    total = ticks / os.sysconf("SC_CLK_TCK")
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            total += sum(tree_cpu_seconds(int(child)) for child in children.read_text().split())
+    return total
 
 
 async def _wait_exit(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
@@ -189,7 +198,7 @@ async def _bare(sender: _Sender, events: int) -> tuple[float, float]:
         [sys.executable, "-m", "ecaptureq.bench.peer", "count", sender.url, "--events", str(events)]
     )
     start = await sender.started()
-    cpu0 = _cpu_s(proc.pid)
+    cpu0 = tree_cpu_seconds(proc.pid)
     end, cpu1 = await _wait_exit(proc)
     return events / ((end - start) / 1e9), (cpu1 - cpu0) / events
 
@@ -212,22 +221,22 @@ async def _consumer(
             argv += [sender.url, "--count", str(events)]
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL)
             start = await sender.started()
-            cpu0 = _cpu_s(proc.pid)
+            cpu0 = tree_cpu_seconds(proc.pid)
             end, cpu1 = await _wait_exit(proc)
             extra["output_bytes"] = os.fstat(out.fileno()).st_size
         elif label == "record":
             argv += [sender.url, "--db", str(db), "--quiet", "--flush-interval", "0.2"]
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL)
             start = await sender.started()
-            cpu0 = _cpu_s(proc.pid)
+            cpu0 = tree_cpu_seconds(proc.pid)
             end = await _wait_rows(db, events, proc)
-            cpu1 = _cpu_s(proc.pid)
+            cpu1 = tree_cpu_seconds(proc.pid)
         else:
             argv += ["--source", sender.url, "--db", str(db), "--listen", "http://127.0.0.1:0/"]
             argv += ["--flush-interval", "0.2"]
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, text=False)
             start = await sender.started()
-            cpu0 = _cpu_s(proc.pid)
+            cpu0 = tree_cpu_seconds(proc.pid)
             assert proc.stderr is not None
             port = None
             while port is None:
@@ -239,7 +248,7 @@ async def _consumer(
             probe = _Probe(port)
             probe_task = asyncio.create_task(probe.run())
             end = await _wait_rows(db, events, proc)
-            cpu1 = _cpu_s(proc.pid)
+            cpu1 = tree_cpu_seconds(proc.pid)
         rss = _peak_rss_mib(proc.pid)
     finally:
         if probe_task is not None:
