@@ -1,15 +1,23 @@
-"""Commits in the store's writer thread (what record and ui use) keep arrival order with every other write,
-and keep what a synchronous flush would have written."""
+"""Commits in the store's writer thread (what record and ui use), by its committing process, keep arrival
+order with every other write, and keep what a synchronous flush would have written."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
+
 from ecaptureq.bench.workloads import workload_events
+from ecaptureq.protocol import Event
 from ecaptureq.store import CaptureStore
 from ecaptureq.store.writer import CHECKPOINT_WAL_BYTES, CHECKPOINT_WAL_LIMIT
+
+pytestmark = pytest.mark.e2e  # the committing process
 
 
 def _rows(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[tuple[object, ...]]]:
@@ -133,5 +141,80 @@ def test_the_wal_is_copied_into_the_database_while_recording(tmp_path: Path) -> 
     try:
         assert db.execute("SELECT count(*) FROM packets").fetchone() == (10 * 4000,)
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        db.close()
+
+
+def _committers() -> list[int]:
+    """Pids of this process's children running the store's committing process."""
+    pids = []
+    for children in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        for pid in children.read_text().split():
+            with contextlib.suppress(OSError):
+                if b"committer.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    pids.append(int(pid))
+    return pids
+
+
+def test_background_commits_go_through_the_committing_process(tmp_path: Path) -> None:
+    """The batches reach the database through a process of their own (the decoding thread keeps its
+    core), which ends with the store; a batch it cannot take (a value marshal refuses) is committed by the
+    writer thread itself, in order."""
+
+    class Name(str):
+        __slots__ = ()
+
+    path = tmp_path / "c.db"
+    store = CaptureStore(path, batch_size=10**9)
+    events = workload_events("http1", 500)
+    for ev in events[:250]:
+        store.buffer(ev)
+    first = store.flush_in_background()
+    assert first is not None
+    first.result()
+    (pid,) = _committers()
+    odd = Event(timestamp=1, uuid="1_1_x_3_0", pid=1, pname=Name("curl"), payload=b"odd")
+    store.buffer(odd)
+    for ev in events[250:]:
+        store.buffer(ev)
+    second = store.flush_in_background()
+    assert second is not None
+    second.result()
+    assert _committers() == [pid]
+    store.close()
+    assert _committers() == []
+    db = sqlite3.connect(path)
+    try:
+        pnames = [p for (p,) in db.execute('SELECT pname FROM packets ORDER BY "index"')]
+    finally:
+        db.close()
+    assert len(pnames) == 501 and pnames[250] == "curl"
+
+
+def test_a_committing_process_gone_between_batches_is_replaced_by_the_writer_thread(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    store = CaptureStore(path, batch_size=10**9)
+    events = workload_events("http1", 400)
+    for ev in events[:200]:
+        store.buffer(ev)
+    future = store.flush_in_background()
+    assert future is not None
+    future.result()
+    (pid,) = _committers()
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(100):  # until it is gone (reaped by the store)
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
+                break
+        threading.Event().wait(0.02)
+    for ev in events[200:]:
+        store.buffer(ev)
+    future = store.flush_in_background()
+    assert future is not None
+    future.result()  # committed by the writer thread: the batch was never sent
+    store.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT count(*) FROM packets").fetchone() == (400,)
     finally:
         db.close()

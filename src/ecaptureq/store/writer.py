@@ -3,6 +3,11 @@
 :class:`CaptureStore` buffers rows in memory and writes them in one transaction per :meth:`flush`; the
 caller flushes at least every ``flush_interval`` seconds, so a crash (even ``kill -9``) loses at most the
 last batch. In WAL mode, readers (``ecaptureq query``) see every committed batch while recording goes on.
+
+Commits asked for with :meth:`CaptureStore.flush_in_background` (what ``record``, ``ui`` and ``collect`` do)
+are handed, in order, by the store's writer thread to a process of its own (:mod:`ecaptureq.store.committer`),
+so that SQLite's work does not share the GIL with the decoding; the WAL is copied into the database file by
+another thread (:class:`_Checkpointer`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from ecaptureq.decode.results import RequestDone, ResponseDone
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
 from ecaptureq.protocol.gap import parse_gap
 from ecaptureq.protocol.process import parse_process
+from ecaptureq.store.committer import Committer, CommitterError, Work
 from ecaptureq.store.schema import StoreError, check_capture_database, describe, initialise, packet_row
 
 _INSERT_PACKET = (
@@ -40,6 +46,15 @@ _EXCHANGE_COLUMNS = (
     " response_body_text, request_size, response_size, complete, errors, detail, node"
 )
 _INSERT_EXCHANGE = f"INSERT OR REPLACE INTO exchanges ({_EXCHANGE_COLUMNS}) VALUES ({', '.join('?' * 32)})"
+_INSERT_RUN_LOG = "INSERT INTO run_logs (connection_id, received_ns, line, node) VALUES (?, ?, ?, ?)"
+_INSERT_PROCESS = (
+    "INSERT INTO processes (pid, comm, cgroup, container_id, connection_id, received_ns, node)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_HEARTBEAT = (
+    "INSERT INTO heartbeats (connection_id, received_ns, timestamp, count, message) VALUES (?, ?, ?, ?, ?)"
+)
+_INSERT_DELIVERED = "INSERT OR IGNORE INTO delivered (key) VALUES (?)"
 
 
 @dataclass
@@ -365,6 +380,7 @@ class CaptureStore:
         self._failed_lock = threading.Lock()
         self._wal = Path(f"{path}-wal")
         self._checkpointer: _Checkpointer | None = None
+        self._committer: Committer | None = None  # with the writer thread: see commit_in_background
 
     @property
     def pending(self) -> int:
@@ -532,45 +548,54 @@ class CaptureStore:
         with self._failed_lock:
             self._failed.insert(0, batch)
 
+    @staticmethod
+    def _statements(batch: Batch) -> Work:
+        """The statements that write a batch, each with its rows (those with none left out)."""
+        work: Work = [
+            (_INSERT_PACKET, batch.packets),
+            (_INSERT_RUN_LOG, batch.logs),
+            (_INSERT_PROCESS, batch.processes),
+            (_INSERT_HEARTBEAT, batch.heartbeats),
+            (_INSERT_EXCHANGE, batch.exchanges),
+            (_INSERT_DELIVERED, batch.delivered),
+        ]
+        return [(sql, rows) for sql, rows in work if rows]
+
     def _commit(self, batch: Batch) -> None:
-        """Write one batch in one transaction; on failure keep it to be retried first, and raise."""
-        db = self._db
+        """Write one batch in one transaction (by the committing process when there is one); on failure keep
+        it to be retried first, and raise."""
+        work = self._statements(batch)
+        if self._committer is not None and not self._committer.alive:
+            # gone before this batch was sent (it could not start, or was killed): commit here from now on
+            self._committer.close()
+            self._committer = None
+        request = Committer.pack(work) if self._committer is not None else None
         try:
-            db.execute("BEGIN")
-            if batch.packets:
-                db.executemany(_INSERT_PACKET, batch.packets)
-            if batch.logs:
-                db.executemany(
-                    "INSERT INTO run_logs (connection_id, received_ns, line, node) VALUES (?, ?, ?, ?)",
-                    batch.logs,
-                )
-            if batch.processes:
-                db.executemany(
-                    "INSERT INTO processes (pid, comm, cgroup, container_id, connection_id, received_ns,"
-                    " node) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    batch.processes,
-                )
-            if batch.heartbeats:
-                db.executemany(
-                    "INSERT INTO heartbeats (connection_id, received_ns, timestamp, count, message)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    batch.heartbeats,
-                )
-            if batch.exchanges:
-                db.executemany(_INSERT_EXCHANGE, batch.exchanges)
-            if batch.delivered:
-                db.executemany("INSERT OR IGNORE INTO delivered (key) VALUES (?)", batch.delivered)
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            if self._committer is not None and request is not None:
+                self._committer.commit(request)
+            else:
+                self._commit_here(work)
+        except (sqlite3.Error, CommitterError) as exc:
             with self._failed_lock:
                 self._failed.insert(0, batch)
-            raise StoreError(f"{self.path}: {describe(exc)}") from None
+            error = exc if isinstance(exc, sqlite3.Error) else sqlite3.Error(exc.text)
+            raise StoreError(f"{self.path}: {describe(error)}") from None
         # committed: delivered() finds these keys in the database from now on
         self._delivered_pending.difference_update(key for (key,) in batch.delivered)
         self.stats.flushes += 1
         self._checkpoint_if_due()
+
+    def _commit_here(self, work: Work) -> None:
+        db = self._db
+        try:
+            db.execute("BEGIN")
+            for sql, rows in work:
+                db.executemany(sql, rows)
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def _checkpoint_if_due(self) -> None:
         """After a commit: have the WAL copied into the database once it holds enough (its file's size: with
@@ -617,6 +642,8 @@ class CaptureStore:
         batch.render()
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecaptureq-store")
+            with contextlib.suppress(OSError):  # without it, the writer thread commits itself
+                self._committer = Committer(self.path)
         return self._writer.submit(self._commit, batch)
 
     def close(self) -> None:
@@ -637,6 +664,9 @@ class CaptureStore:
             if self._writer is not None:
                 self._writer.shutdown(wait=True)
                 self._writer = None
+            if self._committer is not None:
+                self._committer.close()
+                self._committer = None
             if self._checkpointer is not None:
                 self._checkpointer.close()
                 self._checkpointer = None
@@ -646,6 +676,8 @@ class CaptureStore:
         finally:
             if self._writer is not None:
                 self._writer.shutdown(wait=True)
+            if self._committer is not None:
+                self._committer.close()
             if self._checkpointer is not None:
                 self._checkpointer.close()
             self._db.close()

@@ -1,0 +1,161 @@
+"""The store's commits, run by a small process of its own: the recording process hands it each batch's rows.
+
+A recording (``record``, ``ui``, ``collect``) decodes in one thread and commits in another, but the two take
+turns: Python's sqlite3 binds every parameter and steps every row holding the GIL, so the committing thread
+and the decoding thread share one core. This process does the binding and the SQLite work on the other
+core. :class:`Committer` (in the recording process) sends it a batch as one ``marshal`` message (the rows are
+tuples of ints, floats, strings, bytes and ``None``: a few milliseconds for thousands of rows) and waits for
+its answer; the process runs the batch's statements in one transaction on its own connection and answers.
+
+This file runs as a script (``python -I -S committer.py DATABASE``: the standard library only, no package
+import at start-up) and is imported by :mod:`~ecaptureq.store.writer` for :class:`Committer`.
+
+The protocol on the process's stdin and stdout: a request is an 8-byte length (native order) and a
+``marshal`` of ``[(sql, rows), ...]``; the answer is ``b"\\0"`` once committed, or ``b"\\1"``, a 4-byte length
+and the error's text (UTF-8) after a rollback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import sqlite3
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+_LENGTH: Final = struct.Struct("Q")
+_ERROR_LENGTH: Final = struct.Struct("I")
+_OK: Final = b"\0"
+_FAILED: Final = b"\1"
+
+BUSY_TIMEOUT_MS: Final = 10_000
+"""How long the process's connection waits for another writer (there is none while it commits: the
+recording process writes only between two of its batches)."""
+
+Work = list[tuple[str, list[tuple[Any, ...]]]]
+"""A batch: statements, each with the rows ``executemany`` runs it on, committed together."""
+
+
+class CommitterError(Exception):
+    """A batch was not committed: SQLite's error text (the transaction was rolled back), or the process
+    ended."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class Committer:
+    """The committing process of one database, started at construction; :meth:`commit` is called from one
+    thread at a time (the store's writer thread).
+
+    Raises:
+        OSError: the process cannot be started.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", __file__, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process is still running (it may have failed to start)."""
+        return self._proc.poll() is None
+
+    @staticmethod
+    def pack(work: Work) -> bytes | None:
+        """The request for ``work``; ``None`` when a value cannot go by ``marshal`` (a subclass of ``str`` or
+        ``int``, say): the caller commits that batch itself."""
+        try:
+            body = marshal.dumps(work)
+        except ValueError:
+            return None
+        return _LENGTH.pack(len(body)) + body
+
+    def commit(self, request: bytes) -> None:
+        """Have the process commit a request made by :meth:`pack`; return once it did.
+
+        Raises:
+            CommitterError: it failed (rolled back: nothing of it was written), or the process is gone.
+        """
+        proc = self._proc
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(request)
+            proc.stdin.flush()
+            answer = proc.stdout.read(1)
+            if answer == _FAILED:
+                (size,) = _ERROR_LENGTH.unpack(proc.stdout.read(_ERROR_LENGTH.size))
+                raise CommitterError(proc.stdout.read(size).decode("utf-8", "replace"))
+        except (OSError, struct.error):
+            answer = b""
+        if answer != _OK:
+            raise CommitterError(f"the store's committing process ended (exit code {proc.poll()})")
+
+    def close(self, timeout: float = 30.0) -> None:
+        """End the process (it finishes the batch it may be committing) and wait for it."""
+        proc = self._proc
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):  # a broken pipe: it is gone already
+                proc.stdin.close()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    parts = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            return None
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
+def serve(path: str, rfd: int = 0, wfd: int = 1) -> None:
+    """The process's loop: commit each request read from ``rfd``, answer on ``wfd``, until end of input."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    db.execute("PRAGMA synchronous=NORMAL")  # the store's own settings (see CaptureStore)
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    db.execute("PRAGMA journal_size_limit=0")
+    try:
+        while True:
+            head = _read_exactly(rfd, _LENGTH.size)
+            if head is None:
+                return
+            body = _read_exactly(rfd, _LENGTH.unpack(head)[0])
+            if body is None:
+                return
+            try:
+                db.execute("BEGIN")
+                for sql, rows in marshal.loads(body):
+                    db.executemany(sql, rows)
+                db.execute("COMMIT")
+            except Exception as exc:  # every failure is answered, after the rollback
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                text = str(exc).encode("utf-8", "replace")
+                os.write(wfd, _FAILED + _ERROR_LENGTH.pack(len(text)) + text)
+            else:
+                os.write(wfd, _OK)
+    finally:
+        db.close()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
