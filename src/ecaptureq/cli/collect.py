@@ -20,7 +20,7 @@ from ecaptureq.cli.fleet import (
 from ecaptureq.fleet import Collector, FleetReader
 from ecaptureq.fleet.reader import DEFAULT_ACK_WAIT
 from ecaptureq.fleet.subjects import BadNodeName, filter_subject
-from ecaptureq.pipeline.recorder import tune_gc_for_recording
+from ecaptureq.pipeline.recorder import tune_for_recording
 from ecaptureq.store import CaptureStore, StoreError
 from ecaptureq.store.writer import QUIET_COMMIT
 
@@ -148,5 +148,5 @@ async def collect(args: argparse.Namespace) -> ExitCode:
 
 def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq collect``."""
-    tune_gc_for_recording()
+    tune_for_recording()
     return asyncio.run(collect(args))

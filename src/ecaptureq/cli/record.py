@@ -16,7 +16,7 @@ from ecaptureq.cli.security import add_client_security_options, client_security_
 from ecaptureq.cli.watch import add_fleet_read_options, warn
 from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Connected, ConnectError, Status
 from ecaptureq.fleet import Collector, FleetReader, is_nats_url
-from ecaptureq.pipeline.recorder import LiveRecorder, tune_gc_for_recording
+from ecaptureq.pipeline.recorder import LiveRecorder, tune_for_recording
 from ecaptureq.store import CaptureStore, FilterError, PacketFilter, StoreError
 from ecaptureq.store.writer import QUIET_COMMIT
 
@@ -203,5 +203,5 @@ async def record_fleet(args: argparse.Namespace, store: CaptureStore, flt: Packe
 
 def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq record``."""
-    tune_gc_for_recording()
+    tune_for_recording()
     return asyncio.run(record(args))

@@ -369,7 +369,7 @@ def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq ui``."""
     if (args.source or args.nats) is not None and args.db is not None and not args.db.parent.exists():
         raise CliError(f"--db {args.db}: the directory {args.db.parent} does not exist", ExitCode.USAGE)
-    from ecaptureq.pipeline.recorder import tune_gc_for_recording
+    from ecaptureq.pipeline.recorder import tune_for_recording
 
-    tune_gc_for_recording()
+    tune_for_recording()
     return asyncio.run(serve_ui(args))
