@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 
@@ -191,7 +192,7 @@ def test_background_commits_go_through_the_committing_process(tmp_path: Path) ->
     assert len(pnames) == 501 and pnames[250] == "curl"
 
 
-def test_a_committing_process_gone_between_batches_is_replaced_by_the_writer_thread(tmp_path: Path) -> None:
+def test_a_committing_process_gone_between_batches_is_replaced(tmp_path: Path) -> None:
     path = tmp_path / "k.db"
     store = CaptureStore(path, batch_size=10**9)
     events = workload_events("http1", 400)
@@ -211,10 +212,35 @@ def test_a_committing_process_gone_between_batches_is_replaced_by_the_writer_thr
         store.buffer(ev)
     future = store.flush_in_background()
     assert future is not None
-    future.result()  # committed by the writer thread: the batch was never sent
+    future.result()  # by a new process: the batch was never sent to the one killed
+    (new,) = _committers()
+    assert new != pid
     store.close()
     db = sqlite3.connect(path)
     try:
         assert db.execute("SELECT count(*) FROM packets").fetchone() == (400,)
+    finally:
+        db.close()
+
+
+def test_without_a_committing_process_the_writer_thread_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interpreter that cannot run the committing process (here one that exits at once) leaves the
+    commits to the writer thread, as before there was one."""
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    path = tmp_path / "t.db"
+    store = CaptureStore(path, batch_size=10**9)
+    for i, ev in enumerate(workload_events("http1", 300)):
+        store.buffer(ev)
+        if i % 100 == 99:
+            future = store.flush_in_background()
+            assert future is not None
+            future.result()
+    assert _committers() == []
+    store.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT count(*) FROM packets").fetchone() == (300,)
     finally:
         db.close()

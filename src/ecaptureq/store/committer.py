@@ -10,9 +10,9 @@ its answer; the process runs the batch's statements in one transaction on its ow
 This file runs as a script (``python -I -S committer.py DATABASE``: the standard library only, no package
 import at start-up) and is imported by :mod:`~ecaptureq.store.writer` for :class:`Committer`.
 
-The protocol on the process's stdin and stdout: a request is an 8-byte length (native order) and a
-``marshal`` of ``[(sql, rows), ...]``; the answer is ``b"\\0"`` once committed, or ``b"\\1"``, a 4-byte length
-and the error's text (UTF-8) after a rollback.
+The protocol on the process's stdin and stdout: the process first writes ``b"\\0"`` once its connection is
+open; a request is an 8-byte length (native order) and a ``marshal`` of ``[(sql, rows), ...]``; the answer is
+``b"\\0"`` once committed, or ``b"\\1"``, a 4-byte length and the error's text (UTF-8) after a rollback.
 """
 
 from __future__ import annotations
@@ -50,11 +50,12 @@ class CommitterError(Exception):
 
 
 class Committer:
-    """The committing process of one database, started at construction; :meth:`commit` is called from one
-    thread at a time (the store's writer thread).
+    """The committing process of one database, started at construction (which returns once it has opened
+    the database); :meth:`commit` is called from one thread at a time (the store's writer thread).
 
     Raises:
         OSError: the process cannot be started.
+        CommitterError: it started and ended (it could not open the database, say).
     """
 
     def __init__(self, path: Path) -> None:
@@ -64,6 +65,11 @@ class Committer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
+        assert self._proc.stdout is not None
+        if self._proc.stdout.read(1) != _OK:  # it says so once its connection is open
+            self.close()
+            code = self._proc.poll()
+            raise CommitterError(f"the store's committing process did not start (exit code {code})")
 
     @property
     def alive(self) -> bool:
@@ -133,6 +139,7 @@ def serve(path: str, rfd: int = 0, wfd: int = 1) -> None:
     db.execute("PRAGMA synchronous=NORMAL")  # the store's own settings (see CaptureStore)
     db.execute("PRAGMA wal_autocheckpoint=0")
     db.execute("PRAGMA journal_size_limit=0")
+    os.write(wfd, _OK)  # ready
     try:
         while True:
             head = _read_exactly(rfd, _LENGTH.size)

@@ -380,7 +380,8 @@ class CaptureStore:
         self._failed_lock = threading.Lock()
         self._wal = Path(f"{path}-wal")
         self._checkpointer: _Checkpointer | None = None
-        self._committer: Committer | None = None  # with the writer thread: see commit_in_background
+        self._committer: Committer | None = None  # started by the writer thread's first commit
+        self._use_committer = False  # set with the writer thread: see commit_in_background
 
     @property
     def pending(self) -> int:
@@ -565,10 +566,17 @@ class CaptureStore:
         """Write one batch in one transaction (by the committing process when there is one); on failure keep
         it to be retried first, and raise."""
         work = self._statements(batch)
-        if self._committer is not None and not self._committer.alive:
-            # gone before this batch was sent (it could not start, or was killed): commit here from now on
-            self._committer.close()
-            self._committer = None
+        if self._use_committer and (self._committer is None or not self._committer.alive):
+            # Started here, in the writer thread (it answers once it has opened the database); one gone
+            # before this batch was sent (killed) is replaced. One that cannot start leaves the commits to
+            # this thread.
+            if self._committer is not None:
+                self._committer.close()
+            try:
+                self._committer = Committer(self.path)
+            except (OSError, CommitterError):
+                self._committer = None
+                self._use_committer = False
         request = Committer.pack(work) if self._committer is not None else None
         try:
             if self._committer is not None and request is not None:
@@ -642,8 +650,7 @@ class CaptureStore:
         batch.render()
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecaptureq-store")
-            with contextlib.suppress(OSError):  # without it, the writer thread commits itself
-                self._committer = Committer(self.path)
+            self._use_committer = True
         return self._writer.submit(self._commit, batch)
 
     def close(self) -> None:
