@@ -668,23 +668,23 @@ class CaptureStore:
                     if isinstance(item, RequestDone | ResponseDone):
                         self._queue_exchange(item.exchange, node)
             self.flush()
-            if self._writer is not None:
-                self._writer.shutdown(wait=True)
-                self._writer = None
-            if self._committer is not None:
-                self._committer.close()
-                self._committer = None
-            if self._checkpointer is not None:
-                self._checkpointer.close()
-                self._checkpointer = None
+            self._stop_helpers()  # before the last checkpoint, which none of them may be writing beside
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {describe(exc)}") from None
         finally:
-            if self._writer is not None:
-                self._writer.shutdown(wait=True)
-            if self._committer is not None:
-                self._committer.close()
-            if self._checkpointer is not None:
-                self._checkpointer.close()
+            self._stop_helpers()
             self._db.close()
+
+    def _stop_helpers(self) -> None:
+        """Stop the writer thread (after the commits it was asked for), the committing process and the
+        checkpoint thread."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        if self._committer is not None:
+            self._committer.close()
+            self._committer = None
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
