@@ -119,11 +119,7 @@ def test_the_wal_is_copied_into_the_database_while_recording(tmp_path: Path) -> 
     events = workload_events("http1", 4000)
     largest_wal = 0
     for round_ in range(10):  # about 3 MiB of WAL per round: 30 MiB in all
-        for ev in events:
-            store.buffer(ev)
-        future = store.flush_in_background()
-        assert future is not None
-        future.result()
+        _store_and_commit(store, events)
         largest_wal = max(largest_wal, wal.stat().st_size)
         if round_ == 2:
             # The WAL passed CHECKPOINT_WAL_BYTES a round ago, far below CHECKPOINT_WAL_LIMIT: the thread
@@ -144,6 +140,15 @@ def test_the_wal_is_copied_into_the_database_while_recording(tmp_path: Path) -> 
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     finally:
         db.close()
+
+
+def _store_and_commit(store: CaptureStore, events: list[Event]) -> None:
+    """Buffer ``events`` and commit them in the background; return once committed."""
+    for ev in events:
+        store.buffer(ev)
+    future = store.flush_in_background()
+    assert future is not None
+    future.result()
 
 
 def _committers() -> list[int]:
@@ -168,19 +173,10 @@ def test_background_commits_go_through_the_committing_process(tmp_path: Path) ->
     path = tmp_path / "c.db"
     store = CaptureStore(path, batch_size=10**9)
     events = workload_events("http1", 500)
-    for ev in events[:250]:
-        store.buffer(ev)
-    first = store.flush_in_background()
-    assert first is not None
-    first.result()
+    _store_and_commit(store, events[:250])
     (pid,) = _committers()
     odd = Event(timestamp=1, uuid="1_1_x_3_0", pid=1, pname=Name("curl"), payload=b"odd")
-    store.buffer(odd)
-    for ev in events[250:]:
-        store.buffer(ev)
-    second = store.flush_in_background()
-    assert second is not None
-    second.result()
+    _store_and_commit(store, [odd, *events[250:]])
     assert _committers() == [pid]
     store.close()
     assert _committers() == []
@@ -196,11 +192,7 @@ def test_a_committing_process_gone_between_batches_is_replaced(tmp_path: Path) -
     path = tmp_path / "k.db"
     store = CaptureStore(path, batch_size=10**9)
     events = workload_events("http1", 400)
-    for ev in events[:200]:
-        store.buffer(ev)
-    future = store.flush_in_background()
-    assert future is not None
-    future.result()
+    _store_and_commit(store, events[:200])
     (pid,) = _committers()
     os.kill(pid, signal.SIGKILL)
     for _ in range(100):  # until it is gone (reaped by the store)
@@ -208,11 +200,7 @@ def test_a_committing_process_gone_between_batches_is_replaced(tmp_path: Path) -
             if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
                 break
         threading.Event().wait(0.02)
-    for ev in events[200:]:
-        store.buffer(ev)
-    future = store.flush_in_background()
-    assert future is not None
-    future.result()  # by a new process: the batch was never sent to the one killed
+    _store_and_commit(store, events[200:])  # by a new process: the batch was never sent to the one killed
     (new,) = _committers()
     assert new != pid
     store.close()
@@ -231,12 +219,9 @@ def test_without_a_committing_process_the_writer_thread_commits(
     monkeypatch.setattr(sys, "executable", "/bin/false")
     path = tmp_path / "t.db"
     store = CaptureStore(path, batch_size=10**9)
-    for i, ev in enumerate(workload_events("http1", 300)):
-        store.buffer(ev)
-        if i % 100 == 99:
-            future = store.flush_in_background()
-            assert future is not None
-            future.result()
+    events = workload_events("http1", 300)
+    for start in range(0, 300, 100):
+        _store_and_commit(store, events[start : start + 100])
     assert _committers() == []
     store.close()
     db = sqlite3.connect(path)
