@@ -170,7 +170,6 @@ class LiveRecorder:
 
     async def _consume(self) -> None:
         index = 0
-        received = 0
         flt = self.event_filter
         store = self.store
         # Every message one socket read brought comes at once (no await per message).
@@ -182,11 +181,10 @@ class LiveRecorder:
                         if flt is not None and not flt.matches(message, index):
                             continue
                     store.buffer(message)
-                    received += 1
-                    self._received = received
+                    self._received += 1
                     if store.pending >= store.batch_size:
                         await self._commit()
-                    elif received % YIELD_EVERY == 0:
+                    elif self._received % YIELD_EVERY == 0:
                         # Let the other tasks of the loop (the UI's requests) in between, or they wait
                         # for a whole socket read's worth.
                         await asyncio.sleep(0)
