@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ecaptureq.bench.consumers import tree_cpu_seconds
 from ecaptureq.bench.tlsload import Captured, Run, Site, Verdict, verify
 from ecaptureq.protocol.gap import parse_gap
 from ecaptureq.sources.tls import DEFAULT_BUFFER_MIB, find_libssl
@@ -42,7 +43,6 @@ FLOOR_PROBES = (
     "uprobe:{lib}:SSL_write {{}} uprobe:{lib}:SSL_read {{}} uprobe:{lib}:SSL_write_ex {{}} "
     "uprobe:{lib}:SSL_read_ex {{}} uretprobe:{lib}:SSL_read {{}} uretprobe:{lib}:SSL_read_ex {{}}"
 )
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 RING_MAPPING_MIB = 2 * DEFAULT_BUFFER_MIB
 """The consumer maps the ring buffer's data twice (wrap-around); the kernel maps every page at once."""
 
@@ -99,7 +99,7 @@ class Capture:
         line = self.proc.stderr.readline()
         if "capturing" not in line:
             raise RuntimeError(f"ecaptureq tls did not start: {line}{self.proc.stderr.read()}")
-        self.start_cpu = _cpu_seconds(self.proc.pid)
+        self.start_cpu = tree_cpu_seconds(self.proc.pid)  # its governor too, as wait4 counts it at the end
 
     def stop(self) -> tuple[float, float]:
         # Peak RSS from the process itself: wait4's ru_maxrss also counts the parent's RSS at fork time.
@@ -112,11 +112,6 @@ class Capture:
         if self.proc.returncode != 0:
             raise RuntimeError(f"ecaptureq tls exited {self.proc.returncode}")
         return usage.ru_utime + usage.ru_stime - self.start_cpu, peak_kib / 1024
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def read_capture(path: Path, pids: set[int]) -> tuple[Captured, str]:
