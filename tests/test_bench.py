@@ -64,8 +64,9 @@ async def test_consumer_rows_run_real_processes_to_the_last_event() -> None:
     assert [r.scenario for r in rows] == ["watch --json HTTP/1.1", "record HTTP/1.1"]
     for row in rows:
         assert row.events_per_s > 0 and row.baseline_events_per_s > 0
+        assert row.extra["receive_limit_events_per_s"] > 0, "the frames-only sender was measured too"
     assert rows[0].extra["output_bytes"] > 400 * 100, "watch wrote a JSON line per event"
-    assert "goal 0.35x" in summary(rows)
+    assert "goal 0.35x" in summary(rows) and "of the receive limit" in summary(rows)
 
 
 def test_decoder_memory_counts_every_open_connection() -> None:

@@ -1,12 +1,16 @@
 """Consumer benchmarks: ``watch``, ``record`` and ``ui`` as real processes, beside a bare receive loop.
 
-A sender process (:func:`ecaptureq.bench.peer.serve_frames`) serves the frames of a workload
-(:mod:`ecaptureq.bench.workloads`) to each client that connects, as fast as it reads, and prints when each
-connection's first frame goes out. Each consumer is a separate ``ecaptureq`` process; it is timed from
-that first frame (so its start-up is not counted) to its last event: ``watch --count N`` exiting, the
-N-th packet committed in ``record``'s or ``ui``'s database. The baseline is a bare websockets receive
-loop in its own process (``peer count``), against the same sender in the same run, just before and just
-after the consumer (the faster of the two is the baseline).
+The source is this project's server replaying a workload (:mod:`ecaptureq.bench.workloads`) as
+``ecaptureq serve --replay FILE --speed 0`` does, as fast as the client reads (the peer process
+:func:`ecaptureq.bench.peer.serve_replay`, which prints when each client's replay starts). Each consumer is a
+separate ``ecaptureq`` process; it is timed from that start (so its start-up is not counted) to its last
+event: ``watch --count N`` exiting, the N-th packet committed in ``record``'s or ``ui``'s database. The
+baseline is a bare websockets receive loop in its own process (``peer count``), against the same source in
+the same run, just before and just after the consumer (the faster of the two is the baseline).
+
+The same bare loop is also measured once per workload against a sender that only writes frames encoded
+beforehand (``peer frames``): what a websockets client can receive at most, whatever the server. Each row's
+note gives the consumer's ratio to that limit too.
 
 While ``ui`` ingests, ``/api/status`` and ``/api/exchanges`` are asked every 100 ms and their answer
 times kept (the row's ``p50``/``p99`` columns are those of ``/api/exchanges``; ``/api/status`` goes to
@@ -64,11 +68,11 @@ TIMEOUT = 600.0
 
 
 class _Sender:
-    """The frames-serving peer process."""
+    """A sending peer process: ``replay`` (the server, as ``serve --replay --speed 0``) or ``frames``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, role: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ecaptureq.bench.peer", "frames", str(path)],
+            [sys.executable, "-m", "ecaptureq.bench.peer", role, str(path)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -284,7 +288,12 @@ async def bench_consumers(
         size = sum(len(f) for f in frames) // len(frames)
         write_frames(str(frames_path), frames)
         del frames
-        sender = _Sender(frames_path)
+        limit = _Sender(frames_path, "frames")
+        try:
+            receive_limit = max([(await _bare(limit, events))[0] for _ in range(2)])
+        finally:
+            limit.close()
+        sender = _Sender(frames_path, "replay")
         rows = []
         try:
             for label in labels:
@@ -298,9 +307,12 @@ async def bench_consumers(
                 extra["bare_cpu_us_per_event"] = round(base_cpu * 1e6, 1)
                 extra["cpu_ratio"] = round(base_cpu * 1e6 / max(extra["cpu_us_per_event"], 0.1), 3)
                 goal = GOALS[label][0 if workload == "http1" else 1]
+                extra["receive_limit_events_per_s"] = round(receive_limit)
+                extra["receive_limit_ratio"] = round(rate / receive_limit, 3)
                 note = (
                     f"goal {goal:g}x; CPU {extra['cpu_us_per_event']:g} us/event vs bare "
-                    f"{extra['bare_cpu_us_per_event']:g}: {extra['cpu_ratio']:.2f}x"
+                    f"{extra['bare_cpu_us_per_event']:g}: {extra['cpu_ratio']:.2f}x; "
+                    f"{extra['receive_limit_ratio']:.2f}x of the receive limit ({round(receive_limit):,}/s)"
                 )
                 if "status_max_ms" in extra:
                     note += (
@@ -344,7 +356,8 @@ def summary(rows: list[Row]) -> str:
         verdict = "meets" if r.ratio >= goal else "below"
         lines.append(
             f"{r.scenario}: {r.ratio:.2f}x of the bare loop ({verdict} the goal {goal:g}x); "
-            f"by CPU time per event {r.extra['cpu_ratio']:.2f}x"
+            f"by CPU time per event {r.extra['cpu_ratio']:.2f}x; "
+            f"{r.extra['receive_limit_ratio']:.2f}x of the receive limit"
         )
     return "\n".join(lines)
 

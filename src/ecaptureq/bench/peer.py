@@ -4,9 +4,12 @@
 ``ready``, reads until every client has N events (or goes idle), then prints one JSON line of results.
 ``python -m ecaptureq.bench.peer send --events N --size B`` serves N pre-encoded frames to each client
 that connects, for the client-side benchmark.
-``python -m ecaptureq.bench.peer frames FILE`` serves the frames of FILE (see :func:`write_frames`) to each
-client, for the consumer benchmarks; ``python -m ecaptureq.bench.peer count URL --events N`` is the bare
-receive loop they are measured against.
+``python -m ecaptureq.bench.peer replay FILE`` serves the events of FILE (see :func:`write_frames`) the way
+``ecaptureq serve --replay FILE --speed 0`` does (this project's server fed by its replay source, as fast
+as the client reads), to one client after another, for the consumer benchmarks;
+``python -m ecaptureq.bench.peer frames FILE`` writes the frames of FILE as they are, the fastest a sender
+can be; ``python -m ecaptureq.bench.peer count URL --events N`` is the bare receive loop the consumers are
+measured against.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from ecaptureq.protocol import Event, decode, encode_event
+from ecaptureq.server import Server
+from ecaptureq.sources.replay import Recording, ReplaySource
+
+EVENT_FRAME_START = b"\x08\x02"
+"""The first bytes of a LogEntry frame that carries an event (field 1, ``log_type``, = 2)."""
 
 
 @dataclass
@@ -132,14 +140,32 @@ async def serve_frames(path: str) -> None:
         await asyncio.sleep(3600)
 
 
+async def serve_replay(path: str) -> None:
+    """Serve the events of ``path`` as ``serve --replay --speed 0`` does, to one client after another; print
+    the URL, then ``start NS`` (wall clock) as each client's replay begins."""
+    events = [msg for msg in map(decode, read_frames(path)) if isinstance(msg, Event)]
+    source = ReplaySource(Recording([], events), speed=0)
+    async with Server(port=0) as server:
+        print(server.url, flush=True)
+        served = 0
+        while True:
+            await server.wait_clients(1)
+            print(f"start {time.time_ns()}", flush=True)
+            await source.play(server)
+            served += 1
+            await server.wait_disconnects(served)
+
+
 async def count(url: str, events: int) -> None:
-    """The bare receive loop: count ``events`` frames, then close."""
+    """The bare receive loop: count ``events`` event frames (a server sends run-log lines and heartbeats
+    too), then close."""
     n = 0
     async with connect(url, compression=None, max_size=None) as conn:
-        async for _frame in conn:
-            n += 1
-            if n == events:
-                break
+        async for frame in conn:
+            if isinstance(frame, bytes) and frame.startswith(EVENT_FRAME_START):
+                n += 1
+                if n == events:
+                    break
 
 
 def write_frames(path: str, frames: list[bytes]) -> None:
@@ -178,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     snd.add_argument("--size", type=int, default=512)
     frm = sub.add_parser("frames")
     frm.add_argument("path")
+    rpl = sub.add_parser("replay")
+    rpl.add_argument("path")
     cnt = sub.add_parser("count")
     cnt.add_argument("url")
     cnt.add_argument("--events", type=int, required=True)
@@ -190,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result), flush=True)
         elif args.role == "frames":
             asyncio.run(serve_frames(args.path))
+        elif args.role == "replay":
+            asyncio.run(serve_replay(args.path))
         elif args.role == "count":
             asyncio.run(count(args.url, args.events))
         else:

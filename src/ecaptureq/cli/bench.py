@@ -21,8 +21,10 @@ examples:
 Every row has a baseline measured in the same run: a bare websockets server sending frames encoded
 beforehand to the same clients (or, for the client row, a bare websockets receive loop). Clients run in a
 separate process on 127.0.0.1. 'delivered' is the worst client's delivered/published ratio.
-The consumer rows run watch, record and ui as processes fed HTTP/1.1 and HTTP/2 captures, each beside a
-bare websockets receive loop (its own process) measured just before it against the same sender.
+The consumer rows run watch, record and ui as processes fed HTTP/1.1 and HTTP/2 captures by this
+project's server (as serve --replay FILE --speed 0), each beside a bare websockets receive loop (its own
+process) measured just before and after it against the same server. Their notes also give the ratio to
+the receive limit: the bare loop fed by a sender that only writes frames encoded beforehand.
 """
 
 
