@@ -7,6 +7,8 @@ writes meanwhile, commit by commit.
 
 from __future__ import annotations
 
+import itertools
+import json
 import random
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from ui_support import start_ui, stop_ui
 from ecaptureq.protocol import Event
 from ecaptureq.protocol.uuid import DATA_TYPE_READ, DATA_TYPE_WRITE, format_uuid
 from ecaptureq.store import CaptureStore
+from ecaptureq.web.queries import EXCHANGE_COLUMNS
 
 
 def event(fd: int, direction: int, payload: bytes, t: int) -> Event:
@@ -81,6 +84,40 @@ def test_keyset_paging_skips_and_repeats_nothing_while_rows_arrive(tmp_path: Pat
         assert len(seen) == len(set(seen)), "a row was sent twice"
         assert seen == sorted(seen)
         assert len(seen) == 12 * 6, f"{12 * 6 - len(seen)} exchanges were skipped"
+    finally:
+        code, err = stop_ui(ui)
+    assert code == 0, err
+
+
+@pytest.mark.e2e
+def test_a_stream_from_a_page_held_completes_its_waiting_exchanges(tmp_path: Path) -> None:
+    # The page fetched the rows up to after_id itself (by pages) and streams from there, naming the rows it
+    # holds that wait for their response: the stream sends each as it is when it starts (it may have
+    # completed meanwhile), and again when its response is committed.
+    db = tmp_path / "waiting.db"
+    store = CaptureStore(db)
+    store.connection_opened("ws://127.0.0.1:1/")
+    for t, (direction, payload) in enumerate(exchange_pieces(3, 0)[:2]):  # the request, whole
+        store.add(event(3, direction, payload, t))
+    store.flush()
+    ui = start_ui("--db", str(db), "--poll", "0.1")
+    try:
+        waiting = page_after(ui.base, 0)
+        assert len(waiting) == 1
+        params = {"after_id": waiting[0], "waiting": str(waiting[0])}
+        with httpx.stream("GET", f"{ui.base}/api/stream", params=params, timeout=30) as answer:
+            lines = answer.iter_lines()
+            direction, payload = exchange_pieces(3, 0)[2]
+            store.add(event(3, direction, payload, 9))
+            store.flush()
+            updated = None
+            for line in itertools.islice(lines, 1000):  # with --poll 0.1: about 30 s of updates
+                if line == "event: update":
+                    updated = json.loads(next(lines).removeprefix("data: "))["rows"]
+                    if updated[0][EXCHANGE_COLUMNS.index("complete")]:
+                        break
+        store.close()
+        assert updated is not None and [r[0] for r in updated] == waiting
     finally:
         code, err = stop_ui(ui)
     assert code == 0, err

@@ -75,6 +75,55 @@ def test_exchanges_all_and_after_id(ui: Ui, db: Path) -> None:
 
 
 @pytest.mark.e2e
+def test_exchanges_by_position_before_an_id_and_counted(ui: Ui, db: Path) -> None:
+    # the table's pages: by position (a jump into the table), before an id (the page above one held), and
+    # the number of rows matching with the last id among them
+    api = f"{ui.base}/api/exchanges"
+    ids = [r[0] for r in httpx.get(api).json()["rows"]]
+    with sqlite3.connect(db) as conn:
+        curl = [r[0] for r in conn.execute("SELECT id FROM exchanges WHERE pname = 'curl' ORDER BY id")]
+    assert len(ids) > 10 and len(curl) > 3
+
+    def page(**params: object) -> list[int]:
+        answer = httpx.get(api, params=params)
+        assert answer.status_code == 200, answer.text
+        return [r[0] for r in answer.json()["rows"]]
+
+    assert page(offset=3, limit=4) == ids[3:7]
+    assert page(offset=1, limit=2, filter="pname = 'curl'") == curl[1:3]
+    assert page(offset=len(ids), limit=5) == []
+    assert page(before_id=ids[6], limit=3) == ids[3:6]
+    assert page(before_id=curl[3], limit=2, filter="pname = 'curl'") == curl[1:3]
+    counted = httpx.get(api, params={"count": 1, "offset": 0, "limit": 2}).json()
+    assert (counted["total"], counted["last_id"]) == (len(ids), ids[-1])
+    assert [r[0] for r in counted["rows"]] == ids[:2]
+    counted = httpx.get(api, params={"count": 1, "limit": 1, "filter": "pname = 'curl'"}).json()
+    assert (counted["total"], counted["last_id"]) == (len(curl), curl[-1])
+    bad = httpx.get(api, params={"offset": "x1"})
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "offset must be a whole number, not 'x1'"
+    assert page(before_id=-5) == []  # no row before id 0
+    bad = httpx.get(f"{ui.base}/api/stream", params={"waiting": "1,2,x"})
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "waiting must be row ids separated by commas, not '1,2,x'"
+
+
+@pytest.mark.e2e
+def test_a_position_is_found_whatever_gaps_the_ids_have(tmp_path: Path) -> None:
+    # Ids 1, 2, 3... give a row's position at once; with rows deleted they do not, and SQLite counts
+    path = make_database(tmp_path / "gaps.db", 60)
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM exchanges WHERE id BETWEEN 10 AND 19")
+    served = start_ui("--db", str(path))
+    try:
+        answer = httpx.get(f"{served.base}/api/exchanges", params={"offset": 10, "limit": 5, "count": 1})
+        assert [r[0] for r in answer.json()["rows"]] == [21, 22, 23, 24, 25]  # 1-9 are positions 0-8
+        assert answer.json()["total"] == 50
+    finally:
+        stop_ui(served)
+
+
+@pytest.mark.e2e
 def test_exchange_filter_and_bad_filter(ui: Ui, db: Path) -> None:
     with sqlite3.connect(db) as conn:
         expected = [r[0] for r in conn.execute("SELECT id FROM exchanges WHERE pname = 'curl' ORDER BY id")]

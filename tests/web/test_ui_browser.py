@@ -83,6 +83,14 @@ def wait_rows(page: Any, at_least: int) -> None:
     )
 
 
+def all_ids(page: Any) -> list[int]:
+    """The ids of every row of the table, in order: the page fetches each page of them first (it holds only
+    those near the view)."""
+    page.evaluate("() => rows.ensure(0, rows.total)")
+    page.wait_for_function("() => rows.loadedIds().length >= rows.total", timeout=WAIT_MS)
+    return [int(i) for i in page.evaluate("() => rows.loadedIds()")]
+
+
 def counter(page: Any, name: str) -> int:
     return int(re.sub(r"\D", "", page.inner_text(f"#c-{name}")) or 0)
 
@@ -100,9 +108,7 @@ def test_live_table_filter_details_har(live_ui: Ui, page: Any) -> None:
     # filtering: only curl rows; then a bad filter shows SQLite's message and keeps the table
     page.fill("#filter", "pname = 'curl' AND status = 200")
     page.click("#filter-form button[type=submit]")
-    page.wait_for_function(
-        "() => state.filter.startsWith('pname') && state.rows.length >= 3", timeout=WAIT_MS
-    )
+    page.wait_for_function("() => state.filter.startsWith('pname') && rows.total >= 3", timeout=WAIT_MS)
     processes = page.locator("#exchanges .vrow:not([hidden]) > div:nth-child(3)").all_inner_texts()
     assert processes and set(processes) == {"curl"}
     shown = row_count(page)
@@ -162,7 +168,7 @@ def test_pause_stops_updates_and_resume_catches_up(live_ui: Ui, page: Any) -> No
     page.click("#pause")
     assert page.inner_text("#pause") == "Pause"
     wait_rows(page, frozen + 10)
-    ids = page.evaluate("() => state.rows.map(r => r[0])")
+    ids = all_ids(page)
     assert ids == sorted(set(ids))  # caught up with nothing repeated
 
 
@@ -175,7 +181,7 @@ def test_committed_rows_are_pushed_without_the_poll(demo: Served, tmp_path: Path
         wait_rows(page, 1)
         opened = row_count(page)
         wait_rows(page, opened + 10)
-        ids = page.evaluate("() => state.rows.map(r => r[0])")
+        ids = all_ids(page)
         assert ids == sorted(set(ids))  # nothing repeated or out of order
         with sqlite3.connect(tmp_path / "push.db") as conn:
             committed = {i for (i,) in conn.execute("SELECT id FROM exchanges WHERE id <= ?", (max(ids),))}

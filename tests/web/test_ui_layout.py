@@ -12,6 +12,7 @@ import re
 import shutil
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,12 +118,20 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / name))
 
 
+def committed_exchanges(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return int(conn.execute("SELECT count(*) FROM exchanges").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
 def rows(page: Any) -> int:
     return int(re.sub(r"\D", "", page.inner_text("#row-count")) or 0)
 
 
 def wait_rows(page: Any, at_least: int) -> None:
-    page.wait_for_function("n => state.rows.length >= n", arg=at_least, timeout=WAIT_MS)
+    page.wait_for_function("n => rows.total >= n", arg=at_least, timeout=WAIT_MS)
 
 
 def wait_detail(page: Any, path: str) -> None:
@@ -132,7 +141,7 @@ def wait_detail(page: Any, path: str) -> None:
 
 
 def selected_id(page: Any) -> str:
-    return str(page.evaluate("() => table.selected < 0 ? '' : String(state.rows[table.selected][0])"))
+    return str(page.evaluate("() => table.selected < 0 ? '' : String(rows.rowAt(table.selected)[0])"))
 
 
 @pytest.mark.parametrize("width", [1024, 1440, 1920])
@@ -246,7 +255,7 @@ def test_keyboard_navigation(tmp_path: Path, browser: Any, pages: list[Any]) -> 
         assert page.evaluate("() => document.activeElement.id") == "filter"
         page.keyboard.type("status = 404")
         page.keyboard.press("Enter")
-        page.wait_for_function("() => state.filter === 'status = 404' && state.rows.length === 30")
+        page.wait_for_function("() => state.filter === 'status = 404' && rows.total === 30")
         assert page.input_value("#filter") == "status = 404"  # the "/" was not typed into it
         page.keyboard.press("Escape")
         assert page.evaluate("() => document.activeElement.id") == "exchanges"
@@ -280,7 +289,7 @@ def test_keyboard_navigation(tmp_path: Path, browser: Any, pages: list[Any]) -> 
         # on a long list the page keys move by a screenful, and the selected row stays in view
         page.fill("#filter", "")
         page.keyboard.press("Enter")
-        page.wait_for_function("() => state.filter === '' && state.rows.length === 300")
+        page.wait_for_function("() => state.filter === '' && rows.total === 300")
         page.keyboard.press("Escape")
         page.keyboard.press("PageDown")
         page.keyboard.press("PageDown")
@@ -301,15 +310,24 @@ def fast_demo() -> Iterator[Served]:
 def test_table_follows_new_rows_until_the_user_scrolls_up(
     fast_demo: Served, tmp_path: Path, browser: Any, pages: list[Any]
 ) -> None:
-    ui = start_ui("--source", fast_demo.url, "--db", str(tmp_path / "live.db"))
+    db = tmp_path / "live.db"
+    ui = start_ui("--source", fast_demo.url, "--db", str(db))
     try:
+        # more than a screen recorded before the page opens
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while committed_exchanges(db) < 60 and time.monotonic() < deadline:
+            time.sleep(0.05)
         page = new_page(browser, 1440, 700)
         pages.append(page)
         page.goto(ui.url)
         per_screen = page.evaluate("() => Math.ceil(table.container.clientHeight / table.rowHeight)")
-        wait_rows(page, 1)
-        # what was recorded before the page opened is shown from its first row; at the bottom, it follows
+        assert per_screen < 60
+        wait_rows(page, 60)
+        # what was recorded before the page opened is shown from its first row, as new rows arrive below
+        wait_rows(page, rows(page) + 5)
         assert page.evaluate("() => table.container.scrollTop") == 0
+        assert page.locator("#exchanges .vrow:not([hidden]) > div:first-child").first.inner_text() == "1"
+        # at the bottom, it follows
         page.evaluate("() => { table.container.scrollTop = table.container.scrollHeight; }")
         wait_rows(page, 3 * per_screen)
         # following: each new row is in view as it arrives
@@ -317,7 +335,7 @@ def test_table_follows_new_rows_until_the_user_scrolls_up(
             count = rows(page)
             wait_rows(page, count + 5)
             page.wait_for_function("() => table.atBottom()", timeout=WAIT_MS)
-            newest = page.evaluate("() => String(state.rows[state.rows.length - 1][0])")
+            newest = page.evaluate("() => String(rows.rowAt(rows.total - 1)[0])")
             ids = page.locator("#exchanges .vrow:not([hidden]) > div:first-child").all_inner_texts()
             assert newest in ids
         assert page.locator("#jump-new").is_hidden()

@@ -132,3 +132,32 @@ def make_demo_database(path: Path, events: int) -> Path:
         store.add(event)
     store.close()
     return path
+
+
+def make_huge_database(path: Path, count: int) -> Path:
+    """A capture database with ``count`` exchanges, made by SQLite itself in seconds: the table's columns
+    only (the detail is an empty object: opening one says it is unreadable), but for the last one, which
+    is :func:`sample_exchange` whole. Ids are 1..count; one in 50 has status 404."""
+    CaptureStore(path).close()  # the schema, exactly as record writes it
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("BEGIN")
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+        " INSERT INTO exchanges (id, connection, protocol, pid, pname, src_ip, src_port, dst_ip, dst_port,"
+        " started_ns, ended_ns, latency, method, host, path, status, response_size, complete, detail)"
+        " SELECT i, '2746_2746_curl_' || (i % 50), 'http/1.1', 2746, 'curl', '10.0.0.5', 40000 + i % 1000,"
+        " '93.184.216.34', 443, 1760000000000000000 + i * 1000000,"
+        " 1760000000000000000 + i * 1000000 + 250000,"
+        " 0.00025, 'GET', 'api.example.com', '/v1/items/' || i, CASE WHEN i % 50 = 0 THEN 404 ELSE 200 END,"
+        " 24, 1, '{}' FROM n",
+        (count - 1,),
+    )
+    columns = conn.execute("SELECT * FROM exchanges LIMIT 0").description
+    conn.execute(
+        f"INSERT INTO exchanges VALUES ({', '.join('?' * len(columns))})",
+        exchange_row(count, sample_exchange(count)),
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    return path

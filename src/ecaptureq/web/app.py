@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import json
 import math
 import sqlite3
@@ -167,6 +168,17 @@ def _int(request: Request, name: str, default: int, low: int = 0, high: int | No
     return min(value, high) if high is not None else value
 
 
+def _ids(request: Request, name: str, most: int) -> list[int]:
+    """A comma-separated list of row ids (the first ``most`` of them)."""
+    text = request.query_params.get(name) or ""
+    parts = [part for part in text.split(",", most)[:most] if part.strip()]
+    try:
+        ids = [int(part) for part in parts]
+    except ValueError:
+        raise SqlError(f"{name} must be row ids separated by commas, not {text[:40]!r}") from None
+    return [i for i in ids if 0 <= i <= SQLITE_MAX_INT]
+
+
 def create_app(state: UiState) -> Starlette:
     """Build the Starlette application serving ``state`` (wrap it in :class:`~ecaptureq.web.guard.Guard`)."""
 
@@ -210,16 +222,40 @@ def create_app(state: UiState) -> Starlette:
         return Response(html, media_type="text/html", headers={"Cache-Control": "no-store"})
 
     async def exchanges(request: Request) -> Response:
+        """Rows in id order: after ``after_id`` (the default), before ``before_id``, or from position
+        ``offset``; with ``count=1``, also ``total`` and ``last_id`` of the rows matching ``filter``."""
+        params = request.query_params
         try:
-            cond = request.query_params.get("filter")
-            after = _int(request, "after_id", 0)
+            cond = params.get("filter")
             limit = _int(request, "limit", 5000, 1, MAX_LIMIT)
-            rows = await in_thread(lambda c: queries.exchange_rows(c, cond, after, limit))
+            fetch: Callable[[sqlite3.Connection], list[list[Any]]]
+            if "offset" in params:
+                offset = _int(request, "offset", 0, 0, SQLITE_MAX_INT)
+                fetch = functools.partial(queries.exchange_window, condition=cond, offset=offset, limit=limit)
+            elif "before_id" in params:
+                before = _int(request, "before_id", 0, 0, SQLITE_MAX_INT)
+                fetch = functools.partial(
+                    queries.exchange_rows_before, condition=cond, before_id=before, limit=limit
+                )
+            else:
+                after = _int(request, "after_id", 0)
+                fetch = functools.partial(queries.exchange_rows, condition=cond, after_id=after, limit=limit)
+            counted = params.get("count") == "1"
+
+            def read_rows(c: sqlite3.Connection) -> dict[str, Any]:
+                # the count first: rows committed meanwhile come after its last_id, not before
+                count = queries.exchange_count(c, cond) if counted else None
+                body = queries.rows_json(queries.EXCHANGE_COLUMNS, fetch(c))
+                if count is not None:
+                    body["total"], body["last_id"] = count
+                return body
+
+            body = await in_thread(read_rows)
         except SqlError as exc:
             return _error(400, str(exc))
         except Busy:
             return busy()
-        return _json(queries.rows_json(queries.EXCHANGE_COLUMNS, rows))
+        return _json(body)
 
     async def exchange(request: Request) -> Response:
         ex_id = row_id(request, "id")
@@ -307,23 +343,28 @@ def create_app(state: UiState) -> Starlette:
         return _json(await status_body())
 
     async def stream(request: Request) -> Response:
+        """Server-sent events: ``rows`` committed after ``after_id``, ``update`` of the incomplete ones sent
+        and of those listed in ``waiting`` (ids the reader fetched itself, comma-separated), ``status``."""
         cond = request.query_params.get("filter")
         try:
             after = _int(request, "after_id", 0)
+            waiting = _ids(request, "waiting", PENDING_TRACKED)
             await in_thread(lambda c: queries.check_condition(c, cond))
         except SqlError as exc:
             return _error(400, str(exc))
         except Busy:
             return busy()
         return StreamingResponse(
-            _events(cond, after),
+            _events(cond, after, waiting),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    async def _events(cond: str | None, after: int) -> AsyncIterator[str]:
+    async def _events(cond: str | None, after: int, waiting: list[int]) -> AsyncIterator[str]:
         last = after
-        pending: dict[int, None] = {}  # incomplete exchange ids sent, oldest first
+        # incomplete exchange ids the reader has, oldest first: those it fetched itself (waiting), then those
+        # this stream sent
+        pending: dict[int, None] = dict.fromkeys(sorted(waiting))
         loop = asyncio.get_running_loop()
         read_at = status_at = -math.inf
         announced = True  # read at once

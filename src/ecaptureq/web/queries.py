@@ -157,6 +157,65 @@ def exchange_rows(
         raise _sql_error(exc, condition or "") from None
 
 
+def exchange_rows_before(
+    conn: sqlite3.Connection, condition: str | None, before_id: int, limit: int
+) -> list[list[Any]]:
+    """The last ``limit`` exchange rows with ``id < before_id`` matching ``condition``, in id order (the page
+    before one the browser has: keyset, as cheap deep in the table as at its start).
+
+    Raises:
+        SqlError: the condition is not valid SQL on ``exchanges``, or took too long.
+    """
+    sql = f"{_exchange_select(conn)} WHERE id < ?{exchanges_where(condition)} ORDER BY id DESC LIMIT ?"
+    try:
+        return _with_time(_bounded(conn.execute(sql, (before_id, limit))))[::-1]
+    except sqlite3.Error as exc:
+        raise _sql_error(exc, condition or "") from None
+
+
+def exchange_window(
+    conn: sqlite3.Connection, condition: str | None, offset: int, limit: int
+) -> list[list[Any]]:
+    """The exchange rows matching ``condition`` at positions ``offset`` to ``offset + limit`` in id order:
+    the page of a table the browser jumped into (next to a page it has, it asks by id instead).
+
+    Without a condition, when the ids have no gap (the store numbers exchanges 1, 2, 3...: see
+    :func:`totals`), the position gives the id: one index lookup. Otherwise SQLite steps over ``offset``
+    rows (about 0.4 s for 900,000 exchanges here).
+
+    Raises:
+        SqlError: the condition is not valid SQL on ``exchanges``, or took too long.
+    """
+    if not exchanges_where(condition):
+        low, high, count = conn.execute(
+            "SELECT (SELECT min(id) FROM exchanges), (SELECT max(id) FROM exchanges),"
+            " (SELECT count(*) FROM exchanges)"
+        ).fetchone()
+        if count and high - low + 1 == count:
+            return exchange_rows(conn, None, low + offset - 1, limit)
+    sql = f"{_exchange_select(conn)} WHERE id > 0{exchanges_where(condition)} ORDER BY id LIMIT ? OFFSET ?"
+    try:
+        return _with_time(_bounded(conn.execute(sql, (limit, offset))))
+    except sqlite3.Error as exc:
+        raise _sql_error(exc, condition or "") from None
+
+
+def exchange_count(conn: sqlite3.Connection, condition: str | None) -> tuple[int, int]:
+    """How many exchanges match ``condition``, and the highest id among them (0 when none).
+
+    Raises:
+        SqlError: the condition is not valid SQL on ``exchanges``, or took too long.
+    """
+    sql = f"SELECT count(*), coalesce(max(id), 0) FROM exchanges WHERE id > 0{exchanges_where(condition)}"
+    if not exchanges_where(condition):  # count(*) alone reads the smallest index; max(id) is one lookup
+        sql = "SELECT (SELECT count(*) FROM exchanges), (SELECT coalesce(max(id), 0) FROM exchanges)"
+    try:
+        count, last = conn.execute(sql).fetchone()
+    except sqlite3.Error as exc:
+        raise _sql_error(exc, condition or "") from None
+    return int(count), int(last)
+
+
 def _bounded(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
     # A condition may add a UNION of anything: every cell is made JSON-able and short, and the answer
     # stops at RESULT_BYTES.

@@ -1,6 +1,8 @@
 // ecaptureq ui: the live exchange table, the packets view and the detail pane.
-// Data lives in plain arrays; the table renders only the rows in view (VirtualTable), so 100,000 rows
-// cost one array, not 100,000 DOM nodes. Everything from the server is put in the page with textContent.
+// The table renders only the rows in view (VirtualTable). The exchanges are not all in the page: a RowSource
+// fetches them a page at a time around the view and forgets pages far from it, so a database of 1,000,000
+// exchanges costs what a few screens of them do. Everything from the server is put in the page with
+// textContent.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -80,6 +82,12 @@ function fmtNumber(n) {
 
 const OVERSCAN = 10;
 const MIN_COLUMN = 36;
+const LOADING_ROW = [];  // what a row on its way from the server is drawn as (empty cells)
+
+function arraySource(rows) {
+  // A table's rows when the page has them all (the packets view: at most one answer of the server).
+  return { get total() { return rows.length; }, rowAt: (i) => rows[i] || null, ensure() {} };
+}
 
 class VirtualTable {
   // columns: [{title, min (px), grow (fr, optional), get(row) -> text, cls(row) -> extra class, num: bool,
@@ -88,8 +96,9 @@ class VirtualTable {
   // left out, lowest first, before any other is cut or scrolled out of view.
   constructor(container, columns, onSelect) {
     this.container = container;
-    this.rows = [];
+    this.source = arraySource([]);  // {total, rowAt(i) -> row or null, ensure(first, last)}
     this.selected = -1;
+    this.pendingSelect = -1;   // a row asked for (selected) before its page arrived
     this.onSelect = onSelect;
     this.rowHeight = 24;
     this.follow = false;       // stick to the newest row while the view is at the bottom
@@ -175,20 +184,37 @@ class VirtualTable {
   }
 
   setRows(rows) {
-    this.rows = rows;
+    this.setSource(arraySource(rows));
+  }
+
+  setSource(source) {
+    this.source = source;
     this.selected = -1;
+    this.pendingSelect = -1;
     this.container.scrollTop = 0;
     this.render();
   }
 
   select(index) {
     if (!this.highlight(index)) return;
-    this.onSelect(this.rows[index], index);
+    const row = this.source.rowAt(index);
+    this.pendingSelect = row ? -1 : index;  // opened when its page arrives (see arrived)
+    if (row) this.onSelect(row, index);
+  }
+
+  arrived() {
+    // Rows came in (a page, new rows): show them, and open the one selected while it was on its way.
+    const waiting = this.pendingSelect;
+    if (waiting >= 0 && waiting === this.selected && this.source.rowAt(waiting)) {
+      this.pendingSelect = -1;
+      this.onSelect(this.source.rowAt(waiting), waiting);
+    }
+    this.render();
   }
 
   highlight(index) {
     // Mark a row as the selected one and bring it into view; false when there is no such row.
-    if (index < 0 || index >= this.rows.length) return false;
+    if (index < 0 || index >= this.source.total) return false;
     this.selected = index;
     this.scrollIntoView(index);
     this.render();
@@ -197,11 +223,12 @@ class VirtualTable {
 
   move(delta) {
     // The keyboard: one row, a page (delta = ±Infinity: first or last); from nothing, the first row.
-    if (!this.rows.length) return false;
+    const total = this.source.total;
+    if (!total) return false;
     const page = Math.max(1, Math.floor(this.container.clientHeight / this.rowHeight) - 2);
     const step = delta === "page+" ? page : delta === "page-" ? -page : delta;
-    const from = this.selected < 0 ? (step > 0 ? -1 : this.rows.length) : this.selected;
-    return this.highlight(Math.max(0, Math.min(this.rows.length - 1, from + step)));
+    const from = this.selected < 0 ? (step > 0 ? -1 : total) : this.selected;
+    return this.highlight(Math.max(0, Math.min(total - 1, from + step)));
   }
 
   scrollIntoView(index) {
@@ -222,7 +249,7 @@ class VirtualTable {
   }
 
   render() {
-    const total = this.rows.length;
+    const total = this.source.total;
     this.body.style.height = `${total * this.rowHeight}px`;
     this.empty.hidden = total > 0 || this.hideEmpty === true;
     const scroll = Math.max(0, this.container.scrollTop);
@@ -230,6 +257,7 @@ class VirtualTable {
     const first = Math.max(0, Math.floor(scroll / this.rowHeight) - OVERSCAN);
     const last = Math.min(total, Math.ceil((scroll + height) / this.rowHeight) + OVERSCAN);
     const needed = Math.max(0, last - first);
+    if (needed) this.source.ensure(first, last);
     while (this.pool.length < needed) {
       const node = el("div", "vrow");
       node.style.gridTemplateColumns = this.template;
@@ -242,25 +270,26 @@ class VirtualTable {
       const i = first + k;
       if (k >= needed) { node.hidden = true; continue; }
       node.hidden = false;
-      const row = this.rows[i];
+      const row = this.source.rowAt(i) || LOADING_ROW;
       node.dataset.index = String(i);
       node.style.top = `${i * this.rowHeight}px`;
       let cls = "vrow";
       if (i === this.selected) cls += " selected";
-      if (this.rowClass) cls += this.rowClass(row);
+      if (row === LOADING_ROW) cls += " loading";
+      else if (this.rowClass) cls += this.rowClass(row);
       node.className = cls;
       if (i === this.selected) node.setAttribute("aria-selected", "true");
       else node.removeAttribute("aria-selected");
       const cells = node.children;
       for (let c = 0; c < this.columns.length; c++) {
         const col = this.columns[c];
-        const text = col.get(row, i);
+        const text = row === LOADING_ROW ? "" : col.get(row, i);
         const cell = cells[c];
         if (cell.textContent !== text) cell.textContent = text;
         const extra = (col.num ? "num" : "") + (col.cls ? col.cls(row) : "");
         if (cell.className !== extra) cell.className = extra;
         if (cell.hidden === this.shown[c]) cell.hidden = !this.shown[c];
-        cell.title = col.full ? col.full(row, i) : text;
+        cell.title = col.full && row !== LOADING_ROW ? col.full(row, i) : text;
       }
     }
   }
@@ -360,7 +389,7 @@ function idColumnWidth() {
     ctx.font = getComputedStyle(document.body).font;
     digitPx = ctx.measureText("0123456789").width / 10;
   }
-  return Math.ceil(13 + digitPx * String(state.lastId).length);
+  return Math.ceil(13 + digitPx * String(rows.lastId).length);
 }
 
 const EXCHANGE_COLUMNS = [
@@ -382,13 +411,140 @@ const EXCHANGE_COLUMNS = [
 // A fleet's database (ecaptureq collect, ui --nats) has nodes: their column comes after the time.
 const NODE_COLUMN = { title: "node", min: 120, grow: 1.2, get: (r) => r[X.node] || "" };
 
+// ---- the exchanges, a page at a time ------------------------------------------------------------
+
+const PAGE = 200;         // rows per request
+const PAGES_KEPT = 60;    // pages held; those farthest from the view go first
+const WAITING_SENT = 500; // incomplete rows held whose completion the stream is asked to send
+
+class RowSource {
+  // The exchanges matching the filter by position (id order). `total` is their number: the count the server
+  // gave, plus the rows the live stream added since. A page is asked for when the view reaches it: next to
+  // a page held, by id (after the one before, or before the one after: as quick deep in the table as at
+  // its top); elsewhere by position. Rows newer than `lastId` come from the stream alone, once.
+  constructor(onChange) {
+    this.onChange = onChange;
+    this.reset("");
+  }
+
+  reset(filter) {
+    this.filter = filter;
+    this.total = 0;
+    this.lastId = 0;
+    this.pages = new Map();    // page number -> array of rows (holes: not here yet)
+    this.asked = new Set();    // page numbers on their way
+    this.generation = (this.generation || 0) + 1;
+    this.view = [0, 0];
+  }
+
+  rowAt(i) {
+    const page = this.pages.get(Math.floor(i / PAGE));
+    return (page && page[i % PAGE]) || null;
+  }
+
+  complete(k) {
+    // Whether page k holds every row it should.
+    const page = this.pages.get(k);
+    if (!page) return false;
+    const end = Math.min(PAGE, this.total - k * PAGE);
+    for (let j = 0; j < end; j++) if (!page[j]) return false;
+    return true;
+  }
+
+  ensure(first, last) {
+    this.view = [first, last];
+    for (let k = Math.floor(first / PAGE); k * PAGE < Math.min(last, this.total); k++) {
+      if (!this.asked.has(k) && !this.complete(k)) this.load(k);
+    }
+  }
+
+  async load(k) {
+    const generation = this.generation;
+    this.asked.add(k);
+    const before = this.pages.get(k - 1);
+    const after = this.pages.get(k + 1);
+    const where = `filter=${encodeURIComponent(this.filter)}&limit=${PAGE}`;
+    let url;
+    if (this.complete(k - 1) && before.length === PAGE) url = `/api/exchanges?${where}&after_id=${before[PAGE - 1][X.id]}`;
+    else if (after && after[0]) url = `/api/exchanges?${where}&before_id=${after[0][X.id]}`;
+    else url = `/api/exchanges?${where}&offset=${k * PAGE}`;
+    let body;
+    try {
+      body = await getJSON(url);
+    } catch (err) {
+      if (generation === this.generation) showError("filter-error", err.message);
+      return;
+    } finally {
+      if (generation === this.generation) this.asked.delete(k);
+    }
+    if (generation !== this.generation) return;  // a new filter since
+    const page = this.pages.get(k) || [];
+    body.rows.forEach((row, j) => {
+      if (row[X.id] <= this.lastId) page[j] = row;  // newer ones are the stream's to add
+    });
+    this.pages.set(k, page);
+    this.forget();
+    this.onChange();
+  }
+
+  forget() {
+    // Keep the pages nearest the view.
+    if (this.pages.size <= PAGES_KEPT) return;
+    const middle = Math.floor((this.view[0] + this.view[1]) / 2 / PAGE);
+    const far = [...this.pages.keys()].sort((a, b) => Math.abs(b - middle) - Math.abs(a - middle));
+    for (const k of far.slice(0, this.pages.size - PAGES_KEPT)) this.pages.delete(k);
+  }
+
+  append(rows) {
+    // New rows from the stream, after every row counted: the number added.
+    let added = 0;
+    for (const row of rows) {
+      const id = row[X.id];
+      if (id <= this.lastId) continue;
+      const at = this.total;
+      const k = Math.floor(at / PAGE);
+      if (!this.pages.has(k)) this.pages.set(k, []);
+      this.pages.get(k)[at % PAGE] = row;
+      this.total += 1;
+      this.lastId = id;
+      added += 1;
+    }
+    if (added) this.forget();
+    return added;
+  }
+
+  update(changed) {
+    // Rows that changed (an exchange completed): replaced where the page holds them.
+    const at = new Map();  // id -> [page, position in it], of every row held
+    for (const page of this.pages.values()) page.forEach((r, j) => { if (r) at.set(r[X.id], [page, j]); });
+    for (const row of changed) {
+      const found = at.get(row[X.id]);
+      if (found) found[0][found[1]] = row;
+    }
+  }
+
+  waitingIds() {
+    // The newest incomplete rows held (their response may come): the stream sends them as they complete.
+    const ids = [];
+    for (const k of [...this.pages.keys()].sort((a, b) => b - a)) {
+      for (const row of this.pages.get(k)) if (row && !row[X.complete]) ids.push(row[X.id]);
+      if (ids.length >= WAITING_SENT) break;
+    }
+    return ids.slice(0, WAITING_SENT);
+  }
+
+  loadedIds() {
+    // The ids of the rows held, in order (for tests and debugging).
+    return [...this.pages.keys()].sort((a, b) => a - b).flatMap((k) => this.pages.get(k).filter(Boolean).map((r) => r[X.id]));
+  }
+}
+
+const rows = new RowSource(() => { table.arrived(); updateCount(); });
+
 const state = {
   nodes: false,
   filter: "",
-  lastId: 0,
-  idDigits: 1,       // digits of lastId the table's id column is laid out for
-  byId: new Map(),   // exchange id -> position in rows
-  rows: [],
+  idDigits: 1,       // digits of the last id the table's id column is laid out for
   paused: false,
   source: null,      // the EventSource
   retry: null,
@@ -396,13 +552,13 @@ const state = {
   live: false,
   status: null,      // the last /api/status answer
   unseen: 0,         // rows that arrived below the view while the user looked elsewhere
-  backlog: true,     // the next rows are what was recorded before the page looked (shown from the top)
+  counted: false,    // rows has the count and the first page for this filter; the stream goes on from it
 };
 
 const table = new VirtualTable($("exchanges"), EXCHANGE_COLUMNS, (row) => openExchange(row[X.id]));
 table.rowClass = (r) => (r[X.complete] ? "" : " incomplete");
 table.hideEmpty = true;  // the empty state below says why there is nothing
-table.rows = state.rows;
+table.source = rows;
 table.render();
 table.onScroll = () => { if (table.atBottom()) setUnseen(0); };
 
@@ -417,49 +573,49 @@ function setUnseen(n) {
 }
 
 function updateCount() {
-  $("row-count").textContent = `${fmtNumber(state.rows.length)} rows`;
+  $("row-count").textContent = `${fmtNumber(rows.total)} rows`;
   updateEmpty();
-}
-
-function addRows(rows) {
-  // Follow the newest rows while the view is at the bottom; otherwise count them on the "N new" button.
-  // The first answer (what was recorded before the page was opened, or matched a new filter) is shown from
-  // its first row.
-  const backlog = state.backlog;
-  state.backlog = false;
-  const stick = table.follow && !backlog && table.atBottom();
-  let added = 0;
-  for (const row of rows) {
-    const id = row[X.id];
-    if (id <= state.lastId || state.byId.has(id)) continue;
-    state.byId.set(id, state.rows.length);
-    state.rows.push(row);
-    state.lastId = id;
-    added += 1;
-  }
-  updateCount();
-  const digits = String(state.lastId).length;
+  const digits = String(rows.lastId).length;
   if (digits !== state.idDigits) {
     state.idDigits = digits;  // the id column widens with the ids (no "99…" at a million rows)
     table.layout();
-  } else table.render();
-  if (!added) return;
-  if (stick) table.toBottom();
-  else if (table.follow && !backlog) setUnseen(state.unseen + added);
+  }
 }
 
-function updateRows(rows) {
-  for (const row of rows) {
-    const at = state.byId.get(row[X.id]);
-    if (at !== undefined) state.rows[at] = row;
-  }
+function addRows(newRows) {
+  // Follow the newest rows while the view is at the bottom; otherwise count them on the "N new" button.
+  const stick = table.follow && table.atBottom();
+  const added = rows.append(newRows);
+  updateCount();
+  table.arrived();
+  if (!added) return;
+  if (stick) table.toBottom();
+  else if (table.follow) setUnseen(state.unseen + added);
+}
+
+function updateRows(changed) {
+  rows.update(changed);
   table.render();
+}
+
+async function loadCount() {
+  // The number of rows matching the filter and the first page, from the database as it is now: the
+  // stream brings what is committed after it.
+  const generation = rows.generation;
+  const body = await getJSON(`/api/exchanges?count=1&offset=0&limit=${PAGE}&filter=${encodeURIComponent(state.filter)}`);
+  if (generation !== rows.generation) return false;
+  rows.total = body.total;
+  rows.lastId = body.last_id;
+  rows.pages.set(0, body.rows.filter((r) => r[X.id] <= rows.lastId));
+  updateCount();
+  table.arrived();
+  return true;
 }
 
 function updateEmpty() {
   // Nothing to show: say what the page is waiting for, and what would help.
   const box = $("empty-state");
-  box.hidden = state.rows.length > 0;
+  box.hidden = rows.total > 0;
   if (box.hidden) return;
   const s = state.status;
   let title = "Loading…";
@@ -535,7 +691,18 @@ function stopStream() {
 
 async function startStream() {
   stopStream();
-  const url = await withTicket(`/api/stream?after_id=${state.lastId}&filter=${encodeURIComponent(state.filter)}`);
+  if (!state.counted) {
+    try {
+      if (!(await loadCount())) return;  // a new filter since: its own start follows
+      state.counted = true;
+    } catch (err) {
+      showError("filter-error", err.message);
+      state.retry = setTimeout(startStream, 1000);
+      return;
+    }
+  }
+  const waiting = rows.waitingIds().join(",");
+  const url = await withTicket(`/api/stream?after_id=${rows.lastId}&waiting=${waiting}&filter=${encodeURIComponent(state.filter)}`);
   if (state.source) return;  // another start won meanwhile
   const source = new EventSource(url);
   state.source = source;
@@ -567,27 +734,16 @@ async function applyFilter(text) {
   }
   showError("filter-error", "");
   state.filter = text;
-  state.lastId = 0;
-  state.byId = new Map();
-  state.rows = [];
-  state.backlog = true;
-  table.setRows(state.rows);
+  state.counted = false;
+  rows.reset(text);
+  table.setSource(rows);
   setUnseen(0);
   detail.close();
   updateCount();
   $("har").href = `/api/har?filter=${encodeURIComponent(text)}`;
   if (!state.paused) startStream();
-  else await loadOnce();
+  else state.counted = await loadCount();  // while paused: the database as it is now, no live updates
   return true;
-}
-
-async function loadOnce() {
-  // While paused, a new filter still shows what is in the database now, without live updates.
-  for (let page = 0; page < 1000; page++) {
-    const body = await getJSON(`/api/exchanges?limit=20000&after_id=${state.lastId}&filter=${encodeURIComponent(state.filter)}`);
-    addRows(body.rows);
-    if (body.rows.length < 20000) break;
-  }
 }
 
 function setPaused(paused) {
@@ -602,7 +758,7 @@ function setPaused(paused) {
     pollStatus();
   } else {
     clearInterval(state.statusTimer);
-    startStream();
+    startStream();  // from the last row held: the rows committed meanwhile come first
   }
 }
 
