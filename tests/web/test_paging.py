@@ -10,7 +10,9 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -89,11 +91,26 @@ def test_keyset_paging_skips_and_repeats_nothing_while_rows_arrive(tmp_path: Pat
     assert code == 0, err
 
 
+def updates_until_statuses(lines: Iterator[str], statuses: int) -> list[list[list[Any]]]:
+    """The rows of each ``update`` event a stream sends until its next ``statuses`` status events (one a
+    second)."""
+    updates: list[list[list[Any]]] = []
+    for line in itertools.islice(lines, 10_000):
+        if line == "event: update":
+            updates.append(json.loads(next(lines).removeprefix("data: "))["rows"])
+        elif line == "event: status":
+            statuses -= 1
+            if statuses == 0:
+                break
+    return updates
+
+
 @pytest.mark.e2e
 def test_a_stream_from_a_page_held_completes_its_waiting_exchanges(tmp_path: Path) -> None:
     # The page fetched the rows up to after_id itself (by pages) and streams from there, naming the rows it
     # holds that wait for their response: the stream sends each as it is when it starts (it may have
-    # completed meanwhile), and again when its response is committed.
+    # completed meanwhile), then again only when it changes (its response is committed), though it
+    # re-reads it at every poll.
     db = tmp_path / "waiting.db"
     store = CaptureStore(db)
     store.connection_opened("ws://127.0.0.1:1/")
@@ -101,23 +118,21 @@ def test_a_stream_from_a_page_held_completes_its_waiting_exchanges(tmp_path: Pat
         store.add(event(3, direction, payload, t))
     store.flush()
     ui = start_ui("--db", str(db), "--poll", "0.1")
+    complete = EXCHANGE_COLUMNS.index("complete")
     try:
         waiting = page_after(ui.base, 0)
         assert len(waiting) == 1
         params = {"after_id": waiting[0], "waiting": str(waiting[0])}
         with httpx.stream("GET", f"{ui.base}/api/stream", params=params, timeout=30) as answer:
             lines = answer.iter_lines()
+            before = updates_until_statuses(lines, 3)  # about 2 s: 20 polls
             direction, payload = exchange_pieces(3, 0)[2]
             store.add(event(3, direction, payload, 9))
             store.flush()
-            updated = None
-            for line in itertools.islice(lines, 1000):  # with --poll 0.1: about 30 s of updates
-                if line == "event: update":
-                    updated = json.loads(next(lines).removeprefix("data: "))["rows"]
-                    if updated[0][EXCHANGE_COLUMNS.index("complete")]:
-                        break
+            after = updates_until_statuses(lines, 3)
         store.close()
-        assert updated is not None and [r[0] for r in updated] == waiting
+        assert [[(r[0], r[complete]) for r in rows] for rows in before] == [[(waiting[0], 0)]]
+        assert [[(r[0], r[complete]) for r in rows] for rows in after] == [[(waiting[0], 1)]]
     finally:
         code, err = stop_ui(ui)
     assert code == 0, err

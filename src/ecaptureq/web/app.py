@@ -362,9 +362,9 @@ def create_app(state: UiState) -> Starlette:
 
     async def _events(cond: str | None, after: int, waiting: list[int]) -> AsyncIterator[str]:
         last = after
-        # incomplete exchange ids the reader has, oldest first: those it fetched itself (waiting), then those
-        # this stream sent
-        pending: dict[int, None] = dict.fromkeys(sorted(waiting))
+        # incomplete exchanges the reader has, oldest first, with the row it has: those it fetched itself
+        # (waiting: their row is not known here), then those this stream sent
+        pending: dict[int, list[Any] | None] = dict.fromkeys(sorted(waiting))
         loop = asyncio.get_running_loop()
         read_at = status_at = -math.inf
         announced = True  # read at once
@@ -388,16 +388,19 @@ def create_app(state: UiState) -> Starlette:
                 except Busy:
                     new, updated = [], []  # the next tick tries again
                 complete_col = queries.EXCHANGE_COLUMNS.index("complete")
-                for row in updated:
+                changed = [row for row in updated if row[0] in pending and pending[row[0]] != row]
+                for row in changed:
                     if row[complete_col]:
-                        pending.pop(row[0], None)
-                if updated:
-                    yield f"event: update\ndata: {json.dumps({'rows': updated})}\n\n"
+                        del pending[row[0]]
+                    else:
+                        pending[row[0]] = row
+                if changed:  # rows the reader has in another state (not those unchanged since sent)
+                    yield f"event: update\ndata: {json.dumps({'rows': changed})}\n\n"
                 if new:
                     last = new[-1][0]
                     for row in new:
                         if not row[complete_col]:
-                            pending[row[0]] = None
+                            pending[row[0]] = row
                     while len(pending) > PENDING_TRACKED:
                         pending.pop(next(iter(pending)))
                     yield f"event: rows\ndata: {json.dumps({'rows': new})}\n\n"

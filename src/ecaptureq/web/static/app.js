@@ -472,7 +472,8 @@ class RowSource {
     try {
       body = await getJSON(url);
     } catch (err) {
-      if (generation === this.generation) showError("filter-error", err.message);
+      // Busy, or the server is restarting: asked again in a second if the view is still there.
+      setTimeout(() => { if (generation === this.generation) this.onChange(); }, 1000);
       return;
     } finally {
       if (generation === this.generation) this.asked.delete(k);
