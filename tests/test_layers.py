@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "pipeline": {"protocol", "decode", "sinks", "client", "store"},
     "fleet": {"protocol", "decode", "sinks", "client", "store", "pipeline"},
     "web": {"protocol", "access", "decode", "store"},
-    "bench": {"protocol", "access", "decode", "sinks", "client", "server", "store", "pipeline"},
+    "bench": {"protocol", "access", "decode", "sinks", "client", "server", "sources", "store", "pipeline"},
     "cli": set(),  # the top: may import every package
 }
 """For each package (or top-level module), the packages it may import besides itself and ``ecaptureq``."""
