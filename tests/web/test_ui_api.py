@@ -17,7 +17,7 @@ from ecaptureq.decode.model import Exchange, HttpMessage
 from ecaptureq.protocol.timestamps import detect_timestamp
 from ecaptureq.store.export import har_entry
 from ecaptureq.web.curl import curl_command
-from ecaptureq.web.queries import body_view
+from ecaptureq.web.queries import body_view, connect, exchange_rows_by_id
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -121,6 +121,19 @@ def test_a_position_is_found_whatever_gaps_the_ids_have(tmp_path: Path) -> None:
         assert answer.json()["total"] == 50
     finally:
         stop_ui(served)
+
+
+def test_rows_by_id_reads_every_id_asked(tmp_path: Path) -> None:
+    # a live stream keeps up to 2,000 incomplete exchanges to re-read: more than one query's parameters
+    path = make_database(tmp_path / "many.db", 2000)
+    conn = connect(path)
+    try:
+        rows = exchange_rows_by_id(conn, range(1, 2001))
+        assert [r[0] for r in rows] == list(range(1, 2001))
+        not_found = exchange_rows_by_id(conn, range(1, 2001), "status = 404")
+        assert [r[0] for r in not_found] == list(range(10, 2001, 10))
+    finally:
+        conn.close()
 
 
 @pytest.mark.e2e

@@ -230,19 +230,26 @@ def _bounded(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
     return out
 
 
+IDS_PER_QUERY: Final = 900
+"""Ids one ``IN (...)`` asks for (SQLite's default limit on host parameters is 999); more take more
+queries."""
+
+
 def exchange_rows_by_id(
     conn: sqlite3.Connection, ids: Iterable[int], condition: str | None = None
 ) -> list[list[Any]]:
     """The current rows of the given exchange ids that match ``condition`` (to update incomplete ones)."""
-    wanted = [int(i) for i in ids][:900]  # SQLite's default limit on host parameters is 999
-    if not wanted:
-        return []
-    marks = ", ".join("?" * len(wanted))
-    sql = f"{_exchange_select(conn)} WHERE id IN ({marks}){exchanges_where(condition)} ORDER BY id"
-    try:
-        return _with_time(_bounded(conn.execute(sql, wanted)))
-    except sqlite3.Error as exc:
-        raise _sql_error(exc, condition or "") from None
+    wanted = [int(i) for i in ids]
+    rows: list[list[Any]] = []
+    for at in range(0, len(wanted), IDS_PER_QUERY):
+        part = wanted[at : at + IDS_PER_QUERY]
+        marks = ", ".join("?" * len(part))
+        sql = f"{_exchange_select(conn)} WHERE id IN ({marks}){exchanges_where(condition)} ORDER BY id"
+        try:
+            rows += _with_time(_bounded(conn.execute(sql, part)))
+        except sqlite3.Error as exc:
+            raise _sql_error(exc, condition or "") from None
+    return rows
 
 
 def check_condition(conn: sqlite3.Connection, condition: str | None) -> None:

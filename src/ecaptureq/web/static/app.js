@@ -47,7 +47,7 @@ async function getJSON(url) {
   try { body = await response.json(); } catch (e) { body = null; }
   if (!response.ok) {
     const message = body && body.error ? body.error : `HTTP ${response.status} ${response.statusText}`;
-    throw new Error(message);
+    throw Object.assign(new Error(message), { status: response.status });
   }
   return body;
 }
@@ -698,7 +698,8 @@ async function startStream() {
       state.counted = true;
     } catch (err) {
       showError("filter-error", err.message);
-      state.retry = setTimeout(startStream, 1000);
+      // A filter SQLite refused, or stopped as too slow, stays refused; anything else is tried again.
+      if (err.status !== 400) state.retry = setTimeout(startStream, 1000);
       return;
     }
   }
