@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
 import sqlite3
 import threading
@@ -19,17 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CHROMIUM_FLAGS, Served, start_serve, stop_serve
 from playwright import sync_api
+from ui_support import ARTIFACTS, Ui, chromium_or_skip, make_database, start_ui, stop_ui
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None:
-    pytest.skip(
-        "chromium is not installed (apt-get install chromium; scripts/setup-test does)",
-        allow_module_level=True,
-    )
-
-from conftest import CHROMIUM_FLAGS, Served, start_serve, stop_serve  # noqa: E402
-from ui_support import ARTIFACTS, Ui, make_database, start_ui, stop_ui  # noqa: E402
+CHROMIUM = chromium_or_skip()
 
 pytestmark = pytest.mark.e2e
 

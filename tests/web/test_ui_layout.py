@@ -9,7 +9,6 @@ in ``test-artifacts/``: look at them after a change to the page.
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import sqlite3
 import time
@@ -18,20 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CHROMIUM_FLAGS, Served, start_serve, stop_serve
 from playwright import sync_api
+from ui_support import ARTIFACTS, Ui, chromium_or_skip, make_database, make_demo_database, start_ui, stop_ui
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None:
-    pytest.skip(
-        "chromium is not installed (apt-get install chromium; scripts/setup-test does)",
-        allow_module_level=True,
-    )
+from ecaptureq.decode.bodies import hexdump
+from ecaptureq.protocol.timestamps import detect_timestamp
 
-from conftest import CHROMIUM_FLAGS, Served, start_serve, stop_serve  # noqa: E402
-from ui_support import ARTIFACTS, Ui, make_database, make_demo_database, start_ui, stop_ui  # noqa: E402
-
-from ecaptureq.decode.bodies import hexdump  # noqa: E402
-from ecaptureq.protocol.timestamps import detect_timestamp  # noqa: E402
+CHROMIUM = chromium_or_skip()
 
 pytestmark = pytest.mark.e2e
 

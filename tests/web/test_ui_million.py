@@ -3,22 +3,15 @@ of rows around the view, whatever the table's length, and any part of it is show
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import CHROMIUM_FLAGS
 from playwright import sync_api
+from ui_support import Ui, chromium_or_skip, make_huge_database, start_ui, stop_ui
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None:
-    pytest.skip(
-        "chromium is not installed (apt-get install chromium; scripts/setup-test does)",
-        allow_module_level=True,
-    )
-
-from conftest import CHROMIUM_FLAGS  # noqa: E402
-from ui_support import Ui, make_huge_database, start_ui, stop_ui  # noqa: E402
+CHROMIUM = chromium_or_skip()
 
 pytestmark = pytest.mark.e2e
 

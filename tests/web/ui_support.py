@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sqlite3
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from conftest import CLI, ENV
 
 from ecaptureq.decode.model import Exchange, HttpMessage
@@ -18,6 +20,17 @@ from ecaptureq.store.writer import exchange_row
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 """Screenshots kept by the browser tests (gitignored)."""
+
+
+def chromium_or_skip() -> str:
+    """Debian's chromium for the browser tests; the calling module is skipped when it is not installed."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip(
+            "chromium is not installed (apt-get install chromium; scripts/setup-test does)",
+            allow_module_level=True,
+        )
+    return found
 
 
 @dataclass
