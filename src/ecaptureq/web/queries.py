@@ -186,15 +186,15 @@ def exchange_window(
     Raises:
         SqlError: the condition is not valid SQL on ``exchanges``, or took too long.
     """
-    if not exchanges_where(condition):
-        low, high, count = conn.execute(
-            "SELECT (SELECT min(id) FROM exchanges), (SELECT max(id) FROM exchanges),"
-            " (SELECT count(*) FROM exchanges)"
-        ).fetchone()
-        if count and high - low + 1 == count:
-            return exchange_rows(conn, None, low + offset - 1, limit)
     sql = f"{_exchange_select(conn)} WHERE id > 0{exchanges_where(condition)} ORDER BY id LIMIT ? OFFSET ?"
     try:
+        if not exchanges_where(condition):
+            low, high, count = conn.execute(
+                "SELECT (SELECT min(id) FROM exchanges), (SELECT max(id) FROM exchanges),"
+                " (SELECT count(*) FROM exchanges)"
+            ).fetchone()
+            if count and low > 0 and high - low + 1 == count:
+                return exchange_rows(conn, None, low + offset - 1, limit)
         return _with_time(_bounded(conn.execute(sql, (limit, offset))))
     except sqlite3.Error as exc:
         raise _sql_error(exc, condition or "") from None
