@@ -151,6 +151,15 @@ def _store_and_commit(store: CaptureStore, events: list[Event]) -> None:
     future.result()
 
 
+def _stored_packets(path: Path) -> int:
+    """The packets a database holds."""
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("SELECT count(*) FROM packets").fetchone()[0])
+    finally:
+        db.close()
+
+
 def _committers() -> list[int]:
     """Pids of this process's children running the store's committing process."""
     pids = []
@@ -204,11 +213,7 @@ def test_a_committing_process_gone_between_batches_is_replaced(tmp_path: Path) -
     (new,) = _committers()
     assert new != pid
     store.close()
-    db = sqlite3.connect(path)
-    try:
-        assert db.execute("SELECT count(*) FROM packets").fetchone() == (400,)
-    finally:
-        db.close()
+    assert _stored_packets(path) == 400
 
 
 def test_without_a_committing_process_the_writer_thread_commits(
@@ -224,8 +229,4 @@ def test_without_a_committing_process_the_writer_thread_commits(
         _store_and_commit(store, events[start : start + 100])
     assert _committers() == []
     store.close()
-    db = sqlite3.connect(path)
-    try:
-        assert db.execute("SELECT count(*) FROM packets").fetchone() == (300,)
-    finally:
-        db.close()
+    assert _stored_packets(path) == 300
