@@ -16,12 +16,15 @@ from pathlib import Path
 import pytest
 from conftest import CLI, ENV, run_cli, start_serve, stop_serve
 from haralyzer import HarEntry
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from server_support import server_thread
 
 from ecaptureq.protocol import Event
 from ecaptureq.protocol.uuid import DATA_TYPE_READ, format_uuid
 from ecaptureq.sources.demo import DemoSource
 from ecaptureq.store import CaptureStore
+from ecaptureq.store.schema import payload_text
 
 pytestmark = pytest.mark.e2e
 
@@ -400,3 +403,19 @@ def test_like_sees_text_after_a_nul_byte(tmp_path: Path) -> None:
     store.close()
     result = run_cli("query", "--db", str(db), "payload_utf8 LIKE '%s3cr3t-password%'", "--json")
     assert [json.loads(line)["index"] for line in result.stdout.splitlines()] == [1]
+
+
+# Bytes that make invalid UTF-8, NULs, a literal U+FFFD, a multi-byte character and plain text, so that
+# runs of every kind start, end and meet each other.
+_PAYLOAD_PIECES = [b"\x00", b"\xff", b"\xe2\x82", "\ufffd".encode(), "\u20ac".encode(), b"a", b"bc"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(_PAYLOAD_PIECES), max_size=40).map(b"".join))
+def test_payload_text_collapses_each_invalid_run_into_one_replacement(payload: bytes) -> None:
+    """payload_utf8 as the schema defines it: each run of invalid bytes and NULs one U+FFFD, or the runs
+    left out when the U+FFFDs would make the text longer than the payload."""
+    text = payload.decode("utf-8", "replace")
+    marked = re.sub("[\ufffd\x00]+", "\ufffd", text)
+    expected = marked if len(marked.encode()) <= len(payload) else re.sub("[\ufffd\x00]+", "", text)
+    assert payload_text(payload) == expected

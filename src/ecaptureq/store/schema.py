@@ -7,7 +7,6 @@ their heartbeats, the decoded HTTP exchanges, and each captured process's cgroup
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from pathlib import Path
 from typing import Any, Final
@@ -210,9 +209,6 @@ def check_capture_database(
     return False
 
 
-_INVALID_RUN: Final = re.compile("[\ufffd\x00]+")
-
-
 def payload_text(payload: bytes) -> str:
     """``payload_utf8``: the payload as UTF-8, each run of invalid bytes and NULs as one U+FFFD; never more
     UTF-8 bytes than the payload has (when the U+FFFDs would make it longer, the runs are left out).
@@ -224,10 +220,19 @@ def payload_text(payload: bytes) -> str:
     text = payload.decode("utf-8", "replace")
     if "\ufffd" not in text and "\x00" not in text:
         return text
-    marked = _INVALID_RUN.sub("\ufffd", text)
+    # The runs are found by splitting at each U+FFFD (NULs made U+FFFDs first): a run of n of them leaves
+    # n - 1 empty parts between two texts. Half the time of a regular expression's sub() on an HTTP/2
+    # frame, whose many short runs each cost the regex engine a match.
+    parts = text.replace("\x00", "\ufffd").split("\ufffd")
+    texts = [part for part in parts if part]
+    marked = "\ufffd".join(texts)
+    if not parts[0]:
+        marked = "\ufffd" + marked  # a run at the start
+    if not parts[-1] and texts:
+        marked += "\ufffd"  # a run at the end (not the same run as at the start)
     if len(marked.encode("utf-8")) <= len(payload):
         return marked
-    return _INVALID_RUN.sub("", text)
+    return "".join(texts)
 
 
 def packet_row(event: Event) -> tuple[Any, ...]:
