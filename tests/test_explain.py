@@ -70,6 +70,11 @@ def test_a_bad_recording_names_file_and_line(tmp_path: Path) -> None:
         load_recording(bad)
     assert (caught.value.path, caught.value.line) == (bad, 2)
     assert "watch --json" in str(replay_error(caught.value)) and "--" not in str(caught.value)
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    with pytest.raises(NotARecording) as nested:  # json's RecursionError was an internal error
+        load_recording(deep)
+    assert nested.value.line == 1 and "nested too deeply" in nested.value.reason
     with pytest.raises(ReplayError) as missing:
         load_recording(tmp_path / "absent.jsonl")
     assert missing.value.line is None and "watch --json" not in str(replay_error(missing.value))

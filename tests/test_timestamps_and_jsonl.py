@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ecaptureq.protocol import Event, Heartbeat, RunLog
-from ecaptureq.protocol.jsonl import JsonlError, from_json, to_json
+from ecaptureq.protocol.jsonl import JsonlError, from_json, parse_line, to_json
 from ecaptureq.protocol.timestamps import TimeUnit, detect_timestamp
 
 NOW_S = 1760495631  # 2025-10-15T02:33:51Z
@@ -67,6 +69,28 @@ events = st.builds(
 )
 def test_json_round_trip(message: Event | RunLog | Heartbeat) -> None:
     assert from_json(to_json(message)) == message
+    assert parse_line(json.dumps(to_json(message))) == message
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        # orjson refuses a lone surrogate, which json reads
+        ('{"kind": "log", "run_log": "a\\ud800b"}', RunLog("a\ud800b")),
+        # orjson reads an integer beyond 64 bits as a float; json exactly
+        ('{"kind": "heartbeat", "timestamp": 18446744073709551616}', Heartbeat(2**64, 0, "")),
+    ],
+)
+def test_a_line_reads_as_json_reads_it(line: str, message: RunLog | Heartbeat) -> None:
+    assert parse_line(line) == message
+
+
+def test_a_line_that_is_no_message_is_a_value_error() -> None:
+    with pytest.raises(json.JSONDecodeError):
+        parse_line("not json")
+    with pytest.raises(JsonlError) as deep:  # json's RecursionError, which a replay reported as a crash
+        parse_line("[" * 100_000 + "]" * 100_000)
+    assert "nested too deeply" in str(deep.value)
 
 
 @pytest.mark.parametrize(

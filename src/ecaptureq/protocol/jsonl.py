@@ -8,10 +8,11 @@ convenience (``type_name``, and ``time`` where ``watch`` adds it) are ignored wh
 
 from __future__ import annotations
 
-import base64
 import binascii
+import json
 from typing import Any
 
+import orjson
 import pybase64
 
 from ecaptureq.protocol.messages import Event, Heartbeat, Message, RunLog, event_type_name
@@ -44,7 +45,7 @@ def to_json(message: Message, *, payload: bool = True) -> dict[str, Any]:
         if payload:
             obj["payload"] = pybase64.b64encode(message.payload).decode("ascii")
         if message.unknown_fields:
-            obj["unknown_fields"] = base64.b64encode(message.unknown_fields).decode("ascii")
+            obj["unknown_fields"] = pybase64.b64encode(message.unknown_fields).decode("ascii")
         return obj
     if isinstance(message, RunLog):
         return {"kind": "log", "run_log": message.line}
@@ -61,7 +62,7 @@ def _b64(obj: dict[str, Any], key: str) -> bytes:
     if not isinstance(value, str):
         raise JsonlError(f"{key!r} must be a base64 string")
     try:
-        return base64.b64decode(value, validate=True)
+        return pybase64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise JsonlError(f"{key!r} is not valid base64") from None
 
@@ -110,3 +111,23 @@ def from_json(obj: Any) -> Message:
     if kind == "heartbeat":
         return Heartbeat(_int(obj, "timestamp"), _int(obj, "count"), _str(obj, "message"))
     raise JsonlError(f"unknown kind {kind!r} (expected 'event', 'log' or 'heartbeat')")
+
+
+def parse_line(text: str | bytes) -> Message:
+    """Build a message from one line of JSON Lines.
+
+    orjson (C) parses the line, about three times quicker than :func:`json.loads` on an event record. Where
+    it differs from ``json`` (it refuses ``NaN`` and lone surrogates, and reads an integer beyond 64 bits
+    as a float), the line is read again by ``json``: the result, and the error, are always ``json``'s.
+
+    Raises:
+        ValueError: the line is not JSON (:class:`json.JSONDecodeError`), or not a message
+            (:class:`JsonlError`: nested too deeply for ``json`` too).
+    """
+    try:
+        return from_json(orjson.loads(text))
+    except (orjson.JSONDecodeError, JsonlError):
+        try:
+            return from_json(json.loads(text))
+        except RecursionError:
+            raise JsonlError("nested too deeply to be a message record") from None

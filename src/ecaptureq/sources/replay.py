@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
-from ecaptureq.protocol.jsonl import JsonlError, from_json
+from ecaptureq.protocol.jsonl import JsonlError, parse_line
 from ecaptureq.protocol.timestamps import detect_timestamp
 from ecaptureq.sources.base import Sink
 
@@ -59,7 +59,7 @@ def read_messages(path: Path) -> Iterator[Message]:
                 if not text.strip():
                     continue
                 try:
-                    yield from_json(json.loads(text))
+                    yield parse_line(text)
                 except (json.JSONDecodeError, JsonlError) as exc:
                     raise NotARecording(path, f"not a JSON Lines message record: {exc}", number) from None
         except UnicodeDecodeError:
