@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import binascii
 import json
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import pybase64
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from ecaptureq.protocol import event_pb2 as pb
 from ecaptureq.protocol.messages import Event, Heartbeat, Message, RunLog, event_type_name
 
 
@@ -67,10 +69,29 @@ def _b64(obj: dict[str, Any], key: str) -> bytes:
         raise JsonlError(f"{key!r} is not valid base64") from None
 
 
-def _int(obj: dict[str, Any], key: str) -> int:
+_INTEGER_RANGES: Final = {
+    FieldDescriptor.TYPE_INT64: ("a 64-bit integer", -(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT32: ("an unsigned 32-bit integer", 0, 2**32 - 1),
+}
+
+
+def _ranges(descriptor: Descriptor) -> dict[str, tuple[str, int, int]]:
+    """The range of each integer field of a proto message, from its type in event.proto."""
+    return {f.name: _INTEGER_RANGES[f.type] for f in descriptor.fields if f.type in _INTEGER_RANGES}
+
+
+_EVENT_RANGES: Final = _ranges(pb.DESCRIPTOR.message_types_by_name["Event"])
+_HEARTBEAT_RANGES: Final = _ranges(pb.DESCRIPTOR.message_types_by_name["Heartbeat"])
+
+
+def _int(obj: dict[str, Any], key: str, ranges: dict[str, tuple[str, int, int]]) -> int:
     value = obj.get(key, 0)
     if isinstance(value, bool) or not isinstance(value, int):
         raise JsonlError(f"{key!r} must be an integer, not {value!r}")
+    kind, low, high = ranges[key]
+    if not low <= value <= high:
+        # a message the protocol cannot carry: encoding it would fail once it is being served
+        raise JsonlError(f"{key!r} must be {kind}, not {value}")
     return value
 
 
@@ -78,6 +99,11 @@ def _str(obj: dict[str, Any], key: str) -> str:
     value = obj.get(key, "")
     if not isinstance(value, str):
         raise JsonlError(f"{key!r} must be a string, not {value!r}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (JSON's \ud800): not text a proto string carries
+            raise JsonlError(f"{key!r} is not Unicode text (a lone surrogate)") from None
     return value
 
 
@@ -93,23 +119,24 @@ def from_json(obj: Any) -> Message:
     if kind == "event":
         payload = _b64(obj, "payload")
         return Event(
-            timestamp=_int(obj, "timestamp"),
+            timestamp=_int(obj, "timestamp", _EVENT_RANGES),
             uuid=_str(obj, "uuid"),
             src_ip=_str(obj, "src_ip"),
-            src_port=_int(obj, "src_port"),
+            src_port=_int(obj, "src_port", _EVENT_RANGES),
             dst_ip=_str(obj, "dst_ip"),
-            dst_port=_int(obj, "dst_port"),
-            pid=_int(obj, "pid"),
+            dst_port=_int(obj, "dst_port", _EVENT_RANGES),
+            pid=_int(obj, "pid", _EVENT_RANGES),
             pname=_str(obj, "pname"),
-            type=_int(obj, "type"),
-            length=_int(obj, "length") if "length" in obj else len(payload),
+            type=_int(obj, "type", _EVENT_RANGES),
+            length=_int(obj, "length", _EVENT_RANGES) if "length" in obj else len(payload),
             payload=payload,
             unknown_fields=_b64(obj, "unknown_fields"),
         )
     if kind == "log":
         return RunLog(_str(obj, "run_log"))
     if kind == "heartbeat":
-        return Heartbeat(_int(obj, "timestamp"), _int(obj, "count"), _str(obj, "message"))
+        timestamp = _int(obj, "timestamp", _HEARTBEAT_RANGES)
+        return Heartbeat(timestamp, _int(obj, "count", _HEARTBEAT_RANGES), _str(obj, "message"))
     raise JsonlError(f"unknown kind {kind!r} (expected 'event', 'log' or 'heartbeat')")
 
 
