@@ -109,6 +109,8 @@ def test_a_line_that_is_no_message_is_a_value_error() -> None:
         ({"kind": "event", "timestamp": 2**63}, "'timestamp' must be a 64-bit integer"),
         ({"kind": "heartbeat", "count": -(2**63) - 1}, "'count' must be a 64-bit integer"),
         ({"kind": "event", "pname": "\udcff"}, "'pname' is not Unicode text"),
+        ({"kind": "event", "unknown_fields": "//8="}, "not protobuf wire format"),  # b"\xff\xff"
+        ({"kind": "event", "unknown_fields": "CAE="}, "fields Event defines"),  # field 1 (timestamp) = 1
     ],
 )
 def test_bad_records(record: object, fragment: str) -> None:

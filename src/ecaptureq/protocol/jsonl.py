@@ -15,6 +15,7 @@ from typing import Any, Final
 import orjson
 import pybase64
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import DecodeError as _PbDecodeError
 
 from ecaptureq.protocol import event_pb2 as pb
 from ecaptureq.protocol.messages import Event, Heartbeat, Message, RunLog, event_type_name
@@ -67,6 +68,20 @@ def _b64(obj: dict[str, Any], key: str) -> bytes:
         return pybase64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise JsonlError(f"{key!r} is not valid base64") from None
+
+
+def _unknown_fields(obj: dict[str, Any]) -> bytes:
+    raw = _b64(obj, "unknown_fields")
+    if raw:
+        # written back into the Event when it is encoded: bytes that do not parse would fail there
+        probe = pb.Event()
+        try:
+            probe.MergeFromString(raw)
+        except _PbDecodeError:
+            raise JsonlError("'unknown_fields' is not protobuf wire format") from None
+        if probe.ListFields():
+            raise JsonlError("'unknown_fields' holds fields Event defines (they have their own keys)")
+    return raw
 
 
 _INTEGER_RANGES: Final = {
@@ -130,7 +145,7 @@ def from_json(obj: Any) -> Message:
             type=_int(obj, "type", _EVENT_RANGES),
             length=_int(obj, "length", _EVENT_RANGES) if "length" in obj else len(payload),
             payload=payload,
-            unknown_fields=_b64(obj, "unknown_fields"),
+            unknown_fields=_unknown_fields(obj),
         )
     if kind == "log":
         return RunLog(_str(obj, "run_log"))
