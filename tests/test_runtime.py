@@ -8,12 +8,14 @@ import asyncio
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 
 import pytest
 
 from ecaptureq.cli.errors import ExitCode
-from ecaptureq.cli.main import build_parser
+from ecaptureq.cli.main import COMMANDS, build_parser
 from ecaptureq.cli.runtime import Lifecycle, run_until_signal, stop_on_signals, watching
 from ecaptureq.cli.stats import StatsReporter, format_stats
 from ecaptureq.protocol import Event
@@ -117,3 +119,28 @@ async def test_the_stats_reporter_prints_each_component_with_rates_since_the_las
     first, second = capsys.readouterr().err.splitlines()
     assert first.startswith("ecaptureq serve: stats: 3 events (")
     assert second.startswith("ecaptureq serve: stats: 4 events (")
+
+
+def _commands(parser: object) -> dict[str, object]:
+    return dict(next(a for a in parser._actions if a.dest == "command").choices)  # type: ignore[attr-defined]
+
+
+@pytest.mark.e2e
+def test_a_command_builds_its_own_parser_alone_and_imports_no_other_command() -> None:
+    names = [module.rpartition(".")[2] for module in COMMANDS]
+    assert list(_commands(build_parser())) == names  # each module adds the command named as it
+    for name in names:
+        assert list(_commands(build_parser(name))) == [name]
+    code = (
+        "import sys\n"
+        "from ecaptureq.cli.main import main\n"
+        "try:\n"
+        "    main(['query', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('ecaptureq.cli.') and m[14:] in "
+        + repr(names)
+        + "))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.splitlines()[-1] == "['ecaptureq.cli.query']"
