@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,13 @@ def _with(path: tuple[str | int, ...], value: object) -> dict[str, Any]:
         (_with(("response", "body_b64"), "not base64!"), "response.body_b64", "not base64!"),
         (_with(("response", "grpc_messages"), [None]), "response.grpc_messages[0]", None),
         ([1, 2], "exchange", [1, 2]),
+        # beyond what the store's INTEGER columns and clocks hold (float() and datetime raised on them)
+        (_with(("latency",), 10**400), "latency", 10**400),
+        (_with(("latency",), math.inf), "latency", math.inf),
+        (_with(("started_ns",), 10**30), "started_ns", 10**30),
+        (_with(("pid",), -(2**63) - 1), "pid", -(2**63) - 1),
+        (_with(("id",), 2**63), "id", 2**63),
+        (_with(("response", "status"), 2**64), "response.status", 2**64),
     ],
 )
 def test_malformed_dict_names_the_field(data: object, field: str, value: object) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
@@ -108,11 +109,29 @@ def _fields(
     if not isinstance(data, Mapping):
         raise FlowFormatError(where or what, data, "an object")
     get = data.get
-    for key, (types, expected) in schema.items():
+    for key, kind in schema.items():
         value = get(key)
-        if value is not None and type(value) not in types:
-            raise FlowFormatError(_name(where, key), value, expected)
+        if value is None:
+            continue
+        if type(value) not in kind[0]:
+            raise FlowFormatError(_name(where, key), value, kind[1])
+        if kind is _INT and not _INT64_LOW <= value <= _INT64_HIGH:
+            # what to_dict writes is an SQLite INTEGER or a nanosecond clock: a larger one is damage
+            raise FlowFormatError(_name(where, key), value, "a 64-bit integer")
+        if kind is _NUMBER and not _finite(value):
+            raise FlowFormatError(_name(where, key), value, "a finite number")
     return data
+
+
+_INT64_LOW: Final = -(2**63)
+_INT64_HIGH: Final = 2**63 - 1
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond a double
+        return False
 
 
 def _name(where: str, key: str) -> str:
@@ -135,6 +154,7 @@ def _required(data: Mapping[str, Any], key: str, kind: tuple[tuple[type, ...], s
     value = data.get(key)
     if type(value) not in kind[0]:
         raise FlowFormatError(_name(where, key), value, kind[1])
+    _fields(data, {key: kind}, where, "")  # its range
     return value
 
 
