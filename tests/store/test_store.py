@@ -20,9 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from server_support import server_thread
 
-from ecaptureq.protocol import Event
+from ecaptureq.protocol import Event, RunLog
 from ecaptureq.protocol.uuid import DATA_TYPE_READ, format_uuid
 from ecaptureq.sources.demo import DemoSource
+from ecaptureq.sources.replay import load_recording
 from ecaptureq.store import CaptureStore
 from ecaptureq.store.schema import payload_text
 
@@ -344,6 +345,99 @@ def test_export_bad_filter(tmp_path: Path) -> None:
     )
     assert result.returncode == 2 and "invalid --filter" in result.stderr
     assert not (tmp_path / "y.har").exists()
+
+
+def _tampered_database(tmp_path: Path) -> Path:
+    """A capture database of 60 demo events whose packets 1-4 and first run-log line another program
+    rewrote: values of other types, or beyond their proto fields' ranges."""
+    db = tmp_path / "tampered.db"
+    store = CaptureStore(db, decode=False)
+    store.add(RunLog("first line"))
+    for ev in demo_events(60):
+        store.add(ev)
+    store.close()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE packets SET timestamp = 'abc' WHERE \"index\" = 1")
+        conn.execute('UPDATE packets SET payload_binary = 400000000 WHERE "index" = 2')  # not 400 MB of NULs
+        conn.execute("UPDATE packets SET uuid = x'0102' WHERE \"index\" = 3")
+        conn.execute('UPDATE packets SET src_port = 99999999999 WHERE "index" = 4')
+        conn.execute("UPDATE run_logs SET line = x'00ff'")
+    conn.close()
+    return db
+
+
+@pytest.mark.parametrize("form", ["jsonl", "pcapng"])
+def test_export_leaves_out_rows_the_schema_does_not_hold_and_says_which(tmp_path: Path, form: str) -> None:
+    db = _tampered_database(tmp_path)
+    out = tmp_path / f"out.{form}"
+    result = run_cli("export", "--db", str(db), "--format", form, "-o", str(out))
+    assert result.returncode == 0, result.stderr  # was an internal error (exit 1), or 400 MB of memory
+    warning = result.stderr.partition("warning: ")[2]
+    assert "packet 1: timestamp is TEXT 'abc', not a 64-bit integer" in warning
+    assert "packet 2: payload_binary is INTEGER 400000000, not a BLOB" in warning
+    assert "packet 3: uuid is a 2-byte BLOB, not TEXT" in warning
+    assert "packet 4: src_port is INTEGER 99999999999, not an unsigned 32-bit integer" in warning
+    if form == "jsonl":
+        assert warning.startswith("5 rows left out") and "run log 1: line is a 2-byte BLOB" in warning
+        recording = load_recording(out)  # what is written replays
+        assert len(recording.events) == 56 and recording.logs == []
+    else:
+        assert warning.startswith("4 rows left out") and out.stat().st_size > 0
+
+
+def test_export_reads_a_database_of_the_gui_which_has_no_run_logs(tmp_path: Path) -> None:
+    db = _tampered_database(tmp_path)
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("DROP TABLE run_logs")
+        conn.execute('DELETE FROM packets WHERE "index" <= 4')
+    conn.close()
+    result = run_cli("export", "--db", str(db), "--format", "jsonl", "-o", "-")
+    assert result.returncode == 0, result.stderr  # was: internal error: no such table: run_logs
+    assert len(result.stdout.splitlines()) == 56 and "warning" not in result.stderr
+
+
+def test_export_of_a_damaged_file_is_a_storage_error_and_writes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "damaged.db"
+    store = CaptureStore(db, decode=False)
+    for ev in demo_events(400):
+        store.add(ev)
+    store.close()
+    data = bytearray(db.read_bytes())
+    page = 4096
+    assert len(data) > 40 * page
+    data[20 * page : 40 * page] = b"\xa5" * (20 * page)  # garbage over pages the packets are on
+    db.write_bytes(bytes(data))
+    out = tmp_path / "out.jsonl"
+    result = run_cli("export", "--db", str(db), "--format", "jsonl", "-o", str(out))
+    assert result.returncode == 11, result.stderr  # was an internal error (exit 1)
+    assert "corrupt" in result.stderr and not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+@pytest.mark.e2e
+def test_export_stopped_by_sigterm_leaves_no_temporary_file(tmp_path: Path) -> None:
+    db = tmp_path / "big.db"
+    store = CaptureStore(db, decode=False)
+    events = demo_events(2000)
+    for _ in range(50):  # 100,000 packets: an export of some seconds
+        for ev in events:
+            store.add(ev)
+    store.close()
+    out = tmp_path / "big.jsonl"
+    proc = subprocess.Popen(
+        [*CLI, "export", "--db", str(db), "--format", "jsonl", "-o", str(out)],
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
+    deadline = time.monotonic() + 30
+    while not [p for p in tmp_path.iterdir() if p.name.startswith(".big.jsonl.")]:
+        assert time.monotonic() < deadline and proc.poll() is None, "the export did not start writing"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 130  # INTERRUPTED, as Ctrl-C; the default action was to die at once
+    assert sorted(p.name for p in tmp_path.iterdir() if "jsonl" in p.name) == []
 
 
 def _mount_tmpfs(path: Path, options: str) -> bool:

@@ -15,8 +15,11 @@ from typing import BinaryIO
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.explain import filter_error
 from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
+from ecaptureq.cli.render import plural
+from ecaptureq.cli.runtime import stop_on_signals
+from ecaptureq.cli.terminal import visible
 from ecaptureq.sinks.tcp import MSS, PLAINTEXT_PORT
-from ecaptureq.store import FilterError, NotCaptureDatabase, SqlError, open_readonly
+from ecaptureq.store import FilterError, NotCaptureDatabase, SqlError, StoreError, open_readonly
 from ecaptureq.store.export import har_chunks, har_entries, write_jsonl, write_pcapng
 
 EXAMPLES = f"""\
@@ -40,7 +43,8 @@ pid=, comm=, uuid= and real= (the captured client->server addresses).
     (
         (ExitCode.OK, "done"),
         (ExitCode.USAGE, "bad arguments or invalid --filter"),
-        (ExitCode.STORAGE, "not a capture database, or cannot write FILE"),
+        (ExitCode.STORAGE, "not a capture database (or a damaged one), or cannot write FILE"),
+        (ExitCode.INTERRUPTED, "stopped by Ctrl-C or SIGTERM: FILE is left as it was"),
     )
 )
 
@@ -67,26 +71,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-def _export(args: argparse.Namespace, db: sqlite3.Connection, handle: BinaryIO) -> str:
-    """Write the export to ``handle``; return what was written, for a person."""
+def _export(args: argparse.Namespace, db: sqlite3.Connection, handle: BinaryIO) -> tuple[str, str | None]:
+    """Write the export to ``handle``; return what was written and what was left out, for a person."""
     if args.format == "pcapng":
-        stats = write_pcapng(db, handle, args.filter, keep_ports=args.keep_ports)
-        return f"{stats.connections} connections, {stats.packets} packets"
+        stats, events = write_pcapng(db, handle, args.filter, keep_ports=args.keep_ports)
+        return (
+            f"{plural(stats.connections, 'connection')}, {plural(stats.packets, 'packet')}",
+            events.comment(),
+        )
     text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
     try:
         if args.format == "har":
             rows = har_entries(db, args.filter)
             text.writelines(har_chunks(rows))
+            left_out = None
             if rows.skipped:
-                return (
-                    f"{rows.count} exchanges ({len(rows.skipped)} left out, their stored detail unreadable: "
-                    "the HAR's log comment names them)"
+                left_out = (
+                    f"{plural(len(rows.skipped), 'exchange')} left out, their stored detail unreadable (the "
+                    "HAR's log comment names them)"
                 )
-            return f"{rows.count} exchanges"
-        return f"{write_jsonl(db, text, args.filter)} events"
+            return plural(rows.count, "exchange"), left_out
+        written = write_jsonl(db, text, args.filter)
+        return plural(written.count, "event"), written.comment()
     finally:
         text.flush()
         text.detach()  # the caller closes (or, for stdout, keeps) the binary stream
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
 
 
 def run(args: argparse.Namespace) -> ExitCode:
@@ -112,7 +125,8 @@ def run(args: argparse.Namespace) -> ExitCode:
             )
             handle = os.fdopen(fd, "wb")
         try:
-            summary = _export(args, db, handle)
+            with stop_on_signals(_interrupt):  # SIGTERM too goes through the removal below
+                summary, left_out = _export(args, db, handle)
         except BaseException:
             if not to_stdout:
                 handle.close()
@@ -123,10 +137,14 @@ def run(args: argparse.Namespace) -> ExitCode:
             os.replace(tmp, target)
     except FilterError as exc:
         raise filter_error(exc) from None
+    except StoreError as exc:  # the file is damaged (a DamagedDatabase is a SqlError too)
+        raise CliError(str(exc), ExitCode.STORAGE) from None
     except SqlError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
         raise CliError(f"cannot write {args.output}: {exc.strerror or exc}", ExitCode.STORAGE) from None
     if not to_stdout:
         print(f"ecaptureq export: {summary} written to {target}", file=sys.stderr)
+    if left_out:
+        print(f"ecaptureq export: warning: {visible(left_out)}", file=sys.stderr)
     return ExitCode.OK

@@ -95,7 +95,9 @@ def _ranges(descriptor: Descriptor) -> dict[str, tuple[str, int, int]]:
     return {f.name: _INTEGER_RANGES[f.type] for f in descriptor.fields if f.type in _INTEGER_RANGES}
 
 
-_EVENT_RANGES: Final = _ranges(pb.DESCRIPTOR.message_types_by_name["Event"])
+EVENT_RANGES: Final = _ranges(pb.DESCRIPTOR.message_types_by_name["Event"])
+"""Each integer field of an Event, from its type in event.proto: what it is (``an unsigned 32-bit
+integer``), its lowest and its highest value."""
 _HEARTBEAT_RANGES: Final = _ranges(pb.DESCRIPTOR.message_types_by_name["Heartbeat"])
 
 
@@ -134,16 +136,16 @@ def from_json(obj: Any) -> Message:
     if kind == "event":
         payload = _b64(obj, "payload")
         return Event(
-            timestamp=_int(obj, "timestamp", _EVENT_RANGES),
+            timestamp=_int(obj, "timestamp", EVENT_RANGES),
             uuid=_str(obj, "uuid"),
             src_ip=_str(obj, "src_ip"),
-            src_port=_int(obj, "src_port", _EVENT_RANGES),
+            src_port=_int(obj, "src_port", EVENT_RANGES),
             dst_ip=_str(obj, "dst_ip"),
-            dst_port=_int(obj, "dst_port", _EVENT_RANGES),
-            pid=_int(obj, "pid", _EVENT_RANGES),
+            dst_port=_int(obj, "dst_port", EVENT_RANGES),
+            pid=_int(obj, "pid", EVENT_RANGES),
             pname=_str(obj, "pname"),
-            type=_int(obj, "type", _EVENT_RANGES),
-            length=_int(obj, "length", _EVENT_RANGES) if "length" in obj else len(payload),
+            type=_int(obj, "type", EVENT_RANGES),
+            length=_int(obj, "length", EVENT_RANGES) if "length" in obj else len(payload),
             payload=payload,
             unknown_fields=_unknown_fields(obj),
         )

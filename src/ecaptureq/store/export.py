@@ -18,8 +18,9 @@ from ecaptureq import __version__
 from ecaptureq.decode.bodies import form_fields, parse_form
 from ecaptureq.decode.model import Exchange, FlowFormatError, HttpMessage, split_url
 from ecaptureq.protocol import Event, RunLog
-from ecaptureq.protocol.jsonl import to_json
-from ecaptureq.store.sql import FilterError, SqlError, quote_index
+from ecaptureq.protocol.jsonl import EVENT_RANGES, to_json
+from ecaptureq.store.schema import read_failure, table_names
+from ecaptureq.store.sql import FilterError, quote_index
 
 if TYPE_CHECKING:
     from ecaptureq.sinks.pcapng import PcapngStats
@@ -237,6 +238,7 @@ class HarRows:
     :attr:`skipped` (its id and the :class:`FlowFormatError`), so what is exported says what is not.
 
     Raises (while iterating):
+        DamagedDatabase: the database file is damaged.
         SqlError: the query failed on the way.
     """
 
@@ -259,7 +261,7 @@ class HarRows:
                     self.count += 1
                     yield har_entry(ex)
         except sqlite3.Error as exc:
-            raise SqlError(f"export failed: {exc}") from None
+            raise read_failure(exc, "export") from None
 
     def comment(self) -> str | None:
         """What the document says of the rows left out, or ``None`` when none was."""
@@ -329,72 +331,159 @@ def write_har(db: sqlite3.Connection, out: TextIO, condition: str | None = None)
     return rows.count
 
 
-def stored_events(db: sqlite3.Connection, condition: str | None = None) -> Iterator[Event]:
-    """The stored events matching ``condition`` (a condition on ``packets``), in arrival order.
+_EVENT_COLUMNS: Final = (
+    "timestamp",
+    "uuid",
+    "src_ip",
+    "src_port",
+    "dst_ip",
+    "dst_port",
+    "pid",
+    "pname",
+    "type",
+    "length",
+    "payload_binary",
+)
+"""The ``packets`` columns an :class:`Event` is made of, in its fields' order."""
+
+
+def _sql_value(value: object) -> str:
+    kind = {int: "INTEGER", float: "REAL", str: "TEXT", bytes: "BLOB"}.get(type(value), "NULL")
+    if isinstance(value, bytes):
+        return f"a {len(value)}-byte {kind}"
+    shown = repr(value)
+    return f"{kind} {shown[:40] + '...' if len(shown) > 40 else shown}"
+
+
+def _event_of(row: Sequence[Any]) -> Event | str:
+    """The event a ``packets`` row (:data:`_EVENT_COLUMNS`) holds, or why it holds none: a value of another
+    type than the schema's, or beyond its proto field's range (a database written by another program,
+    or damaged: an INTEGER payload would have been read as that many zero bytes)."""
+    for name, value in zip(_EVENT_COLUMNS, row, strict=True):
+        if name in EVENT_RANGES:
+            kind, low, high = EVENT_RANGES[name]
+            if type(value) is not int or not low <= value <= high:
+                return f"{name} is {_sql_value(value)}, not {kind}"
+        elif name == "payload_binary":
+            if type(value) is not bytes:
+                return f"{name} is {_sql_value(value)}, not a BLOB"
+        elif type(value) is not str:
+            return f"{name} is {_sql_value(value)}, not TEXT"
+    return Event(*row)  # the columns in the order of its fields
+
+
+class StoredEvents:
+    """The events of the packets a query selects, read one at a time (memory does not grow with their
+    number). A row that holds no event (see :func:`_event_of`) is left out and counted; the first
+    :data:`SKIPPED_SHOWN` are named in :meth:`comment`.
+
+    Raises (while iterating):
+        DamagedDatabase: the database file is damaged.
+        SqlError: the query failed on the way.
+    """
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+        self.count = 0
+        """Events yielded so far."""
+        self.skipped = 0
+        """Rows left out so far."""
+        self.reasons: list[str] = []
+        """Why, for the first :data:`SKIPPED_SHOWN` of them (``packet 12: timestamp is TEXT 'x', ...``)."""
+
+    def __iter__(self) -> Iterator[Event]:
+        try:
+            for row in self._cursor:
+                event = _event_of(row[1:])
+                if isinstance(event, str):
+                    self.skip(f"packet {row[0]}: {event}")
+                    continue
+                self.count += 1
+                yield event
+        except sqlite3.Error as exc:
+            raise read_failure(exc, "export") from None
+
+    def skip(self, reason: str) -> None:
+        """Count a row left out, and keep why if it is among the first."""
+        self.skipped += 1
+        if len(self.reasons) < SKIPPED_SHOWN:
+            self.reasons.append(reason)
+
+    def comment(self) -> str | None:
+        """What was left out and why, or ``None`` when nothing was."""
+        if not self.skipped:
+            return None
+        more = self.skipped - len(self.reasons)
+        rows = "1 row" if self.skipped == 1 else f"{self.skipped} rows"
+        return f"{rows} left out, not what the schema stores: {'; '.join(self.reasons)}" + (
+            f"; {more} more" if more > 0 else ""
+        )
+
+
+def stored_events(db: sqlite3.Connection, condition: str | None = None) -> StoredEvents:
+    """The stored events matching ``condition`` (a condition on ``packets``), in arrival order (see
+    :class:`StoredEvents`).
 
     Raises:
         SqlError: the condition is not valid SQL for the ``packets`` table.
     """
-    sql = (
-        "SELECT timestamp, uuid, src_ip, src_port, dst_ip, dst_port, pid, pname, type, length, payload_binary"
-        f' FROM packets{_where(condition)} ORDER BY "index"'
-    )
+    sql = f'SELECT "index", {", ".join(_EVENT_COLUMNS)} FROM packets{_where(condition)} ORDER BY "index"'
     try:
         cursor = db.execute(sql)
     except sqlite3.Error as exc:
         raise FilterError(condition or "", str(exc)) from None
-    for row in cursor:
-        yield Event(
-            timestamp=row[0],
-            uuid=row[1],
-            src_ip=row[2],
-            src_port=row[3],
-            dst_ip=row[4],
-            dst_port=row[5],
-            pid=row[6],
-            pname=row[7],
-            type=row[8],
-            length=row[9],
-            payload=bytes(row[10]),
-        )
+    return StoredEvents(cursor)
 
 
-def jsonl_records(db: sqlite3.Connection, condition: str | None = None) -> Iterator[dict[str, Any]]:
-    """``watch --json`` records: every run-log line first, then the packets matching ``condition``.
+def _run_log_lines(db: sqlite3.Connection, events: StoredEvents) -> Iterator[str]:
+    """The stored run-log lines, oldest first: none when there is no ``run_logs`` table (the eCaptureQ GUI's
+    databases have ``packets`` alone); a line that is not TEXT is left out and counted in ``events``."""
+    if "run_logs" not in table_names(db):
+        return
+    try:
+        for row_id, line in db.execute("SELECT id, line FROM run_logs ORDER BY id"):
+            if type(line) is str:
+                yield line
+            else:
+                events.skip(f"run log {row_id}: line is {_sql_value(line)}, not TEXT")
+    except sqlite3.Error as exc:
+        raise read_failure(exc, "export") from None
+
+
+def write_jsonl(db: sqlite3.Connection, out: TextIO, condition: str | None = None) -> StoredEvents:
+    """Write ``watch --json`` records to ``out``: every run-log line first, then the packets matching
+    ``condition``. Returns what was read (:attr:`StoredEvents.count` events written, what was left out).
 
     Raises:
-        SqlError: the condition is not valid SQL for the ``packets`` table.
+        SqlError: the condition is not valid SQL for the ``packets`` table (raised before anything is
+            written), or the database failed on the way.
     """
-    for (line,) in db.execute("SELECT line FROM run_logs ORDER BY id"):
-        yield to_json(RunLog(line))
-    for event in stored_events(db, condition):
-        yield to_json(event)
-
-
-def write_jsonl(db: sqlite3.Connection, out: TextIO, condition: str | None = None) -> int:
-    """Write :func:`jsonl_records` to ``out``; return how many events were written."""
-    events = 0
-    for record in jsonl_records(db, condition):
-        out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-        events += record["kind"] == "event"
+    events = stored_events(db, condition)
+    for line in _run_log_lines(db, events):
+        out.write(json.dumps(to_json(RunLog(line)), ensure_ascii=False, separators=(",", ":")) + "\n")
+    for event in events:
+        out.write(json.dumps(to_json(event), ensure_ascii=False, separators=(",", ":")) + "\n")
     return events
 
 
 def write_pcapng(
     db: sqlite3.Connection, out: BinaryIO, condition: str | None = None, *, keep_ports: bool = False
-) -> PcapngStats:
-    """Write the packets matching ``condition`` as pcapng (see :mod:`ecaptureq.sinks.pcapng`).
+) -> tuple[PcapngStats, StoredEvents]:
+    """Write the packets matching ``condition`` as pcapng (see :mod:`ecaptureq.sinks.pcapng`); return what
+    was written and what was read (its rows left out).
 
     Raises:
-        SqlError: the condition is not valid SQL for the ``packets`` table.
+        SqlError: the condition is not valid SQL for the ``packets`` table, or the database failed on
+            the way.
     """
     from ecaptureq.sinks.pcapng import PcapngWriter  # here: its packet library only when it is used
 
     writer = PcapngWriter(out, keep_ports=keep_ports)
-    for event in stored_events(db, condition):
+    events = stored_events(db, condition)
+    for event in events:
         writer.write_event(event)
     writer.close()
-    return writer.stats
+    return writer.stats, events
 
 
 def b64(data: bytes) -> str:

@@ -276,6 +276,24 @@ def initialise(conn: sqlite3.Connection) -> None:
         raise StoreError(describe(exc)) from None
 
 
+_FILE_ERRORS: Final = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_IOERR})
+
+
+class DamagedDatabase(StoreError, SqlError):
+    """A read failed on the way because the database file is damaged or unreadable (SQLite's corrupt,
+    not-a-database or I/O error). Both a :class:`StoreError` and a :class:`SqlError`, as
+    :class:`NotCaptureDatabase` is, so that a reader's handling of failed queries takes it too."""
+
+
+def read_failure(exc: sqlite3.Error, what: str) -> SqlError:
+    """The error of a read that failed on the way (``what`` says which read): :class:`DamagedDatabase`
+    when the file is damaged, else a :class:`SqlError` (the SQL failed: an overflow in a filter's
+    arithmetic, say)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    text = f"{what} failed: {describe(exc)}"
+    return DamagedDatabase(text) if code is not None and code & 0xFF in _FILE_ERRORS else SqlError(text)
+
+
 def describe(exc: sqlite3.Error) -> str:
     """A user-facing sentence for a SQLite error."""
     text = str(exc)
