@@ -367,6 +367,20 @@ def _tampered_database(tmp_path: Path) -> Path:
     return db
 
 
+def test_query_shows_cells_of_another_type_as_they_are(tmp_path: Path) -> None:
+    db = _tampered_database(tmp_path)
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE packets SET timestamp = 1.5e30, src_ip = x'01' WHERE \"index\" = 5")
+    conn.close()
+    result = run_cli("query", "--db", str(db), '"index" <= 5')
+    assert result.returncode == 0, result.stderr  # each row was an internal error (exit 1)
+    lines = result.stdout.splitlines()[2:-1]  # the header, its rule and "(5 rows)" left out
+    assert [line.split()[0] for line in lines] == ["1", "2", "3", "4", "5"]
+    assert lines[0].split()[1] == "abc" and "x'01':" in lines[4] and "1.5e+30" in lines[4]
+    assert "99999999999" in lines[3]
+
+
 @pytest.mark.parametrize("form", ["jsonl", "pcapng"])
 def test_export_leaves_out_rows_the_schema_does_not_hold_and_says_which(tmp_path: Path, form: str) -> None:
     db = _tampered_database(tmp_path)

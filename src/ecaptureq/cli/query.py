@@ -8,12 +8,13 @@ import csv
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.render import endpoint, plural
 from ecaptureq.cli.terminal import json_line, visible
 from ecaptureq.protocol import event_type_name
+from ecaptureq.protocol.jsonl import EVENT_RANGES
 from ecaptureq.protocol.timestamps import detect_timestamp
 from ecaptureq.store import (
     QUERY_SECONDS,
@@ -119,23 +120,46 @@ COMPACT_COLUMNS = ("index", "time", "process", "endpoints", "type", "length", "p
 _PREVIEW = 40
 
 
+_COMPACT_NEEDS: Final = frozenset(
+    {"index", "timestamp", "pname", "pid", "src_ip", "src_port", "dst_ip", "dst_port", "type", "length"}
+    | {"is_binary", "payload_utf8", "payload_binary"}
+)
+"""The ``packets`` columns the compact view is made of (a table without them is shown as it is)."""
+
+
+def _time(value: Any) -> str:
+    """A timestamp cell as a date (by its magnitude), or as the cell it is when it is no integer."""
+    _, low, high = EVENT_RANGES["timestamp"]
+    if type(value) is not int or not low <= value <= high:
+        return _table_cell(value)
+    ts = detect_timestamp(value or 0).isoformat()
+    return ts[:23].replace("T", " ") if ts[:1].isdigit() else ts
+
+
+def _endpoint(ip: Any, port: Any) -> str:
+    if not isinstance(ip, str | None) or not isinstance(port, int | None):
+        return f"{_table_cell(ip)}:{_table_cell(port)}"  # not what the schema stores: shown as it is
+    return endpoint(ip or "", port or 0)
+
+
 def _compact(columns: list[str], rows: Iterator[tuple[Any, ...]]) -> Generator[tuple[Any, ...], None, None]:
-    """The rows of ``packets`` (all its columns) as :data:`COMPACT_COLUMNS`."""
+    """The rows of ``packets`` (all its columns) as :data:`COMPACT_COLUMNS`. A cell of another type than
+    the schema's (a database another program wrote) is shown as it is, never taken for what it is not."""
     at = {name: i for i, name in enumerate(columns)}
     for row in rows:
-        ts = detect_timestamp(row[at["timestamp"]] or 0).isoformat()
         payload = row[at["payload_utf8"]] if not row[at["is_binary"]] else row[at["payload_binary"]]
         if isinstance(payload, str) and len(payload) > _PREVIEW:
             payload = payload[: _PREVIEW - 1] + "…"
         elif isinstance(payload, bytes):
             payload = payload[: _PREVIEW // 2]
+        kind = row[at["type"]]
         yield (
             row[at["index"]],
-            ts[:23].replace("T", " ") if ts[:1].isdigit() else ts,
+            _time(row[at["timestamp"]]),
             f"{row[at['pname']] or '?'}[{row[at['pid']]}]",
-            f"{endpoint(row[at['src_ip']] or '', row[at['src_port']] or 0)} -> "
-            f"{endpoint(row[at['dst_ip']] or '', row[at['dst_port']] or 0)}",
-            event_type_name(row[at["type"]] or 0),
+            f"{_endpoint(row[at['src_ip']], row[at['src_port']])} -> "
+            f"{_endpoint(row[at['dst_ip']], row[at['dst_port']])}",
+            event_type_name(kind or 0) if isinstance(kind, int | None) else kind,
             row[at["length"]],
             payload,
         )
@@ -155,7 +179,8 @@ def run(args: argparse.Namespace) -> ExitCode:
         columns, rows = run_query(conn, args.sql, args.timeout)
         if isinstance(rows, Generator):
             opened.append(rows)
-        if not (args.wide or args.json or args.csv or is_full_query(args.sql.strip())):
+        compact = set(columns) >= _COMPACT_NEEDS  # else another program's table: shown as it is
+        if compact and not (args.wide or args.json or args.csv or is_full_query(args.sql.strip())):
             rows = _compact(columns, rows)
             opened.insert(0, rows)
             columns = list(COMPACT_COLUMNS)
