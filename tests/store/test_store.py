@@ -252,6 +252,11 @@ def test_corrupt_and_missing_databases(tmp_path: Path) -> None:
     assert corrupt.stat().st_size == 8192
     missing = run_cli("query", "--db", str(tmp_path / "nope.db"), "pid = 1")
     assert missing.returncode == 2 and "no such database" in missing.stderr
+    (tmp_path / "a.db").mkdir()
+    os.mkfifo(tmp_path / "fifo.db")
+    for path, said in ((tmp_path / "a.db", "a directory"), (tmp_path / "fifo.db", "not a regular file")):
+        result = run_cli("query", "--db", str(path), "pid = 1")  # was: no such database file
+        assert result.returncode == 2 and said in result.stderr, result.stderr
     export = run_cli("export", "--db", str(corrupt), "--format", "har", "-o", str(tmp_path / "x.har"))
     assert export.returncode == 11 and not (tmp_path / "x.har").exists()
 

@@ -170,6 +170,10 @@ def open_readonly(
         NotCaptureDatabase: it is not a capture database (another program's, or not SQLite at all).
     """
     if not path.is_file():
+        if path.is_dir():
+            raise SqlError(f"{path}: a directory, not a database file")
+        if path.exists():  # a FIFO or a device: SQLite would read it as a file, or wait on it
+            raise SqlError(f"{path}: not a regular file (a database is one)")
         raise SqlError(f"{path}: no such database file")
     try:
         conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, check_same_thread=not any_thread)
