@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -459,10 +460,8 @@ def write_jsonl(db: sqlite3.Connection, out: TextIO, condition: str | None = Non
             written), or the database failed on the way.
     """
     events = stored_events(db, condition)
-    for line in _run_log_lines(db, events):
-        out.write(json.dumps(to_json(RunLog(line)), ensure_ascii=False, separators=(",", ":")) + "\n")
-    for event in events:
-        out.write(json.dumps(to_json(event), ensure_ascii=False, separators=(",", ":")) + "\n")
+    messages: Iterator[RunLog | Event] = itertools.chain(map(RunLog, _run_log_lines(db, events)), events)
+    out.writelines(json.dumps(to_json(m), ensure_ascii=False, separators=(",", ":")) + "\n" for m in messages)
     return events
 
 
