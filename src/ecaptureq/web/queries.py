@@ -17,9 +17,11 @@ from typing import Any, Final
 
 from ecaptureq.decode.bodies import JSON_PARSE_LIMIT, hexdump
 from ecaptureq.decode.model import HttpMessage
+from ecaptureq.protocol.jsonl import EVENT_RANGES
 from ecaptureq.protocol.timestamps import detect_timestamp
 from ecaptureq.store import QUERY_SECONDS, SqlError, open_readonly, quote_index, run_query
 from ecaptureq.store.export import STORED_SELECT, load_exchange
+from ecaptureq.store.schema import table_names
 from ecaptureq.store.sql import sql_error
 from ecaptureq.web.curl import curl_command
 
@@ -68,12 +70,19 @@ _EXCHANGE_SELECT = (
 
 
 def time_text(raw: Any) -> str | None:
-    """An event time for people: its unit detected as everywhere else (UTC ISO 8601, or since boot)."""
-    if isinstance(raw, str) and raw.lstrip("-").isdigit():
+    """An event time for people: its unit detected as everywhere else (UTC ISO 8601, or since boot);
+    ``None`` for a cell that is no time: not an integer, or beyond the 64 bits of the timestamp field (a
+    filter's ``UNION`` can put any value in a time column, and a date has at most four digits of year)."""
+    if isinstance(raw, str) and raw.lstrip("-").isdigit() and len(raw) <= _INT64_DIGITS:
         raw = int(raw)  # a cell already made exact text (see JS_SAFE_INT)
-    if not isinstance(raw, int) or isinstance(raw, bool):
+    _, low, high = EVENT_RANGES["timestamp"]
+    if type(raw) is not int or not low <= raw <= high:
         return None
     return detect_timestamp(raw).isoformat()
+
+
+_INT64_DIGITS: Final = 20
+"""Characters of the longest 64-bit integer's text (with its sign): a longer one is not parsed."""
 
 
 def _with_time(rows: list[list[Any]]) -> list[list[Any]]:
@@ -193,7 +202,8 @@ def exchange_window(
                 "SELECT (SELECT min(id) FROM exchanges), (SELECT max(id) FROM exchanges),"
                 " (SELECT count(*) FROM exchanges)"
             ).fetchone()
-            if count and low > 0 and high - low + 1 == count:
+            ids = type(low) is int and type(high) is int  # not so in another program's table
+            if count and ids and low > 0 and high - low + 1 == count:
                 return exchange_rows(conn, None, low + offset - 1, limit)
         return _with_time(_bounded(conn.execute(sql, (limit, offset))))
     except sqlite3.Error as exc:
@@ -211,6 +221,9 @@ def exchange_count(conn: sqlite3.Connection, condition: str | None) -> tuple[int
         sql = "SELECT (SELECT count(*) FROM exchanges), (SELECT coalesce(max(id), 0) FROM exchanges)"
     try:
         count, last = conn.execute(sql).fetchone()
+        if type(last) is not int:  # a text id sorts above every integer: another program's table
+            typed = "SELECT coalesce(max(id), 0) FROM exchanges WHERE typeof(id) = 'integer'"
+            last = conn.execute(typed + exchanges_where(condition)).fetchone()[0]
     except sqlite3.Error as exc:
         raise _sql_error(exc, condition or "") from None
     return int(count), int(last)
@@ -399,7 +412,7 @@ def _process_labels(conn: sqlite3.Connection, pid: object, exchange_id: int) -> 
             ).fetchone()
     except sqlite3.OperationalError:  # a database written before the processes table (or its node) existed
         return {}
-    return {"cgroup": row[0], "container_id": row[1]} if row else {}
+    return {"cgroup": _cell(row[0]), "container_id": _cell(row[1])} if row else {}
 
 
 def packet_detail(conn: sqlite3.Connection, index: int) -> dict[str, Any] | None:
@@ -415,11 +428,13 @@ def packet_detail(conn: sqlite3.Connection, index: int) -> dict[str, Any] | None
     if row is None:
         return None
     keys = ("index", "timestamp", "uuid", "src_ip", "src_port", "dst_ip", "dst_port", "pid", "pname")
-    info = dict(zip(keys, row, strict=False))
-    info.update(type=row[9], length=row[10])
-    stamp = detect_timestamp(row[1])
-    info.update(timestamp=_cell(row[1]), time=stamp.isoformat(), time_unit=stamp.unit.value)
-    payload: bytes = row[12]
+    # each cell as the packets view shows it: another program's database may hold any type in any column
+    info = {key: _cell(value) for key, value in zip(keys, row, strict=False)}
+    info.update(type=_cell(row[9]), length=_cell(row[10]))
+    time = time_text(row[1])
+    unit = detect_timestamp(row[1]).unit.value if time is not None else "not a time"
+    info.update(time=time, time_unit=unit)
+    payload = row[12] if isinstance(row[12], bytes) else str(row[12] or "").encode("utf-8", "replace")
     shown = payload[:BODY_SHOWN]
     # Both views of the bytes: the page starts on hex + ASCII for a binary payload, on text otherwise.
     info["payload"] = {
@@ -440,16 +455,16 @@ def totals(conn: sqlite3.Connection) -> dict[str, Any]:
     it writes them (the decoder numbers an exchange when it first hands it over), so it is their count
     unless rows were deleted; the same order makes paging by ``after_id`` skip nothing.
     """
-    one = conn.execute(
-        'SELECT (SELECT coalesce(max("index"), 0) FROM packets),'
-        " (SELECT coalesce(max(id), 0) FROM exchanges), (SELECT count(*) FROM run_logs),"
-        " (SELECT count(*) FROM connections)"
-    ).fetchone()
+    tables = set(table_names(conn))  # run_logs and connections are ours: not in another program's file
+
+    def count(sql: str, table: str) -> Any:
+        return _cell(conn.execute(sql).fetchone()[0]) if table in tables else 0
+
     return {
-        "packets": one[0],
-        "exchanges": one[1],
-        "run_logs": one[2],
-        "connections": one[3],
+        "packets": count('SELECT coalesce(max("index"), 0) FROM packets', "packets"),
+        "exchanges": count("SELECT coalesce(max(id), 0) FROM exchanges", "exchanges"),
+        "run_logs": count("SELECT count(*) FROM run_logs", "run_logs"),
+        "connections": count("SELECT count(*) FROM connections", "connections"),
         "nodes": nodes(conn),
     }
 
