@@ -180,6 +180,10 @@ def test_packet_detail(ui: Ui) -> None:
     first = httpx.get(f"{ui.base}/api/packet/1").json()
     assert first["index"] == 1 and first["payload"]["size"] == first["length"]
     assert httpx.get(f"{ui.base}/api/packet/99999").status_code == 404
+    # ids int() reads, but no id is written so: Arabic-Indic 3, an underscore, a space
+    for other in ("%D9%A3", "1_0", "%201"):
+        assert httpx.get(f"{ui.base}/api/packet/{other}").status_code == 400, other
+        assert httpx.get(f"{ui.base}/api/exchanges", params={"after_id": other}).status_code == 400
 
 
 @pytest.mark.e2e

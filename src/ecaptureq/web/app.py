@@ -154,12 +154,25 @@ def _json(body: Any) -> JSONResponse:
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
+def _whole(text: str) -> int:
+    """``text`` as an integer when it is ASCII digits with an optional ``-`` (``int()`` also takes spaces,
+    ``_`` and other scripts' digits: ``\u0663`` would be exchange 3).
+
+    Raises:
+        ValueError: it is not.
+    """
+    digits = text[1:] if text.startswith("-") else text
+    if not (digits.isascii() and digits.isdigit()):
+        raise ValueError(text)
+    return int(text)
+
+
 def _int(request: Request, name: str, default: int, low: int = 0, high: int | None = None) -> int:
     text = request.query_params.get(name)
     if text is None or text == "":
         return default
     try:
-        value = int(text)
+        value = _whole(text)
     except ValueError:
         raise SqlError(f"{name} must be a whole number, not {text[:40]!r}") from None
     if abs(value) > SQLITE_MAX_INT:
@@ -173,7 +186,7 @@ def _ids(request: Request, name: str, most: int) -> list[int]:
     text = request.query_params.get(name) or ""
     parts = [part for part in text.split(",", most)[:most] if part.strip()]
     try:
-        ids = [int(part) for part in parts]
+        ids = [_whole(part.strip()) for part in parts]
     except ValueError:
         raise SqlError(f"{name} must be row ids separated by commas, not {text[:40]!r}") from None
     return [i for i in ids if 0 <= i <= SQLITE_MAX_INT]
@@ -212,7 +225,7 @@ def create_app(state: UiState) -> Starlette:
 
     def row_id(request: Request, name: str) -> int | None:
         try:
-            value = int(request.path_params[name])
+            value = _whole(request.path_params[name])
         except ValueError:
             return None
         return value if 0 <= value <= SQLITE_MAX_INT else -1
