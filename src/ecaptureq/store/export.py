@@ -20,7 +20,7 @@ from ecaptureq.decode.bodies import form_fields, parse_form
 from ecaptureq.decode.model import Exchange, FlowFormatError, HttpMessage, split_url
 from ecaptureq.protocol import Event, RunLog
 from ecaptureq.protocol.jsonl import EVENT_RANGES, to_json
-from ecaptureq.store.schema import read_failure, table_names
+from ecaptureq.store.schema import PACKET_COLUMNS, read_failure, table_names
 from ecaptureq.store.sql import FilterError, quote_index
 
 if TYPE_CHECKING:
@@ -332,19 +332,7 @@ def write_har(db: sqlite3.Connection, out: TextIO, condition: str | None = None)
     return rows.count
 
 
-_EVENT_COLUMNS: Final = (
-    "timestamp",
-    "uuid",
-    "src_ip",
-    "src_port",
-    "dst_ip",
-    "dst_port",
-    "pid",
-    "pname",
-    "type",
-    "length",
-    "payload_binary",
-)
+_EVENT_COLUMNS: Final = tuple(c for c in PACKET_COLUMNS if c not in ("index", "is_binary", "payload_utf8"))
 """The ``packets`` columns an :class:`Event` is made of, in its fields' order."""
 
 
