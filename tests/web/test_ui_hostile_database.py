@@ -88,3 +88,124 @@ def test_a_query_putting_a_huge_number_in_a_time_column_shows_no_time(tampered: 
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["times"] == {"0": [None]}
+
+
+@pytest.mark.e2e
+def test_a_query_putting_other_text_in_a_time_column_shows_no_time(tampered: Ui) -> None:
+    # str.isdigit() takes '²', lstrip('-') takes '--5': int() refused both (a 500)
+    sql = "SELECT '²' AS timestamp, '--5' AS ended_ns, '-5' AS started_ns"
+    answer = httpx.get(f"{tampered.base}/api/packets", params={"sql": sql})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["times"] == {"0": [None], "1": [None], "2": ["-"]}
+    union = "0) UNION SELECT 1,'--1',3,4,5,6,7,8,9,10,11,12,13,14,15 WHERE (1"
+    rows = httpx.get(f"{tampered.base}/api/exchanges", params={"filter": union})
+    assert rows.status_code == 200, rows.text
+    assert rows.json()["rows"] == [[1, None, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]]
+
+
+def _loosen(conn: sqlite3.Connection, table: str) -> None:
+    """Make ``table`` a table without column types (as another program may write one): any cell keeps
+    the type it is given."""
+    names = ", ".join(f'"{row[1]}"' for row in conn.execute(f"PRAGMA table_info({table})"))
+    conn.execute(f"CREATE TABLE loose ({names})")
+    conn.execute(f"INSERT INTO loose SELECT {names} FROM {table}")
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"ALTER TABLE loose RENAME TO {table}")
+
+
+@pytest.fixture(scope="module")
+def untyped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
+    db = make_demo_database(tmp_path_factory.mktemp("ui") / "untyped.db", 120)
+    conn = sqlite3.connect(db)
+    with conn:
+        _loosen(conn, "packets")
+        _loosen(conn, "exchanges")
+    conn.close()
+    _tamper(
+        db,
+        "UPDATE packets SET timestamp = '1795845462063107265' WHERE \"index\" = 1",  # text, not an integer
+        "UPDATE packets SET timestamp = '--5' WHERE \"index\" = 2",
+        "UPDATE packets SET timestamp = '²' WHERE \"index\" = 3",
+        "UPDATE exchanges SET started_ns = '--1' WHERE id = 3",
+        # incomplete rows a stream re-reads by id: one that is no number, one beyond 64 bits
+        "UPDATE exchanges SET id = 'abc', complete = 0 WHERE id = 5",
+        "UPDATE exchanges SET id = '9999999999999999999', complete = 0 WHERE id = 6",
+    )
+    served = start_ui("--db", str(db))
+    yield served
+    _code, err = stop_ui(served)
+    assert "Traceback" not in err, err
+
+
+@pytest.mark.e2e
+def test_a_packet_time_stored_as_text_is_read_as_its_digits(untyped: Ui) -> None:
+    shown = {}
+    for index in (1, 2, 3):
+        answer = httpx.get(f"{untyped.base}/api/packet/{index}")
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        shown[index] = (body["timestamp"], body["time"], body["time_unit"])
+    assert shown == {
+        1: ("1795845462063107265", "2026-11-28T05:57:42.063107Z", "ns"),
+        2: ("--5", None, "not a time"),
+        3: ("²", None, "not a time"),
+    }
+    rows = httpx.get(f"{untyped.base}/api/packets", params={"sql": '"index" <= 3'})
+    assert rows.status_code == 200, rows.text
+    assert rows.json()["times"]["1"] == ["2026-11-28T05:57:42.063107Z", None, None]
+
+
+@pytest.mark.e2e
+def test_rows_whose_id_or_time_is_text_are_listed_and_streamed(untyped: Ui) -> None:
+    rows = httpx.get(f"{untyped.base}/api/exchanges", params={"count": 1})
+    assert rows.status_code == 200, rows.text
+    by_id = {row[0]: row for row in rows.json()["rows"]}
+    assert by_id[3][1] is None and "abc" in by_id and "9999999999999999999" in by_id
+    # the stream re-reads its incomplete rows by id at each tick: it went on, not broke off
+    events: list[str] = []
+    with httpx.stream("GET", f"{untyped.base}/api/stream", timeout=10) as answer:
+        assert answer.status_code == 200
+        for line in answer.iter_lines():
+            if line.startswith("event: "):
+                events.append(line.removeprefix("event: "))
+            if events.count("status") == 3:
+                break
+    assert events[0] == "rows" and "failure" not in events, events
+
+
+@pytest.mark.e2e
+def test_a_position_past_the_last_id_of_64_bits_is_no_row(tmp_path: Path) -> None:
+    db = make_demo_database(tmp_path / "last-id.db", 40)
+    _tamper(db, "DELETE FROM exchanges WHERE id > 1", f"UPDATE exchanges SET id = {2**63 - 1}")
+    served = start_ui("--db", str(db))
+    try:
+        for offset in (0, 1, 2**63 - 1):
+            answer = httpx.get(f"{served.base}/api/exchanges", params={"offset": offset, "count": 1})
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert body["total"] == 1 and len(body["rows"]) == (1 if offset == 0 else 0)
+    finally:
+        _code, err = stop_ui(served)
+    assert "Traceback" not in err, err
+
+
+@pytest.mark.e2e
+def test_status_of_a_damaged_or_removed_database_is_a_400(tmp_path: Path) -> None:
+    db = make_demo_database(tmp_path / "damaged.db", 40)
+    conn = sqlite3.connect(db)
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'exchanges'").fetchone()[0]
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    served = start_ui("--db", str(db))
+    try:
+        with db.open("r+b") as file:  # the table's first page, after the UI checked the file
+            file.seek((root - 1) * page)
+            file.write(b"\xff" * page)
+        damaged = httpx.get(f"{served.base}/api/status")
+        assert damaged.status_code == 400 and "malformed" in damaged.json()["error"], damaged.text
+        db.unlink()
+        removed = httpx.get(f"{served.base}/api/status")
+        assert removed.status_code == 400 and "no such database file" in removed.json()["error"], removed.text
+    finally:
+        _code, err = stop_ui(served)
+    assert "Traceback" not in err, err

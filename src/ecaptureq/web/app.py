@@ -353,7 +353,11 @@ def create_app(state: UiState) -> Starlette:
         return body
 
     async def status(request: Request) -> Response:
-        return _json(await status_body())
+        try:
+            body = await status_body()
+        except SqlError as exc:  # the database went away or is damaged, as every other read answers it
+            return _error(400, str(exc))
+        return _json(body)
 
     async def stream(request: Request) -> Response:
         """Server-sent events: ``rows`` committed after ``after_id``, ``update`` of the incomplete ones sent
@@ -419,7 +423,12 @@ def create_app(state: UiState) -> Starlette:
                     yield f"event: rows\ndata: {json.dumps({'rows': new})}\n\n"
             if loop.time() - status_at >= STATUS_SECONDS:
                 status_at = loop.time()
-                yield f"event: status\ndata: {json.dumps(await status_body())}\n\n"
+                try:
+                    body = await status_body()
+                except SqlError as exc:
+                    yield f"event: failure\ndata: {json.dumps({'error': str(exc)})}\n\n"
+                    return
+                yield f"event: status\ndata: {json.dumps(body)}\n\n"
             if len(new) == STREAM_BATCH:
                 announced = True  # more rows wait: read on at once
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,10 +19,10 @@ from typing import Any, Final
 from ecaptureq.decode.bodies import JSON_PARSE_LIMIT, hexdump
 from ecaptureq.decode.model import HttpMessage
 from ecaptureq.protocol.jsonl import EVENT_RANGES
-from ecaptureq.protocol.timestamps import detect_timestamp
+from ecaptureq.protocol.timestamps import Timestamp, detect_timestamp
 from ecaptureq.store import QUERY_SECONDS, SqlError, open_readonly, quote_index, run_query
 from ecaptureq.store.export import STORED_SELECT, load_exchange
-from ecaptureq.store.schema import table_names
+from ecaptureq.store.schema import read_failure, table_names
 from ecaptureq.store.sql import sql_error
 from ecaptureq.web.curl import curl_command
 
@@ -30,6 +31,9 @@ RESULT_BYTES: Final = 8 * 1024 * 1024
 
 BODY_SHOWN: Final = 256 * 1024
 """Characters of a text body, or bytes of a binary one, that a detail carries (the rest is marked)."""
+
+SQLITE_MAX_INT: Final = 2**63 - 1
+"""The largest integer SQLite stores (and binds: a larger one raises ``OverflowError``)."""
 
 JS_SAFE_INT: Final = 2**53 - 1
 """Integers beyond this lose digits in a browser (a double): cells send them as decimal text instead."""
@@ -69,20 +73,30 @@ _EXCHANGE_SELECT = (
 )
 
 
-def time_text(raw: Any) -> str | None:
-    """An event time for people: its unit detected as everywhere else (UTC ISO 8601, or since boot);
-    ``None`` for a cell that is no time: not an integer, or beyond the 64 bits of the timestamp field (a
-    filter's ``UNION`` can put any value in a time column, and a date has at most four digits of year)."""
-    if isinstance(raw, str) and raw.lstrip("-").isdigit() and len(raw) <= _INT64_DIGITS:
-        raw = int(raw)  # a cell already made exact text (see JS_SAFE_INT)
+def event_time(raw: object) -> Timestamp | None:
+    """A cell read as an event time (its unit detected as everywhere else), or ``None`` when it is no time:
+    neither an integer nor an integer's exact decimal text (ASCII digits with an optional ``-``, as a
+    cell beyond :data:`JS_SAFE_INT` is sent), or beyond the 64 bits of the timestamp field. Any cell may
+    come here: another program's table holds any type in any column, and a filter's ``UNION`` can put any
+    value in a time column (a date has at most four digits of year)."""
+    if isinstance(raw, str) and _INT_TEXT.fullmatch(raw):
+        raw = int(raw)
     _, low, high = EVENT_RANGES["timestamp"]
     if type(raw) is not int or not low <= raw <= high:
         return None
-    return detect_timestamp(raw).isoformat()
+    return detect_timestamp(raw)
 
 
-_INT64_DIGITS: Final = 20
-"""Characters of the longest 64-bit integer's text (with its sign): a longer one is not parsed."""
+def time_text(raw: object) -> str | None:
+    """An event time for people (UTC ISO 8601, or since boot) of a cell, or ``None`` for a cell that is no
+    time (see :func:`event_time`)."""
+    time = event_time(raw)
+    return time.isoformat() if time is not None else None
+
+
+_INT_TEXT: Final = re.compile(r"-?[0-9]{1,19}")
+"""The text of an integer :func:`event_time` reads: a longer one is beyond 64 bits (``int()`` would also
+take spaces, ``_`` and other scripts' digits, and refuse ``--1`` or ``²`` that ``str.isdigit`` lets by)."""
 
 
 def _with_time(rows: list[list[Any]]) -> list[list[Any]]:
@@ -204,7 +218,8 @@ def exchange_window(
             ).fetchone()
             ids = type(low) is int and type(high) is int  # not so in another program's table
             if count and ids and low > 0 and high - low + 1 == count:
-                return exchange_rows(conn, None, low + offset - 1, limit)
+                # past the last position there is no row (and low + offset may be beyond 64 bits)
+                return exchange_rows(conn, None, low + offset - 1, limit) if offset < count else []
         return _with_time(_bounded(conn.execute(sql, (limit, offset))))
     except sqlite3.Error as exc:
         raise _sql_error(exc, condition or "") from None
@@ -248,11 +263,21 @@ IDS_PER_QUERY: Final = 900
 queries."""
 
 
+def row_id(cell: object) -> int | None:
+    """The row id a cell of the ``id`` column holds: an integer, or its exact text (as a cell beyond
+    :data:`JS_SAFE_INT` is sent); ``None`` for any other value (another program's table may hold text or
+    a blob there, or text beyond 64 bits), which no query by id can find again."""
+    if isinstance(cell, str) and _INT_TEXT.fullmatch(cell):
+        cell = int(cell)
+    return cell if type(cell) is int and -SQLITE_MAX_INT - 1 <= cell <= SQLITE_MAX_INT else None
+
+
 def exchange_rows_by_id(
-    conn: sqlite3.Connection, ids: Iterable[int], condition: str | None = None
+    conn: sqlite3.Connection, ids: Iterable[object], condition: str | None = None
 ) -> list[list[Any]]:
-    """The current rows of the given exchange ids that match ``condition`` (to update incomplete ones)."""
-    wanted = [int(i) for i in ids]
+    """The current rows of the given exchange ids that match ``condition`` (to update incomplete ones);
+    an id that is no row id (see :func:`row_id`) is passed over."""
+    wanted = [i for i in map(row_id, ids) if i is not None]
     rows: list[list[Any]] = []
     for at in range(0, len(wanted), IDS_PER_QUERY):
         part = wanted[at : at + IDS_PER_QUERY]
@@ -431,9 +456,11 @@ def packet_detail(conn: sqlite3.Connection, index: int) -> dict[str, Any] | None
     # each cell as the packets view shows it: another program's database may hold any type in any column
     info = {key: _cell(value) for key, value in zip(keys, row, strict=False)}
     info.update(type=_cell(row[9]), length=_cell(row[10]))
-    time = time_text(row[1])
-    unit = detect_timestamp(row[1]).unit.value if time is not None else "not a time"
-    info.update(time=time, time_unit=unit)
+    time = event_time(row[1])
+    if time is None:
+        info.update(time=None, time_unit="not a time")
+    else:
+        info.update(time=time.isoformat(), time_unit=time.unit.value)
     payload = row[12] if isinstance(row[12], bytes) else str(row[12] or "").encode("utf-8", "replace")
     shown = payload[:BODY_SHOWN]
     # Both views of the bytes: the page starts on hex + ASCII for a binary payload, on text otherwise.
@@ -454,19 +481,25 @@ def totals(conn: sqlite3.Connection) -> dict[str, Any]:
     whole index: 25 ms a status at 1,000,000 exchanges). The store numbers both 1, 2, 3... in the order
     it writes them (the decoder numbers an exchange when it first hands it over), so it is their count
     unless rows were deleted; the same order makes paging by ``after_id`` skip nothing.
+
+    Raises:
+        SqlError: a count failed (:class:`~ecaptureq.store.DamagedDatabase` when the file is damaged).
     """
-    tables = set(table_names(conn))  # run_logs and connections are ours: not in another program's file
+    try:
+        tables = set(table_names(conn))  # run_logs and connections are ours: not in another program's file
 
-    def count(sql: str, table: str) -> Any:
-        return _cell(conn.execute(sql).fetchone()[0]) if table in tables else 0
+        def count(sql: str, table: str) -> Any:
+            return _cell(conn.execute(sql).fetchone()[0]) if table in tables else 0
 
-    return {
-        "packets": count('SELECT coalesce(max("index"), 0) FROM packets', "packets"),
-        "exchanges": count("SELECT coalesce(max(id), 0) FROM exchanges", "exchanges"),
-        "run_logs": count("SELECT count(*) FROM run_logs", "run_logs"),
-        "connections": count("SELECT count(*) FROM connections", "connections"),
-        "nodes": nodes(conn),
-    }
+        return {
+            "packets": count('SELECT coalesce(max("index"), 0) FROM packets', "packets"),
+            "exchanges": count("SELECT coalesce(max(id), 0) FROM exchanges", "exchanges"),
+            "run_logs": count("SELECT count(*) FROM run_logs", "run_logs"),
+            "connections": count("SELECT count(*) FROM connections", "connections"),
+            "nodes": nodes(conn),
+        }
+    except sqlite3.Error as exc:
+        raise read_failure(exc, "counting the rows") from None
 
 
 def check_capture_database(path: Path) -> None:
