@@ -20,6 +20,7 @@ from typing import Any, Final, Literal, get_args
 from urllib.parse import SplitResult, urlsplit
 
 from ecaptureq.decode.bodies import decode_body, plain_body, pretty_json
+from ecaptureq.protocol.messages import INT64_MAX, INT64_MIN
 
 Protocol = Literal["http/1.1", "http/1.0", "h2"]
 """The HTTP version an exchange was carried by."""
@@ -115,16 +116,12 @@ def _fields(
             continue
         if type(value) not in kind[0]:
             raise FlowFormatError(_name(where, key), value, kind[1])
-        if kind is _INT and not _INT64_LOW <= value <= _INT64_HIGH:
+        if kind is _INT and not INT64_MIN <= value <= INT64_MAX:
             # what to_dict writes is an SQLite INTEGER or a nanosecond clock: a larger one is damage
             raise FlowFormatError(_name(where, key), value, "a 64-bit integer")
         if kind is _NUMBER and not _finite(value):
             raise FlowFormatError(_name(where, key), value, "a finite number")
     return data
-
-
-_INT64_LOW: Final = -(2**63)
-_INT64_HIGH: Final = 2**63 - 1
 
 
 def _finite(value: float) -> bool:

@@ -18,7 +18,15 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError as _PbDecodeError
 
 from ecaptureq.protocol import event_pb2 as pb
-from ecaptureq.protocol.messages import Event, Heartbeat, Message, RunLog, event_type_name
+from ecaptureq.protocol.messages import (
+    INT64_MAX,
+    INT64_MIN,
+    Event,
+    Heartbeat,
+    Message,
+    RunLog,
+    event_type_name,
+)
 
 
 class JsonlError(ValueError):
@@ -85,7 +93,7 @@ def _unknown_fields(obj: dict[str, Any]) -> bytes:
 
 
 _INTEGER_RANGES: Final = {
-    FieldDescriptor.TYPE_INT64: ("a 64-bit integer", -(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_INT64: ("a 64-bit integer", INT64_MIN, INT64_MAX),
     FieldDescriptor.TYPE_UINT32: ("an unsigned 32-bit integer", 0, 2**32 - 1),
 }
 

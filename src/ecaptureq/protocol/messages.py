@@ -20,6 +20,12 @@ class LogType(enum.IntEnum):
     EVENT = 2
 
 
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+"""The range of a 64-bit signed integer: the proto's int64 fields (timestamps, pids), and SQLite's
+INTEGER, which cannot store, bind or compare a larger one."""
+
+
 class EventType(enum.IntEnum):
     """The parser eCapture recognised an event's payload with (``Event.type``)."""
 

@@ -56,9 +56,6 @@ QUERY_SLOTS = 4
 HAR_SECONDS = 300.0
 """Time limit of one HAR download (it reads every exchange that matches)."""
 
-SQLITE_MAX_INT = (1 << 63) - 1
-"""Ids and indexes beyond this are no row (SQLite cannot even compare them)."""
-
 MAX_LIMIT = 20_000
 """The most rows one ``/api/exchanges`` or ``/api/packets`` answer carries."""
 
@@ -175,8 +172,8 @@ def _int(request: Request, name: str, default: int, low: int = 0, high: int | No
         value = _whole(text)
     except ValueError:
         raise SqlError(f"{name} must be a whole number, not {text[:40]!r}") from None
-    if abs(value) > SQLITE_MAX_INT:
-        raise SqlError(f"{name} is out of range (at most {SQLITE_MAX_INT})")
+    if abs(value) > queries.SQLITE_MAX_INT:
+        raise SqlError(f"{name} is out of range (at most {queries.SQLITE_MAX_INT})")
     value = max(low, value)
     return min(value, high) if high is not None else value
 
@@ -189,7 +186,7 @@ def _ids(request: Request, name: str, most: int) -> list[int]:
         ids = [_whole(part.strip()) for part in parts]
     except ValueError:
         raise SqlError(f"{name} must be row ids separated by commas, not {text[:40]!r}") from None
-    return [i for i in ids if 0 <= i <= SQLITE_MAX_INT]
+    return [i for i in ids if 0 <= i <= queries.SQLITE_MAX_INT]
 
 
 def create_app(state: UiState) -> Starlette:
@@ -228,7 +225,7 @@ def create_app(state: UiState) -> Starlette:
             value = _whole(request.path_params[name])
         except ValueError:
             return None
-        return value if 0 <= value <= SQLITE_MAX_INT else -1
+        return value if 0 <= value <= queries.SQLITE_MAX_INT else -1
 
     async def page(request: Request) -> Response:
         html = (_static_dir() / "index.html").read_text(encoding="utf-8")
@@ -243,10 +240,10 @@ def create_app(state: UiState) -> Starlette:
             limit = _int(request, "limit", 5000, 1, MAX_LIMIT)
             fetch: Callable[[sqlite3.Connection], list[list[Any]]]
             if "offset" in params:
-                offset = _int(request, "offset", 0, 0, SQLITE_MAX_INT)
+                offset = _int(request, "offset", 0, 0, queries.SQLITE_MAX_INT)
                 fetch = functools.partial(queries.exchange_window, condition=cond, offset=offset, limit=limit)
             elif "before_id" in params:
-                before = _int(request, "before_id", 0, 0, SQLITE_MAX_INT)
+                before = _int(request, "before_id", 0, 0, queries.SQLITE_MAX_INT)
                 fetch = functools.partial(
                     queries.exchange_rows_before, condition=cond, before_id=before, limit=limit
                 )

@@ -19,6 +19,7 @@ from typing import Any, Final
 from ecaptureq.decode.bodies import JSON_PARSE_LIMIT, hexdump
 from ecaptureq.decode.model import HttpMessage
 from ecaptureq.protocol.jsonl import EVENT_RANGES
+from ecaptureq.protocol.messages import INT64_MAX, INT64_MIN
 from ecaptureq.protocol.timestamps import Timestamp, detect_timestamp
 from ecaptureq.store import QUERY_SECONDS, SqlError, open_readonly, quote_index, run_query
 from ecaptureq.store.export import STORED_SELECT, load_exchange
@@ -32,8 +33,9 @@ RESULT_BYTES: Final = 8 * 1024 * 1024
 BODY_SHOWN: Final = 256 * 1024
 """Characters of a text body, or bytes of a binary one, that a detail carries (the rest is marked)."""
 
-SQLITE_MAX_INT: Final = 2**63 - 1
-"""The largest integer SQLite stores (and binds: a larger one raises ``OverflowError``)."""
+SQLITE_MAX_INT: Final = INT64_MAX
+"""The largest integer SQLite stores (and binds: a larger one raises ``OverflowError``; ids and indexes
+beyond it are no row)."""
 
 JS_SAFE_INT: Final = 2**53 - 1
 """Integers beyond this lose digits in a browser (a double): cells send them as decimal text instead."""
@@ -269,7 +271,7 @@ def row_id(cell: object) -> int | None:
     a blob there, or text beyond 64 bits), which no query by id can find again."""
     if isinstance(cell, str) and _INT_TEXT.fullmatch(cell):
         cell = int(cell)
-    return cell if type(cell) is int and -SQLITE_MAX_INT - 1 <= cell <= SQLITE_MAX_INT else None
+    return cell if type(cell) is int and INT64_MIN <= cell <= SQLITE_MAX_INT else None
 
 
 def exchange_rows_by_id(
