@@ -8,8 +8,10 @@ import os
 import re
 import signal
 import sqlite3
+import stat
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 
@@ -433,6 +435,29 @@ def test_export_of_a_damaged_file_is_a_storage_error_and_writes_nothing(tmp_path
     assert result.returncode == 11, result.stderr  # was an internal error (exit 1)
     assert "corrupt" in result.stderr and not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_export_writes_into_a_device_or_a_fifo_and_never_replaces_it(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    store = CaptureStore(db, decode=False)
+    for ev in demo_events(50):
+        store.add(ev)
+    store.close()
+    null = tmp_path / "null"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a /dev/null of the test's own
+    result = run_cli("export", "--db", str(db), "--format", "jsonl", "-o", str(null))
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISCHR(null.stat().st_mode)  # was renamed over: a regular file in its place
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with ThreadPoolExecutor(1) as pool:
+        read = pool.submit(fifo.read_bytes)  # the export's reader
+        result = run_cli("export", "--db", str(db), "--format", "jsonl", "-o", str(fifo))
+        assert result.returncode == 0, result.stderr
+        assert len(read.result(timeout=30).splitlines()) == 50
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("x.db")) == ["fifo", "null"]
 
 
 @pytest.mark.e2e

@@ -115,10 +115,15 @@ def run(args: argparse.Namespace) -> ExitCode:
     if args.format == "pcapng" and to_stdout:
         refuse_terminal()
     try:
-        # Written to a temporary file beside the target and renamed, so a failed export leaves no half file.
+        # A file is written to a temporary file beside it and renamed, so a failed export leaves no half
+        # file. What is not a regular file (/dev/null, a FIFO) is written in place: renamed over, a device
+        # node would become a file.
+        tmp = ""
         handle: BinaryIO
         if to_stdout:
             handle = sys.stdout.buffer
+        elif target.exists() and not target.is_file() and not target.is_dir():
+            handle = target.open("wb")
         else:
             fd, tmp = tempfile.mkstemp(
                 prefix=f".{target.name}.", dir=target.parent if str(target.parent) else "."
@@ -130,10 +135,12 @@ def run(args: argparse.Namespace) -> ExitCode:
         except BaseException:
             if not to_stdout:
                 handle.close()
+            if tmp:
                 os.unlink(tmp)
             raise
         if not to_stdout:
             handle.close()
+        if tmp:
             os.replace(tmp, target)
     except FilterError as exc:
         raise filter_error(exc) from None
