@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Served, run_cli, start_serve, stop_serve
 from hostile_support import CLIPBOARD, ERASE, event, get, h1_exchange, h2_exchange, response, write_jsonl
+from websockets.sync.server import ServerConnection, serve
 
 from ecaptureq.cli.terminal import json_line, visible
 from ecaptureq.store import CaptureStore
@@ -18,6 +20,9 @@ RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]")
 """What must never be in a terminal's output: every control character but tab and newline."""
 
 HOSTILE_NAME = f"cu{CLIPBOARD}rl"
+
+FORGED = "ecaptureq: FORGED line"
+"""Text a captured value puts after a newline, to pass for a line of ours."""
 
 
 def hostile_events() -> list:  # type: ignore[type-arg]
@@ -32,8 +37,9 @@ def hostile_events() -> list:  # type: ignore[type-arg]
     )
     events += h2_exchange(
         [(":method", "GET"), (":scheme", "https"), (":authority", "h2.example"), (":path", "/y")],
-        [(":status", "200"), ("x-clip", CLIPBOARD), ("content-type", "text/plain")],
+        [(":status", "200"), ("x-clip", CLIPBOARD), ("content-type", "text/plain"), ("x-a", f"1\n{FORGED}")],
         f"h2 body{CLIPBOARD}".encode(),
+        pname=f"grpc\n{FORGED}",
         n=10,
     )
     events.append(event(HOSTILE_NAME, 9, 0, f"raw {CLIPBOARD}{ERASE}".encode(), 20))
@@ -73,6 +79,9 @@ def test_watch_text_shows_escapes_visibly(hostile_server: Served) -> None:
     assert f"process {visible(HOSTILE_NAME)}" in out
     assert "X-Evil: a\\e]52;" in out and "x-clip: \\e]52;" in out
     assert "erased\\x9b2Jand\\u202eevil" in out
+    # a newline in a header value or a process name is shown, not obeyed: no line begins with what follows
+    assert f"x-a: 1\\n{FORGED}" in out and f"grpc\\n{FORGED}" in out
+    assert not [line for line in out.splitlines() if line.lstrip().startswith(FORGED)]
 
 
 @pytest.mark.e2e
@@ -150,3 +159,18 @@ def test_colour_is_added_after_captured_text_is_made_visible(tmp_path: Path, vie
     assert not RAW_CONTROL.search(SGR.sub("", out)), repr(out)  # and nothing else reached the terminal
     shown = SGR.sub("", out)
     assert visible(HOSTILE_NAME, newlines=False) in shown and visible(f"/{CLIPBOARD}") in shown
+
+
+@pytest.mark.e2e
+def test_a_close_reason_with_a_newline_stays_on_the_error_line() -> None:
+    def close_at_once(ws: ServerConnection) -> None:
+        ws.close(1011, f"oops\n{FORGED}")
+
+    with serve(close_at_once, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"ws://127.0.0.1:{server.socket.getsockname()[1]}/"
+        result = run_cli("watch", url, "--timeout", "20")
+        server.shutdown()
+    assert result.returncode == 3, result.stderr
+    assert f"(oops\\n{FORGED})" in result.stderr  # one line, as every error is
+    assert not [line for line in result.stderr.splitlines() if line.startswith(FORGED)]

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ecaptureq.cli.terminal import json_float
+from ecaptureq.cli.terminal import json_float, one_line_each
 from ecaptureq.decode.bodies import hexdump, looks_binary
 from ecaptureq.decode.classify import classify_payload
 from ecaptureq.decode.meta import EventMeta, event_meta
@@ -113,17 +113,15 @@ def _message_text(item: MessageDone, body_limit: int, fold_lines: int | None = N
             head += f"  for {request_target(ex.request)}"
         if ex.latency is not None:
             head += f"  ({ex.latency * 1000:.1f} ms)"
-    lines = [head]
-    lines.extend(f"  {k}: {v}" for k, v in msg.headers)
+    lines = one_line_each([head, *(f"  {k}: {v}" for k, v in msg.headers)])
     body = _body_lines(msg, body_limit, fold_lines)
     if body:
         lines.append("")
         lines.extend(body)
     if msg.trailers:
         lines.append("  trailers:")
-        lines.extend(f"  {k}: {v}" for k, v in msg.trailers)
-    lines.extend(f"  ! {e}" for e in msg.errors)
-    lines.extend(f"  note: {n}" for n in msg.notes)
+        lines.extend(one_line_each([f"  {k}: {v}" for k, v in msg.trailers]))
+    lines.extend(one_line_each([*(f"  ! {e}" for e in msg.errors), *(f"  note: {n}" for n in msg.notes)]))
     if not msg.complete:
         lines.append("  (partial decode)")
         if msg.raw and msg.errors:

@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> ExitCode:
     try:
         code: ExitCode = args.func(args)
     except CliError as exc:
-        print(f"ecaptureq {args.command}: {visible(str(exc))}", file=sys.stderr)
+        # one line, as CliError promises: a server's close reason or HTTP body is in some of them
+        print(f"ecaptureq {args.command}: {visible(str(exc), newlines=False)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
@@ -109,8 +110,9 @@ def main(argv: Sequence[str] | None = None) -> ExitCode:
     except Exception as exc:  # a bug must still end in one line, not a traceback
         if os.environ.get("ECAPTUREQ_DEBUG"):
             raise
+        text = visible(str(exc), newlines=False)
         print(
-            f"ecaptureq {args.command}: internal error: {type(exc).__name__}: {visible(str(exc))} "
+            f"ecaptureq {args.command}: internal error: {type(exc).__name__}: {text} "
             "(set ECAPTUREQ_DEBUG=1 for the traceback, and please report it)",
             file=sys.stderr,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ecaptureq.cli.terminal import json_line, visible
+from ecaptureq.cli.terminal import json_line, one_line_each, visible
 from ecaptureq.decode.bodies import hexdump, looks_binary
 from ecaptureq.decode.meta import EventMeta, event_meta
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog, event_type_name
@@ -49,12 +49,14 @@ def event_header(event: Event, meta: EventMeta | None = None, etype: int | None 
     unit = "" if ts.unit.value in ("ns", "unset") else f" ({ts.unit.value})"
     shown_type = event.type if etype is None else etype
     sent = f"  (sent as type {event.type})" if shown_type != event.type and event.type else ""
-    return [
-        f"--- event {ts.isoformat()}{unit}  uuid {event.uuid or '-'}",
-        f"    pid {meta.pid or '?'}  process {meta.pname or '?'}  "
-        f"{endpoint(meta.src_ip, meta.src_port)} -> {endpoint(meta.dst_ip, meta.dst_port)}",
-        f"    type {shown_type} ({event_type_name(shown_type)}){sent}  length {event.length}",
-    ]
+    return one_line_each(
+        [
+            f"--- event {ts.isoformat()}{unit}  uuid {event.uuid or '-'}",
+            f"    pid {meta.pid or '?'}  process {meta.pname or '?'}  "
+            f"{endpoint(meta.src_ip, meta.src_port)} -> {endpoint(meta.dst_ip, meta.dst_port)}",
+            f"    type {shown_type} ({event_type_name(shown_type)}){sent}  length {event.length}",
+        ]
+    )
 
 
 def render_text(message: Message, verbose: bool = False) -> str | None:

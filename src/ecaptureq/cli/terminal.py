@@ -45,6 +45,16 @@ def visible(text: str, *, newlines: bool = True) -> str:
     return (_CONTROL if newlines else _CONTROL_ALL).sub(_escape, text)
 
 
+def one_line_each(lines: list[str]) -> list[str]:
+    """``lines`` as they are when none holds a newline, else each made one line (:func:`visible` with
+    ``newlines=False``): a captured value with a newline in it (an HTTP/2 header, a process name) would
+    start a line of its own in a block of text, and could pass for output of ours. The check is one
+    count over the joined lines; escaping is paid only when a value holds a newline."""
+    if "\n".join(lines).count("\n") < len(lines):
+        return lines
+    return [visible(line, newlines=False) for line in lines]
+
+
 def plain_float(value: float) -> bool:
     """Whether orjson writes ``value`` as ``json.dumps`` does: zero, or a finite magnitude Python prints
     without an exponent (``1e-4 <= |value| < 1e16``); outside that Python writes ``1e-05`` and orjson
