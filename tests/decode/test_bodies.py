@@ -64,6 +64,22 @@ def test_truncated_gzip_is_an_error_with_partial_output() -> None:
     assert not truncated and err is not None and out and (bytes(range(256)) * 100).startswith(out)
 
 
+_COMPRESS = {
+    "gzip": gzip.compress,
+    "deflate": zlib.compress,
+    "br": brotli.compress,
+    "zstd": zstandard.ZstdCompressor().compress,
+}
+
+
+@pytest.mark.parametrize("coding", sorted(_COMPRESS))
+def test_a_body_cut_short_says_so_in_every_coding(coding: str) -> None:
+    whole = bytes(range(256)) * 100
+    data = _COMPRESS[coding](whole)
+    out, truncated, err = decompress(data[: len(data) // 2], coding)
+    assert not truncated and err == "compressed data ends early" and whole.startswith(out)  # zstd: no error
+
+
 def test_grpc_framing() -> None:
     assert split_grpc(b"\x00\x00\x00\x00\x01a\x00\x00\x00\x00\x00") == ([b"a", b""], None)
     msgs, err = split_grpc(b"\x00\x00\x00\x00\x09abc")

@@ -155,7 +155,27 @@ def _zstd(data: bytes, limit: int) -> tuple[bytes, bool, str | None]:
         return bytes(out), False, f"broken compressed data: {exc}"
     if len(out) > limit:
         return bytes(out[:limit]), True, None
+    if not _zstd_frames_end(data):
+        return bytes(out), False, "compressed data ends early"
     return bytes(out), False, None
+
+
+def _zstd_frames_end(data: bytes) -> bool:
+    """Whether each zstd frame in ``data`` ends. The stream reader gives what it could of a cut frame and
+    no error (gzip, deflate and br say so): a decompressor object per frame knows whether its frame
+    ended. Only after the reader read all of ``data`` within the limit, so this second pass makes no
+    more than that."""
+    rest = data
+    while rest:
+        frame = zstandard.ZstdDecompressor().decompressobj()
+        try:
+            frame.decompress(rest)
+        except zstandard.ZstdError:
+            return False
+        if not frame.eof:
+            return False
+        rest = frame.unused_data
+    return True
 
 
 def content_charset(content_type: str) -> str | None:
