@@ -11,6 +11,7 @@ import sqlite3
 import stat
 import subprocess
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -354,15 +355,19 @@ def test_export_bad_filter(tmp_path: Path) -> None:
     assert not (tmp_path / "y.har").exists()
 
 
+def _recorded(db: Path, messages: Iterable[Event | RunLog]) -> Path:
+    """A database of ``messages`` as ``record --no-decode`` stores them (packets and run-log lines)."""
+    store = CaptureStore(db, decode=False)
+    for message in messages:
+        store.add(message)
+    store.close()
+    return db
+
+
 def _tampered_database(tmp_path: Path) -> Path:
     """A capture database of 60 demo events whose packets 1-4 and first run-log line another program
     rewrote: values of other types, or beyond their proto fields' ranges."""
-    db = tmp_path / "tampered.db"
-    store = CaptureStore(db, decode=False)
-    store.add(RunLog("first line"))
-    for ev in demo_events(60):
-        store.add(ev)
-    store.close()
+    db = _recorded(tmp_path / "tampered.db", [RunLog("first line"), *demo_events(60)])
     conn = sqlite3.connect(db)
     with conn:
         conn.execute("UPDATE packets SET timestamp = 'abc' WHERE \"index\" = 1")
@@ -420,11 +425,7 @@ def test_export_reads_a_database_of_the_gui_which_has_no_run_logs(tmp_path: Path
 
 
 def test_export_of_a_damaged_file_is_a_storage_error_and_writes_nothing(tmp_path: Path) -> None:
-    db = tmp_path / "damaged.db"
-    store = CaptureStore(db, decode=False)
-    for ev in demo_events(400):
-        store.add(ev)
-    store.close()
+    db = _recorded(tmp_path / "damaged.db", demo_events(400))
     data = bytearray(db.read_bytes())
     page = 4096
     assert len(data) > 40 * page
@@ -439,11 +440,7 @@ def test_export_of_a_damaged_file_is_a_storage_error_and_writes_nothing(tmp_path
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
 def test_export_writes_into_a_device_or_a_fifo_and_never_replaces_it(tmp_path: Path) -> None:
-    db = tmp_path / "x.db"
-    store = CaptureStore(db, decode=False)
-    for ev in demo_events(50):
-        store.add(ev)
-    store.close()
+    db = _recorded(tmp_path / "x.db", demo_events(50))
     null = tmp_path / "null"
     os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a /dev/null of the test's own
     result = run_cli("export", "--db", str(db), "--format", "jsonl", "-o", str(null))
@@ -462,13 +459,7 @@ def test_export_writes_into_a_device_or_a_fifo_and_never_replaces_it(tmp_path: P
 
 @pytest.mark.e2e
 def test_export_stopped_by_sigterm_leaves_no_temporary_file(tmp_path: Path) -> None:
-    db = tmp_path / "big.db"
-    store = CaptureStore(db, decode=False)
-    events = demo_events(2000)
-    for _ in range(50):  # 100,000 packets: an export of some seconds
-        for ev in events:
-            store.add(ev)
-    store.close()
+    db = _recorded(tmp_path / "big.db", demo_events(2000) * 50)  # 100,000 packets: an export of some seconds
     out = tmp_path / "big.jsonl"
     proc = subprocess.Popen(
         [*CLI, "export", "--db", str(db), "--format", "jsonl", "-o", str(out)],
