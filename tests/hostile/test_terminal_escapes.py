@@ -68,6 +68,22 @@ def test_visible_shows_every_control_character() -> None:
     assert not RAW_CONTROL.search(line) and json.loads(line) == {"k": "\x9b\x1b\u2028é"}
 
 
+@pytest.mark.parametrize("newlines", [True, False])
+def test_visible_escapes_each_character_in_ascii_text_and_in_any_other(newlines: bool) -> None:
+    # Printable ASCII takes a shortcut past the regex: each character alone, among printable ASCII and
+    # beside non-ASCII text, is escaped exactly when it is a control character (tab and newline: only on
+    # one line) or a line separator or bidi control.
+    kept = "\t\n" if newlines else ""
+    controls = "\u2028\u2029\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    for code in [*range(0x250), *range(0x2000, 0x2070)]:
+        ch = chr(code)
+        escaped = ch not in kept and (code < 0x20 or 0x7F <= code <= 0x9F or ch in controls)
+        for text in (ch, f"GET /{ch} HTTP/1.1", f"é{ch}"):
+            shown = visible(text, newlines=newlines)
+            assert (shown != text) is escaped, (code, text, shown)
+            assert ch not in shown or not escaped, (code, shown)
+
+
 @pytest.mark.e2e
 def test_watch_text_shows_escapes_visibly(hostile_server: Served) -> None:
     result = run_cli("watch", hostile_server.url, "--count", "5", "--timeout", "20")

@@ -24,6 +24,11 @@ _CONTROL: Final = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_SEPARATORS_AND_BIDI
 _CONTROL_ALL: Final = re.compile(f"[\x00-\x1f\x7f-\x9f{_SEPARATORS_AND_BIDI}]")
 _JSON_UNSAFE: Final = re.compile(f"[\x7f-\x9f{_SEPARATORS_AND_BIDI}]")
 
+_ONE_LINE: Final = bytes(range(0x20, 0x7F))
+"""The ASCII characters :data:`_CONTROL_ALL` leaves alone (printable ASCII)."""
+_PRINTABLE: Final = _ONE_LINE + b"\t\n"
+"""The ASCII characters :data:`_CONTROL` leaves alone: printable ASCII, tab and newline."""
+
 _NAMED: Final = {"\x1b": "\\e", "\r": "\\r", "\n": "\\n", "\t": "\\t", "\x00": "\\0"}
 
 
@@ -42,6 +47,8 @@ def visible(text: str, *, newlines: bool = True) -> str:
     Tab and newline are kept when ``newlines`` (a block of text); with ``newlines=False`` they are
     escaped too (one table cell, one line).
     """
+    if text.isascii() and not text.encode("ascii").translate(None, _PRINTABLE if newlines else _ONE_LINE):
+        return text  # printable ASCII alone (the common case): one pass in C, a fifth of the regex's time
     return (_CONTROL if newlines else _CONTROL_ALL).sub(_escape, text)
 
 
