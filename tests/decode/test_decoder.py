@@ -77,3 +77,23 @@ def test_lost_bytes_inside_a_body_do_not_swallow_the_next_message() -> None:
     cut, whole = (i.message for i in items if isinstance(i, MessageDone))
     assert not cut.complete and cut.body == b"only 20 of 100 bytes" and any("lost" in n for n in cut.notes)
     assert whole.complete and whole.body == b"ok"
+
+
+def test_parser_errors_show_the_bytes_not_python_reprs() -> None:
+    # h11 words a bad line as bytearray(b'...') and hpack a bad integer with <memory at 0x...>: a person
+    # reading watch or the UI gets the bytes as a quoted string, and no address.
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    block = b"\x3f" + b"\xff" * 9 + b"\x7f"  # an HPACK integer longer than any
+    headers = len(block).to_bytes(3, "big") + b"\x01\x05" + (1).to_bytes(4, "big") + block
+    cases = (
+        (
+            "1_1_c_3_0",
+            b"GET /x HTTP/1.1\r\nHost: h.test\r\nBad Header\r\n\r\n",
+            "illegal header line: 'Bad Header'",
+        ),
+        ("2_2_c_3_0", preface + headers, "HPACK: Variable integer representation is too long"),
+    )
+    for uuid, payload, expected in cases:
+        shown = repr([item.to_dict() for item in Decoder().feed(Event(uuid=uuid, payload=payload))])
+        assert expected in shown, shown
+        assert "bytearray(" not in shown and "<memory at" not in shown, shown

@@ -27,6 +27,8 @@ from hpack.hpack import decode_integer
 from hpack.huffman_table import decode_huffman
 from hpack.table import HeaderTable, table_entry_size
 
+from ecaptureq.decode.model import library_error
+
 STATIC: Final = HeaderTable.STATIC_TABLE
 """RFC 7541 Appendix A, as ``hpack`` has it."""
 
@@ -261,7 +263,7 @@ class TolerantDecoder:
                     return self._stop(block)
                 fields.append((name, value))
         except HPACKDecodingError as exc:
-            block.errors.append(f"HPACK: {exc}"[:200])
+            block.errors.append(f"HPACK: {library_error(exc)}"[:200])
             return self._stop(block)
         block.size = listed
         if self.table_size is not None and self.table_size > self.max_table_size:

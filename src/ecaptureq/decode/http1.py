@@ -17,7 +17,7 @@ import h11
 from h11._abnf import field_name, request_line, status_line  # h11 0.14-0.16; pinned in pyproject
 
 from ecaptureq.decode.bodies import DEFAULT_BODY_LIMIT
-from ecaptureq.decode.model import HttpMessage, Protocol, absolute_url
+from ecaptureq.decode.model import HttpMessage, Protocol, absolute_url, library_error
 
 _MAX_HEADER_BLOCK: Final = 64 * 1024
 _RAW_KEEP: Final = 64 * 1024
@@ -510,7 +510,7 @@ class Http1Parser:
             try:
                 event = self._conn.next_event()
             except h11.RemoteProtocolError as exc:
-                out.append(self._fail(str(exc)))
+                out.append(self._fail(library_error(exc)))
                 self._resync(out, time_ns)
                 return
             if event is h11.NEED_DATA:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
@@ -24,6 +25,18 @@ from ecaptureq.protocol.messages import INT64_MAX, INT64_MIN
 
 Protocol = Literal["http/1.1", "http/1.0", "h2"]
 """The HTTP version an exchange was carried by."""
+
+
+_BUFFER_REPR: Final = re.compile(r"bytearray\((b(['\"])(?:\\.|(?!\2).)*\2)\)|:? ?<memory at 0x[0-9a-fA-F]+>")
+"""The Python reprs parsing libraries put in their messages: h11's ``bytearray(b'...')`` and hpack's
+``<memory at 0x...>``."""
+
+
+def library_error(exc: BaseException) -> str:
+    """A parsing library's error message for a person: h11's ``bytearray(b'GET /x')`` becomes ``'GET /x'``
+    (the bytes as Python writes them, escapes and all), and hpack's ``<memory at 0x...>``, which says
+    nothing of the bytes, is left out."""
+    return _BUFFER_REPR.sub(lambda m: m[1][1:] if m[1] else "", str(exc))
 
 
 FLOW_FORMAT: Final = 2
