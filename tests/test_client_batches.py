@@ -102,4 +102,6 @@ async def test_fragmented_and_text_messages_keep_their_place() -> None:
     assert isinstance(got[1], Event) and got[1].payload == b"x" * 5000
     assert [m.line for m in got if isinstance(m, RunLog)] == ["before", "after"]
     assert len(skipped) == 2 and client.stats.malformed == 2
-    assert "connection lost" in str(err.value)  # the client failed it (1007) and closed the socket
+    # the client failed it (1007) and says so, not that the connection was lost
+    assert "this client closed the connection: 1007 (invalid frame payload data)" in str(err.value)
+    assert err.value.code == 1007

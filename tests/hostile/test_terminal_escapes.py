@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Served, run_cli, start_serve, stop_serve
+from conftest import CLI, ENV, Served, run_cli, start_serve, stop_serve
 from hostile_support import CLIPBOARD, ERASE, event, get, h1_exchange, h2_exchange, response, write_jsonl
 from websockets.sync.server import ServerConnection, serve
 
@@ -188,5 +190,34 @@ def test_a_close_reason_with_a_newline_stays_on_the_error_line() -> None:
         result = run_cli("watch", url, "--timeout", "20")
         server.shutdown()
     assert result.returncode == 3, result.stderr
-    assert f"(oops\\n{FORGED})" in result.stderr  # one line, as every error is
+    assert f"1011 (internal error) oops\\n{FORGED}" in result.stderr  # one line, as every error is
     assert not [line for line in result.stderr.splitlines() if line.startswith(FORGED)]
+
+
+@pytest.mark.e2e
+def test_record_says_why_a_connection_ended_when_the_client_failed_it(tmp_path: Path) -> None:
+    # Text that is not UTF-8 makes the client fail the connection (1007); record reconnects, and says why
+    # rather than only that it reconnected.
+    def bad_text(ws: ServerConnection) -> None:
+        ws.send(b"\xff\xfe not UTF-8", text=True)
+        ws.wait_closed()
+
+    with serve(bad_text, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"ws://127.0.0.1:{server.socket.getsockname()[1]}/"
+        proc = subprocess.Popen(
+            [*CLI, "record", url, "--db", str(tmp_path / "r.db"), "--quiet"],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        assert proc.stderr is not None
+        guard = threading.Timer(30, proc.kill)  # should the line never come
+        guard.start()
+        first = proc.stderr.readline()
+        guard.cancel()
+        proc.send_signal(signal.SIGINT)
+        _out, rest = proc.communicate(timeout=30)
+        server.shutdown()
+    assert "this client closed the connection: 1007 (invalid frame payload data)" in first, first + rest
+    assert "; reconnecting" in first and proc.returncode == 0, rest

@@ -14,7 +14,7 @@ from ecaptureq.cli.render import plural
 from ecaptureq.cli.runtime import run_until_signal, watching
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.watch import add_fleet_read_options, warn
-from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Connected, ConnectError, Status
+from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Connected, ConnectError, Disconnected, Status
 from ecaptureq.fleet import Collector, FleetReader, is_nats_url
 from ecaptureq.pipeline.recorder import LiveRecorder, tune_for_recording
 from ecaptureq.store import CaptureStore, FilterError, PacketFilter, StoreError
@@ -123,6 +123,8 @@ async def record(args: argparse.Namespace) -> ExitCode:
     def on_status(status: Status) -> None:
         if isinstance(status, Connected) and status.gap is not None:
             warn("record", f"reconnected after {status.gap:.1f} s; events during the gap were not received")
+        elif isinstance(status, Disconnected) and status.error is None:  # an open connection ended
+            warn("record", f"{recorder.client.display_url}: {status.reason}; reconnecting")
 
     try:
         security = client_security_kwargs(args, args.url, "record")  # --token, --ca, --insecure

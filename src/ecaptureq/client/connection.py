@@ -21,8 +21,9 @@ from typing import Any, Final, cast
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.frames import CloseCode, Frame, Opcode
+from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.protocol import Event as ProtocolEvent
+from websockets.protocol import Protocol
 
 from ecaptureq.client.session import Session, SessionStats
 from ecaptureq.client.url import normalize_url, redact_url
@@ -382,12 +383,8 @@ class Client:
                 self._conn = None
             if self._closed:
                 return
-            rcvd = conn.protocol.close_rcvd
-            code = rcvd.code if rcvd else None
-            reason = rcvd.reason if rcvd else ""
-            why = (
-                f"closed by the server with {code} ({reason})" if rcvd else "connection lost (no close frame)"
-            )
+            why, close = _why_closed(conn.protocol)
+            code, reason = (close.code, close.reason) if close is not None else (None, "")
             lost_at = time.monotonic()
             if received:
                 delay = self.initial_backoff
@@ -410,6 +407,21 @@ class Client:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+def _why_closed(protocol: Protocol) -> tuple[str, Close | None]:
+    """Why a connection ended, for a person, and the close frame that says so (``None`` when none did).
+
+    The server's close frame, unless this client sent one first: websockets fails the connection itself
+    on a frame over :data:`~ecaptureq.protocol.MAX_FRAME_SIZE` (1009), text that is not UTF-8 (1007) or a
+    protocol violation (1002), and a server may echo that code back.
+    """
+    rcvd, sent = protocol.close_rcvd, protocol.close_sent
+    if sent is not None and sent.code != CloseCode.NORMAL_CLOSURE and not protocol.close_rcvd_then_sent:
+        return f"this client closed the connection: {sent}", sent
+    if rcvd is not None:
+        return f"closed by the server with {rcvd}", rcvd
+    return "connection lost (no close frame)", None
 
 
 async def _next(agen: AsyncIterator[Message]) -> Message:
