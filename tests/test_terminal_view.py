@@ -37,6 +37,13 @@ def demo_events(n: int, seed: int) -> list[Event]:
     return list(islice(DemoSource(seed=seed).events(), n))
 
 
+def unanswered(events: list[Event]) -> list[str]:
+    """The URLs of the requests the events leave without a response."""
+    dec = Decoder()
+    requests = [i for ev in events for i in dec.feed(ev) if isinstance(i, RequestDone)]
+    return [r.message.url or r.message.path for r in requests if r.exchange.response is None]
+
+
 EVENTS = demo_events(80, seed=11)
 COUNT = str(len(EVENTS))
 
@@ -137,12 +144,27 @@ def test_oneline_prints_one_line_per_exchange(replay: Replay) -> None:
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stdout.splitlines() if not re.match(r"^\d{4}-\d\d-\d\dT.* INF ", line)]
     want = exchanges(EVENTS)
+    waiting = [line for line in lines if line.endswith("  (no response)")]  # the requests left waiting
+    lines, last = lines[: len(lines) - len(waiting)], lines[len(lines) - len(waiting) :]
+    assert last == waiting and [w.split()[3] for w in waiting] == unanswered(EVENTS), out.stdout
     assert len(want) > 20 and len(lines) == len(want), out.stdout
     for line, (method, url, status) in zip(lines, want, strict=True):
         m = ONELINE.match(line)
         assert m is not None, line
         assert (m[3], m[4], m[5]) == (method, url, str(status))
         assert re.fullmatch(r"(curl|python3|grpc-gateway)\[\d+\]", m[2])
+
+
+@pytest.mark.e2e
+def test_oneline_after_count_shows_the_requests_still_waiting(replay: Replay) -> None:
+    # --count 1 stops after the first event, a request: its line says no response came (it was nothing).
+    assert isinstance(Decoder().feed(EVENTS[0])[0], RequestDone)
+    out = run_cli("watch", replay(), "--count", "1", "--timeout", "20", "--oneline")
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if not re.match(r"^\d{4}-\d\d-\d\dT.* INF ", line)]
+    assert len(lines) == 1 and lines[0].endswith("  (no response)"), out.stdout
+    req = exchanges(EVENTS)[0]  # the first exchange is the first event's
+    assert f"  {req[1]}  -  -  -  (no response)" in lines[0]
 
 
 @pytest.mark.e2e

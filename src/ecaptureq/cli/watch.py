@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
 
 from ecaptureq.cli.colour import Palette, add_color_option, use_color
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
@@ -179,6 +180,11 @@ class PcapngOutputError(Exception):
         self.error = error
 
 
+WAITING_KEPT: Final = 4096
+"""Requests ``watch --oneline`` keeps while they wait for their response, to give each a ``(no response)``
+line at the end; beyond, the oldest is forgotten (a server that never answers cannot grow it)."""
+
+
 class Printer:
     """Writes messages to a stream as text blocks or JSON Lines, and counts what it wrote.
 
@@ -213,6 +219,9 @@ class Printer:
         self.received = 0
         self._node_decoders: dict[str, Decoder] = {}
         self._raw_json = json_lines and view is not None and view.raw  # see HttpView.raw_json_fields
+        self._waiting: collections.OrderedDict[int, tuple[RequestDone, str | None]]
+        self._waiting = collections.OrderedDict()
+        """``--oneline``: the requests waiting for their response (by exchange), oldest first."""
         self.batched = False
         """While set (by :func:`consume_batches`), output is not flushed after each message: the caller
         flushes it with :meth:`flush` after each list of messages that arrived together."""
@@ -241,8 +250,13 @@ class Printer:
             return
         self.events += 1
         if self.oneline:
-            lines = [exchange_line(item, self.palette) for item in shown.items]
-            out.writelines(_with_node(line, node) + "\n" for line in lines if line is not None)
+            for item in shown.items:
+                if isinstance(item, RequestDone):
+                    self._wait(item, node)
+                elif isinstance(item, ResponseDone):
+                    self._waiting.pop(id(item.exchange), None)
+                    line = exchange_line(item, self.palette)
+                    out.write(_with_node(line or "", node) + "\n")
         elif self.json_lines:
             self._write_json(event, view.json_fields(shown), out, node)
         else:
@@ -326,7 +340,22 @@ class Printer:
             return
         items = [*self.view.flush(), *(i for d in self._node_decoders.values() for i in d.flush())]
         self._write_unfinished(items, out, "still in progress at exit")
+        waiting = [(pending_line(item, self.palette), node) for item, node in self._waiting.values()]
+        out.writelines(_with_node(line, node) + "\n" for line, node in waiting if line is not None)
+        self._waiting.clear()  # --oneline: the requests no response came for, above
         out.flush()
+
+    def _wait(self, item: RequestDone, node: str | None) -> None:
+        self._waiting[id(item.exchange)] = (item, node)  # the item keeps its exchange (and so the id) alive
+        if len(self._waiting) > WAITING_KEPT:
+            self._waiting.popitem(last=False)
+
+    def finish_after(self, count: int | None) -> None:
+        """:meth:`finish` when the stream ended or went quiet, not after ``--count N`` (its output is the N
+        events); but ``--oneline`` shows a line per exchange, so there the requests of those N events still
+        waiting for their response get theirs (``--count 1`` would otherwise print nothing)."""
+        if count is None or self.events < count or self.oneline:
+            self.finish()
 
     def _write_unfinished(
         self, items: Sequence[Decoded], out: TextIO, why: str, node: str | None = None
@@ -338,6 +367,7 @@ class Printer:
                 continue
             if self.oneline:
                 line = exchange_line(item, self.palette) or pending_line(item, self.palette)
+                self._waiting.pop(id(item.exchange), None)  # its line is this one
                 if line is not None:
                     out.write(_with_node(line, node) + "\n")
             elif self.json_lines:
@@ -536,8 +566,7 @@ async def watch_fleet(args: argparse.Namespace, out: TextIO, printer: Printer) -
     try:
         await reader.open()
         code = await consume_batches(_fleet_batches(reader), printer, args.count, args.timeout)
-        if args.count is None or printer.events < args.count:
-            printer.finish()
+        printer.finish_after(args.count)
     except FleetError as exc:
         raise fleet_error(exc) from None
     finally:
@@ -620,8 +649,7 @@ async def watch(args: argparse.Namespace, out: TextIO) -> ExitCode:
     printer = printer_from_args(args, shown_to, view, packet_filter, pcapng)
     try:
         code = await consume_batches(client.batches(), printer, args.count, args.timeout)
-        if args.count is None or printer.events < args.count:
-            printer.finish()  # the stream went quiet: show what it left unfinished (not after --count N)
+        printer.finish_after(args.count)
     except ConnectError as exc:
         raise connect_error(exc) from None
     except ConnectionLost as exc:
