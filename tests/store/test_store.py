@@ -103,6 +103,21 @@ def test_record_from_a_real_server_keeps_everything(tmp_path: Path) -> None:
     assert rows(db, "PRAGMA user_version")[0][0] == 1
 
 
+def test_the_summary_counts_every_exchange_written_and_says_how_many_are_complete(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    first = CaptureStore(db)  # a row already there is not counted again
+    first.add(Event(timestamp=1, uuid="1_1_curl_5_1", payload=b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"))
+    first.close()
+    store = CaptureStore(db)
+    store.add(Event(timestamp=2, uuid="2_2_curl_5_1", payload=b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n"))
+    store.add(Event(timestamp=3, uuid="2_2_curl_5_0", payload=b"HTTP/1.1 204 No Content\r\n\r\n"))
+    store.add(Event(timestamp=4, uuid="3_3_curl_5_1", payload=b"GET /c HTTP/1.1\r\nHost: h\r\n\r\n"))
+    store.close()
+    assert (store.stats.exchanges, store.stats.exchange_rows) == (1, 2)
+    assert store.stats.exchanges_text() == "2 exchanges (1 complete)"
+    assert rows(db, "SELECT count(*) FROM exchanges")[0][0] == 3
+
+
 def test_record_commits_a_burst_as_the_stream_goes_quiet(tmp_path: Path) -> None:
     """The end of a burst is in the database a moment after it, not a whole --flush-interval later."""
     db = tmp_path / "burst.db"

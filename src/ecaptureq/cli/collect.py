@@ -138,7 +138,7 @@ async def collect(args: argparse.Namespace) -> ExitCode:
         nodes = ", ".join(f"{name} {n.events}" for name, n in sorted(collector.stats.nodes.items())) or "none"
         print(
             f"ecaptureq collect: {store.stats.packets} events, {store.stats.logs} log lines, "
-            f"{store.stats.exchanges} exchanges written to {args.db} (events by node: {nodes}; "
+            f"{store.stats.exchanges_text()} written to {args.db} (events by node: {nodes}; "
             f"{collector.stats.duplicates} redeliveries already stored; {reader.stats.malformed} malformed "
             f"and {reader.stats.foreign} foreign messages skipped)",
             file=sys.stderr,

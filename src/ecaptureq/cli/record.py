@@ -170,7 +170,7 @@ async def record(args: argparse.Namespace) -> ExitCode:
         print(
             f"ecaptureq record: {plural(store.stats.packets, 'event')}, "
             f"{plural(store.stats.logs, 'log line')}, "
-            f"{plural(store.stats.exchanges, 'exchange')} written to {args.db}",
+            f"{store.stats.exchanges_text()} written to {args.db}",
             file=sys.stderr,
         )
     return code
@@ -197,7 +197,7 @@ async def record_fleet(args: argparse.Namespace, store: CaptureStore, flt: Packe
     if not args.quiet:
         print(
             f"ecaptureq record: {store.stats.packets} events from {len(collector.stats.nodes)} nodes, "
-            f"{store.stats.logs} log lines, {store.stats.exchanges} exchanges written to {args.db}",
+            f"{store.stats.logs} log lines, {store.stats.exchanges_text()} written to {args.db}",
             file=sys.stderr,
         )
     return code

@@ -340,8 +340,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
                 code = ExitCode.STORAGE
             print(
                 f"ecaptureq ui: {plural(store.stats.packets, 'event')}, "
-                f"{plural(store.stats.exchanges, 'exchange')} "
-                f"written to {db}",
+                f"{store.stats.exchanges_text()} written to {db}",
                 file=sys.stderr,
             )
     return code

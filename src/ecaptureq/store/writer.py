@@ -100,6 +100,15 @@ class StoreStats:
     heartbeats: int = 0
     exchanges: int = 0  # completed (request and response)
     flushes: int = 0
+    exchange_rows: int | None = None
+    """Exchanges written in all, complete or not (a request with no response, one cut by a capture gap):
+    counted by :meth:`CaptureStore.close`, ``None`` before."""
+
+    def exchanges_text(self) -> str:
+        """``N exchanges``, and how many of them are complete when not all are (for a summary line)."""
+        rows = self.exchanges if self.exchange_rows is None else max(self.exchange_rows, self.exchanges)
+        text = f"{rows} exchange{'' if rows == 1 else 's'}"
+        return text if rows == self.exchanges else f"{text} ({self.exchanges} complete)"
 
 
 BODY_STORED: Final = 8 * 1024
@@ -668,6 +677,10 @@ class CaptureStore:
                     if isinstance(item, RequestDone | ResponseDone):
                         self._queue_exchange(item.exchange, node)
             self.flush()
+            # every row this store wrote has an id above the highest the database had when it was opened
+            self.stats.exchange_rows = self._db.execute(
+                "SELECT count(*) FROM exchanges WHERE id > ?", (self._exchange_base,)
+            ).fetchone()[0]
             self._stop_helpers()  # before the last checkpoint, which none of them may be writing beside
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
