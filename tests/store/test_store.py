@@ -28,6 +28,7 @@ from ecaptureq.protocol.uuid import DATA_TYPE_READ, format_uuid
 from ecaptureq.sources.demo import DemoSource
 from ecaptureq.sources.replay import load_recording
 from ecaptureq.store import CaptureStore
+from ecaptureq.store.export import STORED_SELECT, load_exchange
 from ecaptureq.store.schema import payload_text
 
 pytestmark = pytest.mark.e2e
@@ -116,6 +117,28 @@ def test_the_summary_counts_every_exchange_written_and_says_how_many_are_complet
     assert (store.stats.exchanges, store.stats.exchange_rows) == (1, 2)
     assert store.stats.exchanges_text() == "2 exchanges (1 complete)"
     assert rows(db, "SELECT count(*) FROM exchanges")[0][0] == 3
+
+
+def test_whether_a_stored_body_is_json_is_worked_out_from_its_text_unless_the_text_was_cut(
+    tmp_path: Path,
+) -> None:
+    # The store does not parse a body to say it is JSON (a reader works it out from the stored text),
+    # but a text cut at BODY_STORED would no longer parse: there the detail says what the whole was.
+    big = json.dumps({"items": ["x" * 100] * 200}).encode()  # about 21 KB: stored cut
+    bodies = [b'{"a": [1, 2]}', b"{not json", big]
+    db = tmp_path / "j.db"
+    store = CaptureStore(db)
+    request = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+    for n, body in enumerate(bodies):
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        store.add(Event(timestamp=2 * n + 1, uuid=f"{n}_{n}_c_5_1", payload=request))
+        store.add(Event(timestamp=2 * n + 2, uuid=f"{n}_{n}_c_5_0", payload=head.encode() + body))
+    store.close()
+    stored = rows(db, "SELECT json_extract(detail, '$.response.is_json') FROM exchanges ORDER BY id")
+    assert [r[0] for r in stored] == [None, None, 1]
+    loaded = [load_exchange(r) for r in rows(db, f"{STORED_SELECT} ORDER BY id")]
+    responses = [ex.response for ex in loaded if ex is not None and ex.response is not None]
+    assert [r.is_json for r in responses] == [True, False, True]
 
 
 def test_record_commits_a_burst_as_the_stream_goes_quiet(tmp_path: Path) -> None:

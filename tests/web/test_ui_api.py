@@ -395,11 +395,10 @@ def test_curl_command_text_and_binary() -> None:
 
 def test_body_view() -> None:
     assert body_view(None)["kind"] == "empty"
-    assert (
-        body_view(HttpMessage("response", body_text="not json", is_json=True, body_size=8))["kind"] == "text"
-    )
-    assert body_view(HttpMessage("response", body_text='{"a":[1]}', is_json=True))["text"] == (
-        '{\n  "a": [\n    1\n  ]\n}'
-    )
+    claims = HttpMessage("response", body_text="not json", body_size=8)
+    claims.is_json = True  # a stored message that says so
+    assert body_view(claims)["kind"] == "text"
+    json_body = HttpMessage("response", body_text='{"a":[1]}', content_type="application/json")
+    assert body_view(json_body)["text"] == '{\n  "a": [\n    1\n  ]\n}'
     view = body_view(HttpMessage("response", body=b"\x01" * 20, body_size=20))
     assert view["kind"] == "hex" and view["text"].count("\n") == 1

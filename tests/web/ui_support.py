@@ -98,8 +98,7 @@ def sample_exchange(i: int, *, binary: bool = False) -> Exchange:
         body_text=None if binary else body.decode(),
         body_size=len(body),
         content_type=ctype,
-        is_json=not binary,
-    )
+    )  # is_json: worked out from the text and type
     return Exchange(
         id=i,
         connection=f"2746_2746_curl_{i % 50}",

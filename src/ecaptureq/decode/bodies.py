@@ -467,17 +467,34 @@ def _decode_into(
 
 
 def _json_by_type(media: str, text: str) -> bool:
-    """Whether a body's ``text`` of media type ``media`` is JSON: the one rule :func:`decode_body` and
-    :func:`plain_body` share (a JSON type, or no type and text that begins like JSON, that parses)."""
-    if media.endswith("json") or (not media and text.lstrip()[:1] in ("{", "[")):
+    """Whether a body's ``text`` of media type ``media`` is JSON: the one rule every judge of it shares (a
+    JSON type, or no type and text that begins like JSON, that parses; beyond :data:`JSON_PARSE_LIMIT`,
+    the type alone says)."""
+    if _may_be_json(media, text):
         if len(text) > JSON_PARSE_LIMIT:
             return media.endswith("json")
         return is_json_text(text)
     return False
 
 
-PlainBody = tuple[str | None, str | None, bool, list[bytes] | None]
-"""What :func:`plain_body` gives: ``(text, charset, is_json, grpc_messages)``."""
+def _may_be_json(media: str, text: str) -> bool:
+    return media.endswith("json") or (not media and text.lstrip()[:1] in ("{", "["))
+
+
+def json_body(content_type: str, text: str) -> bool:
+    """Whether a body's ``text``, sent with ``content_type``, is JSON (as :func:`decode_body` judges it)."""
+    return _json_by_type(_type_facts(content_type).media, text)
+
+
+def pretty_body(content_type: str, text: str) -> str:
+    """``text`` pretty-printed when :func:`json_body` would say it is JSON, else unchanged, with one parse
+    (:func:`pretty_json` leaves a text that does not parse, or is beyond the limit, as it is)."""
+    return pretty_json(text) if _may_be_json(_type_facts(content_type).media, text) else text
+
+
+PlainBody = tuple[str | None, str | None, list[bytes] | None]
+"""What :func:`plain_body` gives: ``(text, charset, grpc_messages)`` (whether the text is JSON is worked
+out when asked: :func:`json_body`)."""
 
 
 def plain_body(body: bytes, content_type: str) -> PlainBody | None:
@@ -490,19 +507,19 @@ def plain_body(body: bytes, content_type: str) -> PlainBody | None:
     charset = facts.charset
     if ct.startswith("application/grpc"):
         msgs, err = split_grpc(body)
-        return None if err else (None, charset, False, msgs)
+        return None if err else (None, charset, msgs)
     if charset is not None or ct == "application/x-www-form-urlencoded":
         return None
     textual = facts.textual
     if textual is None:
         textual = not looks_binary(body)
     if not textual:
-        return (None, None, False, None)
+        return (None, None, None)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return (text, None, _json_by_type(ct, text), None)
+    return (text, None, None)
 
 
 def _to_text(data: bytes, charset: str | None, result: DecodedBody) -> str | None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
 from urllib.parse import SplitResult, urlsplit
 
-from ecaptureq.decode.bodies import decode_body, plain_body, pretty_json
+from ecaptureq.decode.bodies import decode_body, json_body, plain_body, pretty_body, pretty_json
 from ecaptureq.protocol.messages import INT64_MAX, INT64_MIN
 
 Protocol = Literal["http/1.1", "http/1.0", "h2"]
@@ -254,7 +254,8 @@ class HttpMessage:
     content_type: str = ""
     content_encoding: str = ""
     charset: str | None = None
-    is_json: bool = False
+    _is_json: bool | None = field(default=None, init=False, repr=False, compare=False)
+    """:attr:`is_json` once worked out or set (``None``: not yet)."""
     form: list[tuple[str, str]] | None = None
     grpc_messages: list[bytes] | None = None
     stream_id: int | None = None
@@ -280,7 +281,8 @@ class HttpMessage:
             plain = plain_body(raw, self.content_type)
             if plain is not None:  # the common case, decoded as decode_body would
                 self.body = raw
-                self.body_text, self.charset, self.is_json, self.grpc_messages = plain
+                self.body_text, self.charset, self.grpc_messages = plain
+                self._is_json = None  # worked out when asked (a parse: watch's text view never asks)
                 if cut:
                     self.notes.append(f"body cut at {limit} bytes of {size}")
                 return
@@ -288,7 +290,7 @@ class HttpMessage:
         self.body = decoded.data
         self.body_text = decoded.text
         self.charset = decoded.charset
-        self.is_json = decoded.is_json
+        self._is_json = decoded.is_json
         self.form = decoded.form
         self.grpc_messages = decoded.grpc_messages
         self.truncated = self.truncated or decoded.truncated
@@ -309,11 +311,28 @@ class HttpMessage:
         return default
 
     @property
+    def is_json(self) -> bool:
+        """Whether :attr:`body_text` is JSON (:func:`~ecaptureq.decode.bodies.json_body`), worked out on the
+        first call and kept; it can also be set (a stored message says what it was)."""
+        known = self._is_json
+        if known is None:
+            text = self.body_text
+            known = self._is_json = text is not None and json_body(self.content_type, text)
+        return known
+
+    @is_json.setter
+    def is_json(self, value: bool) -> None:
+        self._is_json = value
+
+    @property
     def pretty_text(self) -> str | None:
-        """:attr:`body_text`, pretty-printed when it is JSON (computed on each call)."""
-        if self.body_text is not None and self.is_json:
-            return pretty_json(self.body_text)
-        return self.body_text
+        """:attr:`body_text`, pretty-printed when it is JSON (computed on each call; one parse)."""
+        text = self.body_text
+        if text is None or self._is_json is False:
+            return text
+        if self._is_json is None:
+            return pretty_body(self.content_type, text)
+        return pretty_json(text)
 
     @property
     def netloc(self) -> str:
@@ -357,7 +376,8 @@ class HttpMessage:
             "content_encoding": self.content_encoding or None,
             "charset": self.charset,
             "body_size": self.body_size,
-            "is_json": self.is_json,
+            # the store's form leaves it unknown (null) where nobody asked: it is worked out from the text
+            "is_json": self.is_json if with_content else self._is_json,
             "stream_id": self.stream_id,
             "truncated": self.truncated,
             "complete": self.complete,
@@ -399,7 +419,7 @@ class HttpMessage:
         raw_body = _bytes(d.get("raw_body_b64"), where, "raw_body_b64") if version >= 2 else None
         complete = d.get("complete")
         form, grpc = d.get("form"), d.get("grpc_messages")
-        return cls(
+        message = cls(
             kind=kind,
             protocol=_choice(d, "protocol", _PROTOCOLS, "http/1.1", where),
             method=d.get("method") or "",
@@ -418,7 +438,6 @@ class HttpMessage:
             content_type=d.get("content_type") or "",
             content_encoding=d.get("content_encoding") or "",
             charset=d.get("charset"),
-            is_json=d.get("is_json") or False,
             form=None if form is None else _pairs(form, where, "form"),
             grpc_messages=None if grpc is None else _blobs(grpc, where, "grpc_messages"),
             stream_id=d.get("stream_id"),
@@ -429,6 +448,8 @@ class HttpMessage:
             raw=_bytes(d.get("raw_b64"), where, "raw_b64") or b"",
             time_ns=d.get("time_ns"),
         )
+        message._is_json = d.get("is_json")  # null (the store's form): worked out from the text when asked
+        return message
 
 
 @dataclass(slots=True)

@@ -203,6 +203,8 @@ def _stored_message(d: dict[str, Any] | None, msg: HttpMessage | None) -> dict[s
     if decoded > BODY_STORED:
         notes = [*notes, f"stored: the first {BODY_STORED} of {decoded} decoded bytes"]
     d["notes"] = _cut(notes)
+    if d["is_json"] is None and msg.body_text is not None and len(msg.body_text) > BODY_STORED // 4:
+        d["is_json"] = msg.is_json  # the stored text may be cut (and then not parse): say what the whole was
     # the undecodable bytes, capped, and only beside the errors that say why they are there
     d["raw_b64"] = base64.b64encode(msg.raw[:BODY_STORED]).decode("ascii") if msg.raw and msg.errors else None
     return d
