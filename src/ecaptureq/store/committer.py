@@ -32,6 +32,12 @@ _ERROR_LENGTH: Final = struct.Struct("I")
 _OK: Final = b"\0"
 _FAILED: Final = b"\1"
 
+CHECKPOINT_WAL_BYTES: Final = 4 * 1024 * 1024
+"""WAL size from which the store copies the WAL into the database file (SQLite's automatic checkpoint, off
+on the store's connections, runs at 1,000 pages: 4 MiB of its 4 KiB pages). The committing process does
+it after answering a commit, when the WAL has grown past it; a store committing in its own process, beside
+its commits (see ``_Checkpointer`` in the writer)."""
+
 BUSY_TIMEOUT_MS: Final = 10_000
 """How long the process's connection waits for another writer (there is none while it commits: the
 recording process writes only between two of its batches)."""
@@ -139,6 +145,7 @@ def serve(path: str, rfd: int = 0, wfd: int = 1) -> None:
     db.execute("PRAGMA synchronous=NORMAL")  # the store's own settings (see CaptureStore)
     db.execute("PRAGMA wal_autocheckpoint=0")
     db.execute("PRAGMA journal_size_limit=0")
+    wal = f"{path}-wal"
     os.write(wfd, _OK)  # ready
     try:
         while True:
@@ -160,8 +167,23 @@ def serve(path: str, rfd: int = 0, wfd: int = 1) -> None:
                 os.write(wfd, _FAILED + _ERROR_LENGTH.pack(len(text)) + text)
             else:
                 os.write(wfd, _OK)
+                _checkpoint_if_due(db, wal)
     finally:
         db.close()
+
+
+def _checkpoint_if_due(db: sqlite3.Connection, wal: str) -> None:
+    """Copy the WAL into the database once it holds :data:`CHECKPOINT_WAL_BYTES` (its file's size: with
+    ``journal_size_limit=0`` SQLite empties it whenever it starts over). After the answer: the recording
+    process goes on meanwhile, and only its next commit waits for the copy. ``PASSIVE`` (it never waits for
+    readers), and silent as SQLite's automatic checkpoint is: the next commit reports the file's errors."""
+    try:
+        if os.stat(wal).st_size < CHECKPOINT_WAL_BYTES:
+            return
+    except OSError:
+        return
+    with contextlib.suppress(sqlite3.Error):
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from ecaptureq.decode.results import RequestDone, ResponseDone
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
 from ecaptureq.protocol.gap import parse_gap
 from ecaptureq.protocol.process import parse_process
-from ecaptureq.store.committer import Committer, CommitterError, Work
+from ecaptureq.store.committer import CHECKPOINT_WAL_BYTES, Committer, CommitterError, Work
 from ecaptureq.store.schema import StoreError, check_capture_database, describe, initialise, packet_row
 
 _INSERT_PACKET = (
@@ -262,10 +262,6 @@ def exchange_row(row_id: int, ex: Exchange, node: str | None = None) -> tuple[An
         node,
     )
 
-
-CHECKPOINT_WAL_BYTES: Final = 4 * 1024 * 1024
-"""WAL size from which the store copies the WAL into the database file, beside the commits (SQLite's
-automatic checkpoint, off on the store's connection, runs at 1,000 pages: 4 MiB of its 4 KiB pages)."""
 
 CHECKPOINT_WAL_LIMIT: Final = 4 * CHECKPOINT_WAL_BYTES
 """WAL size from which the committing thread copies it itself, after its commit, as the automatic
@@ -591,9 +587,11 @@ class CaptureStore:
         request = Committer.pack(work) if self._committer is not None else None
         try:
             if self._committer is not None and request is not None:
-                self._committer.commit(request)
+                self._committer.commit(request)  # and the process checkpoints after it, when due
+                checkpoint = False
             else:
                 self._commit_here(work)
+                checkpoint = True
         except (sqlite3.Error, CommitterError) as exc:
             with self._failed_lock:
                 self._failed.insert(0, batch)
@@ -602,7 +600,8 @@ class CaptureStore:
         # committed: delivered() finds these keys in the database from now on
         self._delivered_pending.difference_update(key for (key,) in batch.delivered)
         self.stats.flushes += 1
-        self._checkpoint_if_due()
+        if checkpoint:
+            self._checkpoint_if_due()
 
     def _commit_here(self, work: Work) -> None:
         db = self._db
