@@ -37,6 +37,7 @@ def tampered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
         f"UPDATE exchanges SET detail = {_ADD_KEY.format(key='latency', value='1e400')} WHERE id = 1",
         f"UPDATE exchanges SET detail = {_ADD_KEY.format(key='started_ns', value=10**30)} WHERE id = 2",
         "UPDATE exchanges SET started_ns = '99999999999999999999999' WHERE id = 3",
+        "UPDATE exchanges SET detail = 'Inf' WHERE id = 5",  # not JSON (SQLite's json_set writes Inf)
         "INSERT INTO processes SELECT pid, 'c', x'01', x'02', NULL, 1, NULL FROM exchanges WHERE id = 4",
         "DROP TABLE run_logs",
         "DROP TABLE connections",
@@ -62,7 +63,7 @@ def test_a_packet_of_other_types_is_shown_as_its_cells(tampered: Ui, index: int)
 
 @pytest.mark.e2e
 def test_a_detail_beyond_its_types_is_a_422_and_the_other_rows_are_shown(tampered: Ui) -> None:
-    for exchange_id, field in ((1, "latency"), (2, "started_ns")):
+    for exchange_id, field in ((1, "latency"), (2, "started_ns"), (5, "detail: expected a JSON object")):
         answer = httpx.get(f"{tampered.base}/api/exchange/{exchange_id}")
         assert answer.status_code == 422 and field in answer.json()["error"], answer.text
     labels = httpx.get(f"{tampered.base}/api/exchange/4")
@@ -71,6 +72,7 @@ def test_a_detail_beyond_its_types_is_a_422_and_the_other_rows_are_shown(tampere
     assert rows["rows"][2][0] == 3 and rows["rows"][2][1] is None  # its started_ns is no time
     har = httpx.get(f"{tampered.base}/api/har")
     assert har.status_code == 200 and "exchange 1: latency" in har.text and "export stopped" not in har.text
+    assert "exchange 5: detail: expected a JSON object" in har.text  # named, not dropped in silence
 
 
 @pytest.mark.e2e

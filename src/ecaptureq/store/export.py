@@ -205,17 +205,20 @@ def _with_columns(msg: HttpMessage, headers: Any, body: Any, text: Any) -> None:
     msg.form = form_fields(msg.content_type, msg.body_text)
 
 
-def load_exchange(row: Sequence[Any]) -> Exchange | None:
-    """The exchange of a row of :data:`STORED_SELECT` (bodies as stored: capped), or ``None`` when
-    ``detail`` is not a JSON object (a ``UNION`` in a filter can put anything in a column).
+def load_exchange(row: Sequence[Any]) -> Exchange:
+    """The exchange of a row of :data:`STORED_SELECT` (bodies as stored: capped).
 
     Raises:
-        FlowFormatError: ``detail`` is an object but not an exchange (damaged, or of a newer format:
-            :class:`~ecaptureq.decode.model.UnknownFlowFormat`).
+        FlowFormatError: ``detail`` is not an exchange: not a JSON object (damaged: SQLite writes an
+            infinity as ``Inf``; or a ``UNION`` in a filter put something else in the column), an object
+            that is not an exchange, or one of a newer format
+            (:class:`~ecaptureq.decode.model.UnknownFlowFormat`).
     """
-    detail = _json_value(row[0]) if row else None
+    stored = row[0] if row else None
+    detail = _json_value(stored)
     if not isinstance(detail, dict):
-        return None
+        shown = stored[:100] if isinstance(stored, str | bytes) else stored  # the error shows a part
+        raise FlowFormatError("detail", shown, "a JSON object")
     ex = Exchange.from_dict(detail)
     if len(row) >= 7:
         stored = (
@@ -258,9 +261,8 @@ class HarRows:
                 except FlowFormatError as exc:
                     self.skipped.append((row[0], exc))
                     continue
-                if ex is not None:
-                    self.count += 1
-                    yield har_entry(ex)
+                self.count += 1
+                yield har_entry(ex)
         except sqlite3.Error as exc:
             raise read_failure(exc, "export") from None
 

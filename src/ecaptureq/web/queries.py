@@ -398,9 +398,9 @@ def exchange_detail(conn: sqlite3.Connection, exchange_id: int) -> dict[str, Any
         row = conn.execute(f"{STORED_SELECT} WHERE id = ?", (exchange_id,)).fetchone()
     except sqlite3.Error as exc:
         raise _sql_error(exc, f"exchange {exchange_id}") from None
-    ex = load_exchange(row) if row is not None else None
-    if ex is None:
+    if row is None:
         return None
+    ex = load_exchange(row)
     url = ex.url if ex.request is not None else None
     return {
         "id": exchange_id,
