@@ -175,3 +175,20 @@ def test_set_body_fast_path_decodes_as_decode_body(body: bytes, ctype: str, codi
     )
     assert got == want
     assert (msg.errors, msg.notes) == (decoded.errors, decoded.notes)
+
+
+def test_whether_a_body_is_json_is_the_same_whichever_path_decoded_it() -> None:
+    # Plain bodies and content-encoded ones take two paths through set_body; both leave is_json to be
+    # worked out when asked, from the decoded text and the type.
+    cases = [
+        ("application/json", b'{"a": [1, 2.5]}', True),
+        ("application/json", b"{not json", False),
+        ("", b'[1, "x"]', True),
+        ("text/plain", b'{"a": 1}', False),
+    ]
+    for ctype, body, expected in cases:
+        for coding, carried in (("", body), ("gzip", gzip.compress(body)), ("br", brotli.compress(body))):
+            msg = HttpMessage("response", content_type=ctype, content_encoding=coding)
+            msg.set_body(carried, len(carried), False, 1024 * 1024)
+            assert msg.body_text == body.decode() and msg.is_json is expected, (ctype, body, coding)
+            assert decode_body(carried, ctype, coding).is_json is expected

@@ -353,13 +353,18 @@ def decode_body(
     content_type: str = "",
     content_encoding: str = "",
     limit: int = DEFAULT_BODY_LIMIT,
+    *,
+    judge_json: bool = True,
 ) -> DecodedBody:
     """Decode a message body: undo ``content_encoding`` (several codings are undone right to left),
     find the charset, and recognise text, JSON, forms and gRPC messages. Never raises.
+
+    ``judge_json=False`` leaves ``is_json`` false without parsing the text (a caller that works it out
+    when asked, with :func:`json_body`).
     """
     result = DecodedBody(content_type=content_type)
     try:
-        _decode_into(result, body, content_type, content_encoding, limit)
+        _decode_into(result, body, content_type, content_encoding, limit, judge_json)
     except Exception as exc:  # a decoder must not raise on hostile input
         result.errors.append(f"body decode failed: {type(exc).__name__}: {exc}")
         if not result.data:
@@ -417,7 +422,7 @@ def is_json_text(text: str) -> bool:
 
 
 def _decode_into(
-    result: DecodedBody, body: bytes, content_type: str, content_encoding: str, limit: int
+    result: DecodedBody, body: bytes, content_type: str, content_encoding: str, limit: int, judge_json: bool
 ) -> None:
     data = body
     if content_encoding:
@@ -462,7 +467,7 @@ def _decode_into(
         result.form, cut = parse_form(text)
         if cut:
             result.notes.append(f"form: only the first {FORM_FIELDS} fields are listed")
-    result.is_json = _json_by_type(ct, text)
+    result.is_json = judge_json and _json_by_type(ct, text)
     result.text = text
 
 

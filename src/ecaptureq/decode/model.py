@@ -286,11 +286,11 @@ class HttpMessage:
                 if cut:
                     self.notes.append(f"body cut at {limit} bytes of {size}")
                 return
-        decoded = decode_body(raw, self.content_type, self.content_encoding, limit)
+        decoded = decode_body(raw, self.content_type, self.content_encoding, limit, judge_json=False)
         self.body = decoded.data
         self.body_text = decoded.text
         self.charset = decoded.charset
-        self._is_json = decoded.is_json
+        self._is_json = None  # worked out from the text when asked, as on the path above
         self.form = decoded.form
         self.grpc_messages = decoded.grpc_messages
         self.truncated = self.truncated or decoded.truncated
