@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ecaptureq.cli.render import json_record
 from ecaptureq.protocol import Event, Heartbeat, RunLog
 from ecaptureq.protocol.jsonl import JsonlError, from_json, parse_line, to_json
 from ecaptureq.protocol.timestamps import TimeUnit, detect_timestamp
@@ -117,3 +118,12 @@ def test_bad_records(record: object, fragment: str) -> None:
     with pytest.raises(JsonlError) as err:
         from_json(record)
     assert fragment in str(err.value)
+
+
+def test_a_json_record_takes_the_detected_time_only_when_it_is_the_events() -> None:
+    event = Event(timestamp=1760495631914807673, uuid="1_1_c_3_1", payload=b"x")
+    own = detect_timestamp(event.timestamp)
+    assert json_record(event)["time"] == own.isoformat() == "2025-10-15T02:33:51.914807Z"
+    assert json_record(event, own)["time"] == own.isoformat()
+    other = detect_timestamp(83_000_000_000)  # a text header's time, not this field's: not taken
+    assert json_record(event, other)["time"] == own.isoformat()

@@ -9,7 +9,7 @@ from ecaptureq.decode.bodies import hexdump, looks_binary
 from ecaptureq.decode.meta import EventMeta, event_meta
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog, event_type_name
 from ecaptureq.protocol.jsonl import to_json
-from ecaptureq.protocol.timestamps import detect_timestamp
+from ecaptureq.protocol.timestamps import Timestamp, detect_timestamp
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
@@ -72,11 +72,17 @@ def render_text(message: Message, verbose: bool = False) -> str | None:
     return visible("\n".join([*event_header(message), body, ""]))
 
 
-def json_record(message: Message) -> dict[str, Any]:
-    """The record ``watch --json`` writes: :func:`~ecaptureq.protocol.jsonl.to_json` plus ``time``."""
+def json_record(message: Message, timestamp: Timestamp | None = None) -> dict[str, Any]:
+    """The record ``watch --json`` writes: :func:`~ecaptureq.protocol.jsonl.to_json` plus ``time``.
+
+    ``timestamp`` is the message's, detected already (the decoder's metadata has it); used when it is of
+    this message's timestamp field.
+    """
     obj = to_json(message)
     if isinstance(message, Event | Heartbeat):
-        obj["time"] = detect_timestamp(message.timestamp).isoformat()
+        if timestamp is None or timestamp.raw != message.timestamp:
+            timestamp = detect_timestamp(message.timestamp)
+        obj["time"] = timestamp.isoformat()
     return obj
 
 

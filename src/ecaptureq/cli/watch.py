@@ -26,6 +26,7 @@ from ecaptureq.decode.results import Decoded, RequestDone, ResponseDone
 from ecaptureq.fleet import FleetError, FleetReader, is_nats_url
 from ecaptureq.protocol import DecodeError, Event, Heartbeat, Message, RunLog
 from ecaptureq.protocol.gap import parse_gap
+from ecaptureq.protocol.timestamps import Timestamp
 from ecaptureq.store.sql import FilterError, PacketFilter
 
 if TYPE_CHECKING:
@@ -258,7 +259,7 @@ class Printer:
                     line = exchange_line(item, self.palette)
                     out.write(_with_node(line or "", node) + "\n")
         elif self.json_lines:
-            self._write_json(event, view.json_fields(shown), out, node)
+            self._write_json(event, view.json_fields(shown), out, node, shown.meta.timestamp)
         else:
             decoded = view.text(shown)
             if decoded is None and not view.decode:
@@ -270,8 +271,15 @@ class Printer:
             out.write(_with_node(self.palette.block(text), node) + "\n")
         self._flush()
 
-    def _write_json(self, event: Event, fields: dict[str, Any], out: TextIO, node: str | None) -> None:
-        record = json_record(event)
+    def _write_json(
+        self,
+        event: Event,
+        fields: dict[str, Any],
+        out: TextIO,
+        node: str | None,
+        timestamp: Timestamp | None = None,
+    ) -> None:
+        record = json_record(event, timestamp)
         record.update(fields)
         if node is not None:
             record["node"] = node
