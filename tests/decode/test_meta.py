@@ -126,3 +126,12 @@ def test_meta_reader_gives_what_event_meta_gives() -> None:
             reader = MetaReader(write_data_type=write, size=size)
             for ev in events:
                 assert reader.read(ev) == event_meta(ev, write_data_type=write), ev
+
+
+def test_recovered_says_none_for_what_no_source_had() -> None:
+    # An event with no fields, no text header and no uuid: its zeros and empty strings are not values.
+    meta = event_meta(Event(payload=b"GET / HTTP/1.1\r\n\r\n")).recovered()
+    for key in ("pid", "pname", "src_ip", "src_port", "dst_ip", "dst_port"):
+        assert meta[key] is None and meta["sources"][key] is None, key
+    known = event_meta(Event(pid=7, pname="curl", src_ip="10.0.0.1", src_port=1, payload=b"x")).recovered()
+    assert (known["pid"], known["pname"], known["src_port"], known["dst_port"]) == (7, "curl", 1, None)

@@ -155,18 +155,18 @@ class EventMeta:
         """What is known of the event's origin, each item from the best place that had it (the proto
         field, else the text header, else the uuid), and ``sources``: where each came from. Unknown
         values are ``None``. This is ``watch --json``'s ``meta`` object (without its type)."""
-        known = {k: v is not None for k, v in self.sources.items()}
+        source = self.sources
         return {
-            "pid": self.pid if known["pid"] else None,
+            "pid": None if source["pid"] is None else self.pid,
             "tid": self.tid,
-            "pname": self.pname if known["pname"] else None,
+            "pname": None if source["pname"] is None else self.pname,
             "fd": self.fd,
-            "src_ip": self.src_ip if known["src_ip"] else None,
-            "src_port": self.src_port if known["src_port"] else None,
-            "dst_ip": self.dst_ip if known["dst_ip"] else None,
-            "dst_port": self.dst_port if known["dst_port"] else None,
+            "src_ip": None if source["src_ip"] is None else self.src_ip,
+            "src_port": None if source["src_port"] is None else self.src_port,
+            "dst_ip": None if source["dst_ip"] is None else self.dst_ip,
+            "dst_port": None if source["dst_port"] is None else self.dst_port,
             "direction": self.direction,
-            "sources": dict(self.sources),
+            "sources": dict(source),
         }
 
     def to_dict(self) -> dict[str, Any]:
