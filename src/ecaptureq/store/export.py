@@ -214,10 +214,10 @@ def load_exchange(row: Sequence[Any]) -> Exchange:
             that is not an exchange, or one of a newer format
             (:class:`~ecaptureq.decode.model.UnknownFlowFormat`).
     """
-    stored = row[0] if row else None
-    detail = _json_value(stored)
+    cell = row[0] if row else None
+    detail = _json_value(cell)
     if not isinstance(detail, dict):
-        shown = stored[:100] if isinstance(stored, str | bytes) else stored  # the error shows a part
+        shown = cell[:100] if isinstance(cell, str | bytes) else cell  # the error shows a part
         raise FlowFormatError("detail", shown, "a JSON object")
     ex = Exchange.from_dict(detail)
     if len(row) >= 7:
