@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -586,3 +587,39 @@ def test_payload_text_collapses_each_invalid_run_into_one_replacement(payload: b
     marked = re.sub("[\ufffd\x00]+", "\ufffd", text)
     expected = marked if len(marked.encode()) <= len(payload) else re.sub("[\ufffd\x00]+", "", text)
     assert payload_text(payload) == expected
+
+
+_WRITE_AND_WAIT = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA cache_size=1")  # pages spill to the file (and the journal) before the commit
+conn.execute("BEGIN")
+for _ in range(5000):
+    conn.execute("INSERT INTO run_logs (connection_id, received_ns, line) VALUES (1, 1, ?)", ("x" * 500,))
+print("written", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_database_left_mid_transaction_says_how_to_finish_it(tmp_path: Path) -> None:
+    # A writer killed inside a transaction leaves a hot rollback journal (a database in rollback-journal
+    # mode: a copy, or another program's); a read-only reader cannot play it back. Said so, exit 11.
+    db = tmp_path / "cut.db"
+    CaptureStore(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    command = [sys.executable, "-c", _WRITE_AND_WAIT, str(db)]
+    writer = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert writer.stdout is not None and writer.stdout.readline() == "written\n"
+    writer.kill()
+    writer.wait()
+    assert Path(f"{db}-journal").exists()
+    export = ["export", "--db", str(db), "--format", "jsonl", "-o", "-"]
+    for args in (["query", "--db", str(db), "1"], export):
+        result = run_cli(*args)
+        assert result.returncode == 11, result.stderr
+        assert "its last transaction must be rolled back (the -journal file beside it)" in result.stderr
+        assert f"sqlite3 {db} 'PRAGMA quick_check'" in result.stderr
+    sqlite3.connect(db).execute("PRAGMA quick_check").fetchall()  # as the message says: then it reads
+    assert run_cli("query", "--db", str(db), "1").returncode == 0

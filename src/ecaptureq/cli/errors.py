@@ -68,3 +68,13 @@ class CliError(Exception):
     def __init__(self, message: str, exit_code: ExitCode = ExitCode.USAGE) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def database_error(exc: Exception) -> CliError:
+    """The error of a capture database that could not be opened for reading (a SqlError): exit 11 when the
+    file itself is the trouble (another program's, damaged, or left mid-transaction), else 2 (no such
+    file, a directory)."""
+    from ecaptureq.store import DamagedDatabase, NotCaptureDatabase  # imported by a failure only: start-up
+
+    trouble = isinstance(exc, NotCaptureDatabase | DamagedDatabase)
+    return CliError(str(exc), ExitCode.STORAGE if trouble else ExitCode.USAGE)

@@ -12,14 +12,14 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes, database_error
 from ecaptureq.cli.explain import filter_error
 from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.runtime import stop_on_signals
 from ecaptureq.cli.terminal import visible
 from ecaptureq.sinks.tcp import MSS, PLAINTEXT_PORT
-from ecaptureq.store import FilterError, NotCaptureDatabase, SqlError, StoreError, open_readonly
+from ecaptureq.store import FilterError, SqlError, StoreError, open_readonly
 from ecaptureq.store.export import har_chunks, har_entries, write_jsonl, write_pcapng
 
 EXAMPLES = f"""\
@@ -106,10 +106,8 @@ def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq export``."""
     try:
         db = open_readonly(args.db, ("packets", "exchanges") if args.format == "har" else ("packets",))
-    except NotCaptureDatabase as exc:
-        raise CliError(str(exc), ExitCode.STORAGE) from None
-    except SqlError as exc:
-        raise CliError(str(exc)) from None
+    except SqlError as exc:  # NotCaptureDatabase and DamagedDatabase are SqlErrors
+        raise database_error(exc) from None
     to_stdout = args.output == "-"
     target = Path(args.output)
     if args.format == "pcapng" and to_stdout:

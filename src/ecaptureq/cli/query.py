@@ -10,7 +10,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes, database_error
 from ecaptureq.cli.render import endpoint, plural
 from ecaptureq.cli.terminal import json_line, visible
 from ecaptureq.protocol import event_type_name
@@ -19,7 +19,6 @@ from ecaptureq.protocol.timestamps import detect_timestamp
 from ecaptureq.store import (
     QUERY_SECONDS,
     Deadline,
-    NotCaptureDatabase,
     QueryTimeout,
     SqlError,
     open_readonly,
@@ -169,10 +168,8 @@ def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq query``."""
     try:
         conn = open_readonly(args.db)
-    except NotCaptureDatabase as exc:
-        raise CliError(str(exc), ExitCode.STORAGE) from None
-    except SqlError as exc:
-        raise CliError(str(exc)) from None
+    except SqlError as exc:  # NotCaptureDatabase and DamagedDatabase are SqlErrors
+        raise database_error(exc) from None
     deadline = Deadline(conn, args.timeout).start()
     opened: list[Generator[tuple[Any, ...], None, None]] = []
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ecaptureq.access import TOKEN_QUERY_PARAMETER
-from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
+from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes, database_error
 from ecaptureq.cli.explain import connect_error
 from ecaptureq.cli.fleet import fleet_error
 from ecaptureq.cli.render import plural
@@ -30,7 +30,7 @@ from ecaptureq.client import (
     normalize_url,
 )
 from ecaptureq.fleet import Collector, FleetError
-from ecaptureq.store import CaptureStore, NotCaptureDatabase, SqlError, StoreError
+from ecaptureq.store import CaptureStore, SqlError, StoreError
 from ecaptureq.store.writer import QUIET_COMMIT
 
 DEFAULT_LISTEN = "http://127.0.0.1:8080/"
@@ -244,10 +244,8 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
             raise CliError("give --source URL (record and show), --nats URL (a fleet) or --db FILE (browse)")
         try:
             check_capture_database(args.db)
-        except NotCaptureDatabase as exc:
-            raise CliError(str(exc), ExitCode.STORAGE) from None
-        except SqlError as exc:
-            raise CliError(str(exc)) from None
+        except SqlError as exc:  # NotCaptureDatabase and DamagedDatabase are SqlErrors
+            raise database_error(exc) from None
         db = args.db
     else:
         db = args.db or Path(f"ecaptureq-ui-{time.strftime('%Y%m%d-%H%M%S')}.db")

@@ -1,6 +1,13 @@
 """The capture database: a durable SQLite store with the eCaptureQ GUI's ``packets`` table and SQL."""
 
-from ecaptureq.store.schema import PACKET_COLUMNS, SCHEMA_VERSION, FilterError, NotCaptureDatabase, StoreError
+from ecaptureq.store.schema import (
+    PACKET_COLUMNS,
+    SCHEMA_VERSION,
+    DamagedDatabase,
+    FilterError,
+    NotCaptureDatabase,
+    StoreError,
+)
 from ecaptureq.store.sql import (
     QUERY_SECONDS,
     Deadline,
@@ -19,6 +26,7 @@ __all__ = [
     "QUERY_SECONDS",
     "SCHEMA_VERSION",
     "CaptureStore",
+    "DamagedDatabase",
     "Deadline",
     "FilterError",
     "NotCaptureDatabase",

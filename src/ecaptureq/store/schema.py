@@ -7,6 +7,7 @@ their heartbeats, the decoded HTTP exchanges, and each captured process's cgroup
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
 from pathlib import Path
 from typing import Any, Final
@@ -193,6 +194,9 @@ def check_capture_database(
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = table_names(conn)
     except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", "") == _UNFINISHED_TRANSACTION:
+            example = f"sqlite3 {shlex.quote(str(path))} 'PRAGMA quick_check'"
+            raise DamagedDatabase(f"{path}: {describe(exc)} (for example: {example})") from None
         raise NotCaptureDatabase(path, None, writing=writing, detail=f"{exc}") from None
     if not tables and version == 0:
         if writing:
@@ -294,9 +298,20 @@ def read_failure(exc: sqlite3.Error, what: str) -> SqlError:
     return DamagedDatabase(text) if code is not None and code & 0xFF in _FILE_ERRORS else SqlError(text)
 
 
+_UNFINISHED_TRANSACTION: Final = "SQLITE_READONLY_ROLLBACK"
+"""SQLite's error when a read-only connection meets a hot rollback journal: a program stopped while
+writing the database, and the journal that undoes its last transaction can only be played back by a
+connection that may write."""
+
+
 def describe(exc: sqlite3.Error) -> str:
     """A user-facing sentence for a SQLite error."""
     text = str(exc)
+    if getattr(exc, "sqlite_errorname", "") == _UNFINISHED_TRANSACTION:
+        return (
+            "a program stopped while writing it, and its last transaction must be rolled back (the "
+            "-journal file beside it) before it can be read: open it once for writing, then try again"
+        )
     if "file is not a database" in text or "malformed" in text:
         return f"not a capture database, or a corrupt one ({text})"
     if "readonly" in text:
