@@ -87,7 +87,7 @@ def _export(args: argparse.Namespace, db: sqlite3.Connection, handle: BinaryIO) 
             left_out = None
             if rows.skipped:
                 left_out = (
-                    f"{plural(len(rows.skipped), 'exchange')} left out, their stored detail unreadable (the "
+                    f"{plural(rows.skipped, 'exchange')} left out, their stored detail unreadable (the "
                     "HAR's log comment names them)"
                 )
             return plural(rows.count, "exchange"), left_out

@@ -13,7 +13,7 @@ import itertools
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, Generic, TextIO, TypeVar
 
 from ecaptureq import __version__
 from ecaptureq.decode.bodies import form_fields, parse_form
@@ -232,14 +232,16 @@ def load_exchange(row: Sequence[Any]) -> Exchange:
     return ex
 
 
+T = TypeVar("T")
+
 SKIPPED_SHOWN: Final = 10
-"""Rows a HAR document names in its comment when their ``detail`` could not be read (the count is whole)."""
+"""Rows left out that an export names, with why (the count of them is whole)."""
 
 
-class HarRows:
-    """The HAR entries of the exchanges a query selects, read one at a time (memory does not grow with
-    their number). A row whose ``detail`` is damaged or of a newer format is left out and kept in
-    :attr:`skipped` (its id and the :class:`FlowFormatError`), so what is exported says what is not.
+class _RowsRead(Generic[T]):
+    """The items of the rows a query selects, read one at a time (memory does not grow with their number).
+    A row that holds no item (:meth:`_item` says why) is left out and counted, and why is kept for the
+    first :data:`SKIPPED_SHOWN`: what is exported says what is not.
 
     Raises (while iterating):
         DamagedDatabase: the database file is damaged.
@@ -249,32 +251,56 @@ class HarRows:
     def __init__(self, cursor: sqlite3.Cursor) -> None:
         self._cursor = cursor
         self.count = 0
-        """Entries yielded so far."""
-        self.skipped: list[tuple[object, FlowFormatError]] = []
-        """The rows left out: their id and why."""
+        """Items yielded so far."""
+        self.skipped = 0
+        """Rows left out so far."""
+        self.reasons: list[str] = []
+        """Why, for the first :data:`SKIPPED_SHOWN` of them (``packet 12: timestamp is TEXT 'x'``...)."""
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def _item(self, row: Sequence[Any]) -> T | str:
+        """The item of a row (its first column is its id), or why it holds none."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[T]:
         try:
             for row in self._cursor:
-                try:
-                    ex = load_exchange(row[1:])
-                except FlowFormatError as exc:
-                    self.skipped.append((row[0], exc))
+                item = self._item(row)
+                if isinstance(item, str):
+                    self.skip(item)
                     continue
                 self.count += 1
-                yield har_entry(ex)
+                yield item
         except sqlite3.Error as exc:
             raise read_failure(exc, "export") from None
+
+    def skip(self, reason: str) -> None:
+        """Count a row left out, and keep why if it is among the first (the run-log lines of a JSON Lines
+        export count theirs here too)."""
+        self.skipped += 1
+        if len(self.reasons) < SKIPPED_SHOWN:
+            self.reasons.append(reason)
+
+    def _reasons_text(self) -> str:
+        """The reasons kept, and how many more rows were left out."""
+        more = self.skipped - len(self.reasons)
+        return "; ".join(self.reasons) + (f"; {more} more" if more > 0 else "")
+
+
+class HarRows(_RowsRead[dict[str, Any]]):
+    """The HAR entries of the exchanges a query selects (see :class:`_RowsRead`). A row whose ``detail`` is
+    damaged or of a newer format is left out, its :class:`FlowFormatError` kept as the reason."""
+
+    def _item(self, row: Sequence[Any]) -> dict[str, Any] | str:
+        try:
+            return har_entry(load_exchange(row[1:]))
+        except FlowFormatError as exc:
+            return f"exchange {row[0]}: {exc}"
 
     def comment(self) -> str | None:
         """What the document says of the rows left out, or ``None`` when none was."""
         if not self.skipped:
             return None
-        shown = "; ".join(f"exchange {i}: {exc}" for i, exc in self.skipped[:SKIPPED_SHOWN])
-        more = len(self.skipped) - SKIPPED_SHOWN
-        return f"{len(self.skipped)} exchanges left out, their stored detail unreadable ({shown}" + (
-            f"; {more} more)" if more > 0 else ")"
-        )
+        return f"{self.skipped} exchanges left out, their stored detail unreadable ({self._reasons_text()})"
 
 
 def har_entries(db: sqlite3.Connection, condition: str | None = None) -> HarRows:
@@ -363,52 +389,20 @@ def _event_of(row: Sequence[Any]) -> Event | str:
     return Event(*row)  # the columns in the order of its fields
 
 
-class StoredEvents:
-    """The events of the packets a query selects, read one at a time (memory does not grow with their
-    number). A row that holds no event (see :func:`_event_of`) is left out and counted; the first
-    :data:`SKIPPED_SHOWN` are named in :meth:`comment`.
+class StoredEvents(_RowsRead[Event]):
+    """The events of the packets a query selects (see :class:`_RowsRead`). A row that holds no event (see
+    :func:`_event_of`) is left out."""
 
-    Raises (while iterating):
-        DamagedDatabase: the database file is damaged.
-        SqlError: the query failed on the way.
-    """
-
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
-        self._cursor = cursor
-        self.count = 0
-        """Events yielded so far."""
-        self.skipped = 0
-        """Rows left out so far."""
-        self.reasons: list[str] = []
-        """Why, for the first :data:`SKIPPED_SHOWN` of them (``packet 12: timestamp is TEXT 'x', ...``)."""
-
-    def __iter__(self) -> Iterator[Event]:
-        try:
-            for row in self._cursor:
-                event = _event_of(row[1:])
-                if isinstance(event, str):
-                    self.skip(f"packet {row[0]}: {event}")
-                    continue
-                self.count += 1
-                yield event
-        except sqlite3.Error as exc:
-            raise read_failure(exc, "export") from None
-
-    def skip(self, reason: str) -> None:
-        """Count a row left out, and keep why if it is among the first."""
-        self.skipped += 1
-        if len(self.reasons) < SKIPPED_SHOWN:
-            self.reasons.append(reason)
+    def _item(self, row: Sequence[Any]) -> Event | str:
+        event = _event_of(row[1:])
+        return f"packet {row[0]}: {event}" if isinstance(event, str) else event
 
     def comment(self) -> str | None:
         """What was left out and why, or ``None`` when nothing was."""
         if not self.skipped:
             return None
-        more = self.skipped - len(self.reasons)
         rows = "1 row" if self.skipped == 1 else f"{self.skipped} rows"
-        return f"{rows} left out, not what the schema stores: {'; '.join(self.reasons)}" + (
-            f"; {more} more" if more > 0 else ""
-        )
+        return f"{rows} left out, not what the schema stores: {self._reasons_text()}"
 
 
 def stored_events(db: sqlite3.Connection, condition: str | None = None) -> StoredEvents:
