@@ -3,6 +3,7 @@ well as it can be, or answered with a 4xx naming it, never a 500 (each case was 
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,15 @@ def _tamper(db: Path, *statements: str) -> None:
         for sql in statements:
             conn.execute(sql)
     conn.close()
+
+
+@contextlib.contextmanager
+def _ui_over(db: Path) -> Iterator[Ui]:
+    """The UI browsing ``db``, stopped after: whatever the database holds, it ends without a traceback."""
+    served = start_ui("--db", str(db))
+    yield served
+    _code, err = stop_ui(served)
+    assert "Traceback" not in err, err
 
 
 _ADD_KEY = "substr(detail, 1, length(detail) - 1) || ',\"{key}\":{value}}}'"
@@ -42,10 +52,8 @@ def tampered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
         "DROP TABLE run_logs",
         "DROP TABLE connections",
     )
-    served = start_ui("--db", str(db))
-    yield served
-    _code, err = stop_ui(served)
-    assert "Traceback" not in err, err
+    with _ui_over(db) as served:
+        yield served
 
 
 @pytest.mark.e2e
@@ -133,10 +141,8 @@ def untyped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
         "UPDATE exchanges SET id = 'abc', complete = 0 WHERE id = 5",
         "UPDATE exchanges SET id = '9999999999999999999', complete = 0 WHERE id = 6",
     )
-    served = start_ui("--db", str(db))
-    yield served
-    _code, err = stop_ui(served)
-    assert "Traceback" not in err, err
+    with _ui_over(db) as served:
+        yield served
 
 
 @pytest.mark.e2e
