@@ -6,6 +6,8 @@ Against real processes: ``ecaptureq query``, ``ecaptureq export`` and ``ecapture
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -14,10 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import run_cli
+from conftest import CLI, ENV, run_cli
 from haralyzer import HarParser
 from hostile_support import get, h1_exchange, h2_exchange, response
 
+from ecaptureq.cli.query import TABLE_BLOCK
 from ecaptureq.store import CaptureStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
@@ -121,6 +124,32 @@ def test_query_cli_timeout_and_value_limit(db: Path) -> None:
     assert slow.returncode == 0, slow.stderr
     assert run_cli("query", "--db", str(db), "--timeout", "0", "1").returncode == 2
     assert run_cli("query", "--db", str(db), "--timeout", "nan", "1").returncode == 2
+
+
+ENDLESS_ROWS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x, 'y' AS pad FROM c"
+
+
+def test_query_table_streams_rows_until_the_timeout_in_bounded_memory(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "table.txt"
+    with out.open("w") as stdout:
+        proc = subprocess.Popen(
+            [*CLI, "query", "--db", str(db), "--timeout", "3", ENDLESS_ROWS],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=ENV,
+        )
+        assert proc.stderr is not None
+        err = proc.stderr.read().decode()
+        _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 2 and "took longer than 3 s" in err, err
+    lines = out.read_text().splitlines()
+    assert lines[0].split() == ["x", "pad"] and set(lines[1]) <= {"-", " "}
+    shown = [int(line.split()[0]) for line in lines[2:]]
+    assert len(shown) > 2 * TABLE_BLOCK and shown == list(range(1, len(shown) + 1))
+    # A later block widens the column (1000 -> 10000); its rows stay one cell per column.
+    assert lines[2 + 9999].split() == ["10000", "y"] and len(lines[2 + 9999]) > len(lines[2 + 998])
+    # Every row was held until the end before (700 MB in 5 s): now a block at a time.
+    assert usage.ru_maxrss < 150 * 1024, f"query grew to {usage.ru_maxrss} KiB"
 
 
 def test_ui_attack_queries_are_bounded_and_status_keeps_answering(ui: Ui) -> None:

@@ -8,7 +8,7 @@ import csv
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes, database_error
 from ecaptureq.cli.render import endpoint, plural
@@ -195,8 +195,41 @@ def run(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+TABLE_BLOCK: Final = 1000
+"""Rows of the table aligned together: the first block sets the columns' widths (its rows are held until
+it is complete), and a later block widens a column where one of its cells is longer. Memory stays bounded
+and rows appear as they come, however many the query yields; a query stopped by ``--timeout`` has shown
+what it found."""
+
+
+def _print_table(out: TextIO, columns: list[str], rows: Iterator[tuple[Any, ...]], limit: int | None) -> int:
+    """Write ``rows`` as an aligned table under ``columns``; return how many were written."""
+    names = [visible(c, newlines=False) for c in columns]
+    widths = [len(c) for c in names]
+    count = 0
+    block: list[list[str]] = []
+    rows_left = iter(rows)
+    while True:
+        block.clear()
+        for row in rows_left:
+            block.append([_table_cell(v) for v in row])
+            if len(block) >= TABLE_BLOCK or (limit and count + len(block) >= limit):
+                break
+        widths = [max([w, *(len(r[i]) for r in block)]) for i, w in enumerate(widths)]
+        if not count:
+            out.write("  ".join(c.ljust(w) for c, w in zip(names, widths, strict=True)).rstrip() + "\n")
+            out.write("  ".join("-" * w for w in widths) + "\n")
+        for r in block:
+            out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+        count += len(block)
+        out.flush()
+        if len(block) < TABLE_BLOCK or (limit and count >= limit):
+            return count
+
+
 def _print(args: argparse.Namespace, columns: list[str], rows: Iterator[tuple[Any, ...]]) -> None:
-    """Write the rows as JSON Lines, CSV or an aligned table (the table is built before it is shown)."""
+    """Write the rows as JSON Lines, CSV or an aligned table, each row as it comes (the table a block of
+    :data:`TABLE_BLOCK` rows at a time), then the row count for the table."""
     out = sys.stdout
     count = 0
     if args.json:
@@ -216,18 +249,7 @@ def _print(args: argparse.Namespace, columns: list[str], rows: Iterator[tuple[An
             if args.limit and count >= args.limit:
                 break
     else:
-        cells = []
-        for row in rows:
-            cells.append([_table_cell(v) for v in row])
-            if args.limit and len(cells) >= args.limit:
-                break
-        columns = [visible(c, newlines=False) for c in columns]
-        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-        out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
-        out.write("  ".join("-" * w for w in widths) + "\n")
-        for r in cells:
-            out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
-        count = len(cells)
+        count = _print_table(out, columns, rows, args.limit)
         out.write(
             f"({plural(count, 'row')}{' shown: --limit' if args.limit and count >= args.limit else ''})\n"
         )
