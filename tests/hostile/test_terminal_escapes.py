@@ -66,6 +66,12 @@ def test_visible_shows_every_control_character() -> None:
     assert visible("a\tb\nc\r") == "a\tb\nc\\r"
     assert visible("a\tb\nc", newlines=False) == "a\\tb\\nc"
     assert visible("\x9b\u202e\x7f") == "\\x9b\\u202e\\x7f"
+    # A run of control characters is escaped at once, each character in it as it is alone.
+    run = "\x00\x1b\r\x01\u2066\x9f\x7f"
+    each = "\\0\\e\\r\\x01\\u2066\\x9f\\x7f"
+    assert visible(f"é{run * 3}\t{run}\n{run}") == f"é{each * 3}\t{each}\n{each}"
+    assert visible(f"{run}\t{run}\n", newlines=False) == f"{each}\\t{each}\\n"
+    assert visible("\x01" * 100_000) == "\\x01" * 100_000
     line = json_line({"k": "\x9b\x1b\u2028é"})
     assert not RAW_CONTROL.search(line) and json.loads(line) == {"k": "\x9b\x1b\u2028é"}
 
