@@ -12,9 +12,12 @@ import json
 import math
 import re
 import sqlite3
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
+
+import orjson
 
 from ecaptureq.decode.bodies import JSON_PARSE_LIMIT, hexdump
 from ecaptureq.decode.model import HttpMessage
@@ -70,9 +73,33 @@ TIME_COLUMNS: Final = frozenset({"timestamp", "started_ns", "ended_ns", "receive
 _TIME_AT: Final = EXCHANGE_COLUMNS.index("time")
 
 _EXCHANGE_SELECT = (
-    "SELECT id, started_ns, pname, pid, src_ip || ':' || src_port, dst_ip || ':' || dst_port, method, host,"
-    " path, status, response_size, latency, protocol, complete, {node} FROM exchanges"
+    "SELECT id, started_ns AS time, pname, pid, src_ip || ':' || src_port AS src,"
+    " dst_ip || ':' || dst_port AS dst, method, host, path, status, response_size AS size, latency, protocol,"
+    " complete, {node} AS node FROM exchanges"
 )
+"""The exchange columns of :data:`EXCHANGE_COLUMNS`, named so (:func:`_page` names them; ``ORDER BY id`` also
+orders a ``UNION`` a condition adds)."""
+
+_PAGE_CELL: Final = (
+    "CASE typeof({c})"
+    " WHEN 'blob' THEN json_object('blob', hex(substr({c}, 1, {blob})))"
+    " WHEN 'text' THEN iif(instr(CAST({c} AS BLOB), x'00'), json_object('nul', 1),"
+    " iif(substr({c}, {text}, 1) = '', {c}, substr({c}, 1, {text})))"
+    " WHEN 'real' THEN iif({c} BETWEEN -{huge} AND {huge}, {c}, NULL)"
+    " ELSE {c} END"
+)
+"""One cell of :func:`_page` in SQL: as it is, or as much of it as :func:`_cell` looks at (one byte or
+character more than it shows, so that it knows to mark the cut). A blob is an object with its hex, text
+with a NUL an object that says so (SQLite's text functions stop at a NUL), and a real number that JSON
+cannot hold (infinity) is null."""
+
+_PAGE_SELECT: Final = "SELECT json_group_array(json_array({cells})) FROM ({{sql}})".format(
+    cells=", ".join(
+        _PAGE_CELL.format(c=name, blob=CELL_SHOWN // 2 + 1, text=CELL_SHOWN + 1, huge=sys.float_info.max)
+        for name in EXCHANGE_COLUMNS
+    )
+)
+"""The query :func:`_page` wraps around a query of :data:`_EXCHANGE_SELECT` (in place of ``{sql}``)."""
 
 
 def event_time(raw: object) -> Timestamp | None:
@@ -110,7 +137,8 @@ def _with_time(rows: list[list[Any]]) -> list[list[Any]]:
 
 def _has_node(conn: sqlite3.Connection) -> bool:
     # Databases written before the fleet's node column are browsed read-only, so not migrated.
-    return any(row[1] == "node" for row in conn.execute("PRAGMA table_info(exchanges)"))
+    sql = "SELECT EXISTS (SELECT 1 FROM pragma_table_info('exchanges') WHERE name = 'node')"
+    return bool(conn.execute(sql).fetchone()[0])  # one row: each row waits for the GIL (see _page)
 
 
 def _exchange_select(conn: sqlite3.Connection) -> str:
@@ -167,6 +195,36 @@ def exchanges_where(condition: str | None) -> str:
     return f" AND ({quote_index(text)})" if text else ""
 
 
+def _page(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[list[Any]]:
+    """The rows of ``sql`` (a query of :data:`_EXCHANGE_SELECT`), each cell as :func:`_cell` makes it, at
+    most about :data:`RESULT_BYTES`, with their times as text.
+
+    SQLite makes them one JSON text, in one step of its virtual machine (see :data:`_PAGE_CELL`). Python's
+    sqlite3 lets go of the GIL for each step and takes it again for each row; in ``ui`` the recording
+    holds it most of the time, and each row waited for it (200 rows: 0.4 ms alone, 120 ms beside a busy
+    thread). Real numbers come with SQLite's 15 significant digits. A page whose text would pass the value
+    limit (long cells of control characters, escaped), holds text that is not UTF-8 or text with a NUL is
+    read row by row instead.
+    """
+    try:
+        (text,) = conn.execute(_PAGE_SELECT.format(sql=sql), params).fetchone()
+    except sqlite3.Error as exc:
+        # Too long a text, or a cell that is not UTF-8 (another program's file): row by row, which fits the
+        # answer in RESULT_BYTES or names the cell's column.
+        if not isinstance(exc, sqlite3.DataError) and "Could not decode" not in str(exc):
+            raise
+        return _with_time(_bounded(conn.execute(sql, params)))
+    rows: list[list[Any]] = orjson.loads(text)
+    for row in rows:
+        for i, cell in enumerate(row):
+            if type(cell) is dict:
+                if "nul" in cell:
+                    return _with_time(_bounded(conn.execute(sql, params)))
+                cell = bytes.fromhex(cell["blob"])
+            row[i] = _cell(cell)
+    return _with_time(_within(rows))
+
+
 def exchange_rows(
     conn: sqlite3.Connection, condition: str | None = None, after_id: int = 0, limit: int = 5000
 ) -> list[list[Any]]:
@@ -177,7 +235,7 @@ def exchange_rows(
     """
     sql = f"{_exchange_select(conn)} WHERE id > ?{exchanges_where(condition)} ORDER BY id LIMIT ?"
     try:
-        return _with_time(_bounded(conn.execute(sql, (after_id, limit))))
+        return _page(conn, sql, (after_id, limit))
     except sqlite3.Error as exc:
         raise _sql_error(exc, condition or "") from None
 
@@ -193,7 +251,7 @@ def exchange_rows_before(
     """
     sql = f"{_exchange_select(conn)} WHERE id < ?{exchanges_where(condition)} ORDER BY id DESC LIMIT ?"
     try:
-        return _with_time(_bounded(conn.execute(sql, (before_id, limit))))[::-1]
+        return _page(conn, sql, (before_id, limit))[::-1]
     except sqlite3.Error as exc:
         raise _sql_error(exc, condition or "") from None
 
@@ -222,7 +280,7 @@ def exchange_window(
             if count and ids and low > 0 and high - low + 1 == count:
                 # past the last position there is no row (and low + offset may be beyond 64 bits)
                 return exchange_rows(conn, None, low + offset - 1, limit) if offset < count else []
-        return _with_time(_bounded(conn.execute(sql, (limit, offset))))
+        return _page(conn, sql, (limit, offset))
     except sqlite3.Error as exc:
         raise _sql_error(exc, condition or "") from None
 
@@ -249,10 +307,14 @@ def exchange_count(conn: sqlite3.Connection, condition: str | None) -> tuple[int
 def _bounded(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
     # A condition may add a UNION of anything: every cell is made JSON-able and short, and the answer
     # stops at RESULT_BYTES.
+    return _within(map(_cells, rows))
+
+
+def _within(rows: Iterable[list[Any]]) -> list[list[Any]]:
+    """The rows up to the one that brings their cells past :data:`RESULT_BYTES`."""
     out: list[list[Any]] = []
     size = 0
-    for row in rows:
-        cells = _cells(row)
+    for cells in rows:
         out.append(cells)
         size += sum(len(c) if isinstance(c, str) else 8 for c in cells)
         if size > RESULT_BYTES:
@@ -286,7 +348,7 @@ def exchange_rows_by_id(
         marks = ", ".join("?" * len(part))
         sql = f"{_exchange_select(conn)} WHERE id IN ({marks}){exchanges_where(condition)} ORDER BY id"
         try:
-            rows += _with_time(_bounded(conn.execute(sql, part)))
+            rows += _page(conn, sql, part)
         except sqlite3.Error as exc:
             raise _sql_error(exc, condition or "") from None
     return rows
