@@ -9,13 +9,17 @@ cannot be made in SQL), and with what the browser must get for each kind of cell
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ecaptureq.store import Deadline
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hostile"))
+from hostile_support import get, h1_exchange, response
+
+from ecaptureq.store import CaptureStore, Deadline
 from ecaptureq.web import queries
 from ecaptureq.web.queries import CELL_SHOWN, EXCHANGE_COLUMNS, JS_SAFE_INT
 
@@ -136,3 +140,27 @@ def test_a_page_too_long_for_one_text_is_read_row_by_row(tmp_path: Path) -> None
         page = queries.exchange_rows(reader, None, 0, 20_000)
         assert page == rows_one_by_one(reader)[: len(page)] and len(page) > 100
     reader.close()
+
+
+def test_the_status_counts_come_from_sqlite_as_few_rows(tmp_path: Path) -> None:
+    db = tmp_path / "ours.db"
+    store = CaptureStore(db)
+    store.connection_opened("ws://127.0.0.1:1/")
+    for event in h1_exchange(get("/a"), response(b"{}")) + h1_exchange(
+        get("/b"), response(b"{}"), fd=11, n=2
+    ):
+        store.add(event)
+    store.close()
+    conn = queries.connect(db)
+    fetched: list[int] = []
+
+    def counted(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        fetched.append(1)
+        return row
+
+    conn.row_factory = counted
+    with Deadline(conn, 30):
+        totals = queries.totals(conn)
+    assert totals == {"packets": 4, "exchanges": 2, "run_logs": 0, "connections": 1, "nodes": []}
+    assert len(fetched) <= 3  # the tables, the counts, whether there is a node column (was 12)
+    conn.close()

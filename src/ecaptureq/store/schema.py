@@ -7,6 +7,7 @@ their heartbeats, the decoded HTTP exchanges, and each captured process's cgroup
 
 from __future__ import annotations
 
+import json
 import shlex
 import sqlite3
 from pathlib import Path
@@ -172,8 +173,11 @@ class NotCaptureDatabase(StoreError, SqlError):
 
 def table_names(conn: sqlite3.Connection) -> list[str]:
     """The tables of a database, sorted (SQLite's own ``sqlite_*`` tables left out)."""
-    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-    return sorted(name for (name,) in rows)
+    # One row (a JSON list): a reading thread takes the GIL back for each row, which the UI's recording
+    # thread holds most of the time.
+    sql = "SELECT json_group_array(name) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    names: list[str] = json.loads(conn.execute(sql).fetchone()[0])
+    return sorted(names)
 
 
 def check_capture_database(

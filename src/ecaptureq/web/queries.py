@@ -551,17 +551,18 @@ def totals(conn: sqlite3.Connection) -> dict[str, Any]:
     """
     try:
         tables = set(table_names(conn))  # run_logs and connections are ours: not in another program's file
-
-        def count(sql: str, table: str) -> Any:
-            return _cell(conn.execute(sql).fetchone()[0]) if table in tables else 0
-
-        return {
-            "packets": count('SELECT coalesce(max("index"), 0) FROM packets', "packets"),
-            "exchanges": count("SELECT coalesce(max(id), 0) FROM exchanges", "exchanges"),
-            "run_logs": count("SELECT count(*) FROM run_logs", "run_logs"),
-            "connections": count("SELECT count(*) FROM connections", "connections"),
-            "nodes": nodes(conn),
+        counts = {
+            "packets": ('coalesce(max("index"), 0)', "packets"),
+            "exchanges": ("coalesce(max(id), 0)", "exchanges"),
+            "run_logs": ("count(*)", "run_logs"),
+            "connections": ("count(*)", "connections"),
         }
+        # one statement, one row (see table_names)
+        sql = ", ".join(
+            f"(SELECT {what} FROM {table})" if table in tables else "0" for what, table in counts.values()
+        )
+        row = conn.execute(f"SELECT {sql}").fetchone()
+        return {**dict(zip(counts, map(_cell, row), strict=True)), "nodes": nodes(conn)}
     except sqlite3.Error as exc:
         raise read_failure(exc, "counting the rows") from None
 
