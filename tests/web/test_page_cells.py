@@ -75,6 +75,19 @@ def rows_one_by_one(conn: sqlite3.Connection) -> list[list[Any]]:
     return queries._with_time(queries._bounded(conn.execute(sql, (0, 10_000))))
 
 
+def rows_fetched(conn: sqlite3.Connection) -> list[int]:
+    """A list that gets an item for each row ``conn`` hands to Python from now on (each of which takes the
+    GIL back: in ui, the recording's thread holds it most of the time)."""
+    fetched: list[int] = []
+
+    def counted(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        fetched.append(1)
+        return row
+
+    conn.row_factory = counted
+    return fetched
+
+
 def test_a_page_holds_the_cells_the_rows_one_by_one_give(reader: sqlite3.Connection) -> None:
     page = queries.exchange_rows(reader, None, 0, 10_000)
     assert len(page) == len(CELLS) * len(COLUMNS)
@@ -85,13 +98,7 @@ def test_a_page_comes_from_sqlite_as_one_row(tmp_path: Path) -> None:
     # Python's sqlite3 takes the GIL again for each row (in ui, each waited for the recording's thread):
     # a page of 200 exchanges is one row, and asking whether the table has a node column another.
     conn = queries.connect(foreign_database(tmp_path / "rows.db", ["a"] * 20))
-    fetched: list[int] = []
-
-    def counted(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        fetched.append(1)
-        return row
-
-    conn.row_factory = counted
+    fetched = rows_fetched(conn)
     with Deadline(conn, 30):
         assert len(queries.exchange_rows(conn, None, 0, 200)) == 200
     assert len(fetched) == 2
@@ -152,15 +159,34 @@ def test_the_status_counts_come_from_sqlite_as_few_rows(tmp_path: Path) -> None:
         store.add(event)
     store.close()
     conn = queries.connect(db)
-    fetched: list[int] = []
-
-    def counted(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        fetched.append(1)
-        return row
-
-    conn.row_factory = counted
+    fetched = rows_fetched(conn)
     with Deadline(conn, 30):
         totals = queries.totals(conn)
     assert totals == {"packets": 4, "exchanges": 2, "run_logs": 0, "connections": 1, "nodes": []}
     assert len(fetched) <= 3  # the tables, the counts, whether there is a node column (was 12)
     conn.close()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM exchanges",
+        'SELECT id, 1, 1, path, path, x\'00ff\' AS "a""b" FROM exchanges -- a comment at the end',
+        "WITH q AS (SELECT id, path, latency FROM exchanges WHERE id > 20) SELECT * FROM q ORDER BY id DESC",
+        "SELECT path FROM exchanges WHERE 0",
+    ],
+)
+@pytest.mark.parametrize("limit", [1, 7, 5000])
+def test_the_packets_view_holds_what_the_rows_one_by_one_give(
+    reader: sqlite3.Connection, sql: str, limit: int
+) -> None:
+    answer = queries.packet_rows(reader, sql, limit)
+    assert answer == queries._packet_rows_one_by_one(reader, sql, limit)
+    assert answer["truncated"] == (limit < 5000 and "WHERE 0" not in sql)
+
+
+def test_the_packets_view_comes_from_sqlite_as_two_rows(reader: sqlite3.Connection) -> None:
+    fetched = rows_fetched(reader)
+    answer = queries.packet_rows(reader, "SELECT id, path FROM exchanges", 200)
+    assert len(answer["rows"]) == 200 and answer["truncated"]
+    assert len(fetched) == 1  # the page (the column names come without a row); 201 before

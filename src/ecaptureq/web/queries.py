@@ -27,7 +27,7 @@ from ecaptureq.protocol.timestamps import Timestamp, detect_timestamp
 from ecaptureq.store import QUERY_SECONDS, SqlError, open_readonly, quote_index, run_query
 from ecaptureq.store.export import STORED_SELECT, load_exchange
 from ecaptureq.store.schema import read_failure, table_names
-from ecaptureq.store.sql import sql_error
+from ecaptureq.store.sql import packets_sql, sql_error
 from ecaptureq.web.curl import curl_command
 
 RESULT_BYTES: Final = 8 * 1024 * 1024
@@ -93,13 +93,20 @@ character more than it shows, so that it knows to mark the cut). A blob is an ob
 with a NUL an object that says so (SQLite's text functions stop at a NUL), and a real number that JSON
 cannot hold (infinity) is null."""
 
-_PAGE_SELECT: Final = "SELECT json_group_array(json_array({cells})) FROM ({{sql}})".format(
-    cells=", ".join(
+
+def _page_select(names: Sequence[str]) -> str:
+    """The query that makes the rows of a query with these result columns one JSON text (the query in
+    place of ``{sql}``; see :data:`_PAGE_CELL`)."""
+    quoted = ['"' + name.replace('"', '""') + '"' for name in names]
+    cells = ", ".join(
         _PAGE_CELL.format(c=name, blob=CELL_SHOWN // 2 + 1, text=CELL_SHOWN + 1, huge=sys.float_info.max)
-        for name in EXCHANGE_COLUMNS
+        for name in quoted
     )
-)
-"""The query :func:`_page` wraps around a query of :data:`_EXCHANGE_SELECT` (in place of ``{sql}``)."""
+    return f"SELECT json_group_array(json_array({cells})) FROM ({{sql}})"
+
+
+_PAGE_SELECT: Final = _page_select(EXCHANGE_COLUMNS)
+"""The query :func:`_page` wraps around a query of :data:`_EXCHANGE_SELECT`."""
 
 
 def event_time(raw: object) -> Timestamp | None:
@@ -195,33 +202,41 @@ def exchanges_where(condition: str | None) -> str:
     return f" AND ({quote_index(text)})" if text else ""
 
 
-def _page(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[list[Any]]:
-    """The rows of ``sql`` (a query of :data:`_EXCHANGE_SELECT`), each cell as :func:`_cell` makes it, at
-    most about :data:`RESULT_BYTES`, with their times as text.
+def _json_rows(conn: sqlite3.Connection, select: str, params: Sequence[Any]) -> list[list[Any]] | None:
+    """The rows a query of :func:`_page_select` made one JSON text, each cell as :func:`_cell` makes it;
+    ``None`` when they must be read row by row: the text would pass the value limit (long cells of control
+    characters, escaped), or a cell is text with a NUL, or text that is not UTF-8 (another program's file:
+    read row by row, the error names its column).
 
-    SQLite makes them one JSON text, in one step of its virtual machine (see :data:`_PAGE_CELL`). Python's
-    sqlite3 lets go of the GIL for each step and takes it again for each row; in ``ui`` the recording
-    holds it most of the time, and each row waited for it (200 rows: 0.4 ms alone, 120 ms beside a busy
-    thread). Real numbers come with SQLite's 15 significant digits. A page whose text would pass the value
-    limit (long cells of control characters, escaped), holds text that is not UTF-8 or text with a NUL is
-    read row by row instead.
+    SQLite makes the text in one step of its virtual machine. Python's sqlite3 lets go of the GIL for each
+    step and takes it again for each row; in ``ui`` the recording holds it most of the time, and each row
+    waited for it (200 rows: 0.4 ms alone, 120 ms beside a busy thread). Real numbers come with SQLite's 15
+    significant digits.
     """
     try:
-        (text,) = conn.execute(_PAGE_SELECT.format(sql=sql), params).fetchone()
+        (text,) = conn.execute(select, params).fetchone()
     except sqlite3.Error as exc:
-        # Too long a text, or a cell that is not UTF-8 (another program's file): row by row, which fits the
-        # answer in RESULT_BYTES or names the cell's column.
-        if not isinstance(exc, sqlite3.DataError) and "Could not decode" not in str(exc):
-            raise
-        return _with_time(_bounded(conn.execute(sql, params)))
+        if isinstance(exc, sqlite3.DataError) or "Could not decode" in str(exc):
+            return None
+        raise
     rows: list[list[Any]] = orjson.loads(text)
     for row in rows:
         for i, cell in enumerate(row):
             if type(cell) is dict:
                 if "nul" in cell:
-                    return _with_time(_bounded(conn.execute(sql, params)))
+                    return None
                 cell = bytes.fromhex(cell["blob"])
             row[i] = _cell(cell)
+    return rows
+
+
+def _page(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[list[Any]]:
+    """The rows of ``sql`` (a query of :data:`_EXCHANGE_SELECT`), each cell as :func:`_cell` makes it, at
+    most about :data:`RESULT_BYTES`, with their times as text: one row from SQLite (:func:`_json_rows`),
+    or else row by row."""
+    rows = _json_rows(conn, _PAGE_SELECT.format(sql=sql), params)
+    if rows is None:
+        return _with_time(_bounded(conn.execute(sql, params)))
     return _with_time(_within(rows))
 
 
@@ -377,11 +392,37 @@ def packet_rows(conn: sqlite3.Connection, text: str, limit: int = 5000) -> dict[
 
     Returns ``{"columns": [...], "rows": [[...]], "truncated": bool, "times": {...}}``; blobs become
     ``x'hex'``, long text is cut to :data:`CELL_SHOWN` characters, and ``times`` maps the position of each
-    column of :data:`TIME_COLUMNS` to its cells as :func:`time_text`.
+    column of :data:`TIME_COLUMNS` to its cells as :func:`time_text`. The rows come from SQLite as one
+    JSON text where they can (:func:`_json_rows`).
 
     Raises:
         SqlError: SQLite refused the query (its message is kept), or it took too long.
     """
+    try:
+        sql = f"SELECT * FROM (\n{packets_sql(text)}\n)"  # on lines of its own: a -- comment ends there
+        names = [d[0] for d in conn.execute(f"{sql} LIMIT 0").description or ()]
+        rows = _json_rows(conn, _page_select(names).format(sql=f"{sql} LIMIT ?"), (limit + 1,))
+    except sqlite3.Error as exc:
+        if str(exc) == "interrupted":
+            raise _sql_error(exc, text) from None
+        rows = None  # not a query that can be wrapped (WITH ... DELETE): as it is, with its own error
+    if rows is None:
+        return _packet_rows_one_by_one(conn, text, limit)
+    kept = _within(rows[:limit])
+    return _packet_answer(_result_names(names), kept, truncated=len(kept) < len(rows))
+
+
+def _result_names(names: list[str]) -> list[str]:
+    """The columns of a query as it names them, from the names the same query has in a ``FROM (...)``:
+    there SQLite makes them unique, the second ``a`` becoming ``a:1``."""
+    shown: list[str] = []
+    for name in names:
+        base, colon, number = name.rpartition(":")
+        shown.append(base if colon and number.isdigit() and base in shown else name)
+    return shown
+
+
+def _packet_rows_one_by_one(conn: sqlite3.Connection, text: str, limit: int) -> dict[str, Any]:
     try:
         columns, rows = run_query(conn, text, QUERY_SECONDS)
         out: list[list[Any]] = []
