@@ -114,7 +114,8 @@ class _Watchdog:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="ecaptureq-deadlines", daemon=True)
             self._thread.start()
-        self._wake.notify()
+        if self._due[0][1] == ticket:  # the first due now; else the thread wakes in time for it anyway
+            self._wake.notify()
         return ticket
 
     def _run(self) -> None:
