@@ -190,3 +190,24 @@ def test_the_packets_view_comes_from_sqlite_as_two_rows(reader: sqlite3.Connecti
     answer = queries.packet_rows(reader, "SELECT id, path FROM exchanges", 200)
     assert len(answer["rows"]) == 200 and answer["truncated"]
     assert len(fetched) == 1  # the page (the column names come without a row); 201 before
+
+
+def test_the_rows_after_an_id_beyond_a_double_are_read_after_its_integer(tmp_path: Path) -> None:
+    # An id beyond 2**53 is sent as its decimal text; read after as text, it would be after every integer.
+    conn = sqlite3.connect(tmp_path / "big.db")
+    conn.execute("CREATE TABLE packets (x)")
+    conn.execute(f"CREATE TABLE exchanges (id INTEGER PRIMARY KEY, connection, detail, {', '.join(COLUMNS)})")
+    big = [2**53 + 1, 2**53 + 2, 2**63 - 1]
+    conn.executemany("INSERT INTO exchanges (id, path) VALUES (?, 'p')", [(i,) for i in big])
+    conn.commit()
+    conn.close()
+    reader = queries.connect(tmp_path / "big.db")
+    with Deadline(reader, 30):
+        first = queries.exchange_rows(reader, None, 0, 1)
+        assert [row[0] for row in first] == [str(big[0])]
+        after = queries.page_after(first[0][0])
+        assert after == big[0]
+        assert [row[0] for row in queries.exchange_rows(reader, None, after, 5)] == [str(i) for i in big[1:]]
+    reader.close()
+    assert queries.page_after(12) == 12 and queries.page_after("12") == "12"  # a text id stays text
+    assert queries.page_after("abc") == "abc" and queries.page_after(str(2**64)) == str(2**64)

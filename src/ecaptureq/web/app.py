@@ -375,7 +375,7 @@ def create_app(state: UiState) -> Starlette:
         )
 
     async def _events(cond: str | None, after: int, waiting: list[int]) -> AsyncIterator[str]:
-        last = after
+        last: Any = after  # an integer, or another program's text id (see queries.page_after)
         # incomplete exchanges the reader has, oldest first, with the row it has: those it fetched itself
         # (waiting: their row is not known here), then those this stream sent
         pending: dict[int, list[Any] | None] = dict.fromkeys(sorted(waiting))
@@ -388,7 +388,7 @@ def create_app(state: UiState) -> Starlette:
             if announced or loop.time() - read_at >= state.poll:
 
                 def tick(
-                    c: sqlite3.Connection, since: int = last, waiting: tuple[int, ...] = tuple(pending)
+                    c: sqlite3.Connection, since: Any = last, waiting: tuple[int, ...] = tuple(pending)
                 ) -> tuple[list[list[Any]], list[list[Any]]]:
                     new = queries.exchange_rows(c, cond, since, STREAM_BATCH)
                     return new, queries.exchange_rows_by_id(c, waiting, cond)
@@ -411,7 +411,7 @@ def create_app(state: UiState) -> Starlette:
                 if changed:  # rows the reader has in another state (not those unchanged since sent)
                     yield f"event: update\ndata: {json.dumps({'rows': changed})}\n\n"
                 if new:
-                    last = new[-1][0]
+                    last = queries.page_after(new[-1][0])
                     for row in new:
                         if not row[complete_col]:
                             pending[row[0]] = row

@@ -351,6 +351,16 @@ def row_id(cell: object) -> int | None:
     return cell if type(cell) is int and INT64_MIN <= cell <= SQLITE_MAX_INT else None
 
 
+def page_after(cell: object) -> object:
+    """What to read the rows after (``after_id``), from the ``id`` cell of the last row sent: the integer
+    of a cell beyond :data:`JS_SAFE_INT` (sent as its decimal text, which ``id > ?`` would compare as text,
+    after every integer), else the cell as it is (another program's text id compares as text)."""
+    number = row_id(cell)
+    if isinstance(cell, str) and number is not None and abs(number) > JS_SAFE_INT:
+        return number
+    return cell
+
+
 def exchange_rows_by_id(
     conn: sqlite3.Connection, ids: Iterable[object], condition: str | None = None
 ) -> list[list[Any]]:
