@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
 import re
 import select
 import subprocess
@@ -29,6 +31,41 @@ CHROMIUM_FLAGS = [
 ]
 """The flags every headless Chromium in the tests runs with."""
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+
+
+def run_on_terminal(
+    args: list[str], env: dict[str, str] | None = None, *, stream: str = "stdout", timeout: float = 30
+) -> tuple[int | None, str]:
+    """Run ``ecaptureq ARGS`` with its ``stream`` (stdout or stderr) on a pseudo-terminal and the other
+    thrown away; return its exit code (``None`` if still running after ``timeout``) and what it wrote."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        env=env or ENV,
+        stdout=follower if stream == "stdout" else subprocess.DEVNULL,
+        stderr=follower if stream == "stderr" else subprocess.DEVNULL,
+    )
+    os.close(follower)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                try:
+                    data = os.read(leader, 65536)
+                except OSError:  # the process closed its end
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+    finally:
+        os.close(leader)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+    return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
 
 
 def run_cli(*args: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -4,19 +4,14 @@ nothing, and serve's summary: real ``serve`` and ``watch`` processes, a real pse
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
-import select
 import sqlite3
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 
 import pytest
-from conftest import CLI, ENV, Served, run_cli, start_serve, stop_serve
+from conftest import ENV, Served, run_cli, run_on_terminal, start_serve, stop_serve
 from haralyzer import HarEntry, HarParser
 
 from ecaptureq.cli.colour import Palette
@@ -68,28 +63,7 @@ def exchanges(events: list[Event]) -> list[tuple[str, str, int | None]]:
 
 def run_in_pty(args: list[str], env: dict[str, str], timeout: float = 30) -> str:
     """Run ``ecaptureq ARGS`` with its stdout on a pseudo-terminal; return what it wrote there."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen([*CLI, *args], stdout=follower, stderr=subprocess.PIPE, env=env)
-    os.close(follower)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([leader], [], [], 0.5)
-            if ready:
-                try:
-                    data = os.read(leader, 65536)
-                except OSError:  # the process closed its end
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif proc.poll() is not None:
-                break
-    finally:
-        os.close(leader)
-        proc.wait(timeout=10)
-    return b"".join(chunks).decode("utf-8", "replace")
+    return run_on_terminal(args, env, timeout=timeout)[1]
 
 
 Replay = Callable[[], str]

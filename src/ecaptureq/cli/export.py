@@ -71,10 +71,42 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
+class _Progress:
+    """How far an export has read, as a line on stderr that rewrites itself; nothing unless stderr is a
+    terminal. Cleared when the export ends."""
+
+    def __init__(self, noun: str) -> None:
+        self.noun = noun
+        self.enabled = sys.stderr.isatty()
+        self.shown = False
+
+    def __call__(self, read: int, total: int) -> None:
+        if self.enabled:
+            done = f" ({100 * read // total}%)" if total >= read else ""
+            sys.stderr.write(f"\r\x1b[Kexporting: {read:,} of {total:,} {self.noun}{done}")
+            sys.stderr.flush()
+            self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
 def _export(args: argparse.Namespace, db: sqlite3.Connection, handle: BinaryIO) -> tuple[str, str | None]:
     """Write the export to ``handle``; return what was written and what was left out, for a person."""
+    progress = _Progress("exchanges" if args.format == "har" else "packets")
+    try:
+        return _write(args, db, handle, progress)
+    finally:
+        progress.clear()
+
+
+def _write(
+    args: argparse.Namespace, db: sqlite3.Connection, handle: BinaryIO, progress: _Progress
+) -> tuple[str, str | None]:
     if args.format == "pcapng":
-        stats, events = write_pcapng(db, handle, args.filter, keep_ports=args.keep_ports)
+        stats, events = write_pcapng(db, handle, args.filter, keep_ports=args.keep_ports, progress=progress)
         return (
             f"{plural(stats.connections, 'connection')}, {plural(stats.packets, 'packet')}",
             events.comment(),
@@ -82,7 +114,7 @@ def _export(args: argparse.Namespace, db: sqlite3.Connection, handle: BinaryIO) 
     text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
     try:
         if args.format == "har":
-            rows = har_entries(db, args.filter)
+            rows = har_entries(db, args.filter, progress)
             text.writelines(har_chunks(rows))
             left_out = None
             if rows.skipped:
@@ -91,7 +123,7 @@ def _export(args: argparse.Namespace, db: sqlite3.Connection, handle: BinaryIO) 
                     "HAR's log comment names them)"
                 )
             return plural(rows.count, "exchange"), left_out
-        written = write_jsonl(db, text, args.filter)
+        written = write_jsonl(db, text, args.filter, progress)
         return plural(written.count, "event"), written.comment()
     finally:
         text.flush()

@@ -12,7 +12,7 @@ import datetime as dt
 import itertools
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, Generic, TextIO, TypeVar
 
 from ecaptureq import __version__
@@ -238,6 +238,21 @@ SKIPPED_SHOWN: Final = 10
 """Rows left out that an export names, with why (the count of them is whole)."""
 
 
+Progress = Callable[[int], None]
+"""Called with the number of rows read so far, every :data:`PROGRESS_ROWS` rows."""
+
+PROGRESS_ROWS: Final = 2000
+"""Rows an export reads between two calls of its progress."""
+
+
+def _count(db: sqlite3.Connection, table: str, condition: str | None) -> int:
+    """How many rows of ``table`` match ``condition`` (what an export's progress counts up to)."""
+    try:
+        return int(db.execute(f"SELECT count(*) FROM {table}{_where(condition)}").fetchone()[0])
+    except sqlite3.Error as exc:  # the condition was checked by the export's own query: the file failed
+        raise read_failure(exc, "export") from None
+
+
 class _RowsRead(Generic[T]):
     """The items of the rows a query selects, read one at a time (memory does not grow with their number).
     A row that holds no item (:meth:`_item` says why) is left out and counted, and why is kept for the
@@ -248,8 +263,9 @@ class _RowsRead(Generic[T]):
         SqlError: the query failed on the way.
     """
 
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
+    def __init__(self, cursor: sqlite3.Cursor, progress: Progress | None = None) -> None:
         self._cursor = cursor
+        self._progress = progress
         self.count = 0
         """Items yielded so far."""
         self.skipped = 0
@@ -262,8 +278,12 @@ class _RowsRead(Generic[T]):
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[T]:
+        progress, read = self._progress, 0
         try:
             for row in self._cursor:
+                read += 1
+                if progress is not None and read % PROGRESS_ROWS == 0:
+                    progress(read)
                 item = self._item(row)
                 if isinstance(item, str):
                     self.skip(item)
@@ -303,9 +323,12 @@ class HarRows(_RowsRead[dict[str, Any]]):
         return f"{self.skipped} exchanges left out, their stored detail unreadable ({self._reasons_text()})"
 
 
-def har_entries(db: sqlite3.Connection, condition: str | None = None) -> HarRows:
+def har_entries(
+    db: sqlite3.Connection, condition: str | None = None, progress: Callable[[int, int], None] | None = None
+) -> HarRows:
     """The HAR entries of the exchanges matching ``condition`` (a condition on ``exchanges``), one at a
-    time: memory does not grow with the number of exchanges (see :class:`HarRows`).
+    time: memory does not grow with the number of exchanges (see :class:`HarRows`). ``progress`` is
+    called with the rows read and how many match, every :data:`PROGRESS_ROWS`.
 
     Raises:
         SqlError: the condition is not valid SQL for the ``exchanges`` table (raised before the first
@@ -316,7 +339,7 @@ def har_entries(db: sqlite3.Connection, condition: str | None = None) -> HarRows
         cursor = db.execute(sql)
     except sqlite3.Error as exc:
         raise FilterError(condition or "", str(exc), "exchanges") from None
-    return HarRows(cursor)
+    return HarRows(cursor, _counting(db, "exchanges", condition, progress))
 
 
 def har_chunks(entries: Iterable[dict[str, Any]]) -> Iterator[str]:
@@ -405,9 +428,11 @@ class StoredEvents(_RowsRead[Event]):
         return f"{rows} left out, not what the schema stores: {self._reasons_text()}"
 
 
-def stored_events(db: sqlite3.Connection, condition: str | None = None) -> StoredEvents:
+def stored_events(
+    db: sqlite3.Connection, condition: str | None = None, progress: Callable[[int, int], None] | None = None
+) -> StoredEvents:
     """The stored events matching ``condition`` (a condition on ``packets``), in arrival order (see
-    :class:`StoredEvents`).
+    :class:`StoredEvents`); ``progress`` as for :func:`har_entries`.
 
     Raises:
         SqlError: the condition is not valid SQL for the ``packets`` table.
@@ -417,7 +442,17 @@ def stored_events(db: sqlite3.Connection, condition: str | None = None) -> Store
         cursor = db.execute(sql)
     except sqlite3.Error as exc:
         raise FilterError(condition or "", str(exc)) from None
-    return StoredEvents(cursor)
+    return StoredEvents(cursor, _counting(db, "packets", condition, progress))
+
+
+def _counting(
+    db: sqlite3.Connection, table: str, condition: str | None, progress: Callable[[int, int], None] | None
+) -> Progress | None:
+    """``progress`` given the number of rows of ``table`` matching ``condition`` too (counted once, here)."""
+    if progress is None:
+        return None
+    total = _count(db, table, condition)
+    return lambda read: progress(read, total)
 
 
 def _run_log_lines(db: sqlite3.Connection, events: StoredEvents) -> Iterator[str]:
@@ -435,25 +470,36 @@ def _run_log_lines(db: sqlite3.Connection, events: StoredEvents) -> Iterator[str
         raise read_failure(exc, "export") from None
 
 
-def write_jsonl(db: sqlite3.Connection, out: TextIO, condition: str | None = None) -> StoredEvents:
+def write_jsonl(
+    db: sqlite3.Connection,
+    out: TextIO,
+    condition: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> StoredEvents:
     """Write ``watch --json`` records to ``out``: every run-log line first, then the packets matching
     ``condition``. Returns what was read (:attr:`StoredEvents.count` events written, what was left out).
+    ``progress`` as for :func:`har_entries`.
 
     Raises:
         SqlError: the condition is not valid SQL for the ``packets`` table (raised before anything is
             written), or the database failed on the way.
     """
-    events = stored_events(db, condition)
+    events = stored_events(db, condition, progress)
     messages: Iterator[RunLog | Event] = itertools.chain(map(RunLog, _run_log_lines(db, events)), events)
     out.writelines(json.dumps(to_json(m), ensure_ascii=False, separators=(",", ":")) + "\n" for m in messages)
     return events
 
 
 def write_pcapng(
-    db: sqlite3.Connection, out: BinaryIO, condition: str | None = None, *, keep_ports: bool = False
+    db: sqlite3.Connection,
+    out: BinaryIO,
+    condition: str | None = None,
+    *,
+    keep_ports: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[PcapngStats, StoredEvents]:
     """Write the packets matching ``condition`` as pcapng (see :mod:`ecaptureq.sinks.pcapng`); return what
-    was written and what was read (its rows left out).
+    was written and what was read (its rows left out). ``progress`` as for :func:`har_entries`.
 
     Raises:
         SqlError: the condition is not valid SQL for the ``packets`` table, or the database failed on
@@ -462,7 +508,7 @@ def write_pcapng(
     from ecaptureq.sinks.pcapng import PcapngWriter  # here: its packet library only when it is used
 
     writer = PcapngWriter(out, keep_ports=keep_ports)
-    events = stored_events(db, condition)
+    events = stored_events(db, condition, progress)
     for event in events:
         writer.write_event(event)
     writer.close()
