@@ -8,12 +8,13 @@ modes (a condition on ``packets``, or a full ``SELECT``) for the packets view.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
 import sqlite3
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -418,8 +419,7 @@ def packet_rows(conn: sqlite3.Connection, text: str, limit: int = 5000) -> dict[
         rows = None  # not a query that can be wrapped (WITH ... DELETE): as it is, with its own error
     if rows is None:
         return _packet_rows_one_by_one(conn, text, limit)
-    kept = _within(rows[:limit])
-    return _packet_answer(_result_names(names), kept, truncated=len(kept) < len(rows))
+    return _packet_page(_result_names(names), iter(rows), limit)
 
 
 def _result_names(names: list[str]) -> list[str]:
@@ -435,17 +435,16 @@ def _result_names(names: list[str]) -> list[str]:
 def _packet_rows_one_by_one(conn: sqlite3.Connection, text: str, limit: int) -> dict[str, Any]:
     try:
         columns, rows = run_query(conn, text, QUERY_SECONDS)
-        out: list[list[Any]] = []
-        size = 0
-        for row in rows:
-            if len(out) == limit or size > RESULT_BYTES:
-                return _packet_answer(columns, out, truncated=True)
-            cells = _cells(row)
-            size += sum(len(c) if isinstance(c, str) else 8 for c in cells)
-            out.append(cells)
+        return _packet_page(columns, map(_cells, rows), limit)
     except sqlite3.Error as exc:  # run_query maps most errors; an interrupt can escape mid-iteration
         raise _sql_error(exc, text) from None
-    return _packet_answer(columns, out, truncated=False)
+
+
+def _packet_page(columns: list[str], rows: Iterator[list[Any]], limit: int) -> dict[str, Any]:
+    """The answer of the packets view: at most ``limit`` rows and about :data:`RESULT_BYTES` (read no
+    further than that), ``truncated`` when another row follows."""
+    kept = _within(itertools.islice(rows, limit))
+    return _packet_answer(columns, kept, truncated=next(rows, None) is not None)
 
 
 def _packet_answer(columns: list[str], rows: list[list[Any]], *, truncated: bool) -> dict[str, Any]:
