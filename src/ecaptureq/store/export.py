@@ -238,8 +238,9 @@ SKIPPED_SHOWN: Final = 10
 """Rows left out that an export names, with why (the count of them is whole)."""
 
 
-Progress = Callable[[int], None]
-"""Called with the number of rows read so far, every :data:`PROGRESS_ROWS` rows."""
+Progress = Callable[[int, int], None]
+"""An export's progress: called with the rows read so far and how many match, every :data:`PROGRESS_ROWS`
+rows."""
 
 PROGRESS_ROWS: Final = 2000
 """Rows an export reads between two calls of its progress."""
@@ -263,7 +264,7 @@ class _RowsRead(Generic[T]):
         SqlError: the query failed on the way.
     """
 
-    def __init__(self, cursor: sqlite3.Cursor, progress: Progress | None = None) -> None:
+    def __init__(self, cursor: sqlite3.Cursor, progress: Callable[[int], None] | None = None) -> None:
         self._cursor = cursor
         self._progress = progress
         self.count = 0
@@ -324,7 +325,7 @@ class HarRows(_RowsRead[dict[str, Any]]):
 
 
 def har_entries(
-    db: sqlite3.Connection, condition: str | None = None, progress: Callable[[int, int], None] | None = None
+    db: sqlite3.Connection, condition: str | None = None, progress: Progress | None = None
 ) -> HarRows:
     """The HAR entries of the exchanges matching ``condition`` (a condition on ``exchanges``), one at a
     time: memory does not grow with the number of exchanges (see :class:`HarRows`). ``progress`` is
@@ -429,7 +430,7 @@ class StoredEvents(_RowsRead[Event]):
 
 
 def stored_events(
-    db: sqlite3.Connection, condition: str | None = None, progress: Callable[[int, int], None] | None = None
+    db: sqlite3.Connection, condition: str | None = None, progress: Progress | None = None
 ) -> StoredEvents:
     """The stored events matching ``condition`` (a condition on ``packets``), in arrival order (see
     :class:`StoredEvents`); ``progress`` as for :func:`har_entries`.
@@ -446,8 +447,8 @@ def stored_events(
 
 
 def _counting(
-    db: sqlite3.Connection, table: str, condition: str | None, progress: Callable[[int, int], None] | None
-) -> Progress | None:
+    db: sqlite3.Connection, table: str, condition: str | None, progress: Progress | None
+) -> Callable[[int], None] | None:
     """``progress`` given the number of rows of ``table`` matching ``condition`` too (counted once, here)."""
     if progress is None:
         return None
@@ -474,7 +475,7 @@ def write_jsonl(
     db: sqlite3.Connection,
     out: TextIO,
     condition: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> StoredEvents:
     """Write ``watch --json`` records to ``out``: every run-log line first, then the packets matching
     ``condition``. Returns what was read (:attr:`StoredEvents.count` events written, what was left out).
@@ -496,7 +497,7 @@ def write_pcapng(
     condition: str | None = None,
     *,
     keep_ports: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[PcapngStats, StoredEvents]:
     """Write the packets matching ``condition`` as pcapng (see :mod:`ecaptureq.sinks.pcapng`); return what
     was written and what was read (its rows left out). ``progress`` as for :func:`har_entries`.
