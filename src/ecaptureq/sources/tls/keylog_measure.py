@@ -33,6 +33,18 @@ _SCAN = 16384
 _CIPHER_ID_OFFSET = 24  # uint32_t valid; const char *name; const char *stdname; uint32_t id (ssl_local.h)
 
 
+_LIBC = ctypes.CDLL(None)
+_LIBC.malloc_usable_size.restype = ctypes.c_size_t
+_LIBC.malloc_usable_size.argtypes = [ctypes.c_void_p]
+
+
+def _heap_block(address: int, most: int) -> bytes:
+    """The bytes of the heap block OpenSSL allocated at ``address``, at most ``most``: the structure's
+    fields are all inside it, and reading past its end could leave mapped memory (a block at the top of
+    the heap: the process dies of SIGSEGV). glibc's ``malloc_usable_size`` gives the block's size."""
+    return ctypes.string_at(address, min(most, _LIBC.malloc_usable_size(address)))
+
+
 class MeasureError(Exception):
     """The offsets could not be measured (or did not check out)."""
 
@@ -139,18 +151,18 @@ def _measure(lib: ctypes.CDLL, address: tuple[str, int]) -> Offsets:
         return conn, logged
 
     tls12, keys12 = handshake(0x0303)
-    memory = ctypes.string_at(tls12, _SCAN)
+    memory = _heap_block(tls12, _SCAN)
     random, master = keys12["CLIENT_RANDOM"]
     if struct.unpack_from("<i", memory, 0)[0] != lib.SSL_version(tls12):
         raise MeasureError("ssl->version is not the first field")
     session = lib.SSL_get_session(tls12)
-    session_memory = ctypes.string_at(session, _SCAN // 4)
+    session_memory = _heap_block(session, _SCAN // 4)
     cipher = lib.SSL_SESSION_get0_cipher(session)
     cipher_id = struct.unpack("<I", ctypes.string_at(cipher + _CIPHER_ID_OFFSET, 4))[0]
     if cipher_id != lib.SSL_CIPHER_get_id(cipher):
         raise MeasureError("ssl_cipher_st.id is not at offset 24")
     tls13, keys13 = handshake(0x0304)
-    memory13 = ctypes.string_at(tls13, _SCAN)
+    memory13 = _heap_block(tls13, _SCAN)
     client_app = _find(memory13, keys13["CLIENT_TRAFFIC_SECRET_0"][1], "client application secret")
     size = len(keys13["CLIENT_TRAFFIC_SECRET_0"][1])
     digest = "sha384" if size == 48 else "sha256"
