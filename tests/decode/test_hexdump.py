@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ecaptureq.decode.bodies import hexdump
+from ecaptureq.decode.bodies import HEX_CHUNK_LINES, hexdump, hexdump_chunks, hexdump_pieces
 
 
 def _by_the_byte(data: bytes, width: int) -> str:
@@ -32,3 +32,16 @@ def test_hexdump_of_every_byte_value() -> None:
         "00000020  20 21 22 23 24 25 26 27 28 29 2a 2b 2c 2d 2e 2f  | !\"#$%&'()*+,-./|"
     )
     assert hexdump(b"") == ""
+
+
+def test_hexdump_in_chunks_is_the_same_dump_across_chunk_boundaries() -> None:
+    step = 16 * HEX_CHUNK_LINES
+    for size in (step - 1, step, step + 1, 3 * step + 5):
+        data = bytes(i * 7 % 256 for i in range(size))
+        chunks = list(hexdump_chunks(data))
+        assert len(chunks) == -(-size // step)
+        assert all(c.count("\n") == HEX_CHUNK_LINES - 1 for c in chunks[:-1])
+        assert "\n".join(chunks) == hexdump(data) == _by_the_byte(data, 16)
+        assert hexdump_pieces(data) == (chunks if size > step else [hexdump(data)])
+    assert list(hexdump_chunks(b"")) == []
+    assert hexdump_pieces(b"") == [""]  # a text block's empty line, as hexdump(b"") was

@@ -6,12 +6,18 @@ request side, 0 = SSL_read), and written as the JSON Lines ``serve --replay`` pl
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import hpack
+from conftest import CLI, ENV, start_serve, stop_serve
 
+from ecaptureq.bench.bombs import bomb_corpus
 from ecaptureq.protocol import Event, RunLog
 from ecaptureq.protocol.jsonl import to_json
 from ecaptureq.protocol.uuid import format_uuid
@@ -105,3 +111,33 @@ def write_jsonl(path: Path, events: Iterable[Event], logs: Iterable[str] = ()) -
 def wire_bytes(events: Iterable[Event]) -> int:
     """The captured payload bytes of some events."""
     return sum(len(e.payload) for e in events)
+
+
+def peak_rss_of(cmd: list[str]) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """Run ``cmd`` to completion, sampling its VmHWM (peak RSS, bytes) until it exits."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    peak = 0
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read() if proc.stdout else ""))
+    reader.start()
+    while proc.poll() is None:
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) * 1024)
+        time.sleep(0.02)
+    reader.join()
+    err = proc.stderr.read() if proc.stderr else ""
+    return peak, subprocess.CompletedProcess(cmd, proc.returncode, "".join(out), err)
+
+
+def watch_peak(tmp_path: Path, names: list[str], *args: str) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """``ecaptureq watch *args`` on a replay of the bomb corpus's exchanges ``names``: its peak RSS (bytes)
+    and what it printed."""
+    corpus = bomb_corpus()
+    events = [e for n in names for e in corpus[n]]
+    served = start_serve("--replay", str(write_jsonl(tmp_path / f"w{len(names)}{args}.jsonl", events)))
+    try:
+        return peak_rss_of([*CLI, "watch", served.url, "--count", str(len(events)), "--timeout", "20", *args])
+    finally:
+        stop_serve(served)

@@ -6,20 +6,15 @@ generated exchanges through the store (hypothesis).
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import sqlite3
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import brotli  # type: ignore[import-untyped]
 import httpx
 import pytest
-from conftest import CLI, ENV, start_serve, stop_serve
-from hostile_support import write_jsonl
+from hostile_support import watch_peak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -112,43 +107,13 @@ def test_generated_exchanges_stored_within_budget(
     assert _stored(path) <= 2 * wire_bytes + BUDGET_SLACK
 
 
-def _peak_rss_of(cmd: list[str]) -> tuple[int, subprocess.CompletedProcess[str]]:
-    """Run ``cmd`` to completion, sampling its VmHWM (peak RSS, bytes) until it exits."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    peak = 0
-    out: list[str] = []
-    reader = threading.Thread(target=lambda: out.append(proc.stdout.read() if proc.stdout else ""))
-    reader.start()
-    while proc.poll() is None:
-        with contextlib.suppress(OSError, ValueError):
-            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]) * 1024)
-        time.sleep(0.02)
-    reader.join()
-    err = proc.stderr.read() if proc.stderr else ""
-    return peak, subprocess.CompletedProcess(cmd, proc.returncode, "".join(out), err)
-
-
-def _watch_peak(tmp_path: Path, names: list[str], *args: str) -> tuple[int, subprocess.CompletedProcess[str]]:
-    corpus = bomb_corpus()
-    events = [e for n in names for e in corpus[n]]
-    served = start_serve("--replay", str(write_jsonl(tmp_path / f"w{len(names)}{args}.jsonl", events)))
-    try:
-        return _peak_rss_of(
-            [*CLI, "watch", served.url, "--count", str(len(events)), "--timeout", "20", *args]
-        )
-    finally:
-        stop_serve(served)
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize("mode", [(), ("--json",)])
 def test_watch_memory_does_not_follow_decoded_bodies(tmp_path: Path, mode: tuple[str, ...]) -> None:
-    base, plain = _watch_peak(tmp_path, ["plain (baseline)"], *mode)
+    base, plain = watch_peak(tmp_path, ["plain (baseline)"], *mode)
     assert plain.returncode == 0, plain.stderr
     bombs = [n for n in bomb_corpus() if "baseline" not in n]
-    peak, result = _watch_peak(tmp_path, bombs, *mode)
+    peak, result = watch_peak(tmp_path, bombs, *mode)
     assert result.returncode == 0, result.stderr
     # decoding is capped at 16 MiB per body; a few copies of that, never 6x for JSON escapes (was 276 MB)
     assert peak <= base + 6 * DECODED, (base, peak)

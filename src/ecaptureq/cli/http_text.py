@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecaptureq.cli.terminal import json_float, one_line_each
-from ecaptureq.decode.bodies import hexdump, looks_binary
+from ecaptureq.decode.bodies import hexdump_pieces, looks_binary
 from ecaptureq.decode.classify import classify_payload
 from ecaptureq.decode.meta import EventMeta, event_meta
 from ecaptureq.decode.model import HttpMessage
@@ -64,7 +64,7 @@ def _all_body_lines(msg: HttpMessage, body_limit: int) -> list[str]:
             lines.append(f"[gRPC message {i}: {len(m)} bytes]")
             room = max(0, body_limit - shown)
             if m[:room]:
-                lines.append(hexdump(m[:room]))
+                lines.extend(hexdump_pieces(m[:room]))
             if len(m) > room:
                 lines.append(_truncation_mark(len(m) - room))
             shown += min(len(m), room)
@@ -78,7 +78,7 @@ def _all_body_lines(msg: HttpMessage, body_limit: int) -> list[str]:
         elif text:
             lines.append(text)
     elif msg.body:
-        lines.append(hexdump(msg.body[:body_limit]))
+        lines.extend(hexdump_pieces(msg.body[:body_limit]))
         if len(msg.body) > body_limit:
             lines.append(_truncation_mark(len(msg.body) - body_limit))
     if msg.truncated:
@@ -125,24 +125,33 @@ def _message_text(item: MessageDone, body_limit: int, fold_lines: int | None = N
     if not msg.complete:
         lines.append("  (partial decode)")
         if msg.raw and msg.errors:
-            lines.append(hexdump(msg.raw[:body_limit]))
+            lines.extend(hexdump_pieces(msg.raw[:body_limit]))
     return lines
 
 
 def format_http_text(
     item: Decoded, body_limit: int = DEFAULT_BODY_LIMIT_SHOWN, fold_lines: int | None = None
 ) -> str:
-    """Render a decoded item for the terminal.
+    """Render a decoded item for the terminal: :func:`format_http_lines` joined by newlines."""
+    return "\n".join(format_http_lines(item, body_limit, fold_lines))
+
+
+def format_http_lines(
+    item: Decoded, body_limit: int = DEFAULT_BODY_LIMIT_SHOWN, fold_lines: int | None = None
+) -> list[str]:
+    """Render a decoded item for the terminal, as the lines of a text block (one may hold several: a
+    body's text, or a few hundred lines of a hex dump, so that a writer can show a large body piece by
+    piece).
 
     A request shows ``> METHOD URL VERSION`` then its headers; a response ``< VERSION STATUS REASON``,
     the request it answers and the latency; then the body up to ``body_limit`` characters (text) or bytes
     (hex dump of binary), followed by ``… truncated (N more bytes)`` when cut. WebSocket frames, HTTP/2
     control frames and raw bytes (as text when printable, else a hex dump) get one block each. With
     ``fold_lines``, a message body longer than that many lines is folded to them (:data:`FOLD_MARK`). The
-    result has no trailing newline.
+    text has no trailing newline.
     """
     if isinstance(item, RequestDone | ResponseDone):
-        return "\n".join(_message_text(item, body_limit, fold_lines))
+        return _message_text(item, body_limit, fold_lines)
     lines: list[str] = []
     if isinstance(item, WebSocketFrames):
         for f in item.frames:
@@ -160,23 +169,23 @@ def format_http_text(
                 if len(f.text) > body_limit:
                     lines.append(_truncation_mark(len(f.text[body_limit:].encode("utf-8"))))
             elif f.data:
-                lines.append(hexdump(f.data[:body_limit]))
+                lines.extend(hexdump_pieces(f.data[:body_limit]))
                 if len(f.data) > body_limit:
                     lines.append(_truncation_mark(len(f.data) - body_limit))
     elif isinstance(item, H2Control):
         lines.extend(f"h2 {f.type} stream {f.stream_id}: {f.summary}" for f in item.frames)
-        return "\n".join(lines)
+        return lines
     else:
         lines.append(f"raw {len(item.raw)} bytes" + (" (not decoded)" if not item.errors else ""))
         shown = item.raw[:body_limit]
         if shown and not looks_binary(shown):
             lines.append(shown.decode("utf-8", "replace"))
         elif shown:
-            lines.append(hexdump(shown))
+            lines.extend(hexdump_pieces(shown))
         if len(item.raw) > body_limit:
             lines.append(_truncation_mark(len(item.raw) - body_limit))
     lines.extend(f"  ! {e}" for e in item.errors)
-    return "\n".join(lines)
+    return lines
 
 
 JSON_BODY_LIMIT = 1024 * 1024

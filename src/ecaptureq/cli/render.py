@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ecaptureq.cli.terminal import json_line, one_line_each, visible
-from ecaptureq.decode.bodies import hexdump, looks_binary
+from ecaptureq.decode.bodies import hexdump_pieces, looks_binary
 from ecaptureq.decode.meta import EventMeta, event_meta
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog, event_type_name
 from ecaptureq.protocol.jsonl import to_json
@@ -29,10 +29,11 @@ def endpoint(ip: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-def payload_text(data: bytes) -> str:
-    """The payload as text (control characters are made visible later), or as a hex dump when it is binary
-    (:func:`~ecaptureq.decode.bodies.looks_binary`, as the store and the web UI judge it)."""
-    return hexdump(data) if looks_binary(data) else data.decode("utf-8", "replace")
+def payload_lines(data: bytes) -> list[str]:
+    """The payload as lines of a text block: its text (control characters are made visible later; no
+    trailing newline), or a hex dump when it is binary (:func:`~ecaptureq.decode.bodies.looks_binary`, as
+    the store and the web UI judge it; :func:`~ecaptureq.decode.bodies.hexdump_pieces`)."""
+    return hexdump_pieces(data) if looks_binary(data) else [data.decode("utf-8", "replace").rstrip("\n")]
 
 
 def event_header(event: Event, meta: EventMeta | None = None, etype: int | None = None) -> list[str]:
@@ -68,8 +69,13 @@ def render_text(message: Message, verbose: bool = False) -> str | None:
             return None
         when = detect_timestamp(message.timestamp).isoformat()
         return visible(f"[heartbeat] #{message.count} {when} {message.message}", newlines=False)
-    body = payload_text(message.payload).rstrip("\n")
-    return visible("\n".join([*event_header(message), body, ""]))
+    return visible("\n".join(event_lines(message)))
+
+
+def event_lines(event: Event) -> list[str]:
+    """The lines of an event's text block (:func:`render_text` joins them and makes them visible): its
+    header, its payload, an empty line."""
+    return [*event_header(event), *payload_lines(event.payload), ""]
 
 
 def json_record(message: Message, timestamp: Timestamp | None = None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ecaptureq.cli.errors import CliError
-from ecaptureq.cli.http_text import EventFilter, format_http_text, http_json
+from ecaptureq.cli.http_text import EventFilter, format_http_lines, http_json
 from ecaptureq.decode import (
     DEFAULT_BODY_LIMIT,
     Decoded,
@@ -216,17 +216,26 @@ class HttpView:
     def text(self, shown: Shown) -> str | None:
         """The decoded items as text blocks, or ``None`` when the event completed nothing yet (a part of a
         message still in progress). With ``decode`` off, ``None``: print the raw event instead."""
-        if not shown.items:
-            return None
-        blocks = []
+        lines = self.lines(shown)
+        return None if lines is None else "\n".join(lines)
+
+    def lines(self, shown: Shown) -> list[str] | None:
+        """:meth:`text` as lines (see :func:`~ecaptureq.cli.http_text.format_http_lines`; joined by
+        newlines they are the text): each item's, and an empty line after each."""
+        lines: list[str] | None = None
         for item in shown.items:
             if isinstance(item, H2Control) and not self.verbose:
                 # Connection housekeeping: one line unless --verbose.
                 names = ", ".join(dict.fromkeys(f.type for f in item.frames))
-                blocks.append(f"h2 {names}\n")
+                part = [f"h2 {names}"]
             else:
-                blocks.append(format_http_text(item, self.body_limit, self.fold_lines) + "\n")
-        return "\n".join(blocks)
+                part = format_http_lines(item, self.body_limit, self.fold_lines)
+            if lines is None:
+                lines = part
+            else:
+                lines += part
+            lines.append("")
+        return lines
 
     def json_fields(self, shown: Shown) -> dict[str, Any]:
         """Fields to add to the event's ``--json`` record: ``meta`` and ``http``.

@@ -16,7 +16,14 @@ from ecaptureq.cli.explain import connect_error, connect_message, filter_error
 from ecaptureq.cli.http_text import format_http_text, http_json
 from ecaptureq.cli.oneline import exchange_line, pending_line
 from ecaptureq.cli.pcapng import add_keep_ports_option, refuse_terminal
-from ecaptureq.cli.render import event_header, json_record, plural, render_json, render_text
+from ecaptureq.cli.render import (
+    event_header,
+    event_lines,
+    json_record,
+    plural,
+    render_json,
+    render_text,
+)
 from ecaptureq.cli.render_http import HttpView, add_decode_options
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.terminal import json_line, visible
@@ -93,6 +100,10 @@ def add_watch_options(parser: argparse.ArgumentParser) -> None:
 
 FOLD_LINES = 24
 """On a terminal (without ``--full``), a body longer than this many lines is folded to them."""
+
+BLOCK_JOINED_LINES: Final = 1024
+"""Lines of a text block ``watch`` joins before writing it (a piece of a hex dump, 4 KiB of a body, counts as
+one): a block of more is written piece by piece."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -261,15 +272,38 @@ class Printer:
         elif self.json_lines:
             self._write_json(event, view.json_fields(shown), out, node, shown.meta.timestamp)
         else:
-            decoded = view.text(shown)
+            decoded = view.lines(shown)
             if decoded is None and not view.decode:
-                text = render_text(event, self.verbose) or ""
+                lines = event_lines(event)
             else:
-                note = f"    ({len(event.payload)} bytes: part of a message still in progress)"
-                header = event_header(event, shown.meta, shown.type)
-                text = "\n".join([*header, decoded.rstrip("\n") if decoded else note, ""])
-            out.write(_with_node(self.palette.block(text), node) + "\n")
+                lines = event_header(event, shown.meta, shown.type)
+                if decoded:
+                    # the items' lines end in "" (their text, then one newline): unless that text ends in
+                    # newlines of its own, which are dropped
+                    last = decoded[-2] if len(decoded) > 1 else ""
+                    if not last or last[-1] == "\n":
+                        _drop_trailing_newlines(decoded)
+                        decoded.append("")
+                    lines += decoded
+                else:
+                    lines.append(f"    ({len(event.payload)} bytes: part of a message still in progress)")
+                    lines.append("")
+            self._write_block(lines, out, node)
         self._flush()
+
+    def _write_block(self, lines: list[str], out: TextIO, node: str | None) -> None:
+        """Write the lines of a text block (joined by newlines) and a newline, coloured and made visible.
+
+        A block of more than :data:`BLOCK_JOINED_LINES` (a large binary body's hex dump, in pieces of a few
+        hundred lines) is written piece by piece, not joined first: the dump of a 16 MiB body is five times
+        its bytes, and every copy of it would count."""
+        if len(lines) <= BLOCK_JOINED_LINES:
+            out.write(_with_node(self.palette.block("\n".join(lines)), node) + "\n")
+            return
+        for i, line in enumerate(lines):
+            text = self.palette.block(line)  # line by line, as for the whole block
+            out.write(_with_node(text, node) if i == 0 else text)
+            out.write("\n")
 
     def _write_json(
         self,
@@ -323,6 +357,8 @@ class Printer:
                 out.write(render_json(message) + "\n")
             else:
                 out.write(json_line({**json_record(message), "node": node}) + "\n")
+        elif isinstance(message, Event):
+            self._write_block(event_lines(message), out, node)
         else:
             text = render_text(message, self.verbose)
             if text is None:
@@ -390,6 +426,14 @@ class Printer:
 
 def _with_node(text: str, node: str | None) -> str:
     return text if node is None else f"[{node}] {text}"
+
+
+def _drop_trailing_newlines(lines: list[str]) -> None:
+    """Make the join of ``lines`` end without a newline (as ``.rstrip("\\n")`` would), in place."""
+    while lines and not lines[-1].rstrip("\n"):
+        lines.pop()
+    if lines and lines[-1].endswith("\n"):
+        lines[-1] = lines[-1].rstrip("\n")
 
 
 def printer_from_args(

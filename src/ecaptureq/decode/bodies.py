@@ -14,6 +14,7 @@ import math
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qsl
@@ -559,13 +560,42 @@ _ASCII_COLUMN: Final = bytes(b if 32 <= b < 127 else 0x2E for b in range(256))
 """bytes.translate table of a hex dump's ASCII column: printable ASCII as itself, anything else a dot."""
 
 
-def hexdump(data: bytes, width: int = 16) -> str:
-    """A hex dump: offset, hex bytes and the printable ASCII beside them."""
-    data = bytes(data)
+HEX_CHUNK_LINES: Final = 256
+"""Lines of a hex dump in each piece :func:`hexdump_chunks` gives (about 20 KB at 16 bytes a line)."""
+
+
+def _hex_lines(data: bytes, start: int, width: int) -> str:
+    """The dump lines of ``data`` (at offset ``start`` of what is dumped), joined by ``\\n``."""
     shown = data.translate(_ASCII_COLUMN).decode("ascii")
     pad = width * 3 - 1
-    lines = []
-    for off in range(0, len(data), width):
-        end = off + width
-        lines.append(f"{off:08x}  {data[off:end].hex(' '):<{pad}}  |{shown[off:end]}|")
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            f"{start + off:08x}  {data[off : off + width].hex(' '):<{pad}}  |{shown[off : off + width]}|"
+            for off in range(0, len(data), width)
+        ]
+    )
+
+
+def hexdump_chunks(data: bytes, width: int = 16) -> Iterator[str]:
+    """The lines of :func:`hexdump`, :data:`HEX_CHUNK_LINES` at a time (each piece its lines joined by
+    ``\\n``; the pieces joined by ``\\n`` are the dump): a writer can show a dump of a 16 MiB body without
+    holding all of it, which as text is five times the bytes."""
+    data = bytes(data)
+    step = width * HEX_CHUNK_LINES
+    for start in range(0, len(data), step):
+        yield _hex_lines(data[start : start + step], start, width)
+
+
+def hexdump(data: bytes, width: int = 16) -> str:
+    """A hex dump: offset, hex bytes and the printable ASCII beside them."""
+    if len(data) <= width * HEX_CHUNK_LINES:
+        return _hex_lines(bytes(data), 0, width)
+    return "\n".join(hexdump_chunks(data, width))
+
+
+def hexdump_pieces(data: bytes, width: int = 16) -> list[str]:
+    """A hex dump as the lines of a text block: :func:`hexdump_chunks` (joined by ``\\n`` they are the
+    dump), ``[""]`` for no bytes."""
+    if len(data) <= width * HEX_CHUNK_LINES:
+        return [_hex_lines(bytes(data), 0, width)]
+    return list(hexdump_chunks(data, width))
