@@ -6,6 +6,7 @@ Against real processes: ``ecaptureq query``, ``ecaptureq export`` and ``ecapture
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,10 +18,11 @@ import httpx
 import pytest
 from conftest import CLI, ENV, run_cli
 from haralyzer import HarParser
-from hostile_support import get, h1_exchange, h2_exchange, response
+from hostile_support import get, h1_exchange, h2_exchange, peak_rss_of, response
 
 from ecaptureq.cli.query import TABLE_BLOCK
 from ecaptureq.store import CaptureStore
+from ecaptureq.store.sql import VALUE_BYTES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
 from ui_support import Ui, start_ui, stop_ui
@@ -198,3 +200,56 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return 0
+
+
+OVERSIZED = VALUE_BYTES + 1
+"""A value one byte beyond what SQLite gives an export (ecaptureq never stores one so large)."""
+
+
+def _oversized_db(path: Path) -> Path:
+    """The exchanges of the hostile database, and cells of another program beyond the value limit: the
+    first and a middle packet, the first exchange (by time) and a run-log line."""
+    hostile_db(path)
+    conn = sqlite3.connect(path)
+    first = "(SELECT id FROM exchanges ORDER BY started_ns, id LIMIT 1)"
+    big = "printf('%.*c', ?, 'x')"
+    with conn:
+        conn.execute(
+            f"INSERT INTO run_logs (received_ns, line) VALUES (1, 'a line'), (2, {big})", (OVERSIZED,)
+        )
+        conn.execute(
+            'UPDATE packets SET payload_binary = zeroblob(?) WHERE "index" IN (1, 9)',
+            (OVERSIZED,),
+        )
+        conn.execute(f"UPDATE exchanges SET detail = {big} WHERE id = {first}", (OVERSIZED,))
+    conn.close()
+    return path
+
+
+@pytest.mark.parametrize("form", ["har", "jsonl", "pcapng"])
+def test_export_leaves_out_a_row_whose_value_is_too_large_and_goes_on(tmp_path: Path, form: str) -> None:
+    db = _oversized_db(tmp_path / "oversized.db")
+    conn = sqlite3.connect(db)
+    packets, exchanges = (
+        conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("packets", "exchanges")
+    )
+    first_exchange = conn.execute("SELECT id FROM exchanges ORDER BY started_ns, id LIMIT 1").fetchone()[0]
+    conn.close()
+    out = tmp_path / f"out.{form}"
+    peak, result = peak_rss_of([*CLI, "export", "--db", str(db), "--format", form, "-o", str(out)])
+    assert result.returncode == 0, result.stderr
+    warning = result.stderr.partition("warning: ")[2]
+    too_large = f"a value of more than {VALUE_BYTES} bytes, not read"
+    if form == "har":
+        entries = json.loads(out.read_text())["log"]["entries"]
+        assert len(entries) == exchanges - 1  # every other exchange, after the one left out
+        assert warning.startswith("1 exchange left out")
+        assert f"exchange {first_exchange}: {too_large}" in json.loads(out.read_text())["log"]["comment"]
+    elif form == "jsonl":
+        assert len(out.read_text().splitlines()) == packets - 2 + 1  # the other packets and run-log line
+        assert f"packet 1: {too_large}" in warning and f"packet 9: {too_large}" in warning
+        assert f"run log 2: {too_large}" in warning
+    else:
+        assert f"packet 1: {too_large}" in warning and f"packet 9: {too_large}" in warning
+        assert out.stat().st_size > 0
+    assert peak < 3 * VALUE_BYTES, peak  # none of them was read (one would be read whole, and copied)

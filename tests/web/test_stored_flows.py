@@ -102,7 +102,7 @@ def test_export_har_keeps_what_it_can_read_and_names_the_rest(db: Path, tmp_path
     _check_har(json.loads(out.read_text()))
     assert "3 exchanges written to" in result.stderr
     # said, not only filed
-    assert "warning: 2 exchanges left out, their stored detail unreadable" in result.stderr
+    assert "warning: 2 exchanges left out, unreadable as stored" in result.stderr
 
 
 def test_ui_shows_old_rows_and_says_what_is_wrong_with_the_others(ui: Ui) -> None:

@@ -119,8 +119,8 @@ def _write(
             left_out = None
             if rows.skipped:
                 left_out = (
-                    f"{plural(rows.skipped, 'exchange')} left out, their stored detail unreadable (the "
-                    "HAR's log comment names them)"
+                    f"{plural(rows.skipped, 'exchange')} left out, unreadable as stored (the HAR's log "
+                    "comment names them)"
                 )
             return plural(rows.count, "exchange"), left_out
         written = write_jsonl(db, text, args.filter, progress)

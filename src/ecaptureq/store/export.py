@@ -21,7 +21,7 @@ from ecaptureq.decode.model import Exchange, FlowFormatError, HttpMessage, split
 from ecaptureq.protocol import Event, RunLog
 from ecaptureq.protocol.jsonl import EVENT_RANGES, to_json
 from ecaptureq.store.schema import PACKET_COLUMNS, read_failure, table_names
-from ecaptureq.store.sql import FilterError, quote_index
+from ecaptureq.store.sql import VALUE_BYTES, FilterError, quote_index
 
 if TYPE_CHECKING:
     from ecaptureq.sinks.pcapng import PcapngStats
@@ -254,6 +254,64 @@ def _count(db: sqlite3.Connection, table: str, condition: str | None) -> int:
         raise read_failure(exc, "export") from None
 
 
+Row = Sequence[Any]
+"""A row as sqlite3 gives it."""
+
+
+def _too_big(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorname", "") == "SQLITE_TOOBIG"
+
+
+def _rows_within_limit(
+    db: sqlite3.Connection, columns: str, table: str, where: str, order: str
+) -> Iterator[Row | int]:
+    """The rows of ``SELECT columns FROM table where ORDER BY order``, none holding a value larger than
+    :data:`~ecaptureq.store.sql.VALUE_BYTES`: a row that holds one comes as its rowid, nothing of it read.
+
+    ecaptureq stores no value that large; another program's database, or a damaged one, may hold a
+    gigabyte in one cell, which would be read whole (and written three times over as base64 in JSON).
+    The rows are read by one query; once SQLite refuses a value (``SQLITE_TOOBIG``), the rest are read one
+    by one, by rowid, so that such a row is left out and the export goes on.
+
+    Raises (while iterating): sqlite3.Error, any other failure of the query.
+    """
+    old_limit = db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, VALUE_BYTES)
+    try:
+        read = 0
+        try:
+            for row in db.execute(f"SELECT {columns} FROM {table}{where} ORDER BY {order}"):
+                read += 1
+                yield row
+            return
+        except sqlite3.DataError as exc:
+            if not _too_big(exc):
+                raise
+        rowids = db.execute(f"SELECT rowid FROM {table}{where} ORDER BY {order} LIMIT -1 OFFSET ?", (read,))
+        one = f"SELECT {columns} FROM {table} WHERE rowid = ?"
+        for (rowid,) in rowids:
+            try:
+                row = db.execute(one, (rowid,)).fetchone()
+            except sqlite3.DataError as exc:
+                if not _too_big(exc):
+                    raise
+                yield int(rowid)
+                continue
+            if row is not None:
+                yield row
+    finally:
+        db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, old_limit)
+
+
+def _first_read(rows: Iterator[Row | int], condition: str | None, table: str) -> Iterator[Row | int]:
+    """``rows`` with its query run now: a condition that is not valid SQL for ``table`` raises
+    :class:`~ecaptureq.store.sql.FilterError` before anything is exported."""
+    try:
+        first = next(rows, None)
+    except sqlite3.Error as exc:
+        raise FilterError(condition or "", str(exc), table) from None
+    return rows if first is None else itertools.chain([first], rows)
+
+
 class _RowsRead(Generic[T]):
     """The items of the rows a query selects, read one at a time (memory does not grow with their number).
     A row that holds no item (:meth:`_item` says why) is left out and counted, and why is kept for the
@@ -264,8 +322,11 @@ class _RowsRead(Generic[T]):
         SqlError: the query failed on the way.
     """
 
-    def __init__(self, cursor: sqlite3.Cursor, progress: Callable[[int], None] | None = None) -> None:
-        self._cursor = cursor
+    noun = "row"
+    """What a row holds, in the reasons a row is left out (``exchange 12: ...``)."""
+
+    def __init__(self, rows: Iterable[Row | int], progress: Callable[[int], None] | None = None) -> None:
+        self._rows = rows
         self._progress = progress
         self.count = 0
         """Items yielded so far."""
@@ -281,10 +342,13 @@ class _RowsRead(Generic[T]):
     def __iter__(self) -> Iterator[T]:
         progress, read = self._progress, 0
         try:
-            for row in self._cursor:
+            for row in self._rows:
                 read += 1
                 if progress is not None and read % PROGRESS_ROWS == 0:
                     progress(read)
+                if isinstance(row, int):
+                    self.skip(f"{self.noun} {row}: a value of more than {VALUE_BYTES} bytes, not read")
+                    continue
                 item = self._item(row)
                 if isinstance(item, str):
                     self.skip(item)
@@ -311,6 +375,8 @@ class HarRows(_RowsRead[dict[str, Any]]):
     """The HAR entries of the exchanges a query selects (see :class:`_RowsRead`). A row whose ``detail`` is
     damaged or of a newer format is left out, its :class:`FlowFormatError` kept as the reason."""
 
+    noun = "exchange"
+
     def _item(self, row: Sequence[Any]) -> dict[str, Any] | str:
         try:
             return har_entry(load_exchange(row[1:]))
@@ -321,7 +387,8 @@ class HarRows(_RowsRead[dict[str, Any]]):
         """What the document says of the rows left out, or ``None`` when none was."""
         if not self.skipped:
             return None
-        return f"{self.skipped} exchanges left out, their stored detail unreadable ({self._reasons_text()})"
+        rows = "1 exchange" if self.skipped == 1 else f"{self.skipped} exchanges"
+        return f"{rows} left out, unreadable as stored ({self._reasons_text()})"
 
 
 def har_entries(
@@ -335,12 +402,9 @@ def har_entries(
         SqlError: the condition is not valid SQL for the ``exchanges`` table (raised before the first
             entry), or the query failed on the way.
     """
-    sql = f"SELECT id, {STORED_SELECT.removeprefix('SELECT ')}{_where(condition)} ORDER BY started_ns, id"
-    try:
-        cursor = db.execute(sql)
-    except sqlite3.Error as exc:
-        raise FilterError(condition or "", str(exc), "exchanges") from None
-    return HarRows(cursor, _counting(db, "exchanges", condition, progress))
+    columns = "id, " + STORED_SELECT.removeprefix("SELECT ").removesuffix(" FROM exchanges")
+    rows = _rows_within_limit(db, columns, "exchanges", _where(condition), "started_ns, id")
+    return HarRows(_first_read(rows, condition, "exchanges"), _counting(db, "exchanges", condition, progress))
 
 
 def har_chunks(entries: Iterable[dict[str, Any]]) -> Iterator[str]:
@@ -417,6 +481,8 @@ class StoredEvents(_RowsRead[Event]):
     """The events of the packets a query selects (see :class:`_RowsRead`). A row that holds no event (see
     :func:`_event_of`) is left out."""
 
+    noun = "packet"
+
     def _item(self, row: Sequence[Any]) -> Event | str:
         event = _event_of(row[1:])
         return f"packet {row[0]}: {event}" if isinstance(event, str) else event
@@ -438,12 +504,11 @@ def stored_events(
     Raises:
         SqlError: the condition is not valid SQL for the ``packets`` table.
     """
-    sql = f'SELECT "index", {", ".join(_EVENT_COLUMNS)} FROM packets{_where(condition)} ORDER BY "index"'
-    try:
-        cursor = db.execute(sql)
-    except sqlite3.Error as exc:
-        raise FilterError(condition or "", str(exc)) from None
-    return StoredEvents(cursor, _counting(db, "packets", condition, progress))
+    columns = ", ".join(('"index"', *_EVENT_COLUMNS))
+    rows = _first_read(
+        _rows_within_limit(db, columns, "packets", _where(condition), '"index"'), condition, "packets"
+    )
+    return StoredEvents(rows, _counting(db, "packets", condition, progress))
 
 
 def _counting(
@@ -462,11 +527,13 @@ def _run_log_lines(db: sqlite3.Connection, events: StoredEvents) -> Iterator[str
     if "run_logs" not in table_names(db):
         return
     try:
-        for row_id, line in db.execute("SELECT id, line FROM run_logs ORDER BY id"):
-            if type(line) is str:
-                yield line
+        for row in _rows_within_limit(db, "id, line", "run_logs", "", "id"):
+            if isinstance(row, int):
+                events.skip(f"run log {row}: a value of more than {VALUE_BYTES} bytes, not read")
+            elif type(row[1]) is str:
+                yield row[1]
             else:
-                events.skip(f"run log {row_id}: line is {_sql_value(line)}, not TEXT")
+                events.skip(f"run log {row[0]}: line is {_sql_value(row[1])}, not TEXT")
     except sqlite3.Error as exc:
         raise read_failure(exc, "export") from None
 
