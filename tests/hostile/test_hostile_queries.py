@@ -239,7 +239,7 @@ def test_export_leaves_out_a_row_whose_value_is_too_large_and_goes_on(tmp_path: 
     peak, result = peak_rss_of([*CLI, "export", "--db", str(db), "--format", form, "-o", str(out)])
     assert result.returncode == 0, result.stderr
     warning = result.stderr.partition("warning: ")[2]
-    too_large = f"a value of more than {VALUE_BYTES} bytes, not read"
+    too_large = f"a value of more than {VALUE_BYTES} bytes, not read"  # said in these words
     if form == "har":
         entries = json.loads(out.read_text())["log"]["entries"]
         assert len(entries) == exchanges - 1  # every other exchange, after the one left out

@@ -588,9 +588,7 @@ def hexdump_chunks(data: bytes, width: int = 16) -> Iterator[str]:
 
 def hexdump(data: bytes, width: int = 16) -> str:
     """A hex dump: offset, hex bytes and the printable ASCII beside them."""
-    if len(data) <= width * HEX_CHUNK_LINES:
-        return _hex_lines(bytes(data), 0, width)
-    return "\n".join(hexdump_chunks(data, width))
+    return "\n".join(hexdump_pieces(data, width))
 
 
 def hexdump_pieces(data: bytes, width: int = 16) -> list[str]:

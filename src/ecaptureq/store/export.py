@@ -258,6 +258,10 @@ Row = Sequence[Any]
 """A row as sqlite3 gives it."""
 
 
+TOO_LARGE: Final = f"a value of more than {VALUE_BYTES} bytes, not read"
+"""Why a row is left out when SQLite refused to read one of its values (see :func:`_rows_within_limit`)."""
+
+
 def _too_big(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorname", "") == "SQLITE_TOOBIG"
 
@@ -286,7 +290,7 @@ def _rows_within_limit(
         except sqlite3.DataError as exc:
             if not _too_big(exc):
                 raise
-        rowids = db.execute(f"SELECT rowid FROM {table}{where} ORDER BY {order} LIMIT -1 OFFSET ?", (read,))
+        rowids = db.execute(f"SELECT rowid FROM {table}{where} ORDER BY {order} LIMIT -1 OFFSET {read}")
         one = f"SELECT {columns} FROM {table} WHERE rowid = ?"
         for (rowid,) in rowids:
             try:
@@ -347,7 +351,7 @@ class _RowsRead(Generic[T]):
                 if progress is not None and read % PROGRESS_ROWS == 0:
                     progress(read)
                 if isinstance(row, int):
-                    self.skip(f"{self.noun} {row}: a value of more than {VALUE_BYTES} bytes, not read")
+                    self.skip(f"{self.noun} {row}: {TOO_LARGE}")
                     continue
                 item = self._item(row)
                 if isinstance(item, str):
@@ -529,7 +533,7 @@ def _run_log_lines(db: sqlite3.Connection, events: StoredEvents) -> Iterator[str
     try:
         for row in _rows_within_limit(db, "id, line", "run_logs", "", "id"):
             if isinstance(row, int):
-                events.skip(f"run log {row}: a value of more than {VALUE_BYTES} bytes, not read")
+                events.skip(f"run log {row}: {TOO_LARGE}")
             elif type(row[1]) is str:
                 yield row[1]
             else:
