@@ -283,12 +283,21 @@ class _Checkpointer:
         self._path = path
         self._wanted = threading.Event()
         self._stopping = False
+        self._copying = threading.Lock()  # held by whoever runs a checkpoint of this store
         self._thread = threading.Thread(target=self._run, name="ecaptureq-checkpoint", daemon=True)
         self._thread.start()
 
     def request(self) -> None:
         """Ask for a checkpoint (requests made while one runs are served by one more)."""
         self._wanted.set()
+
+    def checkpoint_on(self, conn: sqlite3.Connection) -> None:
+        """Run a checkpoint on ``conn`` (the committing connection, between two commits), after the one this
+        thread may be running: SQLite runs one checkpoint at a time and answers another with SQLITE_BUSY, so
+        the committing thread's own checkpoint at the WAL's bound did nothing while this thread's ran, and
+        under load (this thread behind the commits) the WAL grew past the bound (28 MB against 16)."""
+        with self._copying, contextlib.suppress(sqlite3.Error):  # silent, as the automatic checkpoint is
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _run(self) -> None:
         try:
@@ -302,8 +311,7 @@ class _Checkpointer:
                 self._wanted.clear()
                 if self._stopping:
                     return
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self.checkpoint_on(conn)
         finally:
             conn.close()
 
@@ -622,7 +630,9 @@ class CaptureStore:
             size = self._wal.stat().st_size
         except OSError:
             return
-        if size >= CHECKPOINT_WAL_LIMIT:
+        if size >= CHECKPOINT_WAL_LIMIT and self._checkpointer is not None:
+            self._checkpointer.checkpoint_on(self._db)  # the bound: not skipped for the thread's
+        elif size >= CHECKPOINT_WAL_LIMIT:
             with contextlib.suppress(sqlite3.Error):  # silent, as the automatic checkpoint is
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         elif size >= CHECKPOINT_WAL_BYTES:
