@@ -253,3 +253,11 @@ def test_export_leaves_out_a_row_whose_value_is_too_large_and_goes_on(tmp_path: 
         assert f"packet 1: {too_large}" in warning and f"packet 9: {too_large}" in warning
         assert out.stat().st_size > 0
     assert peak < 3 * VALUE_BYTES, peak  # none of them was read (one would be read whole, and copied)
+
+
+def test_query_of_a_value_beyond_the_limit_says_so_and_not_invalid_sql(tmp_path: Path) -> None:
+    db = _oversized_db(tmp_path / "oversized.db")
+    result = run_cli("query", "--db", str(db), '"index" < 12')
+    assert result.returncode == 2, result.stderr
+    assert f"a value would be larger than {VALUE_BYTES} bytes, the limit on one value" in result.stderr
+    assert "invalid SQL" not in result.stderr  # the SQL is valid: packet 1 holds the value

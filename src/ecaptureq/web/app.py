@@ -14,7 +14,8 @@ Endpoints (all reads go through read-only connections, one per request, in a wor
 * ``GET /api/har?filter=COND``: a HAR 1.2 download of the exchanges matching the condition.
 * ``GET /api/status``: mode, source, database, connection and counters.
 
-Invalid SQL is answered with 400 and ``{"error": "invalid SQL: <SQLite's message> (in: ...)"}``; an
+Invalid SQL is answered with 400 and ``{"error": "invalid SQL: <SQLite's message> (in: ...)"}`` (a value
+beyond the limit on one value: ``"a value would be larger than ..."``); an
 exchange whose stored detail cannot be read (damaged, or written by a newer ecaptureq) with 422 and what
 is wrong with it (a HAR download leaves it out and says so in the log's ``comment``).
 """
