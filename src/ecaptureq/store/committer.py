@@ -182,6 +182,12 @@ def _checkpoint_if_due(db: sqlite3.Connection, wal: str) -> None:
             return
     except OSError:
         return
+    checkpoint(db)
+
+
+def checkpoint(db: sqlite3.Connection) -> None:
+    """Copy what ``db``'s WAL holds into the database file: ``PASSIVE`` (it waits for no reader or writer),
+    and silent, as SQLite's automatic checkpoint is (the commits report the file's errors)."""
     with contextlib.suppress(sqlite3.Error):
         db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 

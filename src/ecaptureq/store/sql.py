@@ -84,10 +84,11 @@ def sql_error(exc: sqlite3.Error, text: str, seconds: float | None = None) -> Sq
     message = str(exc)
     if message == "interrupted" and seconds is not None:
         return QueryTimeout(seconds)
+    what = "invalid SQL: "
     if "too big" in message:  # valid SQL: a value stored, or made by it, is beyond the limit
+        what = ""
         message = f"a value would be larger than {VALUE_BYTES} bytes, the limit on one value ({message})"
-        return SqlError(f"{message} (in: {text.strip()})")
-    return SqlError(f"invalid SQL: {message} (in: {text.strip()})")
+    return SqlError(f"{what}{message} (in: {text.strip()})")
 
 
 REINTERRUPT_SECONDS: Final = 0.01

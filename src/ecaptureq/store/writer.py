@@ -13,7 +13,6 @@ another thread (:class:`_Checkpointer`).
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import sqlite3
 import threading
@@ -31,7 +30,7 @@ from ecaptureq.decode.results import RequestDone, ResponseDone
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
 from ecaptureq.protocol.gap import parse_gap
 from ecaptureq.protocol.process import parse_process
-from ecaptureq.store.committer import CHECKPOINT_WAL_BYTES, Committer, CommitterError, Work
+from ecaptureq.store.committer import CHECKPOINT_WAL_BYTES, Committer, CommitterError, Work, checkpoint
 from ecaptureq.store.schema import StoreError, check_capture_database, describe, initialise, packet_row
 
 _INSERT_PACKET = (
@@ -296,8 +295,8 @@ class _Checkpointer:
         thread may be running: SQLite runs one checkpoint at a time and answers another with SQLITE_BUSY, so
         the committing thread's own checkpoint at the WAL's bound did nothing while this thread's ran, and
         under load (this thread behind the commits) the WAL grew past the bound (28 MB against 16)."""
-        with self._copying, contextlib.suppress(sqlite3.Error):  # silent, as the automatic checkpoint is
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        with self._copying:
+            checkpoint(conn)
 
     def _run(self) -> None:
         try:
@@ -630,11 +629,11 @@ class CaptureStore:
             size = self._wal.stat().st_size
         except OSError:
             return
-        if size >= CHECKPOINT_WAL_LIMIT and self._checkpointer is not None:
-            self._checkpointer.checkpoint_on(self._db)  # the bound: not skipped for the thread's
-        elif size >= CHECKPOINT_WAL_LIMIT:
-            with contextlib.suppress(sqlite3.Error):  # silent, as the automatic checkpoint is
-                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        if size >= CHECKPOINT_WAL_LIMIT:
+            if self._checkpointer is not None:
+                self._checkpointer.checkpoint_on(self._db)  # the bound: not skipped for the thread's
+            else:
+                checkpoint(self._db)
         elif size >= CHECKPOINT_WAL_BYTES:
             if self._checkpointer is None:
                 self._checkpointer = _Checkpointer(self.path)
