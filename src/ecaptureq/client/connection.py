@@ -343,10 +343,30 @@ class Client:
         """Like iterating over the client, but yield at once every message that arrived together (one
         read of the socket; never an empty list): a reader that handles them in one go, and flushes
         its output once for them, spends less per message than one ``await`` each."""
+        session = self.session
+        async with contextlib.aclosing(self.frames()) as reads:
+            async for frames in reads:
+                batch: list[Message] = []
+                for frame in frames:
+                    msg = session.receive(frame)
+                    if msg is None:
+                        continue
+                    if isinstance(msg, DecodeError):
+                        self._on_malformed(msg)
+                        continue
+                    batch.append(msg)
+                if batch:
+                    yield batch
+
+    async def frames(self) -> AsyncGenerator[list[bytes | str], None]:
+        """The frames of each read of the socket, as received (never an empty list), with the same
+        connecting, reconnecting and status changes as :meth:`batches`: for a reader that decodes them
+        elsewhere, with a :class:`~ecaptureq.client.Session` of its own told of each connection (the
+        :class:`Connected` status comes before a connection's first frame). This client's own session
+        is told too, and decodes nothing: its counters stay at zero frames."""
         attempt = 0
         delay = self.initial_backoff
         lost_at: float | None = None
-        session = self.session
         while not self._closed:
             attempt += 1
             try:
@@ -359,24 +379,15 @@ class Client:
                 delay = min(delay * 2, self.max_backoff)
                 continue
             self._conn = conn
-            session.connection_opened()
+            self.session.connection_opened()
             gap = None if lost_at is None else time.monotonic() - lost_at
             self._status(Connected(self.display_url, attempt, gap))
             received = 0
             try:
                 while True:
-                    batch: list[Message] = []
-                    for frame in await conn.recv_batch():
-                        msg = session.receive(frame)
-                        if msg is None:
-                            continue
-                        if isinstance(msg, DecodeError):
-                            self._on_malformed(msg)
-                            continue
-                        batch.append(msg)
-                    if batch:
-                        received += len(batch)
-                        yield batch
+                    frames = await conn.recv_batch()
+                    received += len(frames)
+                    yield frames
             except ConnectionClosed:
                 pass
             finally:
