@@ -18,6 +18,7 @@ open; a request is an 8-byte length (native order) and a ``marshal`` of ``[(sql,
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import marshal
 import os
 import sqlite3
@@ -37,6 +38,10 @@ CHECKPOINT_WAL_BYTES: Final = 4 * 1024 * 1024
 on the store's connections, runs at 1,000 pages: 4 MiB of its 4 KiB pages). The committing process does
 it after answering a commit, when the WAL has grown past it; a store committing in its own process, beside
 its commits (see ``_Checkpointer`` in the writer)."""
+
+PIPE_BYTES: Final = 1024 * 1024
+"""The size asked for a pipe that carries batches (Linux's default is 64 KiB; 1 MiB is the most an
+unprivileged process may ask for)."""
 
 BUSY_TIMEOUT_MS: Final = 10_000
 """How long the process's connection waits for another writer (there is none while it commits: the
@@ -84,13 +89,13 @@ class Committer:
 
     @staticmethod
     def pack(work: Work) -> bytes | None:
-        """The request for ``work``; ``None`` when a value cannot go by ``marshal`` (a subclass of ``str`` or
-        ``int``, say): the caller commits that batch itself."""
+        """The request for ``work`` (without its length, which :meth:`commit` writes first: a batch is
+        megabytes, not copied once more); ``None`` when a value cannot go by ``marshal`` (a subclass of
+        ``str`` or ``int``, say): the caller commits that batch itself."""
         try:
-            body = marshal.dumps(work)
+            return marshal.dumps(work)
         except ValueError:
             return None
-        return _LENGTH.pack(len(body)) + body
 
     def commit(self, request: bytes) -> None:
         """Have the process commit a request made by :meth:`pack`; return once it did.
@@ -101,6 +106,7 @@ class Committer:
         proc = self._proc
         assert proc.stdin is not None and proc.stdout is not None
         try:
+            proc.stdin.write(_LENGTH.pack(len(request)))
             proc.stdin.write(request)
             proc.stdin.flush()
             answer = proc.stdout.read(1)
@@ -127,15 +133,16 @@ class Committer:
             proc.stdout.close()
 
 
-def _read_exactly(fd: int, size: int) -> bytes | None:
-    parts = []
-    while size:
-        chunk = os.read(fd, min(size, 1 << 20))
-        if not chunk:
+def _read_exactly(fd: int, size: int) -> bytearray | None:
+    buffer = bytearray(size)  # read into its place: a batch is megabytes, not copied once more
+    view = memoryview(buffer)
+    done = 0
+    while done < size:
+        count = os.readv(fd, [view[done:]])
+        if not count:
             return None
-        parts.append(chunk)
-        size -= len(chunk)
-    return b"".join(parts)
+        done += count
+    return buffer
 
 
 def serve(path: str, rfd: int = 0, wfd: int = 1) -> None:
@@ -146,6 +153,8 @@ def serve(path: str, rfd: int = 0, wfd: int = 1) -> None:
     db.execute("PRAGMA wal_autocheckpoint=0")
     db.execute("PRAGMA journal_size_limit=0")
     wal = f"{path}-wal"
+    with contextlib.suppress(OSError):  # a bigger pipe: the batch comes in fewer turns (not a pipe: as is)
+        fcntl.fcntl(rfd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     os.write(wfd, _OK)  # ready
     try:
         while True:
