@@ -15,7 +15,7 @@ import pytest
 
 from ecaptureq.bench.workloads import workload_events
 from ecaptureq.protocol import Event
-from ecaptureq.store import CaptureStore
+from ecaptureq.store import CaptureStore, StoreError
 from ecaptureq.store.writer import CHECKPOINT_WAL_BYTES, CHECKPOINT_WAL_LIMIT
 
 pytestmark = pytest.mark.e2e  # the committing process
@@ -75,9 +75,8 @@ def test_background_commits_write_what_synchronous_flushes_write(tmp_path: Path)
     assert strip == [tuple(v for j, v in enumerate(row) if j not in (10, 11)) for row in b[1]]
 
 
-def test_a_batch_rendered_in_steps_or_put_back_writes_the_same(tmp_path: Path) -> None:
-    # What record and ui do: take a batch, render its exchanges a few at a time while the decoder goes on
-    # (or put it back, when cancelled at shutdown), then commit it.
+def test_a_batch_rendered_in_steps_writes_the_same(tmp_path: Path) -> None:
+    # Take a batch, render its exchanges a few at a time while the decoder goes on, then commit it.
     events = workload_events("http1", 1200) + workload_events("http2", 800)
     plain, stepped = tmp_path / "plain.db", tmp_path / "stepped.db"
     store = CaptureStore(plain, batch_size=10**9)
@@ -94,20 +93,57 @@ def test_a_batch_rendered_in_steps_or_put_back_writes_the_same(tmp_path: Path) -
     for i, ev in enumerate(events):
         store.buffer(ev)
         if batch is not None and not batch.render(7):
-            continue  # rendering goes on between events, as between the event loop's turns
+            continue  # rendering goes on between events
         if batch is not None:
             store.commit_in_background(batch)
             batch = None
         if i % 300 == 299:
             batch = store.take()
             assert batch is not None and batch.unrendered
-            if i % 900 == 899:
-                store.put_back(batch)  # not committed: the next batch taken starts with it
-                batch = None
     if batch is not None:
         store.commit_in_background(batch)
     store.close()
     assert _rows(plain) == _rows(stepped)
+
+
+def test_a_batch_queued_behind_a_failed_one_waits_for_it_and_both_are_written_in_order(
+    tmp_path: Path,
+) -> None:
+    # Two batches handed to the writer thread back to back (what ``record``'s store process does). The
+    # first fails in SQLite (a trigger refuses it), so the second must not be written before it: its
+    # exchange rows would be replaced by the first's older ones (a request written again without the
+    # response the second batch completed it with).
+    events = workload_events("http1", 400)
+    plain, refused = tmp_path / "plain.db", tmp_path / "refused.db"
+    store = CaptureStore(plain, batch_size=10**9)
+    for ev in events:
+        store.buffer(ev)
+    store.close()
+
+    store = CaptureStore(refused, batch_size=10**9)
+    db = sqlite3.connect(refused, isolation_level=None)
+    db.execute("CREATE TABLE refuse (x)")
+    db.execute("INSERT INTO refuse VALUES (1)")
+    db.execute(
+        "CREATE TRIGGER refusing BEFORE INSERT ON packets WHEN (SELECT count(*) FROM refuse) > 0"
+        " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    )
+    for ev in events[:201]:  # ends with a request: its response comes in the second batch
+        store.buffer(ev)
+    first = store.flush_in_background()
+    for ev in events[201:]:
+        store.buffer(ev)
+    second = store.flush_in_background()
+    assert first is not None and second is not None
+    with pytest.raises(StoreError, match="refused by the test"):
+        first.result()
+    with pytest.raises(StoreError, match="earlier batch"):
+        second.result()
+    assert db.execute("SELECT count(*) FROM packets").fetchone() == (0,)
+    db.execute("DELETE FROM refuse")
+    db.close()
+    store.close()  # the two, in order, and nothing else
+    assert _rows(plain)[:2] == _rows(refused)[:2]
 
 
 @pytest.mark.parametrize("background", [True, False])

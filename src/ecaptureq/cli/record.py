@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from ecaptureq.cli.watch import add_fleet_read_options, warn
 from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Connected, ConnectError, Disconnected, Status
 from ecaptureq.fleet import Collector, FleetReader, is_nats_url
 from ecaptureq.pipeline.recorder import LiveRecorder, tune_for_recording
+from ecaptureq.pipeline.store_process import StoreProcess
 from ecaptureq.store import CaptureStore, FilterError, PacketFilter, StoreError
 from ecaptureq.store.writer import QUIET_COMMIT
 
@@ -92,11 +92,12 @@ class _Progress:
     def show(self, final: bool = False) -> None:
         if not self.enabled:
             return
-        stats, counters = self.recorder.store.stats, self.recorder.stats
+        store, counters = self.recorder.store, self.recorder.stats
+        stats = store.stats
         line = (
             f"recording: {stats.packets} events ({counters.events_per_s:,.0f}/s), "
             f"{stats.payload_bytes / 1024 / 1024:,.1f} MiB, {stats.exchanges} exchanges, "
-            f"{counters.reconnects} reconnects, {counters.malformed} skipped"
+            f"{counters.reconnects} reconnects, {store.malformed} skipped"
         )
         sys.stderr.write("\r\x1b[K" + line + ("\n" if final else ""))
         sys.stderr.flush()
@@ -110,14 +111,13 @@ async def record(args: argparse.Namespace) -> ExitCode:
         flt = PacketFilter(args.filter) if args.filter else None
     except FilterError as exc:
         raise filter_error(exc) from None
-    try:
-        store = CaptureStore(args.db, decode=not args.no_decode)
-    except StoreError as exc:
-        raise CliError(str(exc), ExitCode.STORAGE) from None
     if is_nats_url(args.url):
-        return await record_fleet(args, store, flt)
+        try:
+            fleet_store = CaptureStore(args.db, decode=not args.no_decode)
+        except StoreError as exc:
+            raise CliError(str(exc), ExitCode.STORAGE) from None
+        return await record_fleet(args, fleet_store, flt)
     if args.node is not None or args.since is not None:
-        store.close()
         raise CliError("--node and --since are for a fleet's nats:// URL")
 
     def on_status(status: Status) -> None:
@@ -130,21 +130,26 @@ async def record(args: argparse.Namespace) -> ExitCode:
         security = client_security_kwargs(args, args.url, "record")  # --token, --ca, --insecure
         recorder = LiveRecorder(
             args.url,
-            store,
+            StoreProcess(
+                args.db,
+                decode=not args.no_decode,
+                event_filter=args.filter,
+                flush_interval=args.flush_interval,
+            ),
             origin=args.origin or None,
             headers=security["headers"],
             ssl_context=security["ssl"],
             flush_interval=args.flush_interval,
-            event_filter=flt,
             on_status=on_status,
             on_flush=lambda: progress.show(),
         )
     except BadURL as exc:
-        store.close()
         raise CliError(str(exc)) from None
-    except CliError:
-        store.close()
-        raise
+    store = recorder.store
+    try:
+        await store.start()  # the database is opened (or refused) before connecting
+    except StoreError as exc:
+        raise CliError(str(exc), ExitCode.STORAGE) from None
     for text in recorder.client.url_warnings:
         warn("record", text)
     progress = _Progress(recorder, sys.stderr.isatty() and not args.quiet)
@@ -158,10 +163,9 @@ async def record(args: argparse.Namespace) -> ExitCode:
     except StoreError as exc:
         raise CliError(f"stopped: {exc}; what was written before is kept", ExitCode.STORAGE) from None
     finally:
-        with contextlib.suppress(StoreError):
-            store.connection_closed("recorder stopped")
+        store.connection_closed("recorder stopped")
         try:
-            store.close()
+            await store.close()
         except StoreError as exc:
             print(f"ecaptureq record: could not write the last batch: {exc}", file=sys.stderr)
             code = ExitCode.STORAGE

@@ -38,9 +38,6 @@ LIVE_POLL = 5.0
 """Seconds between two reads of the database by the page's stream when commits are announced (a live
 source): only what no announcement covered waits for it."""
 
-UI_SWITCH_INTERVAL = 0.0005
-"""Seconds a thread holds the GIL before another may take it, while ui records (Python's default: 0.005)."""
-
 EXAMPLES = f"""\
 examples:
   ecaptureq ui --source ws://127.0.0.1:28257/            # record into ./ecaptureq-ui-<time>.db and show it
@@ -212,6 +209,7 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
     import uvicorn  # imported here: the other commands do not need the web stack
 
     from ecaptureq.pipeline.recorder import LiveRecorder
+    from ecaptureq.pipeline.store_process import StoreProcess
     from ecaptureq.web.app import CommitSignal, UiState, create_app
     from ecaptureq.web.guard import Guard
     from ecaptureq.web.queries import check_capture_database
@@ -258,22 +256,19 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
     # Listening comes before the database is created, so that a port in use leaves no file behind.
     sock = _bind(host, port)
     if args.source is not None:
+        live_store = StoreProcess(db, flush_interval=args.flush_interval, on_commit=commits.notify)
         try:
-            store = CaptureStore(db)
+            await live_store.start()
         except StoreError as exc:
             sock.close()
             raise CliError(str(exc), ExitCode.STORAGE) from None
-        # The recorder's decoding holds the GIL; the UI's queries run in threads that need it back between
-        # rows. Python's default 5 ms switch interval made a 200-row answer take ~1 s while ingesting.
-        sys.setswitchinterval(UI_SWITCH_INTERVAL)
         recorder = LiveRecorder(
             args.source,
-            store,
+            live_store,
             origin=args.origin or None,
             headers=headers,
             flush_interval=args.flush_interval,
             on_status=_waiting_printer(),
-            on_commit=commits.notify,
         )
 
     life = Lifecycle().open()
@@ -330,15 +325,20 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
         if collector is not None:
             await collector.reader.close()
         sock.close()
-        if store is not None:
+        closing = recorder.store if recorder is not None else store
+        if closing is not None:
             try:
-                store.close()
+                if isinstance(closing, StoreProcess):
+                    closing.connection_closed("ui stopped")
+                    await closing.close()
+                else:
+                    closing.close()
             except StoreError as exc:
                 print(f"ecaptureq ui: could not write the last batch: {exc}", file=sys.stderr)
                 code = ExitCode.STORAGE
             print(
-                f"ecaptureq ui: {plural(store.stats.packets, 'event')}, "
-                f"{store.stats.exchanges_text()} written to {db}",
+                f"ecaptureq ui: {plural(closing.stats.packets, 'event')}, "
+                f"{closing.stats.exchanges_text()} written to {db}",
                 file=sys.stderr,
             )
     return code

@@ -450,10 +450,16 @@ class CaptureStore:
         if self.pending >= self.batch_size:
             self.flush()
 
-    def buffer(self, message: Message, node: str | None = None, key: int | None = None) -> None:
+    def buffer(
+        self,
+        message: Message,
+        node: str | None = None,
+        key: int | None = None,
+        received_ns: int | None = None,
+    ) -> None:
         """Buffer one message (as :meth:`add`) and never flush: the caller flushes (see
-        :meth:`flush_in_background`)."""
-        now = time.time_ns()
+        :meth:`flush_in_background`). ``received_ns`` is when it was received (default: now)."""
+        now = time.time_ns() if received_ns is None else received_ns
         if key is not None:
             self._delivered.append((key,))
             self._delivered_pending.add(key)
@@ -528,9 +534,9 @@ class CaptureStore:
         return self._node_exchange_high
 
     def take(self) -> Batch | None:
-        """Move what is buffered into a batch (a batch that failed, or was put back, comes first); ``None``
+        """Move what is buffered into a batch (the batches that failed come first, in order); ``None``
         when nothing waits. Render its exchanges (:meth:`Batch.render`) in this thread, then
-        :meth:`commit_in_background`; or :meth:`put_back` it."""
+        :meth:`commit_in_background` it."""
         if not self.pending and not self._failed:
             return None
         with self._failed_lock:
@@ -558,11 +564,6 @@ class CaptureStore:
         self._processes = []
         return batch
 
-    def put_back(self, batch: Batch) -> None:
-        """Return a batch taken and not committed: the next one taken starts with it."""
-        with self._failed_lock:
-            self._failed.insert(0, batch)
-
     @staticmethod
     def _statements(batch: Batch) -> Work:
         """The statements that write a batch, each with its rows (those with none left out)."""
@@ -578,7 +579,13 @@ class CaptureStore:
 
     def _commit(self, batch: Batch) -> None:
         """Write one batch in one transaction (by the committing process when there is one); on failure keep
-        it to be retried first, and raise."""
+        it to be retried first, and raise. A batch that comes after one that failed is kept after it, not
+        written, and raises too: batches are written in the order they were taken (a later one replaces
+        the rows of the exchanges an earlier one wrote)."""
+        with self._failed_lock:
+            if self._failed:
+                self._failed.append(batch)
+                raise StoreError(f"{self.path}: not written: an earlier batch could not be")
         work = self._statements(batch)
         if self._use_committer and (self._committer is None or not self._committer.alive):
             # Started here, in the writer thread (it answers once it has opened the database); one gone
@@ -601,7 +608,7 @@ class CaptureStore:
                 checkpoint = True
         except (sqlite3.Error, CommitterError) as exc:
             with self._failed_lock:
-                self._failed.insert(0, batch)
+                self._failed.append(batch)
             error = exc if isinstance(exc, sqlite3.Error) else sqlite3.Error(exc.text)
             raise StoreError(f"{self.path}: {describe(error)}") from None
         # committed: delivered() finds these keys in the database from now on

@@ -1,0 +1,128 @@
+"""``record``'s store process (decoding and storing beside the receiving process): what happens when either
+of the two ends, as real processes against a real server and a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import CLI, ENV
+from server_support import server_thread
+
+from ecaptureq.sources.demo import DemoSource
+
+pytestmark = pytest.mark.e2e
+
+
+def _record(url: str, db: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, "record", url, "--db", str(db), "--flush-interval", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+
+
+def _store_process_of(pid: int) -> int:
+    """The pid of ``pid``'s child running the store process (waited for, bounded)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and b"ecaptureq.pipeline.store_process" in cmdline:
+                return int(entry.name)
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} started no store process")
+
+
+def _count(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return int(conn.execute("SELECT count(*) FROM packets").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def _publish_and_wait(bg: object, db: Path, count: int, start: int = 0) -> None:
+    source = DemoSource(seed=start + 1).events()
+    for _ in range(count):
+        bg.publish_event(next(source))  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 30
+    while _count(db) < start + count:  # committed as the stream goes quiet, long before --flush-interval
+        assert time.monotonic() < deadline, f"{_count(db)} of {start + count} events committed"
+        time.sleep(0.05)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"  # ended, not yet waited for by its parent
+
+
+def test_a_store_process_killed_stops_record_with_exit_11_keeping_what_was_committed(tmp_path: Path) -> None:
+    db = tmp_path / "capture.db"
+    with server_thread() as bg:
+        rec = _record(bg.url, db)
+        bg.wait_clients()
+        _publish_and_wait(bg, db, 200)
+        os.kill(_store_process_of(rec.pid), signal.SIGKILL)
+        _out, err = rec.communicate(timeout=30)
+    assert rec.returncode == 11, err
+    assert "the store's process ended (exit code -9)" in err and "what was written before is kept" in err
+    assert "Traceback" not in err
+    assert _count(db) == 200
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def test_record_killed_leaves_no_store_process_behind_and_its_events_are_kept(tmp_path: Path) -> None:
+    # The store process runs in a session of its own (the terminal's Ctrl-C reaches only record, which ends
+    # its input): when record is killed, the end of its input ends it too, after a last commit.
+    db = tmp_path / "capture.db"
+    with server_thread() as bg:
+        rec = _record(bg.url, db)
+        bg.wait_clients()
+        _publish_and_wait(bg, db, 100)
+        store = _store_process_of(rec.pid)
+        rec.kill()
+        rec.communicate(timeout=30)
+        deadline = time.monotonic() + 30
+        while not _gone(store):
+            assert time.monotonic() < deadline, "the store process outlived record"
+            time.sleep(0.05)
+    assert _count(db) == 100
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        (closed,) = conn.execute("SELECT count(*) FROM connections WHERE closed_ns IS NULL").fetchone()
+    assert closed == 1, "record was killed: nobody said the connection ended"
+
+
+def test_record_stopped_by_sigterm_ends_its_store_process_after_the_last_commit(tmp_path: Path) -> None:
+    db = tmp_path / "capture.db"
+    with server_thread() as bg:
+        rec = _record(bg.url, db)
+        bg.wait_clients()
+        _publish_and_wait(bg, db, 50)
+        store = _store_process_of(rec.pid)
+        rec.send_signal(signal.SIGTERM)
+        _out, err = rec.communicate(timeout=30)
+    assert rec.returncode == 0, err
+    assert "50 events" in err
+    assert _gone(store)
+    with sqlite3.connect(db) as conn:
+        reasons = conn.execute("SELECT close_reason FROM connections").fetchall()
+    assert reasons == [("recorder stopped",)]
