@@ -3,18 +3,27 @@ of the two ends, as real processes against a real server and a real SQLite file.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import CLI, ENV
 from server_support import server_thread
+from websockets.asyncio.server import ServerConnection, serve
 
+from ecaptureq.protocol import Event, RunLog, encode
+from ecaptureq.protocol import event_pb2 as pb
 from ecaptureq.sources.demo import DemoSource
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
+from ui_support import start_ui, stop_ui
 
 pytestmark = pytest.mark.e2e
 
@@ -126,3 +135,41 @@ def test_record_stopped_by_sigterm_ends_its_store_process_after_the_last_commit(
     with sqlite3.connect(db) as conn:
         reasons = conn.execute("SELECT close_reason FROM connections").fetchall()
     assert reasons == [("recorder stopped",)]
+
+
+async def test_malformed_frames_are_counted_by_the_store_process_and_shown_by_the_ui(tmp_path: Path) -> None:
+    # The UI's process only receives: the store process decodes, and counts what it skipped.
+    frames: list[bytes | str] = [
+        b"\xff\xfe garbage",
+        encode(RunLog("one")),
+        pb.LogEntry(log_type=9, run_log="x").SerializeToString(),
+        "a text frame",
+        pb.LogEntry(log_type=pb.LOG_TYPE_EVENT, run_log="mismatch").SerializeToString(),
+        b"",
+        encode(Event(uuid="1_1_x_3_0", payload=b"after the garbage")),
+    ]
+
+    async def handler(conn: ServerConnection) -> None:
+        for frame in frames:
+            await conn.send(frame)
+        await conn.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        ui = await asyncio.to_thread(
+            start_ui, "--source", f"ws://127.0.0.1:{port}/", "--db", str(tmp_path / "u.db")
+        )
+        try:
+            live: dict[str, object] = {}
+            async with httpx.AsyncClient() as http:
+                for _ in range(200):  # 10 s at most
+                    live = (await http.get(f"{ui.base}/api/status")).json().get("live", {})
+                    if live.get("events") == 1 and live.get("run_logs") == 1:
+                        break
+                    await asyncio.sleep(0.05)
+            assert live.get("events") == 1 and live.get("run_logs") == 1, live
+            assert live["malformed"] == 5 and live["frames"] == 7, live
+        finally:
+            code, err = await asyncio.to_thread(stop_ui, ui)
+    assert code == 0, err
+    assert "1 event" in err
