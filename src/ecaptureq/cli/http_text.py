@@ -14,7 +14,7 @@ import fnmatch
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from ecaptureq.cli.terminal import json_float, one_line_each
 from ecaptureq.decode.bodies import hexdump_pieces, looks_binary
@@ -97,9 +97,13 @@ def request_target(msg: HttpMessage) -> str:
     return f"{msg.method or '(method unknown)'} {where or '(path unknown)'}"
 
 
+_VERSIONS: Final = {"h2": "HTTP/2", "http/1.0": "HTTP/1.0"}
+"""How a message's protocol is written in its first line (any other: ``HTTP/1.1``)."""
+
+
 def _message_text(item: MessageDone, body_limit: int, fold_lines: int | None = None) -> list[str]:
     msg = item.message
-    proto = {"h2": "HTTP/2", "http/1.0": "HTTP/1.0"}.get(msg.protocol, "HTTP/1.1")
+    proto = _VERSIONS.get(msg.protocol, "HTTP/1.1")
     where = f"pid {item.meta.pid or '?'} {item.meta.pname or '?'}"
     stream = f" stream {msg.stream_id}" if msg.stream_id is not None else ""
     ex = item.exchange
@@ -121,7 +125,8 @@ def _message_text(item: MessageDone, body_limit: int, fold_lines: int | None = N
     if msg.trailers:
         lines.append("  trailers:")
         lines.extend(one_line_each([f"  {k}: {v}" for k, v in msg.trailers]))
-    lines.extend(one_line_each([*(f"  ! {e}" for e in msg.errors), *(f"  note: {n}" for n in msg.notes)]))
+    if msg.errors or msg.notes:
+        lines.extend(one_line_each([*(f"  ! {e}" for e in msg.errors), *(f"  note: {n}" for n in msg.notes)]))
     if not msg.complete:
         lines.append("  (partial decode)")
         if msg.raw and msg.errors:
