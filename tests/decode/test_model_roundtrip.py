@@ -359,3 +359,48 @@ def test_url_is_derived_once_on_the_model(request_: HttpMessage | None, want: st
 def test_host_and_netloc(headers: list[tuple[str, str]], authority: str, host: str, netloc: str) -> None:
     msg = HttpMessage("request", headers=headers, authority=authority)
     assert (msg.host, msg.netloc) == (host, netloc)
+
+
+def _stored_and_loaded(ex: Exchange, db: Path) -> tuple[dict[str, Any], Exchange]:
+    CaptureStore(db).close()
+    with sqlite3.connect(db) as conn:
+        row = exchange_row(ex.id, ex)
+        conn.execute(f"INSERT INTO exchanges VALUES ({', '.join('?' * len(row))})", row)
+        stored = conn.execute(f"{STORED_SELECT} WHERE id = ?", (ex.id,)).fetchone()
+    conn.close()
+    return json.loads(stored[0]), load_exchange(stored)
+
+
+def test_the_stored_detail_holds_only_what_the_columns_do_not(tmp_path: Path) -> None:
+    # each fact once: the columns hold the process, addresses, times, the request line and status, the
+    # content types and sizes; detail the rest, and no field at its default
+    request = HttpMessage(kind="request", method="POST", url="https://a.example/x", path="/x", time_ns=5)
+    request.set_body(b'{"a": 1}', 8, False, 1 << 20)
+    response = HttpMessage(kind="response", status=201, reason="Created", content_type="application/json")
+    ex = Exchange(7, "1_2_curl_3", request=request, response=response, pid=1, pname="curl", tid=9, fd=3,
+                  src_ip="10.0.0.1", src_port=5, dst_ip="10.0.0.2", dst_port=443, clock="epoch",
+                  started_ns=5, ended_ns=9, latency=0.5)  # fmt: skip
+    detail, loaded = _stored_and_loaded(ex, tmp_path / "once.db")
+    assert detail == {
+        "format_version": FLOW_FORMAT,
+        "tid": 9,
+        "fd": 3,
+        "clock": "epoch",
+        "request": {"kind": "request", "time_ns": 5},
+        "response": {"kind": "response", "reason": "Created"},
+    }
+    assert loaded == dataclasses.replace(ex, request=_as_stored(request), response=_as_stored(response))
+
+
+def test_values_a_column_cuts_or_cannot_tell_apart_stay_in_detail(tmp_path: Path) -> None:
+    # a method and a content type longer than their columns keep (NOTE_CHARS), an empty URL beside a path
+    # (the url column holds the path then), a response's request line and a request's status (no columns)
+    request = HttpMessage(kind="request", method="M" * 400, url="", path="/only-a-path",
+                          content_type="text/" + "x" * 400, status=299, protocol="http/1.0")  # fmt: skip
+    response = HttpMessage(kind="response", method="GET", url="/odd", path="/odd", status=200, stream_id=3)
+    ex = Exchange(8, "1_2_curl_3", request=request, response=response)
+    detail, loaded = _stored_and_loaded(ex, tmp_path / "cut.db")
+    assert detail["request"]["url"] is None and detail["request"]["status"] == 299
+    assert detail["request"]["protocol"] == "http/1.0" and detail["response"]["stream_id"] == 3
+    assert "path" not in detail["request"] and detail["response"]["url"] == "/odd"
+    assert loaded == dataclasses.replace(ex, request=_as_stored(request), response=_as_stored(response))

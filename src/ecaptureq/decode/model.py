@@ -325,6 +325,11 @@ class HttpMessage:
         self._is_json = value
 
     @property
+    def is_json_known(self) -> bool | None:
+        """:attr:`is_json` when it was worked out or set, else ``None`` (asking does not parse)."""
+        return self._is_json
+
+    @property
     def pretty_text(self) -> str | None:
         """:attr:`body_text`, pretty-printed when it is JSON (computed on each call; one parse)."""
         text = self.body_text

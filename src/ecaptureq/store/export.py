@@ -174,9 +174,39 @@ def har_entry(ex: Exchange) -> dict[str, Any]:
     }
 
 
+_EXCHANGE_COLUMNS: Final = (
+    "id",
+    "connection",
+    "protocol",
+    "stream_id",
+    "pid",
+    "pname",
+    "src_ip",
+    "src_port",
+    "dst_ip",
+    "dst_port",
+    "started_ns",
+    "ended_ns",
+    "latency",
+)
+"""The exchange's fields that have columns of the same name, and no place in its stored ``detail``."""
+
+_MESSAGE_COLUMNS: Final = (
+    ("request", "method", "method"),
+    ("request", "url", "url"),
+    ("request", "path", "path"),
+    ("request", "content_type", "request_content_type"),
+    ("request", "body_size", "request_size"),
+    ("response", "status", "status"),
+    ("response", "content_type", "response_content_type"),
+    ("response", "body_size", "response_size"),
+)
+"""(message, field, column) for the messages' fields that have columns."""
+
 STORED_SELECT: Final = (
     "SELECT detail, request_headers, response_headers, request_body, response_body, request_body_text,"
-    " response_body_text FROM exchanges"
+    f" response_body_text, {', '.join(_EXCHANGE_COLUMNS)}, {', '.join(c for _, _, c in _MESSAGE_COLUMNS)}"
+    " FROM exchanges"
 )
 """The columns :func:`load_exchange` takes, in order."""
 
@@ -205,6 +235,26 @@ def _with_columns(msg: HttpMessage, headers: Any, body: Any, text: Any) -> None:
     msg.form = form_fields(msg.content_type, msg.body_text)
 
 
+_STORED_WIDTH: Final = 7 + len(_EXCHANGE_COLUMNS) + len(_MESSAGE_COLUMNS)
+
+
+def _with_fields(detail: dict[str, Any], cells: Sequence[Any]) -> None:
+    # The fields the store keeps in columns, not in detail (each fact once; see the writer's
+    # _stored_message): put back where detail has no value of its own (rows written before, and the values
+    # a column would have cut, keep theirs). from_dict checks their types as it checks detail's.
+    for key, value in zip(_EXCHANGE_COLUMNS, cells, strict=False):
+        detail.setdefault(key, value)
+    for (which, key, _), value in zip(_MESSAGE_COLUMNS, cells[len(_EXCHANGE_COLUMNS) :], strict=True):
+        msg = detail.get(which)
+        if isinstance(msg, dict):
+            msg.setdefault(key, value)
+    for which in ("request", "response"):
+        msg = detail.get(which)
+        if isinstance(msg, dict):
+            msg.setdefault("protocol", detail.get("protocol"))
+            msg.setdefault("stream_id", detail.get("stream_id"))
+
+
 def load_exchange(row: Sequence[Any]) -> Exchange:
     """The exchange of a row of :data:`STORED_SELECT` (bodies as stored: capped).
 
@@ -219,6 +269,8 @@ def load_exchange(row: Sequence[Any]) -> Exchange:
     if not isinstance(detail, dict):
         shown = cell[:100] if isinstance(cell, str | bytes) else cell  # the error shows a part
         raise FlowFormatError("detail", shown, "a JSON object")
+    if len(row) >= _STORED_WIDTH:
+        _with_fields(detail, row[7:_STORED_WIDTH])
     ex = Exchange.from_dict(detail)
     if len(row) >= 7:
         stored = (

@@ -118,7 +118,7 @@ CREATE TABLE IF NOT EXISTS exchanges (
     response_size          INTEGER,
     complete               INTEGER NOT NULL,
     errors                 TEXT,           -- JSON list
-    detail                 TEXT NOT NULL   -- JSON: Exchange.to_dict()
+    detail                 TEXT NOT NULL   -- JSON: the rest of Exchange.to_dict() (not what has a column)
 );
 CREATE INDEX IF NOT EXISTS exchanges_started ON exchanges(started_ns);
 CREATE TABLE IF NOT EXISTS delivered (

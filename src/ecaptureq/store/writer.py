@@ -25,7 +25,7 @@ from typing import Any, Final
 import orjson
 
 from ecaptureq.decode.decoder import Decoder
-from ecaptureq.decode.model import Exchange, HttpMessage
+from ecaptureq.decode.model import FLOW_FORMAT, Exchange, HttpMessage
 from ecaptureq.decode.results import RequestDone, ResponseDone
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
 from ecaptureq.protocol.gap import parse_gap
@@ -172,41 +172,87 @@ def _cut(items: list[str]) -> list[str]:
     return [i[:NOTE_CHARS] for i in items[:NOTES_STORED]] if items else items
 
 
-_CAPPED_FIELDS: Final = (
-    "method",
-    "url",
-    "path",
-    "scheme",
-    "authority",
-    "reason",
-    "content_type",
-    "content_encoding",
-)
+def _stored_message(msg: HttpMessage, ex: Exchange) -> dict[str, Any]:
+    """The ``detail`` JSON of a message: :meth:`~ecaptureq.decode.model.HttpMessage.to_dict`'s fields
+    that no column of the row holds, each only when it is not the default ``from_dict`` takes, capped.
 
-
-def _stored_message(d: dict[str, Any] | None, msg: HttpMessage | None) -> dict[str, Any] | None:
-    # The detail JSON of a message (to_dict without content): what has its own column (headers, bodies)
-    # or is derived from them on reading (form fields; gRPC messages are not kept), and the body as
-    # carried (the packets have it) are not in it: each fact stored once. load_exchange puts the columns
-    # back. The rest is capped.
-    if d is None or msg is None:
-        return None
-    for key in _CAPPED_FIELDS:
-        value = d.get(key)
-        if isinstance(value, str) and len(value) > FIELD_CHARS:
+    The columns hold the headers, the bodies and the sizes, the request's method, URL and path, the
+    response's status, the content types, and the exchange's protocol and stream; what is derived from
+    them on reading (form fields; gRPC messages are not kept) and the body as carried (the packets have
+    it) are not stored: each fact once. :func:`~ecaptureq.store.export.load_exchange` puts the columns
+    back. A value a column cuts shorter than ``detail`` would (a method or content type beyond
+    :data:`NOTE_CHARS`) stays here too, and so does an empty URL beside a path (the ``url`` column holds
+    the path then).
+    """
+    d: dict[str, Any] = {"kind": msg.kind}
+    if msg.protocol != ex.protocol:
+        d["protocol"] = msg.protocol
+    request = msg.kind == "request"
+    if msg.method and (not request or len(msg.method) > NOTE_CHARS):
+        d["method"] = msg.method[:FIELD_CHARS]
+    if not request:  # the request's have columns
+        if msg.url:
+            d["url"] = msg.url[:FIELD_CHARS]
+        if msg.path:
+            d["path"] = msg.path[:FIELD_CHARS]
+    elif not msg.url and msg.path:
+        d["url"] = None
+    if msg.status is not None and request:
+        d["status"] = msg.status
+    for key, value in (
+        ("scheme", msg.scheme),
+        ("authority", msg.authority),
+        ("reason", msg.reason),
+        ("content_encoding", msg.content_encoding),
+    ):
+        if value:
             d[key] = value[:FIELD_CHARS]
-    d["trailers"] = d["trailers"][:NOTES_STORED]
-    d["errors"] = _cut(d["errors"])
-    notes = d["notes"]
-    decoded = len(msg.body)
-    if decoded > BODY_STORED:
-        notes = [*notes, f"stored: the first {BODY_STORED} of {decoded} decoded bytes"]
-    d["notes"] = _cut(notes)
-    if d["is_json"] is None and msg.body_text is not None and len(msg.body_text) > BODY_STORED // 4:
-        d["is_json"] = msg.is_json  # the stored text may be cut (and then not parse): say what the whole was
-    # the undecodable bytes, capped, and only beside the errors that say why they are there
-    d["raw_b64"] = base64.b64encode(msg.raw[:BODY_STORED]).decode("ascii") if msg.raw and msg.errors else None
+    if len(msg.content_type) > NOTE_CHARS:
+        d["content_type"] = msg.content_type[:FIELD_CHARS]
+    if msg.charset is not None:
+        d["charset"] = msg.charset
+    is_json = msg.is_json_known
+    if is_json is None and msg.body_text is not None and len(msg.body_text) > BODY_STORED // 4:
+        is_json = msg.is_json  # the stored text may be cut (and then not parse): say what the whole was
+    if is_json is not None:
+        d["is_json"] = is_json
+    if msg.trailers:
+        d["trailers"] = [[k, v] for k, v in msg.trailers[:NOTES_STORED]]
+    if msg.stream_id != ex.stream_id:
+        d["stream_id"] = msg.stream_id
+    if msg.truncated:
+        d["truncated"] = True
+    if not msg.complete:
+        d["complete"] = False
+    if msg.errors:
+        d["errors"] = _cut(msg.errors)
+    notes = msg.notes
+    if len(msg.body) > BODY_STORED:
+        notes = [*notes, f"stored: the first {BODY_STORED} of {len(msg.body)} decoded bytes"]
+    if notes:
+        d["notes"] = _cut(notes)
+    if msg.time_ns is not None:
+        d["time_ns"] = msg.time_ns
+    if msg.raw and msg.errors:  # the undecodable bytes, capped, and only beside the errors that say why
+        d["raw_b64"] = base64.b64encode(msg.raw[:BODY_STORED]).decode("ascii")
     return d
+
+
+def _stored_detail(ex: Exchange) -> dict[str, Any]:
+    """The ``detail`` JSON of an exchange: as :func:`_stored_message`, what the columns do not hold (its
+    id, connection, protocol, stream, process and addresses, and times have theirs)."""
+    detail: dict[str, Any] = {"format_version": FLOW_FORMAT}
+    if ex.tid is not None:
+        detail["tid"] = ex.tid
+    if ex.fd is not None:
+        detail["fd"] = ex.fd
+    if ex.clock != "unset":
+        detail["clock"] = ex.clock
+    if ex.request is not None:
+        detail["request"] = _stored_message(ex.request, ex)
+    if ex.response is not None:
+        detail["response"] = _stored_message(ex.response, ex)
+    return detail
 
 
 def _text(msg: HttpMessage | None) -> str | None:
@@ -223,9 +269,6 @@ def exchange_row(row_id: int, ex: Exchange, node: str | None = None) -> tuple[An
     is the fleet node."""
     req, resp = ex.request, ex.response
     errors = _cut([*(req.errors if req else []), *(resp.errors if resp else [])])
-    detail = ex.to_dict(with_content=False)
-    detail["request"] = _stored_message(detail["request"], req)
-    detail["response"] = _stored_message(detail["response"], resp)
     return (
         row_id,
         ex.connection,
@@ -257,7 +300,7 @@ def exchange_row(row_id: int, ex: Exchange, node: str | None = None) -> tuple[An
         resp.body_size if resp else None,
         int(ex.whole),
         _compact(errors) if errors else None,
-        _compact(detail),
+        _compact(_stored_detail(ex)),
         node,
     )
 
