@@ -205,7 +205,8 @@ def http_json(item: Decoded) -> dict[str, Any] | None:
     ``status``, ``reason``, ``headers`` (list of ``[name, value]``), ``body`` (text as sent, or ``null``
     for binary), ``is_json``, ``body_b64`` (binary bodies), ``body_size``, ``content_type``, ``truncated``,
     ``complete``, ``errors``, ``notes``, ``stream_id``, ``exchange_id`` and ``latency`` (seconds). A body
-    is cut at :data:`JSON_BODY_LIMIT`.
+    is cut at :data:`JSON_BODY_LIMIT`. The headers, trailers and errors are the message's own lists (not
+    copied: a caller encodes the object, and does not change it), with pairs as tuples.
     """
     if not isinstance(item, RequestDone | ResponseDone):
         return None
@@ -227,8 +228,9 @@ def http_json(item: Decoded) -> dict[str, Any] | None:
         "authority": msg.authority or None,
         "status": msg.status,
         "reason": msg.reason or None,
-        "headers": [[k, v] for k, v in msg.headers],
-        "trailers": [[k, v] for k, v in msg.trailers],
+        # the message's own lists (pairs as tuples): every JSON encoder writes them as the arrays they are
+        "headers": msg.headers,
+        "trailers": msg.trailers,
         "body": text[:JSON_BODY_LIMIT] if text is not None else None,
         "is_json": msg.is_json and not cut,
         "body_b64": body_b64,
@@ -236,7 +238,7 @@ def http_json(item: Decoded) -> dict[str, Any] | None:
         "content_type": msg.content_type or None,
         "truncated": msg.truncated or cut,
         "complete": msg.complete,
-        "errors": list(msg.errors),
+        "errors": msg.errors,
         "notes": notes,
         "stream_id": msg.stream_id,
         "exchange_id": item.exchange.id,
