@@ -12,8 +12,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ecaptureq.protocol import Event
+from ecaptureq.protocol import Event, RunLog, encode
+from ecaptureq.protocol import event_pb2 as pb
 from ecaptureq.server import Server, ServerStats
+
+MIXED_FRAMES: list[bytes | str] = [
+    b"\xff\xfe garbage",
+    encode(RunLog("one")),
+    pb.LogEntry(log_type=9, run_log="x").SerializeToString(),
+    "a text frame",
+    pb.LogEntry(log_type=pb.LOG_TYPE_EVENT, run_log="mismatch").SerializeToString(),
+    b"",
+    encode(Event(uuid="1_1_x_3_0", payload=b"after the garbage")),
+]
+"""Frames as a hostile or broken server sends them: a run-log line and an event (the last frame), among
+:data:`MIXED_MALFORMED` malformed ones (not protobuf, an unknown log type, text, a type that disagrees with
+its payload, empty)."""
+MIXED_MALFORMED = 5
 
 
 class ServerThread:

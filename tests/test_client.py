@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from server_support import server_thread
+from server_support import MIXED_FRAMES, MIXED_MALFORMED, server_thread
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -24,7 +24,6 @@ from ecaptureq.client import (
     normalize_url,
 )
 from ecaptureq.protocol import Event, Heartbeat, RunLog, encode
-from ecaptureq.protocol import event_pb2 as pb
 from ecaptureq.server import Server
 
 BANNER = [  # as real eCapture sends it: zerolog ends each line in a newline
@@ -92,22 +91,13 @@ async def test_no_origin_gets_403_as_a_clear_error() -> None:
 
 @pytest.mark.e2e
 async def test_malformed_frames_are_skipped_and_counted_and_the_connection_stays() -> None:
-    frames: list[bytes | str] = [
-        b"\xff\xfe garbage",
-        encode(RunLog("one")),
-        pb.LogEntry(log_type=9, run_log="x").SerializeToString(),
-        "a text frame",
-        pb.LogEntry(log_type=pb.LOG_TYPE_EVENT, run_log="mismatch").SerializeToString(),
-        b"",
-        encode(Event(uuid="after the garbage")),
-    ]
     skipped: list[object] = []
-    async with strict_server(frames) as url:
+    async with strict_server(MIXED_FRAMES) as url:
         client = Client(url, on_malformed=skipped.append)
         got, _exc = await collect(client)
     assert [type(m).__name__ for m in got] == ["RunLog", "Event"]
-    assert len(skipped) == 5
-    assert client.stats.malformed == 5
+    assert len(skipped) == MIXED_MALFORMED
+    assert client.stats.malformed == MIXED_MALFORMED
     assert client.stats.connections == 1
 
 

@@ -4,22 +4,22 @@ of the two ends, as real processes against a real server and a real SQLite file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import CLI, ENV
-from server_support import server_thread
+from server_support import MIXED_FRAMES, MIXED_MALFORMED, ServerThread, server_thread
 from websockets.asyncio.server import ServerConnection, serve
 
-from ecaptureq.protocol import Event, RunLog, encode
-from ecaptureq.protocol import event_pb2 as pb
 from ecaptureq.sources.demo import DemoSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
@@ -64,10 +64,10 @@ def _count(db: Path) -> int:
         return 0
 
 
-def _publish_and_wait(bg: object, db: Path, count: int, start: int = 0) -> None:
+def _publish_and_wait(bg: ServerThread, db: Path, count: int, start: int = 0) -> None:
     source = DemoSource(seed=start + 1).events()
     for _ in range(count):
-        bg.publish_event(next(source))  # type: ignore[attr-defined]
+        bg.publish_event(next(source))
     deadline = time.monotonic() + 30
     while _count(db) < start + count:  # committed as the stream goes quiet, long before --flush-interval
         assert time.monotonic() < deadline, f"{_count(db)} of {start + count} events committed"
@@ -82,31 +82,43 @@ def _gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"  # ended, not yet waited for by its parent
 
 
-def test_a_store_process_killed_stops_record_with_exit_11_keeping_what_was_committed(tmp_path: Path) -> None:
-    db = tmp_path / "capture.db"
+@contextlib.contextmanager
+def _recording(db: Path, events: int) -> Iterator[tuple[ServerThread, subprocess.Popen[str], int]]:
+    """A server, ``record`` into ``db`` with ``events`` demo events committed, and its store process's pid."""
     with server_thread() as bg:
         rec = _record(bg.url, db)
-        bg.wait_clients()
-        _publish_and_wait(bg, db, 200)
-        os.kill(_store_process_of(rec.pid), signal.SIGKILL)
+        try:
+            bg.wait_clients()
+            _publish_and_wait(bg, db, events)
+            yield bg, rec, _store_process_of(rec.pid)
+        finally:
+            if rec.poll() is None:
+                rec.kill()
+                rec.communicate(timeout=30)
+
+
+def _intact(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def test_a_store_process_killed_stops_record_with_exit_11_keeping_what_was_committed(tmp_path: Path) -> None:
+    db = tmp_path / "capture.db"
+    with _recording(db, 200) as (_bg, rec, store):
+        os.kill(store, signal.SIGKILL)
         _out, err = rec.communicate(timeout=30)
     assert rec.returncode == 11, err
     assert "the store's process ended (exit code -9)" in err and "what was written before is kept" in err
     assert "Traceback" not in err
     assert _count(db) == 200
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    _intact(db)
 
 
 def test_record_killed_leaves_no_store_process_behind_and_its_events_are_kept(tmp_path: Path) -> None:
     # The store process runs in a session of its own (the terminal's Ctrl-C reaches only record, which ends
     # its input): when record is killed, the end of its input ends it too, after a last commit.
     db = tmp_path / "capture.db"
-    with server_thread() as bg:
-        rec = _record(bg.url, db)
-        bg.wait_clients()
-        _publish_and_wait(bg, db, 100)
-        store = _store_process_of(rec.pid)
+    with _recording(db, 100) as (_bg, rec, store):
         rec.kill()
         rec.communicate(timeout=30)
         deadline = time.monotonic() + 30
@@ -114,19 +126,15 @@ def test_record_killed_leaves_no_store_process_behind_and_its_events_are_kept(tm
             assert time.monotonic() < deadline, "the store process outlived record"
             time.sleep(0.05)
     assert _count(db) == 100
+    _intact(db)
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         (closed,) = conn.execute("SELECT count(*) FROM connections WHERE closed_ns IS NULL").fetchone()
     assert closed == 1, "record was killed: nobody said the connection ended"
 
 
 def test_record_stopped_by_sigterm_ends_its_store_process_after_the_last_commit(tmp_path: Path) -> None:
     db = tmp_path / "capture.db"
-    with server_thread() as bg:
-        rec = _record(bg.url, db)
-        bg.wait_clients()
-        _publish_and_wait(bg, db, 50)
-        store = _store_process_of(rec.pid)
+    with _recording(db, 50) as (_bg, rec, store):
         rec.send_signal(signal.SIGTERM)
         _out, err = rec.communicate(timeout=30)
     assert rec.returncode == 0, err
@@ -139,26 +147,15 @@ def test_record_stopped_by_sigterm_ends_its_store_process_after_the_last_commit(
 
 async def test_malformed_frames_are_counted_by_the_store_process_and_shown_by_the_ui(tmp_path: Path) -> None:
     # The UI's process only receives: the store process decodes, and counts what it skipped.
-    frames: list[bytes | str] = [
-        b"\xff\xfe garbage",
-        encode(RunLog("one")),
-        pb.LogEntry(log_type=9, run_log="x").SerializeToString(),
-        "a text frame",
-        pb.LogEntry(log_type=pb.LOG_TYPE_EVENT, run_log="mismatch").SerializeToString(),
-        b"",
-        encode(Event(uuid="1_1_x_3_0", payload=b"after the garbage")),
-    ]
-
     async def handler(conn: ServerConnection) -> None:
-        for frame in frames:
+        for frame in MIXED_FRAMES:
             await conn.send(frame)
         await conn.wait_closed()
 
     async with serve(handler, "127.0.0.1", 0, compression=None) as server:
         port = next(iter(server.sockets)).getsockname()[1]
-        ui = await asyncio.to_thread(
-            start_ui, "--source", f"ws://127.0.0.1:{port}/", "--db", str(tmp_path / "u.db")
-        )
+        url, db = f"ws://127.0.0.1:{port}/", str(tmp_path / "u.db")
+        ui = await asyncio.to_thread(start_ui, "--source", url, "--db", db)
         try:
             live: dict[str, object] = {}
             async with httpx.AsyncClient() as http:
@@ -168,7 +165,7 @@ async def test_malformed_frames_are_counted_by_the_store_process_and_shown_by_th
                         break
                     await asyncio.sleep(0.05)
             assert live.get("events") == 1 and live.get("run_logs") == 1, live
-            assert live["malformed"] == 5 and live["frames"] == 7, live
+            assert live["malformed"] == MIXED_MALFORMED and live["frames"] == len(MIXED_FRAMES), live
         finally:
             code, err = await asyncio.to_thread(stop_ui, ui)
     assert code == 0, err
