@@ -139,7 +139,6 @@ async def record(args: argparse.Namespace) -> ExitCode:
             origin=args.origin or None,
             headers=security["headers"],
             ssl_context=security["ssl"],
-            flush_interval=args.flush_interval,
             on_status=on_status,
             on_flush=lambda: progress.show(),
         )

@@ -267,7 +267,6 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
             live_store,
             origin=args.origin or None,
             headers=headers,
-            flush_interval=args.flush_interval,
             on_status=_waiting_printer(),
         )
 

@@ -67,8 +67,8 @@ class LiveRecorder:
     (:meth:`StoreProcess.start`) and close it after :meth:`run`.
 
     Call :meth:`wait_first_connection` before relying on it: it raises :class:`ConnectError` when the
-    first attempt fails. ``on_status`` sees each status change, ``on_flush`` runs every ``flush_interval``
-    seconds (a progress line). :meth:`run` raises :class:`~ecaptureq.store.StoreError` when the database
+    first attempt fails. ``on_status`` sees each status change, ``on_flush`` runs every flush interval of
+    the store (a progress line). :meth:`run` raises :class:`~ecaptureq.store.StoreError` when the database
     cannot be written.
     """
 
@@ -80,12 +80,10 @@ class LiveRecorder:
         origin: str | None = DEFAULT_ORIGIN,
         headers: dict[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
-        flush_interval: float = 0.5,
         on_status: Callable[[Status], None] | None = None,
         on_flush: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
-        self.flush_interval = flush_interval
         self._on_status_hook = on_status
         self._on_flush_hook = on_flush
         self.stats = LiveStats()
@@ -155,7 +153,7 @@ class LiveRecorder:
 
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(self.flush_interval)
+            await asyncio.sleep(self.store.flush_interval)
             self._sample()
             if self._on_flush_hook is not None:
                 self._on_flush_hook()

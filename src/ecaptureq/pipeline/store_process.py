@@ -288,6 +288,7 @@ class StoreProcess:
         on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.path = path
+        self.flush_interval = flush_interval
         self.stats = StoreStats()
         self.frames = 0
         self.malformed = 0
