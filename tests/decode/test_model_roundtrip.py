@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from ecaptureq.decode.bodies import form_fields
 from ecaptureq.decode.model import (
     FLOW_FORMAT,
+    FLOW_FORMATS,
+    STORED_FORMAT,
     Exchange,
     FlowFormatError,
     HttpMessage,
@@ -248,7 +250,7 @@ def _with(path: tuple[str | int, ...], value: object) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("data", "field", "value"),
     [
-        (_with(("format_version",), 3), "format_version", 3),
+        (_with(("format_version",), max(FLOW_FORMATS) + 1), "format_version", max(FLOW_FORMATS) + 1),
         (_with(("format_version",), "2"), "format_version", "2"),
         (_with(("format_version",), True), "format_version", True),
         (_with(("id",), None), "id", None),
@@ -286,8 +288,8 @@ def test_malformed_dict_names_the_field(data: object, field: str, value: object)
 
 def test_unknown_format_is_its_own_error() -> None:
     with pytest.raises(UnknownFlowFormat) as raised:
-        Exchange.from_dict({**FORMAT_1, "format_version": FLOW_FORMAT + 1})
-    assert raised.value.version == FLOW_FORMAT + 1
+        Exchange.from_dict({**FORMAT_1, "format_version": max(FLOW_FORMATS) + 1})
+    assert raised.value.version == max(FLOW_FORMATS) + 1
 
 
 def _containers(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
@@ -382,7 +384,7 @@ def test_the_stored_detail_holds_only_what_the_columns_do_not(tmp_path: Path) ->
                   started_ns=5, ended_ns=9, latency=0.5)  # fmt: skip
     detail, loaded = _stored_and_loaded(ex, tmp_path / "once.db")
     assert detail == {
-        "format_version": FLOW_FORMAT,
+        "format_version": STORED_FORMAT,
         "tid": 9,
         "fd": 3,
         "clock": "epoch",

@@ -21,11 +21,13 @@ from flow_support import FORMAT_1, FORMAT_1_ROW
 from haralyzer import HarParser
 from ui_support import Ui, sample_exchange, start_ui, stop_ui
 
-from ecaptureq.decode.model import FLOW_FORMAT
+from ecaptureq.decode.model import FLOW_FORMATS
 from ecaptureq.store import CaptureStore
 from ecaptureq.store.writer import exchange_row
 
 pytestmark = pytest.mark.e2e
+
+NEWER_FORMAT = max(FLOW_FORMATS) + 1
 
 DAMAGED = 2
 NEWER = 3
@@ -44,7 +46,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     detail["request"]["trailers"] = "X-Sum: 1"  # not a list of pairs
     damaged[-2] = json.dumps(detail)
     newer = list(exchange_row(NEWER, sample_exchange(NEWER)))
-    newer[-2] = json.dumps({**json.loads(newer[-2]), "format_version": FLOW_FORMAT + 1})
+    newer[-2] = json.dumps({**json.loads(newer[-2]), "format_version": NEWER_FORMAT})
     old_stored = list(FORMAT_1_ROW)  # as the store wrote it before the format had a version, renumbered
     old_stored[0] = OLD_STORED
     old_stored[-2] = json.dumps({**json.loads(old_stored[-2]), "id": OLD_STORED})
@@ -90,8 +92,8 @@ def _check_har(doc: dict) -> None:  # type: ignore[type-arg]
     assert comment.startswith("2 exchanges left out")
     assert f"exchange {DAMAGED}: request.trailers: expected a list of [name, value] pairs" in comment
     assert (
-        f"exchange {NEWER}: format_version: expected one of 1, {FLOW_FORMAT}, found {FLOW_FORMAT + 1}"
-        in comment
+        f"exchange {NEWER}: format_version: expected one of {', '.join(map(str, FLOW_FORMATS))},"
+        f" found {NEWER_FORMAT}" in comment
     )
 
 

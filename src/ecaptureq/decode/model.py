@@ -45,7 +45,14 @@ message's ``body`` only when it had no text, and no ``raw_body``; format 2 keeps
 holds (each byte string once: ``body_b64`` only when the body is not its text's UTF-8, ``raw_body_b64``
 only when the body as carried differs from the decoded one)."""
 
-FLOW_FORMATS: Final = (1, FLOW_FORMAT)
+STORED_FORMAT: Final = 3
+"""The ``format_version`` of an exchange as a capture database's ``detail`` column holds it: format 2 without
+the fields the row's other columns hold, and without the fields at their defaults (the store puts the
+columns back before :meth:`Exchange.from_dict` reads it; read alone, it lacks them). Its own number, so
+that a release that reads only formats 1 and 2 says the row was written by a newer ecaptureq instead of
+naming a field it misses."""
+
+FLOW_FORMATS: Final = (1, FLOW_FORMAT, STORED_FORMAT)
 """The formats :meth:`Exchange.from_dict` reads."""
 
 Clock = Literal["epoch", "boot", "unset"]

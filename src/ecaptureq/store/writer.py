@@ -25,7 +25,7 @@ from typing import Any, Final
 import orjson
 
 from ecaptureq.decode.decoder import Decoder
-from ecaptureq.decode.model import FLOW_FORMAT, Exchange, HttpMessage
+from ecaptureq.decode.model import STORED_FORMAT, Exchange, HttpMessage
 from ecaptureq.decode.results import RequestDone, ResponseDone
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
 from ecaptureq.protocol.gap import parse_gap
@@ -241,7 +241,7 @@ def _stored_message(msg: HttpMessage, ex: Exchange) -> dict[str, Any]:
 def _stored_detail(ex: Exchange) -> dict[str, Any]:
     """The ``detail`` JSON of an exchange: as :func:`_stored_message`, what the columns do not hold (its
     id, connection, protocol, stream, process and addresses, and times have theirs)."""
-    detail: dict[str, Any] = {"format_version": FLOW_FORMAT}
+    detail: dict[str, Any] = {"format_version": STORED_FORMAT}
     if ex.tid is not None:
         detail["tid"] = ex.tid
     if ex.fd is not None:
