@@ -27,6 +27,7 @@ from typing import Final
 import brotli  # type: ignore[import-untyped]
 import zstandard
 
+from ecaptureq.bench.consumers import tree_peak_rss
 from ecaptureq.protocol import Event
 from ecaptureq.protocol.jsonl import to_json
 from ecaptureq.protocol.uuid import format_uuid
@@ -100,19 +101,12 @@ class Cost:
     name: str
     wire_bytes: int
     db_bytes: int  # the database file after record closed it, minus an empty database's
-    peak_rss: int  # bytes, VmHWM of the record process once the exchange was committed
+    peak_rss: int  # bytes, the largest VmHWM of record's processes once the exchange was committed
 
     @property
     def budget(self) -> int:
         """What the exchange may cost on disk: twice its wire bytes plus 64 KiB."""
         return 2 * self.wire_bytes + BUDGET_SLACK
-
-
-def _vm_hwm(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def _db_size(path: Path) -> int:
@@ -173,7 +167,7 @@ def measure(name: str, events: list[Event], workdir: Path, *, empty_db_bytes: in
         )
         try:
             _wait_for(lambda: _complete(db), 120, f"record to commit the {name} exchange")
-            rss = _vm_hwm(record.pid)
+            rss = tree_peak_rss(record.pid)  # its store process decodes
         finally:
             record.send_signal(signal.SIGTERM)
             record.communicate(timeout=60)

@@ -187,13 +187,20 @@ async def _wait_rows(db: Path, events: int, proc: subprocess.Popen[bytes]) -> in
     raise TimeoutError(f"{proc.args!r}: {events} rows not committed in {TIMEOUT:g} s")
 
 
-def _peak_rss_mib(pid: int) -> float | None:
+def tree_peak_rss(pid: int) -> int:
+    """The largest peak resident size (``VmHWM``, bytes) of a live process and its descendants (``record``'s
+    and ``ui``'s store process and committing process, where the decoding and SQLite's work happen); 0
+    when none can be read."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
+    except OSError:  # ended meanwhile
+        return 0
     m = re.search(r"VmHWM:\s+(\d+)", text)
-    return int(m.group(1)) / 1024 if m else None
+    peak = int(m.group(1)) * 1024 if m else 0
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            peak = max([peak, *(tree_peak_rss(int(child)) for child in children.read_text().split())])
+    return peak
 
 
 async def _bare(sender: _Sender, events: int) -> tuple[float, float]:
@@ -253,7 +260,7 @@ async def _consumer(
             probe_task = asyncio.create_task(probe.run())
             end = await _wait_rows(db, events, proc)
             cpu1 = tree_cpu_seconds(proc.pid)
-        rss = _peak_rss_mib(proc.pid)
+        rss = tree_peak_rss(proc.pid) / 2**20 or None
     finally:
         if probe_task is not None:
             probe_task.cancel()
