@@ -242,9 +242,10 @@ def _with_fields(detail: dict[str, Any], cells: Sequence[Any]) -> None:
     # The fields the store keeps in columns, not in detail (each fact once; see the writer's
     # _stored_message): put back where detail has no value of its own (rows written before, and the values
     # a column would have cut, keep theirs). from_dict checks their types as it checks detail's.
-    for key, value in zip(_EXCHANGE_COLUMNS, cells, strict=False):
+    split = len(_EXCHANGE_COLUMNS)
+    for key, value in zip(_EXCHANGE_COLUMNS, cells[:split], strict=True):
         detail.setdefault(key, value)
-    for (which, key, _), value in zip(_MESSAGE_COLUMNS, cells[len(_EXCHANGE_COLUMNS) :], strict=True):
+    for (which, key, _), value in zip(_MESSAGE_COLUMNS, cells[split:], strict=True):
         msg = detail.get(which)
         if isinstance(msg, dict):
             msg.setdefault(key, value)
