@@ -20,6 +20,8 @@ from conftest import CLI, ENV
 from server_support import MIXED_FRAMES, MIXED_MALFORMED, ServerThread, server_thread
 from websockets.asyncio.server import ServerConnection, serve
 
+from ecaptureq.pipeline.store_process import StoreProcess
+from ecaptureq.protocol import encode
 from ecaptureq.sources.demo import DemoSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
@@ -170,3 +172,52 @@ async def test_malformed_frames_are_counted_by_the_store_process_and_shown_by_th
             code, err = await asyncio.to_thread(stop_ui, ui)
     assert code == 0, err
     assert "1 event" in err
+
+
+async def _handled(store: StoreProcess, count: int) -> None:
+    """Wait (bounded) until ``store`` says ``count`` messages are committed or skipped."""
+    deadline = time.monotonic() + 20
+    while store.handled < count:
+        assert time.monotonic() < deadline, f"{store.handled} of {count} messages handled"
+        await asyncio.sleep(0.02)
+
+
+async def test_fleet_messages_are_stored_once_by_key_and_each_commit_says_how_many_it_covers(
+    tmp_path: Path,
+) -> None:
+    """The collector's use: messages with stream sequences as keys. A key stored already (below the
+    highest, or a redelivery above it, from a process started after the one that stored it) is skipped and
+    counted, and still covered by the next answer: the collector acknowledges what is covered."""
+    db = tmp_path / "fleet.db"
+    bodies = [encode(e) for _, e in zip(range(30), DemoSource(seed=3).events(), strict=False)]
+    first = StoreProcess(db, flush_interval=30, commit_every=10)
+    await first.start()
+    first.send_messages([("web-1", key, False, body) for key, body in enumerate(bodies[:20], 1)])
+    await _handled(first, 20)  # commit_every: covered long before the flush interval
+    first.send_messages(
+        [("web-1", 5, False, bodies[4]), ("web-2", 18, True, bodies[17]), ("web-1", 21, False, b"\xff")]
+    )
+    await _handled(first, 23)  # two duplicates and a malformed body: nothing to write, still answered
+    assert (first.duplicates, first.malformed, first.frames) == (2, 1, 23)
+    await first.close()
+    assert first.nodes == {"web-1": [20, 0]}
+
+    # Another process on the same database: the keys it finds stored are skipped, the others stored.
+    second = StoreProcess(db, flush_interval=30, commit_every=10)
+    await second.start()
+    second.send_messages([("web-1", 3, False, bodies[2]), ("web-1", 21, False, bodies[20])])
+    await _handled(second, 2)  # the highest key stored is now 21, for this process
+    # A third process stores key 30 meanwhile (a collector killed a moment ago, finishing its last commit);
+    # the stream delivers it again, a redelivery, to the second one, above the highest key it knew.
+    third = StoreProcess(db, flush_interval=30)
+    await third.start()
+    third.send_messages([("web-1", 30, False, bodies[29])])
+    await third.close()
+    second.send_messages([("web-1", 30, True, bodies[29]), ("web-1", 31, False, bodies[28])])
+    await second.close()
+    assert (second.handled, second.duplicates, second.nodes) == (4, 2, {"web-1": [2, 0]})
+    with sqlite3.connect(db) as conn:
+        keys = [k for (k,) in conn.execute("SELECT key FROM delivered ORDER BY key")]
+        nodes = conn.execute("SELECT node, count(*) FROM packets GROUP BY node").fetchall()
+    assert keys == [*range(1, 22), 30, 31]
+    assert nodes == [("web-1", 23)]

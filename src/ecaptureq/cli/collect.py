@@ -21,7 +21,6 @@ from ecaptureq.fleet import Collector, FleetReader
 from ecaptureq.fleet.reader import DEFAULT_ACK_WAIT
 from ecaptureq.fleet.subjects import BadNodeName, filter_subject
 from ecaptureq.pipeline.recorder import tune_for_recording
-from ecaptureq.store import CaptureStore, StoreError
 from ecaptureq.store.writer import QUIET_COMMIT
 
 DEFAULT_DURABLE = "ecaptureq-collect"
@@ -122,11 +121,7 @@ async def collect(args: argparse.Namespace) -> ExitCode:
         ack_wait=args.ack_wait,
         retention=retention_from_args(args),
     )
-    try:
-        store = CaptureStore(args.db, decode=not args.no_decode)
-    except StoreError as exc:
-        raise CliError(str(exc), ExitCode.STORAGE) from None
-    collector = Collector(reader, store, flush_interval=args.flush_interval)
+    collector = Collector(reader, args.db, decode=not args.no_decode, flush_interval=args.flush_interval)
 
     def opened() -> None:
         if not args.quiet:
@@ -135,11 +130,12 @@ async def collect(args: argparse.Namespace) -> ExitCode:
 
     code = await run_collector(collector, "collect", "what was committed is kept", opened)
     if not args.quiet:
+        store = collector.store
         nodes = ", ".join(f"{name} {n.events}" for name, n in sorted(collector.stats.nodes.items())) or "none"
         print(
             f"ecaptureq collect: {store.stats.packets} events, {store.stats.logs} log lines, "
             f"{store.stats.exchanges_text()} written to {args.db} (events by node: {nodes}; "
-            f"{collector.stats.duplicates} redeliveries already stored; {reader.stats.malformed} malformed "
+            f"{store.duplicates} redeliveries already stored; {store.malformed} malformed "
             f"and {reader.stats.foreign} foreign messages skipped)",
             file=sys.stderr,
         )

@@ -186,13 +186,17 @@ def fleet_error(exc: FleetError) -> CliError:
 async def run_collector(
     collector: Collector, command: str, kept: str, opened: Callable[[], None] | None = None
 ) -> ExitCode:
-    """Run ``collector`` (its reader opened first, then ``opened`` called) until Ctrl-C, SIGTERM or its end;
-    close its reader and store; return the exit code (11 when the last batch cannot be written).
+    """Run ``collector`` (its store started, its reader opened, then ``opened`` called) until Ctrl-C,
+    SIGTERM or its end; close it; return the exit code (11 when the last batch cannot be written).
 
     ``command`` names the command in messages; ``kept`` says what a failed write leaves in the database.
     """
-    reader, store = collector.reader, collector.store
+    reader = collector.reader
     code = ExitCode.OK
+    try:
+        await collector.start()  # the database is opened (or refused) before connecting
+    except StoreError as exc:
+        raise CliError(str(exc), ExitCode.STORAGE) from None
     try:
         async with Lifecycle() as life:  # a signal while the reader opens stops it right after
             await reader.open()
@@ -204,9 +208,8 @@ async def run_collector(
     except StoreError as exc:
         raise CliError(f"stopped: {exc}; {kept}", ExitCode.STORAGE) from None
     finally:
-        await reader.close()
         try:
-            store.close()
+            await collector.close()
         except StoreError as exc:
             print(f"ecaptureq {command}: could not write the last batch: {exc}", file=sys.stderr)
             code = ExitCode.STORAGE

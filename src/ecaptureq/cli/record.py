@@ -17,7 +17,7 @@ from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Connected, ConnectError, Di
 from ecaptureq.fleet import Collector, FleetReader, is_nats_url
 from ecaptureq.pipeline.recorder import LiveRecorder, tune_for_recording
 from ecaptureq.pipeline.store_process import StoreProcess
-from ecaptureq.store import CaptureStore, FilterError, PacketFilter, StoreError
+from ecaptureq.store import FilterError, PacketFilter, StoreError
 from ecaptureq.store.writer import QUIET_COMMIT
 
 EXAMPLES = """\
@@ -108,15 +108,12 @@ async def record(args: argparse.Namespace) -> ExitCode:
     if args.flush_interval <= 0:
         raise CliError("--flush-interval must be positive")
     try:
-        flt = PacketFilter(args.filter) if args.filter else None
+        if args.filter:
+            PacketFilter(args.filter)  # checked here; the store's process applies it
     except FilterError as exc:
         raise filter_error(exc) from None
     if is_nats_url(args.url):
-        try:
-            fleet_store = CaptureStore(args.db, decode=not args.no_decode)
-        except StoreError as exc:
-            raise CliError(str(exc), ExitCode.STORAGE) from None
-        return await record_fleet(args, fleet_store, flt)
+        return await record_fleet(args)
     if args.node is not None or args.since is not None:
         raise CliError("--node and --since are for a fleet's nats:// URL")
 
@@ -179,7 +176,7 @@ async def record(args: argparse.Namespace) -> ExitCode:
     return code
 
 
-async def record_fleet(args: argparse.Namespace, store: CaptureStore, flt: PacketFilter | None) -> ExitCode:
+async def record_fleet(args: argparse.Namespace) -> ExitCode:
     """``record nats://...``: the fleet's stream into the database, with the node column."""
     from ecaptureq.cli.fleet import nats_options_from_args, run_collector, since_from_args
     from ecaptureq.fleet.subjects import BadNodeName, filter_subject
@@ -189,15 +186,18 @@ async def record_fleet(args: argparse.Namespace, store: CaptureStore, flt: Packe
         options = nats_options_from_args(args, [args.url], name="ecaptureq-record")
         since = since_from_args(args.since)
     except BadNodeName as exc:
-        store.close()
         raise CliError(f"--node: {exc}") from None
-    except CliError:
-        store.close()
-        raise
     reader = FleetReader(options, node_glob=args.node, since=since, create_stream=False)
-    collector = Collector(reader, store, flush_interval=args.flush_interval, event_filter=flt)
+    collector = Collector(
+        reader,
+        args.db,
+        decode=not args.no_decode,
+        flush_interval=args.flush_interval,
+        event_filter=args.filter,
+    )
     code = await run_collector(collector, "record", "what was written before is kept")
     if not args.quiet:
+        store = collector.store
         print(
             f"ecaptureq record: {store.stats.packets} events from {len(collector.stats.nodes)} nodes, "
             f"{store.stats.logs} log lines, {store.stats.exchanges_text()} written to {args.db}",

@@ -30,7 +30,7 @@ from ecaptureq.client import (
     normalize_url,
 )
 from ecaptureq.fleet import Collector, FleetError
-from ecaptureq.store import CaptureStore, SqlError, StoreError
+from ecaptureq.store import SqlError, StoreError
 from ecaptureq.store.writer import QUIET_COMMIT
 
 DEFAULT_LISTEN = "http://127.0.0.1:8080/"
@@ -225,7 +225,6 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
         raise CliError("--poll must be positive")
     commits = CommitSignal()
 
-    store: CaptureStore | None = None
     recorder: LiveRecorder | None = None
     collector: Collector | None = None
     if args.source is not None and args.nats is not None:
@@ -236,7 +235,6 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
     if args.nats is not None:
         db = args.db or Path(f"ecaptureq-ui-{time.strftime('%Y%m%d-%H%M%S')}.db")
         collector = _fleet_collector(args, db, commits.notify)
-        store = collector.store
     elif args.source is None:
         if args.db is None:
             raise CliError("give --source URL (record and show), --nats URL (a fleet) or --db FILE (browse)")
@@ -255,6 +253,12 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
             raise CliError(str(exc)) from None
     # Listening comes before the database is created, so that a port in use leaves no file behind.
     sock = _bind(host, port)
+    if collector is not None:
+        try:
+            await collector.start()
+        except StoreError as exc:
+            sock.close()
+            raise CliError(str(exc), ExitCode.STORAGE) from None
     if args.source is not None:
         live_store = StoreProcess(db, flush_interval=args.flush_interval, on_commit=commits.notify)
         try:
@@ -321,17 +325,15 @@ async def serve_ui(args: argparse.Namespace) -> ExitCode:
         raise connect_error(exc) from None
     finally:
         await life.close()
-        if collector is not None:
-            await collector.reader.close()
         sock.close()
-        closing = recorder.store if recorder is not None else store
+        closing = recorder.store if recorder is not None else collector.store if collector else None
         if closing is not None:
             try:
-                if isinstance(closing, StoreProcess):
+                if collector is not None:
+                    await collector.close()
+                else:
                     closing.connection_closed("ui stopped")
                     await closing.close()
-                else:
-                    closing.close()
             except StoreError as exc:
                 print(f"ecaptureq ui: could not write the last batch: {exc}", file=sys.stderr)
                 code = ExitCode.STORAGE
@@ -354,11 +356,7 @@ def _fleet_collector(args: argparse.Namespace, db: Path, on_commit: Callable[[],
         raise CliError(f"--node: {exc}") from None
     options = nats_options_from_args(args, [args.nats], name="ecaptureq-ui")
     reader = FleetReader(options, node_glob=args.node, since=since_from_args(args.since), create_stream=False)
-    try:
-        store = CaptureStore(db)
-    except StoreError as exc:
-        raise CliError(str(exc), ExitCode.STORAGE) from None
-    return Collector(reader, store, flush_interval=args.flush_interval, on_commit=on_commit)
+    return Collector(reader, db, flush_interval=args.flush_interval, on_commit=on_commit)
 
 
 def run(args: argparse.Namespace) -> ExitCode:

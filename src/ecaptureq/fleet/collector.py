@@ -1,9 +1,12 @@
 """The collector: a fleet reader whose sink is the capture database.
 
-Each batch of delivered messages is added to the :class:`~ecaptureq.store.CaptureStore` with its node and
-its stream sequence as the message key, committed, and only then acknowledged. A collector killed between
-the commit and the acknowledgements gets those messages again when it restarts; the ``delivered`` keys
-committed with them tell it that they are stored already, so nothing is lost and nothing is stored twice.
+The collector's process only reads the stream: each batch of delivered messages goes, undecoded, to a
+:class:`~ecaptureq.pipeline.store_process.StoreProcess` (a process of its own, as ``record``'s), with its
+node and its stream sequence as the message key. That process decodes, stores and commits them, and says
+after each commit how many of the messages sent it covers; only then are they acknowledged. A collector
+killed between the commit and the acknowledgements gets those messages again when it restarts; the
+``delivered`` keys committed with them tell it that they are stored already, so nothing is lost and nothing
+is stored twice.
 """
 
 from __future__ import annotations
@@ -13,24 +16,21 @@ import collections
 import contextlib
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nats.aio.msg import Msg
 
-from ecaptureq.fleet.reader import MAX_ACK_PENDING, FleetMessage, FleetReader
-from ecaptureq.protocol import DecodeError, Event, Heartbeat
-from ecaptureq.store.sql import PacketFilter
-from ecaptureq.store.writer import QUIET_COMMIT, CaptureStore
-
-COMMITS_IN_FLIGHT = 2
-"""Commits the writer thread may have waiting while the collector reads on (each up to a third of the
-messages the server lets wait for their acknowledgement)."""
+from ecaptureq.fleet.reader import MAX_ACK_PENDING, FleetReader
+from ecaptureq.pipeline.store_process import IN_FLIGHT, StoreProcess
 
 DELIVERED_MARGIN = 1_000_000
 """Keys of acknowledged messages kept below the consumer's ack floor (about 16 MB): a server that lost
 some of its consumer state in a crash may deliver again what was acknowledged just before."""
+
+PRUNE_INTERVAL = 30.0
+"""Seconds between two prunings of the ``delivered`` keys below the ack floor (less the margin)."""
 
 
 @dataclass
@@ -45,7 +45,7 @@ class NodeStatus:
 
 @dataclass
 class CollectorStats:
-    """What a collector has stored."""
+    """What a collector has stored (as of the last commit)."""
 
     stored: int = 0
     duplicates: int = 0  # redeliveries already in the database
@@ -54,149 +54,173 @@ class CollectorStats:
 
 
 class Collector:
-    """Consume ``reader`` into ``store`` until cancelled; commit at least every ``flush_interval`` s, and
-    whenever the stream goes quiet for :data:`~ecaptureq.store.writer.QUIET_COMMIT` s.
+    """Consume ``reader`` into the capture database ``db`` until cancelled.
 
-    With a durable reader each message's stream sequence is kept (``delivered``) in the transaction that
-    stores it, and acknowledged after the commit. ``event_filter`` keeps only the events it matches
-    (``record --filter``); ``on_commit`` runs after each commit.
+    The store's process commits at least every ``flush_interval`` s, whenever the stream goes quiet for
+    :data:`~ecaptureq.store.writer.QUIET_COMMIT` s, and before the server's bound on messages waiting for
+    their acknowledgement holds delivery back. With a durable reader each message's stream sequence is kept
+    (``delivered``) in the transaction that stores it, and acknowledged after the commit. ``decode``: also
+    decode HTTP exchanges; ``event_filter`` keeps only the events it matches (``record --filter``);
+    ``on_commit`` runs after each commit.
+
+    Call :meth:`start` (it opens the database), :meth:`run`, then :meth:`close`.
     """
 
     def __init__(
         self,
         reader: FleetReader,
-        store: CaptureStore,
+        db: Path,
         *,
+        decode: bool = True,
         flush_interval: float = 0.5,
-        event_filter: PacketFilter | None = None,
+        event_filter: str | None = None,
         on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.reader = reader
-        self.event_filter = event_filter
-        self._received_events = 0
-        self.store = store
-        self.flush_interval = flush_interval
         self.stats = CollectorStats()
+        self.store = StoreProcess(
+            db,
+            decode=decode,
+            event_filter=event_filter,
+            flush_interval=flush_interval,
+            # each commit up to a third of what the server lets wait for an acknowledgement
+            commit_every=MAX_ACK_PENDING // (IN_FLIGHT + 1),
+            on_commit=self._committed,
+        )
         self._on_commit = on_commit
         self._exactly_once = reader.durable is not None
-        self._high = store.delivered_high() if self._exactly_once else 0
         self._started = time.monotonic()
-        self._acks: collections.deque[tuple[asyncio.Task[None], Future[None] | None]] = collections.deque()
+        self._sent = 0  # messages sent to the store's process
+        # messages to acknowledge once the store's process has handled so many: in the order received
+        self._waiting: collections.deque[tuple[int, list[Msg]]] = collections.deque()
+        self._acking: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
         """The NATS servers, as shown to a person."""
         return self.reader.options.display
 
-    def _keep(self, fm: FleetMessage) -> None:
-        status = self.stats.nodes.get(fm.node)
-        if status is None:
-            status = self.stats.nodes[fm.node] = NodeStatus()
-        status.last_seen = time.time()
-        status.source = fm.source or status.source
-        message = fm.message
-        if isinstance(message, DecodeError | Heartbeat):
-            return
-        if isinstance(message, Event) and self.event_filter is not None:
-            self._received_events += 1
-            if not self.event_filter.matches(message, self._received_events):
-                return
-        key = fm.stream_seq if self._exactly_once else None
-        if key is not None:
-            # New messages come in stream order, above every key kept: only one at or below the highest
-            # can be a redelivery (after a restart of the collector, or of the server, which may deliver
-            # again what it had delivered without counting it as a redelivery).
-            if key <= self._high and self.store.delivered(key):
-                self.stats.duplicates += 1
-                return
-            self._high = max(self._high, key)
-        self.store.buffer(message, node=fm.node, key=key)  # committed by run(), in the writer thread
-        self.stats.stored += 1
-        if isinstance(message, Event):
-            status.events += 1
-        else:
-            status.logs += 1
+    async def start(self) -> None:
+        """Start the store's process, which opens the database.
 
-    async def _acknowledge(self, commit: Future[None] | None, to_ack: list[Msg]) -> None:
-        """Once ``commit`` (and so every commit asked for before it) is done, acknowledge ``to_ack``."""
-        if commit is not None:
-            await asyncio.wrap_future(commit)  # StoreError: nothing of it is acknowledged
-            self.stats.commits += 1
-        for msg in to_ack:
-            with contextlib.suppress(Exception):  # an ack lost is a redelivery, recognised later
-                await msg.ack()
+        Raises:
+            StoreError: it could not (not a capture database, unwritable...).
+        """
+        await self.store.start()
+
+    def _committed(self) -> None:
+        self.stats.commits += 1
+        self._count()
+        self._acknowledge()
         if self._on_commit is not None:
             self._on_commit()
 
-    def _commit(self, to_ack: list[Msg]) -> asyncio.Task[None]:
-        """Commit what is buffered in the store's writer thread, then acknowledge ``to_ack``.
+    def _count(self) -> None:
+        store, stats = self.store, self.stats
+        stats.duplicates = store.duplicates
+        stats.stored = 0
+        for node, (events, logs) in store.nodes.items():
+            status = stats.nodes.get(node)
+            if status is None:
+                status = stats.nodes[node] = NodeStatus()
+            status.events, status.logs = events, logs
+            stats.stored += events + logs
 
-        Messages not stored (duplicates, other nodes) may be acknowledged only once whatever they were
-        recognised against is committed: after the last commit asked for, which the writer thread
-        finishes after every earlier one."""
-        commit = self.store.flush_in_background()
-        if commit is None and self._acks:
-            commit = self._acks[-1][1]
-        task = asyncio.ensure_future(self._acknowledge(commit, to_ack))
-        self._acks.append((task, commit))
-        return task
+    def _acknowledge(self) -> None:
+        """Acknowledge the messages the store's process has handled (committed, or skipped once everything
+        before them was committed)."""
+        handled, waiting = self.store.handled, self._waiting
+        msgs: list[Msg] = []
+        while waiting and waiting[0][0] <= handled:
+            msgs += waiting.popleft()[1]
+        if msgs:
+            task = asyncio.ensure_future(self._ack(msgs))
+            self._acking.add(task)
+            task.add_done_callback(self._acking.discard)
 
-    async def _settle(self, keep: int) -> None:
-        """Wait until at most ``keep`` commits are in flight (raising a failed one's StoreError)."""
-        acks = self._acks
-        while acks and (len(acks) > keep or acks[0][0].done()):
-            task, _ = acks.popleft()
-            await task
+    @staticmethod
+    async def _ack(msgs: list[Msg]) -> None:
+        for msg in msgs:
+            with contextlib.suppress(Exception):  # an ack lost is a redelivery, recognised later
+                await msg.ack()
+
+    async def _consume(self) -> None:
+        store, waiting, nodes = self.store, self._waiting, self.stats.nodes
+        keyed = self._exactly_once
+        async for batch in self.reader.deliveries(idle=store.flush_interval):
+            if not batch:
+                continue
+            now = time.time()
+            items: list[tuple[str, int | None, bool, bytes]] = []
+            for d, _ in batch:
+                if d is None:  # another node's, or not the fleet's: acknowledged with the others
+                    continue
+                status = nodes.get(d.node)
+                if status is None:
+                    status = nodes[d.node] = NodeStatus()
+                status.last_seen = now
+                if d.source is not None:
+                    status.source = d.source
+                items.append((d.node, d.stream_seq if keyed else None, d.redelivered, d.body))
+            if items:
+                store.send_messages(items)
+                self._sent += len(items)
+            waiting.append((self._sent, [msg for _, msg in batch]))
+            if self._sent <= store.handled:  # none sent: nothing to wait for
+                self._acknowledge()
+            await store.drain()
+
+    async def _prune(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL)
+            floor = await self.reader.ack_floor()
+            if floor and floor > DELIVERED_MARGIN:
+                self.store.forget(floor - DELIVERED_MARGIN)
 
     async def run(self) -> None:
-        """Fetch, store, commit, acknowledge, until cancelled.
+        """Read, store, acknowledge, until cancelled.
 
-        The commits run in the store's writer thread while the next messages are read; each batch is
-        acknowledged (explicitly, message by message) once its commit is done. One acknowledgement of
-        the batch's last message (``AckPolicy.ALL``) would be cheaper but not safe: a restarted
-        collector, or one whose connection dropped messages on the way, is sent new messages before the
-        server sends again what it had sent before, and acknowledging a new one would acknowledge those
-        too, never stored.
+        Each message is acknowledged explicitly once the commit that covers it is done. One acknowledgement
+        of a batch's last message (``AckPolicy.ALL``) would be cheaper but not safe: a restarted collector,
+        or one whose connection dropped messages on the way, is sent new messages before the server sends
+        again what it had sent before, and acknowledging a new one would acknowledge those too, never
+        stored.
 
         Raises:
             StoreError: the database cannot be written (nothing uncommitted was acknowledged).
             FleetError: the reader could not open its consumer.
         """
-        to_ack: list[Msg] = []
-        last_commit = time.monotonic()
-        last_prune = time.monotonic()
+        tasks = [asyncio.create_task(self._consume()), asyncio.create_task(self.store.failed())]
+        if self._exactly_once:
+            tasks.append(asyncio.create_task(self._prune()))
         try:
-            async for batch in self.reader.batches(idle=min(QUIET_COMMIT, self.flush_interval)):
-                for fm, msg in batch:
-                    if fm is not None:
-                        self._keep(fm)
-                    to_ack.append(msg)
-                await self._settle(keep=COMMITS_IN_FLIGHT)
-                now = time.monotonic()
-                # commit on time, when the stream goes quiet, and before the server's bound on messages in
-                # flight (they are acknowledged only after the commit) holds delivery back
-                full = len(to_ack) >= MAX_ACK_PENDING // (COMMITS_IN_FLIGHT + 1)
-                if to_ack and (full or now - last_commit >= self.flush_interval or not batch):
-                    self._commit(to_ack)
-                    to_ack = []
-                    last_commit = now
-                if self._exactly_once and now - last_prune >= 30:
-                    last_prune = now
-                    floor = await self.reader.ack_floor()
-                    if floor and floor > DELIVERED_MARGIN:
-                        self.store.forget_delivered(floor - DELIVERED_MARGIN)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
         finally:
-            if to_ack:
-                self._commit(to_ack)
-            tasks = [task for task, _ in self._acks]
-            self._acks.clear()
-            # every one awaited (a failed commit's error is the one run() raised, or comes again on close)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Have everything sent committed, acknowledge it, and close the reader.
+
+        Raises:
+            StoreError: the last commit failed, or the store's process ended before (what it committed is
+                kept, and acknowledged).
+        """
+        try:
+            await self.store.close()
+        finally:
+            self._count()
+            self._acknowledge()
+            if self._acking:
+                await asyncio.gather(*self._acking, return_exceptions=True)
+            await self.reader.close()
 
     def snapshot(self) -> dict[str, Any]:
         """The counters as JSON (the web UI's ``/api/status``)."""
-        s, st = self.stats, self.store.stats
+        st = self.store.stats
         elapsed = max(time.monotonic() - self._started, 1e-9)
         return {
             "connected": self.reader.conn is not None and self.reader.conn.nc.is_connected,
@@ -207,13 +231,13 @@ class Collector:
             "bytes": st.payload_bytes,
             "run_logs": st.logs,
             "heartbeats": 0,
-            "frames": self.reader.stats.received,
-            "malformed": self.reader.stats.malformed,
+            "frames": self.store.frames,
+            "malformed": self.store.malformed,
             "reconnects": 0,
             "disconnections": 0,
-            "duplicates": s.duplicates,
+            "duplicates": self.store.duplicates,
             "nodes": {
                 name: {"events": n.events, "logs": n.logs, "last_seen": n.last_seen, "source": n.source}
-                for name, n in sorted(s.nodes.items())
+                for name, n in sorted(self.stats.nodes.items())
             },
         }

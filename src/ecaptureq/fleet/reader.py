@@ -5,7 +5,8 @@ hands its messages to a callback at a fraction of the cost of ``fetch`` (which w
 and the server holds back once that many wait for their acknowledgement.
 
 :class:`FleetReader` yields batches of :class:`FleetMessage` (the decoded ``LogEntry``, its node, its stream
-sequence) with the nats-py message to acknowledge once the caller has kept it.
+sequence) with the nats-py message to acknowledge once the caller has kept it; or of :class:`Delivery`, the
+same with the body not decoded (the collector has it decoded in its store's process).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import datetime
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import nats.errors
 import nats.js.errors
@@ -69,6 +71,17 @@ class FleetMessage:
     def stored_at(self) -> datetime.datetime:
         """When the stream stored it, as an aware UTC datetime."""
         return datetime.datetime.fromtimestamp(self.stored_ns / 1e9, datetime.UTC)
+
+
+class Delivery(NamedTuple):
+    """One message of the stream as delivered, its body not decoded (see :class:`FleetMessage`)."""
+
+    node: str
+    body: bytes
+    stream_seq: int
+    redelivered: bool
+    source: str | None
+    stored_ns: int
 
 
 _FOREIGN = "<foreign>"  # not a node name: check_node refuses "<"
@@ -209,7 +222,7 @@ class FleetReader:
             return None
         return node
 
-    def _message(self, msg: Msg) -> FleetMessage | None:
+    def _delivery(self, msg: Msg) -> Delivery | None:
         node = self._node(msg.subject)
         if node is None:
             return None
@@ -220,19 +233,20 @@ class FleetReader:
             meta = msg.metadata
             stream_seq, delivered = meta.sequence.stream, meta.num_delivered
             stored_ns = int(meta.timestamp.timestamp() * 1e9)
-        decoded = decode(msg.data)
-        if isinstance(decoded, DecodeError):
-            self.stats.malformed += 1
         self.stats.received += 1
         headers = msg.headers
-        return FleetMessage(
-            node,
-            decoded,
-            stream_seq,
-            delivered > 1,
-            headers.get(HEADER_SOURCE) if headers else None,
-            stored_ns,
-        )
+        source = headers.get(HEADER_SOURCE) if headers else None
+        return Delivery(node, msg.data, stream_seq, delivered > 1, source, stored_ns)
+
+    def _message(self, msg: Msg) -> FleetMessage | None:
+        delivery = self._delivery(msg)
+        return None if delivery is None else self._decoded(delivery)
+
+    def _decoded(self, d: Delivery) -> FleetMessage:
+        decoded = decode(d.body)
+        if isinstance(decoded, DecodeError):
+            self.stats.malformed += 1
+        return FleetMessage(d.node, decoded, d.stream_seq, d.redelivered, d.source, d.stored_ns)
 
     async def batches(self, idle: float = 0.5) -> AsyncIterator[list[tuple[FleetMessage | None, Msg]]]:
         """Yield the messages delivered so far in batches (``[]`` after ``idle`` quiet seconds), until
@@ -241,6 +255,11 @@ class FleetReader:
         Messages of other nodes or subjects come as ``(None, msg)``: acknowledge them too. While the
         server is away nothing comes; delivery resumes by itself when it is back.
         """
+        async for batch in self.deliveries(idle):
+            yield [(None if d is None else self._decoded(d), m) for d, m in batch]
+
+    async def deliveries(self, idle: float = 0.5) -> AsyncIterator[list[tuple[Delivery | None, Msg]]]:
+        """:meth:`batches` with the bodies not decoded."""
         if self._sub is None:
             await self.open()
         queue = self._queue
@@ -253,7 +272,7 @@ class FleetReader:
             msgs = [first]
             while len(msgs) < self.batch_size and not queue.empty():
                 msgs.append(queue.get_nowait())
-            yield [(self._message(m), m) for m in msgs]
+            yield [(self._delivery(m), m) for m in msgs]
 
     async def ack_floor(self) -> int | None:
         """The stream sequence up to which every message is acknowledged (durable consumers)."""

@@ -1,4 +1,5 @@
-"""A live recording's decoding and storing, in a process of its own: what ``record`` and ``ui --source`` run.
+"""A live recording's decoding and storing, in a process of its own: what ``record``, ``ui --source`` and the
+fleet's collector (``collect``, ``record nats://``, ``ui --nats``) run.
 
 A recording receives frames (websockets), decodes them (protobuf, then HTTP), renders the exchanges into rows
 and hands the rows to the store's committing process. In one process the receiving and the decoding share
@@ -11,19 +12,28 @@ three stages run on the machine's cores side by side.
 :class:`StoreProcess` (on the recording's event loop) starts the process (:func:`main`) and talks to it
 over its stdin and stdout. Each message is an 8-byte length (native order) and a ``marshal`` of a tuple:
 
-* to the process: first ``("open", database, decode, condition or None, flush_interval)``; then
-  ``("frames", received_ns, [frame, ...])`` (one read of the socket: ``bytes``, or ``str`` for a text
-  frame, which is counted as malformed), ``("opened", url)``, ``("closed", reason)``; the end of its input
-  closes the store (it commits what is left) and ends it;
+* to the process: first ``("open", database, decode, condition or None, flush_interval, commit_every or
+  None)``; then
+  * from a WebSocket source: ``("frames", received_ns, [frame, ...])`` (one read of the socket:
+    ``bytes``, or ``str`` for a text frame, which is counted as malformed), ``("opened", url)``,
+    ``("closed", reason)``;
+  * from the fleet's stream: ``("messages", received_ns, [(node, key or None, redelivered, body), ...])``
+    (each ``body`` a ``LogEntry``; a message whose ``key`` is stored already is counted as a duplicate and
+    skipped), ``("forget", key)`` (drop the keys up to it);
+
+  the end of its input closes the store (it commits what is left) and ends it;
 * from it: ``("ready",)`` once the database is open, or ``("refused", text)``; ``("committed",
   counters)`` after each commit; ``("failed", text)`` when a commit failed (its rows stay buffered for the
   next one); ``("closed", counters, text or None)`` at the end, with the final commit's error if any.
+  The counters say how many ``messages`` the commit covers (:attr:`StoreProcess.handled`): the fleet's
+  collector acknowledges those.
 
 The process decides when to commit, as a recording in one process did: when
-:attr:`~ecaptureq.store.CaptureStore.batch_size` rows wait, :data:`~ecaptureq.store.writer.QUIET_COMMIT`
-after the last frame, and every flush interval. It runs in a session of its own, so that the terminal's
-Ctrl-C reaches only the recording's process, which then ends its input: what was sent is committed. When
-the recording's process is killed, the end of input does the same.
+:attr:`~ecaptureq.store.CaptureStore.batch_size` rows wait, when ``commit_every`` messages came since the
+last commit, :data:`~ecaptureq.store.writer.QUIET_COMMIT` after the last frame, and every flush interval.
+It runs in a session of its own, so that the terminal's Ctrl-C reaches only the recording's process, which
+then ends its input: what was sent is committed. When the recording's process is killed, the end of input
+does the same.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import collections
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import marshal
 import os
 import select
@@ -48,7 +59,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ecaptureq.client.session import Session
-from ecaptureq.protocol import DecodeError, Event
+from ecaptureq.protocol import DecodeError, Event, Heartbeat, decode
 from ecaptureq.store.committer import PIPE_BYTES
 from ecaptureq.store.schema import FilterError, StoreError
 from ecaptureq.store.sql import PacketFilter
@@ -74,12 +85,9 @@ SETTINGS_WAIT: Final = 60.0
 """Seconds the process waits for its settings before ending."""
 
 Counters = tuple[Any, ...]
-"""What the process reports: the fields of its :class:`StoreStats`, in order, then the frames received and
-the malformed ones."""
-
-
-def _counters(store: CaptureStore, session: Session) -> Counters:
-    return (*dataclasses.astuple(store.stats), session.stats.frames, session.stats.malformed)
+"""What the process reports: the fields of its :class:`StoreStats`, in order, then the frames (or messages)
+received, the malformed ones, the messages the commit covers, the duplicates skipped, and each node's
+events and run-log lines stored (``{node: [events, logs]}``)."""
 
 
 class _Answers:
@@ -144,14 +152,40 @@ class _Requests:
 class _Recording:
     """The process's state: the store, the client session that decodes the frames, the filter."""
 
-    def __init__(self, store: CaptureStore, event_filter: PacketFilter | None, answers: _Answers) -> None:
+    def __init__(
+        self,
+        store: CaptureStore,
+        event_filter: PacketFilter | None,
+        answers: _Answers,
+        commit_every: int | None = None,
+    ) -> None:
         self.store = store
         self.session = Session()
         self.event_filter = event_filter
         self.answers = answers
+        self.commit_every = commit_every
         self.index = 0  # events received, for the filter's ``index``
+        self.messages_received = 0
+        self.malformed_messages = 0
+        self.handled = 0  # fleet messages stored or skipped: a commit covers those handled before it
+        self.handed = 0  # handled when the last commit was asked for
+        self.duplicates = 0
+        self.nodes: dict[str, list[int]] = {}  # node -> [events, run-log lines] stored
+        self._high = -1  # the highest key stored (read from the database with the first key)
         self._inflight: collections.deque[Future[None]] = collections.deque()
         self._failures = 0
+
+    def counters(self, handled: int) -> Counters:
+        """What a commit answer reports, ``handled`` messages covered."""
+        received = self.session.stats.frames + self.messages_received
+        malformed = self.session.stats.malformed + self.malformed_messages
+        stats = dataclasses.astuple(self.store.stats)
+        return (*stats, received, malformed, handled, self.duplicates, self.nodes)
+
+    @property
+    def due(self) -> bool:
+        """Whether anything waits for a commit (rows, or fleet messages skipped since the last one)."""
+        return bool(self.store.pending) or self.handled > self.handed
 
     def frames(self, received_ns: int, frames: list[bytes | str]) -> None:
         store, session, flt = self.store, self.session, self.event_filter
@@ -166,6 +200,49 @@ class _Recording:
             store.buffer(message, received_ns=received_ns)
         if store.pending >= store.batch_size:
             self.commit()
+
+    def messages(self, received_ns: int, items: list[tuple[str, int | None, bool, bytes]]) -> None:
+        """Store the fleet's messages: decoded, filtered, skipped when their key is stored already.
+
+        New messages come in stream order, above every key kept: only one at or below the highest, or one
+        the server says it delivered before, can be stored already (after a restart of the collector, or of
+        the server, which may deliver again what it had delivered without counting it as a redelivery)."""
+        store, flt = self.store, self.event_filter
+        self.messages_received += len(items)
+        for node, key, redelivered, body in items:
+            self.handled += 1
+            message = decode(body)
+            if isinstance(message, DecodeError):
+                self.malformed_messages += 1
+                continue
+            if isinstance(message, Heartbeat):  # the agent's own: its node's last_seen is enough
+                continue
+            is_event = isinstance(message, Event)
+            if isinstance(message, Event) and flt is not None:
+                self.index += 1
+                if not flt.matches(message, self.index):
+                    continue
+            if key is not None:
+                if self._high < 0:
+                    self._high = store.delivered_high()
+                if (redelivered or key <= self._high) and store.delivered(key):
+                    self.duplicates += 1
+                    continue
+                self._high = max(self._high, key)
+            store.buffer(message, node, key, received_ns)
+            counts = self.nodes.get(node)
+            if counts is None:
+                counts = self.nodes[node] = [0, 0]
+            counts[0 if is_event else 1] += 1
+        if store.pending >= store.batch_size or (
+            self.commit_every is not None and self.handled - self.handed >= self.commit_every
+        ):
+            self.commit()
+
+    def forget(self, through: int) -> None:
+        """Drop the keys up to ``through``."""
+        self._settle()
+        self._written(lambda: self.store.forget_delivered(through))
 
     def opened(self, url: str) -> None:
         self.session.connection_opened()
@@ -182,26 +259,38 @@ class _Recording:
         except StoreError as exc:
             self.answers.send(("failed", str(exc)))
         else:
-            self.answers.send(("committed", _counters(self.store, self.session)))
+            self.answers.send(("committed", self.counters(self.handed)))
 
     def commit(self) -> None:
         """Hand what is buffered to the store's writer thread, behind at most one batch still waiting: while
         the committing process writes one batch, the next is ready for it. After a failure, once every
-        batch handed over has been answered (they are kept, in order, for the next commit)."""
+        batch handed over has been answered (they are kept, in order, for the next commit).
+
+        Fleet messages skipped (duplicates, heartbeats) are answered as covered once everything handed
+        over before them is committed."""
         while len(self._inflight) >= IN_FLIGHT or (self._inflight and self._failures):
             self._settle_one()
+        handled = self.handled
         future = self.store.flush_in_background()
+        if future is None and handled == self.handed:
+            return  # nothing new
+        self.handed = handled
         if future is not None:
-            future.add_done_callback(self._committed)
             self._inflight.append(future)
+        elif self._inflight:
+            future = self._inflight[-1]  # its answer comes first: this one follows it
+        else:
+            self.answers.send(("committed", self.counters(handled)))
+            return
+        future.add_done_callback(functools.partial(self._committed, handled))
 
-    def _committed(self, future: Future[None]) -> None:
+    def _committed(self, handled: int, future: Future[None]) -> None:
         error = future.exception()
         if error is not None:
             self._failures += 1
             self.answers.send(("failed", str(error)))
         else:
-            self.answers.send(("committed", _counters(self.store, self.session)))
+            self.answers.send(("committed", self.counters(handled)))
 
     def _settle_one(self) -> None:
         with contextlib.suppress(StoreError):  # answered by _committed; the rows stay buffered
@@ -218,7 +307,8 @@ class _Recording:
             self.store.close()
         except StoreError as exc:
             error = str(exc)
-        self.answers.send(("closed", _counters(self.store, self.session), error))
+        handled = self.handled if error is None else self.handed
+        self.answers.send(("closed", self.counters(handled), error))
 
 
 def serve(rfd: int = 0, wfd: int = 1) -> None:
@@ -233,7 +323,7 @@ def serve(rfd: int = 0, wfd: int = 1) -> None:
     settings = requests.next(SETTINGS_WAIT)
     if settings is None or settings[0] != "open":
         return  # not started by a StoreProcess: nothing to do
-    _, db, decode, condition, interval = settings
+    _, db, decode, condition, interval, commit_every = settings
     try:
         flt = PacketFilter(condition) if condition is not None else None
         store = CaptureStore(Path(db), decode=decode)
@@ -241,7 +331,7 @@ def serve(rfd: int = 0, wfd: int = 1) -> None:
         answers.send(("refused", str(exc)))
         return
     answers.send(("ready",))
-    recording = _Recording(store, flt, answers)
+    recording = _Recording(store, flt, answers, commit_every)
     due = time.monotonic() + interval
     try:
         while not requests.ended:
@@ -250,16 +340,20 @@ def serve(rfd: int = 0, wfd: int = 1) -> None:
                 due = now + interval
                 recording.commit()
             wait = due - now
-            if store.pending:
+            if recording.due:
                 wait = min(wait, QUIET_COMMIT)
             message = requests.next(wait)
             if message is None:
-                if store.pending:
+                if recording.due:
                     recording.commit()  # nothing came for a moment: the burst is over
                 continue
             kind = message[0]
             if kind == "frames":
                 recording.frames(message[1], message[2])
+            elif kind == "messages":
+                recording.messages(message[1], message[2])
+            elif kind == "forget":
+                recording.forget(message[1])
             elif kind == "opened":
                 recording.opened(message[1])
             elif kind == "closed":
@@ -273,9 +367,14 @@ class StoreProcess:
 
     Call :meth:`start` (it returns once the database is open) and :meth:`close` on one event loop.
     ``event_filter`` is a condition on packets (as ``record --filter``), checked before anything runs;
-    ``on_commit`` runs on the event loop after each commit. :attr:`stats` holds the store's counters as of
-    the last commit (final after :meth:`close`); :attr:`frames` and :attr:`malformed` count the frames
-    received and the malformed ones skipped.
+    ``on_commit`` runs on the event loop after each commit. ``commit_every``: commit at least every so
+    many fleet messages (:meth:`send_messages`).
+
+    :attr:`stats` holds the store's counters as of the last commit (final after :meth:`close`);
+    :attr:`frames` and :attr:`malformed` count the frames (or fleet messages) received and the malformed ones
+    skipped; :attr:`handled` the fleet messages sent that are committed (or were skipped), in the order
+    sent; :attr:`duplicates` those skipped because their key was stored already; :attr:`nodes` each node's
+    events and run-log lines stored (``{node: [events, logs]}``).
     """
 
     def __init__(
@@ -285,6 +384,7 @@ class StoreProcess:
         decode: bool = True,
         event_filter: str | None = None,
         flush_interval: float = 1.0,
+        commit_every: int | None = None,
         on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.path = path
@@ -292,7 +392,10 @@ class StoreProcess:
         self.stats = StoreStats()
         self.frames = 0
         self.malformed = 0
-        self._settings = ("open", str(path), decode, event_filter, flush_interval)
+        self.handled = 0
+        self.duplicates = 0
+        self.nodes: dict[str, list[int]] = {}
+        self._settings = ("open", str(path), decode, event_filter, flush_interval, commit_every)
         self._on_commit = on_commit
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -345,7 +448,7 @@ class StoreProcess:
         return message
 
     def _count(self, counters: Counters) -> None:
-        *stats, self.frames, self.malformed = counters
+        *stats, self.frames, self.malformed, self.handled, self.duplicates, self.nodes = counters
         self.stats = StoreStats(*stats)
 
     async def _read_answers(self) -> None:
@@ -394,6 +497,15 @@ class StoreProcess:
     def send_frames(self, frames: list[bytes | str]) -> None:
         """Send one read's frames, stamped with the time now (the rows' ``received_ns``)."""
         self._send(("frames", time.time_ns(), frames))
+
+    def send_messages(self, messages: list[tuple[str, int | None, bool, bytes]]) -> None:
+        """Send fleet messages: ``(node, key, redelivered, body)``, each ``body`` a ``LogEntry`` and
+        ``key`` its stream sequence (``None``: no de-duplication), stamped with the time now."""
+        self._send(("messages", time.time_ns(), messages))
+
+    def forget(self, through: int) -> None:
+        """Drop the stored keys up to ``through`` (the stream will not deliver them again)."""
+        self._send(("forget", through))
 
     def connection_opened(self, url: str) -> None:
         """Record that a connection to ``url`` opened (after the frames sent before)."""
