@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecaptureq.decode.bodies import BINARY_SAMPLE, CONTROL_SHARE, looks_binary
+from ecaptureq.protocol.text import BINARY_SAMPLE, CONTROL_SHARE, looks_binary
 
 
 def by_definition(data: bytes) -> bool:

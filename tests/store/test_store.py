@@ -25,12 +25,12 @@ from hypothesis import strategies as st
 from server_support import server_thread
 
 from ecaptureq.protocol import Event, RunLog
+from ecaptureq.protocol.text import payload_text
 from ecaptureq.protocol.uuid import DATA_TYPE_READ, format_uuid
 from ecaptureq.sources.demo import DemoSource
 from ecaptureq.sources.replay import load_recording
 from ecaptureq.store import CaptureStore
 from ecaptureq.store.export import STORED_SELECT, load_exchange
-from ecaptureq.store.schema import payload_text
 
 pytestmark = pytest.mark.e2e
 

@@ -16,6 +16,7 @@ import pytest
 from ecaptureq.bench.workloads import workload_events
 from ecaptureq.protocol import Event
 from ecaptureq.store import CaptureStore, StoreError
+from ecaptureq.store.schema import packet_row
 from ecaptureq.store.writer import CHECKPOINT_WAL_BYTES, CHECKPOINT_WAL_LIMIT
 
 pytestmark = pytest.mark.e2e  # the committing process
@@ -218,27 +219,36 @@ def _committers() -> list[int]:
 def test_background_commits_go_through_the_committing_process(tmp_path: Path) -> None:
     """The batches reach the database through a process of their own (the decoding thread keeps its
     core), which ends with the store; a batch it cannot take (a value marshal refuses) is committed by the
-    writer thread itself, in order."""
+    writer thread itself, in order. Either way ``is_binary`` and ``payload_utf8`` are what ``packet_row``
+    says (the committing process computes them with the same functions, loaded by path)."""
 
     class Name(str):
         __slots__ = ()
 
     path = tmp_path / "c.db"
     store = CaptureStore(path, batch_size=10**9)
-    events = workload_events("http1", 500)
-    _store_and_commit(store, events[:250])
+    binary = b"\x00\x01 binary \xff\xfe\xc3"
+    first = [*workload_events("http1", 250), Event(timestamp=2, uuid="1_1_x_3_1", pid=1, payload=binary)]
+    _store_and_commit(store, first)
     (pid,) = _committers()
-    odd = Event(timestamp=1, uuid="1_1_x_3_0", pid=1, pname=Name("curl"), payload=b"odd")
-    _store_and_commit(store, [odd, *events[250:]])
+    odd = Event(timestamp=1, uuid="1_1_x_3_0", pid=1, pname=Name("curl"), payload=b"odd \x00" + binary)
+    rest = workload_events("http1", 250)
+    _store_and_commit(store, [odd, *rest])
     assert _committers() == [pid]
     store.close()
     assert _committers() == []
     db = sqlite3.connect(path)
     try:
-        pnames = [p for (p,) in db.execute('SELECT pname FROM packets ORDER BY "index"')]
+        rows = db.execute(
+            'SELECT pname, is_binary, payload_utf8, payload_binary FROM packets ORDER BY "index"'
+        )
+        stored = rows.fetchall()
     finally:
         db.close()
-    assert len(pnames) == 501 and pnames[250] == "curl"
+    assert len(stored) == 502 and stored[251][0] == "curl"
+    expected = [packet_row(event)[-3:] for event in [*first, odd, *rest]]
+    assert [row[1:] for row in stored] == expected
+    assert [row[1] for row in stored[249:253]] == [0, 1, 1, 0]  # each path met a binary payload
 
 
 def test_a_committing_process_gone_between_batches_is_replaced(tmp_path: Path) -> None:

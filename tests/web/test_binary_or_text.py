@@ -1,6 +1,6 @@
 """One test of binary-vs-text: the store, ``watch`` (raw and decoded) and the web UI agree at the boundary.
 
-Two payloads sit either side of :func:`~ecaptureq.decode.bodies.looks_binary`'s threshold: as many control
+Two payloads sit either side of :func:`~ecaptureq.protocol.text.looks_binary`'s threshold: as many control
 characters as text may hold, and one more. Both are replayed by a real ``serve`` to a real ``ui --source``
 (which records them into SQLite and serves them) and to real ``watch`` processes.
 """
@@ -17,9 +17,10 @@ import pytest
 from conftest import run_cli, start_serve, stop_serve
 from ui_support import start_ui, stop_ui
 
-from ecaptureq.decode.bodies import CONTROL_SHARE, hexdump, looks_binary
+from ecaptureq.decode.bodies import hexdump
 from ecaptureq.protocol import Event
 from ecaptureq.protocol.jsonl import to_json
+from ecaptureq.protocol.text import CONTROL_SHARE, looks_binary
 
 SIZE = 200
 """Bytes of each payload: long enough that the share, not the floor of two, sets the threshold."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ecaptureq.cli.terminal import json_float, one_line_each
-from ecaptureq.decode.bodies import hexdump_pieces, looks_binary
+from ecaptureq.decode.bodies import hexdump_pieces
 from ecaptureq.decode.classify import classify_payload
 from ecaptureq.decode.meta import EventMeta, event_meta
 from ecaptureq.decode.model import HttpMessage
@@ -30,6 +30,7 @@ from ecaptureq.decode.results import (
     WebSocketFrames,
 )
 from ecaptureq.protocol.messages import Event, EventType
+from ecaptureq.protocol.text import looks_binary
 
 DEFAULT_BODY_LIMIT_SHOWN = 4096
 """Default number of body bytes (or characters) :func:`format_http_text` shows."""

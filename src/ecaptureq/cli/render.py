@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ecaptureq.cli.terminal import json_line, one_line_each, visible
-from ecaptureq.decode.bodies import hexdump_pieces, looks_binary
+from ecaptureq.decode.bodies import hexdump_pieces
 from ecaptureq.decode.meta import EventMeta, event_meta
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog, event_type_name
 from ecaptureq.protocol.jsonl import to_json
+from ecaptureq.protocol.text import looks_binary
 from ecaptureq.protocol.timestamps import Timestamp, detect_timestamp
 
 
@@ -31,7 +32,7 @@ def endpoint(ip: str, port: int) -> str:
 
 def payload_lines(data: bytes) -> list[str]:
     """The payload as lines of a text block: its text (control characters are made visible later; no
-    trailing newline), or a hex dump when it is binary (:func:`~ecaptureq.decode.bodies.looks_binary`, as
+    trailing newline), or a hex dump when it is binary (:func:`~ecaptureq.protocol.text.looks_binary`, as
     the store and the web UI judge it; :func:`~ecaptureq.decode.bodies.hexdump_pieces`)."""
     return hexdump_pieces(data) if looks_binary(data) else [data.decode("utf-8", "replace").rstrip("\n")]
 

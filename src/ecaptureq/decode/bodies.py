@@ -23,6 +23,8 @@ import brotli  # type: ignore[import-untyped]
 import orjson
 import zstandard
 
+from ecaptureq.protocol.text import looks_binary
+
 DEFAULT_BODY_LIMIT: Final = 16 * 1024 * 1024
 """Default cap on a decoded (decompressed) body, in bytes: 16 MiB."""
 
@@ -191,45 +193,6 @@ def is_text_type(content_type: str) -> bool:
     ct = content_type.split(";", 1)[0].strip().lower()
     return ct.startswith(_TEXT_TYPES) or ct.endswith(("+json", "+xml"))
 
-
-BINARY_SAMPLE: Final = 4096
-"""How many leading bytes :func:`looks_binary` judges."""
-
-CONTROL_SHARE: Final = 20
-"""Text may hold one control character (other than CR, LF, tab, form feed, backspace) in this many, and
-always two: more, and the bytes are binary. Enough for a captured escape sequence in a log line or a
-page, which the terminal shows made visible."""
-
-
-def looks_binary(data: bytes) -> bool:
-    """Whether bytes are binary rather than text: the one test the store, ``watch`` and the web UI share.
-
-    Binary means a NUL, invalid UTF-8 (a multi-byte character cut at the end of the sample is not), or
-    more control characters than :data:`CONTROL_SHARE` allows, all within the first :data:`BINARY_SAMPLE`
-    bytes.
-
-    >>> looks_binary(b"GET / HTTP/1.1\\r\\n\\r\\n"), looks_binary(b"\\x00\\x01"), looks_binary(b"\\xff")
-    (False, True, True)
-    """
-    sample = data[:BINARY_SAMPLE]
-    if b"\x00" in sample:
-        return True
-    try:
-        text = sample.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the end of the sample is not evidence.
-        if exc.start < len(sample) - 3:
-            return True
-        sample = sample[: exc.start]
-        text = sample.decode("utf-8")
-    # Valid UTF-8 carries a control character only as that one byte (a multi-byte character's bytes are
-    # all >= 0x80): count them in the bytes, in C, by what deleting them takes away.
-    controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
-    return controls > max(2, len(text) // CONTROL_SHARE)
-
-
-_CONTROL_BYTES: Final = bytes(b for b in range(32) if chr(b) not in "\r\n\t\f\b")
-"""The control characters :func:`looks_binary` counts against text."""
 
 _GRPC_PREFIX: Final = struct.Struct(">BI")
 """A gRPC message's prefix: its compressed-flag byte and its length."""

@@ -13,8 +13,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Final
 
-from ecaptureq.decode.bodies import looks_binary
 from ecaptureq.protocol import Event
+from ecaptureq.protocol.text import looks_binary, payload_text
 
 SCHEMA_VERSION: Final = 1
 """Stored in ``PRAGMA user_version``; a database with a newer version is refused."""
@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS packets (
     pname          TEXT NOT NULL,
     type           INTEGER NOT NULL,      -- 0 raw, 1/2 HTTP/1, HTTP/2 request, 3/4 response, 5 WebSocket
     length         INTEGER NOT NULL,
-    is_binary      INTEGER NOT NULL,      -- 1 when the payload is binary (decode.bodies.looks_binary)
+    is_binary      INTEGER NOT NULL,      -- 1 when the payload is binary (protocol.text.looks_binary)
     payload_utf8   TEXT NOT NULL,         -- the payload as UTF-8 (invalid bytes and NUL as U+FFFD)
     payload_binary BLOB NOT NULL,         -- the payload bytes, exactly
     connection_id  INTEGER,               -- connections.id the packet arrived on
@@ -217,35 +217,10 @@ def check_capture_database(
     return False
 
 
-def payload_text(payload: bytes) -> str:
-    """``payload_utf8``: the payload as UTF-8, each run of invalid bytes and NULs as one U+FFFD; never more
-    UTF-8 bytes than the payload has (when the U+FFFDs would make it longer, the runs are left out).
-
-    NUL is replaced because SQLite's LIKE stops at it: without this, ``payload_utf8 LIKE '%password%'``
-    would miss text that follows a NUL in an HTTP/2 frame. Runs are collapsed and the length bounded so
-    that binary data costs at most its own size again (U+FFFD is 3 bytes).
-    """
-    text = payload.decode("utf-8", "replace")
-    if "\ufffd" not in text and "\x00" not in text:
-        return text
-    # The runs are found by splitting at each U+FFFD (NULs made U+FFFDs first): a run of n of them leaves
-    # n - 1 empty parts between two texts. Half the time of a regular expression's sub() on an HTTP/2
-    # frame, whose many short runs each cost the regex engine a match.
-    parts = text.replace("\x00", "\ufffd").split("\ufffd")
-    texts = [part for part in parts if part]
-    marked = "\ufffd".join(texts)
-    if not parts[0]:
-        marked = "\ufffd" + marked  # a run at the start
-    if not parts[-1] and texts:
-        marked += "\ufffd"  # a run at the end (not the same run as at the start)
-    if len(marked.encode("utf-8")) <= len(payload):
-        return marked
-    return "".join(texts)
-
-
-def packet_row(event: Event) -> tuple[Any, ...]:
-    """The values of ``packets`` for an event, from ``timestamp`` to ``payload_binary`` (no ``index``)."""
-    payload = event.payload
+def packet_values(event: Event) -> tuple[Any, ...]:
+    """The values of ``packets`` for an event, from ``timestamp`` to ``length``, then the payload: what
+    :func:`packet_row` computes ``is_binary`` and ``payload_utf8`` from (the store's committing process
+    computes them itself)."""
     return (
         event.timestamp,
         event.uuid,
@@ -257,10 +232,14 @@ def packet_row(event: Event) -> tuple[Any, ...]:
         event.pname,
         int(event.type),
         event.length,
-        int(looks_binary(payload)),
-        payload_text(payload),
-        payload,
+        event.payload,
     )
+
+
+def packet_row(event: Event) -> tuple[Any, ...]:
+    """The values of ``packets`` for an event, from ``timestamp`` to ``payload_binary`` (no ``index``)."""
+    *values, payload = packet_values(event)
+    return (*values, int(looks_binary(payload)), payload_text(payload), payload)
 
 
 def initialise(conn: sqlite3.Connection) -> None:

@@ -28,16 +28,27 @@ from ecaptureq.decode.decoder import Decoder
 from ecaptureq.decode.model import STORED_FORMAT, Exchange, HttpMessage
 from ecaptureq.decode.results import RequestDone, ResponseDone
 from ecaptureq.protocol import Event, Heartbeat, Message, RunLog
+from ecaptureq.protocol import text as protocol_text
 from ecaptureq.protocol.gap import parse_gap
 from ecaptureq.protocol.process import parse_process
-from ecaptureq.store.committer import CHECKPOINT_WAL_BYTES, Committer, CommitterError, Work, checkpoint
-from ecaptureq.store.schema import StoreError, check_capture_database, describe, initialise, packet_row
+from ecaptureq.store.committer import (
+    CHECKPOINT_WAL_BYTES,
+    Committer,
+    CommitterError,
+    Work,
+    add_payload_functions,
+    checkpoint,
+)
+from ecaptureq.store.schema import StoreError, check_capture_database, describe, initialise, packet_values
 
 _INSERT_PACKET = (
     "INSERT INTO packets (timestamp, uuid, src_ip, src_port, dst_ip, dst_port, pid, pname, type, length,"
     " is_binary, payload_utf8, payload_binary, connection_id, received_ns, node)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ecaptureq_is_binary(?11), ecaptureq_payload_text(?11),"
+    " ?11, ?12, ?13, ?14)"
 )
+"""A row: :func:`~ecaptureq.store.schema.packet_values`, the connection's id, ``received_ns``, the node; the
+two columns computed from the payload are computed by SQLite (:func:`add_payload_functions`)."""
 _EXCHANGE_COLUMNS = (
     "id, connection, protocol, stream_id, pid, pname, src_ip, src_port, dst_ip, dst_port, started_ns,"
     " ended_ns, latency, method, url, host, path, status, request_headers, response_headers,"
@@ -404,6 +415,7 @@ class CaptureStore:
             self._db.execute("PRAGMA wal_autocheckpoint=0")  # _Checkpointer does it, beside the commits
             # the WAL file is cut back whenever it starts over: its size is what it holds
             self._db.execute("PRAGMA journal_size_limit=0")
+            add_payload_functions(self._db, protocol_text)  # a batch committed here, not by the process
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: {describe(exc)}") from None
         try:
@@ -507,7 +519,7 @@ class CaptureStore:
             self._delivered.append((key,))
             self._delivered_pending.add(key)
         if isinstance(message, Event):
-            self._packets.append((*packet_row(message), self._connection_id, now, node))
+            self._packets.append((*packet_values(message), self._connection_id, now, node))
             self.stats.packets += 1
             self.stats.payload_bytes += len(message.payload)
             decoder = self._decoder if node is None else self._node_decoder(node)
