@@ -23,6 +23,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from ecaptureq.pipeline.store_process import StoreProcess
 from ecaptureq.protocol import encode
 from ecaptureq.sources.demo import DemoSource
+from ecaptureq.store import CaptureStore, StoreError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
 from ui_support import start_ui, stop_ui
@@ -221,3 +222,27 @@ async def test_fleet_messages_are_stored_once_by_key_and_each_commit_says_how_ma
         nodes = conn.execute("SELECT node, count(*) FROM packets GROUP BY node").fetchall()
     assert keys == [*range(1, 22), 30, 31]
     assert nodes == [("web-1", 23)]
+
+
+async def test_fleet_messages_of_a_failed_commit_are_never_reported_as_covered(tmp_path: Path) -> None:
+    """What the collector acknowledges is what the answers say is covered: messages whose commit failed
+    (here a trigger refuses every packet) must not be, neither after the failure nor at the end."""
+    db = tmp_path / "refusing.db"
+    CaptureStore(db).close()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON packets BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        conn.commit()
+    bodies = [encode(e) for _, e in zip(range(12), DemoSource(seed=5).events(), strict=False)]
+    store = StoreProcess(db, flush_interval=30, commit_every=4)
+    await store.start()
+    store.send_messages([("web-1", key, False, body) for key, body in enumerate(bodies, 1)])
+    with pytest.raises(StoreError, match="refused"):
+        await asyncio.wait_for(store.failed(), 20)
+    store.send_messages([("web-1", 3, True, bodies[2])])  # kept for the retry: a duplicate, not covered
+    with pytest.raises(StoreError, match="refused"):
+        await store.close()
+    assert (store.handled, store.duplicates, store.stats.packets) == (0, 1, 12)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT count(*) FROM packets").fetchone()[0] == 0

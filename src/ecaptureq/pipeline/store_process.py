@@ -169,6 +169,7 @@ class _Recording:
         self.malformed_messages = 0
         self.handled = 0  # fleet messages stored or skipped: a commit covers those handled before it
         self.handed = 0  # handled when the last commit was asked for
+        self.covered = 0  # handled when the last commit that succeeded was asked for: what answers report
         self.duplicates = 0
         self.nodes: dict[str, list[int]] = {}  # node -> [events, run-log lines] stored
         self._high = -1  # the highest key stored (read from the database with the first key)
@@ -259,7 +260,7 @@ class _Recording:
         except StoreError as exc:
             self.answers.send(("failed", str(exc)))
         else:
-            self.answers.send(("committed", self.counters(self.handed)))
+            self.answers.send(("committed", self.counters(self.covered)))
 
     def commit(self) -> None:
         """Hand what is buffered to the store's writer thread, behind at most one batch still waiting: while
@@ -280,6 +281,7 @@ class _Recording:
         elif self._inflight:
             future = self._inflight[-1]  # its answer comes first: this one follows it
         else:
+            self.covered = handled  # nothing in flight, nothing kept from a failed commit: all of it is in
             self.answers.send(("committed", self.counters(handled)))
             return
         future.add_done_callback(functools.partial(self._committed, handled))
@@ -290,6 +292,7 @@ class _Recording:
             self._failures += 1
             self.answers.send(("failed", str(error)))
         else:
+            self.covered = handled  # the commits end in the order asked for
             self.answers.send(("committed", self.counters(handled)))
 
     def _settle_one(self) -> None:
@@ -307,8 +310,9 @@ class _Recording:
             self.store.close()
         except StoreError as exc:
             error = str(exc)
-        handled = self.handled if error is None else self.handed
-        self.answers.send(("closed", self.counters(handled), error))
+        if error is None:
+            self.covered = self.handled
+        self.answers.send(("closed", self.counters(self.covered), error))
 
 
 def serve(rfd: int = 0, wfd: int = 1) -> None:
@@ -323,10 +327,10 @@ def serve(rfd: int = 0, wfd: int = 1) -> None:
     settings = requests.next(SETTINGS_WAIT)
     if settings is None or settings[0] != "open":
         return  # not started by a StoreProcess: nothing to do
-    _, db, decode, condition, interval, commit_every = settings
+    _, db, decode_http, condition, interval, commit_every = settings
     try:
         flt = PacketFilter(condition) if condition is not None else None
-        store = CaptureStore(Path(db), decode=decode)
+        store = CaptureStore(Path(db), decode=decode_http)
     except (StoreError, FilterError) as exc:
         answers.send(("refused", str(exc)))
         return
