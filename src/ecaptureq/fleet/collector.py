@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 
 from ecaptureq.fleet.reader import MAX_ACK_PENDING, FleetReader
 from ecaptureq.pipeline.store_process import IN_FLIGHT, StoreProcess
+from ecaptureq.pipeline.tasks import until_first_ends
 
 DELIVERED_MARGIN = 1_000_000
 """Keys of acknowledged messages kept below the consumer's ack floor (about 16 MB): a server that lost
@@ -190,17 +191,10 @@ class Collector:
             StoreError: the database cannot be written (nothing uncommitted was acknowledged).
             FleetError: the reader could not open its consumer.
         """
-        tasks = [asyncio.create_task(self._consume()), asyncio.create_task(self.store.failed())]
+        parts = [self._consume(), self.store.failed()]
         if self._exactly_once:
-            tasks.append(asyncio.create_task(self._prune()))
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            parts.append(self._prune())
+        await until_first_ends(*parts)
 
     async def close(self) -> None:
         """Have everything sent committed, acknowledge it, and close the reader.

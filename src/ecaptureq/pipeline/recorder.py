@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from ecaptureq.client import DEFAULT_ORIGIN, Client, Connected, ConnectError, Disconnected, Status
 from ecaptureq.pipeline.store_process import StoreProcess
+from ecaptureq.pipeline.tasks import until_first_ends
 
 GC_THRESHOLD: Final = (50_000, 20, 20)
 """The cyclic garbage collector's thresholds in a recording process (Python's default: 700, 10, 10).
@@ -164,19 +165,9 @@ class LiveRecorder:
         A source that is not up yet, or goes away, is retried with backoff for ever; only a refused
         handshake (HTTP 401 or 403) raises :class:`ConnectError`.
         """
-        tasks = [
-            asyncio.create_task(self._consume()),
-            asyncio.create_task(self._tick()),
-            asyncio.create_task(self.store.failed()),
-        ]
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
+            await until_first_ends(self._consume(), self._tick(), self.store.failed())
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             await self.client.close()
 
     def snapshot(self) -> dict[str, Any]:
