@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +67,25 @@ def run_on_terminal(
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
     return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
+
+
+def store_process_of(pid: int) -> int:
+    """The pid of ``pid``'s child running the store process (``record``, ``ui``, ``collect``), waited for
+    (bounded)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and b"ecaptureq.pipeline.store_process" in cmdline:
+                return int(entry.name)
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} started no store process")
 
 
 def run_cli(*args: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import start_serve, stop_serve
+from conftest import start_serve, stop_serve, store_process_of
 from fleet_support import (
     CLI,
     NatsServer,
@@ -125,6 +125,33 @@ def test_collector_kill_9_and_restart_loses_and_duplicates_nothing(
     wait_for("the consumer to settle", lambda: consumer_settled(nats_server), 30, on_fail=collector.text)
     assert collector.terminate() == 0, collector.text()
     stored = packet_identities(db, "node-2")
+    assert len(stored) == len(set(stored)), "duplicates"
+    assert sorted(stored) == sorted(identity(e) for e in events)
+
+
+def test_collector_store_process_killed_exits_11_and_a_restart_stores_everything_once(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """The collector acknowledges only what its store process said was committed: when that process is
+    killed mid-stream the collector stops with exit code 11, and a new collector stores the rest, once."""
+    events = demo_events(6, 3000, start_ns=NOW_NS, step_ns=2_000_000)  # 6 s at the recorded pace
+    write_recording(tmp_path / "rec.jsonl", events)
+    db = tmp_path / "fleet.db"
+    collector = _collect(tmp_path, nats_server, db)
+    agent = _agent(tmp_path, nats_server, "node-3", "--replay", str(tmp_path / "rec.jsonl"))
+    wait_for("the collector to store the first 500 events", lambda: _count(db) >= 500, 60,
+             on_fail=lambda: collector.text() + agent.text())  # fmt: skip
+    os.kill(store_process_of(collector.proc.pid), signal.SIGKILL)
+    assert collector.proc.wait(30) == 11, collector.text()
+    assert re.search(r"the store's process ended \(exit code -9\)", collector.text()), collector.text()
+    assert _count(db) < len(events), "the stream ended before the kill: not mid-stream"
+    collector = _collect(tmp_path, nats_server, db, "collect-again")
+    assert agent.proc.wait(60) == 0, agent.text()
+    wait_for("every event in the database", lambda: _count(db) >= len(events), 60,
+             on_fail=lambda: collector.text())  # fmt: skip
+    wait_for("the consumer to settle", lambda: consumer_settled(nats_server), 30, on_fail=collector.text)
+    assert collector.terminate() == 0, collector.text()
+    stored = packet_identities(db, "node-3")
     assert len(stored) == len(set(stored)), "duplicates"
     assert sorted(stored) == sorted(identity(e) for e in events)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CLI, ENV
+from conftest import CLI, ENV, store_process_of
 from server_support import MIXED_FRAMES, MIXED_MALFORMED, ServerThread, server_thread
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -39,24 +39,6 @@ def _record(url: str, db: Path) -> subprocess.Popen[str]:
         text=True,
         env=ENV,
     )
-
-
-def _store_process_of(pid: int) -> int:
-    """The pid of ``pid``'s child running the store process (waited for, bounded)."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(stat[1]) == pid and b"ecaptureq.pipeline.store_process" in cmdline:
-                return int(entry.name)
-        time.sleep(0.05)
-    raise AssertionError(f"process {pid} started no store process")
 
 
 def _count(db: Path) -> int:
@@ -93,7 +75,7 @@ def _recording(db: Path, events: int) -> Iterator[tuple[ServerThread, subprocess
         try:
             bg.wait_clients()
             _publish_and_wait(bg, db, events)
-            yield bg, rec, _store_process_of(rec.pid)
+            yield bg, rec, store_process_of(rec.pid)
         finally:
             if rec.poll() is None:
                 rec.kill()
