@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -102,31 +103,41 @@ def test_three_agents_into_one_collector_exactly_once(nats_server: NatsServer, t
     assert any(n == "node-3" and "recording relayed.jsonl" in str(line) for n, line in logs)
 
 
-def test_collector_kill_9_and_restart_loses_and_duplicates_nothing(
-    nats_server: NatsServer, tmp_path: Path
+def _collector_stopped_mid_stream(
+    nats_server: NatsServer, tmp_path: Path, node: str, seed: int, stop: Callable[[Proc], None]
 ) -> None:
-    events = demo_events(5, 3000, start_ns=NOW_NS, step_ns=2_000_000)  # 6 s at the recorded pace
+    """A replaying agent on ``node`` and a collector; ``stop`` ends the collector once 500 events are
+    stored, mid-stream; a new collector then stores the rest, and every event is in the database once."""
+    events = demo_events(seed, 3000, start_ns=NOW_NS, step_ns=2_000_000)  # 6 s at the recorded pace
     write_recording(tmp_path / "rec.jsonl", events)
     db = tmp_path / "fleet.db"
     collector = _collect(tmp_path, nats_server, db)
-    agent = _agent(tmp_path, nats_server, "node-2", "--replay", str(tmp_path / "rec.jsonl"))
+    agent = _agent(tmp_path, nats_server, node, "--replay", str(tmp_path / "rec.jsonl"))
     wait_for("the collector to store the first 500 events", lambda: _count(db) >= 500, 60,
              on_fail=lambda: collector.text() + agent.text())  # fmt: skip
-    collector.proc.send_signal(signal.SIGKILL)
-    collector.proc.wait(10)
-    stored_before = _count(db)
-    assert stored_before < len(events), "the stream ended before the kill: not mid-stream"
+    stop(collector)
+    assert _count(db) < len(events), "the stream ended before the stop: not mid-stream"
     collector = _collect(tmp_path, nats_server, db, "collect-again")
     assert agent.proc.wait(60) == 0, agent.text()
     wait_for("every event in the database", lambda: _count(db) >= len(events), 60,
              on_fail=lambda: collector.text())  # fmt: skip
-    # what was committed but not acknowledged at the kill comes again after --ack-wait: wait until the
+    # what was committed but not acknowledged at the stop comes again after --ack-wait: wait until the
     # consumer has nothing left to deliver or to be acknowledged, then check the database
     wait_for("the consumer to settle", lambda: consumer_settled(nats_server), 30, on_fail=collector.text)
     assert collector.terminate() == 0, collector.text()
-    stored = packet_identities(db, "node-2")
+    stored = packet_identities(db, node)
     assert len(stored) == len(set(stored)), "duplicates"
     assert sorted(stored) == sorted(identity(e) for e in events)
+
+
+def test_collector_kill_9_and_restart_loses_and_duplicates_nothing(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    def kill(collector: Proc) -> None:
+        collector.proc.send_signal(signal.SIGKILL)
+        collector.proc.wait(10)
+
+    _collector_stopped_mid_stream(nats_server, tmp_path, "node-2", 5, kill)
 
 
 def test_collector_store_process_killed_exits_11_and_a_restart_stores_everything_once(
@@ -134,26 +145,13 @@ def test_collector_store_process_killed_exits_11_and_a_restart_stores_everything
 ) -> None:
     """The collector acknowledges only what its store process said was committed: when that process is
     killed mid-stream the collector stops with exit code 11, and a new collector stores the rest, once."""
-    events = demo_events(6, 3000, start_ns=NOW_NS, step_ns=2_000_000)  # 6 s at the recorded pace
-    write_recording(tmp_path / "rec.jsonl", events)
-    db = tmp_path / "fleet.db"
-    collector = _collect(tmp_path, nats_server, db)
-    agent = _agent(tmp_path, nats_server, "node-3", "--replay", str(tmp_path / "rec.jsonl"))
-    wait_for("the collector to store the first 500 events", lambda: _count(db) >= 500, 60,
-             on_fail=lambda: collector.text() + agent.text())  # fmt: skip
-    os.kill(store_process_of(collector.proc.pid), signal.SIGKILL)
-    assert collector.proc.wait(30) == 11, collector.text()
-    assert re.search(r"the store's process ended \(exit code -9\)", collector.text()), collector.text()
-    assert _count(db) < len(events), "the stream ended before the kill: not mid-stream"
-    collector = _collect(tmp_path, nats_server, db, "collect-again")
-    assert agent.proc.wait(60) == 0, agent.text()
-    wait_for("every event in the database", lambda: _count(db) >= len(events), 60,
-             on_fail=lambda: collector.text())  # fmt: skip
-    wait_for("the consumer to settle", lambda: consumer_settled(nats_server), 30, on_fail=collector.text)
-    assert collector.terminate() == 0, collector.text()
-    stored = packet_identities(db, "node-3")
-    assert len(stored) == len(set(stored)), "duplicates"
-    assert sorted(stored) == sorted(identity(e) for e in events)
+
+    def kill_store_process(collector: Proc) -> None:
+        os.kill(store_process_of(collector.proc.pid), signal.SIGKILL)
+        assert collector.proc.wait(30) == 11, collector.text()
+        assert re.search(r"the store's process ended \(exit code -9\)", collector.text()), collector.text()
+
+    _collector_stopped_mid_stream(nats_server, tmp_path, "node-3", 6, kill_store_process)
 
 
 def test_nats_down_30_s_while_agents_publish_more_than_the_client_buffer(
