@@ -4,6 +4,7 @@ one reporter prints the ``--stats`` lines."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import re
@@ -11,12 +12,15 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
+import uvloop
 
+import ecaptureq.cli
 from ecaptureq.cli.errors import ExitCode
 from ecaptureq.cli.main import COMMANDS, build_parser
-from ecaptureq.cli.runtime import Lifecycle, run_until_signal, stop_on_signals, watching
+from ecaptureq.cli.runtime import Lifecycle, run_event_loop, run_until_signal, stop_on_signals, watching
 from ecaptureq.cli.stats import StatsReporter, format_stats
 from ecaptureq.protocol import Event
 from ecaptureq.server import Server
@@ -144,3 +148,24 @@ def test_a_command_builds_its_own_parser_alone_and_imports_no_other_command() ->
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.splitlines()[-1] == "['ecaptureq.cli.query']"
+
+
+ASYNCIO_RUN = ("asyncio", "run")
+
+
+def test_commands_run_their_loop_on_uvloop() -> None:
+    async def loop_type() -> type[asyncio.AbstractEventLoop]:
+        return type(asyncio.get_running_loop())
+
+    assert issubclass(run_event_loop(loop_type()), uvloop.Loop)
+    # every command but bench (whose in-process rows measure the client as the Python API runs it) starts
+    # its loop through run_event_loop
+    cli = Path(ecaptureq.cli.__file__).parent
+    calls = [
+        (path.name, node)
+        for path in sorted(cli.glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute)
+    ]
+    direct = [name for name, node in calls if (getattr(node.value, "id", ""), node.attr) == ASYNCIO_RUN]
+    assert direct == ["bench.py"]

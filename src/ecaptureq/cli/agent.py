@@ -19,7 +19,7 @@ from ecaptureq.cli.fleet import (
     nats_options_from_args,
     retention_from_args,
 )
-from ecaptureq.cli.runtime import Lifecycle
+from ecaptureq.cli.runtime import Lifecycle, run_event_loop
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.tls import add_capture_options
 from ecaptureq.cli.watch import status_printer, warn
@@ -316,4 +316,4 @@ async def run_agent(args: argparse.Namespace) -> ExitCode:
 
 def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq agent``."""
-    return asyncio.run(run_agent(args))
+    return run_event_loop(run_agent(args))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from ecaptureq.cli.fleet import (
     run_collector,
     since_from_args,
 )
+from ecaptureq.cli.runtime import run_event_loop
 from ecaptureq.fleet import Collector, FleetReader
 from ecaptureq.fleet.reader import DEFAULT_ACK_WAIT
 from ecaptureq.fleet.subjects import BadNodeName, filter_subject
@@ -145,4 +145,4 @@ async def collect(args: argparse.Namespace) -> ExitCode:
 def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq collect``."""
     tune_for_recording()
-    return asyncio.run(collect(args))
+    return run_event_loop(collect(args))

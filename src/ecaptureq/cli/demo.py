@@ -8,6 +8,7 @@ import sys
 
 from ecaptureq.cli.errors import CliError, ExitCode
 from ecaptureq.cli.render_http import HttpView, add_decode_options
+from ecaptureq.cli.runtime import run_event_loop
 from ecaptureq.cli.watch import add_watch_options, consume, printer_from_args, warn
 from ecaptureq.client import Client, Connected, ConnectError, ConnectionLost, Status
 from ecaptureq.protocol.banner import startup_banner
@@ -77,4 +78,4 @@ def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq demo``."""
     if args.interval < 0:
         raise CliError("--interval must be 0 or positive")
-    return asyncio.run(demo(args))
+    return run_event_loop(demo(args))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.explain import connect_error, filter_error
 from ecaptureq.cli.render import plural
-from ecaptureq.cli.runtime import run_until_signal, watching
+from ecaptureq.cli.runtime import run_event_loop, run_until_signal, watching
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.watch import add_fleet_read_options, warn
 from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Connected, ConnectError, Disconnected, Status
@@ -209,4 +208,4 @@ async def record_fleet(args: argparse.Namespace) -> ExitCode:
 def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq record``."""
     tune_for_recording()
-    return asyncio.run(record(args))
+    return run_event_loop(record(args))

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.explain import replay_error
 from ecaptureq.cli.render import plural
-from ecaptureq.cli.runtime import Lifecycle
+from ecaptureq.cli.runtime import Lifecycle, run_event_loop
 from ecaptureq.cli.security import add_server_security_options, server_security_kwargs
 from ecaptureq.cli.stats import StatsReporter, format_stats
 from ecaptureq.protocol import run_log_line
@@ -279,10 +279,10 @@ def run(args: argparse.Namespace) -> ExitCode:
                 await server.wait_for_client()  # the run log is cached; the events wait for a reader
             await replay.play(sink)
 
-        return asyncio.run(
+        return run_event_loop(
             serve_until_stopped(server, name, play, first_logs=recording.logs, stats_interval=args.stats)
         )
     if args.interval < 0:
         raise CliError("--interval must be 0 or positive")
     source = DemoSource(interval=args.interval)
-    return asyncio.run(serve_until_stopped(server, "demo", source.run, stats_interval=args.stats))
+    return run_event_loop(serve_until_stopped(server, "demo", source.run, stats_interval=args.stats))

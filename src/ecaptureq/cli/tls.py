@@ -17,7 +17,7 @@ import pybase64
 
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.render import plural
-from ecaptureq.cli.runtime import Lifecycle, stop_on_signals
+from ecaptureq.cli.runtime import Lifecycle, run_event_loop, stop_on_signals
 from ecaptureq.cli.stats import StatsReporter, format_capture_stats, format_stats
 from ecaptureq.cli.terminal import json_line
 from ecaptureq.protocol import Event, run_log_line
@@ -440,7 +440,7 @@ def run(args: argparse.Namespace) -> ExitCode:
         return _list(args)
     if args.json and args.ecaptureq is None:
         return _run_json(args)
-    return asyncio.run(_run_server(args))
+    return run_event_loop(_run_server(args))
 
 
 def _run_json(args: argparse.Namespace) -> ExitCode:

@@ -17,7 +17,7 @@ from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes, databas
 from ecaptureq.cli.explain import connect_error
 from ecaptureq.cli.fleet import fleet_error
 from ecaptureq.cli.render import plural
-from ecaptureq.cli.runtime import Lifecycle
+from ecaptureq.cli.runtime import Lifecycle, run_event_loop
 from ecaptureq.cli.security import TOKEN_ENV, decide_listen, token_option
 from ecaptureq.cli.serve import cannot_listen
 from ecaptureq.client import (
@@ -366,4 +366,4 @@ def run(args: argparse.Namespace) -> ExitCode:
     from ecaptureq.pipeline.recorder import tune_for_recording
 
     tune_for_recording()
-    return asyncio.run(serve_ui(args))
+    return run_event_loop(serve_ui(args))

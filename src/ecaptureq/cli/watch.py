@@ -25,6 +25,7 @@ from ecaptureq.cli.render import (
     render_text,
 )
 from ecaptureq.cli.render_http import HttpView, add_decode_options
+from ecaptureq.cli.runtime import run_event_loop
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
 from ecaptureq.cli.terminal import json_line, visible
 from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Client, Connected, ConnectError, ConnectionLost, Status
@@ -731,4 +732,4 @@ async def watch(args: argparse.Namespace, out: TextIO) -> ExitCode:
 
 def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq watch``."""
-    return asyncio.run(watch(args, sys.stdout))
+    return run_event_loop(watch(args, sys.stdout))
