@@ -5,17 +5,24 @@ added to an existing database, and a reader's view (watch, record, ui) of a real
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import json
+import os
+import secrets
+import signal
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 from fleet_support import CLI, NatsServer, db_rows, nats_server, reap_processes, start_cli, wait_for
 
-from ecaptureq.fleet import Spool, check_node, parse_since
+from ecaptureq.fleet import Agent, Spool, check_node, connect, ensure_stream, parse_since
+from ecaptureq.fleet.connection import NatsOptions
 from ecaptureq.fleet.subjects import (
     BadNodeName,
     filter_subject,
@@ -79,6 +86,143 @@ def test_spool_bound_overflow_and_restart(tmp_path: Path) -> None:
     left = again.read(100)
     assert [m.seq for m in left] == [5, 6, 7, 8, 9, 10, 11] and left[-1].kind == "log"
     again.close()
+
+
+@pytest.mark.e2e
+def test_spool_taken_messages_are_numbered_once_and_kept_in_order(tmp_path: Path) -> None:
+    """Messages taken from memory are numbered as the file's would be, the number is in the file at once
+    (a restart never reuses one, even for messages that never reached the file), and those kept go to the
+    file in front of what memory still holds."""
+    path = tmp_path / "spool.db"
+    spool = Spool(path)
+    for i in range(5):
+        spool.put("event", bytes([i]))
+    taken = spool.take(3)
+    assert [(m.seq, m.body) for m in taken] == [(1, b"\0"), (2, b"\1"), (3, b"\2")]
+    assert (spool.stored, spool.uncommitted, spool.stats.queued) == (0, 2, 5)
+    spool.remove(taken[:2], stored=False)  # acknowledged: never written
+    spool.keep(taken[2:])  # not acknowledged soon: to the file
+    assert (spool.stored, spool.stats.queued) == (1, 3)
+    assert spool.commit() == 2  # behind the kept one
+    assert [(m.seq, m.body) for m in spool.read(10)] == [(3, b"\2"), (4, b"\3"), (5, b"\4")]
+    spool.remove(spool.read(10))
+    spool.close()
+    killed = (
+        "import os, sys\nfrom pathlib import Path\nfrom ecaptureq.fleet import Spool\n"
+        "spool = Spool(Path(sys.argv[1]))\nspool.put('log', b'taken, then the agent died')\n"
+        "print([m.seq for m in spool.take(10)], flush=True)\nos._exit(0)\n"
+    )
+    argv = [sys.executable, "-c", killed, str(path)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[6]", out.stderr
+    again = Spool(path)
+    assert again.stats.queued == 0
+    again.put("event", b"next")
+    assert [m.seq for m in again.take(10)] == [7]  # 6 may be in the stream: not reused
+    again.close()
+
+
+async def _connected_agent(
+    server: NatsServer, spool: Spool, commit_interval: float
+) -> tuple[Agent, asyncio.Task[None]]:
+    """An agent of node-1 (its locked-down credentials) and its running task, once it is connected."""
+    reader = await connect(NatsOptions([server.url("collector")]))
+    await ensure_stream(reader)
+    await reader.close()
+    options = NatsOptions([server.url("node-1")], inbox_prefix="_INBOX_node-1")
+    agent = Agent(options, "node-1", "test", spool, commit_interval=commit_interval, ack_timeout=60)
+    publishing = asyncio.create_task(agent.run())
+    async with asyncio.timeout(20):  # before that, what the source captures can only wait in the file
+        while not agent.stats.connected:
+            await asyncio.sleep(0.01)
+    return agent, publishing
+
+
+async def _stop(agent: Agent, publishing: asyncio.Task[None]) -> None:
+    publishing.cancel()
+    await asyncio.gather(publishing, return_exceptions=True)
+    await agent.close()
+
+
+def _publish(agent: Agent, marker: bytes, count: int) -> None:
+    for i in range(count):
+        agent.publish_event(Event(timestamp=i, payload=marker + b" %d" % i, length=len(marker) + 4))
+
+
+@pytest.mark.e2e
+def test_agent_keeps_captured_bytes_off_the_disk_while_nats_keeps_up(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """While JetStream acknowledges in time, the agent publishes from the spool's memory: the plaintext it
+    captured never reaches the spool's file (nor its WAL), which holds only the next sequence number."""
+    marker = b"password=" + secrets.token_hex(8).encode()
+    on_disk: dict[str, bytes] = {}
+    spool = Spool(tmp_path / "spool.db")
+
+    async def run() -> Agent:
+        agent, publishing = await _connected_agent(nats_server, spool, commit_interval=1.0)
+        _publish(agent, marker, 300)
+        drained = await agent.wait_drained(30)
+        # while it runs (at its close SQLite removes the WAL, where a row deleted lives on until then)
+        on_disk.update((p.name, p.read_bytes()) for p in tmp_path.glob("spool.db*"))
+        await _stop(agent, publishing)
+        assert drained
+        return agent
+
+    agent = asyncio.run(run())
+    spool.close()
+    assert agent.stats.published == 300 and agent.stats.failed_batches == 0
+    assert "spool.db-wal" in on_disk
+    assert not any(marker in data for data in on_disk.values())
+
+
+@pytest.mark.e2e
+def test_agent_spools_what_jetstream_does_not_acknowledge_in_time(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """The server paused under a batch in flight: after ``commit_interval`` the batch, and what is captured
+    meanwhile, are in the spool's file (where a crash of the agent would leave them for its next run);
+    once the server answers the file empties, and the stream holds each message once."""
+    marker = b"token=" + secrets.token_hex(8).encode()
+    spool = Spool(tmp_path / "spool.db")
+    in_file: list[int] = []
+
+    def queued_in_file() -> int:
+        with contextlib.closing(sqlite3.connect(f"file:{tmp_path / 'spool.db'}?mode=ro", uri=True)) as db:
+            return int(db.execute("SELECT count(*) FROM queue").fetchone()[0])
+
+    async def run() -> Agent:
+        agent, publishing = await _connected_agent(nats_server, spool, commit_interval=0.1)
+        assert nats_server.proc is not None
+        os.kill(nats_server.proc.pid, signal.SIGSTOP)
+        try:
+            _publish(agent, marker, 50)
+            await asyncio.sleep(0.3)
+            _publish(agent, marker, 50)  # while a batch waits
+            async with asyncio.timeout(20):
+                while queued_in_file() < 100:
+                    await asyncio.sleep(0.05)
+            in_file.append(queued_in_file())
+        finally:
+            os.kill(nats_server.proc.pid, signal.SIGCONT)
+        drained = await agent.wait_drained(60)
+        in_file.append(queued_in_file())
+        await _stop(agent, publishing)
+        assert drained
+        return agent
+
+    agent = asyncio.run(run())
+    spool.close()
+    assert in_file == [100, 0]
+    assert agent.stats.published - agent.stats.duplicates == 100
+
+    async def stored() -> int:
+        reader = await connect(NatsOptions([nats_server.url("collector")]))
+        info = await ensure_stream(reader)
+        await reader.close()
+        return int(info.state.messages)
+
+    assert asyncio.run(stored()) == 100
 
 
 def test_spool_refuses_a_file_that_is_not_one(tmp_path: Path) -> None:

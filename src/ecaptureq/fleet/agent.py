@@ -4,8 +4,11 @@ A source (the eBPF TLS capture, the demo, a replay, or a relayed WebSocket strea
 :class:`Agent` as it would into the server. Each message is encoded once (the ``LogEntry`` bytes the
 WebSocket protocol carries), put into the :class:`~ecaptureq.fleet.spool.Spool`, and published from there
 to ``ecaptureq.<node>.<kind>`` with the headers of :mod:`ecaptureq.fleet.subjects`; it leaves the spool only
-once JetStream acknowledged it. While NATS is down or slow the spool fills (bounded, overflow counted and
-reported, also into the stream once it is back) and drains when the server is back.
+once JetStream acknowledged it. While NATS keeps up, messages go from the spool's memory and the disk sees
+one small write per batch (no captured byte); what is not acknowledged within ``commit_interval`` is written
+to the spool's file, as is what waits meanwhile. While NATS is down or slow the file fills (bounded,
+overflow counted and reported, also into the stream once it is back) and drains, first in first out, when
+the server is back.
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ class Agent:
         heartbeat_interval: seconds between heartbeats.
         batch_size: messages in flight at once (published together, then their acks awaited).
         ack_timeout: seconds to wait for a batch's acks before publishing it again.
+        commit_interval: seconds a message waits in the spool's memory, at most, before it is published,
+            or written to the spool's file (as it is while a batch's acks take longer than this).
         on_notice: called with a sentence for a person (connection lost ...), or a
             :class:`SpoolOverflow` (the caller says what to do about it).
     """
@@ -161,8 +166,11 @@ class Agent:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def _publish_batch(self, conn: Connection, batch: list[Spooled]) -> int:
-        """Publish ``batch``; return how many of its first messages JetStream acknowledged."""
+    async def _publish_batch(
+        self, conn: Connection, batch: list[Spooled], on_wait: Callable[[], object]
+    ) -> int:
+        """Publish ``batch``; return how many of its first messages JetStream acknowledged. While the
+        acknowledgements are awaited, ``on_wait`` is called every ``commit_interval``."""
         futures: list[asyncio.Future[Any]] = []
         try:
             for message in batch:
@@ -173,10 +181,14 @@ class Agent:
                 )
         except (nats.errors.Error, nats.js.errors.Error, OSError):
             pass  # not connected (any more): publish what was sent, the rest goes again later
-        if futures:
-            _, pending = await asyncio.wait(futures, timeout=self.ack_timeout)
-            for future in pending:
-                future.cancel()
+        pending: set[asyncio.Future[Any]] = set(futures)
+        deadline = time.monotonic() + self.ack_timeout
+        while pending and (left := deadline - time.monotonic()) > 0:
+            _, pending = await asyncio.wait(pending, timeout=min(self.commit_interval, left))
+            if pending:
+                on_wait()
+        for future in pending:
+            future.cancel()
         acked = 0
         failure: BaseException | None = None
         for future in futures:
@@ -214,23 +226,54 @@ class Agent:
                 )
             )
 
+    async def _publish_taken(self, conn: Connection, batch: list[Spooled]) -> int:
+        """Publish messages taken from the spool's memory. While their acknowledgements are awaited longer
+        than ``commit_interval``, they and what the source captures meanwhile go to the spool's file (as
+        they do when stopped meanwhile); those JetStream did not acknowledge are written there too."""
+        kept = False
+
+        def keep() -> None:
+            nonlocal kept
+            if not kept:
+                self.spool.keep(batch)
+                kept = True
+            self.spool.commit()
+
+        try:
+            acked = await self._publish_batch(conn, batch, keep)
+        except asyncio.CancelledError:
+            if not kept:
+                self.spool.keep(batch)  # some may have arrived: published again, deduplicated
+            raise
+        if kept:
+            self.spool.remove(batch[:acked])
+        else:
+            self.spool.keep(batch[acked:])
+            self.spool.remove(batch[:acked], stored=False)
+        return acked
+
     async def _publish_loop(self) -> None:
         backoff = 0.1
         while True:
-            self.spool.commit()
             self._report_overflow()
             conn = self._conn
             if conn is None or not conn.nc.is_connected:
+                self.spool.commit()
                 await asyncio.sleep(0.1)
                 continue
-            batch = self.spool.read(self.batch_size)
-            if not batch:
-                await asyncio.sleep(self.commit_interval)
-                continue
-            acked = await self._publish_batch(conn, batch)
-            if acked:
+            if self.spool.stored:
+                self.spool.commit()  # behind what the file holds: first in, first out
+                batch = self.spool.read(self.batch_size)
+                acked = await self._publish_batch(conn, batch, self.spool.commit)
                 self.spool.remove(batch[:acked])
-                self.stats.published += acked
+            else:
+                batch = self.spool.take(self.batch_size)
+                if not batch:
+                    await asyncio.sleep(self.commit_interval)
+                    continue
+                acked = await self._publish_taken(conn, batch)
+            self.stats.published += acked
+            if acked:
                 backoff = 0.1
             if acked < len(batch):
                 self.stats.failed_batches += 1
