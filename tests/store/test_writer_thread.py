@@ -270,6 +270,20 @@ def test_a_committing_process_gone_between_batches_is_replaced(tmp_path: Path) -
     assert _stored_packets(path) == 400
 
 
+def test_start_background_starts_the_committing_process_before_the_first_commit(tmp_path: Path) -> None:
+    """A long-running recorder starts the committing process before it reads its source; the first commit
+    then goes to that process."""
+    path = tmp_path / "s.db"
+    store = CaptureStore(path, batch_size=10**9)
+    assert _committers() == []
+    store.start_background()
+    (pid,) = _committers()
+    _store_and_commit(store, workload_events("http1", 100))
+    assert _committers() == [pid]
+    store.close()
+    assert _committers() == [] and _stored_packets(path) == 100
+
+
 def test_without_a_committing_process_the_writer_thread_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

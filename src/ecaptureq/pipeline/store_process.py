@@ -334,6 +334,7 @@ def serve(rfd: int = 0, wfd: int = 1) -> None:
     except (StoreError, FilterError) as exc:
         answers.send(("refused", str(exc)))
         return
+    store.start_background()  # its committing process: started before the source is read
     answers.send(("ready",))
     recording = _Recording(store, flt, answers, commit_every)
     due = time.monotonic() + interval

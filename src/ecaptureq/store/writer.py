@@ -450,7 +450,7 @@ class CaptureStore:
         self._wal = Path(f"{path}-wal")
         self._checkpointer: _Checkpointer | None = None
         self._committer: Committer | None = None  # started by the writer thread's first commit
-        self._use_committer = False  # set with the writer thread: see commit_in_background
+        self._use_committer = False  # set with the writer thread: see _writer_thread
 
     @property
     def pending(self) -> int:
@@ -642,17 +642,7 @@ class CaptureStore:
                 self._failed.append(batch)
                 raise StoreError(f"{self.path}: not written: an earlier batch could not be")
         work = self._statements(batch)
-        if self._use_committer and (self._committer is None or not self._committer.alive):
-            # Started here, in the writer thread (it answers once it has opened the database); one gone
-            # before this batch was sent (killed) is replaced. One that cannot start leaves the commits to
-            # this thread.
-            if self._committer is not None:
-                self._committer.close()
-            try:
-                self._committer = Committer(self.path)
-            except (OSError, CommitterError):
-                self._committer = None
-                self._use_committer = False
+        self._ensure_committer()
         request = Committer.pack(work) if self._committer is not None else None
         try:
             if self._committer is not None and request is not None:
@@ -671,6 +661,19 @@ class CaptureStore:
         self.stats.flushes += 1
         if checkpoint:
             self._checkpoint_if_due()
+
+    def _ensure_committer(self) -> None:
+        """In the writer thread: start the committing process when there is none (it answers once it has
+        opened the database), or replace one gone (killed). One that cannot start leaves the commits to
+        this thread."""
+        if self._use_committer and (self._committer is None or not self._committer.alive):
+            if self._committer is not None:
+                self._committer.close()
+            try:
+                self._committer = Committer(self.path)
+            except (OSError, CommitterError):
+                self._committer = None
+                self._use_committer = False
 
     def _commit_here(self, work: Work) -> None:
         db = self._db
@@ -729,10 +732,19 @@ class CaptureStore:
         """Commit a batch from :meth:`take` in the writer thread (its exchanges not rendered yet are rendered
         first, in this thread); as :meth:`flush_in_background`."""
         batch.render()
+        return self._writer_thread().submit(self._commit, batch)
+
+    def start_background(self) -> None:
+        """Start the writer thread and its committing process now, which the first background commit would
+        do: that commit then does not wait for the process to start (a long-running recorder calls this
+        once, before it reads its source)."""
+        self._writer_thread().submit(self._ensure_committer).result()
+
+    def _writer_thread(self) -> ThreadPoolExecutor:
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecaptureq-store")
             self._use_committer = True
-        return self._writer.submit(self._commit, batch)
+        return self._writer
 
     def close(self) -> None:
         """Store what the decoder still holds (requests without responses), flush, and close."""
