@@ -449,7 +449,7 @@ class CaptureStore:
         self._failed_lock = threading.Lock()
         self._wal = Path(f"{path}-wal")
         self._checkpointer: _Checkpointer | None = None
-        self._committer: Committer | None = None  # started by the writer thread's first commit
+        self._committer: Committer | None = None  # started in the writer thread: see _ensure_committer
         self._use_committer = False  # set with the writer thread: see _writer_thread
 
     @property
