@@ -18,6 +18,7 @@ PACKAGE = Path(ecaptureq.__file__).parent
 
 ALLOWED: dict[str, set[str]] = {
     "protocol": set(),
+    "tuning": set(),
     "access": {"protocol"},
     "decode": {"protocol"},
     "client": {"protocol", "access"},
@@ -25,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "sinks": {"protocol", "decode"},
     "sources": {"protocol", "decode", "sinks"},
     "store": {"protocol", "decode", "sinks"},
-    "pipeline": {"protocol", "decode", "sinks", "client", "store"},
+    "pipeline": {"protocol", "decode", "sinks", "client", "store", "tuning"},
     "fleet": {"protocol", "decode", "sinks", "client", "store", "pipeline"},
     "web": {"protocol", "access", "decode", "store"},
     "bench": {"protocol", "access", "decode", "sinks", "client", "server", "sources", "store", "pipeline"},

@@ -24,6 +24,7 @@ from ecaptureq.cli.runtime import Lifecycle, run_event_loop, run_until_signal, s
 from ecaptureq.cli.stats import StatsReporter, format_stats
 from ecaptureq.protocol import Event
 from ecaptureq.server import Server
+from ecaptureq.tuning import GC_THRESHOLD
 
 
 class Boom(Exception):
@@ -169,3 +170,29 @@ def test_commands_run_their_loop_on_uvloop() -> None:
     ]
     direct = [name for name, node in calls if (getattr(node.value, "id", ""), node.attr) == ASYNCIO_RUN]
     assert direct == ["bench.py"]
+
+
+TUNED = (
+    "import gc, sys; from ecaptureq.cli.main import main; "
+    "code = main(sys.argv[1:]); print(int(code), *gc.get_threshold())"
+)
+"""Runs a command in this process, then prints its exit code and the collector's thresholds it left."""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["agent", "--nats", "nats://127.0.0.1:1", "--demo", "--spool", "{missing}/spool.db"],
+        ["record", "--db", "{missing}/capture.db", "ws://127.0.0.1:1/"],
+        ["collect", "--nats", "nats://127.0.0.1:1", "--db", "{missing}/capture.db"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_commands_handling_every_message_tune_the_garbage_collector(tmp_path: Path, argv: list[str]) -> None:
+    """Each runs in a process of its own with ``GC_THRESHOLD`` (the setting is the process's): here until its
+    file cannot be opened, a moment after it starts."""
+    missing = tmp_path / "missing"
+    args = [word.format(missing=missing) for word in argv]
+    out = subprocess.run([sys.executable, "-c", TUNED, *args], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == [str(int(ExitCode.STORAGE)), *map(str, GC_THRESHOLD)], out.stderr

@@ -31,6 +31,7 @@ from ecaptureq.fleet.subjects import parse_size
 from ecaptureq.protocol import Event, RunLog
 from ecaptureq.sources.demo import DemoSource
 from ecaptureq.sources.replay import ReplayError, ReplaySource, load_recording
+from ecaptureq.tuning import tune_gc
 
 DEFAULT_SPOOL_DIR = "/var/lib/ecaptureq"
 
@@ -316,4 +317,5 @@ async def run_agent(args: argparse.Namespace) -> ExitCode:
 
 def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq agent``."""
+    tune_gc()  # before the source starts: a replay's recording is loaded whole
     return run_event_loop(run_agent(args))

@@ -20,8 +20,8 @@ from ecaptureq.cli.runtime import run_event_loop
 from ecaptureq.fleet import Collector, FleetReader
 from ecaptureq.fleet.reader import DEFAULT_ACK_WAIT
 from ecaptureq.fleet.subjects import BadNodeName, filter_subject
-from ecaptureq.pipeline.recorder import tune_for_recording
 from ecaptureq.store.writer import QUIET_COMMIT
+from ecaptureq.tuning import tune_for_recording
 
 DEFAULT_DURABLE = "ecaptureq-collect"
 

@@ -14,10 +14,11 @@ from ecaptureq.cli.security import add_client_security_options, client_security_
 from ecaptureq.cli.watch import add_fleet_read_options, warn
 from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Connected, ConnectError, Disconnected, Status
 from ecaptureq.fleet import Collector, FleetReader, is_nats_url
-from ecaptureq.pipeline.recorder import LiveRecorder, tune_for_recording
+from ecaptureq.pipeline.recorder import LiveRecorder
 from ecaptureq.pipeline.store_process import StoreProcess
 from ecaptureq.store import FilterError, PacketFilter, StoreError
 from ecaptureq.store.writer import QUIET_COMMIT
+from ecaptureq.tuning import tune_for_recording
 
 EXAMPLES = """\
 examples:

@@ -32,6 +32,7 @@ from ecaptureq.client import (
 from ecaptureq.fleet import Collector, FleetError
 from ecaptureq.store import SqlError, StoreError
 from ecaptureq.store.writer import QUIET_COMMIT
+from ecaptureq.tuning import tune_for_recording
 
 DEFAULT_LISTEN = "http://127.0.0.1:8080/"
 LIVE_POLL = 5.0
@@ -363,7 +364,5 @@ def run(args: argparse.Namespace) -> ExitCode:
     """Entry point of ``ecaptureq ui``."""
     if (args.source or args.nats) is not None and args.db is not None and not args.db.parent.exists():
         raise CliError(f"--db {args.db}: the directory {args.db.parent} does not exist", ExitCode.USAGE)
-    from ecaptureq.pipeline.recorder import tune_for_recording
-
     tune_for_recording()
     return run_event_loop(serve_ui(args))

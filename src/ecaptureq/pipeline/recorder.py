@@ -12,39 +12,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import gc
 import ssl
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from ecaptureq.client import DEFAULT_ORIGIN, Client, Connected, ConnectError, Disconnected, Status
 from ecaptureq.pipeline.store_process import StoreProcess
 from ecaptureq.pipeline.tasks import until_first_ends
-
-GC_THRESHOLD: Final = (50_000, 20, 20)
-"""The cyclic garbage collector's thresholds in a recording process (Python's default: 700, 10, 10).
-
-Recording allocates several container objects per event (the decoded messages, their headers, the rows
-waiting for the next commit), almost none of them in a cycle: at the default, the collector ran every few
-events and took about a tenth of the CPU. Reference counting frees them either way."""
-
-
-SWITCH_INTERVAL: Final = 0.001
-"""Seconds a thread may hold the GIL while another waits for it, in a recording process (Python's default:
-0.005). The store's writer thread needs it for moments between long waits (for the committing process's
-answer), and at the default it waited up to 5 ms behind the decoding thread each time: storing 20,000
-HTTP/1.1 events in batches of 2,000 took 27 µs per event, 23 at this value. In ``ecaptureq bench
---consumers`` the difference is within the noise of one run to the next."""
-
-
-def tune_for_recording() -> None:
-    """Set :data:`GC_THRESHOLD` and :data:`SWITCH_INTERVAL` for this process (``record``, ``ui`` and
-    ``collect`` call it at start)."""
-    gc.set_threshold(*GC_THRESHOLD)
-    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 @dataclass

@@ -64,6 +64,7 @@ from ecaptureq.store.committer import PIPE_BYTES
 from ecaptureq.store.schema import FilterError, StoreError
 from ecaptureq.store.sql import PacketFilter
 from ecaptureq.store.writer import QUIET_COMMIT, CaptureStore, StoreStats
+from ecaptureq.tuning import tune_for_recording
 
 _LENGTH: Final = struct.Struct("Q")
 
@@ -318,8 +319,6 @@ class _Recording:
 def serve(rfd: int = 0, wfd: int = 1) -> None:
     """The process: read its settings from ``rfd`` (the first message), open the store, then store what
     comes on ``rfd`` until it ends; answer on ``wfd``."""
-    from ecaptureq.pipeline.recorder import tune_for_recording
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the recording's process ends the input instead
     tune_for_recording()
     answers = _Answers(wfd)
