@@ -25,7 +25,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 DEFAULT_SPOOL_BYTES: Final = 256 * 1024 * 1024
 """Default bound of the spool (``--spool-size``): bytes of message bodies held while NATS is away."""
@@ -44,9 +44,9 @@ class SpoolError(Exception):
     """The spool file cannot be opened or written; the message names the file and the reason."""
 
 
-@dataclass(frozen=True, slots=True)
-class Spooled:
-    """One message waiting in the spool."""
+class Spooled(NamedTuple):
+    """One message waiting in the spool: also the row of the queue's table, in its columns' order (a tuple:
+    the file's rows are made and read without a copy each)."""
 
     seq: int
     kind: str
@@ -160,10 +160,7 @@ class Spool:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seq', ?)", (str(next_seq),)
             )
             if store:
-                self._db.executemany(
-                    "INSERT INTO queue (seq, kind, body) VALUES (?, ?, ?)",
-                    [(m.seq, m.kind, m.body) for m in messages],
-                )
+                self._db.executemany("INSERT INTO queue (seq, kind, body) VALUES (?, ?, ?)", messages)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._db.in_transaction:
@@ -229,7 +226,7 @@ class Spool:
         rows = self._db.execute(
             "SELECT seq, kind, body FROM queue WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
         ).fetchall()
-        return [Spooled(int(seq), str(kind), bytes(body)) for seq, kind, body in rows]
+        return list(map(Spooled._make, rows))
 
     def remove(self, messages: list[Spooled], *, stored: bool = True) -> None:
         """Forget messages JetStream acknowledged: delete them from the file (one transaction), or only
