@@ -179,7 +179,7 @@ def test_nats_down_30_s_while_agents_publish_more_than_the_client_buffer(
     assert agent.proc.poll() is None
     peak = 0
     while time.monotonic() - stopped < 30:
-        rows = db_rows(spool, "SELECT coalesce(sum(length(body)), 0) FROM queue")
+        rows = db_rows(spool, "SELECT coalesce(sum(bytes), 0) FROM chunks")
         peak = max(peak, int(rows[0][0]) if rows else 0)  # type: ignore[call-overload]
         time.sleep(0.5)
     assert peak > pending_size, (

@@ -23,6 +23,7 @@ from fleet_support import CLI, NatsServer, db_rows, nats_server, reap_processes,
 
 from ecaptureq.fleet import Agent, Spool, check_node, connect, ensure_stream, parse_since
 from ecaptureq.fleet.connection import NatsOptions
+from ecaptureq.fleet.spool import CHUNK_MESSAGES
 from ecaptureq.fleet.subjects import (
     BadNodeName,
     filter_subject,
@@ -122,6 +123,80 @@ def test_spool_taken_messages_are_numbered_once_and_kept_in_order(tmp_path: Path
     again.close()
 
 
+def test_spool_chunks_many_messages_and_resumes_inside_one(tmp_path: Path) -> None:
+    """More than a chunk's worth in one write: several rows; a restart after a removal that ends inside a
+    chunk goes on at the next message, and the removal deletes only the chunks it empties."""
+    path = tmp_path / "spool.db"
+    spool = Spool(path)
+    total = CHUNK_MESSAGES * 2 + 10
+    for i in range(total):
+        spool.put("event" if i % 7 else "log", i.to_bytes(4, "big"))
+    assert spool.commit() == total
+    assert db_rows(path, "SELECT count(*) FROM chunks") == [(3,)]
+    spool.remove(spool.read(CHUNK_MESSAGES + 5))
+    assert db_rows(path, "SELECT first FROM chunks") == [(CHUNK_MESSAGES + 1,), (2 * CHUNK_MESSAGES + 1,)]
+    spool.close()
+    again = Spool(path)
+    left_count = total - CHUNK_MESSAGES - 5
+    assert (again.stored, again.stats.queued, again.stats.queued_bytes) == (
+        left_count,
+        left_count,
+        4 * left_count,
+    )
+    left = again.read(total)
+    assert [m.seq for m in left] == list(range(CHUNK_MESSAGES + 6, total + 1))
+    assert [int.from_bytes(m.body, "big") for m in left] == [m.seq - 1 for m in left]
+    assert [m.kind for m in left] == ["event" if (m.seq - 1) % 7 else "log" for m in left]
+    again.close()
+
+
+def test_spool_moves_an_older_files_messages_into_chunks(tmp_path: Path) -> None:
+    """A file an older ecaptureq wrote (a message a row, numbered by AUTOINCREMENT) keeps its messages,
+    their numbers and the numbers already given."""
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "CREATE TABLE queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
+            " body BLOB NOT NULL);"
+            "INSERT INTO meta VALUES ('agent', 'c0ffee00c0ffee00');"
+        )
+        db.executemany(
+            "INSERT INTO queue (kind, body) VALUES (?, ?)", [("event", b"a"), ("log", b"bb"), ("event", b"c")]
+        )
+        db.execute("DELETE FROM queue WHERE seq = 1")  # published before the upgrade
+        db.commit()
+    spool = Spool(path)
+    assert spool.agent_id == "c0ffee00c0ffee00"
+    assert (spool.stats.queued, spool.stats.queued_bytes) == (2, 3)
+    assert [(m.seq, m.kind, m.body) for m in spool.read(10)] == [(2, "log", b"bb"), (3, "event", b"c")]
+    spool.put("event", b"d")
+    assert [m.seq for m in spool.take(10)] == [4]
+    spool.close()
+    assert db_rows(path, "SELECT name FROM sqlite_master WHERE name = 'queue'") == []
+
+
+def test_spool_refuses_a_damaged_chunk(tmp_path: Path) -> None:
+    """A chunk cut short (the file changed by something else) is refused with the file's name, not read
+    as messages."""
+    from ecaptureq.fleet import SpoolError
+
+    path = tmp_path / "spool.db"
+    spool = Spool(path)
+    spool.put("event", b"x" * 100)
+    spool.commit()
+    spool.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("UPDATE chunks SET data = substr(data, 1, 50)")
+        db.commit()
+    again = Spool(path)
+    with pytest.raises(SpoolError, match=r"spool\.db: a damaged chunk"):
+        again.read(10)
+    again.close()
+    with pytest.raises(ValueError, match="not 'status'"):
+        Spool(tmp_path / "other.db").put("status", b"")
+
+
 async def _connected_agent(
     server: NatsServer, spool: Spool, commit_interval: float
 ) -> tuple[Agent, asyncio.Task[None]]:
@@ -189,7 +264,7 @@ def test_agent_spools_what_jetstream_does_not_acknowledge_in_time(
 
     def queued_in_file() -> int:
         with contextlib.closing(sqlite3.connect(f"file:{tmp_path / 'spool.db'}?mode=ro", uri=True)) as db:
-            return int(db.execute("SELECT count(*) FROM queue").fetchone()[0])
+            return int(db.execute("SELECT coalesce(sum(count), 0) FROM chunks").fetchone()[0])
 
     async def run() -> Agent:
         agent, publishing = await _connected_agent(nats_server, spool, commit_interval=0.1)
