@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ecaptureq.cli.capture_options import add_capture_options
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.explain import agent_notice, connect_error, replay_error
 from ecaptureq.cli.fleet import (
@@ -21,7 +22,6 @@ from ecaptureq.cli.fleet import (
 )
 from ecaptureq.cli.runtime import Lifecycle, run_event_loop
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
-from ecaptureq.cli.tls import add_capture_options
 from ecaptureq.cli.watch import status_printer, warn
 from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Client, ConnectError
 from ecaptureq.fleet import Agent, BadNodeName, FleetError, Spool, SpoolError, check_node, default_node
@@ -29,7 +29,6 @@ from ecaptureq.fleet.agent import DEFAULT_HEARTBEAT_INTERVAL
 from ecaptureq.fleet.spool import DEFAULT_SPOOL_BYTES
 from ecaptureq.fleet.subjects import parse_size
 from ecaptureq.protocol import Event, RunLog
-from ecaptureq.sources.demo import DemoSource
 from ecaptureq.sources.replay import ReplayError, ReplaySource, load_recording
 from ecaptureq.tuning import tune_gc
 
@@ -264,6 +263,8 @@ async def run_agent(args: argparse.Namespace) -> ExitCode:
 
     life = Lifecycle().open()
     if args.demo:
+        from ecaptureq.sources.demo import DemoSource  # h2 and h11 for its traffic: only when it runs
+
         source_task = life.start(DemoSource(interval=args.interval, limit=args.count).run(agent))
     elif recording is not None:
         source_task = life.start(ReplaySource(recording, speed=args.speed).run(agent))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO, Final, TextIO
 
 import pybase64
 
+from ecaptureq.cli.capture_options import add_capture_options
 from ecaptureq.cli.errors import CliError, ExitCode, command_exit_codes
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.runtime import Lifecycle, run_event_loop, stop_on_signals
@@ -79,40 +80,6 @@ _EXIT_CODES: Final[dict[type[CaptureError], ExitCode]] = {
     LibsslNotFoundError: ExitCode.NO_LIBSSL,
     PidNotFoundError: ExitCode.NO_PID,
 }
-
-
-def add_capture_options(parser: argparse._ActionsContainer, prefix: str = "") -> None:
-    """Add the options that choose what the capture hooks and keeps (``ecaptureq tls`` and ``agent --tls``);
-    ``prefix`` starts each help text (``"--tls: "``)."""
-    parser.add_argument(
-        "--libssl",
-        metavar="PATH",
-        action="append",
-        help=f"{prefix}hook only this file (repeatable): a libssl, a program with OpenSSL/BoringSSL linked "
-        "statically, a GnuTLS or NSPR library, or a Go program. Default: every TLS library any process "
-        "maps (containers and private copies included), the system's, and new ones as programs start",
-    )
-    parser.add_argument("--pid", type=int, metavar="PID", help=f"{prefix}capture only this process")
-    parser.add_argument("--uid", type=int, metavar="UID", help=f"{prefix}capture only processes of this user")
-    parser.add_argument(
-        "--comm",
-        metavar="NAME",
-        help=f"{prefix}capture only processes with this command name (as in ps -o comm)",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        metavar="PORT",
-        help=f"{prefix}capture only TCP connections with this port at either end",
-    )
-    parser.add_argument(
-        "--buffer-size",
-        type=int,
-        default=DEFAULT_BUFFER_MIB,
-        metavar="MiB",
-        help=f"{prefix}kernel ring buffer in MiB, a power of two (default {DEFAULT_BUFFER_MIB}); larger "
-        "rides out longer bursts, and the bytes it cannot hold are reported as 'capture lost' gaps",
-    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

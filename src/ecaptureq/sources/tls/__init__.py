@@ -1,24 +1,35 @@
-"""Real TLS capture: eBPF uprobes on OpenSSL's SSL_write/SSL_read, driven through libbpf from Python."""
+"""Real TLS capture: eBPF uprobes on OpenSSL's SSL_write/SSL_read, driven through libbpf from Python.
 
-from ecaptureq.sources.tls.capture import (
-    DEFAULT_BUFFER_MIB,
-    HOOKED_FUNCTIONS,
-    MAX_EVENT_PAYLOAD,
-    Aggregator,
-    CaptureStats,
-    Chunk,
-    TlsCapture,
-    banner,
-    bpf_object_path,
-)
-from ecaptureq.sources.tls.errors import (
-    BpfUnsupportedError,
-    CaptureError,
-    LibsslNotFoundError,
-    NoPrivilegeError,
-    PidNotFoundError,
-)
-from ecaptureq.sources.tls.locate import SocketResolver, find_libssl
+The names below are imported from their modules when first used (PEP 562): the capture's modules bring
+pyelftools, ctypes and libbpf's bindings, which a command that only names an option's default (``agent``
+without ``--tls``) need not load.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from ecaptureq.sources.tls.capture import (
+        HOOKED_FUNCTIONS,
+        MAX_EVENT_PAYLOAD,
+        Aggregator,
+        CaptureStats,
+        Chunk,
+        TlsCapture,
+        banner,
+        bpf_object_path,
+    )
+    from ecaptureq.sources.tls.errors import (
+        BpfUnsupportedError,
+        CaptureError,
+        LibsslNotFoundError,
+        NoPrivilegeError,
+        PidNotFoundError,
+    )
+    from ecaptureq.sources.tls.locate import SocketResolver, find_libssl
+    from ecaptureq.sources.tls.ringbuf import DEFAULT_BUFFER_MIB
 
 __all__ = [
     "DEFAULT_BUFFER_MIB",
@@ -38,3 +49,17 @@ __all__ = [
     "bpf_object_path",
     "find_libssl",
 ]
+
+_MODULES: Final = ("errors", "locate", "ringbuf", "capture")
+"""Where the names of ``__all__`` are defined, the lightest first (``capture`` imports the others)."""
+
+
+def __getattr__(name: str) -> object:
+    if name in __all__:
+        for module in _MODULES:
+            found = importlib.import_module(f"{__name__}.{module}").__dict__
+            if name in found:
+                globals()[name] = found[name]
+                return found[name]
+    # not ours: a submodule (``from ecaptureq.sources.tls import libbpf``) is then imported as usual
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

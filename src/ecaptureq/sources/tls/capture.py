@@ -44,7 +44,7 @@ from ecaptureq.sources.tls.hooks import (
     comm_text,
 )
 from ecaptureq.sources.tls.locate import SocketResolver
-from ecaptureq.sources.tls.ringbuf import RingReader
+from ecaptureq.sources.tls.ringbuf import DEFAULT_BUFFER_MIB, RingReader
 
 MAX_EVENT_PAYLOAD: Final = 16384
 """The most plaintext bytes one published event carries (eCapture's cap); more is split, never cut."""
@@ -56,12 +56,6 @@ HOOKED_FUNCTIONS: Final = OPENSSL_FUNCTIONS
 """The libssl functions hooked (entry and return)."""
 
 _HELPERS: Final = ("sys_enter",)
-
-DEFAULT_BUFFER_MIB: Final = 256
-"""Default size of the ring buffer between the kernel and the consumer (``--buffer-size``), in MiB.
-
-Large enough to hold a 64 MiB call (the most one call copies) several times over, and a few seconds of
-loopback-speed traffic while the consumer catches up; the memory is only used while capturing."""
 
 POLL_INTERVAL: Final = 0.02
 """Seconds between drains when no wake-up came (the kernel wakes the consumer only for >= 256 KiB)."""

@@ -26,6 +26,12 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
+DEFAULT_BUFFER_MIB: Final = 256
+"""Default size of the ring buffer between the kernel and the consumer (``--buffer-size``), in MiB.
+
+Large enough to hold a 64 MiB call (the most one call copies) several times over, and a few seconds of
+loopback-speed traffic while the consumer catches up; the memory is only used while capturing."""
+
 _BUSY: Final = 1 << 31
 _DISCARD: Final = 1 << 30
 _HEADER: Final = 8
