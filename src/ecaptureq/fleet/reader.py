@@ -12,6 +12,7 @@ same with the body not decoded (the collector has it decoded in its store's proc
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -137,7 +138,9 @@ class FleetReader:
         self.stats = ReaderStats()
         self.conn: Connection | None = None
         self._sub: nats.js.JetStreamContext.PushSubscription | None = None
-        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        # What nats-py delivered and deliveries() has not taken yet; the event is set while it holds any.
+        self._delivered: collections.deque[Msg] = collections.deque()
+        self._ready = asyncio.Event()
         self._nodes: dict[str, str] = {}  # subject -> node, _FOREIGN or _OTHER_NODE
 
     def _config(self) -> api.ConsumerConfig:
@@ -169,7 +172,8 @@ class FleetReader:
             await ensure_stream(conn, self.retention)
 
         async def deliver(msg: Msg) -> None:
-            self._queue.put_nowait(msg)
+            self._delivered.append(msg)
+            self._ready.set()
 
         try:
             for attempt in range(50):
@@ -262,16 +266,17 @@ class FleetReader:
         """:meth:`batches` with the bodies not decoded."""
         if self._sub is None:
             await self.open()
-        queue = self._queue
+        delivered, ready, size = self._delivered, self._ready, self.batch_size
         while True:
-            try:
-                first = await asyncio.wait_for(queue.get(), idle)
-            except TimeoutError:
-                yield []
-                continue
-            msgs = [first]
-            while len(msgs) < self.batch_size and not queue.empty():
-                msgs.append(queue.get_nowait())
+            if not delivered:
+                ready.clear()
+                try:
+                    await asyncio.wait_for(ready.wait(), idle)
+                except TimeoutError:
+                    yield []
+                    continue
+            count = min(len(delivered), size)
+            msgs = [delivered.popleft() for _ in range(count)]
             yield [(self._delivery(m), m) for m in msgs]
 
     async def ack_floor(self) -> int | None:
