@@ -21,6 +21,7 @@ import httpx
 import pytest
 from fleet_support import CLI, NatsServer, db_rows, nats_server, reap_processes, start_cli, wait_for
 
+from ecaptureq.cli.errors import ExitCode
 from ecaptureq.fleet import Agent, Spool, check_node, connect, ensure_stream, parse_since
 from ecaptureq.fleet.connection import NatsOptions
 from ecaptureq.fleet.spool import CHUNK_MESSAGES
@@ -176,12 +177,8 @@ def test_spool_moves_an_older_files_messages_into_chunks(tmp_path: Path) -> None
     assert db_rows(path, "SELECT name FROM sqlite_master WHERE name = 'queue'") == []
 
 
-def test_spool_refuses_a_damaged_chunk(tmp_path: Path) -> None:
-    """A chunk cut short (the file changed by something else) is refused with the file's name, not read
-    as messages."""
-    from ecaptureq.fleet import SpoolError
-
-    path = tmp_path / "spool.db"
+def _damaged_spool(path: Path) -> None:
+    """A spool file holding one message whose chunk was cut short (the file changed by something else)."""
     spool = Spool(path)
     spool.put("event", b"x" * 100)
     spool.commit()
@@ -189,12 +186,32 @@ def test_spool_refuses_a_damaged_chunk(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("UPDATE chunks SET data = substr(data, 1, 50)")
         db.commit()
+
+
+def test_spool_refuses_a_damaged_chunk(tmp_path: Path) -> None:
+    """A damaged chunk is refused with the file's name, not read as messages."""
+    from ecaptureq.fleet import SpoolError
+
+    path = tmp_path / "spool.db"
+    _damaged_spool(path)
     again = Spool(path)
     with pytest.raises(SpoolError, match=r"spool\.db: a damaged chunk"):
         again.read(10)
     again.close()
     with pytest.raises(ValueError, match="not 'status'"):
         Spool(tmp_path / "other.db").put("status", b"")
+
+
+@pytest.mark.e2e
+def test_agent_stops_on_a_damaged_spool_with_exit_11(nats_server: NatsServer, tmp_path: Path) -> None:
+    """Once NATS answers, the agent reads its spool first: a damaged one ends it with one line naming the
+    file and exit 11 (as a spool it cannot write), not a traceback."""
+    path = tmp_path / "spool.db"
+    _damaged_spool(path)
+    agent = start_cli(tmp_path, "agent", "agent", "--nats", nats_server.url("node-1"), "--node", "node-1",
+                      "--spool", str(path), "--demo", "--count", "1")  # fmt: skip
+    assert agent.proc.wait(60) == ExitCode.STORAGE, agent.text()
+    assert "spool.db: a damaged chunk" in agent.text() and "Traceback" not in agent.text()
 
 
 async def _connected_agent(

@@ -66,7 +66,7 @@ A --demo or --replay agent exits when its source ended and the spool is empty (o
         (ExitCode.NO_PID, "--tls: no such --pid, as ecaptureq tls"),
         (ExitCode.AUTH, "NATS refused the credentials (or --source's server refused its token)"),
         (ExitCode.FORBIDDEN, "--source's server refused the handshake (its Origin policy)"),
-        (ExitCode.STORAGE, "the spool file cannot be written"),
+        (ExitCode.STORAGE, "the spool file cannot be written, or is damaged"),
     )
 )
 
@@ -217,6 +217,21 @@ def _default_spool(node: str) -> Path:
     return Path(f"ecaptureq-spool-{node}.db")
 
 
+async def _drained(agent: Agent, publishing: asyncio.Task[None], timeout: float) -> bool:
+    """Wait until the spool is empty (``False`` when ``timeout`` ran out first); the publisher's own error
+    (a spool it cannot write or read, refused credentials) raised as soon as it fails meanwhile."""
+    drained = asyncio.ensure_future(agent.wait_drained(timeout))
+    try:
+        await asyncio.wait({drained, publishing}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not drained.done():
+            drained.cancel()
+    if publishing.done():
+        publishing.result()  # its error
+        return False  # it ended: nothing more is published
+    return drained.result()
+
+
 async def run_agent(args: argparse.Namespace) -> ExitCode:
     """Run the agent until its source ends or a signal; return the exit code."""
     try:
@@ -287,7 +302,7 @@ async def run_agent(args: argparse.Namespace) -> ExitCode:
             await asyncio.gather(source_task, return_exceptions=True)
         if source_task.done() and not source_task.cancelled():
             source_task.result()  # the source's own errors (capture, connection)
-        if not await agent.wait_drained(args.drain_timeout):
+        if not await _drained(agent, publishing, args.drain_timeout):
             code = ExitCode.INCOMPLETE
             warn(
                 "agent",

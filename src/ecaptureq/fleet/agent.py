@@ -305,7 +305,7 @@ class Agent:
 
         Raises:
             NatsAuthError: the server refused the credentials.
-            SpoolError: the spool cannot be written.
+            SpoolError: the spool cannot be written, or what it holds cannot be read (a damaged chunk).
         """
         publisher = asyncio.create_task(self._publish_loop())
         heartbeats = asyncio.create_task(self._heartbeat_loop())
