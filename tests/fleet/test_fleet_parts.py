@@ -151,22 +151,29 @@ def test_spool_chunks_many_messages_and_resumes_inside_one(tmp_path: Path) -> No
     again.close()
 
 
-def test_spool_moves_an_older_files_messages_into_chunks(tmp_path: Path) -> None:
-    """A file an older ecaptureq wrote (a message a row, numbered by AUTOINCREMENT) keeps its messages,
-    their numbers and the numbers already given."""
-    path = tmp_path / "old.db"
+OLD_SPOOL = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, body BLOB NOT NULL);"
+    "INSERT INTO meta VALUES ('agent', 'c0ffee00c0ffee00');"
+)
+"""The tables of a spool file an older ecaptureq wrote: a message a row, numbered by AUTOINCREMENT."""
+
+
+def _old_spool(path: Path, rows: list[tuple[str, object]]) -> None:
     with contextlib.closing(sqlite3.connect(path)) as db:
-        db.executescript(
-            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-            "CREATE TABLE queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
-            " body BLOB NOT NULL);"
-            "INSERT INTO meta VALUES ('agent', 'c0ffee00c0ffee00');"
-        )
-        db.executemany(
-            "INSERT INTO queue (kind, body) VALUES (?, ?)", [("event", b"a"), ("log", b"bb"), ("event", b"c")]
-        )
+        db.executescript(OLD_SPOOL)
+        db.executemany("INSERT INTO queue (kind, body) VALUES (?, ?)", rows)
         db.execute("DELETE FROM queue WHERE seq = 1")  # published before the upgrade
         db.commit()
+
+
+def test_spool_moves_an_older_files_messages_into_chunks(tmp_path: Path) -> None:
+    """An older ecaptureq's file keeps its messages, their numbers and the numbers already given; one
+    holding what no spool writes (a kind, a body that is text) is refused with its name."""
+    from ecaptureq.fleet import SpoolError
+
+    path = tmp_path / "old.db"
+    _old_spool(path, [("event", b"a"), ("log", b"bb"), ("event", b"c")])
     spool = Spool(path)
     assert spool.agent_id == "c0ffee00c0ffee00"
     assert (spool.stats.queued, spool.stats.queued_bytes) == (2, 3)
@@ -175,6 +182,13 @@ def test_spool_moves_an_older_files_messages_into_chunks(tmp_path: Path) -> None
     assert [m.seq for m in spool.take(10)] == [4]
     spool.close()
     assert db_rows(path, "SELECT name FROM sqlite_master WHERE name = 'queue'") == []
+    for name, rows in (
+        ("kind", [("event", b"a"), ("status", b"b")]),
+        ("text", [("event", b"a"), ("log", "b")]),
+    ):
+        _old_spool(tmp_path / f"{name}.db", rows)
+        with pytest.raises(SpoolError, match=rf"{name}\.db"):
+            Spool(tmp_path / f"{name}.db")
 
 
 def _damaged_spool(path: Path) -> None:

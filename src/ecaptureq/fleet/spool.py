@@ -127,7 +127,7 @@ class Spool:
             head = self._db.execute(
                 "SELECT data FROM chunks WHERE first <= ? AND last > ?", (self._removed, self._removed)
             ).fetchone()
-        except (sqlite3.Error, ValueError) as exc:  # ValueError: a number in meta that is not one
+        except (sqlite3.Error, ValueError, TypeError) as exc:  # a number in meta, a body that is not one
             raise SpoolError(f"spool {path}: {exc}") from None
         gone = [m for m in self._unpack(head[0]) if m.seq <= self._removed] if head else []
         self._stored = int(count) - len(gone)
@@ -149,16 +149,20 @@ class Spool:
             "SELECT coalesce((SELECT seq + 1 FROM sqlite_sequence WHERE name = 'queue'), 1)"
         ).fetchone()
         rows = self._db.execute("SELECT seq, kind, body FROM queue ORDER BY seq").fetchall()
-        self._db.execute("BEGIN")
+        messages = [Spooled(int(seq), str(kind), bytes(body)) for seq, kind, body in rows]
+        if any(m.kind not in _KIND_CODES for m in messages):
+            raise SpoolError(f"spool {self.path}: a message of a kind a spool does not hold")
         try:
+            self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO chunks (first, last, count, bytes, data) VALUES (?, ?, ?, ?, ?)",
-                self._chunks([Spooled(int(seq), str(kind), bytes(body)) for seq, kind, body in rows]),
+                self._chunks(messages),
             )
             self._db.execute("DROP TABLE queue")
             self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
         return int(numbered)
 
