@@ -7,8 +7,9 @@ without ``--tls``) need not load.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Final
+
+from ecaptureq.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from ecaptureq.sources.tls.capture import (
@@ -54,12 +55,4 @@ _MODULES: Final = ("errors", "locate", "ringbuf", "capture")
 """Where the names of ``__all__`` are defined, the lightest first (``capture`` imports the others)."""
 
 
-def __getattr__(name: str) -> object:
-    if name in __all__:
-        for module in _MODULES:
-            found = importlib.import_module(f"{__name__}.{module}").__dict__
-            if name in found:
-                globals()[name] = found[name]
-                return found[name]
-    # not ours: a submodule (``from ecaptureq.sources.tls import libbpf``) is then imported as usual
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _MODULES, __all__)
