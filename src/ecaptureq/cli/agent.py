@@ -22,7 +22,7 @@ from ecaptureq.cli.fleet import (
 )
 from ecaptureq.cli.runtime import Lifecycle, run_event_loop
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
-from ecaptureq.cli.watch import status_printer, warn
+from ecaptureq.cli.terminal import warn
 from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Client, ConnectError
 from ecaptureq.fleet import Agent, BadNodeName, FleetError, Spool, SpoolError, check_node, default_node
 from ecaptureq.fleet.agent import DEFAULT_HEARTBEAT_INTERVAL
@@ -246,6 +246,8 @@ async def run_agent(args: argparse.Namespace) -> ExitCode:
     client: Client | None = None
     source_task: Any
     if args.source is not None:
+        from ecaptureq.cli.watch import status_printer  # the relay's: watch's decoding only then
+
         try:
             client = Client(args.source, origin=args.origin or None, reconnect=True,
                             on_status=status_printer("agent"),

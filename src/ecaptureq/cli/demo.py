@@ -9,7 +9,8 @@ import sys
 from ecaptureq.cli.errors import CliError, ExitCode
 from ecaptureq.cli.render_http import HttpView, add_decode_options
 from ecaptureq.cli.runtime import run_event_loop
-from ecaptureq.cli.watch import add_watch_options, consume, printer_from_args, warn
+from ecaptureq.cli.terminal import warn
+from ecaptureq.cli.watch import add_watch_options, consume, printer_from_args
 from ecaptureq.client import Client, Connected, ConnectError, ConnectionLost, Status
 from ecaptureq.protocol.banner import startup_banner
 from ecaptureq.server import Server

@@ -11,7 +11,8 @@ from ecaptureq.cli.explain import connect_error, filter_error
 from ecaptureq.cli.render import plural
 from ecaptureq.cli.runtime import run_event_loop, run_until_signal, watching
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
-from ecaptureq.cli.watch import add_fleet_read_options, warn
+from ecaptureq.cli.terminal import warn
+from ecaptureq.cli.watch import add_fleet_read_options
 from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Connected, ConnectError, Disconnected, Status
 from ecaptureq.fleet import Collector, FleetReader, is_nats_url
 from ecaptureq.pipeline.recorder import LiveRecorder

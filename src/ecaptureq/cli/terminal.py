@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any, Final
 
 import orjson
@@ -109,6 +110,11 @@ def _plain_floats(obj: Any) -> bool:
 
 
 _SCALARS: Final = frozenset({str, int, bool, type(None)})
+
+
+def warn(command: str, text: str) -> None:
+    """Print one warning line on stderr."""
+    print(f"ecaptureq {command}: warning: {visible(text, newlines=False)}", file=sys.stderr, flush=True)
 
 
 def json_line(obj: Any, *, floats_checked: bool = False) -> str:

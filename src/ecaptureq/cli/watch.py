@@ -27,7 +27,7 @@ from ecaptureq.cli.render import (
 from ecaptureq.cli.render_http import HttpView, add_decode_options
 from ecaptureq.cli.runtime import run_event_loop
 from ecaptureq.cli.security import add_client_security_options, client_security_kwargs
-from ecaptureq.cli.terminal import json_line, visible
+from ecaptureq.cli.terminal import json_line, warn
 from ecaptureq.client import DEFAULT_ORIGIN, BadURL, Client, Connected, ConnectError, ConnectionLost, Status
 from ecaptureq.decode.decoder import Decoder
 from ecaptureq.decode.results import Decoded, RequestDone, ResponseDone
@@ -178,11 +178,6 @@ def _positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return value
-
-
-def warn(command: str, text: str) -> None:
-    """Print one warning line on stderr."""
-    print(f"ecaptureq {command}: warning: {visible(text, newlines=False)}", file=sys.stderr, flush=True)
 
 
 class PcapngOutputError(Exception):
